@@ -1,0 +1,94 @@
+"""Helpers shared by every CLI command: the --store option, tables, JSON and errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any, NoReturn
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+StoreOption = typer.Option(
+    None,
+    "--store",
+    envvar="SCALETRACK_STORE",
+    help="Store URL (sqlite:///path.db or postgresql+psycopg://...). "
+    "Default: $SCALETRACK_STORE or sqlite:///scaletrack.db.",
+    show_default=False,
+)
+
+
+def fail(message: str) -> NoReturn:
+    """Print a one-line error and exit with status 1."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def open_store_or_exit(url: str | None):  # -> store.Store
+    """Open the store named by `url`, or exit with a one-line error naming it."""
+    from scaletrack.errors import ScaletrackError
+    from store import Store
+
+    try:
+        return Store.open(url)
+    except ScaletrackError as exc:
+        fail(str(exc))
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def print_table(df: pd.DataFrame, title: str | None = None, columns: Iterable[str] | None = None) -> None:
+    """Print a DataFrame as a rich table (floats to 4 significant digits)."""
+    cols = list(columns) if columns is not None else list(df.columns)
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for col in cols:
+        numeric = col in df.columns and pd.api.types.is_numeric_dtype(df[col])
+        table.add_column(col, justify="right" if numeric else "left")
+    for row in df[cols].itertuples(index=False):
+        table.add_row(*(_cell(v) for v in row))
+    console.print(table)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def to_json(obj: Any) -> str:
+    """Serialise `obj` to JSON; NaN becomes null, timestamps become ISO strings."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(obj), default=_json_default, indent=2)
+
+
+def print_json(obj: Any) -> None:
+    """Print `obj` as JSON on stdout (no colour, so it pipes cleanly)."""
+    typer.echo(to_json(obj))

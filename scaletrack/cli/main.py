@@ -1,0 +1,42 @@
+"""The `scaletrack` command: one typer app; each area registers its own commands."""
+
+from __future__ import annotations
+
+import typer
+
+from scaletrack.cli import checkpoints, fit, ideas, runs, sweep
+from scaletrack.cli.common import fail
+from scaletrack.errors import ScaletrackError
+
+app = typer.Typer(
+    name="scaletrack",
+    help="Train scaling-law grids, log every loss, fit the laws, track emergence and ideas.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+
+@app.command()
+def version() -> None:
+    """Print the installed scaletrack version."""
+    from scaletrack import __version__
+
+    typer.echo(__version__)
+
+
+for _module in (runs, sweep, fit, ideas, checkpoints):
+    _module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one line, not a traceback."""
+    try:
+        app()
+    except ScaletrackError as exc:
+        fail(str(exc))
+
+
+if __name__ == "__main__":
+    main()
