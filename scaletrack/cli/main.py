@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from scaletrack.cli import checkpoints, fit, ideas, runs, sweep
+from scaletrack.cli import checkpoints, emergence, fit, ideas, runs, sweep
 from scaletrack.cli.common import fail
 from scaletrack.errors import ScaletrackError
 
@@ -26,7 +26,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _module in (runs, sweep, fit, ideas, checkpoints):
+for _module in (runs, sweep, fit, emergence, ideas, checkpoints):
     _module.register(app)
 
 
