@@ -1,4 +1,4 @@
-"""Shared fixtures. Store fixtures live in tests/store_fixtures.py (imported below)."""
+"""Shared fixtures: shared_data (the published data folder), store_url and store."""
 
 from __future__ import annotations
 
@@ -15,3 +15,25 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"published data folder {SHARED_DATA} is absent (it lies beside the checkout)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    """URL of a fresh, empty store (a SQLite file in tmp_path).
+
+    Every store test takes its URL from here, so the store tests can later be parametrized
+    over PostgreSQL by overriding this one fixture.
+    """
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
+def store(store_url: str):
+    """An opened Store at `store_url`, closed after the test."""
+    from store import Store
+
+    opened = Store.open(store_url)
+    try:
+        yield opened
+    finally:
+        opened.close()

@@ -1,7 +1,49 @@
-"""CLI commands for runs (placeholder until its owner fills it)."""
+"""`scaletrack runs`: list the runs in a store as a table or JSON."""
+
+from __future__ import annotations
 
 import typer
+
+from scaletrack.cli.common import (
+    StoreOption,
+    fail,
+    open_store_or_exit,
+    print_json,
+    print_table,
+)
+
+TABLE_COLUMNS = (
+    "run_key", "sweep", "family", "status", "N", "D", "C", "seed", "lr", "final_loss", "attempts",
+)
+
+
+def runs_command(
+    store: str | None = StoreOption,
+    sweep: str | None = typer.Option(None, "--sweep", help="Only runs of this sweep."),
+    status: str | None = typer.Option(
+        None, "--status", help="Only runs with this status (pending, running, finished, "
+        "failed, diverged)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON records instead of a table."),
+) -> None:
+    """List runs: key, sweep, family, status, N (params), D (tokens), C (FLOPs), final loss."""
+    from store import RUN_STATUSES
+
+    if status is not None and status not in RUN_STATUSES:
+        fail(f"unknown status {status!r} (one of {', '.join(RUN_STATUSES)})")
+    with open_store_or_exit(store) as st:
+        frame = st.runs(sweep=sweep, status=status)
+    if as_json:
+        records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+        print_json(records)
+        return
+    if frame.empty:
+        typer.echo("no runs")
+        return
+    title = "runs" + (f" of sweep {sweep}" if sweep else "") + (f" ({status})" if status else "")
+    print_table(frame, title=title, columns=TABLE_COLUMNS)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
+    app.command("runs")(runs_command)

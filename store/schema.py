@@ -1,0 +1,154 @@
+"""SQLAlchemy Core schema of the store (the head revision; migrations in store/migrations)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from store.coltypes import Float64Bits, JSONText, NaNFloat, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+sweeps = sa.Table(
+    "sweeps",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("spec", JSONText, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("sweep", sa.String(200), nullable=True, index=True),
+    sa.Column("family", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("worker", sa.String(200), nullable=True),
+    sa.Column("heartbeat_at", UTCDateTime, nullable=True),
+    sa.Column("N", sa.BigInteger, nullable=True),
+    sa.Column("N_total", sa.BigInteger, nullable=True),
+    sa.Column("D", sa.BigInteger, nullable=True),
+    sa.Column("C", sa.Double, nullable=True),
+    sa.Column("seed", sa.BigInteger, nullable=True),
+    sa.Column("lr", sa.Double, nullable=True),
+    sa.Column("final_loss", sa.Double, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("config", JSONText, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint(
+        "status IN ('pending', 'running', 'finished', 'failed', 'diverged')", name="status"
+    ),
+)
+
+# One row per (run, metric name, step). On SQLite a WITHOUT ROWID table clustered on the key;
+# value / wall_time are exact float64 (see store.coltypes.Float64Bits).
+metrics = sa.Table(
+    "metrics",
+    metadata,
+    sa.Column(
+        "run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("step", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("value", Float64Bits, nullable=False),
+    sa.Column("tokens", sa.BigInteger, nullable=True),
+    sa.Column("wall_time", Float64Bits, nullable=True),
+    sqlite_with_rowid=False,
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=True,
+        index=True,
+    ),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("N", sa.BigInteger, nullable=False),
+    sa.Column("tokens", sa.BigInteger, nullable=False),
+    sa.Column("flops", sa.Double, nullable=True),
+    sa.Column("step", sa.BigInteger, nullable=True),
+    sa.Column("path", sa.Text, nullable=False, unique=True),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("loader", sa.String(300), nullable=True),
+    sa.Column("meta", JSONText, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("kind IN ('own', 'external')", name="kind"),
+)
+
+evals = sa.Table(
+    "evals",
+    metadata,
+    sa.Column(
+        "checkpoint_id", sa.Integer, sa.ForeignKey("checkpoints.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("task", sa.String(200), primary_key=True),
+    sa.Column("metric", sa.String(200), primary_key=True),
+    sa.Column("value", NaNFloat, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+ideas = sa.Table(
+    "ideas",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("task", sa.String(300), nullable=False),
+    sa.Column("metric", sa.String(200), nullable=False),
+    sa.Column("threshold", sa.Double, nullable=False),
+    sa.Column("direction", sa.String(8), nullable=False),
+    sa.Column("hypothesis", sa.Text, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("best_value", sa.Double, nullable=True),
+    sa.Column("max_flops_tried", sa.Double, nullable=True),
+    sa.Column("max_N_tried", sa.BigInteger, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("direction IN ('above', 'below')", name="direction"),
+)
+
+idea_attempts = sa.Table(
+    "idea_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "idea_id", sa.Integer, sa.ForeignKey("ideas.id", ondelete="CASCADE"), nullable=False,
+        index=True,
+    ),
+    sa.Column(
+        "checkpoint_id", sa.Integer, sa.ForeignKey("checkpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("N", sa.BigInteger, nullable=False),
+    sa.Column("tokens", sa.BigInteger, nullable=False),
+    sa.Column("flops", sa.Double, nullable=True),
+    sa.Column("value", NaNFloat, nullable=True),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+fits = sa.Table(
+    "fits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("form", sa.String(100), nullable=False, index=True),
+    sa.Column("sweep", sa.String(200), nullable=True),
+    sa.Column("label", sa.Text, nullable=True),
+    sa.Column("payload", JSONText, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
