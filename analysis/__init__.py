@@ -1,1 +1,82 @@
-"""analysis package."""
+"""analysis: scaling-law fits (power laws, Chinchilla, IsoFLOP, envelope), bootstrap intervals,
+compute-optimal allocation, back-tests and plots. Fits are plain functions over DataFrames
+with columns N (params), D (tokens), C (FLOPs), loss (nats/token) returning `FitResult`."""
+
+from analysis.backtest import BacktestResult, backtest
+from analysis.chinchilla import fit_chinchilla
+from analysis.io import load_epoch_chinchilla, read_fit_csv, validate_frame
+from analysis.isoflop import (
+    compute_frontier,
+    fit_envelope,
+    fit_isoflop,
+    isoflop_minima,
+    snap_budgets,
+)
+from analysis.optimal import chinchilla_allocation, compute_optimal
+from analysis.powerlaw import fit_compute_law, fit_power_law
+from analysis.result import FitResult
+
+__all__ = [
+    "BacktestResult",
+    "FitResult",
+    "backtest",
+    "chinchilla_allocation",
+    "compute_frontier",
+    "compute_optimal",
+    "fit_chinchilla",
+    "fit_compute_law",
+    "fit_envelope",
+    "fit_isoflop",
+    "fit_power_law",
+    "isoflop_minima",
+    "load_epoch_chinchilla",
+    "read_fit_csv",
+    "snap_budgets",
+    "validate_frame",
+]
+
+# --- emergence (owner D): floored sigmoid fits, past/near/far, two-step task prediction ---
+# (plots live in analysis.emergence_plots and are not imported here: matplotlib stays lazy)
+from analysis.classify import (  # noqa: E402
+    TaskClassification,
+    classify_groups,
+    classify_task,
+    classify_tasks,
+)
+from analysis.emergence import (  # noqa: E402
+    EmergenceProfile,
+    SigmoidFit,
+    emergence_profile,
+    fit_floored_sigmoid,
+    sigmoid_value,
+)
+from analysis.two_step import (  # noqa: E402
+    AccuracyFit,
+    TaskLossFit,
+    TwoStepFit,
+    fit_loss_to_accuracy,
+    fit_task_loss,
+    fit_two_step,
+    load_olmo_ladder,
+    predict_two_step,
+)
+
+__all__ += [
+    "AccuracyFit",
+    "EmergenceProfile",
+    "SigmoidFit",
+    "TaskClassification",
+    "TaskLossFit",
+    "TwoStepFit",
+    "classify_groups",
+    "classify_task",
+    "classify_tasks",
+    "emergence_profile",
+    "fit_floored_sigmoid",
+    "fit_loss_to_accuracy",
+    "fit_task_loss",
+    "fit_two_step",
+    "load_olmo_ladder",
+    "predict_two_step",
+    "sigmoid_value",
+]

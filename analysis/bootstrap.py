@@ -1,0 +1,56 @@
+"""Nonparametric bootstrap helpers: resample points with replacement, percentile intervals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+
+def resample_counts(n: int, k: int, seed: int | None = 0) -> np.ndarray:
+    """(k, n) matrix: how often each of n points appears in each of k resamples of size n."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(k, n))
+    counts = np.zeros((k, n))
+    np.add.at(counts, (np.repeat(np.arange(k), n), idx.ravel()), 1.0)
+    return counts
+
+
+def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the finite samples (NaN, NaN when there are none)."""
+    x = np.asarray(samples, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return (float("nan"), float("nan"))
+    tail = 50.0 * (1.0 - level)
+    lo, hi = np.percentile(x, [tail, 100.0 - tail])
+    return (float(lo), float(hi))
+
+
+def intervals(samples: Mapping[str, np.ndarray], level: float = 0.95) -> dict:
+    """Percentile interval per parameter name."""
+    return {k: percentile_interval(v, level) for k, v in samples.items()}
+
+
+def bootstrap_params(
+    df: pd.DataFrame,
+    refit: Callable[[pd.DataFrame], Mapping[str, float] | None],
+    n_bootstrap: int,
+    seed: int | None = 0,
+) -> dict[str, np.ndarray]:
+    """Refit on `n_bootstrap` row resamples; return each parameter's samples (NaN where the
+    refit returned None, i.e. failed)."""
+    rng = np.random.default_rng(seed)
+    n = len(df)
+    out: dict[str, list[float]] = {}
+    for _ in range(n_bootstrap):
+        sample = df.iloc[rng.integers(0, n, size=n)]
+        params = refit(sample)
+        if params is None:
+            for v in out.values():
+                v.append(float("nan"))
+            continue
+        for key, value in params.items():
+            out.setdefault(key, [float("nan")] * 0).append(float(value))
+    return {k: np.asarray(v) for k, v in out.items()}

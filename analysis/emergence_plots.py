@@ -1,0 +1,162 @@
+"""Figures for emergence: metric vs scale per task, and an idea's attempts over time.
+
+Every function writes a PNG and an SVG beside it (matplotlib Agg backend) and returns the
+paths written.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.classify import TaskClassification  # noqa: E402
+from scaletrack.errors import DataError  # noqa: E402
+
+_LABEL_COLOURS = {"past": "#2a9d8f", "near": "#e9a23b", "far": "#8d99ae"}
+
+
+def _save(fig: plt.Figure, path: str | Path) -> list[Path]:
+    base = Path(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    stem = base.with_suffix("") if base.suffix.lower() in {".png", ".svg"} else base
+    out = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    fig.savefig(out[0], dpi=130, bbox_inches="tight")
+    fig.savefig(out[1], bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def _draw_task(
+    ax: plt.Axes, x: np.ndarray, y: np.ndarray, result: TaskClassification, x_label: str
+) -> None:
+    colour = _LABEL_COLOURS.get(result.label, "#333333")
+    keep = np.isfinite(x) & np.isfinite(y) & (x > 0)
+    x, y = x[keep], y[keep]
+    if x.size == 0:
+        raise DataError(f"task {result.task!r}: no finite points to plot")
+    ax.scatter(x, y, s=14, color="#264653", alpha=0.7, label="observed", zorder=3)
+    fit = result.fit
+    lo_x = float(np.min(x))
+    hi_x = float(np.max(x))
+    if fit is not None:
+        right = hi_x * 30.0
+        if math.isfinite(result.crossing) and result.crossing > 0:
+            right = max(right, result.crossing * 3.0)
+        right = min(right, hi_x * 1e4)
+        grid = np.logspace(math.log10(lo_x) - 0.2, math.log10(right), 200)
+        ax.plot(grid, fit.predict(grid), color=colour, lw=2, label="floored sigmoid fit")
+        lo, hi = fit.predict_ci95(grid)
+        if np.all(np.isfinite(lo)):
+            ax.fill_between(grid, lo, hi, color=colour, alpha=0.15, lw=0)
+    if math.isfinite(result.threshold):
+        ax.axhline(result.threshold, color="#e76f51", ls="--", lw=1,
+                   label=f"threshold ({result.threshold_source}) {result.threshold:.3g}")
+    ax.axvline(hi_x, color="#555555", ls=":", lw=1, label="largest tried")
+    c_lo, c_hi = result.crossing_ci95
+    if math.isfinite(result.crossing) and result.crossing > 0:
+        ax.axvline(result.crossing, color=colour, lw=1.2,
+                   label=f"predicted crossing {result.crossing:.2g}")
+        span_lo = c_lo if math.isfinite(c_lo) and c_lo > 0 else result.crossing
+        span_hi = c_hi if math.isfinite(c_hi) else ax.get_xlim()[1]
+        ax.axvspan(span_lo, span_hi, color=colour, alpha=0.1, label="crossing 95% interval")
+    ax.set_xscale("log")
+    ax.set_xlabel(x_label)
+    tag = " (emergent)" if result.emergent else ""
+    ax.set_title(f"{result.task} [{result.metric}]: {result.label}{tag}", fontsize=9)
+    ax.grid(alpha=0.3, which="both", lw=0.4)
+
+
+def plot_task_emergence(
+    x: np.ndarray, y: np.ndarray, result: TaskClassification, path: str | Path,
+    *, x_label: str = "training compute C (FLOPs)",
+) -> list[Path]:
+    """One task: points, fitted sigmoid with band, threshold line, crossing and interval."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    _draw_task(ax, np.asarray(x, float), np.asarray(y, float), result, x_label)
+    ax.set_ylabel(result.metric)
+    ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)
+
+
+def plot_tasks_emergence(
+    df: pd.DataFrame,
+    results: dict[str, TaskClassification],
+    path: str | Path,
+    *,
+    task_col: str = "task",
+    x_col: str = "C",
+    value_col: str = "value",
+    x_label: str = "training compute C (FLOPs)",
+    ncols: int = 3,
+) -> list[Path]:
+    """A grid of panels, one per task in `results` (task name -> classification)."""
+    if not results:
+        raise DataError("no task results to plot")
+    names = list(results)
+    nrows = math.ceil(len(names) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        g = df[df[task_col].astype(str) == name]
+        _draw_task(ax, g[x_col].to_numpy(float), g[value_col].to_numpy(float), results[name],
+                   x_label)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=6, loc="upper left")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_idea_timeline(
+    attempts_df: pd.DataFrame, ideas_df: pd.DataFrame, path: str | Path,
+) -> list[Path]:
+    """Each idea's attempts: value against the compute (FLOPs) it was tried at, in the order
+    tried, with its threshold; passed attempts filled, failed ones hollow.
+
+    attempts_df: idea_id, flops, value, passed, created_at. ideas_df: id, title, threshold,
+    direction ("above" | "below"), status.
+    """
+    for col in ("idea_id", "flops", "value", "passed", "created_at"):
+        if col not in attempts_df.columns:
+            raise DataError(f"attempts table lacks column {col!r}")
+    for col in ("id", "title", "threshold", "direction", "status"):
+        if col not in ideas_df.columns:
+            raise DataError(f"ideas table lacks column {col!r}")
+    ideas = ideas_df.sort_values("id")
+    n = max(len(ideas), 1)
+    fig, axes = plt.subplots(n, 1, figsize=(7.0, 2.6 * n), squeeze=False)
+    for ax, idea in zip(axes[:, 0], ideas.itertuples(index=False), strict=False):
+        att = attempts_df[attempts_df["idea_id"] == idea.id].sort_values("created_at")
+        ax.axhline(float(idea.threshold), color="#e76f51", ls="--", lw=1,
+                   label=f"threshold ({idea.direction}) {float(idea.threshold):.3g}")
+        if len(att):
+            flops = att["flops"].astype(float).to_numpy()
+            vals = att["value"].astype(float).to_numpy()
+            passed = att["passed"].astype(bool).to_numpy()
+            ok = np.isfinite(flops) & (flops > 0)
+            ax.plot(flops[ok], vals[ok], color="#264653", lw=0.8, alpha=0.6)
+            ax.scatter(flops[ok & passed], vals[ok & passed], color="#2a9d8f", s=36,
+                       zorder=3, label="passed")
+            ax.scatter(flops[ok & ~passed], vals[ok & ~passed], facecolors="none",
+                       edgecolors="#9b2226", s=36, zorder=3, label="not yet")
+            for i, (fx, vy) in enumerate(zip(flops[ok], vals[ok], strict=True), start=1):
+                ax.annotate(str(i), (fx, vy), textcoords="offset points", xytext=(4, 4),
+                            fontsize=7)
+            if ok.any():
+                ax.set_xscale("log")
+        else:
+            ax.text(0.5, 0.5, "no attempts yet", transform=ax.transAxes, ha="center",
+                    va="center", fontsize=9, color="#777777")
+        ax.set_title(f"#{idea.id} {idea.title} — {idea.status}", fontsize=9)
+        ax.set_ylabel("value")
+        ax.grid(alpha=0.3, lw=0.4)
+        ax.legend(fontsize=7, loc="best")
+    axes[-1, 0].set_xlabel("compute of the checkpoint tried (FLOPs); numbers = order tried")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,287 @@
+"""Figures for scaling-law work (matplotlib, Agg backend). Each function takes frames / fits
+and a path, writes a PNG and an SVG beside it, and returns both paths.
+
+- `plot_loss_vs_compute`: every run's loss vs compute (log-log) coloured by model size, the
+  compute-efficient frontier, and a fitted law with its extrapolation and bootstrap band.
+- `plot_isoflop`: loss vs N per compute budget with the fitted parabolas and their minima.
+- `plot_optimal`: N_opt and D_opt vs compute for one or more fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+from analysis.io import validate_frame  # noqa: E402
+from analysis.isoflop import compute_frontier, isoflop_minima  # noqa: E402
+from analysis.optimal import chinchilla_allocation, compute_optimal  # noqa: E402
+from analysis.result import FitResult  # noqa: E402
+from scaletrack.errors import DataError  # noqa: E402
+
+FIT_COLOR = "#d62728"
+FRONTIER_COLOR = "#222222"
+_STYLE = {
+    "font.size": 11, "axes.titlesize": 13, "axes.labelsize": 12, "legend.fontsize": 10,
+    "axes.grid": True, "grid.alpha": 0.25, "grid.linestyle": "-", "axes.spines.top": False,
+    "axes.spines.right": False, "savefig.dpi": 150, "svg.fonttype": "none",
+}
+
+
+def _si(value: float, _pos: object = None) -> str:
+    """1.2e9 -> '1.2B' style labels for parameter/token counts."""
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:g}{unit}"
+    return f"{value:g}"
+
+
+def _plain_loss_axis(ax: plt.Axes) -> None:
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)))
+    ymin, ymax = ax.get_ylim()
+    if ymax / ymin > 4:
+        ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _tex_num(value: float) -> str:
+    """1800 -> '1.8\\times10^{3}' for mathtext labels."""
+    if value == 0 or 1e-2 <= abs(value) < 1e4:
+        return f"{value:.4g}"
+    exp = int(np.floor(np.log10(abs(value))))
+    return f"{value / 10**exp:.2g}\\times10^{{{exp}}}"
+
+
+def _save(fig: plt.Figure, path: str | Path) -> list[Path]:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = path.with_suffix("") if path.suffix.lower() in (".png", ".svg") else path
+    outs = [base.with_suffix(".png"), base.with_suffix(".svg")]
+    if path.suffix.lower() == ".svg":
+        outs.reverse()
+    for out in outs:
+        fig.savefig(out, bbox_inches="tight")
+    plt.close(fig)
+    return outs
+
+
+def _band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(invalid="ignore"):
+        return np.nanpercentile(curves, 2.5, axis=0), np.nanpercentile(curves, 97.5, axis=0)
+
+
+def _law_curve(fit: FitResult, c: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Loss along compute for a loss law: (central, bootstrap curves or None, label)."""
+    rows = np.asarray(fit.extra.get("bootstrap_params") or [], dtype=float)
+    p = fit.params
+    if fit.form == "compute":
+        central = fit.predict(c)
+        label = f"fit: $L = {p['E']:.3g} + {_tex_num(p['a'])}\\,C^{{-{p['alpha']:.3f}}}$"
+        curves = None
+        if rows.size:
+            e, a, al = rows[:, 0:1], rows[:, 1:2], rows[:, 2:3]
+            curves = e + a * c[None, :] ** (-al)
+        return central, curves, label
+    if fit.form == "chinchilla":
+        n_opt, d_opt = chinchilla_allocation(dict(p), c)
+        central = fit.predict(n_opt, d_opt)
+        label = (f"Chinchilla fit at $N_{{opt}}(C)$\n"
+                 f"E={p['E']:.3g}, α={p['alpha']:.3f}, β={p['beta']:.3f}")
+        curves = None
+        if rows.size:
+            curves = np.empty((rows.shape[0], c.size))
+            for i, (e, a, b, al, be) in enumerate(rows):
+                n_i, d_i = chinchilla_allocation({"A": a, "B": b, "alpha": al, "beta": be}, c)
+                curves[i] = e + a * n_i ** (-al) + b * d_i ** (-be)
+        return central, curves, label
+    raise DataError(f"loss-vs-compute plot draws 'compute' or 'chinchilla' fits, not {fit.form!r}")
+
+
+def plot_loss_vs_compute(
+    df: pd.DataFrame,
+    path: str | Path,
+    *,
+    fit: FitResult | None = None,
+    extrapolate_to: float | None = None,
+    title: str = "Loss vs training compute",
+) -> list[Path]:
+    """Scatter of every run (N params, C FLOPs, loss nats) coloured by N, the frontier, and
+    `fit` ("compute" or "chinchilla") drawn to `extrapolate_to` FLOPs (default 30x the
+    largest run) with its 95% bootstrap band. Returns [png, svg] paths."""
+    data = validate_frame(df, ("N", "loss") + (("C",) if "D" not in df.columns else ("D",)))
+    c_min, c_max = float(data["C"].min()), float(data["C"].max())
+    c_end = float(extrapolate_to) if extrapolate_to else c_max * 30.0
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(8.5, 5.6))
+        order = data.sort_values("N", ascending=False)
+        sc = ax.scatter(order["C"], order["loss"], c=order["N"], cmap="viridis",
+                        norm=LogNorm(order["N"].min(), order["N"].max()), s=22, alpha=0.85,
+                        edgecolors="white", linewidths=0.4, zorder=3)
+        ax.scatter([], [], s=22, color="0.55", edgecolors="white",
+                   label=f"runs ({len(data)}; colour = N)")  # neutral legend entry
+        cbar = fig.colorbar(sc, ax=ax, pad=0.02)
+        cbar.set_label("model size N (parameters)")
+        cbar.ax.yaxis.set_major_formatter(FuncFormatter(_si))
+        front = compute_frontier(data)
+        if len(front) >= 2:
+            ax.plot(front["C"], front["loss"], color=FRONTIER_COLOR, lw=1.4, ls="-",
+                    marker="o", ms=3, zorder=4, label="compute-efficient frontier")
+        if fit is not None:
+            grid = np.geomspace(c_min, max(c_end, c_max), 300)
+            central, curves, label = _law_curve(fit, grid)
+            inside = grid <= c_max
+            ax.plot(grid[inside], central[inside], color=FIT_COLOR, lw=2.2, zorder=5, label=label)
+            ax.plot(grid[~inside], central[~inside], color=FIT_COLOR, lw=2.2, ls="--", zorder=5,
+                    label="extrapolation")
+            if curves is not None:
+                lo, hi = _band(curves)
+                ax.fill_between(grid, lo, hi, color=FIT_COLOR, alpha=0.18, lw=0, zorder=2,
+                                label=f"95% bootstrap band ({curves.shape[0]} resamples)")
+            if c_end > c_max:
+                ax.axvline(c_max, color="0.5", lw=0.8, ls=":", zorder=1)
+                ax.annotate("extrapolation →", xy=(c_max, 0),
+                            xycoords=("data", "axes fraction"), xytext=(-4, 6),
+                            textcoords="offset points", color="0.35", fontsize=9, ha="left")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training compute C (FLOPs)")
+        ax.set_ylabel("final loss (nats/token)")
+        ax.set_title(title)
+        _plain_loss_axis(ax)
+        ax.legend(loc="upper right", frameon=True, framealpha=0.9)
+        return _save(fig, path)
+
+
+def plot_isoflop(
+    df: pd.DataFrame,
+    path: str | Path,
+    *,
+    budget_col: str | None = None,
+    min_points: int = 3,
+    title: str = "IsoFLOP profiles",
+) -> list[Path]:
+    """Loss vs N per compute budget (colour = budget), each budget's parabola in log N and
+    its minimum (star). Returns [png, svg] paths."""
+    data = validate_frame(df, ("N", "loss") + (("C",) if "D" not in df.columns else ("D",)))
+    minima = isoflop_minima(data, budget_col=budget_col, min_points=min_points)
+    if minima.empty:
+        raise DataError("no budget has enough runs for an IsoFLOP parabola")
+    from analysis.isoflop import snap_budgets
+
+    budgets = data[budget_col].to_numpy(float) if budget_col else snap_budgets(data["C"])
+    norm = LogNorm(minima["C"].min(), minima["C"].max() * 1.0001)
+    cmap = plt.get_cmap("plasma_r")
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(8.5, 5.6))
+        for row in minima.itertuples(index=False):
+            color = cmap(0.1 + 0.85 * norm(row.C))
+            part = data[budgets == row.C]
+            ax.scatter(part["N"], part["loss"], color=color, s=20, alpha=0.8, zorder=3)
+            u = np.linspace(np.log(row.N_min) - 0.15, np.log(row.N_max) + 0.15, 100)
+            ax.plot(np.exp(u), np.polyval(row.coef, u - row.logN_center), color=color, lw=1.6,
+                    label=f"C = {row.C:.2g}" if len(minima) <= 10 else None)
+        ax.scatter(minima["N_opt"], minima["loss_opt"], marker="*", s=170, color="black",
+                   edgecolors="white", linewidths=0.8, zorder=6, label="minimum N_opt(C)")
+        ax.plot(minima["N_opt"], minima["loss_opt"], color="black", lw=0.8, ls=":", zorder=5)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(_si))
+        ax.set_xlabel("model size N (parameters)")
+        ax.set_ylabel("final loss (nats/token)")
+        lo = min(data["loss"].min(), minima["loss_opt"].min())
+        hi = np.percentile(data["loss"], 98)
+        ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.08 * (hi - lo))
+        ax.set_title(title)
+        if len(minima) <= 10:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="budget (FLOPs)",
+                      frameon=False)
+        else:  # many budgets: a colour bar reads better than a long legend
+            mappable = plt.cm.ScalarMappable(norm=norm, cmap=_truncated(cmap))
+            fig.colorbar(mappable, ax=ax, pad=0.02).set_label("compute budget C (FLOPs)")
+            ax.legend(loc="upper right", frameon=True, framealpha=0.9)
+        return _save(fig, path)
+
+
+def plot_optimal(
+    fits: FitResult | Sequence[FitResult],
+    path: str | Path,
+    *,
+    compute_range: tuple[float, float] | None = None,
+    title: str = "Compute-optimal allocation",
+) -> list[Path]:
+    """N_opt(C) and D_opt(C) (log-log, two panels) for each fit ("chinchilla", "isoflop",
+    "envelope"), with the fits' own minima/frontier points and 95% bootstrap bands where
+    available. Returns [png, svg] paths."""
+    fit_list = [fits] if isinstance(fits, FitResult) else list(fits)
+    if not fit_list:
+        raise DataError("plot_optimal needs at least one fit")
+    pts = [pd.DataFrame(f.extra.get("points") or []) for f in fit_list]
+    if compute_range is None:
+        cs = [p["C"].to_numpy(float) for p in pts if "C" in p.columns and len(p)]
+        lo, hi = (min(c.min() for c in cs), max(c.max() for c in cs)) if cs else (1e18, 1e22)
+        compute_range = (lo / 3.0, hi * 100.0)
+    grid = np.geomspace(*compute_range, 200)
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharex=True)
+        for i, (fit, points) in enumerate(zip(fit_list, pts, strict=True)):
+            color = colors[i % len(colors)]
+            opt = compute_optimal(fit, grid)
+            if fit.form == "chinchilla":
+                p = fit.params
+                s = p["beta"] / (p["alpha"] + p["beta"])
+                name = f"Chinchilla fit ($N\\propto C^{{{s:.3f}}}$, $D\\propto C^{{{1 - s:.3f}}}$)"
+            else:
+                a, b = fit.params["a"], fit.params["b"]
+                name = f"{fit.form} ($N\\propto C^{{{a:.3f}}}$, $D\\propto C^{{{b:.3f}}}$)"
+            bands = _allocation_bands(fit, grid)
+            for ax, col in zip(axes, ("N_opt", "D_opt"), strict=True):
+                ax.plot(grid, opt[col], color=color, lw=2, label=name)
+                if bands is not None:
+                    lo_b, hi_b = bands[col]
+                    ax.fill_between(grid, lo_b, hi_b, color=color, alpha=0.15, lw=0)
+                if len(points) and col in points.columns:
+                    ax.scatter(points["C"], points[col], color=color, s=28, zorder=4,
+                               edgecolors="white", linewidths=0.5)
+        for ax, what in zip(axes, ("N_opt (parameters)", "D_opt (tokens)"), strict=True):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(_si))
+            ax.set_xlabel("training compute C (FLOPs)")
+            ax.set_ylabel(what)
+        axes[0].legend(loc="upper left", frameon=False)
+        fig.suptitle(title)
+        fig.tight_layout()
+        return _save(fig, path)
+
+
+def _truncated(cmap: matplotlib.colors.Colormap) -> matplotlib.colors.Colormap:
+    """The 0.1-0.95 part of `cmap`, as used for the budget colours."""
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap(cmap(np.linspace(0.1, 0.95, 256)))
+
+
+def _allocation_bands(fit: FitResult, grid: np.ndarray) -> dict | None:
+    rows = np.asarray(fit.extra.get("bootstrap_params") or [], dtype=float)
+    if not rows.size:
+        return None
+    if fit.form in ("isoflop", "envelope"):
+        k_n, a, k_d, b = (rows[:, i : i + 1] for i in range(4))
+        return {"N_opt": _band(k_n * grid**a), "D_opt": _band(k_d * grid**b)}
+    if fit.form != "chinchilla":
+        return None
+    ns = np.empty((rows.shape[0], grid.size))
+    ds = np.empty_like(ns)
+    for i, (_, a, b, al, be) in enumerate(rows):
+        ns[i], ds[i] = chinchilla_allocation({"A": a, "B": b, "alpha": al, "beta": be}, grid)
+    return {"N_opt": _band(ns), "D_opt": _band(ds)}

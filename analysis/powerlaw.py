@@ -1,0 +1,138 @@
+"""Single-variable power laws: L(x) = E + a·x^(-alpha) for x in N (params), D (tokens) or
+C (FLOPs), with or without the irreducible loss E (Kaplan et al. 2020 drop it).
+
+Fitted by least squares on log L (residual log L_hat - log L) from a small grid of starts;
+intervals are bootstrap percentiles (each resample warm-started from the full-data optimum).
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from analysis.bootstrap import percentile_interval
+from analysis.io import validate_frame
+from analysis.result import FitResult
+
+_ALPHA_STARTS = (0.05, 0.15, 0.3, 0.6, 1.0)
+_E_FRACTIONS = (0.2, 0.6, 0.9)  # of the smallest observed loss
+
+
+def _fit_log_ls(
+    xc: np.ndarray, y: np.ndarray, irreducible: bool, starts: list[np.ndarray]
+) -> np.ndarray | None:
+    """Best theta = (log a_c, alpha[, log E]) for log L = log(E + exp(log a_c - alpha·xc))."""
+
+    def resid(t: np.ndarray) -> np.ndarray:
+        core = t[0] - t[1] * xc
+        return np.logaddexp(core, t[2]) - y if irreducible else core - y
+
+    def jac(t: np.ndarray) -> np.ndarray:
+        core = t[0] - t[1] * xc
+        if not irreducible:
+            return np.stack([np.ones_like(xc), -xc], axis=1)
+        w = np.exp(core - np.logaddexp(core, t[2]))
+        return np.stack([w, -w * xc, 1.0 - w], axis=1)
+
+    best, best_cost = None, np.inf
+    for t0 in starts:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = least_squares(resid, t0, jac=jac, method="lm", xtol=1e-12, ftol=1e-12,
+                                gtol=1e-12, max_nfev=2000)
+        if np.all(np.isfinite(res.x)) and res.cost < best_cost:
+            best, best_cost = res.x, res.cost
+    return best
+
+
+def _starts(xc: np.ndarray, y: np.ndarray, irreducible: bool) -> list[np.ndarray]:
+    loss = np.exp(y)
+    out = []
+    if not irreducible:
+        slope, intercept = np.polyfit(xc, y, 1)
+        return [np.array([intercept, -slope])]
+    for alpha, frac in itertools.product(_ALPHA_STARTS, _E_FRACTIONS):
+        e = frac * loss.min()
+        la = float(np.mean(np.log(np.maximum(loss - e, 1e-12)) + alpha * xc))
+        out.append(np.array([la, alpha, np.log(e)]))
+    return out
+
+
+def fit_power_law(
+    df: pd.DataFrame,
+    x: str = "N",
+    *,
+    irreducible: bool = True,
+    n_bootstrap: int = 1000,
+    seed: int | None = 0,
+) -> FitResult:
+    """Fit L(x) = E + a·x^(-alpha) (loss in nats) with x = "N", "D" or "C".
+
+    `irreducible=False` fixes E = 0 (Kaplan's L = (x_c/x)^alpha, a = x_c^alpha); then the
+    fit is ordinary least squares in log-log space. Form: "power_N", "power_D" or "compute".
+    """
+    if x not in ("N", "D", "C"):
+        raise ValueError(f"x must be 'N', 'D' or 'C', got {x!r}")
+    data = validate_frame(df, (x, "loss"), min_rows=3 if irreducible else 2)
+    lx = np.log(data[x].to_numpy(float))
+    y = np.log(data["loss"].to_numpy(float))
+    x_mean = float(lx.mean())
+    xc = lx - x_mean
+    theta = _fit_log_ls(xc, y, irreducible, _starts(xc, y, irreducible))
+    if theta is None:
+        raise ValueError(f"power-law fit in {x} did not converge from any start")
+
+    def to_params(t: np.ndarray) -> dict[str, float]:
+        return {
+            "E": float(np.exp(t[2])) if irreducible else 0.0,
+            "a": float(np.exp(t[0] + t[1] * x_mean)),
+            "alpha": float(t[1]),
+        }
+
+    params = to_params(theta)
+    names = ("E", "a", "alpha") if irreducible else ("a", "alpha")
+    ci = {k: (float("nan"), float("nan")) for k in names}
+    samples_out: list[list[float]] = []
+    if n_bootstrap > 0:
+        rng = np.random.default_rng(seed)
+        n = len(y)
+        rows = []
+        for _ in range(n_bootstrap):
+            idx = rng.integers(0, n, size=n)
+            t = _fit_log_ls(xc[idx], y[idx], irreducible, [theta])
+            rows.append(to_params(t) if t is not None else dict.fromkeys(params, np.nan))
+        samples = pd.DataFrame(rows)
+        ci = {k: percentile_interval(samples[k].to_numpy()) for k in names}
+        samples_out = samples[list(params)].to_numpy().tolist()
+    if not irreducible:
+        ci["E"] = (0.0, 0.0)
+    form = {"N": "power_N", "D": "power_D", "C": "compute"}[x]
+    pred = params["E"] + params["a"] * np.exp(lx) ** (-params["alpha"])
+    extra: dict = {"irreducible": irreducible, "n_bootstrap": n_bootstrap, "seed": seed,
+                   "bootstrap_params": samples_out, "x_range": [float(lx.min()), float(lx.max())]}
+    if not irreducible and params["alpha"] != 0:
+        extra["x_c"] = float(params["a"] ** (1.0 / params["alpha"]))
+    return FitResult(
+        form=form,
+        params=params,
+        ci95=ci,
+        residuals=tuple(np.log(pred) - y),
+        selection={"index": [_label(i) for i in data.index], "x": x, "columns": [x, "loss"]},
+        n_points=len(y),
+        extra=extra,
+    )
+
+
+def fit_compute_law(
+    df: pd.DataFrame, *, irreducible: bool = True, n_bootstrap: int = 1000, seed: int | None = 0
+) -> FitResult:
+    """Fit L(C) = E + a·C^(-alpha) with C in FLOPs (default 6·N·D when the frame has no C)."""
+    return fit_power_law(df, "C", irreducible=irreducible, n_bootstrap=n_bootstrap, seed=seed)
+
+
+def _label(value: object) -> object:
+    return value.item() if hasattr(value, "item") else value

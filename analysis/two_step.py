@@ -1,0 +1,498 @@
+"""Two-step task prediction from a model ladder (Bhagia et al. 2024, "Establishing Task
+Scaling Laws via Compute-Efficient Model Ladders").
+
+Step 1, scale -> task loss (bits-per-byte of the correct answer, or nats):
+    L(N, D) = E + A / N**alpha + B / D**beta      (N parameters, D tokens), or
+    L(C)    = E + A / C**alpha                     (C FLOPs),
+fitted on the final checkpoint of each ladder run (intermediate checkpoints are not
+annealed, so they sit above the final-loss surface).
+Step 2, task loss -> accuracy:
+    acc(L) = b + a / (1 + exp(k (L - L0)))         (k > 0: accuracy falls as loss rises),
+fitted on every checkpoint of every ladder run (the mapping does not depend on the
+schedule, so intermediate checkpoints add points). Chaining them predicts a target
+model's accuracy from its (N, D) or C alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+from scipy.special import expit
+
+from scaletrack.errors import DataError
+
+# ---------------------------------------------------------------------------------------
+# step 1: scale -> task loss
+
+
+@dataclass(frozen=True)
+class TaskLossFit:
+    """Step 1. form "nd" (params E, A, alpha, B, beta; N params, D tokens) or "c"
+    (params E, A, alpha; C FLOPs). Loss in the units it was fitted on (bpb or nats)."""
+
+    form: str
+    params: dict[str, float]
+    ci95: dict[str, tuple[float, float]]
+    residuals: tuple[float, ...]
+    selection: dict[str, Any]
+    n_points: int
+    boot_params: tuple[tuple[float, ...], ...] = ()
+
+    def predict(
+        self, N: float | np.ndarray | None = None, D: float | np.ndarray | None = None,
+        C: float | np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Task loss at (N, D) for form "nd", or at C for form "c"."""
+        return _step1_value(self.form, tuple(self.params.values()), N, D, C)
+
+    def predict_samples(self, N=None, D=None, C=None) -> np.ndarray:  # noqa: ANN001
+        """Bootstrap predictions, shape (n_boot, len(x))."""
+        return np.array([_step1_value(self.form, bp, N, D, C) for bp in self.boot_params])
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ci95"] = {k: list(v) for k, v in self.ci95.items()}
+        d["boot_params"] = [list(b) for b in self.boot_params]
+        d["residuals"] = list(self.residuals)
+        return d
+
+
+def _step1_value(form: str, p: Sequence[float], N, D, C) -> np.ndarray:  # noqa: ANN001
+    if form == "nd":
+        if N is None or D is None:
+            raise DataError("the (N, D) task-loss form needs both N and D")
+        E, A, alpha, B, beta = p
+        n = np.asarray(N, dtype=float)
+        d = np.asarray(D, dtype=float)
+        return E + A / n**alpha + B / d**beta
+    if C is None:
+        raise DataError("the compute task-loss form needs C (FLOPs)")
+    E, A, alpha = p
+    return E + A / np.asarray(C, dtype=float) ** alpha
+
+
+def _fit_step1_theta(
+    form: str, cols: tuple[np.ndarray, ...], y: np.ndarray, starts: list[np.ndarray]
+) -> np.ndarray:
+    """theta: nd -> (E, lnA, alpha, lnB, beta); c -> (E, lnA, alpha). Huber on log loss."""
+    logs = tuple(np.log(c) for c in cols)
+    ly = np.log(y)
+
+    def pred(th: np.ndarray) -> np.ndarray:
+        if form == "nd":
+            E, la, a, lb, b = th
+            return E + np.exp(la - a * logs[0]) + np.exp(lb - b * logs[1])
+        E, la, a = th
+        return E + np.exp(la - a * logs[0])
+
+    def resid(th: np.ndarray) -> np.ndarray:
+        return np.log(np.maximum(pred(th), 1e-12)) - ly
+
+    if form == "nd":
+        lo = [0.0, -50.0, 0.0, -50.0, 0.0]
+        hi = [float(y.min()), 200.0, 2.0, 200.0, 2.0]
+    else:
+        lo = [0.0, -50.0, 0.0]
+        hi = [float(y.min()), 400.0, 2.0]
+    best, cost = None, math.inf
+    for s in starts:
+        s = np.clip(s, np.array(lo) + 1e-9, np.array(hi) - 1e-9)
+        r = least_squares(resid, s, bounds=(lo, hi), loss="huber", f_scale=1e-2)
+        if r.cost < cost:
+            best, cost = r.x, r.cost
+    assert best is not None
+    return best
+
+
+def _step1_starts(form: str, cols: tuple[np.ndarray, ...], y: np.ndarray) -> list[np.ndarray]:
+    starts = []
+    ymin = float(y.min())
+    med = [float(np.median(np.log(c))) for c in cols]
+    for e_frac in (0.0, 0.5, 0.8):
+        E = e_frac * ymin
+        rest = max(float(np.median(y)) - E, 1e-3)
+        for a in (0.1, 0.3, 0.6):
+            if form == "nd":
+                for b in (0.1, 0.3, 0.6):
+                    starts.append(np.array([
+                        E, math.log(rest / 2) + a * med[0], a, math.log(rest / 2) + b * med[1], b,
+                    ]))
+            else:
+                starts.append(np.array([E, math.log(rest) + a * med[0], a]))
+    return starts
+
+
+def _theta_to_params(form: str, th: np.ndarray) -> tuple[float, ...]:
+    if form == "nd":
+        E, la, a, lb, b = th
+        return (float(E), float(math.exp(la)), float(a), float(math.exp(lb)), float(b))
+    E, la, a = th
+    return (float(E), float(math.exp(la)), float(a))
+
+
+def fit_task_loss(
+    loss: Sequence[float] | np.ndarray,
+    *,
+    N: Sequence[float] | np.ndarray | None = None,
+    D: Sequence[float] | np.ndarray | None = None,
+    C: Sequence[float] | np.ndarray | None = None,
+    n_boot: int = 100,
+    seed: int = 0,
+) -> TaskLossFit:
+    """Step 1: fit L(N, D) = E + A/N^alpha + B/D^beta (give N and D), or L(C) = E + A/C^alpha
+    (give C). Loss must be positive (bpb or nats). Huber regression on log loss; residual
+    bootstrap (in log space) for intervals."""
+    y = np.asarray(loss, dtype=float)
+    if N is not None and D is not None:
+        form, cols = "nd", (np.asarray(N, dtype=float), np.asarray(D, dtype=float))
+        names = ("E", "A", "alpha", "B", "beta")
+    elif C is not None:
+        form, cols = "c", (np.asarray(C, dtype=float),)
+        names = ("E", "A", "alpha")
+    else:
+        raise DataError("fit_task_loss needs N and D, or C")
+    ok = np.isfinite(y) & (y > 0)
+    for c in cols:
+        if c.shape != y.shape:
+            raise DataError("scale and loss arrays must have the same length")
+        ok &= np.isfinite(c) & (c > 0)
+    y = y[ok]
+    cols = tuple(c[ok] for c in cols)
+    if y.size < len(names) + 1:
+        raise DataError(f"step 1 ({form}) needs at least {len(names) + 1} points, got {y.size}")
+    theta = _fit_step1_theta(form, cols, y, _step1_starts(form, cols, y))
+    params = _theta_to_params(form, theta)
+    pred = _step1_value(form, params, *(cols if form == "nd" else (None, None)),
+                        C=cols[0] if form == "c" else None)
+    log_resid = np.log(y) - np.log(pred)
+    boot: list[tuple[float, ...]] = []
+    if n_boot > 0:
+        rng = np.random.default_rng(seed)
+        centred = log_resid - log_resid.mean()
+        for _ in range(n_boot):
+            yb = pred * np.exp(rng.choice(centred, size=centred.size, replace=True))
+            boot.append(_theta_to_params(form, _fit_step1_theta(form, cols, yb, [theta])))
+    ci95 = _intervals(names, boot)
+    return TaskLossFit(
+        form=form,
+        params=dict(zip(names, params, strict=True)),
+        ci95=ci95,
+        residuals=tuple(float(r) for r in y - pred),
+        selection={"n_boot": n_boot, "seed": seed},
+        n_points=int(y.size),
+        boot_params=tuple(boot),
+    )
+
+
+def _intervals(
+    names: Sequence[str], boot: list[tuple[float, ...]]
+) -> dict[str, tuple[float, float]]:
+    if not boot:
+        return {n: (math.nan, math.nan) for n in names}
+    arr = np.array(boot)
+    return {
+        n: (float(np.quantile(arr[:, i], 0.025)), float(np.quantile(arr[:, i], 0.975)))
+        for i, n in enumerate(names)
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# step 2: task loss -> accuracy
+
+
+@dataclass(frozen=True)
+class AccuracyFit:
+    """Step 2: acc(L) = b + a / (1 + exp(k (L - L0))); params a, k, L0, b. L in the units of
+    the fitted task loss; accuracy in [0, 1]."""
+
+    params: dict[str, float]
+    ci95: dict[str, tuple[float, float]]
+    residuals: tuple[float, ...]
+    selection: dict[str, Any]
+    n_points: int
+    boot_params: tuple[tuple[float, float, float, float], ...] = ()
+    form: str = "loss_to_accuracy_sigmoid"
+
+    def predict(self, loss: float | np.ndarray) -> np.ndarray:
+        p = self.params
+        return _step2_value((p["a"], p["k"], p["L0"], p["b"]), loss)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ci95"] = {k: list(v) for k, v in self.ci95.items()}
+        d["boot_params"] = [list(b) for b in self.boot_params]
+        d["residuals"] = list(self.residuals)
+        return d
+
+
+def _step2_value(p: Sequence[float], loss: float | np.ndarray) -> np.ndarray:
+    a, k, L0, b = p
+    return b + a * expit(-k * (np.asarray(loss, dtype=float) - L0))
+
+
+def _fit_step2_theta(
+    L: np.ndarray, y: np.ndarray, chance: float | None, ceil_limit: float,
+    starts: list[np.ndarray],
+) -> tuple[float, float, float, float]:
+    """theta = (b, frac, k, L0) or (frac, k, L0) with b fixed; a = frac * (ceil_limit - b)."""
+
+    def unpack(th: np.ndarray) -> tuple[float, float, float, float]:
+        if chance is None:
+            b, frac, k, L0 = th
+        else:
+            b = chance
+            frac, k, L0 = th
+        return (float(frac * (ceil_limit - b)), float(k), float(L0), float(b))
+
+    def resid(th: np.ndarray) -> np.ndarray:
+        return _step2_value(unpack(th), L) - y
+
+    span = float(L.max() - L.min()) or 1.0
+    lo = [0.0, 1e-3, float(L.min()) - 5 * span]
+    hi = [1.0, 200.0, float(L.max()) + 5 * span]
+    if chance is None:
+        lo, hi = [0.0, *lo], [float(max(y.min(), 1e-6)), *hi]
+    best, cost = None, math.inf
+    for s in starts:
+        s = np.clip(s, np.array(lo) + 1e-9, np.array(hi) - 1e-9)
+        r = least_squares(resid, s, bounds=(lo, hi))
+        if r.cost < cost:
+            best, cost = r.x, r.cost
+    assert best is not None
+    return unpack(best)
+
+
+def _pack_step2(p: tuple[float, float, float, float], chance: float | None, ceil_limit: float):
+    a, k, L0, b = p
+    frac = a / (ceil_limit - b) if ceil_limit > b else 0.0
+    core = [frac, k, L0]
+    return np.array(core if chance is not None else [b, *core])
+
+
+def fit_loss_to_accuracy(
+    loss: Sequence[float] | np.ndarray,
+    acc: Sequence[float] | np.ndarray,
+    *,
+    chance: float | None = None,
+    ceil_limit: float = 1.0,
+    n_boot: int = 100,
+    seed: int = 0,
+) -> AccuracyFit:
+    """Step 2: fit acc = b + a*sigmoid(-k (L - L0)) by bounded least squares, several starts.
+
+    chance: fix the lower asymptote b (e.g. 0.25 for 4 options); fitted when None.
+    ceil_limit bounds a + b (1 for accuracy). Residual bootstrap for intervals."""
+    L = np.asarray(loss, dtype=float)
+    y = np.asarray(acc, dtype=float)
+    if L.shape != y.shape:
+        raise DataError("loss and accuracy arrays must have the same length")
+    ok = np.isfinite(L) & np.isfinite(y)
+    L, y = L[ok], y[ok]
+    need = 4 if chance is None else 3
+    if y.size < need + 1:
+        raise DataError(f"step 2 needs at least {need + 1} points, got {y.size}")
+    b0 = chance if chance is not None else float(max(y.min() - 0.02, 0.0))
+    starts = []
+    for frac in (0.5, 0.9):
+        for k in (2.0, 8.0):
+            for L0 in np.quantile(L, [0.2, 0.8]):
+                core = [frac, k, float(L0)]
+                starts.append(np.array(core if chance is not None else [b0, *core]))
+    params = _fit_step2_theta(L, y, chance, ceil_limit, starts)
+    pred = _step2_value(params, L)
+    resid = y - pred
+    boot: list[tuple[float, float, float, float]] = []
+    if n_boot > 0:
+        rng = np.random.default_rng(seed)
+        centred = resid - resid.mean()
+        start = [_pack_step2(params, chance, ceil_limit)]
+        for _ in range(n_boot):
+            yb = pred + rng.choice(centred, size=centred.size, replace=True)
+            boot.append(_fit_step2_theta(L, yb, chance, ceil_limit, start))
+    names = ("a", "k", "L0", "b")
+    return AccuracyFit(
+        params=dict(zip(names, params, strict=True)),
+        ci95=_intervals(names, boot),
+        residuals=tuple(float(r) for r in resid),
+        selection={"chance": chance, "ceil_limit": ceil_limit, "n_boot": n_boot, "seed": seed},
+        n_points=int(y.size),
+        boot_params=tuple(boot),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# chaining
+
+
+@dataclass(frozen=True)
+class TwoStepFit:
+    """Step 1 and step 2 for one task; predicts accuracy from (N, D) or C."""
+
+    task: str
+    step1: TaskLossFit
+    step2: AccuracyFit
+
+    def predict_loss(self, N=None, D=None, C=None) -> np.ndarray:  # noqa: ANN001
+        return self.step1.predict(N=N, D=D, C=C)
+
+    def predict(self, N=None, D=None, C=None) -> np.ndarray:  # noqa: ANN001
+        """Predicted accuracy at (N, D) (step-1 form "nd") or C (form "c")."""
+        return self.step2.predict(self.predict_loss(N=N, D=D, C=C))
+
+    def predict_ci95(self, N=None, D=None, C=None) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+        """95% interval of the chained prediction: bootstrap step 1 x bootstrap step 2
+        (paired by index)."""
+        l_s = self.step1.predict_samples(N=N, D=D, C=C)
+        if l_s.size == 0 or not self.step2.boot_params:
+            nan = np.full(np.shape(np.atleast_1d(self.predict(N=N, D=D, C=C))), np.nan)
+            return nan, nan
+        n = min(len(l_s), len(self.step2.boot_params))
+        accs = np.array([_step2_value(self.step2.boot_params[i], l_s[i]) for i in range(n)])
+        return np.quantile(accs, 0.025, axis=0), np.quantile(accs, 0.975, axis=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "step1": self.step1.to_dict(), "step2": self.step2.to_dict()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+def final_points(
+    df: pd.DataFrame, *, run_col: str = "run", step_col: str = "step",
+    value_cols: Iterable[str] = ("loss",), window: int = 1,
+) -> pd.DataFrame:
+    """One row per run: its last checkpoint, with `value_cols` averaged over the last
+    `window` checkpoints (by step)."""
+    rows = []
+    for _, g in df.sort_values(step_col).groupby(run_col, sort=True):
+        last = g.iloc[-1].copy()
+        tail = g.iloc[-window:]
+        for c in value_cols:
+            last[c] = float(tail[c].mean())
+        rows.append(last)
+    return pd.DataFrame(rows).reset_index(drop=True)
+
+
+def fit_two_step(
+    df: pd.DataFrame,
+    *,
+    task: str = "task",
+    use_compute: bool = False,
+    chance: float | None = None,
+    final_window: int = 1,
+    step2_min_fraction: float = 0.0,
+    step2_smooth: int = 5,
+    n_boot: int = 100,
+    seed: int = 0,
+) -> TwoStepFit:
+    """Fit both steps on one task's ladder checkpoints.
+
+    df columns: run, step, N (params), D (tokens seen at that checkpoint), loss (task loss),
+    acc (task accuracy); C (FLOPs) when use_compute. Step 1 uses each run's final checkpoint
+    (loss averaged over its last `final_window` checkpoints); step 2 uses every checkpoint
+    past `step2_min_fraction` of its run's tokens, with loss and accuracy replaced by their
+    centred moving average over `step2_smooth` consecutive checkpoints of the same run
+    (1 = raw), which damps checkpoint-to-checkpoint evaluation noise.
+    """
+    need = {"run", "step", "loss", "acc"} | ({"C"} if use_compute else {"N", "D"})
+    missing = need - set(df.columns)
+    if missing:
+        raise DataError(f"two-step fit for {task!r}: missing columns {sorted(missing)}")
+    data = df.dropna(subset=["loss", "acc"])
+    fin = final_points(data, value_cols=("loss",), window=final_window)
+    if use_compute:
+        s1 = fit_task_loss(fin["loss"], C=fin["C"], n_boot=n_boot, seed=seed)
+    else:
+        s1 = fit_task_loss(fin["loss"], N=fin["N"], D=fin["D"], n_boot=n_boot, seed=seed)
+    tok_col = "C" if use_compute else "D"
+    frac = data[tok_col] / data.groupby("run")[tok_col].transform("max")
+    pts = data[frac >= step2_min_fraction].sort_values(["run", "step"])
+    if step2_smooth > 1:
+        smooth = pts.groupby("run")[["loss", "acc"]].transform(
+            lambda s: s.rolling(step2_smooth, center=True, min_periods=1).mean()
+        )
+        pts = pts.assign(loss=smooth["loss"], acc=smooth["acc"])
+    s2 = fit_loss_to_accuracy(pts["loss"], pts["acc"], chance=chance, n_boot=n_boot, seed=seed)
+    return TwoStepFit(task=task, step1=s1, step2=s2)
+
+
+def predict_two_step(
+    ladder: pd.DataFrame,
+    *,
+    N: float | None = None,
+    D: float | None = None,
+    C: float | None = None,
+    chance: float | dict[str, float] | None = None,
+    final_window: int = 1,
+    step2_min_fraction: float = 0.0,
+    step2_smooth: int = 5,
+    n_boot: int = 100,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Fit the two steps per task on a long ladder frame (columns task, run, step, N, D, C,
+    loss, acc) and predict a target at (N, D) — or at C when only C is given.
+
+    Returns one row per task: task, predicted_loss, predicted_acc, acc_lo, acc_hi, plus
+    the step fits' parameters (s1_*, s2_*)."""
+    if "task" not in ladder.columns:
+        raise DataError("ladder frame needs a 'task' column")
+    use_compute = N is None or D is None
+    if use_compute and C is None:
+        raise DataError("give the target's N and D, or its C")
+    rows = []
+    for task, g in ladder.groupby("task", sort=True):
+        ch = chance.get(str(task)) if isinstance(chance, dict) else chance
+        fit = fit_two_step(g, task=str(task), use_compute=use_compute, chance=ch,
+                           final_window=final_window, step2_min_fraction=step2_min_fraction,
+                           step2_smooth=step2_smooth, n_boot=n_boot, seed=seed)
+        kw = {"C": C} if use_compute else {"N": N, "D": D}
+        lo, hi = fit.predict_ci95(**kw)
+        row: dict[str, Any] = {
+            "task": str(task),
+            "predicted_loss": float(np.squeeze(fit.predict_loss(**kw))),
+            "predicted_acc": float(np.squeeze(fit.predict(**kw))),
+            "acc_lo": float(np.squeeze(lo)),
+            "acc_hi": float(np.squeeze(hi)),
+        }
+        row.update({f"s1_{k}": v for k, v in fit.step1.params.items()})
+        row.update({f"s2_{k}": v for k, v in fit.step2.params.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def load_olmo_ladder(path: str | Path) -> pd.DataFrame:
+    """Read the published OLMo ladder table (olmo_ladder_task_bpb_acc.csv) into the columns
+    this module uses: task, run, role, step, N, D (tokens), C (FLOPs), loss (task bpb),
+    acc (task accuracy, ranked classification), chance."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"OLMo ladder table not found: {p}")
+    raw = pd.read_csv(p)
+    need = {"run", "role", "n_params", "tokens", "flops_approx", "step", "task", "task_bpb",
+            "task_acc_rc", "chance"}
+    missing = need - set(raw.columns)
+    if missing:
+        raise DataError(f"{p.name}: missing columns {sorted(missing)}")
+    out = pd.DataFrame({
+        "task": raw["task"].astype(str),
+        "run": raw["run"].astype(str),
+        "role": raw["role"].astype(str),
+        "step": raw["step"].astype(float),
+        "N": raw["n_params"].astype(float),
+        "D": raw["tokens"].astype(float),
+        "C": raw["flops_approx"].astype(float),
+        "loss": raw["task_bpb"].astype(float),
+        "acc": raw["task_acc_rc"].astype(float),
+        "chance": raw["chance"].astype(float),
+    })
+    # rows without a step (an annealed final eval) sort last within their run
+    out["step"] = out["step"].fillna(np.inf)
+    return out

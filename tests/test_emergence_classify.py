@@ -1,0 +1,155 @@
+"""past / near / far classification: synthetic cases and the published emergence tables."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.classify import classify_task, classify_tasks
+from analysis.emergence import sigmoid_value
+from scaletrack.errors import DataError
+
+
+def _task(hi: float, *, mid: float = 21.0, k: float = 2.0, seed: int = 0, n: int = 12):
+    rng = np.random.default_rng(seed)
+    x = np.logspace(18.0, hi, n)
+    y = sigmoid_value(x, 0.25, 0.9, k, mid) + rng.normal(0, 0.01, size=n)
+    return x, y
+
+
+def test_far_from_the_transition_is_far() -> None:
+    x, y = _task(19.0)  # two decades below the midpoint: still at chance
+    r = classify_task(x, y, chance=0.25, threshold=0.6, n_boot=50)
+    assert r.label == "far"
+    assert r.crossing > 10 * r.x_max or math.isnan(r.crossing)
+
+
+def test_near_the_transition_is_near() -> None:
+    x, y = _task(20.6, seed=2)  # rise under way, threshold crossed ~3x beyond
+    r = classify_task(x, y, chance=0.25, threshold=0.6, n_boot=100)
+    true_crossing = 10 ** (21.0 + math.log((0.6 - 0.25) / (0.9 - 0.6)) / 2.0)
+    assert r.label == "near", r.reason
+    assert r.x_max < r.crossing <= 10 * r.x_max
+    lo, hi = r.crossing_ci95
+    assert lo <= true_crossing <= hi
+
+
+def test_saturated_task_is_past() -> None:
+    x, y = _task(23.5)
+    r = classify_task(x, y, chance=0.25, n_boot=50)
+    assert r.label == "past"
+    assert r.x_max > r.fit.upper_knee
+    r2 = classify_task(x, y, chance=0.25, threshold=0.8, n_boot=0)
+    assert r2.label == "past" and "threshold" in r2.reason
+
+
+def test_sudden_vs_smooth_synthetic() -> None:
+    x = np.logspace(18, 24, 13)
+    sudden = sigmoid_value(x, 0.0, 0.95, 4.0, 22.0)
+    smooth = sigmoid_value(x, 0.0, 0.95, 0.6, 21.0)
+    a = classify_task(x, sudden, chance=0.0, n_boot=0)
+    b = classify_task(x, smooth, chance=0.0, n_boot=0)
+    assert a.emergent and not b.emergent
+    assert a.suddenness > 3 * b.suddenness
+
+
+def test_classify_tasks_long_frame_and_errors() -> None:
+    rows = []
+    for name, hi in (("far_task", 19.0), ("past_task", 23.5)):
+        x, y = _task(hi)
+        rows += [
+            {"task": name, "metric": "acc", "C": a, "value": b}
+            for a, b in zip(x, y, strict=True)
+        ]
+    df = pd.DataFrame(rows)
+    out = classify_tasks(df, chance=0.25, n_boot=20)
+    assert list(out["task"]) == ["far_task", "past_task"]
+    assert list(out["label"]) == ["far", "past"]
+    for col in ("crossing", "crossing_lo", "crossing_hi", "suddenness", "emergent"):
+        assert col in out.columns
+    with pytest.raises(DataError, match="'flops'"):
+        classify_tasks(df, x_col="flops")
+
+
+def test_loss_metric_is_lower_is_better() -> None:
+    x = np.logspace(19, 23, 12)
+    y = sigmoid_value(x, 3.0, 1.0, 1.2, 21.0)
+    df = pd.DataFrame({"task": "t", "metric": "bpb", "C": x, "value": y})
+    out = classify_tasks(df, threshold=1.5, n_boot=0)
+    assert out.loc[0, "label"] == "past"  # bpb 1.5 already beaten at the largest scale
+    out = classify_tasks(df[df.C < 3e20], threshold=1.2, n_boot=0)
+    assert out.loc[0, "label"] in ("near", "far")
+
+
+# --- published data ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def obsscaling(shared_data: Path) -> pd.DataFrame:
+    df = pd.read_csv(shared_data / "obsscaling_emergent_tasks.csv")
+    out = classify_tasks(df.dropna(subset=["train_flops"]), task_col="source_column",
+                         metric_col=None, x_col="train_flops", chance_col="chance", n_boot=40)
+    return out.set_index("task")
+
+
+@pytest.fixture(scope="module")
+def obs_standard(shared_data: Path) -> pd.DataFrame:
+    df = pd.read_csv(shared_data / "obsscaling_standard_benchmarks.csv")
+    out = classify_tasks(df.dropna(subset=["train_flops"]), task_col="benchmark",
+                         metric_col=None, x_col="train_flops", chance_col="chance", n_boot=40)
+    return out.set_index("task")
+
+
+PYTHIA_CHANCE = {"piqa": 0.5, "winogrande": 0.5, "wsc": 0.5, "arc_easy": 0.25,
+                 "arc_challenge": 0.25, "sciq": 0.25, "logiqa": 0.25, "lambada_openai": 0.0}
+
+
+@pytest.fixture(scope="module")
+def pythia(shared_data: Path) -> pd.DataFrame:
+    df = pd.read_csv(shared_data / "pythia_v1_zero_shot.csv")
+    df = df[(df["step"] == 143000) & (df["deduped"] == 0) & (df["metric"] == "acc")]
+    df = df.assign(C=6.0 * df["model_size_params"].astype(float) * df["tokens_seen"].astype(float))
+    return classify_tasks(df, x_col="C", chance=PYTHIA_CHANCE, n_boot=40).set_index("task")
+
+
+def test_obsscaling_emergent_tasks_are_emergent(obsscaling: pd.DataFrame) -> None:
+    for task in ("arithmetic_3da_2_acc", "arithmetic_3ds_2_acc", "arithmetic_2da_2_acc",
+                 "word_unscrambling_2_exact_match", "parsinlu_qa_2_acc",
+                 "ipa_transliterate_2_exact_match"):
+        row = obsscaling.loc[task]
+        assert bool(row["emergent"]), task
+        assert row["decades_at_chance"] >= 1.0, task
+        assert row["label"] == "past", task  # today's largest models are past all of them
+
+
+def test_three_digit_arithmetic_emerges_where_wei_says(
+    obsscaling: pd.DataFrame, shared_data: Path
+) -> None:
+    wei = pd.read_csv(shared_data / "wei2022_table1_emergence_scales.csv")
+    ref = float(wei.loc[wei["ability"].str.startswith("Addition/subtraction (3"),
+                        "emergent_train_flops"].iloc[0])
+    for task in ("arithmetic_3da_2_acc", "arithmetic_3ds_2_acc"):
+        c = obsscaling.loc[task, "crossing"]
+        assert abs(math.log10(c) - math.log10(ref)) < 1.0, (task, c, ref)
+
+
+def test_smooth_benchmarks_are_not_emergent(obs_standard: pd.DataFrame,
+                                            pythia: pd.DataFrame) -> None:
+    assert not bool(obs_standard.loc["HellaSwag", "emergent"])
+    assert obs_standard.loc["HellaSwag", "decades_at_chance"] == 0.0
+    for task in ("lambada_openai", "piqa", "sciq", "arc_easy"):
+        assert not bool(pythia.loc[task, "emergent"]), task
+    # the emergent arithmetic curves are steeper per decade than the smooth ones
+    assert obs_standard.loc["HellaSwag", "suddenness"] < 1.5
+    assert pythia.loc["logiqa", "label"] == "far"  # Pythia never leaves chance on LogiQA
+    assert pythia.loc["logiqa", "reason"] == "no rise off the floor yet"
+
+
+def test_known_emergent_benchmarks_flagged(obs_standard: pd.DataFrame) -> None:
+    # Wei et al. 2022 Table 1 lists MMLU as emergent; GSM8K stays at zero before rising
+    assert bool(obs_standard.loc["MMLU", "emergent"])
+    assert bool(obs_standard.loc["GSM8K", "emergent"])

@@ -1,0 +1,113 @@
+"""Emergence figures and the `scaletrack emergence` command (CSV and store inputs)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from analysis.classify import classify_task
+from analysis.emergence import sigmoid_value
+from analysis.emergence_plots import plot_idea_timeline, plot_task_emergence
+from scaletrack.cli.main import app
+from store import CheckpointRecord, Store
+
+runner = CliRunner()
+
+
+def _frame() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for task, hi, mid in (("far_task", 19.0, 22.0), ("past_task", 23.5, 20.0),
+                          ("near_task", 20.6, 21.0)):
+        x = np.logspace(18, hi, 12)
+        y = sigmoid_value(x, 0.25, 0.9, 2.0, mid) + rng.normal(0, 0.01, size=x.size)
+        rows += [{"task": task, "flops": a, "acc": b} for a, b in zip(x, y, strict=True)]
+    return pd.DataFrame(rows)
+
+
+def _png_ok(path: Path) -> bool:
+    head = path.read_bytes()[:8] if path.is_file() else b""
+    return head == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_task_plot_writes_png_and_svg(tmp_path: Path) -> None:
+    df = _frame()
+    g = df[df.task == "near_task"]
+    r = classify_task(g.flops, g.acc, task="near_task", chance=0.25, threshold=0.6, n_boot=30)
+    written = plot_task_emergence(g.flops, g.acc, r, tmp_path / "near")
+    assert [p.suffix for p in written] == [".png", ".svg"]
+    assert _png_ok(written[0])
+    assert "<svg" in written[1].read_text()[:500]
+
+
+def test_idea_timeline_plot(tmp_path: Path) -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    ideas = pd.DataFrame({"id": [1, 2], "title": ["longer context", "no attempts"],
+                          "threshold": [0.6, 0.3], "direction": ["above", "below"],
+                          "status": ["works", "not-yet"]})
+    attempts = pd.DataFrame({"idea_id": [1, 1, 1], "flops": [1e18, 1e19, 1e20],
+                             "value": [0.3, 0.5, 0.7], "passed": [False, False, True],
+                             "created_at": [t0 + timedelta(days=i) for i in range(3)]})
+    written = plot_idea_timeline(attempts, ideas, tmp_path / "timeline.png")
+    assert _png_ok(written[0]) and written[1].suffix == ".svg"
+
+
+def test_cli_csv_table_json_and_plot(tmp_path: Path) -> None:
+    csv = tmp_path / "evals.csv"
+    _frame().to_csv(csv, index=False)
+    res = runner.invoke(app, ["emergence", "--csv", str(csv), "--x-col", "flops",
+                              "--value-col", "acc", "--chance", "0.25", "--threshold", "0.6",
+                              "--n-boot", "30", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["task"]: r for r in json.loads(res.stdout)}
+    assert rows["far_task"]["label"] == "far"
+    assert rows["past_task"]["label"] == "past"
+    assert rows["near_task"]["label"] == "near"
+    assert rows["near_task"]["crossing_lo"] <= rows["near_task"]["crossing"]
+    res = runner.invoke(app, ["emergence", "--csv", str(csv), "--x-col", "flops",
+                              "--value-col", "acc", "--chance", "0.25", "--n-boot", "0",
+                              "--plot", str(tmp_path / "grid")])
+    assert res.exit_code == 0, res.output
+    assert "past_task" in res.output
+    assert _png_ok(tmp_path / "grid.png")
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    csv = tmp_path / "evals.csv"
+    _frame().to_csv(csv, index=False)
+    res = runner.invoke(app, ["emergence", "--csv", str(csv), "--x-col", "compute"])
+    assert res.exit_code == 1
+    assert "'compute'" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["emergence", "--csv", str(tmp_path / "missing.csv")])
+    assert res.exit_code == 1 and "not found" in res.output
+
+
+def test_cli_reads_store_evals(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'st.db'}"
+    with Store.open(url) as st:
+        for i, n in enumerate(np.logspace(7, 10, 8)):
+            tokens = int(20 * n)
+            cid = st.add_checkpoint(CheckpointRecord(
+                id=None, run_key=None, kind="external", N=int(n), tokens=tokens,
+                flops=None if i % 2 else 6.0 * n * tokens, step=None,
+                path=str(tmp_path / f"ck{i}.safetensors"), sha256=None, loader=None))
+            c = 6.0 * n * tokens
+            st.add_eval(cid, "addition", "acc", float(sigmoid_value(c, 0.0, 1.0, 3.0, 19.0)))
+            st.add_eval(cid, "flat", "acc", 0.01)
+    res = runner.invoke(app, ["emergence", "--store", url, "--chance", "0", "--n-boot", "20",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["task"]: r for r in json.loads(res.stdout)}
+    assert rows["addition"]["label"] == "past"
+    assert abs(np.log10(rows["addition"]["crossing"]) - 19.0) < 0.1
+    assert rows["flat"]["label"] == "far"
+    res = runner.invoke(app, ["emergence", "--store", url, "--task", "addition", "--json",
+                              "--n-boot", "0"])
+    assert [r["task"] for r in json.loads(res.stdout)] == ["addition"]
+    res = runner.invoke(app, ["emergence", "--store", url, "--task", "nope"])
+    assert res.exit_code == 1 and "no evaluation rows" in res.output

@@ -1,0 +1,126 @@
+"""`scaletrack fit`, `plot` and `import-csv` end to end on a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_fit_chinchilla import TRUE, synthetic_runs
+from typer.testing import CliRunner
+
+from scaletrack.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def runs_csv(tmp_path):
+    df = synthetic_runs(n=80).rename(columns={"N": "params", "D": "tokens", "loss": "L"})
+    df["arith_acc"] = np.linspace(0.0, 0.9, len(df))
+    path = tmp_path / "runs.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_fit_csv_json(runs_csv):
+    res = invoke("fit", "--form", "chinchilla", "--csv", str(runs_csv), "--n-col", "params",
+                 "--d-col", "tokens", "--loss-col", "L", "--bootstrap", "30", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["form"] == "chinchilla" and out["n_points"] == 80
+    assert set(out["params"]) == {"E", "A", "B", "alpha", "beta"}
+    assert all(len(v) == 2 for v in out["ci95"].values())
+    assert out["params"]["alpha"] == pytest.approx(TRUE["alpha"], abs=0.05)
+
+
+def test_fit_table_output(runs_csv):
+    res = invoke("fit", "--form", "compute", "--csv", str(runs_csv), "--n-col", "params",
+                 "--d-col", "tokens", "--loss-col", "L", "--bootstrap", "20")
+    assert res.exit_code == 0, res.output
+    assert "alpha" in res.stdout and "ci_low" in res.stdout
+
+
+def test_fit_errors_are_one_line(tmp_path, runs_csv):
+    res = invoke("fit", "--form", "chinchilla", "--csv", str(tmp_path / "nope.csv"))
+    assert res.exit_code == 1
+    assert "does not exist" in res.output and "Traceback" not in res.output
+    res = invoke("fit", "--form", "chinchilla", "--csv", str(runs_csv))
+    assert res.exit_code == 1
+    assert "no column 'loss'" in res.output
+    bad = pd.read_csv(runs_csv)
+    bad.loc[7, "L"] = np.nan
+    bad_path = tmp_path / "bad.csv"
+    bad.to_csv(bad_path, index=False)
+    res = invoke("fit", "--form", "chinchilla", "--csv", str(bad_path), "--n-col", "params",
+                 "--d-col", "tokens", "--loss-col", "L")
+    assert res.exit_code == 1
+    assert "'loss'" in res.output and "row 7" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    res = invoke("fit", "--form", "chinchilla")
+    assert res.exit_code == 1 and "--sweep" in res.output
+
+
+def test_import_then_fit_sweep_saves_fit(tmp_path, runs_csv):
+    store_mod = pytest.importorskip("store")
+    url = f"sqlite:///{tmp_path / 'st.db'}"
+    args = ("import-csv", str(runs_csv), "--sweep", "pub", "--n-col", "params", "--d-col",
+            "tokens", "--loss-col", "L", "--store", url)
+    res = invoke(*args)
+    assert res.exit_code == 0, res.output
+    assert "80 new runs" in res.output
+    res = invoke(*args)  # idempotent
+    assert res.exit_code == 0 and "(0 new runs)" in res.output
+    with store_mod.Store.open(url) as st:
+        runs = st.runs(sweep="pub")
+        evals = st.evals(task="arith_acc")
+        ckpts = st.checkpoints(kind="external")
+    assert len(runs) == 80
+    assert set(runs["family"]) == {"imported"} and set(runs["status"]) == {"finished"}
+    assert len(ckpts) == 80 and len(evals) == 80
+    assert set(evals["metric"]) == {"value"}
+    assert evals["value"].max() == pytest.approx(0.9)
+
+    res = invoke("fit", "--form", "chinchilla", "--sweep", "pub", "--bootstrap", "20",
+                 "--json", "--store", url)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["n_points"] == 80 and "fit_id" in out
+    with store_mod.Store.open(url) as st:
+        fits = st.fits(form="chinchilla")
+    assert len(fits) == 1 and fits["sweep"].iloc[0] == "pub"
+    from analysis import FitResult
+
+    stored = FitResult.from_dict(fits["payload"].iloc[0])
+    assert stored.params["alpha"] == pytest.approx(out["params"]["alpha"])
+
+
+def test_import_task_cols_option(tmp_path, runs_csv):
+    store_mod = pytest.importorskip("store")
+    url = f"sqlite:///{tmp_path / 'st2.db'}"
+    res = invoke("import-csv", str(runs_csv), "--n-col", "params", "--d-col", "tokens",
+                 "--loss-col", "L", "--task-cols", "", "--store", url)
+    assert res.exit_code == 0, res.output
+    with store_mod.Store.open(url) as st:
+        assert st.evals().empty
+    res = invoke("import-csv", str(runs_csv), "--n-col", "params", "--d-col", "tokens",
+                 "--loss-col", "L", "--task-cols", "nope", "--store", url)
+    assert res.exit_code == 1 and "task column 'nope'" in res.output
+
+
+@pytest.mark.parametrize("kind", ["compute", "isoflop", "optimal"])
+def test_plot_commands_write_png_and_svg(tmp_path, kind):
+    from test_fit_isoflop import isoflop_runs
+
+    csv = tmp_path / "iso.csv"
+    isoflop_runs().to_csv(csv, index=False)
+    out = tmp_path / f"{kind}.png"
+    res = invoke("plot", kind, "-o", str(out), "--csv", str(csv), "--bootstrap", "20")
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.with_suffix(".svg").stat().st_size > 1000

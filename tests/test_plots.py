@@ -1,0 +1,56 @@
+"""Plots: files are written (PNG + SVG) and contain what they should."""
+
+from __future__ import annotations
+
+import matplotlib.image as mpimg
+import pytest
+from test_fit_chinchilla import synthetic_runs
+from test_fit_isoflop import isoflop_runs
+
+from analysis import compute_frontier, fit_chinchilla, fit_compute_law, fit_isoflop, fit_power_law
+from analysis.plots import plot_isoflop, plot_loss_vs_compute, plot_optimal
+from scaletrack.errors import DataError
+
+
+def _check(paths, stem):
+    assert [p.suffix for p in paths] == [".png", ".svg"]
+    assert all(p.stem == stem for p in paths)
+    img = mpimg.imread(paths[0])
+    assert img.shape[0] > 400 and img.shape[1] > 600
+    assert img[..., :3].std() > 0.05  # not blank
+    return paths[1].read_text()
+
+
+def test_loss_vs_compute_with_compute_law(tmp_path):
+    df = isoflop_runs()
+    fit = fit_compute_law(compute_frontier(df.assign(C=6 * df.N * df.D)), n_bootstrap=50)
+    svg = _check(plot_loss_vs_compute(df, tmp_path / "loss.png", fit=fit), "loss")
+    assert "compute-efficient frontier" in svg
+    assert "95% bootstrap band" in svg
+    assert "model size N" in svg
+
+
+def test_loss_vs_compute_with_chinchilla_fit(tmp_path):
+    df = synthetic_runs(n=60)
+    fit = fit_chinchilla(df, n_bootstrap=30)
+    svg = _check(plot_loss_vs_compute(df, tmp_path / "chin.svg", fit=fit, extrapolate_to=1e25)
+                 [::-1], "chin")
+    assert "extrapolation" in svg
+
+
+def test_loss_plot_rejects_allocation_fit(tmp_path):
+    df = isoflop_runs()
+    with pytest.raises(DataError, match="not 'isoflop'"):
+        plot_loss_vs_compute(df, tmp_path / "x.png", fit=fit_isoflop(df, n_bootstrap=0))
+    with pytest.raises(DataError):
+        plot_loss_vs_compute(df, tmp_path / "y.png",
+                             fit=fit_power_law(df, x="N", n_bootstrap=0))
+
+
+def test_isoflop_and_optimal_plots(tmp_path):
+    df = isoflop_runs()
+    svg = _check(plot_isoflop(df, tmp_path / "iso.png"), "iso")
+    assert "minimum" in svg and "C = 1e+19" in svg
+    fits = [fit_isoflop(df, n_bootstrap=30), fit_chinchilla(df, n_bootstrap=20)]
+    svg = _check(plot_optimal(fits, tmp_path / "opt.png"), "opt")
+    assert "D_opt (tokens)" in svg and "Chinchilla fit" in svg
