@@ -1,0 +1,87 @@
+"""Exact parameter counts and training FLOPs per token, computed from a model config.
+
+Conventions (Kaplan et al. 2020, "Scaling Laws for Neural Language Models", Table 1):
+- ``N`` (non-embedding parameters) excludes the token table and the position table; it
+  includes every weight, bias and LayerNorm gain/shift in the blocks and the final LayerNorm.
+  The output head is tied to the token table, so it adds no parameters.
+- Training FLOPs per token = 3 x forward (backward costs twice the forward), with the forward
+  = 2 N (one multiply-add per parameter) + 2 n_layer context d_model (attention scores and
+  weighted sum at full context). So ``6 N + 6 n_layer context d_model``. Embedding lookups,
+  the tied output projection (2 d_model vocab), softmax and LayerNorm are not counted, as in
+  Kaplan. ``include_logits=True`` adds the output projection (6 d_model vocab).
+- LSTM: forward = 2 N (every recurrent weight is used once per token per layer; the biases
+  and elementwise gate maths are < 1%), training 6 N; there is no attention term.
+All counts are per token; FLOPs are floating-point operations (a multiply-add is 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.gpt import GPTConfig
+from models.lstm import LSTMConfig
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    """Parameters of a model: ``total`` = ``non_embedding`` + ``embedding``."""
+
+    total: int
+    non_embedding: int
+    embedding: int
+
+
+def gpt_params(cfg: GPTConfig) -> ParamCount:
+    """Exact parameter count of :class:`models.gpt.GPT`."""
+    d, f = cfg.d_model, cfg.mlp_ratio * cfg.d_model
+    ln = 2 * d  # gain + shift
+    attn = (d * 3 * d + 3 * d) + (d * d + d)  # qkv + output projection, with biases
+    mlp = (d * f + f) + (f * d + d)
+    block = 2 * ln + attn + mlp  # = 12 d^2 + 13 d for mlp_ratio 4
+    non_embedding = cfg.n_layer * block + ln  # + final LayerNorm
+    embedding = cfg.vocab_size * d + cfg.context * d
+    return ParamCount(non_embedding + embedding, non_embedding, embedding)
+
+
+def lstm_params(cfg: LSTMConfig) -> ParamCount:
+    """Exact parameter count of :class:`models.lstm.CharLSTM` (PyTorch keeps two bias vectors)."""
+    h = cfg.d_hidden
+    per_layer = 4 * h * h + 4 * h * h + 4 * h + 4 * h  # W_ih, W_hh, b_ih, b_hh
+    non_embedding = cfg.n_layer * per_layer
+    embedding = cfg.vocab_size * h
+    return ParamCount(non_embedding + embedding, non_embedding, embedding)
+
+
+def gpt_flops_per_token(cfg: GPTConfig, *, include_logits: bool = False) -> float:
+    """Training FLOPs per token: 6 N + 6 n_layer context d_model (see module docstring)."""
+    n = gpt_params(cfg).non_embedding
+    flops = 6 * n + 6 * cfg.n_layer * cfg.context * cfg.d_model
+    if include_logits:
+        flops += 6 * cfg.d_model * cfg.vocab_size
+    return float(flops)
+
+
+def lstm_flops_per_token(cfg: LSTMConfig, *, include_logits: bool = False) -> float:
+    """Training FLOPs per token of the LSTM: 6 N (see module docstring)."""
+    flops = 6 * lstm_params(cfg).non_embedding
+    if include_logits:
+        flops += 6 * cfg.d_hidden * cfg.vocab_size
+    return float(flops)
+
+
+def count_params(cfg: GPTConfig | LSTMConfig) -> ParamCount:
+    """Parameter count for either family's config."""
+    if isinstance(cfg, GPTConfig):
+        return gpt_params(cfg)
+    if isinstance(cfg, LSTMConfig):
+        return lstm_params(cfg)
+    raise TypeError(f"no parameter accounting for {type(cfg).__name__}")
+
+
+def flops_per_token(cfg: GPTConfig | LSTMConfig, *, include_logits: bool = False) -> float:
+    """Training FLOPs per token for either family's config."""
+    if isinstance(cfg, GPTConfig):
+        return gpt_flops_per_token(cfg, include_logits=include_logits)
+    if isinstance(cfg, LSTMConfig):
+        return lstm_flops_per_token(cfg, include_logits=include_logits)
+    raise TypeError(f"no FLOP accounting for {type(cfg).__name__}")

@@ -1,0 +1,179 @@
+"""Checkpoints as one weights-only safetensors file, with sha256 verification.
+
+A file holds tensors under prefixes ``model/`` (the state dict), ``optim/<param index>/<key>``
+(optimizer state), and ``rng/<name>`` (generator states as uint8 tensors), plus one JSON
+string in the safetensors header metadata (key ``scaletrack``) with the model config,
+optimizer hyper-parameters and anything else the training loop needs to resume exactly.
+Nothing is pickled, so loading can never run code. Files in PyTorch's format (``.pt``,
+``.pth``, ``.bin``) are read only with ``torch.load(weights_only=True)``; a payload that
+needs unpickling of arbitrary objects is refused with a DataError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from models.build import build_model
+from scaletrack.errors import DataError
+
+if TYPE_CHECKING:
+    from store import CheckpointRecord
+
+FORMAT_VERSION = 1
+_META_KEY = "scaletrack"
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """What a checkpoint file holds, split back into its parts."""
+
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any] | None  # ready for Optimizer.load_state_dict
+    rng: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_sha256(path: str | Path, expected: str | None) -> None:
+    """Raise DataError if the file is missing or its sha256 differs from ``expected``."""
+    if not Path(path).is_file():
+        raise DataError(f"checkpoint file {path} does not exist")
+    if expected is not None:
+        actual = file_sha256(path)
+        if actual != expected:
+            raise DataError(
+                f"checkpoint {path} is corrupt: sha256 {actual[:12]}... "
+                f"!= recorded {expected[:12]}..."
+            )
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    rng: Mapping[str, torch.Tensor] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> str:
+    """Write the checkpoint atomically (temp file + rename); return its sha256."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, t in model.state_dict().items():
+        tensors[f"model/{name}"] = t.detach().to("cpu").contiguous().clone()
+    header: dict[str, Any] = {"format": FORMAT_VERSION, "meta": dict(meta or {})}
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        for idx, pstate in state["state"].items():
+            for key, value in pstate.items():
+                if not isinstance(value, torch.Tensor):
+                    value = torch.tensor(value)
+                tensors[f"optim/{idx}/{key}"] = value.detach().to("cpu").contiguous().clone()
+        header["optim_groups"] = state["param_groups"]
+    for name, t in (rng or {}).items():
+        tensors[f"rng/{name}"] = t.detach().to("cpu").contiguous().clone()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(header)})
+    os.replace(tmp, path)
+    return file_sha256(path)
+
+
+def load_checkpoint(path: str | Path, sha256: str | None = None) -> TrainingState:
+    """Read a checkpoint written by :func:`save_checkpoint`, verifying ``sha256`` if given."""
+    verify_sha256(path, sha256)
+    try:
+        tensors = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            header = json.loads((fh.metadata() or {}).get(_META_KEY, "{}"))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DataError(f"checkpoint {path} is not a readable safetensors file: {exc}") from exc
+    model = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
+    rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng/")}
+    optimizer = None
+    if "optim_groups" in header:
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim/"):
+                _, idx, key = k.split("/", 2)
+                state.setdefault(int(idx), {})[key] = v
+        optimizer = {"state": state, "param_groups": header["optim_groups"]}
+    return TrainingState(model=model, optimizer=optimizer, rng=rng, meta=header.get("meta", {}))
+
+
+def read_state_dict(path: str | Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Model weights from a safetensors file or a PyTorch file loaded with weights_only=True."""
+    verify_sha256(path, sha256)
+    p = Path(path)
+    if p.suffix == ".safetensors":
+        state = load_checkpoint(p).model
+        if state:
+            return state
+        return load_file(str(p))  # a plain safetensors state dict without our prefixes
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise DataError(
+            f"refusing checkpoint {p}: it holds a pickled payload that is not plain tensors "
+            f"(loaded with weights_only=True)"
+        ) from exc
+    except (RuntimeError, OSError, EOFError) as exc:
+        raise DataError(f"checkpoint {p} is not a readable PyTorch file: {exc}") from exc
+    if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
+        obj = obj["model"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise DataError(f"checkpoint {p} does not hold a state dict of tensors")
+    return dict(obj)
+
+
+def load_checkpoint_model(ckpt: CheckpointRecord, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the module a checkpoint record describes and load its verified weights.
+
+    ``ckpt.loader`` "gpt"/"lstm" rebuilds from ``ckpt.meta["model"]``; "module:function" imports
+    the function and returns ``function(ckpt)``. The sha256 is checked before anything is read.
+    """
+    loader = ckpt.loader
+    if loader in ("gpt", "lstm"):
+        shape = (ckpt.meta or {}).get("model")
+        if not isinstance(shape, Mapping):
+            raise DataError(f"checkpoint {ckpt.path} has no model config in its meta")
+        state = read_state_dict(ckpt.path, ckpt.sha256)
+        model = build_model(loader, shape)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise DataError(
+                f"checkpoint {ckpt.path} does not fit its {loader} config: {exc}"
+            ) from exc
+        return model.to(device).eval()
+    if loader and ":" in loader:
+        verify_sha256(ckpt.path, ckpt.sha256)
+        mod_name, fn_name = loader.split(":", 1)
+        try:
+            fn = getattr(importlib.import_module(mod_name), fn_name)
+        except (ImportError, AttributeError) as exc:
+            raise DataError(f"checkpoint loader {loader!r} cannot be imported: {exc}") from exc
+        return fn(ckpt)
+    raise DataError(f"checkpoint {ckpt.path} has no usable loader ({loader!r})")

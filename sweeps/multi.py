@@ -1,0 +1,335 @@
+"""Train several GPTs of one shape at once: parameters stacked on a leading member axis.
+
+Grids of tiny models waste a CPU (or GPU) on per-op overhead when trained one at a time.
+Here M members' parameters are stacked into tensors of shape (M, *shape) and one forward
+runs all of them with batched matmuls (``torch.baddbmm``), with attention for all members
+and sequences in one ``scaled_dot_product_attention`` call. (``torch.func.vmap`` over
+``functional_call`` was the alternative; PyTorch has no batching rule for the CPU attention
+kernel, so it falls back to a per-member loop and was slower.)
+
+Members may differ in ``seed`` (initialisation and data order), ``lr``, ``weight_decay`` and
+``grad_clip``; everything else in their TrainConfigs must match. Each member starts from the
+same weights and draws the same batches as ``train_run`` would give it, and is logged under
+its own run key with the same metrics; AdamW and clipping are applied per member. On CUDA
+the forward runs under bf16 autocast, as in ``train_run``.
+
+Checkpointing is simpler than ``train_run``'s: each member gets one checkpoint, at the end
+(weights, its AdamW state and its data generator state, so ``train_run`` can continue it).
+A group stopped early (``stop_event``) releases its runs and saves nothing; they restart
+from step 0. Members that already have checkpoints are handed to ``train_run`` to resume.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from models.checkpoint import save_checkpoint
+from models.data import eval_batches, load_tokens, sample_batch
+from models.gpt import GPT, GPTConfig
+from scaletrack.errors import ConfigError
+from sweeps.schedule import lr_at
+from sweeps.spikes import SpikeDetector
+from sweeps.train import (
+    DIVERGENCE_FACTOR,
+    TrainConfig,
+    TrainResult,
+    _checkpoint_meta,
+    _ensure_claimed,
+    autocast_for,
+    init_model,
+    make_optimizer,
+    plan_run,
+    train_run,
+)
+
+if TYPE_CHECKING:
+    from store import Store
+
+_MEMBER_FIELDS = ("seed", "lr", "weight_decay", "grad_clip")
+BETAS, EPS = (0.9, 0.95), 1e-8  # as sweeps.train.make_optimizer
+
+
+def _layer_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # x (M, N, d); w, b (M, d)
+    return F.layer_norm(x, x.shape[-1:]) * w[:, None, :] + b[:, None, :]
+
+
+def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # x (M, N, in); w (M, out, in); b (M, out) -> (M, N, out)
+    return torch.baddbmm(b[:, None, :], x, w.transpose(1, 2))
+
+
+def stacked_gpt_forward(
+    params: dict[str, torch.Tensor], cfg: GPTConfig, idx: torch.Tensor
+) -> torch.Tensor:
+    """Logits (M, B, T, vocab) of M stacked GPTs (params named as in ``GPT.state_dict``)."""
+    M, B, T = idx.shape
+    d, H, V = cfg.d_model, cfg.n_head, cfg.vocab_size
+    wte = params["wte.weight"]  # (M, V, d)
+    offsets = torch.arange(M, device=idx.device)[:, None, None] * V
+    x = F.embedding(idx + offsets, wte.reshape(M * V, d))  # (M, B, T, d)
+    x = (x + params["wpe.weight"][:, None, :T]).reshape(M, B * T, d)  # (M, B*T, d)
+    for i in range(cfg.n_layer):
+        p = f"blocks.{i}."
+        h = _layer_norm(x, params[p + "ln1.weight"], params[p + "ln1.bias"])
+        qkv = _linear(h, params[p + "attn.qkv.weight"], params[p + "attn.qkv.bias"])  # (M,BT,3d)
+        q, k, v = qkv.view(M * B, T, 3, H, d // H).permute(2, 0, 3, 1, 4)  # 3x (MB, H, T, hd)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (MB, H, T, hd)
+        y = y.transpose(1, 2).reshape(M, B * T, d)
+        x = x + _linear(y, params[p + "attn.proj.weight"], params[p + "attn.proj.bias"])
+        h = _layer_norm(x, params[p + "ln2.weight"], params[p + "ln2.bias"])
+        h = F.gelu(_linear(h, params[p + "mlp.fc.weight"], params[p + "mlp.fc.bias"]))
+        x = x + _linear(h, params[p + "mlp.proj.weight"], params[p + "mlp.proj.bias"])
+    x = _layer_norm(x, params["ln_f.weight"], params["ln_f.bias"])
+    return torch.bmm(x, wte.transpose(1, 2)).view(M, B, T, V)  # tied output head
+
+
+def _check_group(configs: Sequence[TrainConfig]) -> None:
+    if not configs:
+        raise ConfigError("train_group needs at least one TrainConfig")
+    base = replace(configs[0], **{f: getattr(TrainConfig, f) for f in _MEMBER_FIELDS})
+    for cfg in configs:
+        if cfg.family != "gpt":
+            raise ConfigError(f"train_group trains GPTs only, got family {cfg.family!r}")
+        if replace(cfg, **{f: getattr(TrainConfig, f) for f in _MEMBER_FIELDS}) != base:
+            raise ConfigError(
+                f"train_group members may differ only in {_MEMBER_FIELDS}; {cfg} differs from "
+                f"{configs[0]}"
+            )
+
+
+def _member_view(t: torch.Tensor, dims: int) -> torch.Tensor:
+    """(M,) -> (M, 1, ..., 1) to broadcast against a stacked parameter with ``dims`` dims."""
+    return t.view(-1, *([1] * (dims - 1)))
+
+
+def train_group(
+    configs: Sequence[TrainConfig],
+    store: Store,
+    run_keys: Sequence[str],
+    checkpoint_dir: Path,
+    *,
+    worker: str = "local",
+    stop_event: threading.Event | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> list[TrainResult]:
+    """Train the members together; one TrainResult per member, in order (see module docstring)."""
+    if len(configs) != len(run_keys):
+        raise ConfigError("train_group needs one run key per config")
+    _check_group(configs)
+    results: dict[int, TrainResult] = {}
+    active: list[int] = []
+    plan = plan_run(configs[0])
+    for i, (cfg, key) in enumerate(zip(configs, run_keys, strict=True)):
+        if store.latest_checkpoints(key):  # resumable: train_run continues it exactly
+            results[i] = train_run(cfg, store, key, checkpoint_dir, worker=worker,
+                                   stop_event=stop_event, on_step=on_step)
+            continue
+        done = _ensure_claimed(cfg, plan_run(cfg), store, key, worker)
+        if done is not None:
+            results[i] = TrainResult(done.status, done.final_loss, 0, 0, 0.0, None)
+        else:
+            active.append(i)
+    if active:
+        group = [configs[i] for i in active]
+        keys = [run_keys[i] for i in active]
+        try:
+            out = _train_stacked(group, keys, plan, store, Path(checkpoint_dir), worker,
+                                 stop_event, on_step)
+        except KeyboardInterrupt:
+            for key in keys:
+                store.release_run(key, worker)
+            raise
+        except Exception as exc:
+            for key in keys:
+                store.finish_run(key, "failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        results.update(zip(active, out, strict=True))
+    return [results[i] for i in range(len(configs))]
+
+
+def _train_stacked(
+    configs: list[TrainConfig],
+    run_keys: list[str],
+    plan: Any,
+    store: Store,
+    checkpoint_dir: Path,
+    worker: str,
+    stop_event: threading.Event | None,
+    on_step: Callable[[int, int], None] | None,
+) -> list[TrainResult]:
+    from store import CheckpointRecord
+
+    cfg0 = configs[0]
+    M = len(configs)
+    mcfg: GPTConfig = plan.model_config
+    device = torch.device(cfg0.device)
+    data = load_tokens(cfg0.data)
+    total, tps, fpt = plan.steps, plan.tokens_per_step, plan.flops_per_token
+    diverge_at = DIVERGENCE_FACTOR * math.log(mcfg.vocab_size)
+
+    models = [init_model(c, mcfg) for c in configs]
+    names = [n for n, _ in models[0].named_parameters()]
+    params = {
+        n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).to(device)
+        .requires_grad_(True)
+        for n in names
+    }
+    exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
+    exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
+    wd = torch.tensor([c.weight_decay for c in configs], device=device)
+    clip = torch.tensor([c.grad_clip if c.grad_clip > 0 else math.inf for c in configs],
+                        device=device)
+    gens = [torch.Generator().manual_seed(c.seed) for c in configs]
+    spikes = [SpikeDetector() for _ in configs]
+    alive = [True] * M
+    results: list[TrainResult | None] = [None] * M
+    val_sets = [
+        (x.to(device), y.to(device))
+        for x, y in eval_batches(data.val, cfg0.eval_batches, cfg0.batch_size, cfg0.context)
+    ]
+    sched = {"warmup_frac": cfg0.warmup_frac, "decay_frac": cfg0.decay_frac,
+             "min_lr_frac": cfg0.min_lr_frac}
+    writers = [store.metric_writer(k) for k in run_keys]
+    t0 = last_hb = time.perf_counter()
+    pending: list[tuple[int, list[float], torch.Tensor, torch.Tensor]] = []
+
+    @torch.no_grad()
+    def val_losses() -> list[float]:
+        total_loss = torch.zeros(M, device=device)
+        for x, y in val_sets:
+            xs = x.expand(M, *x.shape)
+            with autocast_for(device):
+                logits = stacked_gpt_forward(params, mcfg, xs)
+            ce = F.cross_entropy(logits.float().flatten(0, 2), y.expand(M, *y.shape).flatten(),
+                                 reduction="none")
+            total_loss += ce.view(M, -1).mean(1)
+        return (total_loss / len(val_sets)).tolist()
+
+    def flush() -> None:
+        if not pending:
+            return
+        losses = torch.stack([lo for _, _, lo, _ in pending]).tolist()  # (S, M), one sync
+        norms = torch.stack([gn for _, _, _, gn in pending]).tolist()
+        for (step, lrs, _, _), lrow, grow in zip(pending, losses, norms, strict=True):
+            for m in range(M):
+                if not alive[m]:
+                    continue
+                vals = {"train/loss": lrow[m], "lr": lrs[m], "grad_norm": grow[m]}
+                bad = not math.isfinite(lrow[m]) or lrow[m] > diverge_at
+                if not bad and spikes[m].update(lrow[m]):
+                    vals["spike"] = 1.0
+                writers[m].log_many(step, vals, tokens=step * tps,
+                                    wall_time=time.perf_counter() - t0)
+                if bad:
+                    alive[m] = False
+                    writers[m].flush()
+                    store.finish_run(run_keys[m], "diverged",
+                                     error=f"training loss not finite or > {diverge_at:.1f} "
+                                     f"nats at step {step}")
+                    results[m] = TrainResult("diverged", None, step, step * tps,
+                                             step * tps * fpt, None)
+        pending.clear()
+
+    try:
+        for step in range(total):
+            lrs = [lr_at(step, total, c.lr, c.schedule, **sched) if alive[m] else 0.0
+                   for m, c in enumerate(configs)]
+            batches = [sample_batch(data.train, cfg0.batch_size, cfg0.context, g) for g in gens]
+            x = torch.stack([b[0] for b in batches]).to(device)  # (M, B, T)
+            y = torch.stack([b[1] for b in batches]).to(device)
+            with autocast_for(device):
+                logits = stacked_gpt_forward(params, mcfg, x)
+            ce = F.cross_entropy(logits.float().flatten(0, 2), y.flatten(), reduction="none")
+            losses = ce.view(M, -1).mean(1)  # (M,)
+            for p in params.values():
+                p.grad = None
+            losses.sum().backward()  # members are independent: each gets its own gradient
+            with torch.no_grad():
+                sq = sum(p.grad.pow(2).flatten(1).sum(1) for p in params.values())
+                gnorm = sq.sqrt()  # (M,)
+                scale = (clip / (gnorm + 1e-6)).clamp(max=1.0)
+                lr_t = torch.tensor(lrs, device=device)
+                bc1, bc2 = 1 - BETAS[0] ** (step + 1), 1 - BETAS[1] ** (step + 1)
+                for n, p in params.items():
+                    g = p.grad * _member_view(scale, p.dim())
+                    exp_avg[n].lerp_(g, 1 - BETAS[0])
+                    exp_avg_sq[n].mul_(BETAS[1]).addcmul_(g, g, value=1 - BETAS[1])
+                    lr_p = _member_view(lr_t, p.dim())
+                    if p.dim() >= 3:  # matrices (stacked): decoupled weight decay
+                        p.mul_(1 - lr_p * _member_view(wd, p.dim()))
+                    denom = (exp_avg_sq[n].sqrt() / math.sqrt(bc2)).add_(EPS)
+                    p.addcdiv_(exp_avg[n] * (lr_p / bc1), denom, value=-1.0)
+            pending.append((step, lrs, losses.detach(), gnorm))
+            done = step + 1
+            at_eval = done % cfg0.eval_every == 0 or done == total
+            if len(pending) >= cfg0.log_every or at_eval:
+                flush()
+            if at_eval:
+                vals = val_losses()
+                for m in range(M):
+                    if alive[m]:
+                        writers[m].log_many(
+                            done, {"val/loss": vals[m], "tokens": float(done * tps),
+                                   "flops": float(done * tps * fpt)},
+                            tokens=done * tps, wall_time=time.perf_counter() - t0)
+            now = time.perf_counter()
+            if now - last_hb >= 10.0:
+                for m in range(M):
+                    if alive[m]:
+                        store.heartbeat(run_keys[m], worker)
+                last_hb = now
+            if on_step is not None:
+                on_step(done, total)
+            if not any(alive):
+                break
+            if stop_event is not None and stop_event.is_set() and done < total:
+                flush()
+                for m in range(M):
+                    if alive[m]:
+                        writers[m].flush()
+                        store.release_run(run_keys[m], worker)
+                        results[m] = TrainResult("interrupted", None, done, done * tps,
+                                                 done * tps * fpt, None)
+                return [r for r in results if r is not None]
+        flush()
+        for w in writers:
+            w.flush()
+        for m, cfg in enumerate(configs):
+            if not alive[m]:
+                continue
+            model = GPT(mcfg)
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    p.copy_(params[n][m].detach().cpu())
+            opt = make_optimizer(model, cfg)
+            for n, p in model.named_parameters():  # hand the member's AdamW state over
+                opt.state[p] = {"step": torch.tensor(float(total)),
+                                "exp_avg": exp_avg[n][m].detach().cpu().clone(),
+                                "exp_avg_sq": exp_avg_sq[n][m].detach().cpu().clone()}
+            for group in opt.param_groups:
+                group["lr"] = lrs[m]
+            path = checkpoint_dir / run_keys[m] / f"step_{total:08d}.safetensors"
+            meta = _checkpoint_meta(cfg, mcfg)
+            sha = save_checkpoint(path, model, optimizer=opt, rng={"data": gens[m].get_state()},
+                                  meta={**meta, "step": total, "spikes": spikes[m].state()})
+            store.add_checkpoint(CheckpointRecord(
+                id=None, run_key=run_keys[m], kind="own", N=plan.N, tokens=total * tps,
+                flops=total * tps * fpt, step=total, path=str(path), sha256=sha,
+                loader="gpt", meta=meta))
+            store.finish_run(run_keys[m], "finished", final_loss=vals[m])
+            results[m] = TrainResult("finished", vals[m], total, total * tps, total * tps * fpt,
+                                     None)
+    finally:
+        for w in writers:
+            w.close()
+    return [r for r in results if r is not None]
