@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -25,9 +26,14 @@ StoreOption = typer.Option(
 )
 
 
+def report_error(message: str) -> None:
+    """Print a one-line error on stderr."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def fail(message: str) -> NoReturn:
-    """Print a one-line error and exit with status 1."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print a one-line error and exit with status 1 (inside a command)."""
+    report_error(message)
     raise typer.Exit(1)
 
 

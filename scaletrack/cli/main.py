@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from scaletrack.cli import checkpoints, emergence, fit, ideas, runs, sweep
-from scaletrack.cli.common import fail
+from scaletrack.cli.common import report_error
 from scaletrack.errors import ScaletrackError
 
 app = typer.Typer(
@@ -35,7 +35,9 @@ def main() -> None:
     try:
         app()
     except ScaletrackError as exc:
-        fail(str(exc))
+        # Raised outside click's own error handling, so exit here rather than via typer.Exit.
+        report_error(str(exc))
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
