@@ -58,7 +58,9 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def print_table(df: pd.DataFrame, title: str | None = None, columns: Iterable[str] | None = None) -> None:
+def print_table(
+    df: pd.DataFrame, title: str | None = None, columns: Iterable[str] | None = None
+) -> None:
     """Print a DataFrame as a rich table (floats to 4 significant digits)."""
     cols = list(columns) if columns is not None else list(df.columns)
     table = Table(title=title, show_lines=False, header_style="bold")
