@@ -1,7 +1,130 @@
-"""CLI commands for checkpoints (placeholder until its owner fills it)."""
+"""`scaletrack checkpoints ...`: register external checkpoints, list them, evaluate tasks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import typer
 
+from scaletrack.cli.common import (
+    StoreOption,
+    console,
+    fail,
+    open_store_or_exit,
+    print_json,
+    print_table,
+)
+from scaletrack.errors import ScaletrackError
+
+checkpoints_app = typer.Typer(
+    help="Checkpoints: trained here or registered from elsewhere; task evaluations on them.",
+    no_args_is_help=True,
+)
+
+
+@contextmanager
+def _store(url: str | None) -> Iterator[Any]:
+    store = open_store_or_exit(url)
+    try:
+        yield store
+    except ScaletrackError as exc:
+        fail(str(exc))
+    finally:
+        store.close()
+
+
+@checkpoints_app.command("add")
+def add(
+    path: Path = typer.Argument(..., help="Checkpoint file or directory."),
+    params: int = typer.Option(..., "--params", help="N: parameters used for fits."),
+    tokens: int = typer.Option(..., "--tokens", help="D: training tokens."),
+    flops: float | None = typer.Option(None, "--flops", help="C: training compute in FLOPs "
+                                       "(default: compared as 6·N·D)."),
+    loader: str | None = typer.Option(None, "--loader", help="gpt, lstm or "
+                                      "package.module:function returning the model."),
+    meta: str | None = typer.Option(None, "--meta", help="JSON object, e.g. the model config."),
+    store_url: str | None = StoreOption,
+) -> None:
+    """Register a checkpoint not trained here (kind 'external'); ideas it out-scales become due."""
+    from sweeps.evals import register_external_checkpoint
+    from sweeps.ideas import refresh_idea_statuses
+
+    with _store(store_url) as store:
+        ckpt_id = register_external_checkpoint(
+            store, path, params=params, tokens=tokens, flops=flops, loader=loader,
+            meta=_parse_meta(meta),
+        )
+        record = store.get_checkpoint(ckpt_id)
+        console.print(
+            f"registered checkpoint {ckpt_id} (external, N={record.N:,}, D={record.tokens:,}, "
+            f"C={'-' if record.flops is None else format(record.flops, '.3g')}, "
+            f"sha256 {record.sha256[:12]}...)",
+            highlight=False,
+        )
+        due = refresh_idea_statuses(store)
+        if due:
+            console.print(
+                f"ideas now due: {', '.join(map(str, due))} (run `scaletrack ideas rerun`)"
+            )
+
+
+def _parse_meta(text: str | None) -> dict[str, Any]:
+    from scaletrack.errors import ConfigError
+
+    if text is None or not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--meta is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    if not isinstance(value, dict):
+        raise ConfigError(f"--meta must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+@checkpoints_app.command("list")
+def list_(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    kind: str | None = typer.Option(None, "--kind", help="Only 'own' or 'external'."),
+    run_key: str | None = typer.Option(None, "--run", help="Only this run's checkpoints."),
+    store_url: str | None = StoreOption,
+) -> None:
+    """List checkpoints with N (params), tokens, FLOPs, kind, loader and path."""
+    with _store(store_url) as store:
+        df = store.checkpoints(run_key=run_key, kind=kind)
+        if as_json:
+            print_json(df.to_dict(orient="records"))
+            return
+        if df.empty:
+            console.print("no checkpoints")
+            return
+        shown = df.copy()
+        shown["run_key"] = [k[:8] if isinstance(k, str) else None for k in shown["run_key"]]
+        cols = ["id", "kind", "run_key", "step", "N", "tokens", "flops", "loader", "path"]
+        print_table(shown, title="checkpoints", columns=cols)
+
+
+@checkpoints_app.command("eval")
+def eval_(
+    checkpoint_id: int = typer.Argument(..., help="Checkpoint id (see `checkpoints list`)."),
+    task: list[str] = typer.Option(..., "--task", help="Task name; repeat for several."),
+    device: str = typer.Option("cpu", "--device", help="Torch device."),
+    store_url: str | None = StoreOption,
+) -> None:
+    """Evaluate tasks on a checkpoint and store the results in the evals table."""
+    from sweeps.evals import evaluate_checkpoint
+
+    with _store(store_url) as store:
+        results = evaluate_checkpoint(store, checkpoint_id, task, device=device)
+        for task_name, metrics in results.items():
+            shown = ", ".join(f"{m}={v:.4g}" for m, v in metrics.items())
+            console.print(f"checkpoint {checkpoint_id} {task_name}: {shown}", highlight=False)
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add `scaletrack checkpoints ...` to the main app."""
+    app.add_typer(checkpoints_app, name="checkpoints")

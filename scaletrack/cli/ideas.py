@@ -1,7 +1,186 @@
-"""CLI commands for ideas (placeholder until its owner fills it)."""
+"""`scaletrack ideas ...`: the "not yet" registry (add, list, rerun, retire, plot)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import typer
 
+from scaletrack.cli.common import (
+    StoreOption,
+    console,
+    err_console,
+    fail,
+    open_store_or_exit,
+    print_json,
+    print_table,
+)
+from scaletrack.errors import ScaletrackError
+
+ideas_app = typer.Typer(
+    help="Ideas that do not work yet: a bar to clear, re-checked on larger checkpoints.",
+    no_args_is_help=True,
+)
+
+
+@contextmanager
+def _store(url: str | None) -> Iterator[Any]:
+    """Open the store; ScaletrackErrors inside become a one-line error and exit 1."""
+    store = open_store_or_exit(url)
+    try:
+        yield store
+    except ScaletrackError as exc:
+        fail(str(exc))
+    finally:
+        store.close()
+
+
+def _fmt_crossing(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if math.isinf(value):
+        return "never"
+    return f"{value:.2g}"
+
+
+def _display(table: Any) -> Any:
+    """A compact view of `ideas_table` for an 80-column terminal."""
+    import pandas as pd
+
+    def bar(r: dict) -> str:
+        sign = ">=" if r["direction"] == "above" else "<="
+        return f"{r['task']}/{r['metric']} {sign} {r['threshold']:g}"
+
+    def num(v: Any, fmt: str) -> str:
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+    rows = [
+        {
+            "id": int(r["id"]), "title": r["title"], "status": r["status"], "bar": bar(r),
+            "best": num(r["best_value"], ".4g"), "tried C": num(r["max_flops_tried"], ".2g"),
+            "class": r["class"], "crossing C": _fmt_crossing(r["predicted_crossing"]),
+        }
+        for r in table.to_dict(orient="records")
+    ]
+    return pd.DataFrame(rows)
+
+
+@ideas_app.command("add")
+def add(
+    title: str = typer.Argument(..., help="Short name of the idea."),
+    task: str = typer.Option(..., "--task", help="val_loss, addition, reversal, continuation "
+                             "or package.module:function."),
+    metric: str = typer.Option(..., "--metric", help="Metric of the task to judge (e.g. loss, "
+                               "exact_match, logprob, value)."),
+    threshold: float = typer.Option(..., "--threshold", help="The bar, in the metric's units."),
+    direction: str = typer.Option("above", "--direction",
+                                  help="'above': value >= threshold passes; 'below': <=."),
+    hypothesis: str | None = typer.Option(None, "--hypothesis", help="Why it should work."),
+    store_url: str | None = StoreOption,
+) -> None:
+    """Register an idea; it becomes due as soon as a checkpoint larger than its last try exists."""
+    from sweeps.ideas import add_idea, get_idea_or_fail
+
+    with _store(store_url) as store:
+        idea_id = add_idea(store, title, task, metric, threshold, direction, hypothesis)
+        idea = get_idea_or_fail(store, idea_id)
+        sign = ">=" if idea.direction == "above" else "<="
+        console.print(
+            f"idea {idea_id}: {idea.title!r} passes when {idea.task}/{idea.metric} {sign} "
+            f"{idea.threshold:g} (status {idea.status})",
+            highlight=False,
+        )
+
+
+@ideas_app.command("list")
+def list_(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    attempts: bool = typer.Option(False, "--attempts", help="Also list every attempt."),
+    store_url: str | None = StoreOption,
+) -> None:
+    """Show each idea: status, best value, largest scale tried, class, predicted crossing."""
+    from sweeps.ideas import attempts_table, ideas_table
+
+    with _store(store_url) as store:
+        table = ideas_table(store)
+        tries = attempts_table(store) if attempts or as_json else None
+        if as_json:
+            ideas = table.to_dict(orient="records")
+            for row in ideas:
+                row["attempts_list"] = (
+                    tries[tries["idea_id"] == row["id"]].to_dict(orient="records")
+                    if tries is not None else []
+                )
+            print_json(ideas)
+            return
+        if table.empty:
+            console.print("no ideas yet: add one with `scaletrack ideas add`")
+            return
+        print_table(_display(table), title="ideas")
+        if tries is not None and not tries.empty:
+            print_table(tries.drop(columns=["title"]).rename(columns={
+                "idea_id": "idea", "checkpoint_id": "ckpt", "flops": "C"}), title="attempts")
+
+
+@ideas_app.command("rerun")
+def rerun(
+    device: str = typer.Option("cpu", "--device", help="Torch device for the evaluations."),
+    store_url: str | None = StoreOption,
+) -> None:
+    """Evaluate every due idea on the largest checkpoint and record the attempts."""
+    from sweeps.ideas import rerun_due
+
+    with _store(store_url) as store:
+        report = rerun_due(store, device=device)
+        if not report.attempts and not report.errors:
+            console.print("no idea is due: nothing larger than what each was tried on")
+            return
+        for a in report.attempts:
+            verdict = "[green]works[/]" if a.passed else "[yellow]not yet[/]"
+            console.print(
+                f"idea {a.idea_id} {a.title!r}: value {a.value:.4g} vs threshold "
+                f"{a.threshold:g} ({a.direction}) on checkpoint {a.checkpoint_id} "
+                f"(N={a.N:,}, D={a.tokens:,}, C={a.flops:.3g} FLOPs) -> {verdict}",
+                highlight=False,
+            )
+        if report.errors:
+            for idea_id, message in report.errors.items():
+                err_console.print(f"[bold red]error:[/] idea {idea_id}: {message}",
+                                  highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+
+
+@ideas_app.command("retire")
+def retire(
+    idea_id: int = typer.Argument(..., help="Id of the idea to close."),
+    store_url: str | None = StoreOption,
+) -> None:
+    """Close an idea: it is never due again."""
+    from sweeps.ideas import retire_idea
+
+    with _store(store_url) as store:
+        retire_idea(store, idea_id)
+        console.print(f"idea {idea_id} retired")
+
+
+@ideas_app.command("plot")
+def plot(
+    output: Path = typer.Option(..., "-o", "--output", help="Image file to write (png, svg, pdf)."),
+    store_url: str | None = StoreOption,
+) -> None:
+    """Draw each idea's attempts against compute, with its bar."""
+    from sweeps.ideas import plot_ideas
+
+    with _store(store_url) as store:
+        for path in plot_ideas(store, output):
+            console.print(f"wrote {path}")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add `scaletrack ideas ...` to the main app."""
+    app.add_typer(ideas_app, name="ideas")
+

@@ -1,0 +1,248 @@
+"""`scaletrack demo`: a small real sweep, end to end, in a few minutes on two CPU cores.
+
+Steps, each a plain function so they can be run (and rewired) one at a time:
+
+1. `train_step` — write the demo grid (3 GPT sizes x 3 token budgets on the Python stdlib
+   corpus) into DIR, run it into DIR/scaletrack.db (resumable: a second call trains nothing).
+2. `fit_step` — fit L(N, D) (Chinchilla form) and L(C) to the finished cells; store the fits.
+3. `plot_step` — loss vs compute with the fitted law and its extrapolation, into DIR.
+4. `ideas_step` — register a "not yet" idea (stdlib continuation loss below a bar) and check
+   it on the largest checkpoint, so the registry has something to re-check later.
+
+Each step after training needs another part of scaletrack (analysis, the ideas registry); if
+that part cannot be imported the step says so in one line and the demo goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+DEMO_GRID_TOML = """\
+# The `scaletrack demo` grid: 3 GPT sizes x 3 token budgets on the Python stdlib corpus.
+# Sized for about 3 minutes on 2 CPU cores; losses fall with both N and D.
+name = "demo"
+description = "3 GPT sizes x 3 token budgets on the Python stdlib corpus"
+
+[data]
+corpus = "stdlib"
+context = 64
+
+[model]
+family = "gpt"
+sizes = [
+  { n_layer = 1, n_head = 2, d_model = 32 },
+  { n_layer = 2, n_head = 4, d_model = 64 },
+  { n_layer = 3, n_head = 4, d_model = 96 },
+]
+
+[axes]
+tokens = [200_000, 400_000, 800_000]
+seeds = [0]
+lrs = [3e-3]
+
+[train]
+batch_size = 16
+device = "cpu"
+
+[schedule]
+kind = "cosine"
+warmup_frac = 0.05
+min_lr_frac = 0.1
+
+[eval]
+every = 50
+batches = 8
+
+[checkpoint]
+every = 250
+
+[executor]
+kind = "local"
+workers = 2
+"""
+
+IDEA_TITLE = "demo: a stdlib model continues Python code at < 1.2 nats/byte"
+
+
+@dataclass
+class DemoOutcome:
+    """What the demo produced: the store, the sweep report, fits and files written."""
+
+    out: Path
+    store_url: str
+    report: Any = None  # sweeps.runner.SweepReport
+    points: pd.DataFrame | None = None  # N, D, C, loss of finished cells
+    fits: dict[str, Any] = field(default_factory=dict)  # form -> analysis FitResult
+    files: list[Path] = field(default_factory=list)
+    idea: str | None = None
+    skipped: list[str] = field(default_factory=list)  # one line per step that could not run
+    wall_s: float = 0.0
+
+
+def store_url_for(out: Path) -> str:
+    """The demo's SQLite store inside `out`."""
+    return f"sqlite:///{(out / 'scaletrack.db').resolve()}"
+
+
+def train_step(
+    out: Path, outcome: DemoOutcome, *, workers: int, console: Any, grid_toml: str
+) -> None:
+    """Write the grid to DIR/demo.toml and run it into the demo store."""
+    from sweeps.grid import load_grid
+    from sweeps.runner import SweepDisplay, run_sweep
+
+    grid_file = out / "demo.toml"
+    grid_file.write_text(grid_toml, encoding="utf-8")
+    grid = load_grid(grid_file)
+    display = (
+        (lambda g, todo, done: SweepDisplay(g, todo, done, console=console))
+        if console is not None
+        else None
+    )
+    outcome.report = run_sweep(grid, outcome.store_url, workers=workers, display=display)
+    outcome.files.append(grid_file)
+
+
+def finished_points(store: Any, sweep: str = "demo") -> pd.DataFrame:
+    """N (non-embedding params), D (tokens), C (FLOPs), loss (final val, nats/token)."""
+    runs = store.runs(sweep=sweep, status="finished")
+    if runs.empty:
+        return pd.DataFrame(columns=["N", "D", "C", "loss"])
+    frame = runs[["run_key", "N", "D", "C", "final_loss"]].rename(columns={"final_loss": "loss"})
+    for col in ("N", "D", "C", "loss"):
+        frame[col] = frame[col].astype("float64")
+    return frame.sort_values(["N", "D"]).reset_index(drop=True)
+
+
+def fit_step(outcome: DemoOutcome, store: Any) -> None:
+    """Fit the Chinchilla form and the compute law; save both to the store."""
+    outcome.points = finished_points(store)
+    if len(outcome.points) < 5:
+        outcome.skipped.append(f"fit: only {len(outcome.points)} finished cells (need 5)")
+        return
+    try:
+        from analysis.chinchilla import fit_chinchilla
+        from analysis.powerlaw import fit_compute_law
+    except ImportError as exc:
+        outcome.skipped.append(f"fit: analysis is not available ({exc})")
+        return
+    trained_nothing = outcome.report is not None and outcome.report.trained == 0
+    fits = store.fits()
+    saved = set(fits["label"]) if not fits.empty else set()
+    for form, fit_fn in (("chinchilla", fit_chinchilla), ("compute", fit_compute_law)):
+        try:
+            fit = fit_fn(outcome.points, n_bootstrap=200)
+        except Exception as exc:  # noqa: BLE001 - reported below; the other steps still run
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            outcome.skipped.append(f"fit {form}: {type(exc).__name__}: {detail}")
+            continue
+        outcome.fits[form] = fit
+        if not (trained_nothing and f"demo {form}" in saved):  # a re-run adds no duplicates
+            store.save_fit(fit.form, fit.to_dict(), sweep="demo", label=f"demo {form}")
+
+
+def plot_step(outcome: DemoOutcome) -> None:
+    """Loss vs compute with the compute-law fit and its extrapolation."""
+    if outcome.points is None or outcome.points.empty:
+        outcome.skipped.append("plot: no finished cells to plot")
+        return
+    try:
+        from analysis.plots import plot_loss_vs_compute
+    except ImportError as exc:
+        outcome.skipped.append(f"plot: analysis.plots is not available ({exc})")
+        return
+    fit = outcome.fits.get("compute")
+    paths = plot_loss_vs_compute(
+        outcome.points, outcome.out / "loss_vs_compute", fit=fit,
+        title="scaletrack demo: loss vs training compute",
+    )
+    outcome.files.extend(Path(p) for p in paths)
+
+
+def ideas_step(outcome: DemoOutcome, store: Any) -> None:
+    """Register the demo's "not yet" idea (once) and check it on the largest checkpoint."""
+    try:
+        from sweeps.ideas import add_idea, rerun_due
+    except ImportError as exc:
+        outcome.skipped.append(f"ideas: the ideas registry is not available ({exc})")
+        return
+    ideas = store.ideas()
+    if ideas.empty or IDEA_TITLE not in set(ideas["title"]):
+        add_idea(store, IDEA_TITLE, "continuation", "loss", 1.2, direction="below",
+                 hypothesis="needs a model well beyond the demo's sizes")
+    report = rerun_due(store)
+    ideas = store.ideas()
+    row = ideas[ideas["title"] == IDEA_TITLE].iloc[0]
+    best = row.get("best_value")
+    best_text = f", best so far {best:.3f}" if best is not None and pd.notna(best) else ""
+    errors = "; ".join(report.errors.values())
+    outcome.idea = f"{IDEA_TITLE!r}: {row['status']}{best_text}" + (
+        f" (errors: {errors})" if errors else ""
+    )
+
+
+def run_demo(
+    out: Path, *, workers: int = 2, console: Any = None, grid_toml: str = DEMO_GRID_TOML
+) -> DemoOutcome:
+    """Run every step into `out`; print a summary when a console is given.
+
+    `grid_toml` replaces the demo grid (its sweep must be named "demo"), e.g. for a quick test.
+    """
+    from store import Store
+
+    t0 = time.monotonic()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    outcome = DemoOutcome(out=out, store_url=store_url_for(out))
+    train_step(out, outcome, workers=workers, console=console, grid_toml=grid_toml)
+    with Store.open(outcome.store_url) as store:
+        fit_step(outcome, store)
+        plot_step(outcome)
+        ideas_step(outcome, store)
+    outcome.wall_s = time.monotonic() - t0
+    if console is not None:
+        print_summary(outcome, console)
+    return outcome
+
+
+def print_summary(outcome: DemoOutcome, console: Any) -> None:
+    """A short account of what the demo trained, fitted and wrote."""
+    from rich.table import Table
+
+    report = outcome.report
+    if outcome.points is not None and not outcome.points.empty:
+        table = Table(title="demo cells (final validation loss, nats/token)", header_style="bold")
+        table.add_column("N \\ D", justify="right")
+        budgets = sorted(outcome.points["D"].unique())
+        for d in budgets:
+            table.add_column(f"{int(d):,}", justify="right")
+        for n, rows in outcome.points.groupby("N"):
+            by_d = dict(zip(rows["D"], rows["loss"], strict=True))
+            table.add_row(f"{int(n):,}", *(f"{by_d[d]:.3f}" if d in by_d else "-"
+                                           for d in budgets))
+        console.print(table)
+    for form, fit in outcome.fits.items():
+        params = ", ".join(f"{k}={v:.4g}" for k, v in fit.params.items())
+        console.print(f"fit {form}: {params}", soft_wrap=True)
+    if "compute" in outcome.fits and outcome.points is not None:
+        c_max = float(outcome.points["C"].max())
+        pred = float(outcome.fits["compute"].predict(10 * c_max)[()])
+        console.print(f"predicted loss at 10x the largest compute ({10 * c_max:.3g} FLOPs): "
+                      f"{pred:.3f} nats/token")
+    if outcome.idea:
+        console.print(f"idea {outcome.idea}", soft_wrap=True)
+    for line in outcome.skipped:
+        console.print(f"[yellow]skipped[/] {line}", soft_wrap=True)
+    trained = report.trained if report is not None else 0
+    console.print(
+        f"demo done in {outcome.wall_s:.0f}s: trained {trained} cells this time; store "
+        f"{outcome.store_url}; files: " + ", ".join(str(p) for p in outcome.files),
+        soft_wrap=True,
+    )
+    console.print(f"next: scaletrack sweep status demo --store {outcome.store_url}",
+                  soft_wrap=True)

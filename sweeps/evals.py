@@ -1,0 +1,489 @@
+"""Task evaluations on checkpoints: built-in tasks, user `module:function` tasks, the evals table.
+
+A task takes a `LoadedCheckpoint` and returns a number or a mapping of metric name -> number.
+Built-in tasks:
+
+- ``val_loss``: mean next-token loss on the run's fixed held-out batches (metric ``loss``,
+  nats/token).
+- ``addition``, ``reversal`` (and every other probe in `models.tasks.TASKS`): metrics
+  ``exact_match`` and ``token_accuracy`` (fractions in [0, 1]) and ``logprob_per_token``
+  (mean log-likelihood of the answer tokens, nats/token).
+- ``continuation``: log-likelihood of the second half of each held-out window given the first
+  half (metrics ``logprob_per_token``, nats/token, and ``loss`` = -logprob_per_token).
+
+A user task is named ``pkg.module:function``; a scalar result is stored under metric ``value``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaletrack.errors import ConfigError, DataError, ScaletrackError
+
+log = logging.getLogger(__name__)
+
+SCALAR_METRIC = "value"
+
+
+class TaskError(ScaletrackError):
+    """An evaluation task raised or returned something that is not a number."""
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A checkpoint's model, ready to evaluate, with what a task needs to find its data.
+
+    `data` is the data configuration of the run that produced the checkpoint (or the
+    ``"data"`` entry of an external checkpoint's meta); `context` is its context length in tokens.
+    """
+
+    model: Any  # torch.nn.Module; None for an external checkpoint registered without a loader
+    record: Any  # store.CheckpointRecord
+    device: str = "cpu"
+    run: Any | None = None  # store.RunRecord for own checkpoints
+    data: Mapping[str, Any] = field(default_factory=dict)
+    context: int | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)  # the run's full train config, if any
+
+    @property
+    def N(self) -> int:
+        """Parameters used for fits."""
+        return int(self.record.N)
+
+
+TaskFn = Callable[[LoadedCheckpoint], Any]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A resolved evaluation task; `metrics` lists the metric names a built-in task returns."""
+
+    name: str
+    fn: TaskFn
+    metrics: tuple[str, ...] | None = None
+
+    @property
+    def builtin(self) -> bool:
+        return ":" not in self.name
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _one_line(exc: BaseException) -> str:
+    """'ExceptionType: first line of its message' (just the type when there is no message)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _import_attr(spec: str, what: str) -> Any:
+    """Import `pkg.mod:attr`; a ConfigError names `spec` when it cannot be found."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"{what} {spec!r} must look like 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is the user's module
+        raise ConfigError(
+            f"{what} {spec!r}: cannot import module {module_name!r} ({_one_line(exc)})"
+        ) from exc
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"{what} {spec!r}: module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError(f"{what} {spec!r} is not callable")
+    return obj
+
+
+def load_checkpoint(store: Any, checkpoint_id: int, device: str = "cpu") -> LoadedCheckpoint:
+    """Load checkpoint `checkpoint_id` from `store` onto `device` in eval mode.
+
+    Own checkpoints and external ones with loader ``gpt``/``lstm`` go through
+    `models.checkpoint.load_checkpoint_model`; a ``module:function`` loader is called with the
+    `CheckpointRecord` and must return the model.
+    """
+    record = store.get_checkpoint(int(checkpoint_id))
+    if record is None:
+        raise DataError(f"no checkpoint with id {checkpoint_id} in {store.url}")
+    run = store.get_run(record.run_key) if record.run_key else None
+    meta = dict(record.meta or {})
+    # the training loop's own copy of the train config wins; then the run row; then meta itself
+    config: dict[str, Any] = {}
+    if isinstance(meta.get("train"), Mapping):
+        config = dict(meta["train"])
+    elif run is not None and isinstance(run.config, Mapping) and "data" in run.config:
+        config = dict(run.config)
+    data = dict(config.get("data") or meta.get("data") or {})
+    context = config.get("context", meta.get("context"))
+
+    loader = record.loader
+    try:
+        if loader is None and record.kind == "external":
+            _verify(record)
+            model = None  # user tasks may read record.path themselves; built-ins need a loader
+        elif loader and ":" in loader:
+            _verify(record)
+            load_fn = _import_attr(loader, "checkpoint loader")
+            model = load_fn(record)
+        else:
+            from models.checkpoint import load_checkpoint_model
+
+            model = load_checkpoint_model(record, device=device)
+    except ScaletrackError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - report which checkpoint failed, in one line
+        raise DataError(
+            f"cannot load checkpoint {record.id} from {record.path} (loader {loader or 'own'}): "
+            f"{_one_line(exc)}"
+        ) from exc
+    if hasattr(model, "to"):
+        model = model.to(device)
+    if hasattr(model, "eval"):
+        model.eval()
+    return LoadedCheckpoint(
+        model=model,
+        record=record,
+        device=device,
+        run=run,
+        data=data,
+        context=int(context) if context is not None else None,
+        config=config,
+    )
+
+
+def _verify(record: Any) -> None:
+    """Check a user-loaded checkpoint's file (or directory) against its recorded sha256."""
+    path = Path(record.path)
+    if not path.exists():
+        raise DataError(f"checkpoint {record.id}: {path} does not exist")
+    if record.sha256 and file_sha256(path) != record.sha256:
+        raise DataError(
+            f"checkpoint {record.id}: {path} changed since it was registered (sha256 differs)"
+        )
+
+
+# ---------------------------------------------------------------- built-in tasks
+
+
+def _model_context(loaded: LoadedCheckpoint) -> int:
+    """Sequence length to evaluate at: the run's context, capped by the model's own."""
+    cfg = getattr(loaded.model, "config", None)
+    model_ctx = getattr(cfg, "context", None) if cfg is not None else None
+    ctx = loaded.context or model_ctx or 128
+    return int(min(ctx, model_ctx)) if model_ctx else int(ctx)
+
+
+def _require_model(loaded: LoadedCheckpoint) -> Any:
+    if loaded.model is None:
+        raise DataError(
+            f"checkpoint {loaded.record.id} was registered without a loader; built-in tasks need "
+            "one (--loader gpt|lstm|package.module:function)"
+        )
+    return loaded.model
+
+
+def _logits(model: Any, x: Any) -> Any:
+    out = model(x)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _heldout_tokens(loaded: LoadedCheckpoint) -> Any:
+    from models.data import load_tokens
+
+    if not loaded.data:
+        raise DataError(
+            f"checkpoint {loaded.record.id} names no data to evaluate on; register it with "
+            "--meta '{\"data\": {\"corpus\": \"stdlib\"}}' (or a path/tokens spec)"
+        )
+    return load_tokens(loaded.data).val
+
+
+def _heldout_windows(loaded: LoadedCheckpoint) -> list[tuple[Any, Any]]:
+    from models.data import eval_batches
+
+    n_batches = int(loaded.config.get("eval_batches", 8))
+    batch_size = int(loaded.config.get("batch_size", 16))
+    return eval_batches(_heldout_tokens(loaded), n_batches, batch_size, _model_context(loaded))
+
+
+def _val_loss(loaded: LoadedCheckpoint) -> dict[str, float]:
+    """Mean next-token cross-entropy on the run's fixed held-out batches (nats/token)."""
+    import torch
+    import torch.nn.functional as F
+
+    model = _require_model(loaded)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for x, y in _heldout_windows(loaded):
+            x, y = x.to(loaded.device), y.to(loaded.device)
+            logits = _logits(model, x)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1),
+                                   reduction="sum")
+            total += float(loss)
+            count += y.numel()
+    return {"loss": total / count}
+
+
+def _continuation(loaded: LoadedCheckpoint) -> dict[str, float]:
+    """Log-likelihood of the second half of each held-out window given the first half.
+
+    `logprob_per_token` is the mean over continuation tokens (nats/token, <= 0); `loss` is its
+    negative.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    model = _require_model(loaded)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for x, y in _heldout_windows(loaded):
+            x, y = x.to(loaded.device), y.to(loaded.device)
+            half = x.shape[1] // 2
+            logp = F.log_softmax(_logits(model, x).float(), dim=-1)
+            picked = logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)[:, half:]
+            total += float(picked.sum())
+            count += picked.numel()
+    logprob = total / count
+    return {"logprob_per_token": logprob, "loss": -logprob}
+
+
+PROBE_METRICS = ("exact_match", "token_accuracy", "logprob_per_token")
+PROBE_EXAMPLES = 200
+
+
+def _probe(task_name: str) -> TaskFn:
+    """A task scoring the synthetic probe `task_name` of `models.tasks` on fresh examples."""
+
+    def run(loaded: LoadedCheckpoint) -> dict[str, float]:
+        from models.tasks import evaluate_task
+
+        model = _require_model(loaded)
+        scores = evaluate_task(model, task_name, n=PROBE_EXAMPLES, device=loaded.device)
+        return {m: float(scores[m]) for m in PROBE_METRICS}
+
+    run.__name__ = f"probe_{task_name}"
+    return run
+
+
+def builtin_tasks() -> dict[str, Task]:
+    """Built-in tasks by name: val_loss, continuation and every probe in `models.tasks.TASKS`."""
+    from models.tasks import TASKS
+
+    tasks = {
+        "val_loss": Task("val_loss", _val_loss, ("loss",)),
+        "continuation": Task("continuation", _continuation, ("logprob_per_token", "loss")),
+    }
+    for name in TASKS:
+        tasks[name] = Task(name, _probe(name), PROBE_METRICS)
+    return tasks
+
+
+def resolve_task(name: str) -> Task:
+    """The task named `name`: a built-in name or ``pkg.module:function``; else a ConfigError."""
+    name = str(name).strip()
+    builtins = builtin_tasks()
+    if name in builtins:
+        return builtins[name]
+    if ":" in name:
+        return Task(name, _import_attr(name, "task"))
+    raise ConfigError(
+        f"unknown task {name!r}: use one of {', '.join(builtins)} "
+        "or a user function as 'package.module:function'"
+    )
+
+
+def run_task(task: Task, loaded: LoadedCheckpoint) -> dict[str, float]:
+    """Run `task` on `loaded`; return metric -> value. Failures become a one-line TaskError."""
+    try:
+        result = task.fn(loaded)
+    except ScaletrackError as exc:
+        raise TaskError(f"task {task.name!r} failed: {str(exc).strip().splitlines()[0]}") from exc
+    except Exception as exc:  # noqa: BLE001 - a user function may raise anything
+        raise TaskError(f"task {task.name!r} raised {_one_line(exc)}") from exc
+    return _as_metrics(task, result)
+
+
+def _as_float(task: Task, metric: str, value: Any) -> float:
+    try:
+        if hasattr(value, "item"):
+            value = value.item()
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise TaskError(
+            f"task {task.name!r} returned {type(value).__name__} for metric {metric!r}; "
+            "expected a number"
+        ) from exc
+
+
+def _as_metrics(task: Task, result: Any) -> dict[str, float]:
+    if isinstance(result, Mapping):
+        if not result:
+            raise TaskError(f"task {task.name!r} returned an empty mapping of metrics")
+        return {str(k): _as_float(task, str(k), v) for k, v in result.items()}
+    if isinstance(result, bool) or result is None:
+        raise TaskError(
+            f"task {task.name!r} returned {result!r}; expected a number or a dict of numbers"
+        )
+    return {SCALAR_METRIC: _as_float(task, SCALAR_METRIC, result)}
+
+
+# ---------------------------------------------------------------- evals table
+
+
+def evaluate_loaded(
+    store: Any, loaded: LoadedCheckpoint, tasks: Sequence[str | Task]
+) -> dict[str, dict[str, float]]:
+    """Run `tasks` on an already loaded checkpoint and store every task x metric value.
+
+    All tasks run before anything is written, so a failing task leaves the evals table as it was.
+    """
+    resolved = [t if isinstance(t, Task) else resolve_task(t) for t in tasks]
+    results: dict[str, dict[str, float]] = {}
+    for task in resolved:
+        results[task.name] = run_task(task, loaded)
+    for task_name, metrics in results.items():
+        for metric, value in metrics.items():
+            store.add_eval(int(loaded.record.id), task_name, metric, value)
+    return results
+
+
+def evaluate_checkpoint(
+    store: Any, checkpoint_id: int, tasks: Sequence[str], *, device: str = "cpu"
+) -> dict[str, dict[str, float]]:
+    """Evaluate `tasks` on checkpoint `checkpoint_id`; write and return {task: {metric: value}}.
+
+    Unknown task names raise ConfigError before the checkpoint is loaded; a task that raises
+    gives a one-line TaskError naming it and nothing is written.
+    """
+    resolved = [resolve_task(t) for t in tasks]
+    if not resolved:
+        return {}
+    loaded = load_checkpoint(store, checkpoint_id, device=device)
+    return evaluate_loaded(store, loaded, resolved)
+
+
+@dataclass(frozen=True)
+class AfterCheckpointReport:
+    """What `evaluate_after_checkpoint` did: values written, task errors, ideas now due."""
+
+    checkpoint_id: int
+    values: dict[str, dict[str, float]]
+    errors: dict[str, str]
+    due_ideas: tuple[int, ...]
+
+
+def evaluate_after_checkpoint(
+    store: Any,
+    ckpt_id: int,
+    tasks: Sequence[str] = (),
+    *,
+    device: str = "cpu",
+    rerun_ideas: bool = False,
+) -> AfterCheckpointReport:
+    """Hook for the sweep runner after a checkpoint is registered.
+
+    Evaluates each of `tasks` (a failing task is logged and reported, never raised, so a sweep
+    keeps going), then marks ideas due that this checkpoint makes due; with `rerun_ideas` it
+    also re-checks them at once.
+    """
+    from sweeps.ideas import refresh_idea_statuses, rerun_due
+
+    values: dict[str, dict[str, float]] = {}
+    errors: dict[str, str] = {}
+    loaded: LoadedCheckpoint | None = None
+    for name in tasks:
+        try:
+            task = resolve_task(name)
+            if loaded is None:
+                loaded = load_checkpoint(store, ckpt_id, device=device)
+            values.update(evaluate_loaded(store, loaded, [task]))
+        except ScaletrackError as exc:
+            errors[str(name)] = str(exc)
+            log.warning("evaluation of checkpoint %s: %s", ckpt_id, exc)
+    due = refresh_idea_statuses(store)
+    if rerun_ideas and due:
+        rerun_due(store, device=device)
+        due = refresh_idea_statuses(store)
+    return AfterCheckpointReport(int(ckpt_id), values, errors, tuple(due))
+
+
+# ---------------------------------------------------------------- external checkpoints
+
+LOADERS = ("gpt", "lstm")
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (relative names and bytes, sorted by name)."""
+    digest = hashlib.sha256()
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        for f in files:
+            digest.update(f.relative_to(path).as_posix().encode() + b"\0")
+            _hash_into(digest, f)
+    else:
+        _hash_into(digest, path)
+    return digest.hexdigest()
+
+
+def _hash_into(digest: Any, path: Path) -> None:
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+
+
+def register_external_checkpoint(
+    store: Any,
+    path: str | Path,
+    *,
+    params: int,
+    tokens: int,
+    flops: float | None = None,
+    loader: str | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> int:
+    """Register a checkpoint trained elsewhere (kind 'external'); returns its id.
+
+    params: N (parameters); tokens: D (training tokens); flops: C (FLOPs), optional.
+    loader: 'gpt' / 'lstm' (meta holds the model config) or 'package.module:function'
+    called with the CheckpointRecord. The file's sha256 is computed and stored.
+    """
+    from store import CheckpointRecord
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"checkpoint path {p} does not exist")
+    if int(params) <= 0:
+        raise ConfigError(f"--params must be a positive parameter count, got {params}")
+    if int(tokens) < 0:
+        raise ConfigError(f"--tokens must be a non-negative token count, got {tokens}")
+    if flops is not None and not (math.isfinite(flops) and flops > 0):
+        raise ConfigError(f"--flops must be a positive number of FLOPs, got {flops}")
+    if loader is not None and loader not in LOADERS:
+        if ":" not in loader:
+            raise ConfigError(
+                f"unknown loader {loader!r}: use gpt, lstm or 'package.module:function'"
+            )
+        _import_attr(loader, "checkpoint loader")
+    record = CheckpointRecord(
+        id=None,
+        run_key=None,
+        kind="external",
+        N=int(params),
+        tokens=int(tokens),
+        flops=float(flops) if flops is not None else None,
+        step=None,
+        path=str(p.resolve()),
+        sha256=file_sha256(p),
+        loader=loader,
+        meta=dict(meta or {}),
+    )
+    return int(store.add_checkpoint(record))

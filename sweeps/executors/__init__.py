@@ -1,0 +1,265 @@
+"""Executors run the cells of a sweep somewhere: a local process pool, or a Ray cluster.
+
+An executor gets a `SweepJob` (what to run and where the store is) and reports what happens
+through `on_event` with the event dataclasses below; the runner turns them into progress bars
+and the final report. Every executor trains a cell the same way, with `run_cell`: claim it in
+the store (a cell held by a live worker or already done is skipped), call
+`sweeps.train.train_run`, release the claim if stopped, and run the grid's evaluation tasks on
+the new checkpoint. To add an executor, implement the `Executor` protocol and register its
+constructor in `make_executor`: it is called as `cls(workers=..., address=...)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from scaletrack.errors import ConfigError, ScaletrackError
+
+# ----------------------------------------------------------------------------- what to run
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """One cell, in a form that pickles to any worker (config as a plain dict)."""
+
+    run_key: str
+    label: str  # e.g. "L2-H2-D64 D=40000 seed=0 lr=0.003"
+    config: dict[str, Any]  # TrainConfig.to_dict()
+    N: int
+    D: int
+    C: float
+    steps: int
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """Everything an executor needs: the cells in schedule order and where results go."""
+
+    sweep: str
+    store_url: str
+    checkpoint_root: str  # a cell's checkpoints go to <root>/<sweep>/<run_key>
+    cells: tuple[CellTask, ...]
+    workers: int = 1
+    stale_after_s: float = 60.0  # a running cell whose heartbeat is older may be taken over
+    eval_tasks: tuple[str, ...] = ()
+    eval_on: str = "final"  # "final" | "checkpoints"
+
+    def checkpoint_dir(self) -> Path:
+        """What train_run gets: it writes a cell's files under <this>/<run_key>/."""
+        return Path(self.checkpoint_root) / self.sweep
+
+
+# ----------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class CellStarted:
+    run_key: str
+    worker: str
+
+
+@dataclass(frozen=True)
+class CellProgress:
+    run_key: str
+    step: int
+    total: int
+
+
+@dataclass(frozen=True)
+class CellDone:
+    """A cell left a worker.
+
+    status: finished | diverged | failed | interrupted | skipped | crashed.
+    """
+
+    run_key: str
+    worker: str
+    status: str
+    final_loss: float | None = None
+    wall_s: float = 0.0
+    steps: int = 0
+    tokens: int = 0
+    resumed_from_step: int | None = None
+    message: str | None = None
+    eval_errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WorkerLost:
+    """A worker process died without saying goodbye (killed, out of memory, segfault)."""
+
+    worker: str
+    exitcode: int | None
+    run_key: str | None  # the cell it was training, now marked failed and resumable
+
+
+@dataclass(frozen=True)
+class ExecutorNote:
+    """A one-line message for the user (e.g. a worker was replaced)."""
+
+    message: str
+
+
+SweepEvent = CellStarted | CellProgress | CellDone | WorkerLost | ExecutorNote
+EventSink = Callable[[SweepEvent], None]
+
+
+@dataclass(frozen=True)
+class ExecutorOutcome:
+    """How `Executor.run` ended: interrupted is True after Ctrl-C (cells stopped cleanly)."""
+
+    interrupted: bool = False
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs every cell of a job, reporting through `on_event`; handles Ctrl-C itself.
+
+    On KeyboardInterrupt an executor stops its workers (they checkpoint and release their claim)
+    and returns ExecutorOutcome(interrupted=True) instead of raising.
+    """
+
+    name: str
+
+    def run(self, job: SweepJob, on_event: EventSink) -> ExecutorOutcome: ...
+
+
+def make_executor(kind: str, *, workers: int, address: str | None = None) -> Executor:
+    """The executor called `kind` ("local" or "ray")."""
+    if kind == "local":
+        from sweeps.executors.local import LocalExecutor
+
+        return LocalExecutor(workers=workers)
+    if kind == "ray":
+        try:
+            from sweeps.executors.ray import RayExecutor
+        except ImportError as exc:
+            raise ConfigError(
+                f"executor 'ray' is not available here ({type(exc).__name__}: {exc})"
+            ) from None
+        return RayExecutor(workers=workers, address=address)
+    raise ConfigError(f"unknown executor {kind!r}; expected 'local' or 'ray'")
+
+
+# ----------------------------------------------------------------------------- one cell
+
+
+def worker_name(index: int | str) -> str:
+    """A worker id that says where it runs: host:pid:index."""
+    return f"{socket.gethostname()}:{os.getpid()}:{index}"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _Throttle:
+    """Forward progress at most every `interval_s` seconds (and always the last step)."""
+
+    def __init__(self, run_key: str, emit: EventSink, interval_s: float = 0.25) -> None:
+        self.run_key, self.emit, self.interval_s = run_key, emit, interval_s
+        self._last = 0.0
+
+    def __call__(self, step: int, total: int) -> None:
+        now = time.monotonic()
+        if step >= total or now - self._last >= self.interval_s:
+            self._last = now
+            self.emit(CellProgress(self.run_key, int(step), int(total)))
+
+
+def run_cell(
+    job: SweepJob,
+    cell: CellTask,
+    store: Any,
+    worker: str,
+    emit: EventSink,
+    stop_event: Any = None,
+    device: str | None = None,
+) -> CellDone:
+    """Claim `cell`, train (or resume) it, run its eval tasks; return (and emit) a CellDone.
+
+    Never raises for a problem inside the cell: a failure marks the run failed with a one-line
+    error so the sweep keeps going. `device` overrides the config's device (e.g. "cuda:1").
+    """
+    from sweeps.train import TrainConfig, train_run
+
+    if not store.claim_run(cell.run_key, worker, stale_after_s=job.stale_after_s):
+        run = store.get_run(cell.run_key)
+        if run is None:
+            reason = "not in the store"
+        elif run.status == "running":
+            reason = f"held by live worker {run.worker}"
+        else:
+            reason = f"already {run.status}"
+        done = CellDone(cell.run_key, worker, "skipped", message=reason)
+        emit(done)
+        return done
+
+    emit(CellStarted(cell.run_key, worker))
+    t0 = time.monotonic()
+    try:
+        cfg = TrainConfig.from_dict(cell.config)
+        if device is not None and cfg.device != device:
+            cfg = replace(cfg, device=device)
+        result = train_run(
+            cfg,
+            store,
+            cell.run_key,
+            job.checkpoint_dir(),
+            worker=worker,
+            stop_event=stop_event,
+            on_step=_Throttle(cell.run_key, emit),
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure in a cell is recorded, not raised
+        message = _one_line(exc)
+        # if the store itself is failing, the message below still reaches the user
+        with contextlib.suppress(ScaletrackError):
+            store.finish_run(cell.run_key, "failed", error=message)
+        done = CellDone(cell.run_key, worker, "failed", wall_s=time.monotonic() - t0,
+                        message=message)
+        emit(done)
+        return done
+
+    if result.status == "interrupted":
+        store.release_run(cell.run_key, worker)
+    eval_errors: dict[str, str] = {}
+    if result.status == "finished" and job.eval_tasks:
+        eval_errors = _evaluate(job, cell, store, device or cell.config.get("device", "cpu"))
+    done = CellDone(
+        cell.run_key,
+        worker,
+        result.status,
+        final_loss=result.final_loss,
+        wall_s=time.monotonic() - t0,
+        steps=int(result.steps),
+        tokens=int(result.tokens),
+        resumed_from_step=result.resumed_from_step,
+        eval_errors=eval_errors,
+    )
+    emit(done)
+    return done
+
+
+def _evaluate(job: SweepJob, cell: CellTask, store: Any, device: str) -> dict[str, str]:
+    """Run the grid's eval tasks on the cell's final (or every) checkpoint; errors by task."""
+    from sweeps.evals import evaluate_after_checkpoint
+
+    ckpts = store.latest_checkpoints(cell.run_key)  # newest first
+    if not ckpts:
+        return {"*": "no checkpoint registered for this run"}
+    chosen = ckpts if job.eval_on == "checkpoints" else ckpts[:1]
+    errors: dict[str, str] = {}
+    for ckpt in reversed(chosen):  # oldest first
+        if ckpt.id is None:
+            continue
+        report = evaluate_after_checkpoint(store, ckpt.id, job.eval_tasks, device=device)
+        errors.update(report.errors)
+    return errors

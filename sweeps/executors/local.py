@@ -1,0 +1,313 @@
+"""The local executor: a pool of spawned worker processes on this machine.
+
+The parent hands out one cell at a time to whichever worker says it is ready, so it always
+knows which cell each worker holds. Workers open their own Store from the URL, split the CPU
+cores between them (torch threads = cores / workers, at least 1) and, on a machine with
+several GPUs, see one GPU each (CUDA_VISIBLE_DEVICES). Workers ignore SIGINT: on Ctrl-C the
+parent sets a stop event, each worker checkpoints, releases its claim and exits, and the next
+`sweep run` resumes. A worker that dies (SIGKILL, out of memory) is noticed within a second:
+its cell is marked failed so the next run resumes it from its last checkpoint, and a fresh
+worker takes the remaining cells.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import queue
+import signal
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from scaletrack.errors import ScaletrackError
+from sweeps.executors import (
+    CellDone,
+    CellTask,
+    EventSink,
+    ExecutorNote,
+    ExecutorOutcome,
+    SweepJob,
+    WorkerLost,
+    run_cell,
+    worker_name,
+)
+
+POLL_S = 0.5  # how often the parent checks worker liveness while no event arrives
+STOP_GRACE_S = 300.0  # after Ctrl-C, how long workers get to checkpoint before termination
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A worker asks for its next cell (sent once at start and after every cell)."""
+
+    index: int
+    worker: str
+
+
+@dataclass(frozen=True)
+class _Fatal:
+    """A worker could not start (e.g. the store cannot be opened); it exits after this."""
+
+    index: int
+    message: str
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    """Torch intra-op threads for each of `workers` processes: cores / workers, at least 1."""
+    return max(1, (cores if cores is not None else usable_cores()) // max(1, workers))
+
+
+def gpu_for_worker(index: int, configured: str, visible: Sequence[str]) -> str | None:
+    """The GPU worker `index` may see (a CUDA_VISIBLE_DEVICES entry), or None for all.
+
+    Only cells configured for plain "cuda" on a machine with several visible GPUs are spread,
+    one GPU per worker round robin; the cell's config (and so its run key and its checkpoints'
+    resume check) stays "cuda" whichever GPU it lands on.
+    """
+    if configured != "cuda" or len(visible) < 2:
+        return None
+    return visible[index % len(visible)]
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this process may use (from CUDA_VISIBLE_DEVICES, else all torch sees)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip()]
+    with contextlib.suppress(Exception):
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    return []
+
+
+class _StopSignal:
+    """`is_set()` is true when the parent asked to stop or the parent process is gone."""
+
+    def __init__(self, stop: Any) -> None:
+        self._stop = stop
+        self._parent = mp.parent_process()
+
+    def is_set(self) -> bool:
+        return self._stop.is_set() or (self._parent is not None and not self._parent.is_alive())
+
+
+def _worker_main(
+    index: int,
+    job: SweepJob,
+    inbox: Any,
+    events: Any,
+    stop: Any,
+    threads: int,
+    gpu: str | None,
+) -> None:
+    """Worker process: ask for a cell, run it, repeat until told to exit (None)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C for everyone
+    if gpu is not None:  # before torch initialises CUDA: this worker sees one GPU
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    import torch
+
+    torch.set_num_threads(threads)
+    from store import Store
+
+    name = worker_name(index)
+    stop_signal = _StopSignal(stop)
+    try:
+        store = Store.open(job.store_url)
+    except ScaletrackError as exc:
+        events.put(_Fatal(index, str(exc)))
+        return
+    try:
+        events.put(_Ready(index, name))
+        while True:
+            try:
+                cell = inbox.get(timeout=1.0)
+            except queue.Empty:
+                parent = mp.parent_process()
+                if parent is not None and not parent.is_alive():
+                    return  # orphaned: nobody will hand out cells any more
+                continue
+            if cell is None:
+                return
+            run_cell(job, cell, store, name, events.put, stop_event=stop_signal)
+            events.put(_Ready(index, name))
+    finally:
+        store.close()
+
+
+@dataclass
+class _Slot:
+    """The parent's view of one worker process."""
+
+    index: int
+    process: Any
+    inbox: Any
+    name: str | None = None
+    cell: CellTask | None = None
+    exited: bool = False
+
+
+class LocalExecutor:
+    """Runs cells in `workers` spawned processes on this machine."""
+
+    name = "local"
+
+    def __init__(self, workers: int = 1, *, max_respawns: int | None = None) -> None:
+        self.workers = max(1, int(workers))
+        self.max_respawns = max_respawns
+
+    def run(self, job: SweepJob, on_event: EventSink) -> ExecutorOutcome:
+        if not job.cells:
+            return ExecutorOutcome()
+        ctx = mp.get_context("spawn")
+        n = min(self.workers, len(job.cells))
+        threads = threads_per_worker(n)
+        configured = str(job.cells[0].config.get("device", "cpu"))
+        gpus = visible_gpus() if configured == "cuda" else []
+        events = ctx.Queue()
+        stop = ctx.Event()
+        todo: deque[CellTask] = deque(job.cells)
+        slots: dict[int, _Slot] = {}
+        next_index = 0
+        respawns_left = self.max_respawns if self.max_respawns is not None else len(job.cells)
+        parent_store: Any = None
+        interrupted = False
+        stop_deadline: float | None = None
+
+        def spawn() -> None:
+            nonlocal next_index
+            index = next_index
+            next_index += 1
+            inbox = ctx.Queue()
+            proc = ctx.Process(
+                target=_worker_main,
+                args=(index, job, inbox, events, stop, threads,
+                      gpu_for_worker(index, configured, gpus)),
+                name=f"scaletrack-worker-{index}",
+                daemon=True,
+            )
+            proc.start()
+            slots[index] = _Slot(index, proc, inbox)
+
+        def release(slot: _Slot) -> None:
+            """Mark a dead worker's cell failed (resumable) in the store."""
+            nonlocal parent_store
+            if slot.cell is None or slot.name is None:
+                return
+            from store import Store
+
+            if parent_store is None:
+                parent_store = Store.open(job.store_url)
+            parent_store.release_run(slot.cell.run_key, slot.name)
+
+        def handle(msg: Any) -> None:
+            nonlocal respawns_left
+            if isinstance(msg, _Ready):
+                slot = slots.get(msg.index)
+                if slot is None or slot.exited:
+                    return
+                slot.name = msg.worker
+                slot.cell = None
+                if todo and not stop.is_set():
+                    slot.cell = todo.popleft()
+                    slot.inbox.put(slot.cell)
+                else:
+                    slot.inbox.put(None)
+            elif isinstance(msg, _Fatal):
+                on_event(ExecutorNote(f"worker {msg.index} could not start: {msg.message}"))
+                todo.clear()
+                respawns_left = 0
+            else:
+                if isinstance(msg, CellDone):
+                    for slot in slots.values():
+                        if slot.cell is not None and slot.cell.run_key == msg.run_key:
+                            slot.cell = None
+                on_event(msg)
+
+        def check_workers() -> None:
+            nonlocal respawns_left
+            for slot in list(slots.values()):
+                if slot.exited or slot.process.is_alive():
+                    continue
+                slot.exited = True
+                slot.process.join(timeout=1.0)
+                code = slot.process.exitcode
+                if code == 0 and slot.cell is None:
+                    continue
+                lost_key = slot.cell.run_key if slot.cell is not None else None
+                try:
+                    release(slot)
+                except ScaletrackError as exc:
+                    on_event(ExecutorNote(f"could not release {lost_key}: {exc}"))
+                on_event(WorkerLost(slot.name or f"worker {slot.index}", code, lost_key))
+                if lost_key is not None:
+                    on_event(
+                        CellDone(lost_key, slot.name or "?", "crashed",
+                                 message=f"worker died (exit code {code}); resumes on next run")
+                    )
+                slot.cell = None
+                if todo and not stop.is_set() and respawns_left > 0:
+                    respawns_left -= 1
+                    on_event(ExecutorNote("starting a replacement worker"))
+                    spawn()
+
+        try:
+            for _ in range(n):
+                spawn()
+            while any(not s.exited for s in slots.values()):
+                try:
+                    try:
+                        msg = events.get(timeout=POLL_S)
+                    except queue.Empty:
+                        check_workers()
+                        if stop_deadline is not None and time.monotonic() > stop_deadline:
+                            on_event(ExecutorNote("workers did not stop in time; terminating"))
+                            _terminate(slots.values())
+                        continue
+                    handle(msg)
+                except KeyboardInterrupt:
+                    if stop.is_set():  # second Ctrl-C: do not wait any longer
+                        on_event(ExecutorNote("second interrupt: terminating workers"))
+                        _terminate(slots.values())
+                        check_workers()
+                        break
+                    interrupted = True
+                    stop.set()
+                    todo.clear()
+                    stop_deadline = time.monotonic() + STOP_GRACE_S
+                    on_event(ExecutorNote("stopping: workers checkpoint and release their cells"))
+            # drain what the last workers said before exiting
+            while True:
+                try:
+                    handle(events.get_nowait())
+                except queue.Empty:
+                    break
+        finally:
+            _terminate(slots.values())
+            if parent_store is not None:
+                parent_store.close()
+            events.close()
+        return ExecutorOutcome(interrupted=interrupted)
+
+
+def _terminate(slots: Any) -> None:
+    for slot in slots:
+        if slot.process.is_alive():
+            slot.process.terminate()
+    for slot in slots:
+        slot.process.join(timeout=5.0)
+        if slot.process.is_alive():
+            slot.process.kill()
+            slot.process.join(timeout=5.0)

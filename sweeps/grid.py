@@ -1,0 +1,265 @@
+"""Grid expansion: a validated `GridSpec` becomes a list of cells, one TrainConfig each.
+
+A cell is one point of sizes x token budgets x seeds x learning rates. Its run key is
+`store.make_run_key` over the sweep name and the cell's train config (without the device, which
+does not change what a run *is*), so the same grid gives the same keys every time whatever the
+order of the axes in the file. `load_grid` validates completely — model shapes resolved through
+`models.ladder`, data present, evaluation tasks known, at least one step per budget — without
+touching any store, so a rejected grid writes nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from scaletrack.errors import ConfigError, ScaletrackError
+from sweeps.spec import GridSpec, load_spec
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of a sweep: its key, its train config and what it is planned to cost."""
+
+    run_key: str
+    sweep: str
+    family: str
+    config: Any  # sweeps.train.TrainConfig
+    size_label: str  # e.g. "L2-H2-D64" or "L2-H128"
+    N: int  # parameters used for fits (non-embedding), as planned
+    N_total: int
+    D: int  # token budget (tokens)
+    C: float  # planned training compute (FLOPs)
+    steps: int
+    seed: int
+    lr: float
+
+    def record(self) -> Any:
+        """The store.RunRecord for this cell (status pending)."""
+        from store import RunRecord
+
+        return RunRecord(
+            run_key=self.run_key,
+            sweep=self.sweep,
+            family=self.family,
+            config=self.config.to_dict(),
+            N=self.N,
+            N_total=self.N_total,
+            D=self.D,
+            C=self.C,
+            seed=self.seed,
+            lr=self.lr,
+        )
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A validated grid file and its cells, in the order they will be scheduled."""
+
+    spec: GridSpec
+    source: str  # the grid file path (or "<grid>")
+    cells: tuple[Cell, ...]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def stored_spec(self) -> dict[str, Any]:
+        """What `upsert_sweep` stores: the validated grid plus its source file."""
+        return {"source": self.source, "grid": self.spec.to_json_dict()}
+
+
+def cell_key_config(config: Any, sweep: str) -> dict[str, Any]:
+    """The mapping a cell's run key is derived from (train config minus device, plus sweep)."""
+    d = dict(config.to_dict())
+    d.pop("device", None)
+    return {"sweep": sweep, "train": d}
+
+
+def _fail(source: str, field: str, message: str) -> ConfigError:
+    return ConfigError(f"{source}: {field}: {message}")
+
+
+def _resolve_data(spec: GridSpec, source: str, base_dir: Path) -> dict[str, Any]:
+    """The data dict for TrainConfig, with file paths made absolute and checked to exist."""
+    data = spec.data.source()
+    for key, what in (("path", "text file or folder"), ("tokens", "token file")):
+        if key in data:
+            p = Path(str(data[key])).expanduser()
+            if not p.is_absolute():
+                p = (base_dir / p).resolve()
+            if not p.exists():
+                raise _fail(source, f"data.{key}", f"{what} {p} does not exist")
+            if key == "tokens" and not p.is_file():
+                raise _fail(source, f"data.{key}", f"expected a token file, {p} is not a file")
+            data[key] = str(p)
+    if "task" in data:
+        from models import tasks as task_module
+
+        known = _known_tasks(task_module)
+        if known is not None and data["task"] not in known:
+            raise _fail(
+                source,
+                "data.task",
+                f"unknown synthetic task {data['task']!r} (expected one of {', '.join(known)})",
+            )
+    return data
+
+
+def _known_tasks(task_module: Any) -> list[str] | None:
+    for attr in ("TASKS", "SYNTHETIC_TASKS", "TASK_NAMES"):
+        names = getattr(task_module, attr, None)
+        if names is not None:
+            return sorted(names)
+    return None
+
+
+def _shapes(spec: GridSpec, source: str, vocab_size: int) -> list[tuple[str, dict[str, Any]]]:
+    """(label, shape kwargs) for each size; target counts resolved with models.ladder."""
+    from models.ladder import shape_for
+
+    family = spec.model.family
+    context = spec.data.context
+    out: list[tuple[str, dict[str, Any]]] = []
+    keep = ("n_layer", "n_head", "d_model", "mlp_ratio") if family == "gpt" else (
+        "n_layer",
+        "d_hidden",
+    )
+    if spec.model.sizes is not None:
+        for i, size in enumerate(spec.model.sizes):
+            shape = size.model_dump(exclude_none=True)
+            try:
+                shape_for(family, shape, context=context, vocab_size=vocab_size)
+            except ScaletrackError as exc:
+                raise _fail(source, f"model.sizes[{i}]", str(exc)) from None
+            out.append((_label(family, shape), shape))
+    else:
+        for i, target in enumerate(spec.model.target_params or []):
+            try:
+                cfg = shape_for(family, target, context=context, vocab_size=vocab_size)
+            except ScaletrackError as exc:
+                raise _fail(source, f"model.target_params[{i}]", str(exc)) from None
+            full = cfg.to_dict()
+            shape = {k: full[k] for k in keep if k in full}
+            out.append((_label(family, shape), shape))
+    seen: dict[str, int] = {}
+    for i, (label, _) in enumerate(out):
+        if label in seen:
+            raise _fail(
+                source,
+                "model.target_params" if spec.model.sizes is None else "model.sizes",
+                f"entries {seen[label]} and {i} resolve to the same shape {label}; "
+                "expected distinct sizes",
+            )
+        seen[label] = i
+    return out
+
+
+def _label(family: str, shape: dict[str, Any]) -> str:
+    if family == "gpt":
+        return f"L{shape['n_layer']}-H{shape['n_head']}-D{shape['d_model']}"
+    return f"L{shape['n_layer']}-H{shape['d_hidden']}"
+
+
+def _vocab_size(data: dict[str, Any]) -> int:
+    """The vocabulary size the data implies: 256 for byte-level text, else as configured."""
+    return int(data.get("vocab_size", 256))
+
+
+def expand(spec: GridSpec, source: str = "<grid>", base_dir: Path | None = None) -> Grid:
+    """Every cell of `spec`, fully resolved and checked, ordered per `spec.executor.order`."""
+    from store import make_run_key
+    from sweeps.train import TrainConfig, plan_run
+
+    base_dir = base_dir or Path.cwd()
+    data = _resolve_data(spec, source, base_dir)
+    vocab = _vocab_size(data)
+    shapes = _shapes(spec, source, vocab)
+    if spec.eval.tasks:
+        from sweeps.evals import resolve_task
+
+        for i, name in enumerate(spec.eval.tasks):
+            try:
+                resolve_task(name)
+            except ScaletrackError as exc:
+                raise _fail(source, f"eval.tasks[{i}]", str(exc)) from None
+
+    step_tokens = spec.train.batch_size * spec.data.context
+    for i, budget in enumerate(spec.axes.tokens):
+        if budget < step_tokens:
+            raise _fail(
+                source,
+                f"axes.tokens[{i}]",
+                f"budget {budget} tokens is less than one step "
+                f"(batch_size {spec.train.batch_size} x context {spec.data.context} = "
+                f"{step_tokens} tokens)",
+            )
+
+    device = spec.train.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    cells: list[Cell] = []
+    for (label, shape), budget, seed, lr in itertools.product(
+        shapes, spec.axes.tokens, spec.axes.seeds, spec.axes.lrs
+    ):
+        try:
+            cfg = TrainConfig(
+                family=spec.model.family,
+                model=dict(shape),
+                data=dict(data),
+                context=spec.data.context,
+                batch_size=spec.train.batch_size,
+                tokens=budget,
+                lr=lr,
+                seed=seed,
+                schedule=spec.schedule.kind,
+                warmup_frac=spec.schedule.warmup_frac,
+                decay_frac=spec.schedule.decay_frac,
+                min_lr_frac=spec.schedule.min_lr_frac,
+                weight_decay=spec.train.weight_decay,
+                grad_clip=spec.train.grad_clip,
+                eval_every=spec.eval.every,
+                eval_batches=spec.eval.batches,
+                checkpoint_every=spec.checkpoint.every,
+                device=device,
+            )
+            plan = plan_run(cfg)
+        except ScaletrackError as exc:
+            raise ConfigError(f"{source}: cell {label} D={budget}: {exc}") from None
+        cells.append(
+            Cell(
+                run_key=make_run_key(cell_key_config(cfg, spec.name)),
+                sweep=spec.name,
+                family=spec.model.family,
+                config=cfg,
+                size_label=label,
+                N=int(plan.N),
+                N_total=int(plan.N_total),
+                D=int(budget),
+                C=float(plan.C),
+                steps=int(plan.steps),
+                seed=seed,
+                lr=lr,
+            )
+        )
+    if spec.executor.order == "compute":
+        cells.sort(key=lambda c: (c.C, c.N, c.D, c.seed, c.lr))
+    return Grid(spec=spec, source=source, cells=tuple(cells))
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read, validate and expand a grid file; any problem is a ConfigError naming the field."""
+    path = Path(path)
+    spec = load_spec(path)
+    return expand(spec, str(path), path.resolve().parent)
+
+
+def with_device(cells: Sequence[Cell], device: str) -> list[Cell]:
+    """The same cells set to run on `device` (their run keys do not change)."""
+    return [replace(c, config=replace(c.config, device=device)) for c in cells]

@@ -1,0 +1,663 @@
+"""The "not yet" registry: ideas with a bar to clear, re-checked when a larger checkpoint exists.
+
+An idea names a task and metric (see `sweeps.evals`), a threshold and a direction ("above":
+value >= threshold passes; "below": value <= threshold passes). Each attempt records the
+checkpoint, its N (parameters), D (tokens), compute (FLOPs), the value and pass/fail.
+
+Scale is compared by compute: the checkpoint's FLOPs, else 6·N·D, ties broken by N. An open
+idea (not-yet or due) is *due* when the largest checkpoint in the store is larger than any it
+was tried on, or when it was never tried and any checkpoint exists. Due-ness is derived from
+the data each time (`due_ideas`); `refresh_idea_statuses` writes it into the status column.
+An idea's `max_flops_tried` and each attempt's `flops` hold that compared compute (FLOPs).
+'works' and 'retired' ideas are closed and never due.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from scaletrack.errors import ConfigError, ScaletrackError
+from sweeps.evals import LoadedCheckpoint, load_checkpoint, resolve_task, run_task
+
+DIRECTIONS = ("above", "below")
+OPEN_STATUSES = ("not-yet", "due")
+_REL_TOL = 1e-9
+
+
+@dataclass(frozen=True, order=True)
+class Scale:
+    """Size of a checkpoint for "larger than" comparisons: compute (FLOPs), then N."""
+
+    compute: float
+    N: int
+
+
+def checkpoint_scale(N: Any, tokens: Any, flops: Any) -> Scale:
+    """Compute of a checkpoint: its recorded FLOPs, else 6·N·tokens (FLOPs)."""
+    n = int(N) if _finite(N) else 0
+    if _finite(flops) and float(flops) > 0:
+        return Scale(float(flops), n)
+    d = int(tokens) if _finite(tokens) else 0
+    return Scale(6.0 * n * d, n)
+
+
+def _finite(x: Any) -> bool:
+    if x is None or x is pd.NA:
+        return False
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def _larger(a: Scale, b: Scale) -> bool:
+    """True when `a` is strictly larger than `b` (compute first, then N)."""
+    if a.compute > b.compute * (1 + _REL_TOL) and a.compute > b.compute:
+        return True
+    if abs(a.compute - b.compute) <= _REL_TOL * max(abs(a.compute), abs(b.compute), 1.0):
+        return a.N > b.N
+    return False
+
+
+def passes(value: float, threshold: float, direction: str) -> bool:
+    """Whether `value` clears `threshold` in `direction`; NaN never passes."""
+    if not _finite(value):
+        return False
+    return value >= threshold if direction == "above" else value <= threshold
+
+
+# ---------------------------------------------------------------- registering
+
+
+def add_idea(
+    store: Any,
+    title: str,
+    task: str,
+    metric: str,
+    threshold: float,
+    direction: str = "above",
+    hypothesis: str | None = None,
+) -> int:
+    """Register an idea; returns its id. The task must resolve and the metric must exist."""
+    from store import IdeaRecord
+
+    title = str(title).strip()
+    if not title:
+        raise ConfigError("an idea needs a non-empty title")
+    if direction not in DIRECTIONS:
+        raise ConfigError(f"direction {direction!r} must be 'above' or 'below'")
+    if not _finite(threshold):
+        raise ConfigError(f"threshold {threshold!r} must be a finite number")
+    resolved = resolve_task(task)
+    if resolved.metrics is not None and metric not in resolved.metrics:
+        raise ConfigError(
+            f"task {resolved.name!r} has no metric {metric!r}; "
+            f"it reports {', '.join(resolved.metrics)}"
+        )
+    idea_id = store.add_idea(
+        IdeaRecord(
+            id=None,
+            title=title,
+            task=resolved.name,
+            metric=str(metric),
+            threshold=float(threshold),
+            direction=direction,
+            hypothesis=hypothesis,
+        )
+    )
+    refresh_idea_statuses(store)
+    return int(idea_id)
+
+
+def get_idea_or_fail(store: Any, idea_id: int) -> Any:
+    """The IdeaRecord `idea_id`, or a ConfigError naming it."""
+    idea = store.get_idea(int(idea_id))
+    if idea is None:
+        raise ConfigError(f"no idea with id {idea_id} in {store.url}")
+    return idea
+
+
+def retire_idea(store: Any, idea_id: int) -> None:
+    """Close idea `idea_id`: it is never due again."""
+    get_idea_or_fail(store, idea_id)
+    store.update_idea(int(idea_id), status="retired")
+
+
+# ---------------------------------------------------------------- due-ness
+
+
+def _checkpoints(store: Any) -> pd.DataFrame:
+    df = store.checkpoints()
+    if df.empty:
+        return df
+    df = df.copy()
+    scales = [
+        checkpoint_scale(n, d, c)
+        for n, d, c in zip(df["N"], df["tokens"], df["flops"], strict=True)
+    ]
+    df["compute"] = [s.compute for s in scales]
+    df["scale_N"] = [s.N for s in scales]
+    return df
+
+
+def largest_checkpoint(store: Any) -> tuple[int, Scale] | None:
+    """Id and scale of the largest checkpoint (compute, then N, then newest id); None if none."""
+    df = _checkpoints(store)
+    if df.empty:
+        return None
+    df = df.sort_values(["compute", "scale_N", "id"], ascending=False, kind="stable")
+    row = df.iloc[0]
+    return int(row["id"]), Scale(float(row["compute"]), int(row["scale_N"]))
+
+
+def _tried_scale(idea: Any) -> Scale | None:
+    if not _finite(idea.max_flops_tried) and not _finite(idea.max_N_tried):
+        return None
+    compute = float(idea.max_flops_tried) if _finite(idea.max_flops_tried) else 0.0
+    n = int(idea.max_N_tried) if _finite(idea.max_N_tried) else 0
+    return Scale(compute, n)
+
+
+def _is_due(idea: Any, largest: Scale | None) -> bool:
+    if idea.status not in OPEN_STATUSES or largest is None:
+        return False
+    tried = _tried_scale(idea)
+    return tried is None or _larger(largest, tried)
+
+
+def _idea_records(store: Any) -> list[Any]:
+    df = store.ideas()
+    if df.empty:
+        return []
+    return [store.get_idea(int(i)) for i in sorted(df["id"])]
+
+
+def due_ideas(store: Any) -> list[Any]:
+    """Open ideas that the largest checkpoint in `store` has not been tried on (IdeaRecords)."""
+    top = largest_checkpoint(store)
+    largest = top[1] if top else None
+    return [idea for idea in _idea_records(store) if _is_due(idea, largest)]
+
+
+def refresh_idea_statuses(store: Any) -> list[int]:
+    """Write 'due' / 'not-yet' into open ideas' status from the data; return the due ids."""
+    top = largest_checkpoint(store)
+    largest = top[1] if top else None
+    due: list[int] = []
+    for idea in _idea_records(store):
+        if idea.status not in OPEN_STATUSES:
+            continue
+        now_due = _is_due(idea, largest)
+        if now_due:
+            due.append(int(idea.id))
+        want = "due" if now_due else "not-yet"
+        if idea.status != want:
+            store.update_idea(int(idea.id), status=want)
+    return due
+
+
+# ---------------------------------------------------------------- attempts
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One re-check of an idea on one checkpoint (value in the idea's metric units)."""
+
+    idea_id: int
+    title: str
+    checkpoint_id: int
+    N: int
+    tokens: int
+    flops: float
+    value: float
+    threshold: float
+    direction: str
+    passed: bool
+    status: str  # the idea's status after this attempt
+
+
+@dataclass(frozen=True)
+class RerunReport:
+    """Result of `rerun_due`: attempts recorded and one-line errors per idea id."""
+
+    checkpoint_id: int | None
+    attempts: tuple[Attempt, ...]
+    errors: dict[int, str]
+
+
+def _stored_metric(store: Any, checkpoint_id: int, task: str, metric: str) -> float | None:
+    df = store.evals(task=task)
+    if df.empty:
+        return None
+    hit = df[(df["checkpoint_id"] == checkpoint_id) & (df["metric"] == metric)]
+    if hit.empty:
+        return None
+    return float(hit["value"].iloc[-1])
+
+
+def _measure(
+    store: Any,
+    idea: Any,
+    checkpoint_id: int,
+    loaded: dict[int, LoadedCheckpoint],
+    device: str,
+    reuse: bool,
+) -> float:
+    """The idea's metric on the checkpoint: reused from the evals table or computed and stored."""
+    if reuse:
+        value = _stored_metric(store, checkpoint_id, idea.task, idea.metric)
+        if value is not None:
+            return value
+    task = resolve_task(idea.task)
+    if checkpoint_id not in loaded:
+        loaded[checkpoint_id] = load_checkpoint(store, checkpoint_id, device=device)
+    metrics = run_task(task, loaded[checkpoint_id])
+    if idea.metric not in metrics:
+        raise ScaletrackError(
+            f"idea {idea.id}: task {idea.task!r} reported {', '.join(sorted(metrics))}, "
+            f"not {idea.metric!r}"
+        )
+    for metric, value in metrics.items():
+        store.add_eval(checkpoint_id, task.name, metric, value)
+    return metrics[idea.metric]
+
+
+def check_idea(
+    store: Any,
+    idea_id: int,
+    checkpoint_id: int,
+    *,
+    device: str = "cpu",
+    reuse: bool = True,
+    _loaded: dict[int, LoadedCheckpoint] | None = None,
+) -> Attempt:
+    """Evaluate idea `idea_id` on checkpoint `checkpoint_id` and record the attempt.
+
+    The idea keeps the best value and the largest scale tried; it becomes 'works' when the
+    value clears the bar and stays 'not-yet' otherwise. `reuse` takes the value from the evals
+    table when this checkpoint x task x metric was evaluated already.
+    """
+    from store import IdeaAttemptRecord
+
+    idea = get_idea_or_fail(store, idea_id)
+    if idea.status == "retired":
+        raise ConfigError(f"idea {idea_id} is retired")
+    ckpt = store.get_checkpoint(int(checkpoint_id))
+    if ckpt is None:
+        raise ConfigError(f"no checkpoint with id {checkpoint_id} in {store.url}")
+    value = _measure(store, idea, int(checkpoint_id), _loaded if _loaded is not None else {},
+                     device, reuse)
+    ok = passes(value, idea.threshold, idea.direction)
+    scale = checkpoint_scale(ckpt.N, ckpt.tokens, ckpt.flops)
+    store.add_idea_attempt(
+        IdeaAttemptRecord(
+            id=None,
+            idea_id=int(idea.id),
+            checkpoint_id=int(ckpt.id),
+            N=int(ckpt.N),
+            tokens=int(ckpt.tokens),
+            flops=scale.compute,
+            value=float(value),
+            passed=ok,
+        )
+    )
+    best = idea.best_value
+    if _finite(value) and (
+        not _finite(best)
+        or (value > best if idea.direction == "above" else value < best)
+    ):
+        best = float(value)
+    tried = _tried_scale(idea)
+    new_max = scale if tried is None or _larger(scale, tried) else tried
+    status = "works" if ok or idea.status == "works" else "not-yet"
+    store.update_idea(
+        int(idea.id),
+        status=status,
+        best_value=best,
+        max_flops_tried=new_max.compute,
+        max_N_tried=new_max.N,
+    )
+    return Attempt(
+        idea_id=int(idea.id),
+        title=idea.title,
+        checkpoint_id=int(ckpt.id),
+        N=int(ckpt.N),
+        tokens=int(ckpt.tokens),
+        flops=scale.compute,
+        value=float(value),
+        threshold=float(idea.threshold),
+        direction=idea.direction,
+        passed=ok,
+        status=status,
+    )
+
+
+def rerun_due(store: Any, *, device: str = "cpu", reuse: bool = True) -> RerunReport:
+    """Evaluate every due idea on the largest checkpoint and record the attempts.
+
+    An idea whose task fails gets a one-line error in the report and keeps its state; the
+    others still run. Ideas that pass flip to 'works'.
+    """
+    top = largest_checkpoint(store)
+    due = due_ideas(store)
+    if top is None or not due:
+        return RerunReport(top[0] if top else None, (), {})
+    ckpt_id = top[0]
+    loaded: dict[int, LoadedCheckpoint] = {}
+    attempts: list[Attempt] = []
+    errors: dict[int, str] = {}
+    for idea in due:
+        try:
+            attempts.append(
+                check_idea(store, int(idea.id), ckpt_id, device=device, reuse=reuse,
+                           _loaded=loaded)
+            )
+        except ScaletrackError as exc:
+            errors[int(idea.id)] = str(exc)
+    refresh_idea_statuses(store)
+    return RerunReport(ckpt_id, tuple(attempts), errors)
+
+
+# ---------------------------------------------------------------- listing
+
+
+def idea_points(store: Any, idea: Any) -> pd.DataFrame:
+    """Every measurement of the idea's task/metric vs scale: columns checkpoint_id, N, D, C, value.
+
+    Combines the idea's attempts with the evals table (one row per checkpoint), sorted by C.
+    """
+    rows: dict[int, dict[str, Any]] = {}
+    evals = store.evals(task=idea.task)
+    if not evals.empty:
+        evals = evals[evals["metric"] == idea.metric]
+        for r in evals.itertuples(index=False):
+            scale = checkpoint_scale(r.N, r.tokens, r.flops)
+            rows[int(r.checkpoint_id)] = {
+                "checkpoint_id": int(r.checkpoint_id), "N": scale.N,
+                "D": int(r.tokens) if _finite(r.tokens) else 0,
+                "C": scale.compute, "value": float(r.value),
+            }
+    attempts = store.idea_attempts(int(idea.id))
+    for r in attempts.itertuples(index=False):
+        scale = checkpoint_scale(r.N, r.tokens, r.flops)
+        rows[int(r.checkpoint_id)] = {
+            "checkpoint_id": int(r.checkpoint_id), "N": scale.N, "D": int(r.tokens),
+            "C": scale.compute, "value": float(r.value),
+        }
+    df = pd.DataFrame(rows.values(), columns=["checkpoint_id", "N", "D", "C", "value"])
+    return df.sort_values("C", kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class IdeaOutlook:
+    """Class of an idea's curve ('past' / 'near' / 'far' or '-') and predicted crossing (FLOPs)."""
+
+    cls: str
+    crossing_flops: float | None
+
+
+def idea_outlook(store: Any, idea: Any) -> IdeaOutlook:
+    """Classify the idea's metric-vs-compute curve with analysis.classify, when enough points."""
+    points = idea_points(store, idea)
+    return classify_points(
+        points, idea.threshold, idea.direction, metric=idea.metric, task=idea.task
+    )
+
+
+_CEILINGS = {"exact_match": 1.0, "token_accuracy": 1.0, "logprob_per_token": 0.0, "loss": 0.0}
+_CHANCE = {"exact_match": 0.0, "token_accuracy": 0.0}
+
+
+def classify_points(
+    points: pd.DataFrame, threshold: float, direction: str, *, metric: str = "value",
+    task: str = "task", n_boot: int = 50,
+) -> IdeaOutlook:
+    """Classify (C, value) points with `analysis.classify.classify_task` (past / near / far).
+
+    Returns '-' and no crossing when there are too few distinct scales to fit a floored sigmoid
+    (3 with a known chance level, else 4) or when the classifier cannot fit them.
+    """
+    try:
+        from analysis.classify import classify_task
+    except ImportError:
+        return IdeaOutlook("-", None)
+
+    if points.empty:
+        return IdeaOutlook("-", None)
+    ok = points[[_finite(v) and _finite(c) and c > 0
+                 for v, c in zip(points["value"], points["C"], strict=True)]]
+    chance = _CHANCE.get(metric)
+    needed = 3 if chance is not None else 4
+    if ok["C"].nunique() < needed:
+        return IdeaOutlook("-", None)
+    try:
+        result = classify_task(
+            ok["C"].to_numpy(dtype=float), ok["value"].to_numpy(dtype=float),
+            task=task, metric=metric, chance=chance, threshold=float(threshold),
+            increasing=direction == "above", ceil_limit=_CEILINGS.get(metric),
+            n_boot=n_boot,
+        )
+    except (ScaletrackError, ValueError, FloatingPointError):
+        return IdeaOutlook("-", None)
+    if result.fit is None:
+        return IdeaOutlook("-", None)
+    crossing = float(result.crossing)
+    return IdeaOutlook(result.label, crossing if not math.isnan(crossing) else None)
+
+
+def ideas_table(store: Any, *, refresh: bool = True, outlook: bool = True) -> pd.DataFrame:
+    """One row per idea: id, title, task, metric, direction, threshold, status, best_value,
+    attempts, max_N_tried, max_flops_tried (FLOPs), class, predicted_crossing (FLOPs)."""
+    if refresh:
+        refresh_idea_statuses(store)
+    columns = [
+        "id", "title", "task", "metric", "direction", "threshold", "status", "best_value",
+        "attempts", "max_N_tried", "max_flops_tried", "class", "predicted_crossing",
+        "hypothesis",
+    ]
+    attempts = store.idea_attempts()
+    counts = attempts.groupby("idea_id").size().to_dict() if not attempts.empty else {}
+    rows = []
+    for idea in _idea_records(store):
+        look = idea_outlook(store, idea) if outlook else IdeaOutlook("-", None)
+        rows.append({
+            "id": int(idea.id), "title": idea.title, "task": idea.task, "metric": idea.metric,
+            "direction": idea.direction, "threshold": float(idea.threshold),
+            "status": idea.status,
+            "best_value": float(idea.best_value) if _finite(idea.best_value) else None,
+            "attempts": int(counts.get(int(idea.id), 0)),
+            "max_N_tried": int(idea.max_N_tried) if _finite(idea.max_N_tried) else None,
+            "max_flops_tried": (
+                float(idea.max_flops_tried) if _finite(idea.max_flops_tried) else None
+            ),
+            "class": look.cls, "predicted_crossing": look.crossing_flops,
+            "hypothesis": idea.hypothesis,
+        })
+    return pd.DataFrame(rows, columns=columns)
+
+
+def attempts_table(store: Any, idea_id: int | None = None) -> pd.DataFrame:
+    """Attempts with the idea's title.
+
+    Columns: idea_id, title, checkpoint_id, N, tokens, flops (FLOPs), value, passed.
+    """
+    df = store.idea_attempts(idea_id)
+    cols = ["idea_id", "checkpoint_id", "N", "tokens", "flops", "value", "passed"]
+    if df.empty:
+        return pd.DataFrame(columns=["idea_id", "title", *cols[1:]])
+    titles = {int(i.id): i.title for i in _idea_records(store)}
+    out = df[cols].copy()
+    out.insert(1, "title", [titles.get(int(i), "?") for i in out["idea_id"]])
+    return out.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- plot
+
+
+def plot_ideas(store: Any, path: str | Path) -> list[Path]:
+    """Draw every idea's attempts against compute with its bar; returns the files written.
+
+    Uses `analysis.emergence_plots.plot_idea_timeline` when it exists, else a simple figure.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ideas = [i for i in _idea_records(store)]
+    if not ideas:
+        raise ConfigError("no ideas to plot: add one with `scaletrack ideas add`")
+    try:
+        from analysis.emergence_plots import plot_idea_timeline
+    except ImportError:
+        plot_idea_timeline = None
+    if plot_idea_timeline is not None:
+        return _plot_with_analysis(plot_idea_timeline, store, ideas, out)
+    return _plot_simple(store, ideas, out)
+
+
+def _plot_with_analysis(
+    fn: Callable[..., Any], store: Any, ideas: list[Any], out: Path
+) -> list[Path]:
+    """Teammate D's timeline: attempts (value vs FLOPs, in the order tried) with each bar."""
+    attempts = store.idea_attempts()
+    if not attempts.empty:
+        attempts = attempts.copy()
+        attempts["flops"] = [
+            checkpoint_scale(n, d, c).compute
+            for n, d, c in zip(attempts["N"], attempts["tokens"], attempts["flops"], strict=True)
+        ]
+    table = ideas_table(store, refresh=False, outlook=False)
+    written = fn(attempts, table, out)
+    return [Path(p) for p in (written or [out])]
+
+
+def _plot_simple(store: Any, ideas: list[Any], out: Path) -> list[Path]:
+    from matplotlib.figure import Figure
+
+    ncols = min(2, len(ideas))
+    nrows = math.ceil(len(ideas) / ncols)
+    fig = Figure(figsize=(5.5 * ncols, 3.8 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, idea in zip(axes, ideas, strict=False):
+        points = idea_points(store, idea)
+        tries = store.idea_attempts(int(idea.id))
+        if not points.empty:
+            ax.plot(points["C"], points["value"], "o-", color="0.6", ms=4, label="evals")
+        for passed, colour, label in ((False, "tab:orange", "not yet"), (True, "tab:green",
+                                                                           "works")):
+            sel = tries[tries["passed"] == passed] if not tries.empty else tries
+            if not sel.empty:
+                xs = [checkpoint_scale(n, d, c).compute
+                      for n, d, c in zip(sel["N"], sel["tokens"], sel["flops"], strict=True)]
+                ax.scatter(xs, sel["value"], s=60, color=colour, zorder=3, label=label)
+        ax.axhline(idea.threshold, color="tab:red", ls="--", lw=1,
+                   label=f"bar ({idea.direction} {idea.threshold:g})")
+        if not points.empty and (points["C"] > 0).all():
+            ax.set_xscale("log")
+        ax.set_xlabel("training compute C (FLOPs)")
+        ax.set_ylabel(f"{idea.task} / {idea.metric}")
+        ax.set_title(f"#{idea.id} {idea.title} [{idea.status}]", fontsize=9)
+        ax.legend(fontsize=7)
+    for ax in axes[len(ideas):]:
+        ax.set_visible(False)
+    fig.savefig(out, dpi=110)
+    return [out]
+
+
+# ---------------------------------------------------------------- demo
+
+
+@dataclass(frozen=True)
+class DemoIdeasSummary:
+    """What `demo_ideas_step` showed: the idea, its bar, attempts in order, final status."""
+
+    idea_id: int
+    title: str
+    threshold: float  # nats/token (validation loss)
+    attempts: tuple[Attempt, ...]
+    final_status: str
+    plot: Path | None
+    attempts_csv: Path
+
+
+def final_checkpoints(store: Any) -> pd.DataFrame:
+    """The last checkpoint (largest step) of every run with checkpoints, ordered by compute."""
+    df = _checkpoints(store)
+    if df.empty:
+        return df
+    own = df[df["run_key"].notna()].copy()
+    if own.empty:
+        return own
+    own["step_sort"] = pd.to_numeric(own["step"], errors="coerce").fillna(-1)
+    last = own.sort_values(["run_key", "step_sort", "id"]).groupby("run_key", sort=False).tail(1)
+    return last.sort_values(["compute", "scale_N", "id"], kind="stable").reset_index(drop=True)
+
+
+def demo_ideas_step(
+    store: Any,
+    out_dir: str | Path,
+    *,
+    device: str = "cpu",
+    echo: Callable[[str], None] = print,
+) -> DemoIdeasSummary:
+    """Demo of the "not yet" loop, to call once the demo sweep has finished.
+
+    Measures `val_loss` (nats/token) on each run's final checkpoint and registers the idea
+    "validation loss at most a bar only the best cell clears" (the bar is midway between the
+    best and the second-best loss; in a healthy sweep the best is the largest cell). Then it
+    re-checks the idea on the final checkpoints from the smallest compute up, as if each had
+    just been registered: 'not-yet' on the small ones, with the largest scale tried growing,
+    until the cell that clears the bar flips it to 'works'. Prints each attempt; writes
+    idea_attempts.csv and the timeline plot (ideas_timeline.png/.svg) into `out_dir`.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    finals = final_checkpoints(store)
+    if len(finals) < 2:
+        raise ConfigError(
+            f"the ideas demo needs at least two finished runs with checkpoints; found {len(finals)}"
+        )
+    from sweeps.evals import evaluate_checkpoint
+
+    losses: list[float] = []
+    for ckpt_id in finals["id"]:
+        value = _stored_metric(store, int(ckpt_id), "val_loss", "loss")
+        if value is None:
+            value = evaluate_checkpoint(store, int(ckpt_id), ["val_loss"], device=device)[
+                "val_loss"]["loss"]
+        losses.append(float(value))
+    ranked = sorted(v for v in losses if _finite(v))
+    if len(ranked) < 2:
+        raise ConfigError("the ideas demo needs two checkpoints with a finite validation loss")
+    threshold = 0.5 * (ranked[0] + ranked[1])
+    title = f"val loss <= {threshold:.3f}"
+    idea_id = add_idea(
+        store, title, "val_loss", "loss", threshold, direction="below",
+        hypothesis="more compute lowers held-out loss; only the largest cell should clear it",
+    )
+    echo(f"idea {idea_id}: {title!r} (task val_loss, metric loss in nats/token, below)")
+    attempts: list[Attempt] = []
+    for row in finals.itertuples(index=False):
+        attempt = check_idea(store, idea_id, int(row.id), device=device)
+        attempts.append(attempt)
+        echo(
+            f"  re-checked on checkpoint {attempt.checkpoint_id} (N={attempt.N:,}, "
+            f"D={attempt.tokens:,}, C={attempt.flops:.3g} FLOPs): loss {attempt.value:.4f} "
+            f"-> {'works' if attempt.passed else 'not yet'}"
+        )
+        if attempt.passed:
+            break
+    rerun_due(store, device=device)
+    final = get_idea_or_fail(store, idea_id)
+    echo(f"idea {idea_id} is now {final.status!r} (best {final.best_value:.4f} nats/token)")
+    csv_path = out / "idea_attempts.csv"
+    attempts_table(store, idea_id).to_csv(csv_path, index=False)
+    plot_path: Path | None = plot_ideas(store, out / "ideas_timeline.png")[0]
+    return DemoIdeasSummary(
+        idea_id=idea_id, title=title, threshold=threshold, attempts=tuple(attempts),
+        final_status=final.status, plot=plot_path, attempts_csv=csv_path,
+    )

@@ -1,0 +1,353 @@
+"""`sweep run`: validate a grid, record its cells in the store, train those not yet done.
+
+Order of work: the grid is validated and expanded completely before the store is opened (a
+rejected grid writes nothing); then the sweep is upserted and `ensure_run` records every cell.
+Finished and diverged cells are skipped; pending, failed (crashed or interrupted) and running
+cells go to the executor, whose workers claim them in the store — so a cell held by a live
+worker elsewhere is left alone and a stale one is taken over and resumed from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sweeps.executors import (
+    CellDone,
+    CellProgress,
+    CellStarted,
+    CellTask,
+    EventSink,
+    Executor,
+    ExecutorNote,
+    SweepEvent,
+    SweepJob,
+    WorkerLost,
+    make_executor,
+)
+from sweeps.grid import Cell, Grid
+
+DONE_STATUSES = ("finished", "diverged")
+CHECKPOINT_DIRNAME = "scaletrack-checkpoints"
+
+
+def default_checkpoint_root(store_url: str) -> Path:
+    """Beside the SQLite file (<dir>/scaletrack-checkpoints), else ./scaletrack-checkpoints."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(store_url)
+    except Exception:  # noqa: BLE001 - an odd URL just gets the working-directory default
+        return Path.cwd() / CHECKPOINT_DIRNAME
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return Path(url.database).expanduser().resolve().parent / CHECKPOINT_DIRNAME
+    return Path.cwd() / CHECKPOINT_DIRNAME
+
+
+def cell_task(cell: Cell) -> CellTask:
+    """The picklable form of a cell that executors send to workers."""
+    label = f"{cell.size_label} D={cell.D} seed={cell.seed} lr={cell.lr:g}"
+    return CellTask(
+        run_key=cell.run_key,
+        label=label,
+        config=cell.config.to_dict(),
+        N=cell.N,
+        D=cell.D,
+        C=cell.C,
+        steps=cell.steps,
+    )
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one `run_sweep` call did."""
+
+    sweep: str
+    total: int  # cells in the grid
+    already_done: int  # finished or diverged before this call
+    results: tuple[CellDone, ...]  # one per cell handed to the executor that came back
+    lost_workers: int
+    interrupted: bool
+    wall_s: float
+    notes: tuple[str, ...] = ()
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def trained(self) -> int:
+        """Cells that trained in this call (whatever their outcome)."""
+        return sum(1 for r in self.results if r.status != "skipped")
+
+    @property
+    def ok(self) -> bool:
+        """True when every cell of the grid is now finished or diverged."""
+        done = self.already_done + self.count("finished") + self.count("diverged")
+        return done == self.total and not self.interrupted
+
+
+@dataclass
+class _Collector:
+    """Collects events for the report and forwards them to a display."""
+
+    forward: EventSink | None
+    results: list[CellDone] = field(default_factory=list)
+    lost: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def __call__(self, event: SweepEvent) -> None:
+        if isinstance(event, CellDone):
+            self.results.append(event)
+        elif isinstance(event, WorkerLost):
+            self.lost += 1
+        elif isinstance(event, ExecutorNote):
+            self.notes.append(event.message)
+        if self.forward is not None:
+            self.forward(event)
+
+
+def prepare_sweep(grid: Grid, store: Any) -> tuple[list[Cell], int]:
+    """Upsert the sweep, ensure a run row per cell; return (cells to run, cells already done)."""
+    store.upsert_sweep(grid.name, grid.stored_spec())
+    todo: list[Cell] = []
+    done = 0
+    for cell in grid.cells:
+        run = store.ensure_run(cell.record())
+        if run.status in DONE_STATUSES:
+            done += 1
+        else:
+            todo.append(cell)
+    return todo, done
+
+
+def run_sweep(
+    grid: Grid,
+    store_url: str | None = None,
+    *,
+    workers: int | None = None,
+    executor: str | Executor | None = None,
+    checkpoint_dir: str | Path | None = None,
+    stale_after_s: float = 60.0,
+    display: Callable[[Grid, list[Cell], int], Any] | None = None,
+) -> SweepReport:
+    """Train every cell of `grid` that is not finished; resumable, idempotent.
+
+    `workers` and `executor` override the grid's [executor] table. `display(grid, todo, done)`
+    returns a context manager that is also an event sink (see `SweepDisplay`); None = silent.
+    """
+    from store import Store, resolve_store_url
+
+    t0 = time.monotonic()
+    url = resolve_store_url(store_url)
+    spec = grid.spec.executor
+    n_workers = int(workers) if workers is not None else spec.workers
+    if isinstance(executor, str) or executor is None:
+        executor = make_executor(executor or spec.kind, workers=n_workers, address=spec.address)
+    root = Path(checkpoint_dir) if checkpoint_dir is not None else default_checkpoint_root(url)
+
+    with Store.open(url) as store:
+        todo, already_done = prepare_sweep(grid, store)
+
+    job = SweepJob(
+        sweep=grid.name,
+        store_url=url,
+        checkpoint_root=str(root.expanduser().resolve()),
+        cells=tuple(cell_task(c) for c in todo),
+        workers=n_workers,
+        stale_after_s=stale_after_s,
+        eval_tasks=tuple(grid.spec.eval.tasks),
+        eval_on=grid.spec.eval.tasks_on,
+    )
+    collector = _Collector(None)
+    interrupted = False
+    if todo:
+        if display is not None:
+            with display(grid, todo, already_done) as sink:
+                collector.forward = sink
+                interrupted = executor.run(job, collector).interrupted
+        else:
+            interrupted = executor.run(job, collector).interrupted
+    return SweepReport(
+        sweep=grid.name,
+        total=len(grid.cells),
+        already_done=already_done,
+        results=tuple(collector.results),
+        lost_workers=collector.lost,
+        interrupted=interrupted,
+        wall_s=time.monotonic() - t0,
+        notes=tuple(collector.notes),
+    )
+
+
+def sweep_runs(store: Any, name: str) -> pd.DataFrame:
+    """The sweep's runs as a table: key, family, N, D, C, seed, lr, status, loss, attempts."""
+    runs = store.runs(sweep=name)
+    cols = ["run_key", "family", "N", "D", "C", "seed", "lr", "status", "final_loss", "attempts",
+            "error"]
+    if runs.empty:
+        return pd.DataFrame(columns=cols)
+    return runs.sort_values(["C", "N", "D", "seed", "lr"], kind="stable")[cols].reset_index(
+        drop=True
+    )
+
+
+def status_counts(runs: pd.DataFrame) -> dict[str, int]:
+    """Number of runs in each status (every status listed, zeros included)."""
+    from store import RUN_STATUSES
+
+    counts = runs["status"].value_counts() if not runs.empty else pd.Series(dtype="int64")
+    return {s: int(counts.get(s, 0)) for s in RUN_STATUSES}
+
+
+# ----------------------------------------------------------------------------- display
+
+
+class SweepDisplay:
+    """Rich progress: one bar for the sweep, one per running cell, a table of finished cells.
+
+    On a terminal this is a live view; otherwise (logs, tests) it prints one line per event
+    that matters (a cell started, finished, failed; a worker lost).
+    """
+
+    def __init__(self, grid: Grid, todo: Sequence[Cell], already_done: int,
+                 console: Any = None, max_rows: int = 12) -> None:
+        from rich.console import Console
+
+        self.console = console or Console()
+        self.grid = grid
+        self.cells = {c.run_key: c for c in todo}
+        self.already_done = already_done
+        self.max_rows = max_rows
+        self.live_mode = self.console.is_terminal
+        self._live: Any = None
+        self._progress: Any = None
+        self._overall: Any = None
+        self._bars: dict[str, Any] = {}
+        self._finished: list[CellDone] = []
+
+    # context manager -------------------------------------------------------------------
+    def __enter__(self) -> SweepDisplay:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        total = len(self.cells) + self.already_done
+        self.console.print(
+            f"sweep [bold]{self.grid.name}[/]: {total} cells, {self.already_done} already done, "
+            f"{len(self.cells)} to run"
+        )
+        if self.live_mode:
+            from rich.live import Live
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            self._overall = self._progress.add_task(
+                f"[bold]{self.grid.name}", total=total, completed=self.already_done
+            )
+            self._live = Live(self._render(), console=self.console, refresh_per_second=4)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.__exit__(None, None, None)
+
+    # events -------------------------------------------------------------------------------
+    def __call__(self, event: SweepEvent) -> None:
+        cell = self.cells.get(getattr(event, "run_key", None) or "")
+        if isinstance(event, CellStarted):
+            self._start(event, cell)
+        elif isinstance(event, CellProgress):
+            bar = self._bars.get(event.run_key)
+            if bar is not None and self._progress is not None:
+                self._progress.update(bar, completed=event.step, total=event.total)
+        elif isinstance(event, CellDone):
+            self._done(event, cell)
+        elif isinstance(event, WorkerLost):
+            where = f" while training {event.run_key}" if event.run_key else ""
+            self._line(f"[red]worker {event.worker} died[/] (exit code {event.exitcode}){where}")
+        elif isinstance(event, ExecutorNote):
+            self._line(f"[yellow]{event.message}[/]")
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def _start(self, event: CellStarted, cell: Cell | None) -> None:
+        label = _label(cell, event.run_key)
+        if self._progress is not None:
+            self._bars[event.run_key] = self._progress.add_task(
+                f"  {label}", total=cell.steps if cell else None
+            )
+        else:
+            self._line(f"start  {event.run_key}  {label}  ({event.worker})")
+
+    def _done(self, event: CellDone, cell: Cell | None) -> None:
+        bar = self._bars.pop(event.run_key, None)
+        if bar is not None and self._progress is not None:
+            self._progress.remove_task(bar)
+        if event.status == "skipped":
+            self._line(f"skip   {event.run_key}  {_label(cell, event.run_key)}: {event.message}")
+            return
+        self._finished.append(event)
+        if self._progress is not None and self._overall is not None and event.status in (
+            "finished", "diverged"
+        ):
+            self._progress.advance(self._overall)
+        loss = f"{event.final_loss:.4f}" if event.final_loss is not None else "-"
+        style = {"finished": "green", "diverged": "yellow"}.get(event.status, "red")
+        extra = f": {event.message}" if event.message else ""
+        for task, err in event.eval_errors.items():
+            extra += f"; eval {task}: {err}"
+        text = (f"[{style}]{event.status:<8}[/] {event.run_key}  {_label(cell, event.run_key)}  "
+                f"loss {loss}  {event.wall_s:.1f}s{extra}")
+        if self._live is None or event.status not in ("finished", "diverged"):
+            self._line(text)
+
+    def _line(self, text: str) -> None:
+        self.console.print(text, highlight=False, soft_wrap=True)
+
+    def _render(self) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+
+        table = Table(title="finished cells", header_style="bold", title_justify="left")
+        for col, justify in (("run", "left"), ("cell", "left"), ("N", "right"), ("D", "right"),
+                             ("status", "left"), ("final loss", "right"), ("wall s", "right")):
+            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for ev in self._finished[-self.max_rows:]:
+            cell = self.cells.get(ev.run_key)
+            table.add_row(
+                ev.run_key,
+                cell.size_label if cell else "?",
+                f"{cell.N:,}" if cell else "-",
+                f"{cell.D:,}" if cell else "-",
+                ev.status,
+                f"{ev.final_loss:.4f}" if ev.final_loss is not None else "-",
+                f"{ev.wall_s:.1f}",
+            )
+        parts: list[Any] = [self._progress] if self._progress is not None else []
+        if self._finished:
+            parts.append(table)
+        return Group(*parts)
+
+
+def _label(cell: Cell | None, run_key: str) -> str:
+    if cell is None:
+        return run_key
+    return f"{cell.size_label} N={cell.N:,} D={cell.D:,} seed={cell.seed} lr={cell.lr:g}"

@@ -1,0 +1,377 @@
+"""The grid file: a TOML description of a sweep, validated with pydantic before anything runs.
+
+A grid names the data, a model family with a list of sizes (explicit shapes or target
+parameter counts), the axes to cross (token budgets, seeds, learning rates) and the settings
+shared by every cell (batch, schedule, evaluation, checkpoints, executor). Unknown keys are
+rejected. `load_spec` turns every problem — TOML syntax, a wrong type, a missing field — into
+one `ConfigError` whose message names the file, the dotted field path and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from scaletrack.errors import ConfigError
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+TASK_REF_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+MAX_ERRORS_SHOWN = 3
+# keyword options each data source accepts, see models.data.load_tokens
+DATA_OPTIONS: dict[str, tuple[str, ...]] = {
+    "corpus": ("max_bytes",),
+    "path": ("max_bytes",),
+    "tokens": ("vocab_size",),
+    "task": ("n_examples", "seed"),
+}
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Section(BaseModel):
+    """Base for every table in the grid: strict types, unknown keys rejected, immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataOptions(_Section):
+    """Keyword options of a data source (which ones apply depends on the source)."""
+
+    max_bytes: PositiveInt | None = Field(None, description="cap on corpus size (bytes = tokens)")
+    vocab_size: PositiveInt | None = Field(None, description="vocabulary of a token file")
+    n_examples: PositiveInt | None = Field(None, description="synthetic task examples")
+    seed: NonNegativeInt | None = Field(None, description="synthetic task generator seed")
+
+
+class DataSpec(_Section):
+    """Where training tokens come from: exactly one of corpus, path, tokens or task."""
+
+    corpus: Literal["stdlib"] | None = None
+    path: str | None = Field(None, min_length=1, description="text file or folder of text files")
+    tokens: str | None = Field(None, min_length=1, description="pre-tokenised token file")
+    task: str | None = Field(None, min_length=1, description="synthetic task name")
+    options: DataOptions = Field(default_factory=DataOptions)
+    context: PositiveInt = Field(128, description="sequence length in tokens")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        given = [k for k in ("corpus", "path", "tokens", "task") if getattr(self, k) is not None]
+        if len(given) != 1:
+            found = ", ".join(given) if given else "none"
+            raise ValueError(
+                f"expected exactly one of corpus, path, tokens, task (found {found})"
+            )
+        allowed = DATA_OPTIONS[given[0]]
+        for key in self.options.model_dump(exclude_none=True):
+            if key not in allowed:
+                raise ValueError(
+                    f"@options.{key}: not an option of a {given[0]} source "
+                    f"(expected {', '.join(allowed)})"
+                )
+        return self
+
+    def source(self) -> dict[str, Any]:
+        """The `data` dict a TrainConfig expects (paths as written; resolved by the grid)."""
+        out: dict[str, Any] = {}
+        for key in ("corpus", "path", "tokens", "task"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        out.update(self.options.model_dump(exclude_none=True))
+        return out
+
+
+class GptShape(_Section):
+    """An explicit GPT decoder shape."""
+
+    n_layer: PositiveInt
+    n_head: PositiveInt
+    d_model: PositiveInt
+    mlp_ratio: PositiveInt | None = Field(None, description="MLP width / d_model (default 4)")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> GptShape:
+        if self.d_model % self.n_head:
+            raise ValueError(
+                f"expected d_model divisible by n_head "
+                f"(d_model={self.d_model}, n_head={self.n_head})"
+            )
+        return self
+
+
+class LstmShape(_Section):
+    """An explicit LSTM shape."""
+
+    n_layer: PositiveInt
+    d_hidden: PositiveInt
+
+
+class _ModelCommon(_Section):
+    target_params: list[PositiveInt] | None = Field(
+        None, min_length=1, description="target parameter counts, resolved by models.ladder"
+    )
+
+    def _check_sizes(self, sizes: list[Any] | None) -> None:
+        if (sizes is None) == (self.target_params is None):
+            raise ValueError("expected exactly one of sizes (explicit shapes) or target_params")
+        if self.target_params is not None and len(set(self.target_params)) != len(
+            self.target_params
+        ):
+            raise ValueError("expected distinct target_params (found a duplicate)")
+        if sizes is not None and len({s.model_dump_json() for s in sizes}) != len(sizes):
+            raise ValueError("expected distinct sizes (found a duplicate shape)")
+
+
+class GptModelSpec(_ModelCommon):
+    """GPT decoder sizes."""
+
+    family: Literal["gpt"]
+    sizes: list[GptShape] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> GptModelSpec:
+        self._check_sizes(self.sizes)
+        return self
+
+
+class LstmModelSpec(_ModelCommon):
+    """Character-level LSTM sizes."""
+
+    family: Literal["lstm"]
+    sizes: list[LstmShape] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> LstmModelSpec:
+        self._check_sizes(self.sizes)
+        return self
+
+
+ModelSpec = Annotated[GptModelSpec | LstmModelSpec, Field(discriminator="family")]
+
+
+def _distinct(values: list[Any], what: str) -> list[Any]:
+    if len(set(values)) != len(values):
+        raise ValueError(f"expected distinct {what} (found a duplicate)")
+    return values
+
+
+class AxesSpec(_Section):
+    """The axes crossed with the model sizes: one cell per combination."""
+
+    tokens: list[PositiveInt] = Field(min_length=1, description="token budgets D (tokens)")
+    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
+    lrs: list[Annotated[float, Field(gt=0.0, le=10.0)]] = Field(
+        default_factory=lambda: [1e-3], min_length=1, description="peak learning rates"
+    )
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens(cls, v: list[int]) -> list[int]:
+        return _distinct(v, "token budgets")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        return _distinct(v, "seeds")
+
+    @field_validator("lrs")
+    @classmethod
+    def _lrs(cls, v: list[float]) -> list[float]:
+        if not all(math.isfinite(x) for x in v):
+            raise ValueError("expected finite learning rates")
+        return _distinct(v, "learning rates")
+
+
+class TrainSpec(_Section):
+    """Optimiser settings shared by every cell."""
+
+    batch_size: PositiveInt = Field(16, description="sequences per step")
+    weight_decay: Annotated[float, Field(ge=0.0, le=10.0)] = 0.1
+    grad_clip: Annotated[float, Field(ge=0.0)] = 1.0
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+
+
+class ScheduleSpec(_Section):
+    """Learning-rate schedule: cosine, warmup-stable-decay (wsd) or constant."""
+
+    kind: Literal["cosine", "wsd", "constant"] = "cosine"
+    warmup_frac: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    decay_frac: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2
+    min_lr_frac: Fraction = 0.1
+
+    @model_validator(mode="after")
+    def _fractions(self) -> ScheduleSpec:
+        if self.kind == "wsd" and self.warmup_frac + self.decay_frac > 1.0:
+            raise ValueError(
+                f"expected warmup_frac + decay_frac <= 1 for wsd "
+                f"(got {self.warmup_frac} + {self.decay_frac})"
+            )
+        return self
+
+
+class EvalSpec(_Section):
+    """Validation loss cadence, and evaluation tasks run on the cell's checkpoints."""
+
+    every: PositiveInt = Field(50, description="steps between validation-loss evaluations")
+    batches: PositiveInt = Field(8, description="held-out batches per validation loss")
+    tasks: list[str] = Field(
+        default_factory=list, description="built-in task names or module:function references"
+    )
+    tasks_on: Literal["final", "checkpoints"] = Field(
+        "final", description="evaluate tasks on the final checkpoint only, or on every one"
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not (re.fullmatch(r"[A-Za-z_][\w-]*", name) or TASK_REF_PATTERN.fullmatch(name)):
+                raise ValueError(
+                    f"expected a task name or module:function reference, got {name!r}"
+                )
+        return _distinct(v, "tasks")
+
+
+class CheckpointSpec(_Section):
+    """How often a cell saves a checkpoint (it always saves one at the end)."""
+
+    every: PositiveInt = Field(200, description="steps between checkpoints")
+
+
+class ExecutorSpec(_Section):
+    """Where cells run: a local process pool or a Ray cluster."""
+
+    kind: Literal["local", "ray"] = "local"
+    workers: PositiveInt = Field(1, le=1024)
+    address: str | None = Field(None, description="Ray cluster address (ray only)")
+    order: Literal["compute", "file"] = Field(
+        "compute", description="'compute': smallest planned FLOPs first; 'file': as written"
+    )
+
+
+class GridSpec(_Section):
+    """A whole grid file."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="sweep name (letters, digits, . _ -)")
+    description: str | None = None
+    data: DataSpec
+    model: ModelSpec
+    axes: AxesSpec
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The validated grid as plain JSON-able data (stored with the sweep)."""
+        return self.model_dump(mode="json")
+
+
+# ---------------------------------------------------------------------------------------------
+# Error formatting
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+            continue
+        # the discriminated union adds the tag ("gpt"/"lstm") after "model": drop it
+        if i == 1 and loc[0] == "model" and item in ("gpt", "lstm"):
+            continue
+        # field validators on a whole model add no loc; skip pydantic's internal tags
+        if "[" in str(item) or str(item).startswith("function-"):
+            continue
+        parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    kind = err.get("type", "")
+    msg = str(err.get("msg", "invalid value"))
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown key (not part of the grid format)"
+    if kind == "union_tag_invalid":
+        return "expected family 'gpt' or 'lstm'"
+    if kind == "union_tag_not_found":
+        return "required field is missing (expected 'gpt' or 'lstm')"
+    if kind == "string_pattern_mismatch" and err.get("loc") == ("name",):
+        msg = "expected a name of letters, digits, '.', '_' or '-' (at most 100 characters)"
+    msg = re.sub(r" or instance of \w+", "", msg)
+    text = msg[0].lower() + msg[1:] if msg else msg
+    if "input" in err and not (kind == "value_error" and isinstance(err["input"], dict)):
+        shown = repr(err["input"])
+        if len(shown) > 40:
+            shown = shown[:37] + "..."
+        text = f"{text} (got {shown})"
+    return text
+
+
+def format_validation_error(source: str, exc: ValidationError) -> str:
+    """One line per problem (at most a few): `FILE: field.path: what was expected (got X)`."""
+    errors = exc.errors(include_url=False)
+    lines = []
+    for e in errors:
+        path = _dotted(tuple(e["loc"]))
+        if e.get("type", "").startswith("union_tag_"):
+            path += ".family"
+        text = _describe(e)
+        refined = re.match(r"@([\w.\[\]]+): (.*)", text)
+        if refined:  # a whole-table validator naming the exact field: "@options.x: ..."
+            path, text = f"{path}.{refined.group(1)}", refined.group(2)
+        lines.append(f"{source}: {path}: {text}")
+    shown = lines[:MAX_ERRORS_SHOWN]
+    if len(lines) > MAX_ERRORS_SHOWN:
+        shown.append(f"{source}: ... and {len(lines) - MAX_ERRORS_SHOWN} more problem(s)")
+    return "\n".join(shown)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def parse_spec(data: Mapping[str, Any], source: str = "<grid>") -> GridSpec:
+    """Validate already-parsed grid data; raise ConfigError naming `source` and the field."""
+    try:
+        return GridSpec.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from None
+
+
+def parse_spec_text(text: str, source: str = "<grid>") -> GridSpec:
+    """Parse TOML text and validate it (TOML syntax errors name the line and column)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: TOML syntax error: {exc}") from None
+    return parse_spec(data, source)
+
+
+def load_spec(path: str | Path) -> GridSpec:
+    """Read and validate a grid file; every problem is a one-line-per-field ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: grid file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a grid .toml file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read grid file ({exc.strerror})") from None
+    return parse_spec_text(text, str(path))
