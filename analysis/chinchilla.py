@@ -168,7 +168,12 @@ def _newton(
         scale = np.maximum(np.abs(np.diagonal(hs, axis1=1, axis2=2)).max(1), 1e-300)
         min_eig = np.linalg.eigvalsh(hs)[:, 0]
         shift = np.maximum(lam[active] * scale, -min_eig + 1e-12 * scale)
-        step = -np.linalg.solve(hs + shift[:, None, None] * eye, gs[:, :, None])[:, :, 0]
+        damped = hs + shift[:, None, None] * eye
+        try:
+            step = -np.linalg.solve(damped, gs[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            # A flat direction (e.g. E -> 0 no longer moves the loss): least-norm steps.
+            step = -(np.linalg.pinv(damped) @ gs[:, :, None])[:, :, 0]
         too_big = np.max(np.abs(step) / _MAX_STEP, axis=1)
         step /= np.maximum(too_big, 1.0)[:, None]
         trial = theta[active] + step

@@ -2,15 +2,16 @@
 
 Steps, each a plain function so they can be run (and rewired) one at a time:
 
-1. `train_step` — write the demo grid (3 GPT sizes x 3 token budgets on the Python stdlib
+1. `register_idea_step` — register a "not yet" idea (validation loss below a bar that only
+   the largest cell clears), so the sweep re-checks it each time a larger checkpoint appears.
+2. `train_step` — write the demo grid (3 GPT sizes x 3 token budgets on the Python stdlib
    corpus) into DIR, run it into DIR/scaletrack.db (resumable: a second call trains nothing).
-2. `fit_step` — fit L(N, D) (Chinchilla form) and L(C) to the finished cells; store the fits.
-3. `plot_step` — loss vs compute with the fitted law and its extrapolation, into DIR.
-4. `ideas_step` — register a "not yet" idea (stdlib continuation loss below a bar) and check
-   it on the largest checkpoint, so the registry has something to re-check later.
+3. `fit_step` — fit L(N, D) (Chinchilla form) and L(C) to the finished cells; store the fits.
+4. `plot_step` — loss vs compute with the fitted law and its extrapolation, into DIR.
+5. `ideas_step` — the idea's attempts, smallest checkpoint first, and its timeline plot.
 
-Each step after training needs another part of scaletrack (analysis, the ideas registry); if
-that part cannot be imported the step says so in one line and the demo goes on.
+A fit that cannot be made (too few finished cells, a degenerate surface) is reported in one
+line and the other steps still run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from scaletrack.errors import ScaletrackError
 
 DEMO_GRID_TOML = """\
 # The `scaletrack demo` grid: 3 GPT sizes x 3 token budgets on the Python stdlib corpus.
@@ -66,7 +69,8 @@ kind = "local"
 workers = 2
 """
 
-IDEA_TITLE = "demo: a stdlib model continues Python code at < 1.2 nats/byte"
+IDEA_TITLE = "demo: validation loss below 1.9 nats/byte on the stdlib corpus"
+IDEA_BAR = 1.9  # nats/token; only the demo's largest cell gets there
 
 
 @dataclass
@@ -80,6 +84,8 @@ class DemoOutcome:
     fits: dict[str, Any] = field(default_factory=dict)  # form -> analysis FitResult
     files: list[Path] = field(default_factory=list)
     idea: str | None = None
+    backtest: Any = None  # analysis.backtest.BacktestResult for the largest cell
+    attempts: pd.DataFrame | None = None  # the demo idea's attempts, smallest compute first
     skipped: list[str] = field(default_factory=list)  # one line per step that could not run
     wall_s: float = 0.0
 
@@ -120,30 +126,40 @@ def finished_points(store: Any, sweep: str = "demo") -> pd.DataFrame:
 
 
 def fit_step(outcome: DemoOutcome, store: Any) -> None:
-    """Fit the Chinchilla form and the compute law; save both to the store."""
+    """Fit L(N, D) (Chinchilla form) and L(C) on the compute-efficient frontier; store both.
+
+    Also back-tests the Chinchilla form: fit on every cell below the largest compute and
+    predict the largest cell's final loss.
+    """
+    from analysis.backtest import backtest
+    from analysis.chinchilla import fit_chinchilla
+    from analysis.isoflop import compute_frontier
+    from analysis.powerlaw import fit_compute_law
+
     outcome.points = finished_points(store)
     if len(outcome.points) < 5:
         outcome.skipped.append(f"fit: only {len(outcome.points)} finished cells (need 5)")
         return
-    try:
-        from analysis.chinchilla import fit_chinchilla
-        from analysis.powerlaw import fit_compute_law
-    except ImportError as exc:
-        outcome.skipped.append(f"fit: analysis is not available ({exc})")
-        return
     trained_nothing = outcome.report is not None and outcome.report.trained == 0
     fits = store.fits()
     saved = set(fits["label"]) if not fits.empty else set()
-    for form, fit_fn in (("chinchilla", fit_chinchilla), ("compute", fit_compute_law)):
+    frontier = compute_frontier(outcome.points)
+    for form, fit_fn, data in (
+        ("chinchilla", fit_chinchilla, outcome.points),
+        ("compute", fit_compute_law, frontier),
+    ):
         try:
-            fit = fit_fn(outcome.points, n_bootstrap=200)
-        except Exception as exc:  # noqa: BLE001 - reported below; the other steps still run
-            detail = str(exc).splitlines()[0] if str(exc) else ""
-            outcome.skipped.append(f"fit {form}: {type(exc).__name__}: {detail}")
+            fit = fit_fn(data, n_bootstrap=200)
+        except ScaletrackError as exc:
+            outcome.skipped.append(f"fit {form}: {exc}")
             continue
         outcome.fits[form] = fit
         if not (trained_nothing and f"demo {form}" in saved):  # a re-run adds no duplicates
             store.save_fit(fit.form, fit.to_dict(), sweep="demo", label=f"demo {form}")
+    try:
+        outcome.backtest = backtest(outcome.points, "chinchilla", float(outcome.points["C"].max()))
+    except ScaletrackError as exc:
+        outcome.skipped.append(f"back-test: {exc}")
 
 
 def plot_step(outcome: DemoOutcome) -> None:
@@ -151,11 +167,8 @@ def plot_step(outcome: DemoOutcome) -> None:
     if outcome.points is None or outcome.points.empty:
         outcome.skipped.append("plot: no finished cells to plot")
         return
-    try:
-        from analysis.plots import plot_loss_vs_compute
-    except ImportError as exc:
-        outcome.skipped.append(f"plot: analysis.plots is not available ({exc})")
-        return
+    from analysis.plots import plot_loss_vs_compute
+
     fit = outcome.fits.get("compute")
     paths = plot_loss_vs_compute(
         outcome.points, outcome.out / "loss_vs_compute", fit=fit,
@@ -164,26 +177,30 @@ def plot_step(outcome: DemoOutcome) -> None:
     outcome.files.extend(Path(p) for p in paths)
 
 
-def ideas_step(outcome: DemoOutcome, store: Any) -> None:
-    """Register the demo's "not yet" idea (once) and check it on the largest checkpoint."""
-    try:
-        from sweeps.ideas import add_idea, rerun_due
-    except ImportError as exc:
-        outcome.skipped.append(f"ideas: the ideas registry is not available ({exc})")
-        return
+def register_idea_step(outcome: DemoOutcome, store: Any) -> None:
+    """Register the demo's "not yet" idea once, before training, so the sweep re-checks it."""
+    from sweeps.ideas import add_idea
+
     ideas = store.ideas()
     if ideas.empty or IDEA_TITLE not in set(ideas["title"]):
-        add_idea(store, IDEA_TITLE, "continuation", "loss", 1.2, direction="below",
-                 hypothesis="needs a model well beyond the demo's sizes")
-    report = rerun_due(store)
+        add_idea(store, IDEA_TITLE, "val_loss", "loss", IDEA_BAR, direction="below",
+                 hypothesis="small models cannot get there; a larger one might")
+
+
+def ideas_step(outcome: DemoOutcome, store: Any) -> None:
+    """Report the idea's attempts (made by the sweep as cells finished) and plot its timeline."""
+    from sweeps.ideas import attempts_table, plot_ideas, rerun_due
+
     ideas = store.ideas()
-    row = ideas[ideas["title"] == IDEA_TITLE].iloc[0]
+    if ideas.empty or IDEA_TITLE not in set(ideas["title"]):
+        return
+    rerun_due(store)  # a no-op unless a checkpoint appeared that the sweep did not re-check
+    row = store.ideas().set_index("title").loc[IDEA_TITLE]
+    outcome.attempts = attempts_table(store, int(row["id"]))
     best = row.get("best_value")
-    best_text = f", best so far {best:.3f}" if best is not None and pd.notna(best) else ""
-    errors = "; ".join(report.errors.values())
-    outcome.idea = f"{IDEA_TITLE!r}: {row['status']}{best_text}" + (
-        f" (errors: {errors})" if errors else ""
-    )
+    best_text = f", best {best:.3f}" if best is not None and pd.notna(best) else ""
+    outcome.idea = f"{IDEA_TITLE!r}: {row['status']}{best_text}"
+    outcome.files.extend(Path(p) for p in plot_ideas(store, outcome.out / "ideas_timeline"))
 
 
 def run_demo(
@@ -199,6 +216,8 @@ def run_demo(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     outcome = DemoOutcome(out=out, store_url=store_url_for(out))
+    with Store.open(outcome.store_url) as store:
+        register_idea_step(outcome, store)
     train_step(out, outcome, workers=workers, console=console, grid_toml=grid_toml)
     with Store.open(outcome.store_url) as store:
         fit_step(outcome, store)
@@ -227,13 +246,32 @@ def print_summary(outcome: DemoOutcome, console: Any) -> None:
                                            for d in budgets))
         console.print(table)
     for form, fit in outcome.fits.items():
-        params = ", ".join(f"{k}={v:.4g}" for k, v in fit.params.items())
-        console.print(f"fit {form}: {params}", soft_wrap=True)
+        params = ", ".join(
+            f"{k}={v:.3g} [{fit.ci95[k][0]:.3g}, {fit.ci95[k][1]:.3g}]" if k in fit.ci95
+            else f"{k}={v:.3g}"
+            for k, v in fit.params.items()
+        )
+        console.print(f"fit {form} (95% intervals): {params}", soft_wrap=True)
+    if outcome.backtest is not None:
+        row = outcome.backtest.frame.iloc[-1]
+        console.print(
+            f"back-test: Chinchilla fit on the {outcome.backtest.summary['n_train']} smaller "
+            f"cells predicts the largest at {row['predicted']:.3f} nats/token; measured "
+            f"{row['loss']:.3f} ({100 * row['rel_error']:+.1f}%)", soft_wrap=True)
     if "compute" in outcome.fits and outcome.points is not None:
         c_max = float(outcome.points["C"].max())
         pred = float(outcome.fits["compute"].predict(10 * c_max)[()])
         console.print(f"predicted loss at 10x the largest compute ({10 * c_max:.3g} FLOPs): "
                       f"{pred:.3f} nats/token")
+    if outcome.attempts is not None and not outcome.attempts.empty:
+        table = Table(title="the demo idea, re-checked as larger checkpoints appeared",
+                      header_style="bold")
+        for col in ("checkpoint", "N", "tokens", "FLOPs", "val loss", "passed"):
+            table.add_column(col, justify="right")
+        for a in outcome.attempts.sort_values("flops").itertuples(index=False):
+            table.add_row(str(a.checkpoint_id), f"{int(a.N):,}", f"{int(a.tokens):,}",
+                          f"{a.flops:.3g}", f"{a.value:.4f}", "yes" if a.passed else "not yet")
+        console.print(table)
     if outcome.idea:
         console.print(f"idea {outcome.idea}", soft_wrap=True)
     for line in outcome.skipped:

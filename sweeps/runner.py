@@ -100,6 +100,8 @@ class _Collector:
     lost: int = 0
     notes: list[str] = field(default_factory=list)
 
+    recheck_ideas: Callable[[], list[str]] | None = None
+
     def __call__(self, event: SweepEvent) -> None:
         if isinstance(event, CellDone):
             self.results.append(event)
@@ -109,6 +111,37 @@ class _Collector:
             self.notes.append(event.message)
         if self.forward is not None:
             self.forward(event)
+        if (
+            isinstance(event, CellDone)
+            and event.status == "finished"
+            and self.recheck_ideas is not None
+        ):
+            for line in self.recheck_ideas():
+                self(ExecutorNote(line))
+
+
+def idea_rechecker(store_url: str, device: str = "cpu") -> Callable[[], list[str]]:
+    """Re-run the "not yet" ideas that a new, larger checkpoint made due; one line per attempt.
+
+    Called in the sweep's own process after each finished cell, so ideas are re-checked
+    once per checkpoint rather than by every worker at once.
+    """
+    from store import Store
+    from sweeps.ideas import rerun_due
+
+    def recheck() -> list[str]:
+        with Store.open(store_url) as store:
+            report = rerun_due(store, device=device)
+        lines = [
+            f"idea #{a.idea_id} {a.title!r} on checkpoint {a.checkpoint_id} "
+            f"(N={a.N:,}, C={a.flops:.3g} FLOPs): {a.value:.4g} vs bar {a.threshold:g} "
+            f"-> {a.status}"
+            for a in report.attempts
+        ]
+        lines += [f"idea #{idea_id}: {error}" for idea_id, error in report.errors.items()]
+        return lines
+
+    return recheck
 
 
 def prepare_sweep(grid: Grid, store: Any) -> tuple[list[Cell], int]:
@@ -134,11 +167,13 @@ def run_sweep(
     checkpoint_dir: str | Path | None = None,
     stale_after_s: float = 60.0,
     display: Callable[[Grid, list[Cell], int], Any] | None = None,
+    recheck_ideas: bool = True,
 ) -> SweepReport:
     """Train every cell of `grid` that is not finished; resumable, idempotent.
 
     `workers` and `executor` override the grid's [executor] table. `display(grid, todo, done)`
     returns a context manager that is also an event sink (see `SweepDisplay`); None = silent.
+    With `recheck_ideas`, each finished cell re-runs the ideas its checkpoint made due.
     """
     from store import Store, resolve_store_url
 
@@ -164,6 +199,8 @@ def run_sweep(
         eval_on=grid.spec.eval.tasks_on,
     )
     collector = _Collector(None)
+    if recheck_ideas:
+        collector.recheck_ideas = idea_rechecker(url)
     interrupted = False
     if todo:
         if display is not None:
