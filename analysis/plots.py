@@ -90,7 +90,8 @@ def _law_curve(fit: FitResult, c: np.ndarray) -> tuple[np.ndarray, np.ndarray | 
         curves = None
         if rows.size:
             e, a, al = rows[:, 0:1], rows[:, 1:2], rows[:, 2:3]
-            curves = e + a * c[None, :] ** (-al)
+            with np.errstate(over="ignore", invalid="ignore"):  # wild resamples -> nan, dropped
+                curves = e + a * c[None, :] ** (-al)
         return central, curves, label
     if fit.form == "chinchilla":
         n_opt, d_opt = chinchilla_allocation(dict(p), c)
