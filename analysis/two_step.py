@@ -4,20 +4,27 @@ Scaling Laws via Compute-Efficient Model Ladders").
 Step 1, scale -> task loss (bits-per-byte of the correct answer, or nats):
     L(N, D) = E + A / N**alpha + B / D**beta      (N parameters, D tokens), or
     L(C)    = E + A / C**alpha                     (C FLOPs),
-fitted on the final checkpoint of each ladder run (intermediate checkpoints are not
-annealed, so they sit above the final-loss surface).
+fitted (Huber on log loss) on the checkpoints in the last 10% of each ladder run's tokens,
+D = tokens seen so far, loss a trailing mean of 5 checkpoints. (Earlier checkpoints of a
+cosine run are not annealed and sit above the final-loss surface; the last 10% are close
+to it.)
 Step 2, task loss -> accuracy:
     acc(L) = b + a / (1 + exp(k (L - L0)))         (k > 0: accuracy falls as loss rises),
-fitted on every checkpoint of every ladder run (the mapping does not depend on the
-schedule, so intermediate checkpoints add points). Chaining them predicts a target
+fitted on the checkpoints in the second half of every ladder run, loss and accuracy
+smoothed by a centred moving average of 11 checkpoints. Chaining them predicts a target
 model's accuracy from its (N, D) or C alone.
+
+These defaults were chosen on ladder data only: hold out the largest ladder size (all its
+runs), fit on the smaller ones, and score the held-out runs' final accuracies
+(holdout_validation). Other options (floor at chance, ceiling fixed at 1, the (0, 1)
+anchor point of Bhagia et al., per-run or inverse-noise weights) are parameters.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -80,7 +87,8 @@ def _step1_value(form: str, p: Sequence[float], N, D, C) -> np.ndarray:  # noqa:
 
 
 def _fit_step1_theta(
-    form: str, cols: tuple[np.ndarray, ...], y: np.ndarray, starts: list[np.ndarray]
+    form: str, cols: tuple[np.ndarray, ...], y: np.ndarray, starts: list[np.ndarray],
+    huber: float = 1e-2,
 ) -> np.ndarray:
     """theta: nd -> (E, lnA, alpha, lnB, beta); c -> (E, lnA, alpha). Huber on log loss."""
     logs = tuple(np.log(c) for c in cols)
@@ -105,7 +113,7 @@ def _fit_step1_theta(
     best, cost = None, math.inf
     for s in starts:
         s = np.clip(s, np.array(lo) + 1e-9, np.array(hi) - 1e-9)
-        r = least_squares(resid, s, bounds=(lo, hi), loss="huber", f_scale=1e-2)
+        r = least_squares(resid, s, bounds=(lo, hi), loss="huber", f_scale=huber)
         if r.cost < cost:
             best, cost = r.x, r.cost
     assert best is not None
@@ -144,12 +152,14 @@ def fit_task_loss(
     N: Sequence[float] | np.ndarray | None = None,
     D: Sequence[float] | np.ndarray | None = None,
     C: Sequence[float] | np.ndarray | None = None,
+    huber: float = 1e-2,
     n_boot: int = 100,
     seed: int = 0,
 ) -> TaskLossFit:
     """Step 1: fit L(N, D) = E + A/N^alpha + B/D^beta (give N and D), or L(C) = E + A/C^alpha
-    (give C). Loss must be positive (bpb or nats). Huber regression on log loss; residual
-    bootstrap (in log space) for intervals."""
+    (give C). Loss must be positive (bpb or nats). Huber regression on log loss (`huber` is
+    the scale, in log-loss units, where it turns linear); residual bootstrap (in log space)
+    for intervals."""
     y = np.asarray(loss, dtype=float)
     if N is not None and D is not None:
         form, cols = "nd", (np.asarray(N, dtype=float), np.asarray(D, dtype=float))
@@ -168,7 +178,7 @@ def fit_task_loss(
     cols = tuple(c[ok] for c in cols)
     if y.size < len(names) + 1:
         raise DataError(f"step 1 ({form}) needs at least {len(names) + 1} points, got {y.size}")
-    theta = _fit_step1_theta(form, cols, y, _step1_starts(form, cols, y))
+    theta = _fit_step1_theta(form, cols, y, _step1_starts(form, cols, y), huber)
     params = _theta_to_params(form, theta)
     pred = _step1_value(form, params, *(cols if form == "nd" else (None, None)),
                         C=cols[0] if form == "c" else None)
@@ -179,14 +189,14 @@ def fit_task_loss(
         centred = log_resid - log_resid.mean()
         for _ in range(n_boot):
             yb = pred * np.exp(rng.choice(centred, size=centred.size, replace=True))
-            boot.append(_theta_to_params(form, _fit_step1_theta(form, cols, yb, [theta])))
+            boot.append(_theta_to_params(form, _fit_step1_theta(form, cols, yb, [theta], huber)))
     ci95 = _intervals(names, boot)
     return TaskLossFit(
         form=form,
         params=dict(zip(names, params, strict=True)),
         ci95=ci95,
         residuals=tuple(float(r) for r in y - pred),
-        selection={"n_boot": n_boot, "seed": seed},
+        selection={"huber": huber, "n_boot": n_boot, "seed": seed},
         n_points=int(y.size),
         boot_params=tuple(boot),
     )
@@ -239,25 +249,28 @@ def _step2_value(p: Sequence[float], loss: float | np.ndarray) -> np.ndarray:
 
 
 def _fit_step2_theta(
-    L: np.ndarray, y: np.ndarray, chance: float | None, ceil_limit: float,
-    starts: list[np.ndarray],
+    L: np.ndarray, y: np.ndarray, w: np.ndarray, chance: float | None, ceil_limit: float,
+    fixed_ceiling: bool, starts: list[np.ndarray],
 ) -> tuple[float, float, float, float]:
-    """theta = (b, frac, k, L0) or (frac, k, L0) with b fixed; a = frac * (ceil_limit - b)."""
+    """theta = ([b], [frac], k, L0): b is left out when chance fixes it, frac when the ceiling
+    is fixed (frac = 1); a = frac * (ceil_limit - b). w: per-point least-squares weights."""
+    sw = np.sqrt(w)
 
     def unpack(th: np.ndarray) -> tuple[float, float, float, float]:
-        if chance is None:
-            b, frac, k, L0 = th
-        else:
-            b = chance
-            frac, k, L0 = th
+        rest = list(th)
+        b = chance if chance is not None else rest.pop(0)
+        frac = 1.0 if fixed_ceiling else rest.pop(0)
+        k, L0 = rest
         return (float(frac * (ceil_limit - b)), float(k), float(L0), float(b))
 
     def resid(th: np.ndarray) -> np.ndarray:
-        return _step2_value(unpack(th), L) - y
+        return sw * (_step2_value(unpack(th), L) - y)
 
     span = float(L.max() - L.min()) or 1.0
-    lo = [0.0, 1e-3, float(L.min()) - 5 * span]
-    hi = [1.0, 200.0, float(L.max()) + 5 * span]
+    lo = [1e-3, float(L.min()) - 5 * span]
+    hi = [200.0, float(L.max()) + 5 * span]
+    if not fixed_ceiling:
+        lo, hi = [0.0, *lo], [1.0, *hi]
     if chance is None:
         lo, hi = [0.0, *lo], [float(max(y.min(), 1e-6)), *hi]
     best, cost = None, math.inf
@@ -270,11 +283,17 @@ def _fit_step2_theta(
     return unpack(best)
 
 
-def _pack_step2(p: tuple[float, float, float, float], chance: float | None, ceil_limit: float):
+def _pack_step2(
+    p: tuple[float, float, float, float], chance: float | None, ceil_limit: float,
+    fixed_ceiling: bool,
+) -> np.ndarray:
     a, k, L0, b = p
-    frac = a / (ceil_limit - b) if ceil_limit > b else 0.0
-    core = [frac, k, L0]
-    return np.array(core if chance is not None else [b, *core])
+    th = [k, L0]
+    if not fixed_ceiling:
+        th = [a / (ceil_limit - b) if ceil_limit > b else 0.0, *th]
+    if chance is None:
+        th = [b, *th]
+    return np.array(th)
 
 
 def fit_loss_to_accuracy(
@@ -283,46 +302,53 @@ def fit_loss_to_accuracy(
     *,
     chance: float | None = None,
     ceil_limit: float = 1.0,
+    fixed_ceiling: bool = False,
+    weights: Sequence[float] | np.ndarray | None = None,
     n_boot: int = 100,
     seed: int = 0,
 ) -> AccuracyFit:
-    """Step 2: fit acc = b + a*sigmoid(-k (L - L0)) by bounded least squares, several starts.
+    """Step 2: fit acc = b + a*sigmoid(-k (L - L0)) by bounded (weighted) least squares, several
+    starts.
 
     chance: fix the lower asymptote b (e.g. 0.25 for 4 options); fitted when None.
-    ceil_limit bounds a + b (1 for accuracy). Residual bootstrap for intervals."""
+    ceil_limit bounds the upper asymptote a + b (1 for accuracy); fixed_ceiling pins it there.
+    weights: per-point weights (None: equal). Residual bootstrap for intervals."""
     L = np.asarray(loss, dtype=float)
     y = np.asarray(acc, dtype=float)
-    if L.shape != y.shape:
-        raise DataError("loss and accuracy arrays must have the same length")
-    ok = np.isfinite(L) & np.isfinite(y)
-    L, y = L[ok], y[ok]
-    need = 4 if chance is None else 3
+    w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=float)
+    if L.shape != y.shape or w.shape != y.shape:
+        raise DataError("loss, accuracy and weight arrays must have the same length")
+    ok = np.isfinite(L) & np.isfinite(y) & np.isfinite(w) & (w > 0)
+    L, y, w = L[ok], y[ok], w[ok]
+    need = 2 + (chance is None) + (not fixed_ceiling)
     if y.size < need + 1:
         raise DataError(f"step 2 needs at least {need + 1} points, got {y.size}")
+    w = w / w.mean()
     b0 = chance if chance is not None else float(max(y.min() - 0.02, 0.0))
     starts = []
-    for frac in (0.5, 0.9):
+    for frac in ((1.0,) if fixed_ceiling else (0.5, 0.9)):
         for k in (2.0, 8.0):
             for L0 in np.quantile(L, [0.2, 0.8]):
-                core = [frac, k, float(L0)]
-                starts.append(np.array(core if chance is not None else [b0, *core]))
-    params = _fit_step2_theta(L, y, chance, ceil_limit, starts)
+                p0 = (frac * (ceil_limit - b0), k, float(L0), b0)
+                starts.append(_pack_step2(p0, chance, ceil_limit, fixed_ceiling))
+    params = _fit_step2_theta(L, y, w, chance, ceil_limit, fixed_ceiling, starts)
     pred = _step2_value(params, L)
     resid = y - pred
     boot: list[tuple[float, float, float, float]] = []
     if n_boot > 0:
         rng = np.random.default_rng(seed)
         centred = resid - resid.mean()
-        start = [_pack_step2(params, chance, ceil_limit)]
+        start = [_pack_step2(params, chance, ceil_limit, fixed_ceiling)]
         for _ in range(n_boot):
             yb = pred + rng.choice(centred, size=centred.size, replace=True)
-            boot.append(_fit_step2_theta(L, yb, chance, ceil_limit, start))
+            boot.append(_fit_step2_theta(L, yb, w, chance, ceil_limit, fixed_ceiling, start))
     names = ("a", "k", "L0", "b")
     return AccuracyFit(
         params=dict(zip(names, params, strict=True)),
         ci95=_intervals(names, boot),
         residuals=tuple(float(r) for r in resid),
-        selection={"chance": chance, "ceil_limit": ceil_limit, "n_boot": n_boot, "seed": seed},
+        selection={"chance": chance, "ceil_limit": ceil_limit, "fixed_ceiling": fixed_ceiling,
+                   "weighted": weights is not None, "n_boot": n_boot, "seed": seed},
         n_points=int(y.size),
         boot_params=tuple(boot),
     )
@@ -381,46 +407,98 @@ def final_points(
     return pd.DataFrame(rows).reset_index(drop=True)
 
 
+STEP2_WEIGHTINGS = ("checkpoint", "run", "inverse_noise")
+
+
+def _step1_points(
+    data: pd.DataFrame, tok_col: str, window: int, min_fraction: float | None
+) -> pd.DataFrame:
+    """Step-1 points: each run's final checkpoint with loss averaged over its last `window`
+    checkpoints; or, with `min_fraction`, every checkpoint past that fraction of its run's
+    tokens (loss a trailing mean over `window` checkpoints, D the tokens seen so far)."""
+    if min_fraction is None:
+        return final_points(data, value_cols=("loss",), window=window)
+    pts = data.sort_values(["run", "step"])
+    loss = pts.groupby("run")["loss"].transform(
+        lambda s: s.rolling(window, min_periods=1).mean()
+    )
+    pts = pts.assign(loss=loss)
+    frac = pts[tok_col] / pts.groupby("run")[tok_col].transform("max")
+    return pts[frac >= min_fraction]
+
+
+def _step2_weights(raw: pd.DataFrame, pts: pd.DataFrame, weighting: str) -> np.ndarray | None:
+    """Per-point weights for step 2: None (each checkpoint counts once), 'run' (each run
+    counts once in total), 'inverse_noise' (1 / the run's accuracy noise variance, estimated
+    from differences of consecutive raw checkpoints)."""
+    if weighting == "checkpoint":
+        return None
+    if weighting == "run":
+        return (1.0 / pts.groupby("run")["acc"].transform("size")).to_numpy(dtype=float)
+    if weighting == "inverse_noise":
+        var = raw.groupby("run")["acc"].agg(lambda s: float(np.var(np.diff(s.to_numpy())) / 2))
+        floor = float(var[var > 0].median()) * 1e-2 if (var > 0).any() else 1e-12
+        return (1.0 / np.maximum(pts["run"].map(var).to_numpy(dtype=float), floor))
+    raise DataError(f"step-2 weighting must be one of {STEP2_WEIGHTINGS}, got {weighting!r}")
+
+
 def fit_two_step(
     df: pd.DataFrame,
     *,
     task: str = "task",
     use_compute: bool = False,
     chance: float | None = None,
-    final_window: int = 1,
-    step2_min_fraction: float = 0.0,
+    final_window: int = 5,
+    step1_min_fraction: float | None = None,
+    step1_huber: float = 1e-3,
+    step2_min_fraction: float = 0.1,
     step2_smooth: int = 5,
+    step2_fixed_ceiling: bool = False,
+    step2_anchor: bool = True,
+    step2_weighting: str = "checkpoint",
     n_boot: int = 100,
     seed: int = 0,
 ) -> TwoStepFit:
     """Fit both steps on one task's ladder checkpoints.
 
     df columns: run, step, N (params), D (tokens seen at that checkpoint), loss (task loss),
-    acc (task accuracy); C (FLOPs) when use_compute. Step 1 uses each run's final checkpoint
-    (loss averaged over its last `final_window` checkpoints); step 2 uses every checkpoint
-    past `step2_min_fraction` of its run's tokens, with loss and accuracy replaced by their
-    centred moving average over `step2_smooth` consecutive checkpoints of the same run
-    (1 = raw), which damps checkpoint-to-checkpoint evaluation noise.
+    acc (task accuracy); C (FLOPs) when use_compute.
+    Step 1 uses every checkpoint past `step1_min_fraction` of its run's tokens, loss a
+    trailing mean over `final_window` checkpoints, D the tokens seen so far; with
+    `step1_min_fraction=None`, only each run's final checkpoint (loss averaged over its last
+    `final_window`). `step1_huber` is the Huber scale on log loss.
+    Step 2 uses every checkpoint past `step2_min_fraction` of its run's tokens, loss and
+    accuracy replaced by their centred moving average over `step2_smooth` consecutive
+    checkpoints of the same run (1 = raw). `chance` fixes the sigmoid's floor;
+    `step2_fixed_ceiling` pins its ceiling at accuracy 1 (else fitted, at most 1);
+    `step2_anchor` adds the ideal point (loss 0, accuracy 1) as Bhagia et al. do;
+    `step2_weighting` is one of STEP2_WEIGHTINGS.
     """
     need = {"run", "step", "loss", "acc"} | ({"C"} if use_compute else {"N", "D"})
     missing = need - set(df.columns)
     if missing:
         raise DataError(f"two-step fit for {task!r}: missing columns {sorted(missing)}")
     data = df.dropna(subset=["loss", "acc"])
-    fin = final_points(data, value_cols=("loss",), window=final_window)
-    if use_compute:
-        s1 = fit_task_loss(fin["loss"], C=fin["C"], n_boot=n_boot, seed=seed)
-    else:
-        s1 = fit_task_loss(fin["loss"], N=fin["N"], D=fin["D"], n_boot=n_boot, seed=seed)
     tok_col = "C" if use_compute else "D"
+    s1_pts = _step1_points(data, tok_col, final_window, step1_min_fraction)
+    scale = {"C": s1_pts["C"]} if use_compute else {"N": s1_pts["N"], "D": s1_pts["D"]}
+    s1 = fit_task_loss(s1_pts["loss"], **scale, huber=step1_huber, n_boot=n_boot, seed=seed)
     frac = data[tok_col] / data.groupby("run")[tok_col].transform("max")
-    pts = data[frac >= step2_min_fraction].sort_values(["run", "step"])
+    raw = data[frac >= step2_min_fraction].sort_values(["run", "step"])
+    pts = raw
     if step2_smooth > 1:
-        smooth = pts.groupby("run")[["loss", "acc"]].transform(
+        smooth = raw.groupby("run")[["loss", "acc"]].transform(
             lambda s: s.rolling(step2_smooth, center=True, min_periods=1).mean()
         )
-        pts = pts.assign(loss=smooth["loss"], acc=smooth["acc"])
-    s2 = fit_loss_to_accuracy(pts["loss"], pts["acc"], chance=chance, n_boot=n_boot, seed=seed)
+        pts = raw.assign(loss=smooth["loss"], acc=smooth["acc"])
+    loss, acc = pts["loss"].to_numpy(dtype=float), pts["acc"].to_numpy(dtype=float)
+    w = _step2_weights(raw, pts, step2_weighting)
+    if step2_anchor:
+        w_anchor = float(np.mean(w)) if w is not None else 1.0
+        loss, acc = np.append(loss, 0.0), np.append(acc, 1.0)
+        w = np.append(w, w_anchor) if w is not None else None
+    s2 = fit_loss_to_accuracy(loss, acc, chance=chance, fixed_ceiling=step2_fixed_ceiling,
+                              weights=w, n_boot=n_boot, seed=seed)
     return TwoStepFit(task=task, step1=s1, step2=s2)
 
 
@@ -431,14 +509,20 @@ def predict_two_step(
     D: float | None = None,
     C: float | None = None,
     chance: float | dict[str, float] | None = None,
-    final_window: int = 1,
-    step2_min_fraction: float = 0.0,
+    final_window: int = 5,
+    step1_min_fraction: float | None = None,
+    step1_huber: float = 1e-3,
+    step2_min_fraction: float = 0.1,
     step2_smooth: int = 5,
+    step2_fixed_ceiling: bool = False,
+    step2_anchor: bool = True,
+    step2_weighting: str = "checkpoint",
     n_boot: int = 100,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Fit the two steps per task on a long ladder frame (columns task, run, step, N, D, C,
-    loss, acc) and predict a target at (N, D) — or at C when only C is given.
+    loss, acc) and predict a target at (N, D) — or at C when only C is given. The method
+    options are fit_two_step's; `chance` may map task -> floor.
 
     Returns one row per task: task, predicted_loss, predicted_acc, acc_lo, acc_hi, plus
     the step fits' parameters (s1_*, s2_*)."""
@@ -450,9 +534,13 @@ def predict_two_step(
     rows = []
     for task, g in ladder.groupby("task", sort=True):
         ch = chance.get(str(task)) if isinstance(chance, dict) else chance
-        fit = fit_two_step(g, task=str(task), use_compute=use_compute, chance=ch,
-                           final_window=final_window, step2_min_fraction=step2_min_fraction,
-                           step2_smooth=step2_smooth, n_boot=n_boot, seed=seed)
+        fit = fit_two_step(
+            g, task=str(task), use_compute=use_compute, chance=ch, final_window=final_window,
+            step1_min_fraction=step1_min_fraction, step1_huber=step1_huber,
+            step2_min_fraction=step2_min_fraction, step2_smooth=step2_smooth,
+            step2_fixed_ceiling=step2_fixed_ceiling, step2_anchor=step2_anchor,
+            step2_weighting=step2_weighting, n_boot=n_boot, seed=seed,
+        )
         kw = {"C": C} if use_compute else {"N": N, "D": D}
         lo, hi = fit.predict_ci95(**kw)
         row: dict[str, Any] = {
@@ -465,6 +553,44 @@ def predict_two_step(
         row.update({f"s1_{k}": v for k, v in fit.step1.params.items()})
         row.update({f"s2_{k}": v for k, v in fit.step2.params.items()})
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def holdout_validation(
+    ladder: pd.DataFrame,
+    *,
+    held_out_N: Sequence[float] | None = None,
+    actual_window: int = 5,
+    chance: float | dict[str, float] | None = None,
+    method: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Ladder-only check of a two-step method: fit on the runs whose N is not in `held_out_N`
+    (default: the largest ladder size), predict each held-out run's final accuracy from its
+    (N, final D), and compare with the mean accuracy of its last `actual_window` checkpoints.
+    `method` holds predict_two_step's method options.
+
+    Returns one row per held-out run and task: run, task, N, D (tokens), actual_acc,
+    predicted_acc, abs_error_points (100 x |predicted - actual|)."""
+    need = {"task", "run", "step", "N", "D", "loss", "acc"}
+    missing = need - set(ladder.columns)
+    if missing:
+        raise DataError(f"holdout validation: ladder frame lacks columns {sorted(missing)}")
+    sizes = np.unique(ladder["N"].to_numpy(dtype=float))
+    held = np.array([sizes.max()] if held_out_N is None else held_out_N, dtype=float)
+    is_held = ladder["N"].isin(held)
+    train, test = ladder[~is_held], ladder[is_held]
+    if test.empty or train["N"].nunique() < 2:
+        raise DataError("holdout validation needs held-out runs and at least 2 other sizes")
+    rows = []
+    for run, g in test.groupby("run", sort=True):
+        N, D = float(g["N"].iloc[0]), float(g["D"].max())
+        actual = (g.sort_values("step").groupby("task").tail(actual_window)
+                  .groupby("task")["acc"].mean())
+        pred = predict_two_step(train, N=N, D=D, chance=chance, n_boot=0, **dict(method or {}))
+        for task, p in zip(pred["task"], pred["predicted_acc"], strict=True):
+            a = float(actual.get(task, np.nan))
+            rows.append({"run": str(run), "task": task, "N": N, "D": D, "actual_acc": a,
+                         "predicted_acc": float(p), "abs_error_points": 100 * abs(float(p) - a)})
     return pd.DataFrame(rows)
 
 

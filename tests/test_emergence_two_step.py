@@ -12,6 +12,7 @@ from analysis.two_step import (
     fit_loss_to_accuracy,
     fit_task_loss,
     fit_two_step,
+    holdout_validation,
     load_olmo_ladder,
     predict_two_step,
 )
@@ -62,7 +63,9 @@ def test_step2_recovers_the_sigmoid() -> None:
 
 def test_chained_prediction_of_a_bigger_target() -> None:
     df = _ladder()
-    fit = fit_two_step(df, task="t", n_boot=30)
+    # 10 sparse checkpoints a run: the final loss is the last one, not a mean of the last 5;
+    # the synthetic sigmoid tops out at 0.95, so the (0 loss, 1.0 accuracy) anchor is off.
+    fit = fit_two_step(df, task="t", final_window=1, step2_anchor=False, n_boot=30)
     N, D = 1.3e10, 5e12
     truth = float(_acc(_loss(N, D)))
     pred = float(fit.predict(N=N, D=D))
@@ -73,9 +76,57 @@ def test_chained_prediction_of_a_bigger_target() -> None:
     assert abs(table.loc[0, "predicted_acc"] - truth) < 0.05
 
 
+def test_step2_fixed_ceiling_and_weights() -> None:
+    L = np.linspace(0.8, 1.6, 60)
+    y = 0.25 + 0.75 / (1.0 + np.exp(6.0 * (L - 1.1)))  # ceiling exactly 1
+    fit = fit_loss_to_accuracy(L, y, chance=0.25, fixed_ceiling=True, n_boot=0)
+    assert fit.params["a"] + fit.params["b"] == pytest.approx(1.0)
+    assert abs(fit.params["k"] - 6.0) < 0.1
+    # ten corrupted points: equal weights are pulled off, near-zero weights ignore them
+    bad = y.copy()
+    bad[:10] -= 0.2
+    w = np.ones_like(L)
+    w[:10] = 1e-6
+    plain = fit_loss_to_accuracy(L, bad, chance=0.25, n_boot=0)
+    weighted = fit_loss_to_accuracy(L, bad, chance=0.25, weights=w, n_boot=0)
+    assert abs(weighted.params["L0"] - 1.1) < 0.01 < abs(plain.params["L0"] - 1.1)
+    with pytest.raises(DataError, match="same length"):
+        fit_loss_to_accuracy(L, y, weights=w[:5])
+
+
+def test_step_options_change_the_points_used() -> None:
+    df = _ladder()
+    tail = fit_two_step(df, task="t", step1_min_fraction=0.75, final_window=1, n_boot=0)
+    final = fit_two_step(df, task="t", step1_min_fraction=None, n_boot=0)
+    assert final.step1.n_points == df["run"].nunique() == 16
+    assert tail.step1.n_points == 16 * 3  # fractions 0.8, 0.9, 1.0 of each run
+    late = fit_two_step(df, task="t", step2_min_fraction=0.45, step2_anchor=True, n_boot=0)
+    assert late.step2.n_points == 16 * 6 + 1  # fractions 0.5 .. 1.0, plus the (0, 1) anchor
+    with pytest.raises(DataError, match="weighting"):
+        fit_two_step(df, task="t", step2_weighting="bogus", n_boot=0)
+
+
+def test_holdout_validation_on_a_synthetic_ladder() -> None:
+    df = _ladder()
+    # 10 checkpoints a run: no averaging; the synthetic ceiling is 0.95, so no (0, 1) anchor.
+    coarse = {"final_window": 1, "step1_min_fraction": 0.9, "step1_huber": 1e-2,
+              "step2_min_fraction": 0.5, "step2_smooth": 1, "step2_anchor": False}
+    val = holdout_validation(df, actual_window=1, method=coarse)
+    assert set(val["N"]) == {1.3e9} and len(val) == 4  # 4 held-out runs x 1 task
+    assert val["abs_error_points"].max() < 2.0
+    np.testing.assert_allclose(
+        val["abs_error_points"], 100 * (val["predicted_acc"] - val["actual_acc"]).abs()
+    )
+    with pytest.raises(DataError, match="at least 2 other sizes"):
+        holdout_validation(df, held_out_N=[2e8, 4e8, 8e8], method=coarse)
+
+
 @pytest.mark.slow
 def test_olmo_ladder_predicts_13b_accuracy(shared_data: Path) -> None:
-    """Fit on the ladder runs, predict OLMo 13B-5T; published chained MAE is 4.17 points."""
+    """Fit on the ladder runs, predict OLMo 13B-5T with the defaults, which follow Bhagia et
+    al. 2024 (final loss = mean of the last 5 checkpoints, Huber 1e-3 on log loss; step 2
+    skips each run's first 10 %, a 5-checkpoint moving average, the (0, 1) anchor). It scores
+    4.77 points of mean absolute error; the published chained prediction 4.17."""
     df = load_olmo_ladder(shared_data / "olmo_ladder_task_bpb_acc.csv")
     ladder = df[df["role"] == "ladder"]
     target = df[df["run"] == "peteish13_eval_final"]
@@ -84,9 +135,11 @@ def test_olmo_ladder_predicts_13b_accuracy(shared_data: Path) -> None:
     actual = (target.sort_values("step").groupby("task").tail(5).groupby("task")["acc"].mean())
     assert set(pred.index) == set(actual.index) and len(pred) == 8
     err = (pred["predicted_acc"] - actual).abs() * 100
-    # the reproduction lands in the published method's range (4.2 points), not far off it
-    assert err.mean() < 6.5
+    assert err.mean() < 5.0
     assert err.loc["hellaswag_val_5shot"] < 3.0
     pub = pd.read_csv(shared_data / "olmo_ladder_13b_chained_predictions.csv")
     pub_nd = pub[pub["method_and_source"].str.contains("chained_main")].set_index("task")
     np.testing.assert_allclose(pub_nd["actual_acc"].sort_index(), actual.sort_index(), atol=1e-6)
+    val = holdout_validation(ladder)
+    assert len(val) == 4 * 8 and set(val["run"]) == {"1B-1xC", "1B-2xC", "1B-5xC", "1B-10xC"}
+    assert val["abs_error_points"].mean() < 1.3  # measured 1.14 points
