@@ -62,7 +62,7 @@ def validate_frame(
         nonpositive = values.to_numpy() <= 0
         if nonpositive.any():
             row = values.index[int(np.argmax(nonpositive))]
-            raise DataError(f"column {col!r} must be > 0; row {row} has {values.loc[row]!r}")
+            raise DataError(f"column {col!r} must be > 0; row {row} has {float(values.loc[row]):g}")
         out[col] = values
     if len(out) < min_rows:
         raise DataError(f"need at least {min_rows} rows to fit, got {len(out)}")

@@ -97,24 +97,34 @@ def _resolve_data(spec: GridSpec, source: str, base_dir: Path) -> dict[str, Any]
                 raise _fail(source, f"data.{key}", f"expected a token file, {p} is not a file")
             data[key] = str(p)
     if "task" in data:
-        from models import tasks as task_module
+        from models.tasks import TASKS
 
-        known = _known_tasks(task_module)
-        if known is not None and data["task"] not in known:
+        if data["task"] not in TASKS:
             raise _fail(
                 source,
                 "data.task",
-                f"unknown synthetic task {data['task']!r} (expected one of {', '.join(known)})",
+                f"unknown synthetic task {data['task']!r} (expected one of {', '.join(TASKS)})",
             )
     return data
 
 
-def _known_tasks(task_module: Any) -> list[str] | None:
-    for attr in ("TASKS", "SYNTHETIC_TASKS", "TASK_NAMES"):
-        names = getattr(task_module, attr, None)
-        if names is not None:
-            return sorted(names)
-    return None
+def _load_usable_data(data: dict[str, Any], context: int, source: str) -> Any:
+    """Load the data now (cached), so an empty corpus or a too-long context is refused
+    before the store is touched; returns models.data.TokenData."""
+    from models.data import load_tokens
+
+    try:
+        tokens = load_tokens(data)
+    except ScaletrackError as exc:
+        raise _fail(source, "data", str(exc)) from None
+    for split, ids in (("train", tokens.train), ("validation", tokens.val)):
+        if ids.numel() < context + 2:
+            raise _fail(
+                source, "data.context",
+                f"the {split} split holds {ids.numel():,} tokens, fewer than context + 2 = "
+                f"{context + 2}; use a larger corpus or a shorter context",
+            )
+    return tokens
 
 
 def _shapes(spec: GridSpec, source: str, vocab_size: int) -> list[tuple[str, dict[str, Any]]]:
@@ -164,11 +174,6 @@ def _label(family: str, shape: dict[str, Any]) -> str:
     return f"L{shape['n_layer']}-H{shape['d_hidden']}"
 
 
-def _vocab_size(data: dict[str, Any]) -> int:
-    """The vocabulary size the data implies: 256 for byte-level text, else as configured."""
-    return int(data.get("vocab_size", 256))
-
-
 def expand(spec: GridSpec, source: str = "<grid>", base_dir: Path | None = None) -> Grid:
     """Every cell of `spec`, fully resolved and checked, ordered per `spec.executor.order`."""
     from store import make_run_key
@@ -176,7 +181,7 @@ def expand(spec: GridSpec, source: str = "<grid>", base_dir: Path | None = None)
 
     base_dir = base_dir or Path.cwd()
     data = _resolve_data(spec, source, base_dir)
-    vocab = _vocab_size(data)
+    vocab = _load_usable_data(data, spec.data.context, source).vocab_size
     shapes = _shapes(spec, source, vocab)
     if spec.eval.tasks:
         from sweeps.evals import resolve_task

@@ -20,6 +20,7 @@ On CUDA the forward runs under bf16 autocast.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time
@@ -43,6 +44,8 @@ from models.lstm import LSTMConfig
 from scaletrack.errors import ConfigError, DataError, ScaletrackError
 from sweeps.schedule import SCHEDULES, lr_at
 from sweeps.spikes import SpikeDetector
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from store import Store
@@ -287,12 +290,16 @@ def _train(
     diverge_at = DIVERGENCE_FACTOR * math.log(mcfg.vocab_size)
 
     start, resumed_from = 0, None
-    for rec in store.latest_checkpoints(run_key):
+    records = store.latest_checkpoints(run_key)
+    for rec in records:
         try:
             state = load_checkpoint(rec.path, rec.sha256)
-        except DataError:
-            continue  # corrupt or missing: fall back to an older checkpoint
+        except DataError as exc:  # corrupt or missing: fall back to an older checkpoint
+            log.warning("run %s: skipping checkpoint at step %s: %s", run_key, rec.step, exc)
+            continue
         if not _same_training(state.meta.get("train"), cfg) or state.optimizer is None:
+            log.warning("run %s: skipping checkpoint at step %s: it was written by another "
+                        "training configuration", run_key, rec.step)
             continue
         model.load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
@@ -300,6 +307,9 @@ def _train(
         spikes = SpikeDetector.from_state(state.meta["spikes"])
         start = resumed_from = int(state.meta["step"])
         break
+    if records and resumed_from is None:
+        log.warning("run %s: none of its %d checkpoints is usable; restarting from step 0",
+                    run_key, len(records))
     if resumed_from is not None and hasattr(store, "delete_metrics_after"):
         store.delete_metrics_after(run_key, resumed_from)
 

@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import typer
 
@@ -29,7 +30,7 @@ from scaletrack.cli.common import (
     print_json,
     print_table,
 )
-from scaletrack.errors import ScaletrackError
+from scaletrack.errors import DataError, ScaletrackError
 
 CORE_COLUMNS = ("N", "D", "C", "loss")
 
@@ -185,6 +186,18 @@ def plot_command(
         typer.echo(str(path))
 
 
+def _check_fits_int64(df: pd.DataFrame) -> None:
+    """The store keeps N and D as 64-bit integers; refuse a value it cannot hold."""
+    for col in ("N", "D"):
+        too_big = df[col].to_numpy(dtype=float) >= 2.0**63
+        if too_big.any():
+            row = df.index[int(np.argmax(too_big))]
+            raise DataError(
+                f"column {col!r} row {row} has {float(df[col].loc[row]):g}, more than the "
+                "store's 64-bit integers hold"
+            )
+
+
 def import_csv_command(
     file: Path = typer.Argument(..., help="CSV of external results (N, D, loss, task metrics)."),
     sweep: str | None = typer.Option(None, "--sweep", help="Sweep to file the runs under."),
@@ -201,6 +214,7 @@ def import_csv_command(
         df = _read_csv(file, n_col, d_col, loss_col, c_col)
         if "N" not in df.columns or "D" not in df.columns:
             fail(f"CSV {str(file)!r} needs columns for N ({n_col!r}) and D ({d_col!r})")
+        _check_fits_int64(df)
         tasks = _task_columns(df, task_cols)
         with open_store_or_exit(store) as st:
             counts = _import_rows(st, df, tasks, sweep, file.name)

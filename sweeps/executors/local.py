@@ -173,7 +173,9 @@ class LocalExecutor:
             return ExecutorOutcome()
         ctx = mp.get_context("spawn")
         n = min(self.workers, len(job.cells))
-        threads = threads_per_worker(n)
+        # Threads follow the configured worker count, not the cells left, so a resumed cell
+        # runs with the thread count it started with and its losses match bit for bit.
+        threads = threads_per_worker(self.workers)
         configured = str(job.cells[0].config.get("device", "cpu"))
         gpus = visible_gpus() if configured == "cuda" else []
         events = ctx.Queue()
