@@ -1,0 +1,1 @@
+"""Fault, load and bad-input suite: nothing is lost, nothing stored is harmed."""
