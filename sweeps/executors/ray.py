@@ -1,0 +1,609 @@
+"""The Ray executor: every cell is one Ray task, scheduled anywhere on a Ray cluster.
+
+`RayExecutor(address=...)` connects to a running cluster (`ray start --head` on one machine,
+`ray start --address=HEAD:PORT` on the others; `address=None` uses $RAY_ADDRESS or starts a
+private single-machine Ray). Each cell runs `sweeps.executors.run_cell` inside a task that asks
+for `cpus_per_cell` CPUs (and one GPU when the cell trains on CUDA), so Ray packs cells onto
+the cluster's free cores.
+
+Where metrics go depends on the store:
+
+- a database server (PostgreSQL): every task opens the Store from the URL and writes directly;
+- SQLite: ONE hub actor on the driver's node owns the Store; tasks get a `HubStore`, a
+  stand-in that forwards the Store calls `train_run` makes (metric batches, checkpoints,
+  heartbeats, finish) to that actor. A SQLite file is never opened from another machine.
+
+The hub actor (on the driver's node, no CPU reserved) also relays progress events to the
+driver and carries the Ctrl-C stop flag.
+
+Fault tolerance: a task whose node dies is retried by Ray on another node (`max_retries`); the
+retry claims the cell under the same worker name, so the store lets it take the cell over at
+once, and `train_run` resumes from the cell's last checkpoint. Checkpoints must therefore lie on
+a path every node sees (`--checkpoint-dir` on a shared filesystem; any local directory when the
+whole cluster is one machine). Metrics are flushed before every checkpoint is registered, and
+re-logged steps after it overwrite (never duplicate) the rows a dead attempt wrote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from scaletrack.errors import ConfigError, ScaletrackError
+from sweeps.executors import (
+    CellDone,
+    CellTask,
+    EventSink,
+    ExecutorNote,
+    ExecutorOutcome,
+    SweepJob,
+    WorkerLost,
+    run_cell,
+)
+
+POLL_S = 0.25  # how often the driver collects events and finished cells
+STOP_GRACE_S = 300.0  # after Ctrl-C, how long running cells get to checkpoint
+STOP_CHECK_S = 1.0  # how often a running cell asks the hub whether to stop
+MAX_RETRIES = 3  # Ray re-runs a cell this many times after its node or worker died
+
+# Store methods a task may call through the hub (everything train_run, run_cell and the
+# evaluation of a cell's checkpoints use). Metric writers are handled by HubStore itself.
+FORWARDED_METHODS = frozenset({
+    "get_run", "ensure_run", "claim_run", "heartbeat", "finish_run", "release_run", "runs",
+    "write_metrics", "metrics", "count_metrics", "delete_metrics_after",
+    "add_checkpoint", "checkpoints", "get_checkpoint", "latest_checkpoints",
+    "add_eval", "evals", "ideas", "get_idea", "add_idea", "update_idea", "add_idea_attempt",
+    "idea_attempts", "sweeps", "upsert_sweep", "save_fit", "fits",
+})
+
+
+def _retryable_exceptions() -> list[type[BaseException]]:
+    """Errors raised out of a cell worth a retry: the store or the network failing for a moment.
+
+    (`run_cell` records failures inside training itself; what escapes it is the claim failing,
+    i.e. the store being unreachable.)
+    """
+    from store import StoreError
+
+    kinds: list[type[BaseException]] = [StoreError, ConnectionError, TimeoutError]
+    with contextlib.suppress(ImportError):
+        from sqlalchemy.exc import InterfaceError, OperationalError
+
+        kinds += [OperationalError, InterfaceError]
+    return kinds
+
+
+def is_server_store(url: str) -> bool:
+    """True for a database server URL (tasks write directly), False for SQLite (via the hub)."""
+    return not url.lower().startswith("sqlite")
+
+
+def absolute_sqlite_url(url: str) -> str:
+    """`url` with a relative SQLite path made absolute (Ray actors run in another directory)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return url
+    if parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory":
+        raise ConfigError(
+            "the ray executor cannot use an in-memory SQLite store; give a file or server URL"
+        )
+    path = Path(parsed.database).expanduser()
+    if path.is_absolute():
+        return url
+    return parsed.set(database=str(path.resolve())).render_as_string(hide_password=False)
+
+
+def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """Raise ConfigError when a `host:port` Ray address has nothing listening.
+
+    `ray.init` itself retries an unreachable GCS for many minutes; this fails in seconds.
+    Other forms ("auto", "local", "ray://...") are left to Ray.
+    """
+    if not address or "://" in address or address in ("auto", "local"):
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"Ray address {address!r} is not of the form HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot connect to Ray at {address}: {exc.strerror or exc} "
+            "(start the head with `ray start --head --port=PORT`)"
+        ) from None
+
+
+def use_token_if_available() -> bool:
+    """Join token-authenticated clusters: turn on RAY_AUTH_MODE=token when a token is at hand.
+
+    `ray start --head` (Ray >= 2.5x) enables token authentication when ~/.ray/auth_token
+    exists, but a driver only sends the token when RAY_AUTH_MODE=token. A driver sending a
+    token also joins a cluster without authentication, so this is safe. An explicit
+    RAY_AUTH_MODE is left alone. Returns whether token mode is on.
+    """
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None:
+        return mode.lower() == "token"
+    try:  # Ray's own helper also refreshes its cached config
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # an older Ray without token authentication
+        return False
+    return bool(maybe_enable_token_auth_if_token_available(warn_if_disabled=False))
+
+
+# ----------------------------------------------------------------------------- the hub actor
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """A task started a cell on a node (sent to the hub; attempt counts from 1)."""
+
+    run_key: str
+    node_id: str
+    pid: int
+    attempt: int
+
+
+class SweepHub:
+    """Actor on the driver's node: relays events, holds the stop flag, owns the SQLite Store.
+
+    Single-threaded, so Store calls run one at a time, in the order each caller sent them.
+    """
+
+    def __init__(self, store_url: str, own_store: bool) -> None:
+        self._url = store_url
+        self._store: Any = None
+        self._events: list[Any] = []
+        self._stop = False
+        self._attempts: dict[str, int] = {}
+        if own_store:
+            self._open()
+
+    def _open(self) -> Any:
+        if self._store is None:
+            from store import Store
+
+            self._store = Store.open(self._url)
+        return self._store
+
+    def ready(self) -> bool:
+        return True
+
+    def call(self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        if method not in FORWARDED_METHODS:
+            raise AttributeError(f"Store method {method!r} is not forwarded by the ray hub")
+        return getattr(self._open(), method)(*args, **kwargs)
+
+    def start_attempt(self, run_key: str, node_id: str, pid: int) -> tuple[int, bool]:
+        """Count an attempt at `run_key`; return (attempt number, stop requested)."""
+        attempt = self._attempts.get(run_key, 0) + 1
+        self._attempts[run_key] = attempt
+        self._events.append(_Placement(run_key, node_id, pid, attempt))
+        return attempt, self._stop
+
+    def emit(self, event: Any) -> None:
+        self._events.append(event)
+
+    def drain(self) -> list[Any]:
+        events, self._events = self._events, []
+        return events
+
+    def request_stop(self) -> None:
+        self._stop = True
+
+    def stop_requested(self) -> bool:
+        return self._stop
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+_SweepHubActor = ray.remote(SweepHub)
+
+
+# ----------------------------------------------------------------------------- inside a task
+
+
+class HubMetricWriter:
+    """MetricWriter stand-in: buffers rows and sends them to the hub in batches.
+
+    `flush()` returns once every row logged so far is committed by the hub.
+    """
+
+    def __init__(self, hub: Any, run_key: str, batch_size: int, flush_interval_s: float) -> None:
+        self._hub = hub
+        self.run_key = run_key
+        self._batch_size = max(1, int(batch_size))
+        self._interval = float(flush_interval_s)
+        self._rows: list[Any] = []
+        self._pending: list[tuple[Any, int]] = []  # (hub call, rows in it) not yet confirmed
+        self._last_send = time.monotonic()
+        self._closed = False
+
+    def log(self, name: str, step: int, value: float, *, tokens: int | None = None,
+            wall_time: float | None = None) -> None:
+        from store import MetricRow
+
+        if self._closed:
+            raise ScaletrackError(f"metric writer for run {self.run_key} is closed")
+        self._rows.append(MetricRow(self.run_key, name, int(step), float(value), tokens,
+                                    wall_time))
+        self._maybe_send()
+
+    def log_many(self, step: int, values: Mapping[str, float], *, tokens: int | None = None,
+                 wall_time: float | None = None) -> None:
+        for name, value in values.items():
+            self.log(name, step, value, tokens=tokens, wall_time=wall_time)
+
+    def _maybe_send(self) -> None:
+        full = len(self._rows) >= self._batch_size
+        if full or time.monotonic() - self._last_send >= self._interval:
+            self._send()
+
+    def _send(self) -> None:
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self._pending.append((self._hub.call.remote("write_metrics", (rows,), {}), len(rows)))
+        self._last_send = time.monotonic()
+        if self._pending:  # surface a failed batch early and forget committed ones
+            refs = [ref for ref, _ in self._pending]
+            done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            finished = set(done)
+            self._pending = [(ref, n) for ref, n in self._pending if ref not in finished]
+            ray.get(done)
+
+    @property
+    def pending(self) -> int:
+        """Rows logged but not yet confirmed committed by the hub."""
+        return len(self._rows) + sum(n for _, n in self._pending)
+
+    def flush(self) -> None:
+        self._send()
+        pending, self._pending = self._pending, []
+        ray.get([ref for ref, _ in pending])
+
+    def close(self) -> None:
+        if not self._closed:
+            self.flush()
+            self._closed = True
+
+    def __enter__(self) -> HubMetricWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class HubStore:
+    """Store stand-in inside a Ray task: every call runs on the hub actor's Store.
+
+    Offers the Store methods in FORWARDED_METHODS plus `metric_writer` and `close`. Open metric
+    writers are flushed before a checkpoint is registered or the run is finished, so a
+    registered checkpoint never lacks the metrics logged before it.
+    """
+
+    def __init__(self, hub: Any, url: str) -> None:
+        self._hub = hub
+        self.url = url
+        self._writers: list[HubMetricWriter] = []
+
+    def metric_writer(self, run_key: str, *, batch_size: int = 1000,
+                      flush_interval_s: float = 0.5) -> HubMetricWriter:
+        writer = HubMetricWriter(self._hub, run_key, batch_size, flush_interval_s)
+        self._writers.append(writer)
+        return writer
+
+    def _flush_writers(self) -> None:
+        for writer in self._writers:
+            if not writer._closed:
+                writer.flush()
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method in ("add_checkpoint", "finish_run", "release_run"):
+            self._flush_writers()
+        return ray.get(self._hub.call.remote(method, args, kwargs))
+
+    def write_metrics(self, rows: Any) -> int:
+        import pandas as pd
+
+        if isinstance(rows, pd.DataFrame):
+            from store import MetricRow
+
+            rows = [MetricRow(**r) for r in rows.to_dict("records")]
+        return int(self._call("write_metrics", list(rows)))
+
+    def __getattr__(self, name: str) -> Any:
+        if name in FORWARDED_METHODS:
+            return lambda *args, **kwargs: self._call(name, *args, **kwargs)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def close(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+
+    def __enter__(self) -> HubStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _HubStopSignal:
+    """`is_set()` is true once the driver asked the hub to stop (checked every STOP_CHECK_S)."""
+
+    def __init__(self, hub: Any) -> None:
+        self._hub = hub
+        self._set = False
+        self._checked = time.monotonic()
+
+    def is_set(self) -> bool:
+        now = time.monotonic()
+        if not self._set and now - self._checked >= STOP_CHECK_S:
+            self._checked = now
+            with contextlib.suppress(ray.exceptions.RayError):
+                self._set = bool(ray.get(self._hub.stop_requested.remote(), timeout=10))
+        return self._set
+
+
+def _cell_task(job: SweepJob, cell: CellTask, worker: str, hub: Any, direct: bool,
+               threads: int) -> CellDone:
+    """One cell on some node: claim, train or resume, evaluate. Runs as a Ray task."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    node_id = ray.get_runtime_context().get_node_id()
+    _, stop = ray.get(hub.start_attempt.remote(cell.run_key, node_id, os.getpid()))
+    if stop:
+        return CellDone(cell.run_key, worker, "skipped", message="sweep stopped before it started")
+
+    def emit(event: Any) -> None:
+        if not isinstance(event, CellDone):  # the driver gets CellDone as the task's result
+            hub.emit.remote(event)
+
+    if direct:
+        from store import Store
+
+        store: Any = Store.open(job.store_url)
+    else:
+        store = HubStore(hub, job.store_url)
+    try:
+        done = run_cell(job, cell, store, worker, emit, stop_event=_HubStopSignal(hub))
+    finally:
+        store.close()
+    ray.get(hub.ready.remote())  # every event this task sent is now at the hub
+    return done
+
+
+_remote_cell_task = ray.remote(max_retries=MAX_RETRIES)(_cell_task)
+
+
+# ----------------------------------------------------------------------------- the driver
+
+
+@dataclass
+class _InFlight:
+    cell: CellTask
+    worker: str
+    ref: Any
+
+
+class RayExecutor:
+    """Runs cells as Ray tasks on the cluster at `address` (see the module docstring).
+
+    `workers` > 1 caps how many cells are in flight at once; 1 (the grid default) leaves it to
+    the cluster's free resources. `cpus_per_cell` CPUs (and `gpus_per_cell` GPUs, default 1 for
+    CUDA cells, else 0) are reserved per cell; torch uses that many threads.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        workers: int = 1,
+        address: str | None = None,
+        *,
+        cpus_per_cell: float = 1.0,
+        gpus_per_cell: float | None = None,
+        max_retries: int = MAX_RETRIES,
+        runtime_env: dict[str, Any] | None = None,
+    ) -> None:
+        self.workers = max(1, int(workers))
+        self.address = address
+        self.cpus_per_cell = float(cpus_per_cell)
+        self.gpus_per_cell = gpus_per_cell
+        self.max_retries = int(max_retries)
+        self.runtime_env = runtime_env
+        self.placements: dict[str, list[str]] = {}  # run_key -> node ids, one per attempt
+
+    # ------------------------------------------------------------------ connection
+    def _connect(self) -> bool:
+        """Connect to the cluster; True if this call started the connection (we shut it down)."""
+        if ray.is_initialized():
+            return False
+        kwargs: dict[str, Any] = {
+            "logging_level": "ERROR", "log_to_driver": False, "configure_logging": True,
+        }
+        if self.runtime_env is not None:
+            kwargs["runtime_env"] = self.runtime_env
+        if self.address is None and not os.environ.get("RAY_ADDRESS"):
+            kwargs["include_dashboard"] = False  # a private one-machine Ray
+        check_reachable(self.address or os.environ.get("RAY_ADDRESS"))
+        if self.address is not None or os.environ.get("RAY_ADDRESS"):
+            use_token_if_available()
+        try:
+            ray.init(address=self.address, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any connection failure becomes one line
+            where = self.address or os.environ.get("RAY_ADDRESS") or "a new local instance"
+            raise ConfigError(f"cannot connect to Ray at {where}: {exc}") from None
+        return True
+
+    def _options(self, cell: CellTask) -> dict[str, Any]:
+        device = str(cell.config.get("device", "cpu"))
+        gpus = self.gpus_per_cell
+        if gpus is None:
+            gpus = 1.0 if device.startswith("cuda") else 0.0
+        return {
+            "num_cpus": self.cpus_per_cell,
+            "num_gpus": gpus,
+            "max_retries": self.max_retries,
+            "retry_exceptions": _retryable_exceptions(),
+            "name": f"scaletrack:{cell.run_key}",
+        }
+
+    # ------------------------------------------------------------------ run
+    def run(self, job: SweepJob, on_event: EventSink) -> ExecutorOutcome:
+        if not job.cells:
+            return ExecutorOutcome()
+        url = absolute_sqlite_url(job.store_url)
+        job = replace(job, store_url=url,
+                      checkpoint_root=str(Path(job.checkpoint_root).expanduser().resolve()))
+        direct = is_server_store(url)
+        started = self._connect()
+        hub: Any = None
+        try:
+            here = ray.get_runtime_context().get_node_id()
+            hub = _SweepHubActor.options(
+                num_cpus=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
+            ).remote(url, not direct)
+            try:
+                ray.get(hub.ready.remote())
+            except ray.exceptions.RayActorError as exc:
+                cause = getattr(exc, "cause", None) or exc
+                raise ConfigError(f"the ray hub could not open the store: {cause}") from None
+            return self._drive(job, hub, direct, on_event)
+        finally:
+            if hub is not None:
+                with contextlib.suppress(Exception):
+                    ray.get(hub.close.remote(), timeout=30)
+                with contextlib.suppress(Exception):
+                    ray.kill(hub)
+            if started:
+                ray.shutdown()
+
+    def _drive(self, job: SweepJob, hub: Any, direct: bool, on_event: EventSink) -> ExecutorOutcome:
+        host = socket.gethostname()
+        cap = self.workers if self.workers > 1 else len(job.cells)
+        threads = max(1, int(self.cpus_per_cell))
+        cpus = ray.cluster_resources().get("CPU", 0.0)
+        nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+        on_event(ExecutorNote(
+            f"ray: {len(job.cells)} cells on {nodes} node(s), {cpus:g} CPUs; "
+            f"metrics {'written by each task' if direct else 'through one writer on this node'}"
+        ))
+        todo = list(enumerate(job.cells))
+        todo.reverse()  # pop() takes them in schedule order
+        in_flight: dict[Any, _InFlight] = {}
+        interrupted = False
+        stop_deadline: float | None = None
+
+        def submit() -> None:
+            while todo and len(in_flight) < cap and not interrupted:
+                index, cell = todo.pop()
+                # one name per cell and sweep run: a retry on another node reclaims it at once
+                worker = f"ray:{host}:{os.getpid()}:{index}"
+                ref = _remote_cell_task.options(**self._options(cell)).remote(
+                    job, cell, worker, hub, direct, threads
+                )
+                in_flight[ref] = _InFlight(cell, worker, ref)
+
+        def relay() -> None:
+            for event in ray.get(hub.drain.remote()):
+                if isinstance(event, _Placement):
+                    self.placements.setdefault(event.run_key, []).append(event.node_id)
+                    if event.attempt > 1:
+                        on_event(ExecutorNote(
+                            f"cell {event.run_key} restarted on node {event.node_id[:8]} "
+                            f"(attempt {event.attempt}); it resumes from its last checkpoint"
+                        ))
+                else:
+                    on_event(event)
+
+        def collect(ref: Any) -> None:
+            item = in_flight.pop(ref)
+            try:
+                done = ray.get(ref)
+            except ray.exceptions.RayTaskError as exc:  # an error raised by the cell itself
+                done = self._failed(hub, item, exc.cause if exc.cause is not None else exc)
+            except ray.exceptions.RayError as exc:  # its node or worker died, retries spent
+                on_event(WorkerLost(item.worker, None, item.cell.run_key))
+                done = self._lost(hub, item, exc)
+            on_event(done)
+
+        submit()
+        while in_flight:
+            try:
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_S)
+                relay()
+                for ref in ready:
+                    collect(ref)
+                if ready:  # collect everything else that is done, then refill
+                    more, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=0)
+                    for ref in more:
+                        collect(ref)
+                submit()
+                if stop_deadline is not None and time.monotonic() > stop_deadline:
+                    on_event(ExecutorNote("cells did not stop in time; cancelling them"))
+                    self._cancel(in_flight.values(), hub, on_event)
+                    break
+            except KeyboardInterrupt:
+                if interrupted:  # second Ctrl-C: stop waiting
+                    on_event(ExecutorNote("second interrupt: cancelling running cells"))
+                    self._cancel(in_flight.values(), hub, on_event)
+                    break
+                interrupted = True
+                todo.clear()
+                ray.get(hub.request_stop.remote())
+                stop_deadline = time.monotonic() + STOP_GRACE_S
+                on_event(ExecutorNote("stopping: running cells checkpoint and release their claim"))
+        with contextlib.suppress(Exception):
+            relay()
+        return ExecutorOutcome(interrupted=interrupted)
+
+    # ------------------------------------------------------------------ failures
+    @staticmethod
+    def _release(hub: Any, item: _InFlight, error: str) -> None:
+        """Mark the cell failed (resumable) if this sweep run still holds it."""
+        with contextlib.suppress(Exception):
+            run = ray.get(hub.call.remote("get_run", (item.cell.run_key,), {}))
+            if run is not None and run.status == "running" and run.worker == item.worker:
+                ray.get(hub.call.remote("finish_run", (item.cell.run_key, "failed"),
+                                        {"error": error}))
+
+    def _failed(self, hub: Any, item: _InFlight, exc: BaseException) -> CellDone:
+        message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        self._release(hub, item, message)
+        return CellDone(item.cell.run_key, item.worker, "failed", message=message)
+
+    def _lost(self, hub: Any, item: _InFlight, exc: BaseException) -> CellDone:
+        attempts = len(self.placements.get(item.cell.run_key, []))
+        message = (f"ray task lost after {attempts} attempt(s) ({type(exc).__name__}); "
+                   "resumes on next run")
+        self._release(hub, item, message)
+        return CellDone(item.cell.run_key, item.worker, "crashed", message=message)
+
+    def _cancel(self, items: Iterable[_InFlight], hub: Any, on_event: EventSink) -> None:
+        for item in list(items):
+            with contextlib.suppress(Exception):
+                ray.cancel(item.ref, force=True, recursive=True)
+            self._release(hub, item, "interrupted")
+            on_event(CellDone(item.cell.run_key, item.worker, "interrupted",
+                              message="cancelled after Ctrl-C; resumes on next run"))
+
