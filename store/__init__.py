@@ -1,6 +1,11 @@
 """The store: SQLAlchemy schema, migrations, the Store API and the batched MetricWriter."""
 
-from store.engine import resolve_store_url
+from store.engine import (
+    TRANSIENT_DB_ERRORS,
+    resolve_store_url,
+    sqlite_file,
+    with_absolute_sqlite_path,
+)
 from store.errors import StoreError
 from store.records import (
     RUN_STATUSES,
@@ -16,6 +21,7 @@ from store.writer import MetricWriter
 
 __all__ = [
     "RUN_STATUSES",
+    "TRANSIENT_DB_ERRORS",
     "CheckpointRecord",
     "IdeaAttemptRecord",
     "IdeaRecord",
@@ -26,4 +32,6 @@ __all__ = [
     "StoreError",
     "make_run_key",
     "resolve_store_url",
+    "sqlite_file",
+    "with_absolute_sqlite_path",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from store.errors import StoreError
@@ -22,6 +22,8 @@ from store.errors import StoreError
 DEFAULT_STORE_URL = "sqlite:///scaletrack.db"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 PG_CONNECT_TIMEOUT_S = 10
+# Database errors that may pass on a retry (a server restarting, a dropped connection).
+TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 _PASSWORD_RE = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
@@ -69,6 +71,27 @@ def parse_store_url(url: str) -> URL:
         f"unsupported store URL scheme {parsed.drivername!r} in {shown!r} "
         "(use sqlite:///path.db or postgresql://...)"
     )
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The absolute database file of a SQLite store URL; None for a server database.
+
+    Raises StoreError for a malformed URL or an in-memory SQLite store (which has no file).
+    """
+    parsed = parse_store_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    if _is_memory(parsed):
+        raise StoreError(f"store URL {redact_url(url)!r} is an in-memory SQLite database")
+    return Path(parsed.database).expanduser().resolve()
+
+
+def with_absolute_sqlite_path(url: str) -> str:
+    """`url` with a relative SQLite file path made absolute (server URLs unchanged)."""
+    path = sqlite_file(url)
+    if path is None:
+        return url
+    return parse_store_url(url).set(database=str(path)).render_as_string(hide_password=False)
 
 
 def _is_memory(url: URL) -> bool:

@@ -38,15 +38,13 @@ CHECKPOINT_DIRNAME = "scaletrack-checkpoints"
 
 def default_checkpoint_root(store_url: str) -> Path:
     """Beside the SQLite file (<dir>/scaletrack-checkpoints), else ./scaletrack-checkpoints."""
-    from sqlalchemy.engine import make_url
+    from store import StoreError, sqlite_file
 
     try:
-        url = make_url(store_url)
-    except Exception:  # noqa: BLE001 - an odd URL just gets the working-directory default
-        return Path.cwd() / CHECKPOINT_DIRNAME
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        return Path(url.database).expanduser().resolve().parent / CHECKPOINT_DIRNAME
-    return Path.cwd() / CHECKPOINT_DIRNAME
+        db_file = sqlite_file(store_url)
+    except StoreError:  # an in-memory or odd URL just gets the working-directory default
+        db_file = None
+    return db_file.parent / CHECKPOINT_DIRNAME if db_file else Path.cwd() / CHECKPOINT_DIRNAME
 
 
 def cell_task(cell: Cell) -> CellTask:
@@ -164,6 +162,7 @@ def run_sweep(
     *,
     workers: int | None = None,
     executor: str | Executor | None = None,
+    address: str | None = None,
     checkpoint_dir: str | Path | None = None,
     stale_after_s: float = 60.0,
     display: Callable[[Grid, list[Cell], int], Any] | None = None,
@@ -171,8 +170,9 @@ def run_sweep(
 ) -> SweepReport:
     """Train every cell of `grid` that is not finished; resumable, idempotent.
 
-    `workers` and `executor` override the grid's [executor] table. `display(grid, todo, done)`
-    returns a context manager that is also an event sink (see `SweepDisplay`); None = silent.
+    `workers`, `executor` and `address` (a Ray cluster) override the grid's [executor] table.
+    `display(grid, todo, done)` returns a context manager that is also an event sink (see
+    `SweepDisplay`); None = silent.
     With `recheck_ideas`, each finished cell re-runs the ideas its checkpoint made due.
     """
     from store import Store, resolve_store_url
@@ -182,7 +182,9 @@ def run_sweep(
     spec = grid.spec.executor
     n_workers = int(workers) if workers is not None else spec.workers
     if isinstance(executor, str) or executor is None:
-        executor = make_executor(executor or spec.kind, workers=n_workers, address=spec.address)
+        executor = make_executor(
+            executor or spec.kind, workers=n_workers, address=address or spec.address
+        )
     root = Path(checkpoint_dir) if checkpoint_dir is not None else default_checkpoint_root(url)
 
     with Store.open(url) as store:

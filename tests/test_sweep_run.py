@@ -240,6 +240,10 @@ def test_demo_steps_run_end_to_end_on_a_small_grid(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "scaletrack.db").exists()
     assert (tmp_path / "demo" / "loss_vs_compute.png").exists()
     assert outcome.idea is not None and "not-yet" in outcome.idea
+    # the sweep re-checked the "not yet" idea each time a larger checkpoint appeared
+    assert outcome.attempts is not None and len(outcome.attempts) >= 2
+    assert outcome.attempts["flops"].is_monotonic_increasing
+    assert not outcome.attempts["passed"].any()
     with Store.open(outcome.store_url) as store:
         assert len(store.fits()) == len(outcome.fits)
     text = console.export_text()

@@ -48,6 +48,10 @@ def run_command(
     executor: str | None = typer.Option(
         None, "--executor", help="local or ray (default: the grid's executor)."
     ),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster HOST:PORT for --executor ray (default: the "
+        "grid's [executor] address, else $RAY_ADDRESS, else a private local Ray)."
+    ),
     checkpoint_dir: Path | None = typer.Option(
         None, "--checkpoint-dir", help="Checkpoint root (default: beside the SQLite file)."
     ),
@@ -72,6 +76,7 @@ def run_command(
             resolve_store_url(store),
             workers=workers,
             executor=executor,
+            address=address,
             checkpoint_dir=checkpoint_dir,
             stale_after_s=stale_after,
             display=lambda g, todo, done: SweepDisplay(g, todo, done, console=console),

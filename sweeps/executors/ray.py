@@ -72,36 +72,19 @@ def _retryable_exceptions() -> list[type[BaseException]]:
     (`run_cell` records failures inside training itself; what escapes it is the claim failing,
     i.e. the store being unreachable.)
     """
-    from store import StoreError
+    from store import TRANSIENT_DB_ERRORS, StoreError
 
-    kinds: list[type[BaseException]] = [StoreError, ConnectionError, TimeoutError]
-    with contextlib.suppress(ImportError):
-        from sqlalchemy.exc import InterfaceError, OperationalError
-
-        kinds += [OperationalError, InterfaceError]
-    return kinds
-
-
-def is_server_store(url: str) -> bool:
-    """True for a database server URL (tasks write directly), False for SQLite (via the hub)."""
-    return not url.lower().startswith("sqlite")
+    return [StoreError, ConnectionError, TimeoutError, *TRANSIENT_DB_ERRORS]
 
 
 def absolute_sqlite_url(url: str) -> str:
     """`url` with a relative SQLite path made absolute (Ray actors run in another directory)."""
-    from sqlalchemy.engine import make_url
+    from store import StoreError, with_absolute_sqlite_path
 
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return url
-    if parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory":
-        raise ConfigError(
-            "the ray executor cannot use an in-memory SQLite store; give a file or server URL"
-        )
-    path = Path(parsed.database).expanduser()
-    if path.is_absolute():
-        return url
-    return parsed.set(database=str(path.resolve())).render_as_string(hide_password=False)
+    try:
+        return with_absolute_sqlite_path(url)
+    except StoreError as exc:
+        raise ConfigError(f"the ray executor needs a file or server store: {exc}") from None
 
 
 def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
@@ -469,12 +452,14 @@ class RayExecutor:
 
     # ------------------------------------------------------------------ run
     def run(self, job: SweepJob, on_event: EventSink) -> ExecutorOutcome:
+        from store import sqlite_file
+
         if not job.cells:
             return ExecutorOutcome()
         url = absolute_sqlite_url(job.store_url)
         job = replace(job, store_url=url,
                       checkpoint_root=str(Path(job.checkpoint_root).expanduser().resolve()))
-        direct = is_server_store(url)
+        direct = sqlite_file(url) is None  # a server database: tasks write directly
         started = self._connect()
         hub: Any = None
         try:
