@@ -15,7 +15,6 @@ An idea's `max_flops_tried` and each attempt's `flops` hold that compared comput
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -423,10 +422,7 @@ def classify_points(
     Returns '-' and no crossing when there are too few distinct scales to fit a floored sigmoid
     (3 with a known chance level, else 4) or when the classifier cannot fit them.
     """
-    try:
-        from analysis.classify import classify_task
-    except ImportError:
-        return IdeaOutlook("-", None)
+    from analysis.classify import classify_task
 
     if points.empty:
         return IdeaOutlook("-", None)
@@ -501,28 +497,13 @@ def attempts_table(store: Any, idea_id: int | None = None) -> pd.DataFrame:
 
 
 def plot_ideas(store: Any, path: str | Path) -> list[Path]:
-    """Draw every idea's attempts against compute with its bar; returns the files written.
+    """Draw every idea's attempts against compute with its bar; returns the files written."""
+    from analysis.emergence_plots import plot_idea_timeline
 
-    Uses `analysis.emergence_plots.plot_idea_timeline` when it exists, else a simple figure.
-    """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    ideas = [i for i in _idea_records(store)]
-    if not ideas:
+    if not _idea_records(store):
         raise ConfigError("no ideas to plot: add one with `scaletrack ideas add`")
-    try:
-        from analysis.emergence_plots import plot_idea_timeline
-    except ImportError:
-        plot_idea_timeline = None
-    if plot_idea_timeline is not None:
-        return _plot_with_analysis(plot_idea_timeline, store, ideas, out)
-    return _plot_simple(store, ideas, out)
-
-
-def _plot_with_analysis(
-    fn: Callable[..., Any], store: Any, ideas: list[Any], out: Path
-) -> list[Path]:
-    """Teammate D's timeline: attempts (value vs FLOPs, in the order tried) with each bar."""
     attempts = store.idea_attempts()
     if not attempts.empty:
         attempts = attempts.copy()
@@ -531,133 +512,5 @@ def _plot_with_analysis(
             for n, d, c in zip(attempts["N"], attempts["tokens"], attempts["flops"], strict=True)
         ]
     table = ideas_table(store, refresh=False, outlook=False)
-    written = fn(attempts, table, out)
+    written = plot_idea_timeline(attempts, table, out)
     return [Path(p) for p in (written or [out])]
-
-
-def _plot_simple(store: Any, ideas: list[Any], out: Path) -> list[Path]:
-    from matplotlib.figure import Figure
-
-    ncols = min(2, len(ideas))
-    nrows = math.ceil(len(ideas) / ncols)
-    fig = Figure(figsize=(5.5 * ncols, 3.8 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, idea in zip(axes, ideas, strict=False):
-        points = idea_points(store, idea)
-        tries = store.idea_attempts(int(idea.id))
-        if not points.empty:
-            ax.plot(points["C"], points["value"], "o-", color="0.6", ms=4, label="evals")
-        for passed, colour, label in ((False, "tab:orange", "not yet"), (True, "tab:green",
-                                                                           "works")):
-            sel = tries[tries["passed"] == passed] if not tries.empty else tries
-            if not sel.empty:
-                xs = [checkpoint_scale(n, d, c).compute
-                      for n, d, c in zip(sel["N"], sel["tokens"], sel["flops"], strict=True)]
-                ax.scatter(xs, sel["value"], s=60, color=colour, zorder=3, label=label)
-        ax.axhline(idea.threshold, color="tab:red", ls="--", lw=1,
-                   label=f"bar ({idea.direction} {idea.threshold:g})")
-        if not points.empty and (points["C"] > 0).all():
-            ax.set_xscale("log")
-        ax.set_xlabel("training compute C (FLOPs)")
-        ax.set_ylabel(f"{idea.task} / {idea.metric}")
-        ax.set_title(f"#{idea.id} {idea.title} [{idea.status}]", fontsize=9)
-        ax.legend(fontsize=7)
-    for ax in axes[len(ideas):]:
-        ax.set_visible(False)
-    fig.savefig(out, dpi=110)
-    return [out]
-
-
-# ---------------------------------------------------------------- demo
-
-
-@dataclass(frozen=True)
-class DemoIdeasSummary:
-    """What `demo_ideas_step` showed: the idea, its bar, attempts in order, final status."""
-
-    idea_id: int
-    title: str
-    threshold: float  # nats/token (validation loss)
-    attempts: tuple[Attempt, ...]
-    final_status: str
-    plot: Path | None
-    attempts_csv: Path
-
-
-def final_checkpoints(store: Any) -> pd.DataFrame:
-    """The last checkpoint (largest step) of every run with checkpoints, ordered by compute."""
-    df = _checkpoints(store)
-    if df.empty:
-        return df
-    own = df[df["run_key"].notna()].copy()
-    if own.empty:
-        return own
-    own["step_sort"] = pd.to_numeric(own["step"], errors="coerce").fillna(-1)
-    last = own.sort_values(["run_key", "step_sort", "id"]).groupby("run_key", sort=False).tail(1)
-    return last.sort_values(["compute", "scale_N", "id"], kind="stable").reset_index(drop=True)
-
-
-def demo_ideas_step(
-    store: Any,
-    out_dir: str | Path,
-    *,
-    device: str = "cpu",
-    echo: Callable[[str], None] = print,
-) -> DemoIdeasSummary:
-    """Demo of the "not yet" loop, to call once the demo sweep has finished.
-
-    Measures `val_loss` (nats/token) on each run's final checkpoint and registers the idea
-    "validation loss at most a bar only the best cell clears" (the bar is midway between the
-    best and the second-best loss; in a healthy sweep the best is the largest cell). Then it
-    re-checks the idea on the final checkpoints from the smallest compute up, as if each had
-    just been registered: 'not-yet' on the small ones, with the largest scale tried growing,
-    until the cell that clears the bar flips it to 'works'. Prints each attempt; writes
-    idea_attempts.csv and the timeline plot (ideas_timeline.png/.svg) into `out_dir`.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    finals = final_checkpoints(store)
-    if len(finals) < 2:
-        raise ConfigError(
-            f"the ideas demo needs at least two finished runs with checkpoints; found {len(finals)}"
-        )
-    from sweeps.evals import evaluate_checkpoint
-
-    losses: list[float] = []
-    for ckpt_id in finals["id"]:
-        value = _stored_metric(store, int(ckpt_id), "val_loss", "loss")
-        if value is None:
-            value = evaluate_checkpoint(store, int(ckpt_id), ["val_loss"], device=device)[
-                "val_loss"]["loss"]
-        losses.append(float(value))
-    ranked = sorted(v for v in losses if _finite(v))
-    if len(ranked) < 2:
-        raise ConfigError("the ideas demo needs two checkpoints with a finite validation loss")
-    threshold = 0.5 * (ranked[0] + ranked[1])
-    title = f"val loss <= {threshold:.3f}"
-    idea_id = add_idea(
-        store, title, "val_loss", "loss", threshold, direction="below",
-        hypothesis="more compute lowers held-out loss; only the largest cell should clear it",
-    )
-    echo(f"idea {idea_id}: {title!r} (task val_loss, metric loss in nats/token, below)")
-    attempts: list[Attempt] = []
-    for row in finals.itertuples(index=False):
-        attempt = check_idea(store, idea_id, int(row.id), device=device)
-        attempts.append(attempt)
-        echo(
-            f"  re-checked on checkpoint {attempt.checkpoint_id} (N={attempt.N:,}, "
-            f"D={attempt.tokens:,}, C={attempt.flops:.3g} FLOPs): loss {attempt.value:.4f} "
-            f"-> {'works' if attempt.passed else 'not yet'}"
-        )
-        if attempt.passed:
-            break
-    rerun_due(store, device=device)
-    final = get_idea_or_fail(store, idea_id)
-    echo(f"idea {idea_id} is now {final.status!r} (best {final.best_value:.4f} nats/token)")
-    csv_path = out / "idea_attempts.csv"
-    attempts_table(store, idea_id).to_csv(csv_path, index=False)
-    plot_path: Path | None = plot_ideas(store, out / "ideas_timeline.png")[0]
-    return DemoIdeasSummary(
-        idea_id=idea_id, title=title, threshold=threshold, attempts=tuple(attempts),
-        final_status=final.status, plot=plot_path, attempts_csv=csv_path,
-    )
