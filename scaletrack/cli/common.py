@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 import pandas as pd
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -48,11 +49,32 @@ def open_store_or_exit(url: str | None):  # -> store.Store
         fail(str(exc))
 
 
+def _compact(value: float) -> str:
+    """A number in at most ~6 characters: 0, 12.8k, 1.7M, 3.2e12, 0.003, 2.211."""
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else str(value)
+    magnitude = abs(value)
+    if magnitude >= 1e9 or magnitude < 1e-3:
+        mantissa, exponent = f"{value:.2e}".split("e")
+        return f"{float(mantissa):g}e{int(exponent)}"
+    if float(value).is_integer():
+        for limit, suffix in ((1e6, "M"), (1e3, "k")):
+            if magnitude >= 10 * limit:
+                return f"{value / limit:.3g}{suffix}"
+        return f"{int(value)}"
+    return f"{value:.4g}"
+
+
 def _cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)) or hasattr(value, "dtype"):
+        try:
+            return _compact(float(value))
+        except (TypeError, ValueError):
+            return str(value)
     if isinstance(value, pd.Timestamp):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
@@ -61,9 +83,10 @@ def _cell(value: Any) -> str:
 def print_table(
     df: pd.DataFrame, title: str | None = None, columns: Iterable[str] | None = None
 ) -> None:
-    """Print a DataFrame as a rich table (floats to 4 significant digits)."""
+    """Print a DataFrame as a compact rich table (large counts as 12.8k, 1.7M; floats 4 digits)."""
     cols = list(columns) if columns is not None else list(df.columns)
-    table = Table(title=title, show_lines=False, header_style="bold")
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
+                  header_style="bold")
     for col in cols:
         numeric = col in df.columns and pd.api.types.is_numeric_dtype(df[col])
         table.add_column(col, justify="right" if numeric else "left")

@@ -12,9 +12,7 @@ from scaletrack.cli.common import (
     print_table,
 )
 
-TABLE_COLUMNS = (
-    "run_key", "sweep", "family", "status", "N", "D", "C", "seed", "lr", "final_loss", "attempts",
-)
+TABLE_COLUMNS = ("run", "sweep", "family", "status", "N", "D", "C", "seed", "lr", "loss", "tries")
 
 
 def runs_command(
@@ -40,8 +38,16 @@ def runs_command(
     if frame.empty:
         typer.echo("no runs")
         return
-    title = "runs" + (f" of sweep {sweep}" if sweep else "") + (f" ({status})" if status else "")
-    print_table(frame, title=title, columns=TABLE_COLUMNS)
+    title = "runs"
+    shown = frame.rename(columns={"final_loss": "loss", "attempts": "tries"})
+    shown["run"] = shown["run_key"].str[:10]  # `scaletrack show` takes any unique prefix
+    # A column with one value everywhere goes into the title, to keep 80-column terminals tidy.
+    columns = list(TABLE_COLUMNS)
+    for col in ("sweep", "family", "status"):
+        if shown[col].nunique(dropna=False) == 1:
+            columns.remove(col)
+            title += f" · {col} {shown[col].iloc[0]}"
+    print_table(shown, title=title, columns=columns)
 
 
 def register(app: typer.Typer) -> None:
