@@ -51,7 +51,14 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def kill_process_tree(pid: int, *, pgid: int | None = None) -> None:
-    """SIGKILL `pid`, every descendant of it and (if given) its process group; no error if gone."""
+    """SIGKILL `pid`, every descendant of it and (if given) its process group; no error if gone.
+
+    The group is frozen (SIGSTOP) first, so nothing in it runs on while the tree is listed:
+    a node "dies" at the moment of the call, as a machine would.
+    """
+    if pgid is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGSTOP)
     procs: list[psutil.Process] = []
     try:
         root = psutil.Process(pid)
