@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,28 +11,15 @@ import typer
 from scaletrack.cli.common import (
     StoreOption,
     console,
-    fail,
-    open_store_or_exit,
     print_json,
     print_table,
+    store_session,
 )
-from scaletrack.errors import ScaletrackError
 
 checkpoints_app = typer.Typer(
     help="Checkpoints: trained here or registered from elsewhere; task evaluations on them.",
     no_args_is_help=True,
 )
-
-
-@contextmanager
-def _store(url: str | None) -> Iterator[Any]:
-    store = open_store_or_exit(url)
-    try:
-        yield store
-    except ScaletrackError as exc:
-        fail(str(exc))
-    finally:
-        store.close()
 
 
 @checkpoints_app.command("add")
@@ -53,7 +38,7 @@ def add(
     from sweeps.evals import register_external_checkpoint
     from sweeps.ideas import refresh_idea_statuses
 
-    with _store(store_url) as store:
+    with store_session(store_url) as store:
         ckpt_id = register_external_checkpoint(
             store, path, params=params, tokens=tokens, flops=flops, loader=loader,
             meta=_parse_meta(meta),
@@ -94,7 +79,7 @@ def list_(
     store_url: str | None = StoreOption,
 ) -> None:
     """List checkpoints with N (params), tokens, FLOPs, kind, loader and path."""
-    with _store(store_url) as store:
+    with store_session(store_url) as store:
         df = store.checkpoints(run_key=run_key, kind=kind)
         if as_json:
             print_json(df.to_dict(orient="records"))
@@ -118,7 +103,7 @@ def eval_(
     """Evaluate tasks on a checkpoint and store the results in the evals table."""
     from sweeps.evals import evaluate_checkpoint
 
-    with _store(store_url) as store:
+    with store_session(store_url) as store:
         results = evaluate_checkpoint(store, checkpoint_id, task, device=device)
         for task_name, metrics in results.items():
             shown = ", ".join(f"{m}={v:.4g}" for m, v in metrics.items())

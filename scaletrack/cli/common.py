@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import pandas as pd
@@ -47,6 +48,20 @@ def open_store_or_exit(url: str | None):  # -> store.Store
         return Store.open(url)
     except ScaletrackError as exc:
         fail(str(exc))
+
+
+@contextmanager
+def store_session(url: str | None) -> Iterator[Any]:
+    """Open the store for a command; a ScaletrackError inside becomes a one-line error."""
+    from scaletrack.errors import ScaletrackError
+
+    store = open_store_or_exit(url)
+    try:
+        yield store
+    except ScaletrackError as exc:
+        fail(str(exc))
+    finally:
+        store.close()
 
 
 def _compact(value: float) -> str:

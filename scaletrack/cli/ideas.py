@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,29 +12,15 @@ from scaletrack.cli.common import (
     StoreOption,
     console,
     err_console,
-    fail,
-    open_store_or_exit,
     print_json,
     print_table,
+    store_session,
 )
-from scaletrack.errors import ScaletrackError
 
 ideas_app = typer.Typer(
     help="Ideas that do not work yet: a bar to clear, re-checked on larger checkpoints.",
     no_args_is_help=True,
 )
-
-
-@contextmanager
-def _store(url: str | None) -> Iterator[Any]:
-    """Open the store; ScaletrackErrors inside become a one-line error and exit 1."""
-    store = open_store_or_exit(url)
-    try:
-        yield store
-    except ScaletrackError as exc:
-        fail(str(exc))
-    finally:
-        store.close()
 
 
 def _fmt_crossing(value: Any) -> str:
@@ -85,7 +69,7 @@ def add(
     """Register an idea; it becomes due as soon as a checkpoint larger than its last try exists."""
     from sweeps.ideas import add_idea, get_idea_or_fail
 
-    with _store(store_url) as store:
+    with store_session(store_url) as store:
         idea_id = add_idea(store, title, task, metric, threshold, direction, hypothesis)
         idea = get_idea_or_fail(store, idea_id)
         sign = ">=" if idea.direction == "above" else "<="
@@ -105,7 +89,7 @@ def list_(
     """Show each idea: status, best value, largest scale tried, class, predicted crossing."""
     from sweeps.ideas import attempts_table, ideas_table
 
-    with _store(store_url) as store:
+    with store_session(store_url) as store:
         table = ideas_table(store)
         tries = attempts_table(store) if attempts or as_json else None
         if as_json:
@@ -134,7 +118,7 @@ def rerun(
     """Evaluate every due idea on the largest checkpoint and record the attempts."""
     from sweeps.ideas import rerun_due
 
-    with _store(store_url) as store:
+    with store_session(store_url) as store:
         report = rerun_due(store, device=device)
         if not report.attempts and not report.errors:
             console.print("no idea is due: nothing larger than what each was tried on")
@@ -162,7 +146,7 @@ def retire(
     """Close an idea: it is never due again."""
     from sweeps.ideas import retire_idea
 
-    with _store(store_url) as store:
+    with store_session(store_url) as store:
         retire_idea(store, idea_id)
         console.print(f"idea {idea_id} retired")
 
@@ -175,7 +159,7 @@ def plot(
     """Draw each idea's attempts against compute, with its bar."""
     from sweeps.ideas import plot_ideas
 
-    with _store(store_url) as store:
+    with store_session(store_url) as store:
         for path in plot_ideas(store, output):
             console.print(f"wrote {path}")
 
