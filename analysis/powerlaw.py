@@ -17,6 +17,7 @@ from scipy.optimize import least_squares
 from analysis.bootstrap import percentile_interval
 from analysis.io import validate_frame
 from analysis.result import FitResult
+from scaletrack.errors import DataError
 
 _ALPHA_STARTS = (0.05, 0.15, 0.3, 0.6, 1.0)
 _E_FRACTIONS = (0.2, 0.6, 0.9)  # of the smallest observed loss
@@ -84,14 +85,15 @@ def fit_power_law(
     xc = lx - x_mean
     theta = _fit_log_ls(xc, y, irreducible, _starts(xc, y, irreducible))
     if theta is None:
-        raise ValueError(f"power-law fit in {x} did not converge from any start")
+        raise DataError(f"power-law fit in {x} did not converge from any start")
 
     def to_params(t: np.ndarray) -> dict[str, float]:
-        return {
-            "E": float(np.exp(t[2])) if irreducible else 0.0,
-            "a": float(np.exp(t[0] + t[1] * x_mean)),
-            "alpha": float(t[1]),
-        }
+        with np.errstate(over="ignore"):  # a wild bootstrap resample may give a = inf
+            return {
+                "E": float(np.exp(t[2])) if irreducible else 0.0,
+                "a": float(np.exp(t[0] + t[1] * x_mean)),
+                "alpha": float(t[1]),
+            }
 
     params = to_params(theta)
     names = ("E", "a", "alpha") if irreducible else ("a", "alpha")
