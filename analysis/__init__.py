@@ -2,19 +2,19 @@
 compute-optimal allocation, back-tests and plots. Fits are plain functions over DataFrames
 with columns N (params), D (tokens), C (FLOPs), loss (nats/token) returning `FitResult`."""
 
-from analysis.backtest import BacktestResult, backtest
-from analysis.chinchilla import fit_chinchilla
-from analysis.io import load_epoch_chinchilla, read_fit_csv, validate_frame
-from analysis.isoflop import (
+from scaletrack.analysis.backtest import BacktestResult, backtest
+from scaletrack.analysis.chinchilla import fit_chinchilla
+from scaletrack.analysis.io import load_epoch_chinchilla, read_fit_csv, validate_frame
+from scaletrack.analysis.isoflop import (
     compute_frontier,
     fit_envelope,
     fit_isoflop,
     isoflop_minima,
     snap_budgets,
 )
-from analysis.optimal import chinchilla_allocation, compute_optimal
-from analysis.powerlaw import fit_compute_law, fit_power_law
-from analysis.result import FitResult
+from scaletrack.analysis.optimal import chinchilla_allocation, compute_optimal
+from scaletrack.analysis.powerlaw import fit_compute_law, fit_power_law
+from scaletrack.analysis.result import FitResult
 
 __all__ = [
     "BacktestResult",
@@ -37,20 +37,20 @@ __all__ = [
 
 # --- emergence (owner D): floored sigmoid fits, past/near/far, two-step task prediction ---
 # (plots live in analysis.emergence_plots and are not imported here: matplotlib stays lazy)
-from analysis.classify import (  # noqa: E402
+from scaletrack.analysis.classify import (  # noqa: E402
     TaskClassification,
     classify_groups,
     classify_task,
     classify_tasks,
 )
-from analysis.emergence import (  # noqa: E402
+from scaletrack.analysis.emergence import (  # noqa: E402
     EmergenceProfile,
     SigmoidFit,
     emergence_profile,
     fit_floored_sigmoid,
     sigmoid_value,
 )
-from analysis.two_step import (  # noqa: E402
+from scaletrack.analysis.two_step import (  # noqa: E402
     AccuracyFit,
     TaskLossFit,
     TwoStepFit,

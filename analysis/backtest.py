@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.chinchilla import fit_chinchilla
-from analysis.io import validate_frame
-from analysis.powerlaw import fit_power_law
-from analysis.result import FitResult
+from scaletrack.analysis.chinchilla import fit_chinchilla
+from scaletrack.analysis.io import validate_frame
+from scaletrack.analysis.powerlaw import fit_power_law
+from scaletrack.analysis.result import FitResult
 from scaletrack.errors import DataError
 
 BACKTEST_FORMS = ("chinchilla", "compute", "power_N", "power_D")

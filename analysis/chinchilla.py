@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.bootstrap import percentile_interval, resample_counts
-from analysis.io import validate_frame
-from analysis.result import FitResult
+from scaletrack.analysis.bootstrap import percentile_interval, resample_counts
+from scaletrack.analysis.io import validate_frame
+from scaletrack.analysis.result import FitResult
 
 HUBER_DELTA = 1e-3
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")

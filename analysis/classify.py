@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.emergence import (
+from scaletrack.analysis.emergence import (
     EmergenceProfile,
     SigmoidFit,
     emergence_profile,

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.classify import TaskClassification  # noqa: E402
+from scaletrack.analysis.classify import TaskClassification  # noqa: E402
 from scaletrack.errors import DataError  # noqa: E402
 
 _LABEL_COLOURS = {"past": "#2a9d8f", "near": "#e9a23b", "far": "#8d99ae"}

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.bootstrap import percentile_interval
-from analysis.io import validate_frame
-from analysis.result import FitResult
+from scaletrack.analysis.bootstrap import percentile_interval
+from scaletrack.analysis.io import validate_frame
+from scaletrack.analysis.result import FitResult
 from scaletrack.errors import DataError
 
 

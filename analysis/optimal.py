@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.result import FitResult
+from scaletrack.analysis.result import FitResult
 from scaletrack.errors import DataError
 
 

@@ -22,10 +22,10 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from analysis.io import validate_frame  # noqa: E402
-from analysis.isoflop import compute_frontier, isoflop_minima  # noqa: E402
-from analysis.optimal import chinchilla_allocation, compute_optimal  # noqa: E402
-from analysis.result import FitResult  # noqa: E402
+from scaletrack.analysis.io import validate_frame  # noqa: E402
+from scaletrack.analysis.isoflop import compute_frontier, isoflop_minima  # noqa: E402
+from scaletrack.analysis.optimal import chinchilla_allocation, compute_optimal  # noqa: E402
+from scaletrack.analysis.result import FitResult  # noqa: E402
 from scaletrack.errors import DataError  # noqa: E402
 
 FIT_COLOR = "#d62728"
@@ -177,7 +177,7 @@ def plot_isoflop(
     minima = isoflop_minima(data, budget_col=budget_col, min_points=min_points)
     if minima.empty:
         raise DataError("no budget has enough runs for an IsoFLOP parabola")
-    from analysis.isoflop import snap_budgets
+    from scaletrack.analysis.isoflop import snap_budgets
 
     budgets = data[budget_col].to_numpy(float) if budget_col else snap_budgets(data["C"])
     norm = LogNorm(minima["C"].min(), minima["C"].max() * 1.0001)

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from analysis.bootstrap import percentile_interval
-from analysis.io import validate_frame
-from analysis.result import FitResult
+from scaletrack.analysis.bootstrap import percentile_interval
+from scaletrack.analysis.io import validate_frame
+from scaletrack.analysis.result import FitResult
 from scaletrack.errors import DataError
 
 _ALPHA_STARTS = (0.05, 0.15, 0.3, 0.6, 1.0)

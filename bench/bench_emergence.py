@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.classify import classify_groups, classify_tasks
-from analysis.emergence_plots import plot_tasks_emergence
-from analysis.two_step import holdout_validation, load_olmo_ladder, predict_two_step
+from scaletrack.analysis.classify import classify_groups, classify_tasks
+from scaletrack.analysis.emergence_plots import plot_tasks_emergence
+from scaletrack.analysis.two_step import holdout_validation, load_olmo_ladder, predict_two_step
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # two-step method variants (fit_two_step options) compared on ladder-only validation

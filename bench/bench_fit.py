@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis import fit_chinchilla, load_epoch_chinchilla  # noqa: E402
+from scaletrack.analysis import fit_chinchilla, load_epoch_chinchilla  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATA = SHARED / "epoch_chinchilla_svg_extracted_data.csv"

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from store import RunRecord, Store
+from scaletrack.store import RunRecord, Store
 
 NAMES = ("train/loss", "val/loss", "lr", "grad_norm", "tokens", "flops", "spike")
 

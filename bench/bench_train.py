@@ -23,8 +23,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from models.data import load_tokens, sample_batch
-from sweeps.train import TrainConfig, autocast_for, init_model, make_optimizer, plan_run, train_run
+from scaletrack.models.data import load_tokens, sample_batch
+from scaletrack.sweeps.train import (
+    TrainConfig,
+    autocast_for,
+    init_model,
+    make_optimizer,
+    plan_run,
+    train_run,
+)
 
 
 def sync(device: torch.device) -> None:
@@ -79,7 +86,7 @@ def bare_loop(cfg: TrainConfig, steps: int, warmup: int, compile_model: bool) ->
 
 def tracked_loop(cfg: TrainConfig, steps: int, warmup: int, tmp: Path) -> float:
     """Seconds per step of train_run between step ``warmup`` and the last step (no evals)."""
-    from store import Store
+    from scaletrack.store import Store
 
     stamps: dict[int, float] = {}
     store = Store.open(f"sqlite:///{tmp}/bench-{time.time_ns()}.db")
@@ -95,7 +102,7 @@ def vmap_step_time(cfg: TrainConfig, m: int, steps: int) -> tuple[float, float]:
     """Seconds per forward+backward of m stacked models: (batched bmm, vmap functional_call)."""
     from torch.func import functional_call, stack_module_state, vmap
 
-    from sweeps.multi import stacked_gpt_forward
+    from scaletrack.sweeps.multi import stacked_gpt_forward
 
     plan = plan_run(cfg)
     models = [init_model(cfg, plan.model_config) for _ in range(m)]
@@ -181,8 +188,8 @@ def main() -> None:
             print(line, flush=True)
             out["sizes"].append(row)
         if not args.skip_group:
-            from store import Store
-            from sweeps.multi import train_group
+            from scaletrack.store import Store
+            from scaletrack.sweeps.multi import train_group
 
             m = args.group_size
             cfgs = [

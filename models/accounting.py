@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.gpt import GPTConfig
-from models.lstm import LSTMConfig
+from scaletrack.models.gpt import GPTConfig
+from scaletrack.models.lstm import LSTMConfig
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from typing import Any
 
 from torch import nn
 
-from models.gpt import GPT, GPTConfig
-from models.lstm import CharLSTM, LSTMConfig
 from scaletrack.errors import ConfigError
+from scaletrack.models.gpt import GPT, GPTConfig
+from scaletrack.models.lstm import CharLSTM, LSTMConfig
 
 FAMILIES = ("gpt", "lstm")
 

@@ -26,11 +26,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from models.build import build_model
 from scaletrack.errors import DataError
+from scaletrack.models.build import build_model
 
 if TYPE_CHECKING:
-    from store import CheckpointRecord
+    from scaletrack.store import CheckpointRecord
 
 FORMAT_VERSION = 1
 _META_KEY = "scaletrack"

@@ -204,7 +204,7 @@ def _load_tokens_cached(key: str) -> TokenData:
         cut = max(1, int(toks.numel() * 0.95))
         return TokenData(str(path), toks[:cut], toks[cut:], vocab)
     if "task" in spec:
-        from models.tasks import get_task
+        from scaletrack.models.tasks import get_task
 
         task = get_task(spec["task"])
         text = task.training_text(int(spec.get("n_examples", 20000)), int(spec.get("seed", 0)))

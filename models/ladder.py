@@ -14,11 +14,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from models.accounting import gpt_params, lstm_params
-from models.build import make_config
-from models.gpt import GPTConfig
-from models.lstm import LSTMConfig
 from scaletrack.errors import ConfigError
+from scaletrack.models.accounting import gpt_params, lstm_params
+from scaletrack.models.build import make_config
+from scaletrack.models.gpt import GPTConfig
+from scaletrack.models.lstm import LSTMConfig
 
 ASPECT_MIN, ASPECT_TARGET, ASPECT_MAX = 16.0, 64.0, 256.0
 _ASPECT_WEIGHT = 0.05  # log-aspect penalty relative to log-N error

@@ -1,13 +1,13 @@
 """The store: SQLAlchemy schema, migrations, the Store API and the batched MetricWriter."""
 
-from store.engine import (
+from scaletrack.store.engine import (
     TRANSIENT_DB_ERRORS,
     resolve_store_url,
     sqlite_file,
     with_absolute_sqlite_path,
 )
-from store.errors import StoreError
-from store.records import (
+from scaletrack.store.errors import StoreError
+from scaletrack.store.records import (
     RUN_STATUSES,
     CheckpointRecord,
     IdeaAttemptRecord,
@@ -16,8 +16,8 @@ from store.records import (
     RunRecord,
     make_run_key,
 )
-from store.store import Store
-from store.writer import MetricWriter
+from scaletrack.store.store import Store
+from scaletrack.store.writer import MetricWriter
 
 __all__ = [
     "RUN_STATUSES",

@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 from sqlalchemy.pool import StaticPool
 
-from store.errors import StoreError
+from scaletrack.store.errors import StoreError
 
 DEFAULT_STORE_URL = "sqlite:///scaletrack.db"
 SQLITE_BUSY_TIMEOUT_MS = 60_000

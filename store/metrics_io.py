@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from store.coltypes import pack_f64
+from scaletrack.store.coltypes import pack_f64
 
 METRIC_COLUMNS = ("run_key", "name", "step", "value", "tokens", "wall_time")
 _UPSERT = (

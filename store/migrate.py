@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from store.engine import write_transaction
+from scaletrack.store.engine import write_transaction
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _PG_LOCK_KEY = 0x5CA1E7  # advisory-lock id for "scaletrack schema migration"

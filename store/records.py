@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from store.coltypes import dumps_json
+from scaletrack.store.coltypes import dumps_json
 
 RUN_STATUSES = ("pending", "running", "finished", "failed", "diverged")
 CHECKPOINT_KINDS = ("own", "external")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from store.coltypes import Float64Bits, JSONText, NaNFloat, UTCDateTime
+from scaletrack.store.coltypes import Float64Bits, JSONText, NaNFloat, UTCDateTime
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

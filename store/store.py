@@ -18,8 +18,8 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from store import metrics_io, migrate, schema
-from store.engine import (
+from scaletrack.store import metrics_io, migrate, schema
+from scaletrack.store.engine import (
     create_store_engine,
     parse_store_url,
     read_transaction,
@@ -27,8 +27,8 @@ from store.engine import (
     resolve_store_url,
     write_transaction,
 )
-from store.errors import StoreError
-from store.records import (
+from scaletrack.store.errors import StoreError
+from scaletrack.store.records import (
     CHECKPOINT_KINDS,
     IDEA_DIRECTIONS,
     IDEA_STATUSES,
@@ -39,7 +39,7 @@ from store.records import (
     MetricRow,
     RunRecord,
 )
-from store.writer import MetricWriter
+from scaletrack.store.writer import MetricWriter
 
 RUN_COLUMNS = (
     "run_key", "sweep", "family", "status", "N", "N_total", "D", "C", "seed", "lr",

@@ -12,8 +12,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from store.errors import StoreError
-from store.metrics_io import MetricItem
+from scaletrack.store.errors import StoreError
+from scaletrack.store.metrics_io import MetricItem
 
 BatchSink = Callable[[list[MetricItem]], None]
 

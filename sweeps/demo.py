@@ -99,8 +99,8 @@ def train_step(
     out: Path, outcome: DemoOutcome, *, workers: int, console: Any, grid_toml: str
 ) -> None:
     """Write the grid to DIR/demo.toml and run it into the demo store."""
-    from sweeps.grid import load_grid
-    from sweeps.runner import SweepDisplay, run_sweep
+    from scaletrack.sweeps.grid import load_grid
+    from scaletrack.sweeps.runner import SweepDisplay, run_sweep
 
     grid_file = out / "demo.toml"
     grid_file.write_text(grid_toml, encoding="utf-8")
@@ -131,10 +131,10 @@ def fit_step(outcome: DemoOutcome, store: Any) -> None:
     Also back-tests the Chinchilla form: fit on every cell below the largest compute and
     predict the largest cell's final loss.
     """
-    from analysis.backtest import backtest
-    from analysis.chinchilla import fit_chinchilla
-    from analysis.isoflop import compute_frontier
-    from analysis.powerlaw import fit_compute_law
+    from scaletrack.analysis.backtest import backtest
+    from scaletrack.analysis.chinchilla import fit_chinchilla
+    from scaletrack.analysis.isoflop import compute_frontier
+    from scaletrack.analysis.powerlaw import fit_compute_law
 
     outcome.points = finished_points(store)
     if len(outcome.points) < 5:
@@ -167,7 +167,7 @@ def plot_step(outcome: DemoOutcome) -> None:
     if outcome.points is None or outcome.points.empty:
         outcome.skipped.append("plot: no finished cells to plot")
         return
-    from analysis.plots import plot_loss_vs_compute
+    from scaletrack.analysis.plots import plot_loss_vs_compute
 
     fit = outcome.fits.get("compute")
     paths = plot_loss_vs_compute(
@@ -179,7 +179,7 @@ def plot_step(outcome: DemoOutcome) -> None:
 
 def register_idea_step(outcome: DemoOutcome, store: Any) -> None:
     """Register the demo's "not yet" idea once, before training, so the sweep re-checks it."""
-    from sweeps.ideas import add_idea
+    from scaletrack.sweeps.ideas import add_idea
 
     ideas = store.ideas()
     if ideas.empty or IDEA_TITLE not in set(ideas["title"]):
@@ -189,7 +189,7 @@ def register_idea_step(outcome: DemoOutcome, store: Any) -> None:
 
 def ideas_step(outcome: DemoOutcome, store: Any) -> None:
     """Report the idea's attempts (made by the sweep as cells finished) and plot its timeline."""
-    from sweeps.ideas import attempts_table, plot_ideas, rerun_due
+    from scaletrack.sweeps.ideas import attempts_table, plot_ideas, rerun_due
 
     ideas = store.ideas()
     if ideas.empty or IDEA_TITLE not in set(ideas["title"]):
@@ -210,7 +210,7 @@ def run_demo(
 
     `grid_toml` replaces the demo grid (its sweep must be named "demo"), e.g. for a quick test.
     """
-    from store import Store
+    from scaletrack.store import Store
 
     t0 = time.monotonic()
     out = Path(out)

@@ -135,7 +135,7 @@ def load_checkpoint(store: Any, checkpoint_id: int, device: str = "cpu") -> Load
             load_fn = _import_attr(loader, "checkpoint loader")
             model = load_fn(record)
         else:
-            from models.checkpoint import load_checkpoint_model
+            from scaletrack.models.checkpoint import load_checkpoint_model
 
             model = load_checkpoint_model(record, device=device)
     except ScaletrackError:
@@ -197,7 +197,7 @@ def _logits(model: Any, x: Any) -> Any:
 
 
 def _heldout_tokens(loaded: LoadedCheckpoint) -> Any:
-    from models.data import load_tokens
+    from scaletrack.models.data import load_tokens
 
     if not loaded.data:
         raise DataError(
@@ -208,7 +208,7 @@ def _heldout_tokens(loaded: LoadedCheckpoint) -> Any:
 
 
 def _heldout_windows(loaded: LoadedCheckpoint) -> list[tuple[Any, Any]]:
-    from models.data import eval_batches
+    from scaletrack.models.data import eval_batches
 
     n_batches = int(loaded.config.get("eval_batches", 8))
     batch_size = int(loaded.config.get("batch_size", 16))
@@ -264,7 +264,7 @@ def _probe(task_name: str) -> TaskFn:
     """A task scoring the synthetic probe `task_name` of `models.tasks` on fresh examples."""
 
     def run(loaded: LoadedCheckpoint) -> dict[str, float]:
-        from models.tasks import evaluate_task
+        from scaletrack.models.tasks import evaluate_task
 
         model = _require_model(loaded)
         scores = evaluate_task(model, task_name, n=PROBE_EXAMPLES, device=loaded.device)
@@ -276,7 +276,7 @@ def _probe(task_name: str) -> TaskFn:
 
 def builtin_tasks() -> dict[str, Task]:
     """Built-in tasks by name: val_loss, continuation and every probe in `models.tasks.TASKS`."""
-    from models.tasks import TASKS
+    from scaletrack.models.tasks import TASKS
 
     tasks = {
         "val_loss": Task("val_loss", _val_loss, ("loss",)),
@@ -395,7 +395,7 @@ def evaluate_after_checkpoint(
     keeps going), then marks ideas due that this checkpoint makes due; with `rerun_ideas` it
     also re-checks them at once.
     """
-    from sweeps.ideas import refresh_idea_statuses, rerun_due
+    from scaletrack.sweeps.ideas import refresh_idea_statuses, rerun_due
 
     values: dict[str, dict[str, float]] = {}
     errors: dict[str, str] = {}
@@ -456,7 +456,7 @@ def register_external_checkpoint(
     loader: 'gpt' / 'lstm' (meta holds the model config) or 'package.module:function'
     called with the CheckpointRecord. The file's sha256 is computed and stored.
     """
-    from store import CheckpointRecord
+    from scaletrack.store import CheckpointRecord
 
     p = Path(path).expanduser()
     if not p.exists():

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from scaletrack.errors import ConfigError, ScaletrackError
-from sweeps.spec import GridSpec, load_spec
+from scaletrack.sweeps.spec import GridSpec, load_spec
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Cell:
 
     def record(self) -> Any:
         """The store.RunRecord for this cell (status pending)."""
-        from store import RunRecord
+        from scaletrack.store import RunRecord
 
         return RunRecord(
             run_key=self.run_key,
@@ -97,7 +97,7 @@ def _resolve_data(spec: GridSpec, source: str, base_dir: Path) -> dict[str, Any]
                 raise _fail(source, f"data.{key}", f"expected a token file, {p} is not a file")
             data[key] = str(p)
     if "task" in data:
-        from models.tasks import TASKS
+        from scaletrack.models.tasks import TASKS
 
         if data["task"] not in TASKS:
             raise _fail(
@@ -111,7 +111,7 @@ def _resolve_data(spec: GridSpec, source: str, base_dir: Path) -> dict[str, Any]
 def _load_usable_data(data: dict[str, Any], context: int, source: str) -> Any:
     """Load the data now (cached), so an empty corpus or a too-long context is refused
     before the store is touched; returns models.data.TokenData."""
-    from models.data import load_tokens
+    from scaletrack.models.data import load_tokens
 
     try:
         tokens = load_tokens(data)
@@ -129,7 +129,7 @@ def _load_usable_data(data: dict[str, Any], context: int, source: str) -> Any:
 
 def _shapes(spec: GridSpec, source: str, vocab_size: int) -> list[tuple[str, dict[str, Any]]]:
     """(label, shape kwargs) for each size; target counts resolved with models.ladder."""
-    from models.ladder import shape_for
+    from scaletrack.models.ladder import shape_for
 
     family = spec.model.family
     context = spec.data.context
@@ -176,15 +176,15 @@ def _label(family: str, shape: dict[str, Any]) -> str:
 
 def expand(spec: GridSpec, source: str = "<grid>", base_dir: Path | None = None) -> Grid:
     """Every cell of `spec`, fully resolved and checked, ordered per `spec.executor.order`."""
-    from store import make_run_key
-    from sweeps.train import TrainConfig, plan_run
+    from scaletrack.store import make_run_key
+    from scaletrack.sweeps.train import TrainConfig, plan_run
 
     base_dir = base_dir or Path.cwd()
     data = _resolve_data(spec, source, base_dir)
     vocab = _load_usable_data(data, spec.data.context, source).vocab_size
     shapes = _shapes(spec, source, vocab)
     if spec.eval.tasks:
-        from sweeps.evals import resolve_task
+        from scaletrack.sweeps.evals import resolve_task
 
         for i, name in enumerate(spec.eval.tasks):
             try:

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from scaletrack.errors import ConfigError, ScaletrackError
-from sweeps.evals import LoadedCheckpoint, load_checkpoint, resolve_task, run_task
+from scaletrack.sweeps.evals import LoadedCheckpoint, load_checkpoint, resolve_task, run_task
 
 DIRECTIONS = ("above", "below")
 OPEN_STATUSES = ("not-yet", "due")
@@ -84,7 +84,7 @@ def add_idea(
     hypothesis: str | None = None,
 ) -> int:
     """Register an idea; returns its id. The task must resolve and the metric must exist."""
-    from store import IdeaRecord
+    from scaletrack.store import IdeaRecord
 
     title = str(title).strip()
     if not title:
@@ -282,7 +282,7 @@ def check_idea(
     value clears the bar and stays 'not-yet' otherwise. `reuse` takes the value from the evals
     table when this checkpoint x task x metric was evaluated already.
     """
-    from store import IdeaAttemptRecord
+    from scaletrack.store import IdeaAttemptRecord
 
     idea = get_idea_or_fail(store, idea_id)
     if idea.status == "retired":
@@ -422,7 +422,7 @@ def classify_points(
     Returns '-' and no crossing when there are too few distinct scales to fit a floored sigmoid
     (3 with a known chance level, else 4) or when the classifier cannot fit them.
     """
-    from analysis.classify import classify_task
+    from scaletrack.analysis.classify import classify_task
 
     if points.empty:
         return IdeaOutlook("-", None)
@@ -498,7 +498,7 @@ def attempts_table(store: Any, idea_id: int | None = None) -> pd.DataFrame:
 
 def plot_ideas(store: Any, path: str | Path) -> list[Path]:
     """Draw every idea's attempts against compute with its bar; returns the files written."""
-    from analysis.emergence_plots import plot_idea_timeline
+    from scaletrack.analysis.emergence_plots import plot_idea_timeline
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from models.checkpoint import save_checkpoint
-from models.data import eval_batches, load_tokens, sample_batch
-from models.gpt import GPT, GPTConfig
 from scaletrack.errors import ConfigError
-from sweeps.schedule import lr_at
-from sweeps.spikes import SpikeDetector
-from sweeps.train import (
+from scaletrack.models.checkpoint import save_checkpoint
+from scaletrack.models.data import eval_batches, load_tokens, sample_batch
+from scaletrack.models.gpt import GPT, GPTConfig
+from scaletrack.sweeps.schedule import lr_at
+from scaletrack.sweeps.spikes import SpikeDetector
+from scaletrack.sweeps.train import (
     DIVERGENCE_FACTOR,
     TrainConfig,
     TrainResult,
@@ -52,7 +52,7 @@ from sweeps.train import (
 )
 
 if TYPE_CHECKING:
-    from store import Store
+    from scaletrack.store import Store
 
 _MEMBER_FIELDS = ("seed", "lr", "weight_decay", "grad_clip")
 BETAS, EPS = (0.9, 0.95), 1e-8  # as sweeps.train.make_optimizer
@@ -167,7 +167,7 @@ def _train_stacked(
     stop_event: threading.Event | None,
     on_step: Callable[[int, int], None] | None,
 ) -> list[TrainResult]:
-    from store import CheckpointRecord
+    from scaletrack.store import CheckpointRecord
 
     cfg0 = configs[0]
     M = len(configs)

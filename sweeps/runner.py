@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from sweeps.executors import (
+from scaletrack.sweeps.executors import (
     CellDone,
     CellProgress,
     CellStarted,
@@ -30,7 +30,7 @@ from sweeps.executors import (
     WorkerLost,
     make_executor,
 )
-from sweeps.grid import Cell, Grid
+from scaletrack.sweeps.grid import Cell, Grid
 
 DONE_STATUSES = ("finished", "diverged")
 CHECKPOINT_DIRNAME = "scaletrack-checkpoints"
@@ -38,7 +38,7 @@ CHECKPOINT_DIRNAME = "scaletrack-checkpoints"
 
 def default_checkpoint_root(store_url: str) -> Path:
     """Beside the SQLite file (<dir>/scaletrack-checkpoints), else ./scaletrack-checkpoints."""
-    from store import StoreError, sqlite_file
+    from scaletrack.store import StoreError, sqlite_file
 
     try:
         db_file = sqlite_file(store_url)
@@ -124,8 +124,8 @@ def idea_rechecker(store_url: str, device: str = "cpu") -> Callable[[], list[str
     Called in the sweep's own process after each finished cell, so ideas are re-checked
     once per checkpoint rather than by every worker at once.
     """
-    from store import Store
-    from sweeps.ideas import rerun_due
+    from scaletrack.store import Store
+    from scaletrack.sweeps.ideas import rerun_due
 
     def recheck() -> list[str]:
         with Store.open(store_url) as store:
@@ -175,7 +175,7 @@ def run_sweep(
     `SweepDisplay`); None = silent.
     With `recheck_ideas`, each finished cell re-runs the ideas its checkpoint made due.
     """
-    from store import Store, resolve_store_url
+    from scaletrack.store import Store, resolve_store_url
 
     t0 = time.monotonic()
     url = resolve_store_url(store_url)
@@ -237,7 +237,7 @@ def sweep_runs(store: Any, name: str) -> pd.DataFrame:
 
 def status_counts(runs: pd.DataFrame) -> dict[str, int]:
     """Number of runs in each status (every status listed, zeros included)."""
-    from store import RUN_STATUSES
+    from scaletrack.store import RUN_STATUSES
 
     counts = runs["status"].value_counts() if not runs.empty else pd.Series(dtype="int64")
     return {s: int(counts.get(s, 0)) for s in RUN_STATUSES}

@@ -34,21 +34,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.accounting import count_params, flops_per_token
-from models.build import build_model
-from models.checkpoint import load_checkpoint, save_checkpoint
-from models.data import eval_batches, load_tokens, sample_batch
-from models.gpt import GPTConfig
-from models.ladder import shape_for
-from models.lstm import LSTMConfig
 from scaletrack.errors import ConfigError, DataError, ScaletrackError
-from sweeps.schedule import SCHEDULES, lr_at
-from sweeps.spikes import SpikeDetector
+from scaletrack.models.accounting import count_params, flops_per_token
+from scaletrack.models.build import build_model
+from scaletrack.models.checkpoint import load_checkpoint, save_checkpoint
+from scaletrack.models.data import eval_batches, load_tokens, sample_batch
+from scaletrack.models.gpt import GPTConfig
+from scaletrack.models.ladder import shape_for
+from scaletrack.models.lstm import LSTMConfig
+from scaletrack.sweeps.schedule import SCHEDULES, lr_at
+from scaletrack.sweeps.spikes import SpikeDetector
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from store import Store
+    from scaletrack.store import Store
 
 DIVERGENCE_FACTOR = 4.0
 HEARTBEAT_INTERVAL_S = 10.0
@@ -220,7 +220,7 @@ def _same_training(saved: Any, cfg: TrainConfig) -> bool:
 
 def _ensure_claimed(cfg: TrainConfig, plan: RunPlan, store: Store, run_key: str, worker: str):
     """Create the run row if absent and claim it; return the stored row if already done."""
-    from store import RunRecord
+    from scaletrack.store import RunRecord
 
     run = store.get_run(run_key)
     if run is None:
@@ -274,7 +274,7 @@ def _train(
     stop_event: threading.Event | None,
     on_step: Callable[[int, int], None] | None,
 ) -> TrainResult:
-    from store import CheckpointRecord
+    from scaletrack.store import CheckpointRecord
 
     device = torch.device(cfg.device)
     mcfg = plan.model_config

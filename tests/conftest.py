@@ -51,7 +51,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def store(store_url: str):
     """An opened Store at `store_url`, closed after the test."""
-    from store import Store
+    from scaletrack.store import Store
 
     opened = Store.open(store_url)
     try:

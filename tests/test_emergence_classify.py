@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.classify import classify_task, classify_tasks
-from analysis.emergence import sigmoid_value
+from scaletrack.analysis.classify import classify_task, classify_tasks
+from scaletrack.analysis.emergence import sigmoid_value
 from scaletrack.errors import DataError
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from analysis.emergence import (
+from scaletrack.analysis.emergence import (
     SigmoidFit,
     emergence_profile,
     fit_floored_sigmoid,

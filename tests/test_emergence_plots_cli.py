@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
-from analysis.classify import classify_task
-from analysis.emergence import sigmoid_value
-from analysis.emergence_plots import plot_idea_timeline, plot_task_emergence
+from scaletrack.analysis.classify import classify_task
+from scaletrack.analysis.emergence import sigmoid_value
+from scaletrack.analysis.emergence_plots import plot_idea_timeline, plot_task_emergence
 from scaletrack.cli.main import app
-from store import CheckpointRecord, Store
+from scaletrack.store import CheckpointRecord, Store
 
 runner = CliRunner()
 

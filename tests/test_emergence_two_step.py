@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.two_step import (
+from scaletrack.analysis.two_step import (
     fit_loss_to_accuracy,
     fit_task_loss,
     fit_two_step,

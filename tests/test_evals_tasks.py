@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from models.build import build_model
-from models.checkpoint import save_checkpoint
 from scaletrack.errors import ConfigError, DataError
-from store import Store
-from sweeps.evals import (
+from scaletrack.models.build import build_model
+from scaletrack.models.checkpoint import save_checkpoint
+from scaletrack.store import Store
+from scaletrack.sweeps.evals import (
     LoadedCheckpoint,
     TaskError,
     evaluate_after_checkpoint,
@@ -45,7 +45,7 @@ def not_a_number(ckpt):
     return "seven"
 
 def load_gpt(record):
-    from models.checkpoint import load_checkpoint_model
+    from scaletrack.models.checkpoint import load_checkpoint_model
     from dataclasses import replace
     return load_checkpoint_model(replace(record, loader="gpt"))
 '''
@@ -149,7 +149,7 @@ def test_non_numeric_result_is_a_task_error(store, tmp_path, user_tasks):
 
 
 def test_hook_reports_errors_instead_of_raising_and_marks_ideas_due(store, tmp_path, user_tasks):
-    from sweeps.ideas import add_idea
+    from scaletrack.sweeps.ideas import add_idea
 
     idea = add_idea(store, "bigger", f"{user_tasks}:size_in_thousands", "value", 1e9)
     ckpt = make_checkpoint(store, tmp_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from test_fit_chinchilla import synthetic_runs
 
-from analysis import backtest
+from scaletrack.analysis import backtest
 
 
 def test_chinchilla_backtest_predicts_larger_runs():

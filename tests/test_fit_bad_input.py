@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import backtest, fit_chinchilla, fit_compute_law, fit_isoflop, read_fit_csv
+from scaletrack.analysis import backtest, fit_chinchilla, fit_compute_law, fit_isoflop, read_fit_csv
 from scaletrack.errors import DataError
 
 

@@ -67,7 +67,7 @@ def test_fit_errors_are_one_line(tmp_path, runs_csv):
 
 
 def test_import_then_fit_sweep_saves_fit(tmp_path, runs_csv):
-    store_mod = pytest.importorskip("store")
+    import scaletrack.store as store_mod
     url = f"sqlite:///{tmp_path / 'st.db'}"
     args = ("import-csv", str(runs_csv), "--sweep", "pub", "--n-col", "params", "--d-col",
             "tokens", "--loss-col", "L", "--store", url)
@@ -94,14 +94,14 @@ def test_import_then_fit_sweep_saves_fit(tmp_path, runs_csv):
     with store_mod.Store.open(url) as st:
         fits = st.fits(form="chinchilla")
     assert len(fits) == 1 and fits["sweep"].iloc[0] == "pub"
-    from analysis import FitResult
+    from scaletrack.analysis import FitResult
 
     stored = FitResult.from_dict(fits["payload"].iloc[0])
     assert stored.params["alpha"] == pytest.approx(out["params"]["alpha"])
 
 
 def test_import_task_cols_option(tmp_path, runs_csv):
-    store_mod = pytest.importorskip("store")
+    import scaletrack.store as store_mod
     url = f"sqlite:///{tmp_path / 'st2.db'}"
     res = invoke("import-csv", str(runs_csv), "--n-col", "params", "--d-col", "tokens",
                  "--loss-col", "L", "--task-cols", "", "--store", url)

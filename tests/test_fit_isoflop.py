@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import (
+from scaletrack.analysis import (
     compute_frontier,
     compute_optimal,
     fit_envelope,
@@ -14,7 +14,7 @@ from analysis import (
     isoflop_minima,
     snap_budgets,
 )
-from analysis.optimal import chinchilla_allocation
+from scaletrack.analysis.optimal import chinchilla_allocation
 from scaletrack.errors import DataError
 
 LAW = {"E": 1.7, "A": 400.0, "B": 1800.0, "alpha": 0.34, "beta": 0.36}
@@ -92,7 +92,7 @@ def test_envelope_follows_the_frontier():
 
 
 def test_loss_laws_have_no_allocation():
-    from analysis import fit_compute_law
+    from scaletrack.analysis import fit_compute_law
 
     df = isoflop_runs()
     fit = fit_compute_law(df, n_bootstrap=0)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import fit_compute_law, fit_power_law
+from scaletrack.analysis import fit_compute_law, fit_power_law
 
 
 def compute_runs(seed: int = 3, n: int = 60, noise: float = 0.005) -> pd.DataFrame:

@@ -12,7 +12,13 @@ import pytest
 from test_fit_chinchilla import synthetic_runs
 from test_fit_isoflop import isoflop_runs
 
-from analysis import FitResult, fit_chinchilla, fit_compute_law, fit_isoflop, fit_power_law
+from scaletrack.analysis import (
+    FitResult,
+    fit_chinchilla,
+    fit_compute_law,
+    fit_isoflop,
+    fit_power_law,
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +87,7 @@ def test_unknown_form_rejected():
 
 
 def test_stored_fit_round_trips_through_the_store(tmp_path, fits):
-    store_mod = pytest.importorskip("store")
+    import scaletrack.store as store_mod
     with store_mod.Store.open(f"sqlite:///{tmp_path / 'fits.db'}") as st:
         fit_id = st.save_fit(fits[0].form, fits[0].to_dict(), sweep=None, label="test")
         row = st.fits(form="chinchilla").set_index("id").loc[fit_id]

@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from scaletrack.cli.main import app
-from store import Store, make_run_key
-from sweeps.ideas import add_idea, due_ideas, plot_ideas, rerun_due
-from sweeps.train import TrainConfig, train_run
+from scaletrack.store import Store, make_run_key
+from scaletrack.sweeps.ideas import add_idea, due_ideas, plot_ideas, rerun_due
+from scaletrack.sweeps.train import TrainConfig, train_run
 
 DATA = {"task": "addition", "n_examples": 3000}
 

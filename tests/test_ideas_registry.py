@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from models.build import build_model
-from models.checkpoint import save_checkpoint
 from scaletrack.cli.main import app
 from scaletrack.errors import ConfigError
-from store import Store
-from sweeps.evals import register_external_checkpoint
-from sweeps.ideas import (
+from scaletrack.models.build import build_model
+from scaletrack.models.checkpoint import save_checkpoint
+from scaletrack.store import Store
+from scaletrack.sweeps.evals import register_external_checkpoint
+from scaletrack.sweeps.ideas import (
     add_idea,
     check_idea,
     checkpoint_scale,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import GPTConfig, LSTMConfig, build_model, count_params, flops_per_token
-from models.ladder import shape_for
 from scaletrack.errors import ConfigError
+from scaletrack.models import GPTConfig, LSTMConfig, build_model, count_params, flops_per_token
+from scaletrack.models.ladder import shape_for
 
 
 def _numel(model: torch.nn.Module) -> int:

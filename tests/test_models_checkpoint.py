@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import build_model
-from models.checkpoint import (
+from scaletrack.errors import DataError
+from scaletrack.models import build_model
+from scaletrack.models.checkpoint import (
     file_sha256,
     load_checkpoint,
     load_checkpoint_model,
     read_state_dict,
     save_checkpoint,
 )
-from scaletrack.errors import DataError
-from store.records import CheckpointRecord
+from scaletrack.store.records import CheckpointRecord
 
 SHAPE = {"n_layer": 1, "n_head": 2, "d_model": 16, "context": 16}
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.data import (
+from scaletrack.errors import DataError
+from scaletrack.models.data import (
     decode,
     encode,
     eval_batches,
@@ -17,7 +18,6 @@ from models.data import (
     stdlib_files,
     unigram_entropy,
 )
-from scaletrack.errors import DataError
 
 
 def test_stdlib_corpus_is_deterministic_and_split() -> None:

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from models import build_model
-from models.tasks import TASKS, evaluate_task, get_task
 from scaletrack.errors import ConfigError
+from scaletrack.models import build_model
+from scaletrack.models.tasks import TASKS, evaluate_task, get_task
 
 
 class Oracle(nn.Module):

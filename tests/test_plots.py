@@ -7,8 +7,14 @@ import pytest
 from test_fit_chinchilla import synthetic_runs
 from test_fit_isoflop import isoflop_runs
 
-from analysis import compute_frontier, fit_chinchilla, fit_compute_law, fit_isoflop, fit_power_law
-from analysis.plots import plot_isoflop, plot_loss_vs_compute, plot_optimal
+from scaletrack.analysis import (
+    compute_frontier,
+    fit_chinchilla,
+    fit_compute_law,
+    fit_isoflop,
+    fit_power_law,
+)
+from scaletrack.analysis.plots import plot_isoflop, plot_loss_vs_compute, plot_optimal
 from scaletrack.errors import DataError
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from services import PostgresServer, ServiceUnavailable, find_postgres_bin_dir
 
-from store import Store, StoreError
+from scaletrack.store import Store, StoreError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def test_server_runs_unprivileged_on_loopback(postgres_server: PostgresServer):
 def test_each_test_database_is_fresh_and_isolated(postgres_server: PostgresServer):
     a = postgres_server.create_database()
     b = postgres_server.create_database()
-    from store import RunRecord
+    from scaletrack.store import RunRecord
 
     with Store.open(a) as store:
         store.ensure_run(RunRecord(run_key="only-in-a", sweep=None, family="gpt", config={},

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from services import RayCluster
 
-from store import Store
+from scaletrack.store import Store
 
 pytest.importorskip("ray")
 

@@ -20,14 +20,14 @@ import pytest
 from services import RayCluster, free_port
 
 from scaletrack.errors import ConfigError
-from store import Store
-from sweeps.executors import CellDone, CellProgress, SweepEvent, SweepJob
-from sweeps.executors.local import LocalExecutor
-from sweeps.grid import Grid, load_grid
-from sweeps.runner import SweepReport, cell_task, run_sweep
+from scaletrack.store import Store
+from scaletrack.sweeps.executors import CellDone, CellProgress, SweepEvent, SweepJob
+from scaletrack.sweeps.executors.local import LocalExecutor
+from scaletrack.sweeps.grid import Grid, load_grid
+from scaletrack.sweeps.runner import SweepReport, cell_task, run_sweep
 
 ray = pytest.importorskip("ray")
-from sweeps.executors.ray import (  # noqa: E402
+from scaletrack.sweeps.executors.ray import (  # noqa: E402
     RayExecutor,
     absolute_sqlite_url,
     use_token_if_available,
@@ -297,8 +297,8 @@ def test_unreachable_cluster_is_a_one_line_error(grid: Grid, tmp_path: Path) -> 
 def test_hub_store_flushes_metrics_before_a_checkpoint_is_registered(
     ray_driver: RayCluster, tmp_path: Path
 ) -> None:
-    from store import CheckpointRecord, RunRecord
-    from sweeps.executors.ray import HubStore, SweepHub
+    from scaletrack.store import CheckpointRecord, RunRecord
+    from scaletrack.sweeps.executors.ray import HubStore, SweepHub
 
     url = f"sqlite:///{tmp_path / 'hub.db'}"
     hub = ray.remote(SweepHub).options(num_cpus=0).remote(url, True)

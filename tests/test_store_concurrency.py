@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from store import RunRecord, Store
+from scaletrack.store import RunRecord, Store
 
 N_PROCS = 8
 ROWS_PER_PROC = 3000
@@ -77,7 +77,7 @@ def test_eight_processes_open_claim_and_write_at_once(store_url: str):
 _KILLED_CHILD = textwrap.dedent(
     """
     import sys, time
-    from store import RunRecord, Store
+    from scaletrack.store import RunRecord, Store
     store = Store.open(sys.argv[1])
     store.ensure_run(RunRecord(run_key="victim", sweep=None, family="gpt", config={},
                                N=1, N_total=1, D=1, C=1.0))

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scaletrack.errors import ScaletrackError
-from store import RunRecord, Store, StoreError, resolve_store_url
+from scaletrack.store import RunRecord, Store, StoreError, resolve_store_url
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from store import (
+from scaletrack.store import (
     RUN_STATUSES,
     CheckpointRecord,
     IdeaAttemptRecord,
@@ -21,8 +21,8 @@ from store import (
     StoreError,
     make_run_key,
 )
-from store import schema as store_schema
-from store.migrate import head_revision
+from scaletrack.store import schema as store_schema
+from scaletrack.store.migrate import head_revision
 
 
 def _run(key: str = "r1", sweep: str | None = "grid", **kw) -> RunRecord:

@@ -10,7 +10,7 @@ from rich.console import Console
 from test_sweep_spec import VALID, to_toml
 
 from scaletrack.errors import ConfigError
-from sweeps.executors import (
+from scaletrack.sweeps.executors import (
     CellDone,
     CellProgress,
     CellStarted,
@@ -19,9 +19,9 @@ from sweeps.executors import (
     WorkerLost,
     make_executor,
 )
-from sweeps.executors.local import LocalExecutor, gpu_for_worker, threads_per_worker
-from sweeps.grid import load_grid
-from sweeps.runner import SweepDisplay, cell_task, default_checkpoint_root
+from scaletrack.sweeps.executors.local import LocalExecutor, gpu_for_worker, threads_per_worker
+from scaletrack.sweeps.grid import load_grid
+from scaletrack.sweeps.runner import SweepDisplay, cell_task, default_checkpoint_root
 
 
 def test_threads_are_split_between_workers() -> None:

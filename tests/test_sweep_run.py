@@ -17,9 +17,9 @@ from test_sweep_spec import VALID, to_toml
 from typer.testing import CliRunner
 
 from scaletrack.cli.main import app
-from store import Store
-from sweeps.grid import load_grid
-from sweeps.runner import default_checkpoint_root, run_sweep
+from scaletrack.store import Store
+from scaletrack.sweeps.grid import load_grid
+from scaletrack.sweeps.runner import default_checkpoint_root, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -224,7 +224,7 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(
 def test_demo_steps_run_end_to_end_on_a_small_grid(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from sweeps.demo import run_demo
+    from scaletrack.sweeps.demo import run_demo
 
     data = copy.deepcopy(VALID)
     data["name"] = "demo"

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from scaletrack.cli.main import app
 from scaletrack.errors import ConfigError
-from sweeps.spec import GridSpec, load_spec, parse_spec_text
+from scaletrack.sweeps.spec import GridSpec, load_spec, parse_spec_text
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "sweeps" / "examples"
 
@@ -91,7 +91,7 @@ def test_valid_dict_round_trips_through_toml() -> None:
 
 
 def test_demo_example_is_the_demo_grid() -> None:
-    from sweeps.demo import DEMO_GRID_TOML
+    from scaletrack.sweeps.demo import DEMO_GRID_TOML
 
     assert (EXAMPLES / "demo.toml").read_text() == DEMO_GRID_TOML
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.checkpoint import load_checkpoint_model
-from models.data import load_tokens, unigram_entropy
-from store import Store
-from sweeps.train import TrainConfig, plan_run, train_run
+from scaletrack.models.checkpoint import load_checkpoint_model
+from scaletrack.models.data import load_tokens, unigram_entropy
+from scaletrack.store import Store
+from scaletrack.sweeps.train import TrainConfig, plan_run, train_run
 
 DATA = {"corpus": "stdlib", "max_bytes": 1_000_000}
 REPO = Path(__file__).resolve().parents[1]
@@ -149,8 +149,8 @@ def test_sigkill_after_checkpoint_then_resume(store: Store, tmp_path: Path) -> N
     script = textwrap.dedent(f"""
         import time, torch
         from pathlib import Path
-        from store import Store
-        from sweeps.train import TrainConfig, train_run
+        from scaletrack.store import Store
+        from scaletrack.sweeps.train import TrainConfig, train_run
         torch.set_num_threads(1)
         cfg = TrainConfig.from_dict({cfg.to_dict()!r})
         store = Store.open({url!r})
@@ -174,7 +174,7 @@ def test_sigkill_after_checkpoint_then_resume(store: Store, tmp_path: Path) -> N
 
 
 def test_lstm_on_a_task_corpus_trains_and_probes(store: Store, tmp_path: Path) -> None:
-    from models.tasks import evaluate_task
+    from scaletrack.models.tasks import evaluate_task
 
     cfg = small(family="lstm", model={"n_layer": 1, "d_hidden": 48},
                 data={"task": "addition", "n_examples": 3000}, tokens=8 * 32 * 40)

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import GPTConfig, build_model
-from models.checkpoint import load_checkpoint_model
 from scaletrack.errors import ConfigError
-from store import Store
-from sweeps.multi import stacked_gpt_forward, train_group
-from sweeps.train import TrainConfig, train_run
+from scaletrack.models import GPTConfig, build_model
+from scaletrack.models.checkpoint import load_checkpoint_model
+from scaletrack.store import Store
+from scaletrack.sweeps.multi import stacked_gpt_forward, train_group
+from scaletrack.sweeps.train import TrainConfig, train_run
 
 
 def small(**kw) -> TrainConfig:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from scaletrack.errors import ConfigError
-from sweeps.schedule import cosine_lr, lr_at, wsd_lr
-from sweeps.spikes import SpikeDetector, find_spikes
+from scaletrack.sweeps.schedule import cosine_lr, lr_at, wsd_lr
+from scaletrack.sweeps.spikes import SpikeDetector, find_spikes
 
 
 def test_cosine_warmup_then_decay_to_floor() -> None:

@@ -42,7 +42,7 @@ def fail(message: str) -> NoReturn:
 def open_store_or_exit(url: str | None):  # -> store.Store
     """Open the store named by `url`, or exit with a one-line error naming it."""
     from scaletrack.errors import ScaletrackError
-    from store import Store
+    from scaletrack.store import Store
 
     try:
         return Store.open(url)

@@ -90,7 +90,7 @@ def emergence(
 ) -> None:
     """Fit a floored sigmoid per task and say past / near / far, with the predicted compute
     at which the threshold is crossed and its 95% bootstrap interval."""
-    from analysis.classify import classify_groups
+    from scaletrack.analysis.classify import classify_groups
 
     if csv is not None:
         df = _read_csv(csv)
@@ -126,7 +126,7 @@ def emergence(
         )
         table = pd.DataFrame([r.to_row() for r in results.values()])
         if plot is not None:
-            from analysis.emergence_plots import plot_tasks_emergence
+            from scaletrack.analysis.emergence_plots import plot_tasks_emergence
 
             panels = {name: r for (name, _metric), r in results.items()}
             written = plot_tasks_emergence(df, panels, plot, task_col=task_col, x_col=x_col,

@@ -58,7 +58,7 @@ CsvOpt = typer.Option(None, "--csv", help="Use this CSV instead of the store.", 
 
 def _read_csv(path: Path, n_col: str, d_col: str, loss_col: str, c_col: str) -> pd.DataFrame:
     """CSV with columns renamed to N, D, C, loss; C = 6·N·D when absent."""
-    from analysis.io import validate_frame
+    from scaletrack.analysis.io import validate_frame
     from scaletrack.errors import DataError
 
     if not path.is_file():
@@ -92,7 +92,7 @@ def _load(sweep: str | None, csv: Path | None, store: str | None, cols: tuple) -
 
 
 def _fit(form: str, df: pd.DataFrame, bootstrap: int, seed: int):
-    from analysis import fit_chinchilla, fit_compute_law, fit_envelope, fit_isoflop
+    from scaletrack.analysis import fit_chinchilla, fit_compute_law, fit_envelope, fit_isoflop
 
     if form == "chinchilla":
         return fit_chinchilla(df, n_bootstrap=bootstrap, seed=seed)
@@ -142,7 +142,7 @@ def fit_command(
     print_table(result.summary(), title=f"{result.form} fit on {result.n_points} points "
                 f"(95% intervals from {bootstrap} bootstrap resamples)")
     if result.form in ("chinchilla", "isoflop", "envelope"):
-        from analysis import compute_optimal
+        from scaletrack.analysis import compute_optimal
 
         budgets = [1e21, 1e22, 1e23, 1e24]
         print_table(compute_optimal(result, budgets), title="compute-optimal allocation")
@@ -164,8 +164,8 @@ def plot_command(
 ) -> None:
     """Draw loss vs compute (runs, frontier, L(C) fitted on the frontier), IsoFLOP profiles,
     or N_opt/D_opt vs compute (IsoFLOP and Chinchilla fits)."""
-    from analysis import compute_frontier, fit_chinchilla, fit_compute_law, fit_isoflop
-    from analysis.plots import plot_isoflop, plot_loss_vs_compute, plot_optimal
+    from scaletrack.analysis import compute_frontier, fit_chinchilla, fit_compute_law, fit_isoflop
+    from scaletrack.analysis.plots import plot_isoflop, plot_loss_vs_compute, plot_optimal
 
     try:
         df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col))
@@ -249,7 +249,7 @@ def _task_columns(df: pd.DataFrame, task_cols: str | None) -> list[str]:
 def _import_rows(st, df: pd.DataFrame, tasks: list[str], sweep: str | None, source: str) -> dict:
     import math
 
-    from store import CheckpointRecord, RunRecord, make_run_key
+    from scaletrack.store import CheckpointRecord, RunRecord, make_run_key
 
     if sweep is not None and sweep not in set(st.sweeps()["name"]):
         st.upsert_sweep(sweep, {"imported_from": source})

@@ -25,7 +25,7 @@ def runs_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON records instead of a table."),
 ) -> None:
     """List runs: key, sweep, family, status, N (params), D (tokens), C (FLOPs), final loss."""
-    from store import RUN_STATUSES
+    from scaletrack.store import RUN_STATUSES
 
     if status is not None and status not in RUN_STATUSES:
         fail(f"unknown status {status!r} (one of {', '.join(RUN_STATUSES)})")

@@ -63,9 +63,9 @@ def run_command(
     ),
 ) -> None:
     """Train every cell of FILE that is not finished yet (resumes interrupted cells)."""
-    from store import resolve_store_url
-    from sweeps.grid import load_grid
-    from sweeps.runner import SweepDisplay, run_sweep
+    from scaletrack.store import resolve_store_url
+    from scaletrack.sweeps.grid import load_grid
+    from scaletrack.sweeps.runner import SweepDisplay, run_sweep
 
     if executor is not None and executor not in ("local", "ray"):
         fail(f"--executor: expected 'local' or 'ray', got {executor!r}")
@@ -111,7 +111,7 @@ def validate_command(
     file: Path = typer.Argument(..., help="Grid file (TOML)."),
 ) -> None:
     """Check FILE completely (shapes, data, tasks) and list its cells; writes nothing."""
-    from sweeps.grid import load_grid
+    from scaletrack.sweeps.grid import load_grid
 
     grid = load_grid(file)
     rows = [
@@ -133,7 +133,7 @@ def status_command(
     store: str | None = StoreOption,
 ) -> None:
     """Counts by status and the table of the sweep's cells."""
-    from sweeps.runner import status_counts, sweep_runs
+    from scaletrack.sweeps.runner import status_counts, sweep_runs
 
     st = open_store_or_exit(store)
     try:
@@ -252,7 +252,7 @@ def demo_command(
     workers: int = typer.Option(2, "--workers", "-w", min=1, help="Worker processes."),
 ) -> None:
     """Train a small grid on the stdlib corpus (~3 min on 2 cores), fit it, plot it."""
-    from sweeps.demo import run_demo
+    from scaletrack.sweeps.demo import run_demo
 
     run_demo(out, workers=workers, console=console)
 

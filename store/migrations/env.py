@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from store.schema import metadata
+from scaletrack.store.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - store.migrate always passes one

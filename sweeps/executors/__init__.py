@@ -134,12 +134,12 @@ class Executor(Protocol):
 def make_executor(kind: str, *, workers: int, address: str | None = None) -> Executor:
     """The executor called `kind` ("local" or "ray")."""
     if kind == "local":
-        from sweeps.executors.local import LocalExecutor
+        from scaletrack.sweeps.executors.local import LocalExecutor
 
         return LocalExecutor(workers=workers)
     if kind == "ray":
         try:
-            from sweeps.executors.ray import RayExecutor
+            from scaletrack.sweeps.executors.ray import RayExecutor
         except ImportError as exc:
             raise ConfigError(
                 f"executor 'ray' is not available here ({type(exc).__name__}: {exc})"
@@ -189,7 +189,7 @@ def run_cell(
     Never raises for a problem inside the cell: a failure marks the run failed with a one-line
     error so the sweep keeps going. `device` overrides the config's device (e.g. "cuda:1").
     """
-    from sweeps.train import TrainConfig, train_run
+    from scaletrack.sweeps.train import TrainConfig, train_run
 
     if not store.claim_run(cell.run_key, worker, stale_after_s=job.stale_after_s):
         run = store.get_run(cell.run_key)
@@ -250,7 +250,7 @@ def run_cell(
 
 def _evaluate(job: SweepJob, cell: CellTask, store: Any, device: str) -> dict[str, str]:
     """Run the grid's eval tasks on the cell's final (or every) checkpoint; errors by task."""
-    from sweeps.evals import evaluate_after_checkpoint
+    from scaletrack.sweeps.evals import evaluate_after_checkpoint
 
     ckpts = store.latest_checkpoints(cell.run_key)  # newest first
     if not ckpts:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scaletrack.errors import ScaletrackError
-from sweeps.executors import (
+from scaletrack.sweeps.executors import (
     CellDone,
     CellTask,
     EventSink,
@@ -120,7 +120,7 @@ def _worker_main(
     import torch
 
     torch.set_num_threads(threads)
-    from store import Store
+    from scaletrack.store import Store
 
     name = worker_name(index)
     stop_signal = _StopSignal(stop)
@@ -208,7 +208,7 @@ class LocalExecutor:
             nonlocal parent_store
             if slot.cell is None or slot.name is None:
                 return
-            from store import Store
+            from scaletrack.store import Store
 
             if parent_store is None:
                 parent_store = Store.open(job.store_url)

@@ -39,7 +39,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from scaletrack.errors import ConfigError, ScaletrackError
-from sweeps.executors import (
+from scaletrack.sweeps.executors import (
     CellDone,
     CellTask,
     EventSink,
@@ -72,14 +72,14 @@ def _retryable_exceptions() -> list[type[BaseException]]:
     (`run_cell` records failures inside training itself; what escapes it is the claim failing,
     i.e. the store being unreachable.)
     """
-    from store import TRANSIENT_DB_ERRORS, StoreError
+    from scaletrack.store import TRANSIENT_DB_ERRORS, StoreError
 
     return [StoreError, ConnectionError, TimeoutError, *TRANSIENT_DB_ERRORS]
 
 
 def absolute_sqlite_url(url: str) -> str:
     """`url` with a relative SQLite path made absolute (Ray actors run in another directory)."""
-    from store import StoreError, with_absolute_sqlite_path
+    from scaletrack.store import StoreError, with_absolute_sqlite_path
 
     try:
         return with_absolute_sqlite_path(url)
@@ -158,7 +158,7 @@ class SweepHub:
 
     def _open(self) -> Any:
         if self._store is None:
-            from store import Store
+            from scaletrack.store import Store
 
             self._store = Store.open(self._url)
         return self._store
@@ -221,7 +221,7 @@ class HubMetricWriter:
 
     def log(self, name: str, step: int, value: float, *, tokens: int | None = None,
             wall_time: float | None = None) -> None:
-        from store import MetricRow
+        from scaletrack.store import MetricRow
 
         if self._closed:
             raise ScaletrackError(f"metric writer for run {self.run_key} is closed")
@@ -306,7 +306,7 @@ class HubStore:
         import pandas as pd
 
         if isinstance(rows, pd.DataFrame):
-            from store import MetricRow
+            from scaletrack.store import MetricRow
 
             rows = [MetricRow(**r) for r in rows.to_dict("records")]
         return int(self._call("write_metrics", list(rows)))
@@ -361,7 +361,7 @@ def _cell_task(job: SweepJob, cell: CellTask, worker: str, hub: Any, direct: boo
             hub.emit.remote(event)
 
     if direct:
-        from store import Store
+        from scaletrack.store import Store
 
         store: Any = Store.open(job.store_url)
     else:
@@ -452,7 +452,7 @@ class RayExecutor:
 
     # ------------------------------------------------------------------ run
     def run(self, job: SweepJob, on_event: EventSink) -> ExecutorOutcome:
-        from store import sqlite_file
+        from scaletrack.store import sqlite_file
 
         if not job.cells:
             return ExecutorOutcome()

@@ -144,7 +144,7 @@ def running_holders(store: Any, *, checkpointed: bool = False) -> dict[int, str]
 
 def metric_rows(url: str) -> pd.DataFrame:
     """Every metric row: run_key, name, step, value; sorted."""
-    from store import Store
+    from scaletrack.store import Store
 
     with Store.open(url) as store:
         df = store.metrics()
@@ -204,7 +204,7 @@ def run_chaos(
 
     Returns (figures, metric rows of the chaotic sweep, rows of the uninterrupted reference).
     """
-    from store import Store
+    from scaletrack.store import Store
 
     rng = random.Random(seed)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -311,7 +311,7 @@ def run_chaos(
 
 def _damage_a_crashed_cell(url: str, rng: random.Random) -> str | None:
     """Truncate or bit-flip the newest checkpoint of a random failed cell; return its path."""
-    from store import Store
+    from scaletrack.store import Store
 
     with Store.open(url) as store:
         failed = sorted(store.runs(status="failed")["run_key"])
@@ -354,7 +354,7 @@ def _is_lock_error(text: str) -> bool:
 
 def _load_writer(url: str, index: int, seconds: float, start: Any, out: Any) -> None:
     """One writer process: log 3 metrics per step through MetricWriter for `seconds`."""
-    from store import RunRecord, Store
+    from scaletrack.store import RunRecord, Store
 
     errors: list[str] = []
     logged = 0
@@ -386,7 +386,7 @@ def _load_writer(url: str, index: int, seconds: float, start: Any, out: Any) -> 
 def _load_reader(url: str, index: int, seconds: float, writers: int, start: Any,
                  out: Any) -> None:
     """One reader process: random metrics/runs/count queries for `seconds`."""
-    from store import Store
+    from scaletrack.store import Store
 
     errors: list[str] = []
     reads = 0
@@ -416,7 +416,7 @@ def _load_reader(url: str, index: int, seconds: float, writers: int, start: Any,
 
 def run_load(url: str, *, writers: int = 8, readers: int = 2, seconds: float = 20.0) -> LoadResult:
     """`writers` processes log metrics into `url` for `seconds` while `readers` query it."""
-    from store import Store
+    from scaletrack.store import Store
 
     Store.open(url).close()  # schema first, so the writers' opens take the fast path
     ctx = mp.get_context("spawn")
@@ -496,9 +496,9 @@ def populate_store(url: str, ckpt_dir: Path) -> dict[str, Any]:
     an eval, an idea and a fit. Returns {"checkpoint_id": ..., "run_keys": [...]}."""
     import torch
 
-    from models.build import build_model
-    from models.checkpoint import save_checkpoint
-    from store import CheckpointRecord, IdeaRecord, MetricRow, RunRecord, Store
+    from scaletrack.models.build import build_model
+    from scaletrack.models.checkpoint import save_checkpoint
+    from scaletrack.store import CheckpointRecord, IdeaRecord, MetricRow, RunRecord, Store
 
     shape = {"n_layer": 1, "n_head": 2, "d_model": 16, "context": 16, "vocab_size": 256,
              "mlp_ratio": 4}

@@ -268,11 +268,11 @@ def test_unknown_and_failing_tasks(populated: dict[str, Any], figures: dict) -> 
 
 def test_failing_user_loader(populated: dict[str, Any], figures: dict) -> None:
     """An external checkpoint whose `module:function` loader raises: eval fails in one line."""
-    from store import CheckpointRecord, Store
+    from scaletrack.store import CheckpointRecord, Store
 
     path = populated["tmp"] / "external.bin"
     path.write_bytes(b"weights")
-    from sweeps.evals import file_sha256
+    from scaletrack.sweeps.evals import file_sha256
 
     with Store.open(populated["url"]) as store:
         ckpt_id = store.add_checkpoint(CheckpointRecord(

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from reliability.harness import KEYS, ChaosResult, run_chaos
-from store import Store
+from scaletrack.store import Store
 
 KILLS = 6
 SEED = 20261123

@@ -14,11 +14,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from models.checkpoint import file_sha256, load_checkpoint, read_state_dict, save_checkpoint
 from scaletrack.cli.main import app
 from scaletrack.errors import DataError
-from store import CheckpointRecord, Store
-from sweeps.train import TrainConfig, train_run
+from scaletrack.models.checkpoint import (
+    file_sha256,
+    load_checkpoint,
+    read_state_dict,
+    save_checkpoint,
+)
+from scaletrack.store import CheckpointRecord, Store
+from scaletrack.sweeps.train import TrainConfig, train_run
 
 TOKENS_PER_STEP = 4 * 16
 
@@ -228,7 +233,7 @@ def test_pickled_payload_is_refused_everywhere(tmp_path: Path, figures: dict) ->
 
 def test_safe_checkpoint_control(tmp_path: Path) -> None:
     """A genuine checkpoint still loads, with and without its checksum."""
-    from models.build import build_model
+    from scaletrack.models.build import build_model
 
     model = build_model("gpt", SHAPE)
     path = tmp_path / "ok.safetensors"

@@ -18,9 +18,9 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from reliability.harness import store_fingerprint
-from store import Store, StoreError
-from store.engine import create_store_engine, parse_store_url
-from store.migrate import alembic_config, head_revision, upgrade
+from scaletrack.store import Store, StoreError
+from scaletrack.store.engine import create_store_engine, parse_store_url
+from scaletrack.store.migrate import alembic_config, head_revision, upgrade
 
 N_RUNS, N_STEPS = 3, 200
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from store.coltypes import Float64Bits, JSONText, NaNFloat, UTCDateTime
+from scaletrack.store.coltypes import Float64Bits, JSONText, NaNFloat, UTCDateTime
 
 revision = "0001"
 down_revision = None
