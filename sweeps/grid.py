@@ -184,7 +184,7 @@ def expand(spec: GridSpec, source: str = "<grid>", base_dir: Path | None = None)
     vocab = _load_usable_data(data, spec.data.context, source).vocab_size
     shapes = _shapes(spec, source, vocab)
     if spec.eval.tasks:
-        from scaletrack.sweeps.evals import resolve_task
+        from scaletrack.evals.evaluate import resolve_task
 
         for i, name in enumerate(spec.eval.tasks):
             try:

@@ -124,8 +124,8 @@ def idea_rechecker(store_url: str, device: str = "cpu") -> Callable[[], list[str
     Called in the sweep's own process after each finished cell, so ideas are re-checked
     once per checkpoint rather than by every worker at once.
     """
+    from scaletrack.evals.ideas import rerun_due
     from scaletrack.store import Store
-    from scaletrack.sweeps.ideas import rerun_due
 
     def recheck() -> list[str]:
         with Store.open(store_url) as store:

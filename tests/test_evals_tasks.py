@@ -10,10 +10,7 @@ from pathlib import Path
 import pytest
 
 from scaletrack.errors import ConfigError, DataError
-from scaletrack.models.build import build_model
-from scaletrack.models.checkpoint import save_checkpoint
-from scaletrack.store import Store
-from scaletrack.sweeps.evals import (
+from scaletrack.evals.evaluate import (
     LoadedCheckpoint,
     TaskError,
     evaluate_after_checkpoint,
@@ -22,6 +19,9 @@ from scaletrack.sweeps.evals import (
     register_external_checkpoint,
     resolve_task,
 )
+from scaletrack.models.build import build_model
+from scaletrack.models.checkpoint import save_checkpoint
+from scaletrack.store import Store
 
 SHAPE = {"n_layer": 1, "n_head": 2, "d_model": 16, "context": 32}
 DATA = {"task": "addition", "n_examples": 400}
@@ -149,7 +149,7 @@ def test_non_numeric_result_is_a_task_error(store, tmp_path, user_tasks):
 
 
 def test_hook_reports_errors_instead_of_raising_and_marks_ideas_due(store, tmp_path, user_tasks):
-    from scaletrack.sweeps.ideas import add_idea
+    from scaletrack.evals.ideas import add_idea
 
     idea = add_idea(store, "bigger", f"{user_tasks}:size_in_thousands", "value", 1e9)
     ckpt = make_checkpoint(store, tmp_path)

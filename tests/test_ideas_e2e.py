@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from scaletrack.cli.main import app
+from scaletrack.evals.ideas import add_idea, due_ideas, plot_ideas, rerun_due
 from scaletrack.store import Store, make_run_key
-from scaletrack.sweeps.ideas import add_idea, due_ideas, plot_ideas, rerun_due
 from scaletrack.sweeps.train import TrainConfig, train_run
 
 DATA = {"task": "addition", "n_examples": 3000}

@@ -14,11 +14,8 @@ from typer.testing import CliRunner
 
 from scaletrack.cli.main import app
 from scaletrack.errors import ConfigError
-from scaletrack.models.build import build_model
-from scaletrack.models.checkpoint import save_checkpoint
-from scaletrack.store import Store
-from scaletrack.sweeps.evals import register_external_checkpoint
-from scaletrack.sweeps.ideas import (
+from scaletrack.evals.evaluate import register_external_checkpoint
+from scaletrack.evals.ideas import (
     add_idea,
     check_idea,
     checkpoint_scale,
@@ -28,6 +25,9 @@ from scaletrack.sweeps.ideas import (
     rerun_due,
     retire_idea,
 )
+from scaletrack.models.build import build_model
+from scaletrack.models.checkpoint import save_checkpoint
+from scaletrack.store import Store
 
 SHAPE = {"n_layer": 1, "n_head": 2, "d_model": 16, "context": 32}
 USER_MODULE = "scaletrack_f_idea_tasks"

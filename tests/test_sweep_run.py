@@ -224,7 +224,7 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(
 def test_demo_steps_run_end_to_end_on_a_small_grid(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from scaletrack.sweeps.demo import run_demo
+    from scaletrack.demo import run_demo
 
     data = copy.deepcopy(VALID)
     data["name"] = "demo"

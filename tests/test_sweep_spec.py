@@ -91,7 +91,7 @@ def test_valid_dict_round_trips_through_toml() -> None:
 
 
 def test_demo_example_is_the_demo_grid() -> None:
-    from scaletrack.sweeps.demo import DEMO_GRID_TOML
+    from scaletrack.demo import DEMO_GRID_TOML
 
     assert (EXAMPLES / "demo.toml").read_text() == DEMO_GRID_TOML
 

@@ -35,8 +35,8 @@ def add(
     store_url: str | None = StoreOption,
 ) -> None:
     """Register a checkpoint not trained here (kind 'external'); ideas it out-scales become due."""
-    from scaletrack.sweeps.evals import register_external_checkpoint
-    from scaletrack.sweeps.ideas import refresh_idea_statuses
+    from scaletrack.evals.evaluate import register_external_checkpoint
+    from scaletrack.evals.ideas import refresh_idea_statuses
 
     with store_session(store_url) as store:
         ckpt_id = register_external_checkpoint(
@@ -101,7 +101,7 @@ def eval_(
     store_url: str | None = StoreOption,
 ) -> None:
     """Evaluate tasks on a checkpoint and store the results in the evals table."""
-    from scaletrack.sweeps.evals import evaluate_checkpoint
+    from scaletrack.evals.evaluate import evaluate_checkpoint
 
     with store_session(store_url) as store:
         results = evaluate_checkpoint(store, checkpoint_id, task, device=device)

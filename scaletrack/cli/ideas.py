@@ -67,7 +67,7 @@ def add(
     store_url: str | None = StoreOption,
 ) -> None:
     """Register an idea; it becomes due as soon as a checkpoint larger than its last try exists."""
-    from scaletrack.sweeps.ideas import add_idea, get_idea_or_fail
+    from scaletrack.evals.ideas import add_idea, get_idea_or_fail
 
     with store_session(store_url) as store:
         idea_id = add_idea(store, title, task, metric, threshold, direction, hypothesis)
@@ -87,7 +87,7 @@ def list_(
     store_url: str | None = StoreOption,
 ) -> None:
     """Show each idea: status, best value, largest scale tried, class, predicted crossing."""
-    from scaletrack.sweeps.ideas import attempts_table, ideas_table
+    from scaletrack.evals.ideas import attempts_table, ideas_table
 
     with store_session(store_url) as store:
         table = ideas_table(store)
@@ -116,7 +116,7 @@ def rerun(
     store_url: str | None = StoreOption,
 ) -> None:
     """Evaluate every due idea on the largest checkpoint and record the attempts."""
-    from scaletrack.sweeps.ideas import rerun_due
+    from scaletrack.evals.ideas import rerun_due
 
     with store_session(store_url) as store:
         report = rerun_due(store, device=device)
@@ -144,7 +144,7 @@ def retire(
     store_url: str | None = StoreOption,
 ) -> None:
     """Close an idea: it is never due again."""
-    from scaletrack.sweeps.ideas import retire_idea
+    from scaletrack.evals.ideas import retire_idea
 
     with store_session(store_url) as store:
         retire_idea(store, idea_id)
@@ -157,7 +157,7 @@ def plot(
     store_url: str | None = StoreOption,
 ) -> None:
     """Draw each idea's attempts against compute, with its bar."""
-    from scaletrack.sweeps.ideas import plot_ideas
+    from scaletrack.evals.ideas import plot_ideas
 
     with store_session(store_url) as store:
         for path in plot_ideas(store, output):

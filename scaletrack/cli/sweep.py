@@ -252,7 +252,7 @@ def demo_command(
     workers: int = typer.Option(2, "--workers", "-w", min=1, help="Worker processes."),
 ) -> None:
     """Train a small grid on the stdlib corpus (~3 min on 2 cores), fit it, plot it."""
-    from scaletrack.sweeps.demo import run_demo
+    from scaletrack.demo import run_demo
 
     run_demo(out, workers=workers, console=console)
 

@@ -250,7 +250,7 @@ def run_cell(
 
 def _evaluate(job: SweepJob, cell: CellTask, store: Any, device: str) -> dict[str, str]:
     """Run the grid's eval tasks on the cell's final (or every) checkpoint; errors by task."""
-    from scaletrack.sweeps.evals import evaluate_after_checkpoint
+    from scaletrack.evals.evaluate import evaluate_after_checkpoint
 
     ckpts = store.latest_checkpoints(cell.run_key)  # newest first
     if not ckpts:

@@ -395,7 +395,7 @@ def evaluate_after_checkpoint(
     keeps going), then marks ideas due that this checkpoint makes due; with `rerun_ideas` it
     also re-checks them at once.
     """
-    from scaletrack.sweeps.ideas import refresh_idea_statuses, rerun_due
+    from scaletrack.evals.ideas import refresh_idea_statuses, rerun_due
 
     values: dict[str, dict[str, float]] = {}
     errors: dict[str, str] = {}

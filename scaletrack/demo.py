@@ -179,7 +179,7 @@ def plot_step(outcome: DemoOutcome) -> None:
 
 def register_idea_step(outcome: DemoOutcome, store: Any) -> None:
     """Register the demo's "not yet" idea once, before training, so the sweep re-checks it."""
-    from scaletrack.sweeps.ideas import add_idea
+    from scaletrack.evals.ideas import add_idea
 
     ideas = store.ideas()
     if ideas.empty or IDEA_TITLE not in set(ideas["title"]):
@@ -189,7 +189,7 @@ def register_idea_step(outcome: DemoOutcome, store: Any) -> None:
 
 def ideas_step(outcome: DemoOutcome, store: Any) -> None:
     """Report the idea's attempts (made by the sweep as cells finished) and plot its timeline."""
-    from scaletrack.sweeps.ideas import attempts_table, plot_ideas, rerun_due
+    from scaletrack.evals.ideas import attempts_table, plot_ideas, rerun_due
 
     ideas = store.ideas()
     if ideas.empty or IDEA_TITLE not in set(ideas["title"]):

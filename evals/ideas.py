@@ -1,8 +1,9 @@
 """The "not yet" registry: ideas with a bar to clear, re-checked when a larger checkpoint exists.
 
-An idea names a task and metric (see `sweeps.evals`), a threshold and a direction ("above":
-value >= threshold passes; "below": value <= threshold passes). Each attempt records the
-checkpoint, its N (parameters), D (tokens), compute (FLOPs), the value and pass/fail.
+An idea names a task and metric (see `scaletrack.evals.evaluate`), a threshold and a
+direction ("above": value >= threshold passes; "below": value <= threshold passes). Each
+attempt records the checkpoint, its N (parameters), D (tokens), compute (FLOPs), the value
+and pass/fail.
 
 Scale is compared by compute: the checkpoint's FLOPs, else 6·N·D, ties broken by N. An open
 idea (not-yet or due) is *due* when the largest checkpoint in the store is larger than any it
@@ -22,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from scaletrack.errors import ConfigError, ScaletrackError
-from scaletrack.sweeps.evals import LoadedCheckpoint, load_checkpoint, resolve_task, run_task
+from scaletrack.evals.evaluate import LoadedCheckpoint, load_checkpoint, resolve_task, run_task
 
 DIRECTIONS = ("above", "below")
 OPEN_STATUSES = ("not-yet", "due")

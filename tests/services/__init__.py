@@ -1,0 +1,35 @@
+"""Real services for tests: a throw-away PostgreSQL server and a local multi-node Ray cluster.
+
+Both live in a fresh directory under the system temp dir and are stopped by process id (never by
+name), so tests can run beside other PostgreSQL or Ray processes on the same machine.
+
+A helper that cannot start its service raises `ServiceUnavailable` with the reason; fixtures turn
+that into `pytest.skip(reason)` so a missing service is reported, never passed silently.
+Each service has its own module here; tests import them from this package.
+"""
+
+from services.common import ServiceUnavailable, free_port, kill_process_tree
+from services.postgres import (
+    PostgresServer,
+    find_postgres_bin_dir,
+    postgres_db_url,
+    postgres_server,
+    postgres_url,
+    running_postgres,
+)
+from services.ray import RayCluster, ray_cluster, running_ray_cluster
+
+__all__ = [
+    "PostgresServer",
+    "RayCluster",
+    "ServiceUnavailable",
+    "find_postgres_bin_dir",
+    "free_port",
+    "kill_process_tree",
+    "postgres_db_url",
+    "postgres_server",
+    "postgres_url",
+    "ray_cluster",
+    "running_postgres",
+    "running_ray_cluster",
+]
