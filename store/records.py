@@ -44,6 +44,8 @@ class RunRecord:
     error: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    name: str | None = None  # a human name (e.g. the model's), not part of the key
+    note: str | None = None
 
 
 @dataclass(frozen=True)

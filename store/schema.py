@@ -24,6 +24,7 @@ sweeps = sa.Table(
     sa.Column("spec", JSONText, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("note", sa.Text, nullable=True),  # 0002_byo
 )
 
 runs = sa.Table(
@@ -48,6 +49,8 @@ runs = sa.Table(
     sa.Column("config", JSONText, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("name", sa.String(200), nullable=True),  # 0002_byo: a human name (e.g. a model)
+    sa.Column("note", sa.Text, nullable=True),  # 0002_byo
     sa.CheckConstraint(
         "status IN ('pending', 'running', 'finished', 'failed', 'diverged')", name="status"
     ),
@@ -101,6 +104,8 @@ evals = sa.Table(
     sa.Column("metric", sa.String(200), primary_key=True),
     sa.Column("value", NaNFloat, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("stderr", NaNFloat, nullable=True),  # 0002_byo: standard error of value
+    sa.Column("n_shot", sa.Integer, nullable=True),  # 0002_byo: few-shot examples in the prompt
 )
 
 ideas = sa.Table(
@@ -151,4 +156,23 @@ fits = sa.Table(
     sa.Column("label", sa.Text, nullable=True),
     sa.Column("payload", JSONText, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# 0002_byo: free-form labels on runs and sweeps
+run_tags = sa.Table(
+    "run_tags",
+    metadata,
+    sa.Column(
+        "run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("tag", sa.String(200), primary_key=True, index=True),
+)
+
+sweep_tags = sa.Table(
+    "sweep_tags",
+    metadata,
+    sa.Column(
+        "sweep_id", sa.Integer, sa.ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("tag", sa.String(200), primary_key=True, index=True),
 )

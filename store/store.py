@@ -44,7 +44,7 @@ from scaletrack.store.writer import MetricWriter
 RUN_COLUMNS = (
     "run_key", "sweep", "family", "status", "N", "N_total", "D", "C", "seed", "lr",
     "final_loss", "attempts", "worker", "heartbeat_at", "error", "created_at", "updated_at",
-    "config",
+    "config", "name", "tags", "note",
 )
 CHECKPOINT_COLUMNS = (
     "id", "run_key", "kind", "N", "tokens", "flops", "step", "path", "sha256", "loader", "meta",
@@ -52,12 +52,13 @@ CHECKPOINT_COLUMNS = (
 )
 EVAL_COLUMNS = (
     "checkpoint_id", "run_key", "task", "metric", "value", "N", "tokens", "flops", "created_at",
+    "stderr", "n_shot",
 )
 IDEA_COLUMNS = tuple(f.name for f in dataclasses.fields(IdeaRecord))
 IDEA_ATTEMPT_COLUMNS = tuple(f.name for f in dataclasses.fields(IdeaAttemptRecord))
 FIT_COLUMNS = ("id", "form", "sweep", "label", "payload", "created_at")
 _INT_COLUMNS = {"N", "N_total", "D", "seed", "tokens", "step", "max_N_tried", "attempts", "id",
-                "checkpoint_id", "idea_id"}
+                "checkpoint_id", "idea_id", "n_shot"}
 _TIME_COLUMNS = {"created_at", "updated_at", "heartbeat_at"}
 
 
@@ -79,13 +80,13 @@ def _frame(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> pd.Data
             data[col] = pd.array(values, dtype="Int64")
         elif col in _TIME_COLUMNS:
             data[col] = pd.to_datetime(pd.Series(values, dtype=object), utc=True)
-        elif col in ("config", "meta", "payload", "spec"):
+        elif col in ("config", "meta", "payload", "spec", "tags"):
             data[col] = pd.Series(values, dtype=object)
         else:
             data[col] = values
     frame = pd.DataFrame(data, columns=list(columns))
     for col in ("C", "lr", "final_loss", "flops", "value", "threshold", "best_value",
-                "max_flops_tried"):
+                "max_flops_tried", "stderr"):
         if col in frame.columns:
             frame[col] = frame[col].astype(np.float64)
     if "attempts" in frame.columns:
@@ -208,12 +209,19 @@ class Store:
         with write_transaction(self._engine) as conn:
             conn.execute(stmt)
 
-    def sweeps(self) -> pd.DataFrame:
-        """Columns: name, spec (dict), created_at."""
+    def sweeps(self, tag: str | None = None) -> pd.DataFrame:
+        """Columns: name, spec (dict), created_at, note, tags (list); optionally only those
+        carrying `tag`."""
         t = schema.sweeps
+        query = sa.select(t.c.id, t.c.name, t.c.spec, t.c.created_at, t.c.note).order_by(t.c.name)
+        if tag is not None:
+            query = query.where(t.c.id.in_(
+                sa.select(schema.sweep_tags.c.sweep_id).where(schema.sweep_tags.c.tag == tag)))
         with read_transaction(self._engine) as conn:
-            rows = conn.execute(sa.select(t.c.name, t.c.spec, t.c.created_at).order_by(t.c.name))
-            return _frame([r._mapping for r in rows], ("name", "spec", "created_at"))
+            rows = [r._mapping for r in conn.execute(query)]
+            tags = self._tags_by_owner(conn, schema.sweep_tags, "sweep_id")
+        rows = [{**r, "tags": tags.get(r["id"], [])} for r in rows]
+        return _frame(rows, ("name", "spec", "created_at", "note", "tags"))
 
     # ------------------------------------------------------------------ runs
     def ensure_run(self, run: RunRecord) -> RunRecord:
@@ -317,10 +325,16 @@ class Store:
         with write_transaction(self._engine) as conn:
             conn.execute(stmt)
 
-    def runs(self, sweep: str | None = None, status: str | None = None) -> pd.DataFrame:
-        """All runs (optionally of one sweep / status), columns RUN_COLUMNS, by created_at."""
+    def runs(
+        self, sweep: str | None = None, status: str | None = None, tag: str | None = None
+    ) -> pd.DataFrame:
+        """All runs (optionally of one sweep / status / carrying `tag`), columns RUN_COLUMNS
+        (tags: a sorted list per run), by created_at."""
         t = schema.runs
         query = sa.select(t).order_by(t.c.created_at, t.c.id)
+        if tag is not None:
+            tagged = sa.select(schema.run_tags.c.run_id).where(schema.run_tags.c.tag == tag)
+            query = query.where(t.c.id.in_(tagged))
         if sweep is not None:
             query = query.where(t.c.sweep == sweep)
         if status is not None:
@@ -329,8 +343,68 @@ class Store:
             query = query.where(t.c.status == status)
         with read_transaction(self._engine) as conn:
             rows = [r._mapping for r in conn.execute(query)]
+            tags = self._tags_by_owner(conn, schema.run_tags, "run_id")
+        rows = [{**r, "tags": tags.get(r["id"], [])} for r in rows]
         frame = _frame(rows, RUN_COLUMNS)
         return frame
+
+    # ------------------------------------------------------------------ names, tags, notes
+    @staticmethod
+    def _tags_by_owner(conn: Connection, table: sa.Table, owner: str) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for owner_id, tag in conn.execute(sa.select(table.c[owner], table.c.tag)):
+            out.setdefault(owner_id, []).append(tag)
+        return {k: sorted(v) for k, v in out.items()}
+
+    def _sweep_id(self, conn: Connection, name: str) -> int:
+        found = conn.execute(
+            sa.select(schema.sweeps.c.id).where(schema.sweeps.c.name == name)
+        ).scalar_one_or_none()
+        if found is None:
+            raise StoreError(f"unknown sweep {name!r}")
+        return int(found)
+
+    def tag(self, *, run_key: str | None = None, sweep: str | None = None,
+            add: Sequence[str] = (), remove: Sequence[str] = (),
+            note: str | None = None) -> list[str]:
+        """Add/remove tags (and set the note, if given) of one run or one sweep; returns the
+        tags it now has."""
+        if (run_key is None) == (sweep is None):
+            raise StoreError("tag exactly one of a run or a sweep")
+        for text in (*add, *remove):
+            if not str(text).strip() or len(str(text)) > 200:
+                raise StoreError(f"invalid tag {text!r} (1 to 200 characters)")
+        if run_key is not None:
+            table, owner, owners = schema.run_tags, "run_id", schema.runs
+        else:
+            table, owner, owners = schema.sweep_tags, "sweep_id", schema.sweeps
+        with write_transaction(self._engine) as conn:
+            oid = (self._require_run_id(conn, run_key) if run_key is not None
+                   else self._sweep_id(conn, str(sweep)))
+            for text in add:
+                stmt = self._insert(table).values({owner: oid, "tag": str(text).strip()})
+                conn.execute(stmt.on_conflict_do_nothing())
+            if remove:
+                conn.execute(sa.delete(table).where(
+                    table.c[owner] == oid, table.c.tag.in_([str(x).strip() for x in remove])))
+            if note is not None:
+                conn.execute(sa.update(owners).where(owners.c.id == oid).values(note=note))
+            return sorted(conn.execute(
+                sa.select(table.c.tag).where(table.c[owner] == oid)).scalars())
+
+    def update_run(self, run_key: str, **fields: Any) -> None:
+        """Set descriptive fields of a run: name, note, N, N_total, D, C, seed, lr, config."""
+        allowed = {"name", "note", "N", "N_total", "D", "C", "seed", "lr", "config", "family",
+                   "sweep"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise StoreError(f"cannot update run fields {sorted(unknown)} (allowed: "
+                             f"{sorted(allowed)})")
+        t = schema.runs
+        stmt = sa.update(t).where(t.c.run_key == run_key).values(**fields, updated_at=_now())
+        with write_transaction(self._engine) as conn:
+            if conn.execute(stmt).rowcount != 1:
+                raise StoreError(f"unknown run {run_key!r}")
 
     # ------------------------------------------------------------------ metrics
     def _metric_sink(self, run_id: int, batch_size: int):
@@ -484,16 +558,20 @@ class Store:
             return [CheckpointRecord(**row._mapping) for row in conn.execute(query)]
 
     # ------------------------------------------------------------------ evals
-    def add_eval(self, checkpoint_id: int, task: str, metric: str, value: float) -> None:
-        """Record (upsert) an evaluation result of a checkpoint."""
+    def add_eval(self, checkpoint_id: int, task: str, metric: str, value: float,
+                 stderr: float | None = None, n_shot: int | None = None) -> None:
+        """Record (upsert) an evaluation result of a checkpoint (with its standard error and
+        the number of few-shot examples, when known)."""
         now = _now()
         stmt = self._insert(schema.evals).values(
             checkpoint_id=checkpoint_id, task=task, metric=metric, value=float(value),
-            created_at=now,
+            created_at=now, stderr=None if stderr is None else float(stderr),
+            n_shot=None if n_shot is None else int(n_shot),
         )
         stmt = stmt.on_conflict_do_update(
             index_elements=["checkpoint_id", "task", "metric"],
-            set_={"value": stmt.excluded.value, "created_at": now},
+            set_={"value": stmt.excluded.value, "created_at": now,
+                  "stderr": stmt.excluded.stderr, "n_shot": stmt.excluded.n_shot},
         )
         try:
             with write_transaction(self._engine) as conn:
@@ -506,7 +584,7 @@ class Store:
         e, c, r = schema.evals, schema.checkpoints, schema.runs
         query = (
             sa.select(e.c.checkpoint_id, r.c.run_key, e.c.task, e.c.metric, e.c.value, c.c.N,
-                      c.c.tokens, c.c.flops, e.c.created_at)
+                      c.c.tokens, c.c.flops, e.c.created_at, e.c.stderr, e.c.n_shot)
             .select_from(e.join(c, e.c.checkpoint_id == c.c.id).outerjoin(r, c.c.run_id == r.c.id))
             .order_by(e.c.checkpoint_id, e.c.task, e.c.metric)
         )
