@@ -80,7 +80,7 @@ def test_runs_roundtrip(store: Store):
     assert list(frame.columns) == [
         "run_key", "sweep", "family", "status", "N", "N_total", "D", "C", "seed", "lr",
         "final_loss", "attempts", "worker", "heartbeat_at", "error", "created_at", "updated_at",
-        "config"]
+        "config", "name", "tags", "note"]
     assert frame["run_key"].tolist() == ["r1", "r2"]
     assert frame["N"].dtype == "Int64" and pd.isna(frame.loc[1, "N"])
     assert isinstance(frame.loc[0, "config"], dict)
@@ -265,7 +265,7 @@ def test_evals_roundtrip_and_upsert(store: Store):
     store.add_eval(cid, "copy", "exact_match", 1.0)
     frame = store.evals()
     assert list(frame.columns) == ["checkpoint_id", "run_key", "task", "metric", "value", "N",
-                                   "tokens", "flops", "created_at"]
+                                   "tokens", "flops", "created_at", "stderr", "n_shot"]
     assert len(frame) == 3
     add = store.evals(task="addition").set_index("metric")
     assert add.loc["exact_match", "value"] == 0.5 and math.isnan(add.loc["logprob", "value"])
