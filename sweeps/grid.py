@@ -36,16 +36,21 @@ class Cell:
     steps: int
     seed: int
     lr: float
+    command: str | None = None  # a command cell's program line, placeholders filled
+    workdir: str | None = None  # where a command cell's program runs (the grid's folder)
 
     def record(self) -> Any:
         """The store.RunRecord for this cell (status pending)."""
         from scaletrack.store import RunRecord
 
+        config = self.config.to_dict()
+        if self.command is not None:
+            config["command"] = self.command
         return RunRecord(
             run_key=self.run_key,
             sweep=self.sweep,
             family=self.family,
-            config=self.config.to_dict(),
+            config=config,
             N=self.N,
             N_total=self.N_total,
             D=self.D,
@@ -72,10 +77,13 @@ class Grid:
         return {"source": self.source, "grid": self.spec.to_json_dict()}
 
 
-def cell_key_config(config: Any, sweep: str) -> dict[str, Any]:
-    """The mapping a cell's run key is derived from (train config minus device, plus sweep)."""
+def cell_key_config(config: Any, sweep: str, command: str | None = None) -> dict[str, Any]:
+    """The mapping a cell's run key is derived from (train config minus device, plus sweep;
+    plus the program line of a command cell)."""
     d = dict(config.to_dict())
     d.pop("device", None)
+    if command is not None:
+        d["command"] = command
     return {"sweep": sweep, "train": d}
 
 
@@ -237,9 +245,14 @@ def expand(spec: GridSpec, source: str = "<grid>", base_dir: Path | None = None)
             plan = plan_run(cfg)
         except ScaletrackError as exc:
             raise ConfigError(f"{source}: cell {label} D={budget}: {exc}") from None
+        command = None
+        if spec.train.command is not None:
+            from scaletrack.sweeps.command import fill_template
+
+            command = fill_template(spec.train.command, cfg, spec.name, plan)
         cells.append(
             Cell(
-                run_key=make_run_key(cell_key_config(cfg, spec.name)),
+                run_key=make_run_key(cell_key_config(cfg, spec.name, command)),
                 sweep=spec.name,
                 family=spec.model.family,
                 config=cfg,
@@ -251,6 +264,8 @@ def expand(spec: GridSpec, source: str = "<grid>", base_dir: Path | None = None)
                 steps=int(plan.steps),
                 seed=seed,
                 lr=lr,
+                command=command,
+                workdir=str(base_dir.resolve()) if command is not None else None,
             )
         )
     if spec.executor.order == "compute":

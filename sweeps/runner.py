@@ -58,6 +58,8 @@ def cell_task(cell: Cell) -> CellTask:
         D=cell.D,
         C=cell.C,
         steps=cell.steps,
+        command=cell.command,
+        workdir=cell.workdir,
     )
 
 

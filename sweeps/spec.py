@@ -197,6 +197,20 @@ class TrainSpec(_Section):
     weight_decay: Annotated[float, Field(ge=0.0, le=10.0)] = 0.1
     grad_clip: Annotated[float, Field(ge=0.0)] = 1.0
     device: Literal["cpu", "cuda", "auto"] = "cpu"
+    command: str | None = Field(
+        None, min_length=1,
+        description="run this program per cell instead of the built-in trainer; "
+        "placeholders such as {n_layer} {d_model} {tokens} {lr} {seed} (see sweeps.command)",
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: str | None) -> str | None:
+        if v is not None:
+            from scaletrack.sweeps.command import check_template
+
+            check_template(v)
+        return v
 
 
 class ScheduleSpec(_Section):

@@ -22,6 +22,7 @@ def runs_command(
         None, "--status", help="Only runs with this status (pending, running, finished, "
         "failed, diverged)."
     ),
+    tag: str | None = typer.Option(None, "--tag", help="Only runs carrying this tag."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON records instead of a table."),
 ) -> None:
     """List runs: key, sweep, family, status, N (params), D (tokens), C (FLOPs), final loss."""
@@ -30,7 +31,7 @@ def runs_command(
     if status is not None and status not in RUN_STATUSES:
         fail(f"unknown status {status!r} (one of {', '.join(RUN_STATUSES)})")
     with open_store_or_exit(store) as st:
-        frame = st.runs(sweep=sweep, status=status)
+        frame = st.runs(sweep=sweep, status=status, tag=tag)
     if as_json:
         records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
         print_json(records)

@@ -36,6 +36,8 @@ class CellTask:
     D: int
     C: float
     steps: int
+    command: str | None = None  # a command cell: the user's program line (sweeps.command)
+    workdir: str | None = None  # and the folder it runs in
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,13 @@ def run_cell(
 
     emit(CellStarted(cell.run_key, worker))
     t0 = time.monotonic()
+    if cell.command is not None:
+        from scaletrack.sweeps.command import run_command_cell
+
+        # the program logs its own evals (run.log_eval); its checkpoints are in its own format
+        done = run_command_cell(job, cell, store, worker, stop_event=stop_event)
+        emit(done)
+        return done
     try:
         cfg = TrainConfig.from_dict(cell.config)
         if device is not None and cfg.device != device:
