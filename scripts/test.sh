@@ -4,6 +4,6 @@
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh "dev,postgres,ray"
+bash scripts/setup.sh "dev,postgres,ray,mlflow,parquet"
 .venv/bin/ruff check .
 exec .venv/bin/pytest "$@"

@@ -579,6 +579,32 @@ class Store:
         except sa.exc.IntegrityError:
             raise StoreError(f"unknown checkpoint id {checkpoint_id}") from None
 
+    def add_evals(self, checkpoint_id: int,
+                  rows: Iterable[tuple[str, str, float, float | None, int | None]]) -> int:
+        """Record (upsert) many results of one checkpoint in one transaction; rows are
+        (task, metric, value, stderr, n_shot). Returns how many."""
+        now = _now()
+        values = [
+            {"checkpoint_id": int(checkpoint_id), "task": str(t), "metric": str(m),
+             "value": float(v), "stderr": None if se is None else float(se),
+             "n_shot": None if k is None else int(k), "created_at": now}
+            for t, m, v, se, k in rows
+        ]
+        if not values:
+            return 0
+        stmt = self._insert(schema.evals)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["checkpoint_id", "task", "metric"],
+            set_={"value": stmt.excluded.value, "created_at": now,
+                  "stderr": stmt.excluded.stderr, "n_shot": stmt.excluded.n_shot},
+        )
+        try:
+            with write_transaction(self._engine) as conn:
+                conn.execute(stmt, values)
+        except sa.exc.IntegrityError:
+            raise StoreError(f"unknown checkpoint id {checkpoint_id}") from None
+        return len(values)
+
     def evals(self, task: str | None = None) -> pd.DataFrame:
         """Columns EVAL_COLUMNS (N params, tokens, flops FLOPs of the checkpoint)."""
         e, c, r = schema.evals, schema.checkpoints, schema.runs

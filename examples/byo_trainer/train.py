@@ -1,4 +1,4 @@
-"""A compact GPT training script of our own, tracked with `scaletrack.init` (bring your own trainer).
+"""A compact GPT training script of our own, tracked with `scaletrack.init`.
 
 Runs alone (`python train.py --n_layer 2 --d_model 64 --tokens 40000`) or as a grid's command
 cell (see grid.toml), where the environment names the run, the store and where checkpoints go.

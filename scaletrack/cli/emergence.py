@@ -105,6 +105,10 @@ def emergence(
         if x_col not in df.columns:
             x_col = "flops"
         metric_col = metric_col or "metric"
+        if not df.empty and df["n_shot"].dropna().nunique() > 1:
+            # imported results at several shot counts: one curve per task x metric x shots
+            shots = df["n_shot"].map(lambda k: "" if pd.isna(k) else f" {int(k)}-shot")
+            df = df.assign(metric=df["metric"].astype(str) + shots)
         if x_col == "flops" and not df.empty:
             # checkpoints registered without FLOPs: use C = 6 N D
             approx = 6.0 * df["N"].astype(float) * df["tokens"].astype(float)

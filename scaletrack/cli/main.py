@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from scaletrack.cli import checkpoints, emergence, fit, ideas, runs, sweep, track
+from scaletrack.cli import (
+    checkpoints,
+    emergence,
+    export,
+    fit,
+    ideas,
+    imports,
+    runs,
+    sweep,
+    track,
+)
 from scaletrack.cli.common import report_error
 from scaletrack.errors import ScaletrackError
 
@@ -26,7 +36,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _module in (runs, sweep, fit, emergence, ideas, checkpoints, track):
+for _module in (runs, sweep, fit, emergence, ideas, checkpoints, track, imports, export):
     _module.register(app)
 
 

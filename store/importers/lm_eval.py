@@ -1,0 +1,275 @@
+"""lm-evaluation-harness results -> external checkpoints with their evals.
+
+Two output formats are read:
+
+- 0.3: `{"results": {task: {"acc": v, "acc_stderr": s, ...}}, "versions": ...,
+  "config": {"model_args": "pretrained=org/name,revision=stepN", "num_fewshot": k, ...}}`;
+- 0.4+: `results_<date>.json` with `{"results": {task: {"alias": ..., "acc,none": v,
+  "acc_stderr,none": s}}, "n-shot": {task: k}, "config": {"model_args": ...},
+  "model_name": ...}` (metric keys are `metric,filter`; the filter "none" is dropped, others
+  are kept as `metric,filter`).
+
+The model is the name after the last "/" of `pretrained=` (else of `model_name`), the step
+comes from `revision=stepN`. N (parameters) and the tokens per step come from a sizes table
+(`model,params,tokens_per_step`, optionally `tokens` for a model evaluated without a step
+revision); a model missing from it is a one-line DataError naming it. Each file becomes one
+external checkpoint (N, tokens = step × tokens_per_step, FLOPs = 6·N·tokens) of a run per
+model (family "imported", named after the model), with one eval row per task × metric (value,
+stderr, shot count). Importing the same file again changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from scaletrack.errors import DataError
+
+SIZES_COLUMNS = ("model", "params", "tokens_per_step")
+_STEP = re.compile(r"^(?:step|global_step)[_-]?(\d+)$")
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """N (parameters) of a model and the tokens it trains per step (tokens)."""
+
+    model: str
+    params: int
+    tokens_per_step: int | None
+    tokens: int | None = None  # tokens seen by the un-revisioned (final) model
+
+
+@dataclass(frozen=True)
+class EvalFile:
+    """One lm-eval result file: model, step, shots and (task, metric, value, stderr) rows."""
+
+    path: Path
+    format: str  # "0.3" | "0.4"
+    model: str
+    step: int | None
+    n_shot: int | None
+    model_args: str
+    rows: tuple[tuple[str, str, float, float | None, int | None], ...]
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What `import_lm_eval` did: files read, runs and checkpoints touched, eval rows written."""
+
+    files: int
+    models: tuple[str, ...]
+    runs_new: int
+    checkpoints: int
+    evals: int
+
+
+def read_sizes(path: str | Path) -> dict[str, ModelSize]:
+    """The sizes table: columns model, params, tokens_per_step (and optionally tokens)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"sizes file {str(path)!r} does not exist")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read sizes file {str(path)!r}: "
+                        f"{str(exc).splitlines()[0]}") from None
+    missing = [c for c in SIZES_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"sizes file {str(path)!r} lacks column(s) {missing}; it needs "
+                        f"{', '.join(SIZES_COLUMNS)} (optional: tokens)")
+    sizes: dict[str, ModelSize] = {}
+    for i, row in df.iterrows():
+        model = str(row["model"]).strip()
+        params = _whole(row["params"], f"{path.name} row {i + 2}: params")
+        if params is None or params <= 0:
+            raise DataError(f"sizes file {path.name} row {i + 2}: params of {model!r} must be a "
+                            "positive number")
+        per_step = _whole(row["tokens_per_step"], f"{path.name} row {i + 2}: tokens_per_step")
+        tokens = _whole(row["tokens"], f"{path.name} row {i + 2}: tokens") \
+            if "tokens" in df.columns else None
+        if model in sizes:
+            raise DataError(f"sizes file {path.name}: model {model!r} is listed twice")
+        sizes[model] = ModelSize(model, params, per_step, tokens)
+    return sizes
+
+
+def _whole(value: Any, what: str) -> int | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{what}: expected a number, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise DataError(f"{what}: expected a non-negative number, got {value!r}")
+    return int(round(number))
+
+
+def find_result_files(paths: Iterable[str | Path]) -> list[Path]:
+    """JSON files named directly or found (recursively) in folders, sorted."""
+    found: list[Path] = []
+    for item in paths:
+        p = Path(item)
+        if p.is_dir():
+            found.extend(sorted(q for q in p.rglob("*.json") if q.is_file()))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise DataError(f"{str(p)!r} does not exist")
+    if not found:
+        raise DataError("no .json result files in " + ", ".join(str(p) for p in paths))
+    return found
+
+
+def _model_args(config: Any) -> dict[str, str]:
+    raw = config.get("model_args") if isinstance(config, Mapping) else None
+    if isinstance(raw, Mapping):
+        return {str(k): str(v) for k, v in raw.items()}
+    out: dict[str, str] = {}
+    for part in str(raw or "").split(","):
+        key, sep, value = part.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def parse_file(path: str | Path) -> EvalFile:
+    """Read one lm-eval result file (either format); DataError names the file on a problem."""
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(data, Mapping) or not isinstance(data.get("results"), Mapping):
+        raise DataError(f"{path}: not an lm-evaluation-harness result file (no 'results')")
+    config = data.get("config") if isinstance(data.get("config"), Mapping) else {}
+    args = _model_args(config)
+    name = args.get("pretrained") or str(data.get("model_name") or "")
+    if not name:
+        raise DataError(f"{path}: no model name (no pretrained= in config.model_args, "
+                        "no model_name)")
+    model = name.rstrip("/").rsplit("/", 1)[-1]
+    revision = args.get("revision", "")
+    match = _STEP.match(revision)
+    step = int(match.group(1)) if match else None
+    if revision and match is None and revision not in ("main", "master"):
+        raise DataError(f"{path}: revision {revision!r} is not of the form stepN")
+    new_format = isinstance(data.get("n-shot"), Mapping) or any(
+        isinstance(metrics, Mapping) and any("," in str(k) for k in metrics)
+        for metrics in data["results"].values()
+    )
+    shots_by_task = data.get("n-shot") if isinstance(data.get("n-shot"), Mapping) else {}
+    default_shots = _whole(config.get("num_fewshot"), f"{path}: config.num_fewshot") \
+        if config.get("num_fewshot") is not None else None
+    rows: list[tuple[str, str, float, float | None, int | None]] = []
+    for task, metrics in data["results"].items():
+        if not isinstance(metrics, Mapping):
+            continue
+        shots = shots_by_task.get(task, default_shots)
+        shots = None if shots is None else _whole(shots, f"{path}: n-shot of {task}")
+        values: dict[str, float] = {}
+        stderrs: dict[str, float | None] = {}
+        for key, value in metrics.items():
+            base, _, filt = str(key).partition(",")
+            metric = base if filt in ("", "none") else f"{base},{filt}"
+            if base.endswith("_stderr"):
+                stem = base[: -len("_stderr")]
+                stderrs[stem if filt in ("", "none") else f"{stem},{filt}"] = _number(value)
+                continue
+            number = _number(value)
+            if number is not None:
+                values[metric] = number
+        for metric, value in values.items():
+            rows.append((str(task), metric, value, stderrs.get(metric), shots))
+    if not rows:
+        raise DataError(f"{path}: no numeric results")
+    return EvalFile(
+        path=path, format="0.4" if new_format else "0.3", model=model, step=step,
+        n_shot=default_shots if default_shots is not None else (
+            next(iter({r[4] for r in rows})) if len({r[4] for r in rows}) == 1 else None),
+        model_args=str(config.get("model_args", "")), rows=tuple(rows),
+        sha256=hashlib.sha256(raw).hexdigest(),
+    )
+
+
+def _tokens(result: EvalFile, size: ModelSize) -> int:
+    if result.step is not None:
+        if size.tokens_per_step is None:
+            raise DataError(f"{result.path}: model {result.model!r} has no tokens_per_step in "
+                            "the sizes file")
+        return result.step * size.tokens_per_step
+    if size.tokens is None:
+        raise DataError(f"{result.path}: no revision=stepN in model_args and no tokens for "
+                        f"{result.model!r} in the sizes file; the tokens seen are unknown")
+    return size.tokens
+
+
+def import_lm_eval(store: Any, paths: Iterable[str | Path], sizes: Mapping[str, ModelSize], *,
+                   sweep: str | None = None) -> ImportReport:
+    """Import every result file under `paths` (see the module docstring).
+
+    All files are read and checked against `sizes` before anything is written, so a missing
+    model leaves the store untouched.
+    """
+    from scaletrack.store.records import CheckpointRecord, RunRecord, make_run_key
+
+    parsed = [parse_file(p) for p in find_result_files(paths)]
+    for result in parsed:
+        if result.model not in sizes:
+            raise DataError(f"model {result.model!r} ({result.path}) is not in the sizes file; "
+                            "add a row: model,params,tokens_per_step")
+    planned = [(r, sizes[r.model], _tokens(r, sizes[r.model])) for r in parsed]
+    if sweep is not None and sweep not in set(store.sweeps()["name"]):
+        store.upsert_sweep(sweep, {"imported_from": "lm-eval"})
+    runs_new = 0
+    run_keys: dict[str, str] = {}
+    max_tokens: dict[str, int] = {}
+    for result, _, tokens in planned:
+        max_tokens[result.model] = max(max_tokens.get(result.model, 0), tokens)
+    for model in sorted(max_tokens):
+        n = sizes[model].params
+        key = make_run_key({"source": "lm-eval", "model": model, "sweep": sweep})
+        existing = store.get_run(key)
+        d = max(max_tokens[model], existing.D or 0) if existing is not None else max_tokens[model]
+        if existing is None:
+            runs_new += 1
+            store.ensure_run(RunRecord(
+                run_key=key, sweep=sweep, family="imported", config={"source": "lm-eval",
+                                                                     "model": model},
+                N=n, N_total=n, D=d, C=6.0 * n * d, status="finished", name=model,
+            ))
+        elif d != existing.D:
+            store.update_run(key, D=d, C=6.0 * n * d)
+        run_keys[model] = key
+    evals = 0
+    for result, size, tokens in planned:
+        where = f"step{result.step}" if result.step is not None else "final"
+        shots = "" if result.n_shot is None else f"/{result.n_shot}-shot"
+        ckpt_id = store.add_checkpoint(CheckpointRecord(
+            id=None, run_key=run_keys[result.model], kind="external", N=size.params,
+            tokens=tokens, flops=6.0 * size.params * tokens, step=result.step,
+            path=f"lm-eval:{result.model}@{where}{shots}:{result.sha256[:16]}", sha256=None,
+            loader=None,
+            meta={"source": str(result.path), "format": result.format, "model": result.model,
+                  "model_args": result.model_args, "n_shot": result.n_shot,
+                  "file_sha256": result.sha256},
+        ))
+        evals += store.add_evals(ckpt_id, result.rows)
+    return ImportReport(files=len(parsed), models=tuple(sorted(max_tokens)), runs_new=runs_new,
+                        checkpoints=len(planned), evals=evals)
