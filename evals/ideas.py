@@ -94,17 +94,26 @@ def add_idea(
         raise ConfigError(f"direction {direction!r} must be 'above' or 'below'")
     if not _finite(threshold):
         raise ConfigError(f"threshold {threshold!r} must be a finite number")
-    resolved = resolve_task(task)
-    if resolved.metrics is not None and metric not in resolved.metrics:
-        raise ConfigError(
-            f"task {resolved.name!r} has no metric {metric!r}; "
-            f"it reports {', '.join(resolved.metrics)}"
-        )
+    try:
+        resolved = resolve_task(task)
+    except ConfigError as exc:
+        # a task that is only recorded (e.g. imported lm-eval results) is judged on its values
+        if not _recorded_checkpoints(store, str(task).strip(), str(metric)):
+            raise ConfigError(f"{exc}; nor is {str(task).strip()}/{metric} recorded for any "
+                              "checkpoint in the store") from None
+        task_name = str(task).strip()
+    else:
+        if resolved.metrics is not None and metric not in resolved.metrics:
+            raise ConfigError(
+                f"task {resolved.name!r} has no metric {metric!r}; "
+                f"it reports {', '.join(resolved.metrics)}"
+            )
+        task_name = resolved.name
     idea_id = store.add_idea(
         IdeaRecord(
             id=None,
             title=title,
-            task=resolved.name,
+            task=task_name,
             metric=str(metric),
             threshold=float(threshold),
             direction=direction,
@@ -156,6 +165,43 @@ def largest_checkpoint(store: Any) -> tuple[int, Scale] | None:
     return int(row["id"]), Scale(float(row["compute"]), int(row["scale_N"]))
 
 
+def _recorded_checkpoints(store: Any, task: str, metric: str) -> set[int]:
+    """Ids of checkpoints with a recorded value of task/metric."""
+    df = store.evals(task=task)
+    if df.empty:
+        return set()
+    return {int(i) for i in df.loc[df["metric"] == metric, "checkpoint_id"]}
+
+
+def _runnable(task: str) -> bool:
+    try:
+        resolve_task(task)
+    except ScaletrackError:
+        return False
+    return True
+
+
+def largest_checkpoint_for(store: Any, idea: Any,
+                           ckpts: pd.DataFrame | None = None) -> tuple[int, Scale] | None:
+    """The largest checkpoint the idea can be judged on: one with a recorded value of its
+    task/metric, or (for a task that runs) any checkpoint that has a model to load — an
+    imported, file-less one (external, no file at its path) only counts through recorded
+    values."""
+    df = _checkpoints(store) if ckpts is None else ckpts
+    if df.empty:
+        return None
+    recorded = _recorded_checkpoints(store, idea.task, idea.metric)
+    keep = df["id"].astype(int).isin(recorded)
+    if _runnable(idea.task):
+        has_file = df["path"].map(lambda p: Path(str(p)).is_file())
+        keep |= (df["kind"] != "external") | has_file
+    df = df[keep]
+    if df.empty:
+        return None
+    row = df.sort_values(["compute", "scale_N", "id"], ascending=False, kind="stable").iloc[0]
+    return int(row["id"]), Scale(float(row["compute"]), int(row["scale_N"]))
+
+
 def _tried_scale(idea: Any) -> Scale | None:
     if not _finite(idea.max_flops_tried) and not _finite(idea.max_N_tried):
         return None
@@ -178,22 +224,28 @@ def _idea_records(store: Any) -> list[Any]:
     return [store.get_idea(int(i)) for i in sorted(df["id"])]
 
 
+def _largest_by_idea(store: Any, ideas: list[Any]) -> dict[int, tuple[int, Scale] | None]:
+    ckpts = _checkpoints(store)
+    return {int(i.id): largest_checkpoint_for(store, i, ckpts) for i in ideas
+            if i.status in OPEN_STATUSES}
+
+
 def due_ideas(store: Any) -> list[Any]:
-    """Open ideas that the largest checkpoint in `store` has not been tried on (IdeaRecords)."""
-    top = largest_checkpoint(store)
-    largest = top[1] if top else None
-    return [idea for idea in _idea_records(store) if _is_due(idea, largest)]
+    """Open ideas that the largest checkpoint they can be judged on has not been tried on."""
+    ideas = _idea_records(store)
+    top = _largest_by_idea(store, ideas)
+    return [i for i in ideas if _is_due(i, (top.get(int(i.id)) or (None, None))[1])]
 
 
 def refresh_idea_statuses(store: Any) -> list[int]:
     """Write 'due' / 'not-yet' into open ideas' status from the data; return the due ids."""
-    top = largest_checkpoint(store)
-    largest = top[1] if top else None
+    ideas = _idea_records(store)
+    top = _largest_by_idea(store, ideas)
     due: list[int] = []
-    for idea in _idea_records(store):
+    for idea in ideas:
         if idea.status not in OPEN_STATUSES:
             continue
-        now_due = _is_due(idea, largest)
+        now_due = _is_due(idea, (top.get(int(idea.id)) or (None, None))[1])
         if now_due:
             due.append(int(idea.id))
         want = "due" if now_due else "not-yet"
@@ -254,6 +306,9 @@ def _measure(
         value = _stored_metric(store, checkpoint_id, idea.task, idea.metric)
         if value is not None:
             return value
+    if not _runnable(idea.task):
+        raise ConfigError(f"idea {idea.id}: task {idea.task!r} only has recorded values and "
+                          f"checkpoint {checkpoint_id} has none for {idea.metric!r}")
     task = resolve_task(idea.task)
     if checkpoint_id not in loaded:
         loaded[checkpoint_id] = load_checkpoint(store, checkpoint_id, device=device)
@@ -348,20 +403,23 @@ def rerun_due(store: Any, *, device: str = "cpu", reuse: bool = True) -> RerunRe
     due = due_ideas(store)
     if top is None or not due:
         return RerunReport(top[0] if top else None, (), {})
-    ckpt_id = top[0]
+    targets = _largest_by_idea(store, due)
     loaded: dict[int, LoadedCheckpoint] = {}
     attempts: list[Attempt] = []
     errors: dict[int, str] = {}
     for idea in due:
+        target = targets.get(int(idea.id))
+        if target is None:
+            continue
         try:
             attempts.append(
-                check_idea(store, int(idea.id), ckpt_id, device=device, reuse=reuse,
+                check_idea(store, int(idea.id), target[0], device=device, reuse=reuse,
                            _loaded=loaded)
             )
         except ScaletrackError as exc:
             errors[int(idea.id)] = str(exc)
     refresh_idea_statuses(store)
-    return RerunReport(ckpt_id, tuple(attempts), errors)
+    return RerunReport(top[0], tuple(attempts), errors)
 
 
 # ---------------------------------------------------------------- listing

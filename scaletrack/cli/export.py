@@ -38,7 +38,7 @@ def export_command(
         frame = export_frame(st, table.value, sweep=sweep, tag=tag)
         write_frame(frame, output, fmt.value)
     console.print(f"wrote {len(frame)} {table.value} rows to {output}", markup=False,
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -208,6 +208,9 @@ def import_csv_command(
     ),
     store: str | None = StoreOption,
     n_col: str = NCol, d_col: str = DCol, loss_col: str = LossCol, c_col: str = CCol,
+    name_col: str | None = typer.Option(
+        None, "--name-col", help="Column naming each run (default: a 'name' or 'model' column)."
+    ),
 ) -> None:
     """Import published/external runs (family "imported") and their task metrics."""
     try:
@@ -216,8 +219,13 @@ def import_csv_command(
             fail(f"CSV {str(file)!r} needs columns for N ({n_col!r}) and D ({d_col!r})")
         _check_fits_int64(df)
         tasks = _task_columns(df, task_cols)
+        if name_col is None:
+            name_col = next((c for c in ("name", "model", "Model") if c in df.columns), None)
+        elif name_col not in df.columns:
+            fail(f"CSV {str(file)!r} has no column {name_col!r} (--name-col)")
+        tasks = [t for t in tasks if t != name_col]
         with open_store_or_exit(store) as st:
-            counts = _import_rows(st, df, tasks, sweep, file.name)
+            counts = _import_rows(st, df, tasks, sweep, file.name, name_col)
     except ScaletrackError as exc:
         fail(str(exc))
     console.print(
@@ -246,7 +254,8 @@ def _task_columns(df: pd.DataFrame, task_cols: str | None) -> list[str]:
     return names
 
 
-def _import_rows(st, df: pd.DataFrame, tasks: list[str], sweep: str | None, source: str) -> dict:
+def _import_rows(st, df: pd.DataFrame, tasks: list[str], sweep: str | None, source: str,
+                 name_col: str | None = None) -> dict:
     import math
 
     from scaletrack.store import CheckpointRecord, RunRecord, make_run_key
@@ -266,6 +275,7 @@ def _import_rows(st, df: pd.DataFrame, tasks: list[str], sweep: str | None, sour
         st.ensure_run(RunRecord(
             run_key=key, sweep=sweep, family="imported", config=config, N=n, N_total=n, D=d,
             C=c, status="finished", final_loss=float(row["loss"]),
+            name=None if name_col is None or pd.isna(row[name_col]) else str(row[name_col]),
         ))
         counts["rows"] += 1
         counts["new_runs"] += not existed

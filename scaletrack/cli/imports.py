@@ -40,7 +40,7 @@ def lm_eval_command(
         f"imported {report.files} files: {len(report.models)} models ({report.runs_new} new "
         f"runs), {report.checkpoints} external checkpoints, {report.evals} eval rows"
         + (f"; ideas now due: {', '.join(map(str, due))}" if due else ""),
-        markup=False, highlight=False,
+        markup=False, highlight=False, soft_wrap=True,
     )
 
 
@@ -65,7 +65,7 @@ def history_command(
                                 source=file.name)
     console.print(f"imported {report.rows} rows: {report.runs} runs ({report.runs_new} new), "
                   f"{report.metric_rows} metric values ({', '.join(report.metrics)})",
-                  markup=False, highlight=False)
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 @import_app.command("mlflow")
@@ -88,7 +88,7 @@ def mlflow_command(
                                params_key=params_key, tokens_key=tokens_key)
     console.print(f"imported {report.runs} MLflow runs ({report.runs_new} new) from "
                   f"{report.experiments} experiment(s): {report.metric_rows} metric values",
-                  markup=False, highlight=False)
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
