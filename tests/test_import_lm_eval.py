@@ -189,7 +189,7 @@ def test_not_yet_idea_rechecked_on_larger_imported_checkpoints(pythia: Path,
         first = rerun_due(store)
         assert not first.errors and len(first.attempts) == 1
         tried = first.attempts[0]
-        assert tried.N == sizes["pythia-v1.1-410m"].params and not tried.passed
+        assert sizes["pythia-v1.1-410m"].params == tried.N and not tried.passed
         assert store.get_idea(idea).status == "not-yet" and not due_ideas(store)
 
         import_lm_eval(store, large, sizes)
@@ -197,7 +197,7 @@ def test_not_yet_idea_rechecked_on_larger_imported_checkpoints(pythia: Path,
         second = rerun_due(store)
         assert not second.errors and len(second.attempts) == 1
         attempt = second.attempts[0]
-        assert attempt.N == sizes["pythia-v1.1-12b"].params
+        assert sizes["pythia-v1.1-12b"].params == attempt.N
         evals = store.evals(task="arc_challenge")
         recorded = evals[(evals["checkpoint_id"] == attempt.checkpoint_id)
                          & (evals["metric"] == "acc")]["value"].iloc[0]

@@ -91,7 +91,8 @@ def tag_command(
             now = st.tag(run_key=key, add=tags, remove=remove, note=note)
             what = f"run {key}"
     console.print(f"{what}: tags {', '.join(now) if now else '(none)'}"
-                  + (" (note set)" if note is not None else ""), markup=False, highlight=False, soft_wrap=True)
+                  + (" (note set)" if note is not None else ""), markup=False, highlight=False,
+                  soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
