@@ -70,7 +70,23 @@ def write_frame(frame: pd.DataFrame, path: str | Path, fmt: str) -> Path:
             raise ConfigError("parquet needs pyarrow: pip install 'scaletrack[parquet]'") \
                 from None
         _flat(frame, None).to_parquet(path, index=False)
-    else:
-        frame.to_json(path, orient="records", lines=True, date_format="iso",
-                      default_handler=str)
+    else:  # json.dumps writes the shortest repr that reads back to the same float64
+        with path.open("w", encoding="utf-8") as fh:
+            for record in frame.to_dict(orient="records"):
+                fh.write(json.dumps({k: _plain(v) for k, v in record.items()},
+                                    default=str) + "\n")
     return path
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready value: NaN/NA -> null, timestamps -> ISO text, numpy -> Python."""
+    if isinstance(value, (list, dict)):
+        return value
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        value = value.item()
+        return None if isinstance(value, float) and value != value else value
+    return value
