@@ -211,3 +211,20 @@ def test_not_yet_idea_rechecked_on_larger_imported_checkpoints(pythia: Path,
                                       "acc", "--threshold", "1", "--store",
                                       f"sqlite:///{tmp_path / 's.db'}"])
     assert result.exit_code == 1 and "nor is telepathy/acc recorded" in result.output
+
+
+@pytest.mark.slow
+def test_two_step_prediction_runs_on_imported_checkpoints(pythia: Path, tmp_path: Path) -> None:
+    from scaletrack.analysis import fit_two_step
+    from scaletrack.store.importers.lm_eval import task_ladder
+
+    with Store.open(f"sqlite:///{tmp_path / 's.db'}") as store:
+        import_lm_eval(store, [pythia], read_sizes(SIZES))
+        ladder = task_ladder(store, "lambada_openai")
+    assert ladder["run"].nunique() == 7
+    assert (ladder["D"] == ladder["step"] * TOKENS_PER_STEP).all()
+    fit = fit_two_step(ladder, task="lambada_openai", n_boot=10)
+    assert fit.step1.n_points == 7 and 0 < fit.step1.params["alpha"] < 2
+    # the fitted loss -> accuracy curve falls as the task loss (nats/token) rises
+    a, k, b = (fit.step2.params[x] for x in ("a", "k", "b"))
+    assert a > 0 and k > 0 and 0 <= b < 0.5

@@ -273,3 +273,29 @@ def import_lm_eval(store: Any, paths: Iterable[str | Path], sizes: Mapping[str, 
         evals += store.add_evals(ckpt_id, result.rows)
     return ImportReport(files=len(parsed), models=tuple(sorted(max_tokens)), runs_new=runs_new,
                         checkpoints=len(planned), evals=evals)
+
+
+def task_ladder(store: Any, task: str, *, acc_metric: str = "acc", loss_metric: str = "ppl",
+                n_shot: int | None = 0) -> pd.DataFrame:
+    """The two-step input (`analysis.fit_two_step`) from imported evals of one task: columns
+    run, step, N (params), D (tokens seen), loss (nats/token: ln of a perplexity metric, else
+    the metric itself), acc; checkpoints at 0 tokens are left out."""
+    evals = store.evals(task=task)
+    if n_shot is not None:
+        evals = evals[evals["n_shot"] == n_shot]
+    steps = store.checkpoints().set_index("id")["step"]
+    evals = evals.assign(step=evals["checkpoint_id"].map(steps))
+    wide = evals.pivot_table(index=["run_key", "step", "N", "tokens"], columns="metric",
+                             values="value", aggfunc="last").reset_index()
+    for metric in (acc_metric, loss_metric):
+        if metric not in wide.columns:
+            raise DataError(f"task {task!r} has no recorded metric {metric!r}")
+    wide = wide[wide["tokens"] > 0]
+    loss = wide[loss_metric].astype(float)
+    if "ppl" in loss_metric or "perplexity" in loss_metric:
+        loss = loss.map(math.log)
+    return pd.DataFrame({
+        "run": wide["run_key"].to_numpy(), "step": wide["step"].astype("int64").to_numpy(),
+        "N": wide["N"].astype(float).to_numpy(), "D": wide["tokens"].astype(float).to_numpy(),
+        "loss": loss.to_numpy(), "acc": wide[acc_metric].astype(float).to_numpy(),
+    })
