@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from scaletrack.cli.common import (
     StoreOption,
@@ -52,7 +53,7 @@ def _print(df: pd.DataFrame, title: str) -> None:
         table.add_column(col, overflow="fold", no_wrap=col != "task",
                          justify="left" if col in ("task", "class") else "right")
     for row in df.itertuples(index=False):
-        table.add_row(*(str(v) for v in row))
+        table.add_row(*(Text(str(v)) for v in row))  # task names are user text, not markup
     console.print(table)
 
 

@@ -44,6 +44,8 @@ def runs_command(
     shown["run"] = shown["run_key"].str[:10]  # `scaletrack show` takes any unique prefix
     # A column with one value everywhere goes into the title, to keep 80-column terminals tidy.
     columns = list(TABLE_COLUMNS)
+    if shown["name"].notna().any():  # imported runs carry a model name
+        columns.insert(1, "name")
     for col in ("sweep", "family", "status"):
         if shown[col].nunique(dropna=False) == 1:
             columns.remove(col)
