@@ -70,6 +70,7 @@ def page(report_data: Any | None) -> str:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_TITLE}</title>
+<link rel="icon" href="data:,">
 {head}
 </head>
 <body>

@@ -327,9 +327,11 @@ def _law_curve(fit: Any, x_lo: float, x_hi: float, residuals: np.ndarray) -> dic
         with np.errstate(over="ignore", invalid="ignore"):
             curves = e[ok, None] + a[ok, None] * grid[None, :] ** (-alpha[ok, None])
         lo, hi = np.nanpercentile(curves, [2.5, 97.5], axis=0)
-        rng = np.random.default_rng(0)
-        noise = rng.choice(-residuals, size=curves.shape) if residuals.size else 0.0
-        pred = curves * np.exp(noise)  # residuals are log(pred) - log(obs)
+        # Every bootstrap law times every (up to 100) observed residual factor: residuals
+        # are log(pred) - log(obs), so an observation is pred * exp(-residual).
+        noise = -residuals[np.linspace(0, residuals.size - 1, min(residuals.size, 100))
+                           .astype(int)] if residuals.size else np.zeros(1)
+        pred = (curves[:, None, :] * np.exp(noise)[None, :, None]).reshape(-1, grid.size)
         plo, phi = np.nanpercentile(pred, [2.5, 97.5], axis=0)
         out.update(conf_lo=_floats(lo), conf_hi=_floats(hi), pred_lo=_floats(plo),
                    pred_hi=_floats(phi))
