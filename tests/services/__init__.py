@@ -11,6 +11,7 @@ Each service has its own module here; tests import them from this package.
 
 from services.browser import (
     CHROMIUM_FLAGS,
+    another_chromium,
     chromium,
     ensure_chromium,
     running_chromium,
@@ -31,6 +32,7 @@ __all__ = [
     "PostgresServer",
     "RayCluster",
     "ServiceUnavailable",
+    "another_chromium",
     "chromium",
     "ensure_chromium",
     "find_postgres_bin_dir",

@@ -82,6 +82,20 @@ def running_chromium(extra_flags: tuple[str, ...] = ()) -> Iterator[object]:
             browser.close()
 
 
+@contextmanager
+def another_chromium(browser: object, extra_flags: tuple[str, ...] = ()) -> Iterator[object]:
+    """A second Chromium with more flags, from the Playwright that runs `browser` (one sync
+    Playwright per thread), closed afterwards."""
+    other = browser.browser_type.launch(  # type: ignore[attr-defined]
+        executable_path=str(ensure_chromium()), headless=True,
+        args=[*CHROMIUM_FLAGS, *extra_flags],
+    )
+    try:
+        yield other
+    finally:
+        other.close()
+
+
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[object]:
     """A headless Chromium (Playwright Browser) for the session, or skip with the reason."""
