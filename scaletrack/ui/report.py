@@ -44,6 +44,11 @@ def report_data(store: Any, sweep: str | None = None, *, points: int = REPORT_PO
             for m in details[key]["metrics"] if m["name"] != "spike"
         }
     summary = data.sweeps_summary(store)
+    # one scaling answer per sweep (mixing sweeps in one fit is left to the live app)
+    names = [sweep] if sweep is not None else [
+        s["name"] for s in summary["sweeps"] if s["name"] is not None and s["runs"] >= 3]
+    scaling = {name: data.scaling(store, name) for name in names}
+    default = max(names, key=lambda n: scaling[n]["n"], default=None)
     if sweep is not None:
         summary = {"sweeps": [s for s in summary["sweeps"] if s["name"] == sweep],
                    "total_runs": runs}
@@ -51,7 +56,8 @@ def report_data(store: Any, sweep: str | None = None, *, points: int = REPORT_PO
         "info": {"store": redact_url(store.url), "version": __version__, "read_only": True},
         "generated_at": datetime.now(UTC).isoformat(),
         "sweeps": summary, "runs": rows, "details": details, "metrics": curves,
-        "scaling": data.scaling(store, sweep), "emergence": data.emergence(store),
+        "scaling": scaling, "default_sweep": default,
+        "emergence": data.emergence(store),
         "ideas": data.ideas(store),
     }
 

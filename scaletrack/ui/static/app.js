@@ -172,7 +172,11 @@
         const series = params.getAll("run").map((k) => (REPORT.metrics[k] || {})[name]).filter(Boolean);
         return { name: name, series: series };
       }
-      if (path === "/api/scaling") return REPORT.scaling;
+      if (path === "/api/scaling") {
+        const sweep = params.get("sweep") || REPORT.default_sweep;
+        if (!(sweep in REPORT.scaling)) throw new Error("sweep " + sweep + " is not in this report");
+        return REPORT.scaling[sweep];
+      }
       if (path === "/api/emergence") return REPORT.emergence;
       if (path === "/api/ideas") return REPORT.ideas;
       throw new Error("not in this report: " + path);
@@ -406,7 +410,7 @@
   }
   async function viewScaling(root, params) {
     const sweeps = await api("/api/sweeps");
-    const state = { sweep: params.get("sweep") || "", x: params.get("x") || "C", colour: params.get("colour") || "N",
+    const state = { sweep: params.get("sweep") || (REPORT ? REPORT.default_sweep || "" : ""), x: params.get("x") || "C", colour: params.get("colour") || "N",
       logx: params.get("logx") !== "0", logy: params.get("logy") === "1" };
     root.append(el("h1", {}, "Scaling"));
     const controls = el("div", { class: "controls" });
@@ -481,10 +485,10 @@
           xaxis: { type: "log", title: { text: "C (FLOPs)" } }, yaxis: { type: "log" }, height: 420 });
       } else opt.replaceChildren(message(o ? (o.reason || "no compute-optimal allocation") : "no compute-optimal allocation"));
     }
-    const sweepChoices = [["", "all sweeps"]].concat(sweeps.sweeps.filter((s) => s.name !== null).map((s) => [s.name, s.name]));
+    const sweepChoices = REPORT ? Object.keys(REPORT.scaling).map((s) => [s, s]) :
+      [["", "all sweeps"]].concat(sweeps.sweeps.filter((s) => s.name !== null).map((s) => [s.name, s.name]));
     controls.append(
-      REPORT ? el("span", { class: "note" }, REPORT.scaling.sweep ? "sweep " + REPORT.scaling.sweep : "all sweeps") :
-        select("s-sweep", sweepChoices, state.sweep, (e) => { state.sweep = e.target.value; refetch(); }),
+      select("s-sweep", sweepChoices, state.sweep, (e) => { state.sweep = e.target.value; refetch(); }),
       el("label", {}, "x ", select("s-x", [["N", "N (params)"], ["D", "D (tokens)"], ["C", "C (FLOPs)"]], state.x, (e) => { state.x = e.target.value; redraw(); })),
       el("label", {}, "colour ", select("s-colour", [["N", "N"], ["D", "D"], ["C", "C"], ["lr", "lr"], ["seed", "seed"], ["none", "none"]], state.colour, (e) => { state.colour = e.target.value; redraw(); })),
       checkbox("s-logx", "log x", state.logx, (e) => { state.logx = e.target.checked; redraw(); }),
