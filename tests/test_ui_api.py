@@ -116,7 +116,8 @@ def test_scaling_matches_store_and_reproduces_epoch_fit(client: TestClient, ui_u
     assert answer["n"] == len(runs) == 240
     assert sorted(answer["points"]["C"]) == pytest.approx(sorted(runs["C"]))
     assert sorted(answer["points"]["loss"]) == pytest.approx(sorted(runs["final_loss"]))
-    opt = answer["optimal"]  # the Chinchilla fit on Epoch's points (README: E=1.817, α=0.347)
+    # the Chinchilla fit on Epoch's points (README: E=1.817, alpha=0.347)
+    opt = client.get("/api/optimal", params={"sweep": EPOCH}).json()
     assert opt["status"] == "ok"
     assert opt["params"]["E"] == pytest.approx(1.817, abs=0.01)
     assert opt["params"]["alpha"] == pytest.approx(0.347, abs=0.01)

@@ -424,7 +424,7 @@ def _optimal(df: pd.DataFrame) -> dict[str, Any]:
 def scaling(store: Any, sweep: str | None = None) -> dict[str, Any]:
     """Final loss of finished runs against N, D and C, with the compute frontier, a power
     law per axis (confidence and prediction bands), a back-test in C, IsoFLOP profiles and
-    their minima, and compute-optimal N and D from a Chinchilla fit."""
+    their minima. (Compute-optimal N and D, a slower fit, come from `optimal`.)"""
     df = scaling_points(store, sweep)
     points = {
         "run_key": df["run_key"].tolist(), "sweep": [plain(s) for s in df["sweep"]],
@@ -434,7 +434,7 @@ def scaling(store: Any, sweep: str | None = None) -> dict[str, Any]:
     }
     if len(df) < 3:
         return {"sweep": sweep, "n": len(df), "points": points, "fits": {}, "frontier": None,
-                "backtest": None, "isoflop": None, "optimal": None,
+                "backtest": None, "isoflop": None,
                 "note": "fewer than 3 finished runs with N, D, C and a final loss"}
     key = (store.url, sweep, len(df), float(df["loss"].sum()), float(df["C"].sum()))
 
@@ -446,10 +446,18 @@ def scaling(store: Any, sweep: str | None = None) -> dict[str, Any]:
             "fits": {x: _power_fit(df, x) for x in ("N", "D", "C")},
             "frontier": {"C": _floats(frontier["C"]), "loss": _floats(frontier["loss"]),
                          "N": _floats(frontier["N"]), "D": _floats(frontier["D"])},
-            "backtest": _backtest(df), "isoflop": _isoflop(df), "optimal": _optimal(df),
+            "backtest": _backtest(df), "isoflop": _isoflop(df),
         }
 
     return {"sweep": sweep, "n": len(df), "points": points, **_cached(key, compute)}
+
+
+def optimal(store: Any, sweep: str | None = None) -> dict[str, Any]:
+    """Compute-optimal N (parameters) and D (tokens) against C (FLOPs) from a Chinchilla fit
+    L(N, D) on the sweep's finished runs (4,500 starts: seconds on 1,000 runs, then cached)."""
+    df = scaling_points(store, sweep)
+    key = (store.url, "optimal", sweep, len(df), float(df["loss"].sum()), float(df["C"].sum()))
+    return {"sweep": sweep, **_cached(key, lambda: _optimal(df))}
 
 
 def stored_fits(store: Any, form: str | None = None) -> dict[str, Any]:

@@ -48,6 +48,7 @@ def report_data(store: Any, sweep: str | None = None, *, points: int = REPORT_PO
     names = [sweep] if sweep is not None else [
         s["name"] for s in summary["sweeps"] if s["name"] is not None and s["runs"] >= 3]
     scaling = {name: data.scaling(store, name) for name in names}
+    optimal = {name: data.optimal(store, name) for name in names}
     default = max(names, key=lambda n: scaling[n]["n"], default=None)
     if sweep is not None:
         summary = {"sweeps": [s for s in summary["sweeps"] if s["name"] == sweep],
@@ -56,7 +57,7 @@ def report_data(store: Any, sweep: str | None = None, *, points: int = REPORT_PO
         "info": {"store": redact_url(store.url), "version": __version__, "read_only": True},
         "generated_at": datetime.now(UTC).isoformat(),
         "sweeps": summary, "runs": rows, "details": details, "metrics": curves,
-        "scaling": scaling, "default_sweep": default,
+        "scaling": scaling, "optimal": optimal, "default_sweep": default,
         "emergence": data.emergence(store),
         "ideas": data.ideas(store),
     }

@@ -14,7 +14,8 @@ JSON API (all GET; errors are {"error": "..."} with status 400 or 404):
 - `/api/metrics?run=KEY&run=KEY2&name=train/loss&points=1000`: curves downsampled
   (MinMax-LTTB) with x as step, tokens, flops and wall_time.
 - `/api/scaling?sweep=`: final losses vs N, D, C; frontier; fitted laws with confidence
-  and prediction bands; back-test; IsoFLOP profiles and minima; compute-optimal N, D.
+  and prediction bands; back-test; IsoFLOP profiles and their minima.
+- `/api/optimal?sweep=`: compute-optimal N and D against C from a Chinchilla fit.
 - `/api/fits?form=`: fits saved in the store.
 - `/api/emergence`: per task, values vs compute, fitted curve, class, predicted crossing.
 - `/api/ideas`: the "not yet" registry with each idea's attempts.
@@ -118,6 +119,9 @@ def create_app(store: Any) -> Starlette:
     async def api_scaling(request: Request) -> Response:
         return await answer(lambda: data.scaling(store, opt(request, "sweep")))
 
+    async def api_optimal(request: Request) -> Response:
+        return await answer(lambda: data.optimal(store, opt(request, "sweep")))
+
     async def api_fits(request: Request) -> Response:
         return await answer(lambda: data.stored_fits(store, opt(request, "form")))
 
@@ -151,6 +155,7 @@ def create_app(store: Any) -> Starlette:
         Route("/api/runs/{run_key}", api_run, methods=get),
         Route("/api/metrics", api_metrics, methods=get),
         Route("/api/scaling", api_scaling, methods=get),
+        Route("/api/optimal", api_optimal, methods=get),
         Route("/api/fits", api_fits, methods=get),
         Route("/api/emergence", api_emergence, methods=get),
         Route("/api/ideas", api_ideas, methods=get),

@@ -172,10 +172,11 @@
         const series = params.getAll("run").map((k) => (REPORT.metrics[k] || {})[name]).filter(Boolean);
         return { name: name, series: series };
       }
-      if (path === "/api/scaling") {
+      if (path === "/api/scaling" || path === "/api/optimal") {
+        const table = path === "/api/scaling" ? REPORT.scaling : REPORT.optimal;
         const sweep = params.get("sweep") || REPORT.default_sweep;
-        if (!(sweep in REPORT.scaling)) throw new Error("sweep " + sweep + " is not in this report");
-        return REPORT.scaling[sweep];
+        if (!(sweep in table)) throw new Error("sweep " + sweep + " is not in this report");
+        return table[sweep];
       }
       if (path === "/api/emergence") return REPORT.emergence;
       if (path === "/api/ideas") return REPORT.ideas;
@@ -404,8 +405,8 @@
 
   // ------------------------------------------------------------------ scaling view
   function colourScale(values) {
-    const finite = values.filter((v) => typeof v === "number");
-    return { color: values.map((v) => (typeof v === "number" && finite.every((f) => f > 0) ? Math.log10(v) : v)),
+    const positive = values.every((v) => typeof v !== "number" || v > 0);
+    return { color: values.map((v) => (typeof v === "number" && positive ? Math.log10(v) : v)),
       colorscale: "Viridis", showscale: true };
   }
   async function viewScaling(root, params) {
@@ -419,11 +420,30 @@
     const iso = el("div", { id: "chart-isoflop", class: "chart half" });
     const opt = el("div", { id: "chart-optimal", class: "chart half" });
     root.append(controls, main, fitBox, el("div", { class: "two-col" }, iso, opt));
-    let data = null;
+    let data = null, optimal = null;
     async function refetch() {
       const p = new URLSearchParams(); if (state.sweep) p.set("sweep", state.sweep);
       data = await api("/api/scaling", p);
+      optimal = null;
       redraw();
+      // the Chinchilla fit behind compute-optimal N and D is slower: it arrives afterwards
+      opt.replaceChildren(message("fitting L(N, D) for compute-optimal N and D…"));
+      const wanted = state.sweep;
+      const answer = await api("/api/optimal", p);
+      if (wanted === state.sweep) { optimal = answer; drawOptimal(); }
+    }
+    function drawOptimal() {
+      const o = optimal, isoData = data.isoflop;
+      if (!o) return;
+      if (o.status === "ok") {
+        opt.replaceChildren();
+        plot(opt, [
+          { type: "scatter", mode: "lines", name: "N_opt (parameters)", x: o.C, y: o.N_opt },
+          { type: "scatter", mode: "lines", name: "D_opt (tokens)", x: o.C, y: o.D_opt },
+          ...(isoData && isoData.minima.length ? [{ type: "scatter", mode: "markers", name: "IsoFLOP N_opt", x: isoData.minima.map((m) => m.C), y: isoData.minima.map((m) => m.N_opt), marker: { symbol: "star", size: 10 } }] : []),
+        ], { title: { text: "compute-optimal N and D (Chinchilla fit: E=" + fmt(o.params.E) + ", α=" + fmt(o.params.alpha) + ", β=" + fmt(o.params.beta) + ")" },
+          xaxis: { type: "log", title: { text: "C (FLOPs)" } }, yaxis: { type: "log" }, height: 420 });
+      } else opt.replaceChildren(message(o.reason || "no compute-optimal allocation"));
     }
     function redraw() {
       const hp = new URLSearchParams(); for (const k of ["sweep", "x", "colour"]) if (state[k]) hp.set(k, state[k]);
@@ -475,15 +495,7 @@
         t2.push({ type: "scatter", mode: "markers", name: "minima", x: isoData.profiles.map((p) => p.N_opt), y: isoData.profiles.map((p) => p.loss_opt), marker: { symbol: "star", size: 13, color: "black" } });
         plot(iso, t2, { title: { text: "IsoFLOP profiles" }, xaxis: { type: "log", title: { text: "N (parameters)" } }, yaxis: { title: { text: "final loss" } }, height: 420 });
       } else iso.replaceChildren(message("IsoFLOP profiles need at least 3 runs per compute budget."));
-      const o = data.optimal;
-      if (o && o.status === "ok") {
-        plot(opt, [
-          { type: "scatter", mode: "lines", name: "N_opt (parameters)", x: o.C, y: o.N_opt },
-          { type: "scatter", mode: "lines", name: "D_opt (tokens)", x: o.C, y: o.D_opt },
-          ...(isoData && isoData.minima.length ? [{ type: "scatter", mode: "markers", name: "IsoFLOP N_opt", x: isoData.minima.map((m) => m.C), y: isoData.minima.map((m) => m.N_opt), marker: { symbol: "star", size: 10 } }] : []),
-        ], { title: { text: "compute-optimal N and D (Chinchilla fit: E=" + fmt(o.params.E) + ", α=" + fmt(o.params.alpha) + ", β=" + fmt(o.params.beta) + ")" },
-          xaxis: { type: "log", title: { text: "C (FLOPs)" } }, yaxis: { type: "log" }, height: 420 });
-      } else opt.replaceChildren(message(o ? (o.reason || "no compute-optimal allocation") : "no compute-optimal allocation"));
+      drawOptimal();
     }
     const sweepChoices = REPORT ? Object.keys(REPORT.scaling).map((s) => [s, s]) :
       [["", "all sweeps"]].concat(sweeps.sweeps.filter((s) => s.name !== null).map((s) => [s.name, s.name]));
