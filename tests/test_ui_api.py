@@ -184,3 +184,29 @@ def test_read_only_postgres(postgres_db_url: str) -> None:
             store.upsert_sweep("t", {})
         with TestClient(create_app(store)) as c:
             assert c.get("/api/sweeps").json()["sweeps"][0]["name"] == "s"
+
+
+def test_cli_errors_are_one_line(ui_url: str, tmp_path: Path) -> None:
+    import socket
+
+    from typer.testing import CliRunner
+
+    from scaletrack.cli.main import app
+
+    runner = CliRunner()
+    missing = runner.invoke(app, ["ui", "--store", f"sqlite:///{tmp_path / 'none.db'}"])
+    assert missing.exit_code == 1 and "no store at" in missing.output
+    assert not (tmp_path / "none.db").exists()
+    secret = runner.invoke(app, ["ui", "--store", "postgresql://u:hunter2@127.0.0.1:1/db"])
+    assert secret.exit_code == 1 and "hunter2" not in secret.output
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = str(taken.getsockname()[1])
+        busy = runner.invoke(app, ["ui", "--store", ui_url, "--port", port])
+    assert busy.exit_code == 1 and f"cannot serve on 127.0.0.1:{port}" in busy.output
+    nope = runner.invoke(app, ["report", "-o", str(tmp_path / "r.html"), "--sweep", "nope",
+                               "--store", ui_url])
+    assert nope.exit_code == 1 and "no runs in sweep 'nope'" in nope.output
+    assert not (tmp_path / "r.html").exists()
+    assert all("Traceback" not in r.output for r in (missing, secret, busy, nope))

@@ -14,7 +14,7 @@ def ui_command(
     store: str | None = StoreOption,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: loopback "
                              "only; anything else exposes the store to the network)."),
-    port: int = typer.Option(8765, "--port", min=1, max=65535, help="TCP port."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="TCP port (0: any free)."),
 ) -> None:
     """Browse runs, curves, scaling fits, emergence and ideas in a browser (read-only)."""
     from scaletrack.ui.server import serve

@@ -25,6 +25,7 @@ JSON API (all GET; errors are {"error": "..."} with status 400 or 404):
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -163,18 +164,35 @@ def create_app(store: Any) -> Starlette:
     return Starlette(routes=routes)
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (OSError when the address is taken or invalid)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def serve(store_url: str | None, host: str = "127.0.0.1", port: int = 8765,
           on_ready: Callable[[str], None] | None = None) -> None:
-    """Open the store read-only and serve the dashboard until interrupted."""
+    """Open the store read-only and serve the dashboard until interrupted (port 0: any free
+    port). Raises StoreError for a store it cannot read and OSError for an address in use."""
     import uvicorn
 
     from scaletrack.store import open_read_only
 
     store = open_read_only(store_url)
     try:
-        app = create_app(store)
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                access_log=False, lifespan="off")
+        sock = _bind(host, port)  # bound here, so a taken port is one clear error
+        bound = sock.getsockname()[1]
+        config = uvicorn.Config(create_app(store), log_level="warning", access_log=False,
+                                lifespan="off")
         server = uvicorn.Server(config)
         if on_ready is not None:
             url_host = f"[{host}]" if ":" in host else host
@@ -183,9 +201,9 @@ def serve(store_url: str | None, host: str = "127.0.0.1", port: int = 8765,
             async def startup(sockets: Any = None) -> None:
                 await original_startup(sockets)
                 if server.started:
-                    on_ready(f"http://{url_host}:{port}/")
+                    on_ready(f"http://{url_host}:{bound}/")
 
             server.startup = startup  # type: ignore[method-assign]
-        server.run()
+        server.run(sockets=[sock])
     finally:
         store.close()

@@ -47,7 +47,7 @@
     const a = Math.abs(v);
     if (a >= 1e6 || a < 1e-3) return v.toExponential(2).replace("e+", "e");
     if (Number.isInteger(v)) return String(v);
-    return v.toPrecision(4);
+    return String(Number(v.toPrecision(4)));
   }
   function option(value, label, selected) {
     return el("option", { value: value, selected: selected }, label);
