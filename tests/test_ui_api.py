@@ -210,3 +210,39 @@ def test_cli_errors_are_one_line(ui_url: str, tmp_path: Path) -> None:
     assert nope.exit_code == 1 and "no runs in sweep 'nope'" in nope.output
     assert not (tmp_path / "r.html").exists()
     assert all("Traceback" not in r.output for r in (missing, secret, busy, nope))
+
+
+def spiky_store(path: Path) -> tuple[str, str]:
+    """A diverged run: 400 steps of train/loss, a spike at step 123, NaN from step 350."""
+    import pandas as pd
+
+    url = f"sqlite:///{path}"
+    with Store.open(url) as store:
+        run = store.ensure_run(RunRecord("spiky", "s", "gpt", {"lr": 1.0}, 100, 120, 4000, 2.4e6))
+        step = np.arange(400)
+        loss = 5.0 - step / 200
+        loss[123] = 9.0
+        loss[350:] = np.nan
+        frame = pd.DataFrame({"run_key": run.run_key, "name": "train/loss", "step": step,
+                              "value": loss, "tokens": step * 10, "wall_time": step * 0.1})
+        spike = pd.DataFrame({"run_key": run.run_key, "name": "spike", "step": [123],
+                              "value": [1.0]})
+        store.write_metrics(pd.concat([frame, spike], ignore_index=True))
+        store.finish_run(run.run_key, "diverged", error="training loss not finite")
+    return url, run.run_key
+
+
+def test_spikes_and_divergence_survive_downsampling(tmp_path: Path) -> None:
+    url, key = spiky_store(tmp_path / "spiky.db")
+    with open_read_only(url) as store, TestClient(create_app(store)) as c:
+        series = c.get("/api/metrics", params={"run": key, "name": "train/loss",
+                                                "points": 20}).json()["series"][0]
+        assert series["n_raw"] == 400 and series["n_shown"] <= 21
+        assert 123 in series["x"]["step"] and series["spikes"]["x"]["step"] == [123]
+        assert series["spikes"]["y"] == [9.0]
+        assert series["nonfinite_steps"] == list(range(350, 400))
+        assert max(series["x"]["step"]) == 349 and None not in series["y"]
+        assert np.allclose(series["x"]["flops"], np.array(series["x"]["tokens"]) * 2.4e6 / 4000)
+        detail = c.get(f"/api/runs/{key}").json()
+        assert detail["diverged"] and detail["error"] == "training loss not finite"
+        assert [m["name"] for m in detail["metrics"]] == ["spike", "train/loss"]

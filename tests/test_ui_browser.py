@@ -302,3 +302,21 @@ def test_report_opens_offline(chromium, ui_url: str, tmp_path: Path, shots: Path
     bad = CliRunner().invoke(app, ["report", "-o", str(tmp_path / "no" / "r.html"),
                                    "--store", ui_url])
     assert bad.exit_code == 1 and "folder does not exist" in bad.output
+
+
+def test_spikes_and_divergence_are_marked(chromium, tmp_path: Path, shots: Path) -> None:  # noqa: ANN001
+    from test_ui_api import spiky_store
+
+    url, key = spiky_store(tmp_path / "spiky.db")
+    with running_ui(url) as (base, _):
+        w = Watched(chromium, base)
+        w.open(f"#/run/{key}")
+        drawn = w.plot("chart-main")
+        spikes = [t for t in drawn["data"] if (t["name"] or "").startswith("spikes")]
+        assert len(spikes) == 1 and spikes[0]["x"] == [123] and spikes[0]["y"] == [9.0]
+        shapes = w.page.evaluate("document.getElementById('chart-main').layout.shapes")
+        assert len(shapes) == 1 and shapes[0]["x0"] == 349  # the last finite step
+        assert "diverged (non-finite from step 350)" in w.page.text_content("#curve-info")
+        w.page.screenshot(path=shots / "run_diverged.png", full_page=True)
+        assert not w.errors
+        w.close()

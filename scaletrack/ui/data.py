@@ -7,6 +7,7 @@ losses in nats per token, wall time in seconds since the run's first logged step
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Mapping, Sequence
@@ -207,8 +208,7 @@ def run_detail(store: Any, run_key: str) -> dict[str, Any]:
     run = store.get_run(run_key)
     if run is None:
         raise DataError(f"no run with key {run_key!r}")
-    rows = store.runs(sweep=run.sweep)
-    rec = rows[rows["run_key"] == run_key].to_dict("records")[0]
+    rec = dataclasses.asdict(run)
     names = store.metrics(run_keys=[run_key], names=None)
     counts = names.groupby("name").size().to_dict() if not names.empty else {}
     ckpts = store.checkpoints(run_key)
