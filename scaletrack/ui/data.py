@@ -404,8 +404,11 @@ def _optimal(df: pd.DataFrame) -> dict[str, Any]:
     """Compute-optimal N and D from a Chinchilla fit L(N, D) over the runs' compute range."""
     from scaletrack.analysis import compute_optimal, fit_chinchilla
 
-    if len(df) < 5:
-        return {"status": "none", "reason": "a Chinchilla fit needs at least 5 finished runs"}
+    n_sizes, n_budgets = df["N"].nunique(), df["D"].nunique()
+    if len(df) < 5 or n_sizes < 3 or n_budgets < 3:
+        return {"status": "none", "reason": (
+            f"a Chinchilla fit needs at least 5 finished runs over 3 or more distinct N and D "
+            f"(have {len(df)} runs, {n_sizes} N, {n_budgets} D)")}
     try:
         fit = fit_chinchilla(df[["N", "D", "C", "loss"]], n_bootstrap=0)
         c = df["C"].to_numpy(float)
@@ -413,9 +416,14 @@ def _optimal(df: pd.DataFrame) -> dict[str, Any]:
         table = compute_optimal(fit, grid)
     except (ScaletrackError, ValueError) as exc:
         return {"status": "failed", "reason": str(exc)}
-    status = fit.extra.get("status", "ok")
+    if not fit.extra.get("converged", True):
+        return {"status": "failed", "reason": "the Chinchilla fit did not converge"}
+    if max(fit.params["alpha"], fit.params["beta"]) > 2.0:
+        return {"status": "failed", "reason": (
+            f"these runs do not identify L(N, D): fitted exponents alpha = "
+            f"{fit.params['alpha']:.3g}, beta = {fit.params['beta']:.3g} (implausible above 2)")}
     return {
-        "status": "ok", "fit_status": plain(status), "params": plain(dict(fit.params)),
+        "status": "ok", "params": plain(dict(fit.params)),
         "C": _floats(table["C"]), "N_opt": _floats(table["N_opt"]),
         "D_opt": _floats(table["D_opt"]), "loss_opt": _floats(table["loss_opt"]),
     }

@@ -465,7 +465,7 @@
         }
         traces.push({ type: "scatter", mode: "lines", x: c.x, y: c.y, name: esc(fit.label), line: { color: "#ff7f0e", width: 2 } });
       }
-      if (data.frontier && x === "C") traces.push({ type: "scatter", mode: "lines+markers", name: "compute frontier", x: data.frontier.C, y: data.frontier.loss, line: { color: "#2ca02c", dash: "dash" }, marker: { size: 5 } });
+      if (data.frontier && x === "C") traces.push({ type: "scatter", mode: "lines+markers", name: "compute frontier", x: data.frontier.C, y: data.frontier.loss, line: { color: "#2ca02c", dash: "dash", shape: "hv" }, marker: { size: 5 } });
       const bt = data.backtest;
       if (bt && bt.status === "ok") {
         traces.push({ type: "scatter", mode: "markers", name: "back-test: predicted (fit on C < " + fmt(bt.threshold_C) + ")", x: bt[x], y: bt.predicted, marker: { symbol: "diamond-open", size: 11, color: "#d62728", line: { width: 2 } } });
