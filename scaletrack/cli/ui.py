@@ -34,6 +34,8 @@ def ui_command(
 def report_command(
     output: Path = typer.Option(..., "-o", "--output", help="HTML file to write."),
     sweep: str | None = typer.Option(None, "--sweep", help="Only this sweep's runs."),
+    points: int = typer.Option(600, "--points", min=3, max=20_000,
+                               help="Points kept per curve (MinMax-LTTB downsampling)."),
     store: str | None = StoreOption,
 ) -> None:
     """Write the dashboard's views with their data as one self-contained offline HTML file."""
@@ -42,7 +44,7 @@ def report_command(
 
     try:
         with open_read_only(store) as st:
-            path = write_report(st, output, sweep)
+            path = write_report(st, output, sweep, points=points)
     except ScaletrackError as exc:
         fail(str(exc))
     size = path.stat().st_size / 1e6
