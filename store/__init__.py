@@ -7,6 +7,7 @@ from scaletrack.store.engine import (
     with_absolute_sqlite_path,
 )
 from scaletrack.store.errors import StoreError
+from scaletrack.store.readonly import open_read_only
 from scaletrack.store.records import (
     RUN_STATUSES,
     CheckpointRecord,
@@ -31,6 +32,7 @@ __all__ = [
     "Store",
     "StoreError",
     "make_run_key",
+    "open_read_only",
     "resolve_store_url",
     "sqlite_file",
     "with_absolute_sqlite_path",

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-# Real services (a private PostgreSQL server, a local Ray cluster) as session fixtures:
-# postgres_server, postgres_url, postgres_db_url, ray_cluster. They skip with the reason
-# when the service cannot be started.
+# Real services (a private PostgreSQL server, a local Ray cluster, a headless Chromium) as
+# session fixtures: postgres_server, postgres_url, postgres_db_url, ray_cluster, chromium.
+# They skip with the reason when the service cannot be started.
 from services import (  # noqa: F401  (fixtures are found by name)
+    chromium,
     postgres_db_url,
     postgres_server,
     postgres_url,

@@ -14,6 +14,7 @@ from scaletrack.cli import (
     runs,
     sweep,
     track,
+    ui,
 )
 from scaletrack.cli.common import report_error
 from scaletrack.errors import ScaletrackError
@@ -36,7 +37,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _module in (runs, sweep, fit, emergence, ideas, checkpoints, track, imports, export):
+for _module in (runs, sweep, fit, emergence, ideas, checkpoints, track, imports, export, ui):
     _module.register(app)
 
 

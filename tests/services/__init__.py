@@ -1,4 +1,5 @@
-"""Real services for tests: a throw-away PostgreSQL server and a local multi-node Ray cluster.
+"""Real services for tests: a throw-away PostgreSQL server, a local multi-node Ray cluster and
+a headless Chromium.
 
 Both live in a fresh directory under the system temp dir and are stopped by process id (never by
 name), so tests can run beside other PostgreSQL or Ray processes on the same machine.
@@ -8,6 +9,13 @@ that into `pytest.skip(reason)` so a missing service is reported, never passed s
 Each service has its own module here; tests import them from this package.
 """
 
+from services.browser import (
+    CHROMIUM_FLAGS,
+    another_chromium,
+    chromium,
+    ensure_chromium,
+    running_chromium,
+)
 from services.common import ServiceUnavailable, free_port, kill_process_tree
 from services.postgres import (
     PostgresServer,
@@ -20,9 +28,13 @@ from services.postgres import (
 from services.ray import RayCluster, ray_cluster, running_ray_cluster
 
 __all__ = [
+    "CHROMIUM_FLAGS",
     "PostgresServer",
     "RayCluster",
     "ServiceUnavailable",
+    "another_chromium",
+    "chromium",
+    "ensure_chromium",
     "find_postgres_bin_dir",
     "free_port",
     "kill_process_tree",
@@ -30,6 +42,7 @@ __all__ = [
     "postgres_server",
     "postgres_url",
     "ray_cluster",
+    "running_chromium",
     "running_postgres",
     "running_ray_cluster",
 ]

@@ -1,0 +1,81 @@
+"""`scaletrack report`: the dashboard's views with their data in one offline HTML file.
+
+The file inlines Plotly.js, the app and a JSON snapshot of every answer the views need
+(runs, each run's curves downsampled, scaling fits, emergence, ideas); its Content-Security-
+Policy forbids any connection, so it opens, and keeps working, with the network off.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from scaletrack.errors import DataError
+from scaletrack.ui import assets, data
+
+REPORT_POINTS = 600  # points per curve in a report (MinMax-LTTB), enough for a page width
+
+
+def report_data(store: Any, sweep: str | None = None, *, points: int = REPORT_POINTS,
+                max_runs: int = 2000) -> dict[str, Any]:
+    """The snapshot a report embeds (the answers of the API routes the views call)."""
+    from scaletrack import __version__
+    from scaletrack.store.engine import redact_url
+
+    runs = data.runs_page(store, sweep=sweep, limit=data.MAX_PAGE)["total"]
+    if runs == 0 and sweep is not None:
+        raise DataError(f"no runs in sweep {sweep!r}")
+    if runs > max_runs:
+        raise DataError(f"{runs} runs is more than a report holds ({max_runs}); pick --sweep")
+    rows: list[dict[str, Any]] = []
+    for offset in range(0, runs, data.MAX_PAGE):
+        rows += data.runs_page(store, sweep=sweep, offset=offset, limit=data.MAX_PAGE)["rows"]
+    created = {k: data.plain(v) for k, v in zip(
+        *(lambda f: (f["run_key"], f["created_at"]))(store.runs(sweep=sweep)), strict=True)}
+    details: dict[str, Any] = {}
+    curves: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        key = row["run_key"]
+        row["created_at"] = created.get(key)
+        details[key] = data.run_detail(store, key)
+        curves[key] = {
+            m["name"]: data.metric_series(store, [key], m["name"], points=points)["series"][0]
+            for m in details[key]["metrics"] if m["name"] != "spike"
+        }
+    summary = data.sweeps_summary(store)
+    # one scaling answer per sweep (mixing sweeps in one fit is left to the live app)
+    names = [sweep] if sweep is not None else [
+        s["name"] for s in summary["sweeps"] if s["name"] is not None and s["runs"] >= 3]
+    scaling = {name: data.scaling(store, name) for name in names}
+    optimal = {name: data.optimal(store, name) for name in names}
+    default = max(names, key=lambda n: scaling[n]["n"], default=None)
+    if sweep is not None:
+        summary = {"sweeps": [s for s in summary["sweeps"] if s["name"] == sweep],
+                   "total_runs": runs}
+    return {
+        "info": {"store": redact_url(store.url), "version": __version__, "read_only": True},
+        "generated_at": datetime.now(UTC).isoformat(),
+        "sweeps": summary, "runs": rows, "details": details, "metrics": curves,
+        "scaling": scaling, "optimal": optimal, "default_sweep": default,
+        "emergence": data.emergence(store),
+        "ideas": data.ideas(store),
+    }
+
+
+def build_report(store: Any, sweep: str | None = None, *, points: int = REPORT_POINTS) -> str:
+    """The report as HTML text."""
+    return assets.page(report_data=report_data(store, sweep, points=points))
+
+
+def write_report(store: Any, path: str | Path, sweep: str | None = None, *,
+                 points: int = REPORT_POINTS) -> Path:
+    """Write the report to `path` (written to a temporary name, then renamed); returns it."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise DataError(f"cannot write report {str(target)!r}: its folder does not exist")
+    html = build_report(store, sweep, points=points)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(target)
+    return target

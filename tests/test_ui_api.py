@@ -1,0 +1,248 @@
+"""The dashboard's JSON API over a read-only store: answers match the store, bad queries are
+one-line 400s, nothing but GET is served, and the store refuses writes (SQLite and
+PostgreSQL)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+from ui_fixtures import EPOCH, SCRIPT, SWEEP, shared_ui_store
+
+from scaletrack.store import RunRecord, Store, StoreError, open_read_only
+from scaletrack.ui import create_app
+from scaletrack.ui.downsample import downsample_indices
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ui_url(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> str:
+    return shared_ui_store(tmp_path_factory, shared_data)
+
+
+@pytest.fixture(scope="module")
+def client(ui_url: str):
+    store = open_read_only(ui_url)
+    with TestClient(create_app(store)) as c:
+        yield c
+    store.close()
+
+
+def digest(url: str) -> tuple[str, float]:
+    path = Path(url.removeprefix("sqlite:///"))
+    return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime
+
+
+def test_runs_page_filters_sorts_groups_and_pages(client: TestClient, ui_url: str) -> None:
+    with Store.open(ui_url) as store:
+        runs = store.runs()
+    page = client.get("/api/runs", params={"limit": 10}).json()
+    assert page["total"] == len(runs) and len(page["rows"]) == 10
+    assert [r["run_key"] for r in page["rows"]] == list(runs["run_key"][:10])
+    second = client.get("/api/runs", params={"limit": 10, "offset": 10}).json()
+    assert [r["run_key"] for r in second["rows"]] == list(runs["run_key"][10:20])
+
+    best = client.get("/api/runs", params={"sort": "final_loss", "limit": 3}).json()["rows"]
+    assert [r["final_loss"] for r in best] == sorted(runs["final_loss"].dropna())[:3]
+
+    sweep = runs[runs["sweep"] == SWEEP]
+    grouped = client.get("/api/runs", params={"sweep": SWEEP, "group": "N"}).json()
+    assert [g["value"] for g in grouped["groups"]] == sorted(sweep["N"].unique())
+    for g in grouped["groups"]:
+        part = sweep[sweep["N"] == g["value"]]
+        assert g["count"] == len(part)
+        assert math.isclose(g["best_final_loss"], part["final_loss"].min())
+
+    by_config = client.get("/api/runs", params={"where": "model.n_layer=2"}).json()
+    layers = [c["model"]["n_layer"] if "model" in c else None for c in runs["config"]]
+    assert by_config["total"] == layers.count(2) > 0
+    by_lr = client.get("/api/runs", params=[("where", "lr=0.003"), ("sweep", SWEEP)]).json()
+    assert by_lr["total"] == len(sweep)
+    tagged = client.get("/api/runs", params={"tag": "baseline"}).json()
+    assert [r["sweep"] for r in tagged["rows"]] == [SCRIPT]
+    assert SCRIPT in tagged["rows"][0]["tags"]
+    assert client.get("/api/runs", params={"status": "failed"}).json()["total"] == 0
+
+
+def test_bad_queries_are_one_line_errors(client: TestClient) -> None:
+    for params, fragment in (
+        ({"sort": "nope"}, "cannot sort runs by 'nope'"),
+        ({"group": "x"}, "cannot group runs by 'x'"),
+        ({"limit": "abc"}, "limit='abc' is not an integer"),
+        ({"where": "no-equals"}, "not of the form field=value"),
+        ({"limit": "0"}, "limit between 1"),
+    ):
+        answer = client.get("/api/runs", params=params)
+        assert answer.status_code == 400 and fragment in answer.json()["error"]
+    missing = client.get("/api/runs/doesnotexist")
+    assert missing.status_code == 404 and "no run with key" in missing.json()["error"]
+    assert client.get("/api/metrics").status_code == 400
+
+
+def test_metrics_match_store_and_downsample(client: TestClient, ui_url: str) -> None:
+    with Store.open(ui_url) as store:
+        run = store.runs(sweep=SWEEP).iloc[-1]
+        rows = store.metrics(run_keys=[run.run_key], names=["train/loss"])
+    answer = client.get("/api/metrics", params={"run": run.run_key, "name": "train/loss"}).json()
+    series = answer["series"][0]
+    assert series["n_raw"] == len(rows) == series["n_shown"]
+    assert series["x"]["step"] == rows["step"].tolist()
+    assert np.allclose(series["y"], rows["value"])
+    assert np.allclose(series["x"]["tokens"], rows["tokens"].astype(float))
+    assert np.allclose(series["x"]["flops"], rows["tokens"].astype(float) * run.C / run.D)
+    few = client.get("/api/metrics", params={"run": run.run_key, "name": "train/loss",
+                                              "points": 5}).json()["series"][0]
+    assert few["n_shown"] <= 5 + len(few["spikes"]["y"]) and few["n_raw"] == len(rows)
+
+
+def test_downsampling_keeps_extremes() -> None:
+    x = np.arange(100_000, dtype=float)
+    y = np.sin(x / 5000) + np.random.default_rng(0).normal(0, 0.01, x.size)
+    y[31_337] = 25.0  # a one-step loss spike
+    idx = downsample_indices(x, y, 500)
+    assert len(idx) <= 500 and 31_337 in idx and np.all(np.diff(idx) > 0)
+    assert np.array_equal(downsample_indices(x[:100], y[:100], 500), np.arange(100))
+
+
+def test_scaling_matches_store_and_reproduces_epoch_fit(client: TestClient, ui_url: str) -> None:
+    answer = client.get("/api/scaling", params={"sweep": EPOCH}).json()
+    with Store.open(ui_url) as store:
+        runs = store.runs(sweep=EPOCH, status="finished")
+    assert answer["n"] == len(runs) == 240
+    assert sorted(answer["points"]["C"]) == pytest.approx(sorted(runs["C"]))
+    assert sorted(answer["points"]["loss"]) == pytest.approx(sorted(runs["final_loss"]))
+    # the Chinchilla fit on Epoch's points (README: E=1.817, alpha=0.347)
+    opt = client.get("/api/optimal", params={"sweep": EPOCH}).json()
+    assert opt["status"] == "ok"
+    assert opt["params"]["E"] == pytest.approx(1.817, abs=0.01)
+    assert opt["params"]["alpha"] == pytest.approx(0.347, abs=0.01)
+    fit = answer["fits"]["C"]
+    assert fit["status"] == "ok"
+    curve = fit["curve"]
+    lo, hi, plo, phi = (np.array(curve[k], dtype=float) for k in
+                        ("conf_lo", "conf_hi", "pred_lo", "pred_hi"))
+    assert np.all(plo <= lo + 1e-12) and np.all(hi <= phi + 1e-12)  # prediction is wider
+    # the prediction band holds about 95 % of the points it was fitted on
+    c = np.array(answer["points"]["C"])
+    loss = np.array(answer["points"]["loss"])
+    grid = np.array(curve["x"])
+    inside = (loss >= np.interp(c, grid, plo)) & (loss <= np.interp(c, grid, phi))
+    assert inside.mean() > 0.85
+    assert answer["backtest"]["status"] == "ok" and answer["isoflop"]["profiles"]
+    assert answer["frontier"]["C"] == sorted(answer["frontier"]["C"])
+
+
+def test_emergence_ideas_and_fits(client: TestClient) -> None:
+    tasks = client.get("/api/emergence").json()["tasks"]
+    assert [(t["task"], t["metric"]) for t in tasks] == [("val_loss", "loss")]
+    assert tasks[0]["label"] in ("past", "near", "far", "-") and len(tasks[0]["C"]) == 6
+    ideas = client.get("/api/ideas").json()["ideas"]
+    assert [i["title"] for i in ideas][1] == SCRIPT
+    assert all(len(i["attempts_list"]) == 6 for i in ideas)
+    assert client.get("/api/fits").json() == {"fits": []}
+
+
+def test_only_get_is_served_and_store_bytes_unchanged(client: TestClient, ui_url: str) -> None:
+    before = digest(ui_url)
+    for path in ("/", "/api/runs", "/api/ideas", "/api/scaling", "/api/runs/x", "/api/fits"):
+        for method in ("POST", "PUT", "PATCH", "DELETE"):
+            assert client.request(method, path).status_code == 405, (method, path)
+    assert client.get("/static/../../etc/passwd").status_code == 404
+    for path in ("/", "/api/runs", "/api/sweeps", "/api/ideas", "/api/emergence"):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert "default-src 'self'" in response.headers["content-security-policy"]
+    assert digest(ui_url) == before
+
+
+def test_read_only_store_refuses_writes(ui_url: str, tmp_path: Path) -> None:
+    before = digest(ui_url)
+    with open_read_only(ui_url) as store:
+        assert len(store.runs()) > 0
+        with pytest.raises(Exception, match="readonly|read-only|read only"):
+            store.upsert_sweep("new", {})
+        with pytest.raises(Exception, match="readonly|read-only|read only"):
+            store.ensure_run(RunRecord("k", None, "gpt", {}, 1, 1, 1, 1.0))
+    assert digest(ui_url) == before
+    with pytest.raises(StoreError, match="does not exist"):
+        open_read_only(f"sqlite:///{tmp_path / 'absent.db'}")
+    assert not (tmp_path / "absent.db").exists()
+
+
+@pytest.mark.postgres
+def test_read_only_postgres(postgres_db_url: str) -> None:
+    with Store.open(postgres_db_url) as store:
+        store.upsert_sweep("s", {"a": 1})
+    with open_read_only(postgres_db_url) as store:
+        assert list(store.sweeps()["name"]) == ["s"]
+        with pytest.raises(Exception, match="read-only transaction"):
+            store.upsert_sweep("t", {})
+        with TestClient(create_app(store)) as c:
+            assert c.get("/api/sweeps").json()["sweeps"][0]["name"] == "s"
+
+
+def test_cli_errors_are_one_line(ui_url: str, tmp_path: Path) -> None:
+    import socket
+
+    from typer.testing import CliRunner
+
+    from scaletrack.cli.main import app
+
+    runner = CliRunner()
+    missing = runner.invoke(app, ["ui", "--store", f"sqlite:///{tmp_path / 'none.db'}"])
+    assert missing.exit_code == 1 and "no store at" in missing.output
+    assert not (tmp_path / "none.db").exists()
+    secret = runner.invoke(app, ["ui", "--store", "postgresql://u:hunter2@127.0.0.1:1/db"])
+    assert secret.exit_code == 1 and "hunter2" not in secret.output
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = str(taken.getsockname()[1])
+        busy = runner.invoke(app, ["ui", "--store", ui_url, "--port", port])
+    assert busy.exit_code == 1 and f"cannot serve on 127.0.0.1:{port}" in busy.output
+    nope = runner.invoke(app, ["report", "-o", str(tmp_path / "r.html"), "--sweep", "nope",
+                               "--store", ui_url])
+    assert nope.exit_code == 1 and "no runs in sweep 'nope'" in nope.output
+    assert not (tmp_path / "r.html").exists()
+    assert all("Traceback" not in r.output for r in (missing, secret, busy, nope))
+
+
+def spiky_store(path: Path) -> tuple[str, str]:
+    """A diverged run: 400 steps of train/loss, a spike at step 123, NaN from step 350."""
+    import pandas as pd
+
+    url = f"sqlite:///{path}"
+    with Store.open(url) as store:
+        run = store.ensure_run(RunRecord("spiky", "s", "gpt", {"lr": 1.0}, 100, 120, 4000, 2.4e6))
+        step = np.arange(400)
+        loss = 5.0 - step / 200
+        loss[123] = 9.0
+        loss[350:] = np.nan
+        frame = pd.DataFrame({"run_key": run.run_key, "name": "train/loss", "step": step,
+                              "value": loss, "tokens": step * 10, "wall_time": step * 0.1})
+        spike = pd.DataFrame({"run_key": run.run_key, "name": "spike", "step": [123],
+                              "value": [1.0]})
+        store.write_metrics(pd.concat([frame, spike], ignore_index=True))
+        store.finish_run(run.run_key, "diverged", error="training loss not finite")
+    return url, run.run_key
+
+
+def test_spikes_and_divergence_survive_downsampling(tmp_path: Path) -> None:
+    url, key = spiky_store(tmp_path / "spiky.db")
+    with open_read_only(url) as store, TestClient(create_app(store)) as c:
+        series = c.get("/api/metrics", params={"run": key, "name": "train/loss",
+                                                "points": 20}).json()["series"][0]
+        assert series["n_raw"] == 400 and series["n_shown"] <= 21
+        assert 123 in series["x"]["step"] and series["spikes"]["x"]["step"] == [123]
+        assert series["spikes"]["y"] == [9.0]
+        assert series["nonfinite_steps"] == list(range(350, 400))
+        assert max(series["x"]["step"]) == 349 and None not in series["y"]
+        assert np.allclose(series["x"]["flops"], np.array(series["x"]["tokens"]) * 2.4e6 / 4000)
+        detail = c.get(f"/api/runs/{key}").json()
+        assert detail["diverged"] and detail["error"] == "training loss not finite"
+        assert [m["name"] for m in detail["metrics"]] == ["spike", "train/loss"]
