@@ -183,7 +183,7 @@ def run_sweep(
     n_workers = int(workers) if workers is not None else spec.workers
     if isinstance(executor, str) or executor is None:
         executor = make_executor(
-            executor or spec.kind, workers=n_workers, address=address or spec.address
+            executor or spec.kind, workers=n_workers, address=address or spec.address, spec=spec
         )
     root = Path(checkpoint_dir) if checkpoint_dir is not None else default_checkpoint_root(url)
 

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-# Real services (a private PostgreSQL server, a local Ray cluster) as session fixtures:
-# postgres_server, postgres_url, postgres_db_url, ray_cluster. They skip with the reason
-# when the service cannot be started.
+# Real services (a private PostgreSQL server, a local Ray cluster, a one-node Slurm) as session
+# fixtures: postgres_server, postgres_url, postgres_db_url, ray_cluster, slurm_cluster. They skip
+# with the reason when the service cannot be started.
 from services import (  # noqa: F401  (fixtures are found by name)
     postgres_db_url,
     postgres_server,
     postgres_url,
     ray_cluster,
+    slurm_cluster,
 )
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from scaletrack.cli import checkpoints, emergence, fit, ideas, runs, sweep
+from scaletrack.cli import checkpoints, emergence, fit, ideas, runs, slurm, sweep
 from scaletrack.cli.common import report_error
 from scaletrack.errors import ScaletrackError
 
@@ -26,7 +26,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _module in (runs, sweep, fit, emergence, ideas, checkpoints):
+for _module in (runs, sweep, fit, emergence, ideas, checkpoints, slurm):
     _module.register(app)
 
 

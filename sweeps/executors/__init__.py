@@ -1,4 +1,4 @@
-"""Executors run the cells of a sweep somewhere: a local process pool, or a Ray cluster.
+"""Executors run the cells of a sweep somewhere: a local process pool, a Ray cluster or Slurm.
 
 An executor gets a `SweepJob` (what to run and where the store is) and reports what happens
 through `on_event` with the event dataclasses below; the runner turns them into progress bars
@@ -131,8 +131,13 @@ class Executor(Protocol):
     def run(self, job: SweepJob, on_event: EventSink) -> ExecutorOutcome: ...
 
 
-def make_executor(kind: str, *, workers: int, address: str | None = None) -> Executor:
-    """The executor called `kind` ("local" or "ray")."""
+def make_executor(
+    kind: str, *, workers: int, address: str | None = None, spec: Any = None
+) -> Executor:
+    """The executor called `kind` ("local", "ray" or "slurm").
+
+    `spec` is the grid's [executor] table (an ExecutorSpec); Slurm takes its settings from it.
+    """
     if kind == "local":
         from scaletrack.sweeps.executors.local import LocalExecutor
 
@@ -145,7 +150,17 @@ def make_executor(kind: str, *, workers: int, address: str | None = None) -> Exe
                 f"executor 'ray' is not available here ({type(exc).__name__}: {exc})"
             ) from None
         return RayExecutor(workers=workers, address=address)
-    raise ConfigError(f"unknown executor {kind!r}; expected 'local' or 'ray'")
+    if kind == "slurm":
+        try:
+            from scaletrack.sweeps.executors.slurm import SlurmExecutor, SlurmSettings
+        except ImportError as exc:  # submitit missing
+            raise ConfigError(
+                f"executor 'slurm' is not available here ({type(exc).__name__}: {exc}); "
+                "pip install 'scaletrack[slurm]'"
+            ) from None
+        settings = SlurmSettings.from_spec(spec) if spec is not None else SlurmSettings()
+        return SlurmExecutor(workers=workers, settings=settings)
+    raise ConfigError(f"unknown executor {kind!r}; expected 'local', 'ray' or 'slurm'")
 
 
 # ----------------------------------------------------------------------------- one cell

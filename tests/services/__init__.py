@@ -1,6 +1,7 @@
-"""Real services for tests: a throw-away PostgreSQL server and a local multi-node Ray cluster.
+"""Real services for tests: a throw-away PostgreSQL server, a local multi-node Ray cluster and
+a one-node Slurm cluster.
 
-Both live in a fresh directory under the system temp dir and are stopped by process id (never by
+Each lives in a fresh directory under the system temp dir and are stopped by process id (never by
 name), so tests can run beside other PostgreSQL or Ray processes on the same machine.
 
 A helper that cannot start its service raises `ServiceUnavailable` with the reason; fixtures turn
@@ -18,11 +19,13 @@ from services.postgres import (
     running_postgres,
 )
 from services.ray import RayCluster, ray_cluster, running_ray_cluster
+from services.slurm import SlurmCluster, running_slurm, slurm_cluster
 
 __all__ = [
     "PostgresServer",
     "RayCluster",
     "ServiceUnavailable",
+    "SlurmCluster",
     "find_postgres_bin_dir",
     "free_port",
     "kill_process_tree",
@@ -32,4 +35,6 @@ __all__ = [
     "ray_cluster",
     "running_postgres",
     "running_ray_cluster",
+    "running_slurm",
+    "slurm_cluster",
 ]
