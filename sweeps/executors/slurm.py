@@ -298,7 +298,9 @@ class SlurmExecutor:
         s = self.settings
         folder = submitit_folder(job)
         folder.mkdir(parents=True, exist_ok=True)
-        extra: dict[str, Any] = {"requeue": True}
+        # requeue: `scontrol requeue` and preemption may put a task back in the queue;
+        # open-mode append: a requeued task's log keeps what earlier attempts printed
+        extra: dict[str, Any] = {"requeue": True, "open-mode": "append"}
         if s.same_node:
             extra["nodelist"] = socket.gethostname().split(".")[0]
         extra.update(s.sbatch)
@@ -443,7 +445,13 @@ class SlurmExecutor:
             item.started = True
             on_event(CellStarted(item.cell.run_key, item.worker))
         if Path(item.job.paths.result_pickle).exists():
-            on_event(self._result(store, item))
+            done = self._result(store, item)
+            # the task has returned; its job ends a moment later in this state
+            final = "FAILED" if done.status == "failed" and done.message and \
+                "raised" in done.message else "COMPLETED"
+            update_slurm_task(store, item.job_id, state=final, restarts=item.restarts,
+                              node=item.node)
+            on_event(done)
             return "done"
         if st is not None and st.state in LIVE_STATES:
             item.gone_since = None
