@@ -1,8 +1,9 @@
 """The Slurm executor on a real one-node Slurm (slurmctld + slurmd started by the test set-up).
 
 One 4-cell grid of tiny GPTs is trained once by the local executor (the reference), then as
-sbatch job arrays: plainly (SQLite, same_node), while one running task is requeued with
-`scontrol requeue` and another is killed with `scancel --signal=KILL` (PostgreSQL), and
+sbatch job arrays: plainly (SQLite, same_node); while one running task gets the time-limit
+warning (SIGUSR2), one is requeued with `scontrol requeue` and another is killed with
+`scancel --signal=KILL` (PostgreSQL); and
 cancelled mid-sweep with `sweep cancel` then resumed. Each time the run keys, final losses and
 every (run, name, step) metric row with its value must match the reference.
 """
@@ -218,9 +219,20 @@ def test_requeued_and_killed_tasks_finish_like_a_local_run(
     grid = load_grid(write_grid(tmp_path, corpus, "slurm-ref", same_node=False))
     url = postgres_db_url
     longest = sorted((c for c in grid.cells), key=lambda c: -c.steps)
-    requeued, killed = longest[0].run_key, longest[1].run_key
+    requeued, killed, preempted = (c.run_key for c in longest[:3])
     sweep = SweepThread(grid, url, tmp_path / "ckpt")
     sweep.start()
+
+    # the time-limit / preemption warning (submitit's SIGUSR2): the task checkpoints and
+    # requeues itself
+    wait_for("a checkpoint of the cell to preempt",
+             lambda: has_checkpoint_while_running(url, preempted), sweep)
+    warned = task_of(url, "slurm-ref", preempted)
+    assert warned is not None
+    subprocess.run(["scancel", "--signal=USR2", warned], check=True, timeout=30)
+    wait_for("the preempted task to requeue itself",
+             lambda: squeue_state(warned) == "PENDING", sweep)
+    slurm_cluster.scontrol("update", f"JobId={warned}", "StartTime=now")
 
     wait_for("a checkpoint of the cell to requeue",
              lambda: has_checkpoint_while_running(url, requeued), sweep)
@@ -246,12 +258,14 @@ def test_requeued_and_killed_tasks_finish_like_a_local_run(
     mine = tasks[tasks["run_key"] == requeued]
     assert list(mine["job_id"]) == [job] and int(mine["restarts"].iloc[0]) >= 1
     assert outcome.runs.loc[requeued, "attempts"] >= 2
+    warned_rows = tasks[tasks["run_key"] == preempted]
+    assert list(warned_rows["job_id"]) == [warned] and int(warned_rows["restarts"].iloc[0]) >= 1
     # the killed task was resubmitted as a new job, which resumed the cell
     theirs = tasks[tasks["run_key"] == killed]
     assert len(theirs) == 2 and theirs["job_id"].iloc[0] == victim
     assert outcome.runs.loc[killed, "attempts"] == 2
     resumed = {r.run_key: r.resumed_from_step for r in report.results if r.status == "finished"}
-    assert resumed[requeued] and resumed[killed], resumed
+    assert resumed[requeued] and resumed[killed] and resumed[preempted], resumed
     assert any("requeued" in n and requeued in n for n in report.notes), report.notes
     assert any("resubmitted" in n and killed in n for n in report.notes), report.notes
     assert report.lost_workers == 1
