@@ -286,8 +286,8 @@ class ExecutorSpec(_Section):
         for flag in self.sbatch or {}:
             if not SBATCH_FLAG_PATTERN.fullmatch(flag):
                 raise ValueError(
-                    f"@sbatch.{flag}: expected a long sbatch option name without dashes "
-                    "(e.g. qos, account, constraint)"
+                    f"@sbatch: expected long sbatch option names without the leading dashes "
+                    f"(e.g. qos, account, constraint), got {flag!r}"
                 )
         return self
 

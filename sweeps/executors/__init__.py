@@ -6,7 +6,9 @@ and the final report. Every executor trains a cell the same way, with `run_cell`
 the store (a cell held by a live worker or already done is skipped), call
 `sweeps.train.train_run`, release the claim if stopped, and run the grid's evaluation tasks on
 the new checkpoint. To add an executor, implement the `Executor` protocol and register its
-constructor in `make_executor`: it is called as `cls(workers=..., address=...)`.
+constructor in `make_executor`: it is called as `cls(workers=..., address=...)`. An executor
+may also define `preflight(store_url)`, which `run_sweep` calls before the store is opened, to
+refuse a sweep (ConfigError) without touching anything stored.
 """
 
 from __future__ import annotations

@@ -291,6 +291,11 @@ class SlurmExecutor:
         self.settings = settings or SlurmSettings()
         self.job_ids: dict[str, list[str]] = {}  # run_key -> job ids, one per submission
 
+    def preflight(self, store_url: str) -> None:
+        """Checks made before the store is opened: the store kind and the Slurm commands."""
+        check_store_for_slurm(store_url, self.settings.same_node)
+        check_slurm_tools()
+
     # ------------------------------------------------------------------ submission
     def _executor(self, job: SweepJob) -> Any:
         import submitit
@@ -369,8 +374,7 @@ class SlurmExecutor:
 
         if not job.cells:
             return ExecutorOutcome()
-        check_store_for_slurm(job.store_url, self.settings.same_node)
-        check_slurm_tools()
+        self.preflight(job.store_url)
         root = Path(job.checkpoint_root).expanduser().resolve()
         try:
             root.mkdir(parents=True, exist_ok=True)
