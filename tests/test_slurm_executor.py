@@ -2,16 +2,18 @@
 
 One 4-cell grid of tiny GPTs is trained once by the local executor (the reference), then as
 sbatch job arrays: plainly (SQLite, same_node); while one running task gets the time-limit
-warning (SIGUSR2), one is requeued with `scontrol requeue` and another is killed with
-`scancel --signal=KILL` (PostgreSQL); and
+warning (SIGUSR2), one is requeued with `scontrol requeue`, one is killed with
+`scancel --signal=KILL` and one's process is SIGKILLed (PostgreSQL); and
 cancelled mid-sweep with `sweep cancel` then resumed. Each time the run keys, final losses and
 every (run, name, step) metric row with its value must match the reference.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import signal
 import subprocess
 import threading
 import time
@@ -176,6 +178,23 @@ def has_checkpoint_while_running(url: str, run_key: str) -> bool:
                 and bool(store.latest_checkpoints(run_key)))
 
 
+def kill_task_process(cluster: SlurmCluster, job_id: str) -> int:
+    """SIGKILL the task's Python process (as the out-of-memory killer would); returns its pid."""
+    import psutil
+
+    raw = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%A"], capture_output=True,
+                         text=True, timeout=30).stdout.strip()  # "1_2" -> its own job id
+    listed = cluster.scontrol("listpids", raw).splitlines()[1:]
+    pids = [int(line.split()[0]) for line in listed if line.split() and line.split()[0].isdigit()]
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc = psutil.Process(pid)  # the Python under srun, not srun itself
+            if proc.name() != "srun" and "submitit.core._submit" in " ".join(proc.cmdline()):
+                os.kill(pid, signal.SIGKILL)
+                return pid
+    raise AssertionError(f"no task process among {pids} of job {job_id}")
+
+
 def squeue_state(job_id: str) -> str:
     out = subprocess.run(["squeue", "-h", "-r", "--states=all", "-j", job_id, "-o", "%T"],
                          capture_output=True, text=True, timeout=30)
@@ -219,9 +238,16 @@ def test_requeued_and_killed_tasks_finish_like_a_local_run(
     grid = load_grid(write_grid(tmp_path, corpus, "slurm-ref", same_node=False))
     url = postgres_db_url
     longest = sorted((c for c in grid.cells), key=lambda c: -c.steps)
-    requeued, killed, preempted = (c.run_key for c in longest[:3])
+    requeued, killed, preempted, crashed = (c.run_key for c in longest)
     sweep = SweepThread(grid, url, tmp_path / "ckpt")
     sweep.start()
+
+    # the task's process dies outright: its cell stays `running` until the driver releases it
+    wait_for("a checkpoint of the cell to crash",
+             lambda: has_checkpoint_while_running(url, crashed), sweep)
+    dead = task_of(url, "slurm-ref", crashed)
+    assert dead is not None
+    kill_task_process(slurm_cluster, dead)
 
     # the time-limit / preemption warning (submitit's SIGUSR2): the task checkpoints and
     # requeues itself
@@ -256,7 +282,8 @@ def test_requeued_and_killed_tasks_finish_like_a_local_run(
     tasks = outcome.tasks
     # the requeued task came back under the same id and resumed its cell from a checkpoint
     mine = tasks[tasks["run_key"] == requeued]
-    assert list(mine["job_id"]) == [job] and int(mine["restarts"].iloc[0]) >= 1
+    assert list(mine["job_id"]) == [job], report.notes
+    assert int(mine["restarts"].iloc[0]) >= 1
     assert outcome.runs.loc[requeued, "attempts"] >= 2
     warned_rows = tasks[tasks["run_key"] == preempted]
     assert list(warned_rows["job_id"]) == [warned] and int(warned_rows["restarts"].iloc[0]) >= 1
@@ -264,11 +291,14 @@ def test_requeued_and_killed_tasks_finish_like_a_local_run(
     theirs = tasks[tasks["run_key"] == killed]
     assert len(theirs) == 2 and theirs["job_id"].iloc[0] == victim
     assert outcome.runs.loc[killed, "attempts"] == 2
+    crashed_rows = tasks[tasks["run_key"] == crashed]
+    assert len(crashed_rows) == 2 and crashed_rows["job_id"].iloc[0] == dead
+    assert outcome.runs.loc[crashed, "attempts"] == 2
     resumed = {r.run_key: r.resumed_from_step for r in report.results if r.status == "finished"}
-    assert resumed[requeued] and resumed[killed] and resumed[preempted], resumed
+    assert all(resumed[k] for k in (requeued, killed, preempted, crashed)), resumed
     assert any("requeued" in n and requeued in n for n in report.notes), report.notes
     assert any("resubmitted" in n and killed in n for n in report.notes), report.notes
-    assert report.lost_workers == 1
+    assert report.lost_workers == 2  # the killed and the crashed task
 
 
 def test_sweep_cancel_stops_tasks_and_run_resumes(

@@ -417,9 +417,10 @@ class SlurmExecutor:
                         for new in self._submit(executor, job, [item.cell], item.attempt + 1):
                             live[new.job_id] = new
                             on_event(ExecutorNote(
-                                f"cell {item.cell.run_key}: task {item.job_id} died; resubmitted "
-                                f"as job {new.job_id} (attempt {new.attempt}); it resumes from "
-                                "its last checkpoint"))
+                                f"cell {item.cell.run_key}: task {item.job_id} ended "
+                                f"{item.state} without a result; resubmitted as job "
+                                f"{new.job_id} (attempt {new.attempt}); it resumes from its "
+                                "last checkpoint"))
                     if live:
                         time.sleep(POLL_S)
                 except KeyboardInterrupt:
@@ -468,7 +469,8 @@ class SlurmExecutor:
         if now - item.gone_since < RESULT_GRACE_S:
             return None
         state = st.state if st is not None else "GONE"
-        if st is None or item.state != state:
+        if item.state != state:
+            item.state = state
             update_slurm_task(store, item.job_id, state=state, restarts=item.restarts,
                               node=item.node)
         if cancelled:
