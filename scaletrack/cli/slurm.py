@@ -24,7 +24,7 @@ def slurm_task_table(store: Any, sweep: str) -> pd.DataFrame:
         return tasks
     live = tasks["state"].isin(LIVE_STATES)
     if live.any() and shutil.which("squeue"):
-        now = squeue_states({str(j).split("_")[0] for j in tasks.loc[live, "job_id"]})
+        now = squeue_states({str(j).split("_")[0] for j in tasks.loc[live, "job_id"]}) or {}
         for i in tasks.index[live]:
             st = now.get(str(tasks.at[i, "job_id"]))
             if st is not None:

@@ -198,8 +198,12 @@ class TaskState:
     reason: str | None
 
 
-def squeue_states(array_ids: Iterable[str]) -> dict[str, TaskState]:
-    """job id ("A_T" or "J") -> its state, for every task of the given jobs squeue still lists."""
+def squeue_states(array_ids: Iterable[str]) -> dict[str, TaskState] | None:
+    """job id ("A_T" or "J") -> its state, for every task of the given jobs squeue still lists.
+
+    None when squeue could not answer (controller busy or down): nothing is known, and a task
+    must not be taken for gone. Jobs Slurm has already forgotten are simply not listed.
+    """
     ids = sorted(set(array_ids))
     if not ids:
         return {}
@@ -208,10 +212,11 @@ def squeue_states(array_ids: Iterable[str]) -> dict[str, TaskState]:
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
-        return {}
+        return None
     states: dict[str, TaskState] = {}
     if out.returncode != 0:
-        return states
+        # every id forgotten (purged after MinJobAge) is an answer; anything else is not
+        return states if "Invalid job id" in out.stderr else None
     for line in out.stdout.splitlines():
         parts = [p.strip() for p in line.split("|")]
         if len(parts) < 5 or not parts[0]:
@@ -249,7 +254,11 @@ def cancel_sweep(store: Any, sweep: str) -> list[str]:
         return []
     check_slurm_tools()
     arrays = {i.split("_")[0] for i in ids}
-    live = {k: v for k, v in squeue_states(arrays).items() if k in ids and v.state in LIVE_STATES}
+    states = squeue_states(arrays)
+    if states is None:
+        raise ConfigError("squeue did not answer; the tasks were flagged cancelled but are not "
+                          "stopped yet: run `scaletrack sweep cancel` again")
+    live = {k: v for k, v in states.items() if k in ids and v.state in LIVE_STATES}
     scancel(live)
     for job_id, st in live.items():
         update_slurm_task(store, job_id, state="CANCELLED", restarts=st.restarts, node=st.node)
@@ -322,6 +331,10 @@ class SlurmExecutor:
             params["gpus_per_task"] = s.gpus_per_task
         if s.mem:
             params["mem"] = s.mem
+        if s.gpus_per_task is None and any(
+            str(c.config.get("device", "cpu")).startswith("cuda") for c in job.cells
+        ):
+            params["gpus_per_task"] = 1  # as Ray does: one GPU per CUDA cell unless told
         # array_parallelism: the grid's value, else --workers when > 1, else all at once
         parallel = s.array_parallelism or (self.workers if self.workers > 1 else len(job.cells))
         params["array_parallelism"] = max(1, parallel)
@@ -406,7 +419,13 @@ class SlurmExecutor:
                     cancelled = cancelled_job_ids(store, job.sweep)
                     retry: list[_Tracked] = []
                     for job_id, item in list(live.items()):
-                        outcome = self._step(store, item, states.get(job_id), on_event,
+                        if states is None:  # squeue did not answer: only results count
+                            if not Path(item.job.paths.result_pickle).exists():
+                                continue
+                            st = TaskState(job_id, item.state, item.restarts, item.node, None)
+                        else:
+                            st = states.get(job_id)
+                        outcome = self._step(store, item, st, on_event,
                                              cancelled=interrupted or job_id in cancelled)
                         if outcome is None:
                             continue
