@@ -5,7 +5,7 @@
 2. Round trip of one trivial submitit task (submit -> result file read back): the floor of
    any cell's overhead on Slurm.
 3. A 4-cell grid of tiny GPTs: wall time through the local executor (4 workers) and through
-   one Slurm job array (4 tasks of 1 CPU), and the time to the first task running.
+   one Slurm job array (4 tasks of 1 CPU), best of two each.
 
 Usage: .venv/bin/python bench/bench_slurm.py [--starts 3] [--trips 5]
 """
@@ -86,17 +86,21 @@ def grid_walls(directory: Path) -> tuple[float, float]:
     words = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog")
     corpus = directory / "corpus.txt"
     corpus.write_text(" ".join(rng.choice(words) for _ in range(30_000)))
-    walls = []
-    for name, executor in (("bench-local", LocalExecutor(workers=4)), ("bench-slurm", None)):
+    walls: dict[str, float] = {}
+    # twice each, interleaved, best of two: the machine may be shared
+    runs = [("slurm", None), ("local", LocalExecutor(workers=4))] * 2
+    for i, (kind, executor) in enumerate(runs):
+        name = f"bench-{kind}-{i}"
         path = directory / f"{name}.toml"
         path.write_text(GRID.format(name=name, corpus=corpus))
         t0 = time.perf_counter()
         report = run_sweep(load_grid(path), f"sqlite:///{directory / (name + '.db')}",
                            executor=executor, checkpoint_dir=directory / name,
                            recheck_ideas=False)
-        walls.append(time.perf_counter() - t0)
+        wall = time.perf_counter() - t0
+        walls[kind] = min(walls.get(kind, wall), wall)
         assert report.ok, report
-    return walls[0], walls[1]
+    return walls["local"], walls["slurm"]
 
 
 def main() -> None:
@@ -114,8 +118,8 @@ def main() -> None:
         print(f"trivial submitit task, submit -> result: median {statistics.median(trips):.2f} s,"
               f" min {min(trips):.2f} s over {len(trips)}")
         local, slurm = grid_walls(Path(tmp))
-        print(f"4-cell tiny GPT grid: local executor (4 workers) {local:.1f} s, "
-              f"slurm job array (4 x 1 CPU) {slurm:.1f} s; overhead {slurm - local:+.1f} s")
+        print(f"4-cell tiny GPT grid, best of 2: local executor (4 workers) {local:.1f} s, "
+              f"slurm job array (4 x 1 CPU) {slurm:.1f} s; difference {slurm - local:+.1f} s")
 
 
 if __name__ == "__main__":
