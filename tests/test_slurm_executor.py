@@ -195,6 +195,26 @@ def kill_task_process(cluster: SlurmCluster, job_id: str) -> int:
     raise AssertionError(f"no task process among {pids} of job {job_id}")
 
 
+def release_requeued(cluster: SlurmCluster, job_id: str, thread: threading.Thread) -> None:
+    """Let a requeued task start now rather than after Slurm's ~2 minute hold (BeginTime).
+
+    Only once its previous run has left the node: a task restarted while its old processes
+    are still being killed fails to launch, which the hold is there to prevent.
+    """
+    wait_for(f"task {job_id} to be pending", lambda: squeue_state(job_id) == "PENDING", thread)
+
+    def old_run_gone() -> bool:
+        raw = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%A"], capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+        done = subprocess.run(["scontrol", "listpids", raw], capture_output=True, text=True,
+                              timeout=30)
+        return done.returncode != 0 or len(done.stdout.strip().splitlines()) <= 1
+
+    wait_for(f"the old run of task {job_id} to leave the node", old_run_gone, thread)
+    time.sleep(1.0)  # slurmd reports the job's end to the controller
+    cluster.scontrol("update", f"JobId={job_id}", "StartTime=now")
+
+
 def squeue_state(job_id: str) -> str:
     out = subprocess.run(["squeue", "-h", "-r", "--states=all", "-j", job_id, "-o", "%T"],
                          capture_output=True, text=True, timeout=30)
@@ -242,38 +262,21 @@ def test_requeued_and_killed_tasks_finish_like_a_local_run(
     sweep = SweepThread(grid, url, tmp_path / "ckpt")
     sweep.start()
 
+    # all four tasks mid-cell (each past its first checkpoint), then one action on each
+    cells = (requeued, killed, preempted, crashed)
+    wait_for("every cell running with a checkpoint",
+             lambda: all(has_checkpoint_while_running(url, k) for k in cells), sweep)
+    job, victim, warned, dead = (task_of(url, "slurm-ref", k) for k in cells)
+    assert None not in (job, victim, warned, dead)
     # the task's process dies outright: its cell stays `running` until the driver releases it
-    wait_for("a checkpoint of the cell to crash",
-             lambda: has_checkpoint_while_running(url, crashed), sweep)
-    dead = task_of(url, "slurm-ref", crashed)
-    assert dead is not None
     kill_task_process(slurm_cluster, dead)
-
+    subprocess.run(["scancel", "--signal=KILL", victim], check=True, timeout=30)
     # the time-limit / preemption warning (submitit's SIGUSR2): the task checkpoints and
     # requeues itself
-    wait_for("a checkpoint of the cell to preempt",
-             lambda: has_checkpoint_while_running(url, preempted), sweep)
-    warned = task_of(url, "slurm-ref", preempted)
-    assert warned is not None
     subprocess.run(["scancel", "--signal=USR2", warned], check=True, timeout=30)
-    wait_for("the preempted task to requeue itself",
-             lambda: squeue_state(warned) == "PENDING", sweep)
-    slurm_cluster.scontrol("update", f"JobId={warned}", "StartTime=now")
-
-    wait_for("a checkpoint of the cell to requeue",
-             lambda: has_checkpoint_while_running(url, requeued), sweep)
-    job = task_of(url, "slurm-ref", requeued)
-    assert job is not None
     slurm_cluster.scontrol("requeue", job)
-    # Slurm holds a requeued job ~2 minutes (BeginTime) before it may start again; release it
-    wait_for("the requeued task to be pending", lambda: squeue_state(job) == "PENDING", sweep)
-    slurm_cluster.scontrol("update", f"JobId={job}", "StartTime=now")
-
-    wait_for("a checkpoint of the cell to kill",
-             lambda: has_checkpoint_while_running(url, killed), sweep)
-    victim = task_of(url, "slurm-ref", killed)
-    assert victim is not None
-    subprocess.run(["scancel", "--signal=KILL", victim], check=True, timeout=30)
+    release_requeued(slurm_cluster, warned, sweep)
+    release_requeued(slurm_cluster, job, sweep)
 
     report = sweep.result()
     assert report.ok, report
@@ -333,3 +336,17 @@ def test_sweep_cancel_stops_tasks_and_run_resumes(
     assert report.ok
     assert any(r.resumed_from_step for r in report.results if r.run_key == cell)
     assert_same_as_reference(read_outcome(report, url, "slurm-ref"), reference)
+
+
+def test_unreachable_controller_is_one_line_and_stores_nothing(
+    slurm_cluster: SlurmCluster, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scaletrack.errors import ConfigError
+
+    grid = load_grid(write_grid(tmp_path, corpus, "slurm-ref", same_node=True))
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "no-such-slurm.conf"))
+    db = tmp_path / "s.db"
+    with pytest.raises(ConfigError, match="cannot reach the Slurm controller") as info:
+        run_sweep(grid, f"sqlite:///{db}", checkpoint_dir=tmp_path / "ckpt")
+    assert "\n" not in str(info.value)
+    assert not db.exists() and not (tmp_path / "ckpt").exists()

@@ -125,6 +125,19 @@ def check_slurm_tools() -> None:
                           "(run from a Slurm login node)")
 
 
+def check_slurm_reachable() -> None:
+    """The Slurm controller answers (`sinfo`), else one line with Slurm's own reason."""
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True,
+                             timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"executor 'slurm': sinfo did not answer ({exc})") from None
+    if out.returncode != 0:
+        lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
+        raise ConfigError(f"executor 'slurm': cannot reach the Slurm controller "
+                          f"({lines[-1] if lines else f'sinfo exit {out.returncode}'})")
+
+
 # ----------------------------------------------------------------------------- the task
 
 
@@ -177,7 +190,9 @@ class SlurmCellTask:
             store.close()
         if stop.is_set() and done.status == "interrupted":
             if stop.signum == preempt_signal:  # time limit near or preempted: come back later
-                subprocess.run(["scontrol", "requeue", env.raw_job_id], check=False, timeout=60)
+                # by "<array>_<task>": the raw id of one task can be the array's own id, which
+                # scontrol would take for every task of the array
+                subprocess.run(["scontrol", "requeue", env.job_id], check=False, timeout=60)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)  # no result file: Slurm requeues (or has cancelled) this task
@@ -304,6 +319,7 @@ class SlurmExecutor:
         """Checks made before the store is opened: the store kind and the Slurm commands."""
         check_store_for_slurm(store_url, self.settings.same_node)
         check_slurm_tools()
+        check_slurm_reachable()
 
     # ------------------------------------------------------------------ submission
     def _executor(self, job: SweepJob) -> Any:
