@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from services import SlurmCluster
+from services import SlurmCluster, free_port
 
 from scaletrack.store import Store
 from scaletrack.store.slurm_tasks import slurm_tasks
@@ -171,11 +171,14 @@ def task_of(url: str, sweep: str, run_key: str) -> str | None:
     return None if rows.empty else str(rows["job_id"].iloc[-1])
 
 
-def has_checkpoint_while_running(url: str, run_key: str) -> bool:
+def has_checkpoint_while_running(url: str, *run_keys: str) -> bool:
+    """Every one of `run_keys` is running and has a checkpoint (one snapshot of the store)."""
     with Store.open(url) as store:
-        run = store.get_run(run_key)
-        return (run is not None and run.status == "running"
-                and bool(store.latest_checkpoints(run_key)))
+        for run_key in run_keys:
+            run = store.get_run(run_key)
+            if run is None or run.status != "running" or not store.latest_checkpoints(run_key):
+                return False
+    return True
 
 
 def kill_task_process(cluster: SlurmCluster, job_id: str) -> int:
@@ -265,7 +268,7 @@ def test_requeued_and_killed_tasks_finish_like_a_local_run(
     # all four tasks mid-cell (each past its first checkpoint), then one action on each
     cells = (requeued, killed, preempted, crashed)
     wait_for("every cell running with a checkpoint",
-             lambda: all(has_checkpoint_while_running(url, k) for k in cells), sweep)
+             lambda: has_checkpoint_while_running(url, *cells), sweep)
     job, victim, warned, dead = (task_of(url, "slurm-ref", k) for k in cells)
     assert None not in (job, victim, warned, dead)
     # the task's process dies outright: its cell stays `running` until the driver releases it
@@ -344,7 +347,13 @@ def test_unreachable_controller_is_one_line_and_stores_nothing(
     from scaletrack.errors import ConfigError
 
     grid = load_grid(write_grid(tmp_path, corpus, "slurm-ref", same_node=True))
-    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "no-such-slurm.conf"))
+    # the test cluster's config with a controller port nothing listens on (and a short
+    # timeout: a missing slurm.conf would make sinfo hunt for a controller for a minute)
+    lines = [ln for ln in slurm_cluster.conf.read_text().splitlines()
+             if not ln.startswith(("SlurmctldPort=", "MessageTimeout="))]
+    bad = tmp_path / "unreachable.conf"
+    bad.write_text("\n".join([*lines, f"SlurmctldPort={free_port()}", "MessageTimeout=1", ""]))
+    monkeypatch.setenv("SLURM_CONF", str(bad))
     db = tmp_path / "s.db"
     with pytest.raises(ConfigError, match="cannot reach the Slurm controller") as info:
         run_sweep(grid, f"sqlite:///{db}", checkpoint_dir=tmp_path / "ckpt")
