@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One command: set up .venv with the test extras, lint, and run the whole test suite
-# (slow, PostgreSQL, Ray and reliability tests included; their fixtures start the services).
+# (slow, PostgreSQL, Ray, Slurm and reliability tests included; their fixtures start the services).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh "dev,postgres,ray,mlflow,parquet"
+bash scripts/setup.sh "dev,postgres,ray,slurm,mlflow,parquet"
 .venv/bin/ruff check .
 exec .venv/bin/pytest "$@"

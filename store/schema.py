@@ -176,3 +176,22 @@ sweep_tags = sa.Table(
     ),
     sa.Column("tag", sa.String(200), primary_key=True, index=True),
 )
+
+# One row per Slurm task that ran a sweep cell (`--executor slurm`): the array or single job
+# id, the last state seen, requeues, the node and the task's log files.
+slurm_tasks = sa.Table(
+    "slurm_tasks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("sweep", sa.String(200), nullable=False, index=True),
+    sa.Column("run_key", sa.String(64), nullable=False, index=True),
+    sa.Column("job_id", sa.String(64), nullable=False, unique=True),  # "123_4" or "125"
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("restarts", sa.Integer, nullable=False),
+    sa.Column("node", sa.String(200), nullable=True),
+    sa.Column("stdout", sa.Text, nullable=True),
+    sa.Column("stderr", sa.Text, nullable=True),
+    sa.Column("cancelled", sa.Boolean, nullable=False),
+    sa.Column("submitted_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)

@@ -185,9 +185,12 @@ def run_sweep(
     n_workers = int(workers) if workers is not None else spec.workers
     if isinstance(executor, str) or executor is None:
         executor = make_executor(
-            executor or spec.kind, workers=n_workers, address=address or spec.address
+            executor or spec.kind, workers=n_workers, address=address or spec.address, spec=spec
         )
     root = Path(checkpoint_dir) if checkpoint_dir is not None else default_checkpoint_root(url)
+    preflight = getattr(executor, "preflight", None)
+    if preflight is not None:  # refuse before the store is touched (e.g. SQLite on Slurm)
+        preflight(url)
 
     with Store.open(url) as store:
         todo, already_done = prepare_sweep(grid, store)

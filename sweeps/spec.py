@@ -260,15 +260,50 @@ class CheckpointSpec(_Section):
     every: PositiveInt = Field(200, description="steps between checkpoints")
 
 
-class ExecutorSpec(_Section):
-    """Where cells run: a local process pool or a Ray cluster."""
+SBATCH_FLAG_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
+SLURM_ONLY = ("partition", "time", "cpus_per_task", "gpus_per_task", "mem",
+              "array_parallelism", "sbatch", "same_node", "max_retries")
 
-    kind: Literal["local", "ray"] = "local"
+
+class ExecutorSpec(_Section):
+    """Where cells run: a local process pool, a Ray cluster or Slurm job arrays."""
+
+    kind: Literal["local", "ray", "slurm"] = "local"
     workers: PositiveInt = Field(1, le=1024)
     address: str | None = Field(None, description="Ray cluster address (ray only)")
     order: Literal["compute", "file"] = Field(
         "compute", description="'compute': smallest planned FLOPs first; 'file': as written"
     )
+    # slurm only
+    partition: str | None = Field(None, min_length=1, description="Slurm partition")
+    time: PositiveInt | None = Field(None, description="time limit per task (minutes)")
+    cpus_per_task: PositiveInt | None = Field(None, description="CPUs per task (torch threads)")
+    gpus_per_task: NonNegativeInt | None = Field(None, description="GPUs per task")
+    mem: str | None = Field(None, pattern=r"^[0-9]+[KMGT]?$", description="memory per node")
+    array_parallelism: PositiveInt | None = Field(None, description="array tasks run at once")
+    sbatch: dict[str, str | int | bool] | None = Field(
+        None, description="extra sbatch flags, e.g. { qos = \"high\", account = \"lab\" }"
+    )
+    same_node: bool | None = Field(
+        None, description="run every task on the submitting node (allows a SQLite store)"
+    )
+    max_retries: NonNegativeInt | None = Field(
+        None, le=100, description="resubmissions of a cell whose task died without a result"
+    )
+
+    @model_validator(mode="after")
+    def _slurm_fields(self) -> ExecutorSpec:
+        if self.kind != "slurm":
+            given = [k for k in SLURM_ONLY if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"@{given[0]}: only for kind = \"slurm\" (kind is {self.kind!r})")
+        for flag in self.sbatch or {}:
+            if not SBATCH_FLAG_PATTERN.fullmatch(flag):
+                raise ValueError(
+                    f"@sbatch: expected long sbatch option names without the leading dashes "
+                    f"(e.g. qos, account, constraint), got {flag!r}"
+                )
+        return self
 
 
 class GridSpec(_Section):

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-# Real services (a private PostgreSQL server, a local Ray cluster, a headless Chromium) as
-# session fixtures: postgres_server, postgres_url, postgres_db_url, ray_cluster, chromium.
-# They skip with the reason when the service cannot be started.
+# Real services (a private PostgreSQL server, a local Ray cluster, a one-node Slurm, a headless
+# Chromium) as session fixtures: postgres_server, postgres_url, postgres_db_url, ray_cluster,
+# slurm_cluster, chromium. They skip with the reason when the service cannot be started.
 from services import (  # noqa: F401  (fixtures are found by name)
     chromium,
     postgres_db_url,
     postgres_server,
     postgres_url,
     ray_cluster,
+    slurm_cluster,
 )
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -42,7 +42,7 @@ def test_make_executor() -> None:
     assert isinstance(local, LocalExecutor) and isinstance(local, Executor)
     assert local.workers == 3
     with pytest.raises(ConfigError, match="unknown executor"):
-        make_executor("slurm", workers=1)
+        make_executor("pbs", workers=1)
 
 
 def test_default_checkpoint_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -107,7 +107,7 @@ CASES = [
     (("model", "sizes", 0, "d_model"), 15, "model.sizes[0]", "divisible by n_head"),
     (("name",), "has space", "name", "letters, digits"),
     (("schedule", "kind"), "linear", "schedule.kind", "cosine"),
-    (("executor", "kind"), "slurm", "executor.kind", "'local'"),
+    (("executor", "kind"), "pbs", "executor.kind", "'local'"),
     (("data", "options"), {"max_byte": 3}, "data.options.max_byte", "unknown key"),
     (("data", "options"), {"vocab_size": 300}, "data.options.vocab_size", "not an option"),
     (("eval", "tasks"), ["not a task"], "eval.tasks", "module:function"),

@@ -12,6 +12,7 @@ from scaletrack.cli import (
     ideas,
     imports,
     runs,
+    slurm,
     sweep,
     track,
     ui,
@@ -37,7 +38,9 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _module in (runs, sweep, fit, emergence, ideas, checkpoints, track, imports, export, ui):
+for _module in (
+    runs, sweep, slurm, fit, emergence, ideas, checkpoints, track, imports, export, ui
+):
     _module.register(app)
 
 

@@ -46,7 +46,7 @@ def run_command(
         None, "--workers", "-w", min=1, help="Worker processes (default: the grid's executor)."
     ),
     executor: str | None = typer.Option(
-        None, "--executor", help="local or ray (default: the grid's executor)."
+        None, "--executor", help="local, ray or slurm (default: the grid's executor)."
     ),
     address: str | None = typer.Option(
         None, "--address", help="Ray cluster HOST:PORT for --executor ray (default: the "
@@ -67,8 +67,8 @@ def run_command(
     from scaletrack.sweeps.grid import load_grid
     from scaletrack.sweeps.runner import SweepDisplay, run_sweep
 
-    if executor is not None and executor not in ("local", "ray"):
-        fail(f"--executor: expected 'local' or 'ray', got {executor!r}")
+    if executor is not None and executor not in ("local", "ray", "slurm"):
+        fail(f"--executor: expected 'local', 'ray' or 'slurm', got {executor!r}")
     grid = load_grid(file)  # validates completely before the store is opened
     try:
         report = run_sweep(
@@ -141,6 +141,9 @@ def status_command(
         if known.empty or name not in set(known["name"]):
             fail(f"no sweep named {name!r} in {st.url}")
         runs = sweep_runs(st, name)
+        from scaletrack.cli.slurm import slurm_task_table
+
+        slurm = slurm_task_table(st, name)
     finally:
         st.close()
     counts = status_counts(runs)
@@ -149,6 +152,10 @@ def status_command(
     if runs["error"].notna().any():
         columns.append("error")
     print_table(runs, title=f"cells of {name}", columns=columns)
+    if not slurm.empty:
+        from scaletrack.cli.slurm import print_slurm_tasks
+
+        print_slurm_tasks(slurm, name)
 
 
 @user_errors

@@ -1,4 +1,4 @@
-"""Executors run the cells of a sweep somewhere: a local process pool, or a Ray cluster.
+"""Executors run the cells of a sweep somewhere: a local process pool, a Ray cluster or Slurm.
 
 An executor gets a `SweepJob` (what to run and where the store is) and reports what happens
 through `on_event` with the event dataclasses below; the runner turns them into progress bars
@@ -6,7 +6,9 @@ and the final report. Every executor trains a cell the same way, with `run_cell`
 the store (a cell held by a live worker or already done is skipped), call
 `sweeps.train.train_run`, release the claim if stopped, and run the grid's evaluation tasks on
 the new checkpoint. To add an executor, implement the `Executor` protocol and register its
-constructor in `make_executor`: it is called as `cls(workers=..., address=...)`.
+constructor in `make_executor`: it is called as `cls(workers=..., address=...)`. An executor
+may also define `preflight(store_url)`, which `run_sweep` calls before the store is opened, to
+refuse a sweep (ConfigError) without touching anything stored.
 """
 
 from __future__ import annotations
@@ -133,8 +135,13 @@ class Executor(Protocol):
     def run(self, job: SweepJob, on_event: EventSink) -> ExecutorOutcome: ...
 
 
-def make_executor(kind: str, *, workers: int, address: str | None = None) -> Executor:
-    """The executor called `kind` ("local" or "ray")."""
+def make_executor(
+    kind: str, *, workers: int, address: str | None = None, spec: Any = None
+) -> Executor:
+    """The executor called `kind` ("local", "ray" or "slurm").
+
+    `spec` is the grid's [executor] table (an ExecutorSpec); Slurm takes its settings from it.
+    """
     if kind == "local":
         from scaletrack.sweeps.executors.local import LocalExecutor
 
@@ -147,7 +154,17 @@ def make_executor(kind: str, *, workers: int, address: str | None = None) -> Exe
                 f"executor 'ray' is not available here ({type(exc).__name__}: {exc})"
             ) from None
         return RayExecutor(workers=workers, address=address)
-    raise ConfigError(f"unknown executor {kind!r}; expected 'local' or 'ray'")
+    if kind == "slurm":
+        try:
+            from scaletrack.sweeps.executors.slurm import SlurmExecutor, SlurmSettings
+        except ImportError as exc:  # submitit missing
+            raise ConfigError(
+                f"executor 'slurm' is not available here ({type(exc).__name__}: {exc}); "
+                "pip install 'scaletrack[slurm]'"
+            ) from None
+        settings = SlurmSettings.from_spec(spec) if spec is not None else SlurmSettings()
+        return SlurmExecutor(workers=workers, settings=settings)
+    raise ConfigError(f"unknown executor {kind!r}; expected 'local', 'ray' or 'slurm'")
 
 
 # ----------------------------------------------------------------------------- one cell

@@ -1,7 +1,7 @@
-"""Real services for tests: a throw-away PostgreSQL server, a local multi-node Ray cluster and
-a headless Chromium.
+"""Real services for tests: a throw-away PostgreSQL server, a local multi-node Ray cluster,
+a one-node Slurm cluster and a headless Chromium.
 
-Both live in a fresh directory under the system temp dir and are stopped by process id (never by
+Each lives in a fresh directory under the system temp dir and is stopped by process id (never by
 name), so tests can run beside other PostgreSQL or Ray processes on the same machine.
 
 A helper that cannot start its service raises `ServiceUnavailable` with the reason; fixtures turn
@@ -26,6 +26,7 @@ from services.postgres import (
     running_postgres,
 )
 from services.ray import RayCluster, ray_cluster, running_ray_cluster
+from services.slurm import SlurmCluster, running_slurm, slurm_cluster
 
 __all__ = [
     "CHROMIUM_FLAGS",
@@ -35,6 +36,7 @@ __all__ = [
     "another_chromium",
     "chromium",
     "ensure_chromium",
+    "SlurmCluster",
     "find_postgres_bin_dir",
     "free_port",
     "kill_process_tree",
@@ -45,4 +47,6 @@ __all__ = [
     "running_chromium",
     "running_postgres",
     "running_ray_cluster",
+    "running_slurm",
+    "slurm_cluster",
 ]

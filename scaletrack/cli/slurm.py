@@ -1,0 +1,77 @@
+"""CLI: `sweep cancel NAME` and the Slurm part of `sweep status` (job ids, states, logs)."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import pandas as pd
+import typer
+
+from scaletrack.cli.common import StoreOption, console, fail, store_session
+
+
+def slurm_task_table(store: Any, sweep: str) -> pd.DataFrame:
+    """The sweep's Slurm tasks, states refreshed from squeue where it is on PATH.
+
+    Columns: run_key, job_id, state, restarts, node, stdout (the task's log file).
+    """
+    from scaletrack.store.slurm_tasks import slurm_tasks
+    from scaletrack.sweeps.executors.slurm import LIVE_STATES, squeue_states
+
+    tasks = slurm_tasks(store, sweep)
+    if tasks.empty:
+        return tasks
+    live = tasks["state"].isin(LIVE_STATES)
+    if live.any() and shutil.which("squeue"):
+        now = squeue_states({str(j).split("_")[0] for j in tasks.loc[live, "job_id"]}) or {}
+        for i in tasks.index[live]:
+            st = now.get(str(tasks.at[i, "job_id"]))
+            if st is not None:
+                tasks.at[i, "state"] = st.state
+                tasks.at[i, "restarts"] = st.restarts
+                tasks.at[i, "node"] = st.node
+    tasks["state"] = [f"{s} (cancelled)" if c and "CANCEL" not in s else s
+                      for s, c in zip(tasks["state"], tasks["cancelled"], strict=True)]
+    return tasks[["run_key", "job_id", "state", "restarts", "node", "stdout"]]
+
+
+def print_slurm_tasks(tasks: pd.DataFrame, sweep: str) -> None:
+    """A table of the tasks, then each task's log file on a line of its own (never wrapped)."""
+    from scaletrack.cli.common import print_table
+
+    print_table(tasks, title=f"slurm tasks of {sweep}",
+                columns=["run_key", "job_id", "state", "restarts", "node"])
+    for job_id, path in zip(tasks["job_id"], tasks["stdout"], strict=True):
+        if path:
+            console.print(f"log {job_id}: {path}", markup=False, highlight=False, soft_wrap=True)
+
+
+def cancel_command(
+    name: str = typer.Argument(..., help="Sweep name."),
+    store: str | None = StoreOption,
+) -> None:
+    """Cancel the sweep's Slurm tasks; running cells checkpoint and can be resumed."""
+    from scaletrack.sweeps.executors.slurm import cancel_sweep
+
+    with store_session(store) as st:
+        known = st.sweeps()
+        if known.empty or name not in set(known["name"]):
+            from scaletrack.store.engine import redact_url
+
+            fail(f"no sweep named {name!r} in {redact_url(st.url)}")
+        cancelled = cancel_sweep(st, name)
+    if cancelled:
+        console.print(f"sweep {name}: cancelled {len(cancelled)} slurm task(s): "
+                      f"{', '.join(cancelled)}; `scaletrack sweep run` resumes them",
+                      markup=False, highlight=False, soft_wrap=True)
+    else:
+        console.print(f"sweep {name}: no live slurm tasks to cancel", markup=False,
+                      highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `sweep cancel` to the `sweep` group."""
+    from scaletrack.cli.sweep import sweep_app, user_errors
+
+    sweep_app.command("cancel")(user_errors(cancel_command))
