@@ -560,6 +560,15 @@ class Store:
             if conn.execute(stmt).rowcount != 1:
                 raise StoreError(f"unknown idea id {idea_id}")
 
+    def delete_idea(self, idea_id: int) -> None:
+        """Delete an idea and its attempts (cascade)."""
+        with write_transaction(self._engine) as conn:
+            conn.execute(sa.delete(schema.idea_attempts)
+                         .where(schema.idea_attempts.c.idea_id == idea_id))
+            if conn.execute(sa.delete(schema.ideas)
+                            .where(schema.ideas.c.id == idea_id)).rowcount != 1:
+                raise StoreError(f"unknown idea id {idea_id}")
+
     def ideas(self) -> pd.DataFrame:
         """Columns: the IdeaRecord fields, ordered by id."""
         with read_transaction(self._engine) as conn:

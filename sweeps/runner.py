@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from rich.markup import escape
 
 from scaletrack.sweeps.executors import (
     CellDone,
@@ -282,7 +283,8 @@ class SweepDisplay:
 
         total = len(self.cells) + self.already_done
         self.console.print(
-            f"sweep [bold]{self.grid.name}[/]: {total} cells, {self.already_done} already done, "
+            f"sweep [bold]{escape(self.grid.name)}[/]: {total} cells, "
+            f"{self.already_done} already done, "
             f"{len(self.cells)} to run"
         )
         if self.live_mode:
@@ -297,7 +299,7 @@ class SweepDisplay:
                 console=self.console,
             )
             self._overall = self._progress.add_task(
-                f"[bold]{self.grid.name}", total=total, completed=self.already_done
+                f"[bold]{escape(self.grid.name)}", total=total, completed=self.already_done
             )
             self._live = Live(self._render(), console=self.console, refresh_per_second=4)
             self._live.__enter__()
@@ -321,9 +323,10 @@ class SweepDisplay:
             self._done(event, cell)
         elif isinstance(event, WorkerLost):
             where = f" while training {event.run_key}" if event.run_key else ""
-            self._line(f"[red]worker {event.worker} died[/] (exit code {event.exitcode}){where}")
+            self._line(f"[red]worker {escape(event.worker)} died[/] (exit code {event.exitcode})"
+                       f"{escape(where)}")
         elif isinstance(event, ExecutorNote):
-            self._line(f"[yellow]{event.message}[/]")
+            self._line(f"[yellow]{escape(event.message)}[/]")
         if self._live is not None:
             self._live.update(self._render())
 
@@ -331,17 +334,18 @@ class SweepDisplay:
         label = _label(cell, event.run_key)
         if self._progress is not None:
             self._bars[event.run_key] = self._progress.add_task(
-                f"  {label}", total=cell.steps if cell else None
+                f"  {escape(label)}", total=cell.steps if cell else None
             )
         else:
-            self._line(f"start  {event.run_key}  {label}  ({event.worker})")
+            self._line(escape(f"start  {event.run_key}  {label}  ({event.worker})"))
 
     def _done(self, event: CellDone, cell: Cell | None) -> None:
         bar = self._bars.pop(event.run_key, None)
         if bar is not None and self._progress is not None:
             self._progress.remove_task(bar)
         if event.status == "skipped":
-            self._line(f"skip   {event.run_key}  {_label(cell, event.run_key)}: {event.message}")
+            self._line(escape(f"skip   {event.run_key}  {_label(cell, event.run_key)}: "
+                              f"{event.message}"))
             return
         self._finished.append(event)
         if self._progress is not None and self._overall is not None and event.status in (
@@ -353,8 +357,9 @@ class SweepDisplay:
         extra = f": {event.message}" if event.message else ""
         for task, err in event.eval_errors.items():
             extra += f"; eval {task}: {err}"
-        text = (f"[{style}]{event.status:<8}[/] {event.run_key}  {_label(cell, event.run_key)}  "
-                f"loss {loss}  {event.wall_s:.1f}s{extra}")
+        text = (f"[{style}]{event.status:<8}[/] "
+                + escape(f"{event.run_key}  {_label(cell, event.run_key)}  "
+                         f"loss {loss}  {event.wall_s:.1f}s{extra}"))
         if self._live is None or event.status not in ("finished", "diverged"):
             self._line(text)
 
@@ -373,7 +378,7 @@ class SweepDisplay:
             cell = self.cells.get(ev.run_key)
             table.add_row(
                 ev.run_key,
-                cell.size_label if cell else "?",
+                escape(cell.size_label) if cell else "?",
                 f"{cell.N:,}" if cell else "-",
                 f"{cell.D:,}" if cell else "-",
                 ev.status,

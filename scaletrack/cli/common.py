@@ -28,6 +28,11 @@ StoreOption = typer.Option(
 )
 
 
+def literal(text: object) -> str:
+    """User text (names, titles, messages) made safe to embed in Rich markup: printed as is."""
+    return escape(str(text))
+
+
 def report_error(message: str) -> None:
     """Print a one-line error on stderr."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
@@ -92,7 +97,7 @@ def _cell(value: Any) -> str:
             return str(value)
     if isinstance(value, pd.Timestamp):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
+    return escape(str(value))
 
 
 def print_table(
@@ -100,11 +105,11 @@ def print_table(
 ) -> None:
     """Print a DataFrame as a compact rich table (large counts as 12.8k, 1.7M; floats 4 digits)."""
     cols = list(columns) if columns is not None else list(df.columns)
-    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
-                  header_style="bold")
+    table = Table(title=None if title is None else escape(title), box=box.SIMPLE_HEAD,
+                  padding=(0, 1, 0, 0), pad_edge=False, header_style="bold")
     for col in cols:
         numeric = col in df.columns and pd.api.types.is_numeric_dtype(df[col])
-        table.add_column(col, justify="right" if numeric else "left")
+        table.add_column(escape(str(col)), justify="right" if numeric else "left")
     for row in df[cols].itertuples(index=False):
         table.add_row(*(_cell(v) for v in row))
     console.print(table)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from scaletrack.cli.common import (
@@ -47,12 +48,12 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
 
 def _print(df: pd.DataFrame, title: str) -> None:
     """A rich table whose long task names fold onto a second line instead of being cut."""
-    table = Table(title=title, header_style="bold")
+    table = Table(title=escape(title), header_style="bold")
     for col in df.columns:
         table.add_column(col, overflow="fold", no_wrap=col != "task",
                          justify="left" if col in ("task", "class") else "right")
     for row in df.itertuples(index=False):
-        table.add_row(*(str(v) for v in row))
+        table.add_row(*(escape(str(v)) for v in row))
     console.print(table)
 
 

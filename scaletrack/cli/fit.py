@@ -147,7 +147,7 @@ def fit_command(
         budgets = [1e21, 1e22, 1e23, 1e24]
         print_table(compute_optimal(result, budgets), title="compute-optimal allocation")
     if fit_id is not None:
-        console.print(f"saved fit {fit_id} for sweep {sweep}")
+        console.print(f"saved fit {fit_id} for sweep {sweep}", markup=False, highlight=False)
 
 
 def plot_command(
@@ -223,7 +223,8 @@ def import_csv_command(
     console.print(
         f"imported {counts['rows']} rows ({counts['new_runs']} new runs) from {file.name}"
         + (f" into sweep {sweep}" if sweep else "")
-        + f"; {counts['evals']} task values on {counts['checkpoints']} external checkpoints"
+        + f"; {counts['evals']} task values on {counts['checkpoints']} external checkpoints",
+        markup=False, highlight=False,
     )
 
 

@@ -10,7 +10,14 @@ from typing import Any, TypeVar
 import pandas as pd
 import typer
 
-from scaletrack.cli.common import StoreOption, console, fail, open_store_or_exit, print_table
+from scaletrack.cli.common import (
+    StoreOption,
+    console,
+    fail,
+    literal,
+    open_store_or_exit,
+    print_table,
+)
 from scaletrack.errors import ScaletrackError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,7 +95,8 @@ def run_command(
                                             "interrupted", "skipped")}
     parts = [f"{v} {k}" for k, v in counts.items() if v]
     console.print(
-        f"sweep [bold]{report.sweep}[/]: {report.total} cells, {report.already_done} already done"
+        f"sweep [bold]{literal(report.sweep)}[/]: {report.total} cells, "
+        f"{report.already_done} already done"
         + (f", this run: {', '.join(parts)}" if parts else ", nothing to train")
         + f" ({report.wall_s:.1f}s)"
     )
@@ -121,7 +129,7 @@ def validate_command(
     ]
     print_table(pd.DataFrame(rows), title=f"sweep {grid.name}: cells in schedule order")
     total_c = sum(c.C for c in grid.cells)
-    console.print(f"[green]ok[/]: {file} is valid: {len(grid.cells)} cells, "
+    console.print(f"[green]ok[/]: {literal(file)} is valid: {len(grid.cells)} cells, "
                   f"{total_c:.3g} FLOPs planned, executor {grid.spec.executor.kind} "
                   f"x{grid.spec.executor.workers}")
 
@@ -144,7 +152,8 @@ def status_command(
     finally:
         st.close()
     counts = status_counts(runs)
-    console.print(f"sweep [bold]{name}[/]: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    console.print(f"sweep [bold]{literal(name)}[/]: "
+                  + ", ".join(f"{v} {k}" for k, v in counts.items()))
     columns = ["run_key", "N", "D", "seed", "lr", "status", "final_loss", "attempts"]
     if runs["error"].notna().any():
         columns.append("error")
@@ -176,12 +185,13 @@ def show_command(
     assert record is not None
     loss = f"{record.final_loss:.4f}" if record.final_loss is not None else "-"
     compute = f"{record.C:.3g}" if record.C is not None else "-"
-    console.print(f"run [bold]{record.run_key}[/]  sweep {record.sweep}  family {record.family}  "
+    console.print(f"run [bold]{record.run_key}[/]  sweep {literal(record.sweep)}  "
+                  f"family {literal(record.family)}  "
                   f"status {record.status}  attempts {record.attempts}", soft_wrap=True)
     console.print(f"N {record.N}  N_total {record.N_total}  D {record.D}  C {compute}  "
                   f"seed {record.seed}  lr {record.lr}  final loss {loss}", soft_wrap=True)
     if record.error:
-        console.print(f"[red]error[/]: {record.error}", soft_wrap=True, highlight=False)
+        console.print(f"[red]error[/]: {literal(record.error)}", soft_wrap=True, highlight=False)
     typer.echo(to_json(record.config))
     curves = loss_curves(metrics)
     if curves.empty:
