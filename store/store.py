@@ -439,12 +439,20 @@ class Store:
                 "sha256": ckpt.sha256, "loader": ckpt.loader, "meta": dict(ckpt.meta or {}),
                 "created_at": ckpt.created_at or _now(),
             }
-            stmt = self._insert(schema.checkpoints).values(**values)
+            c = schema.checkpoints
+            stmt = self._insert(c).values(**values)
             update = {k: stmt.excluded[k] for k in values if k not in ("path", "created_at")}
-            stmt = stmt.on_conflict_do_update(index_elements=["path"], set_=update).returning(
-                schema.checkpoints.c.id
-            )
-            return int(conn.execute(stmt).scalar_one())
+            # A re-save may refresh a record, never hand it to another run or kind.
+            same_owner = sa.and_(c.c.kind == stmt.excluded.kind,
+                                 c.c.run_id.is_not_distinct_from(stmt.excluded.run_id))
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["path"], set_=update, where=same_owner
+            ).returning(c.c.id)
+            found = conn.execute(stmt).scalar_one_or_none()
+            if found is None:
+                raise StoreError(f"checkpoint {ckpt.path} is already registered to another run "
+                                 "or as another kind; not replaced")
+            return int(found)
 
     def _checkpoint_query(self) -> sa.Select:
         c, r = schema.checkpoints, schema.runs

@@ -35,14 +35,20 @@ def add(
     store_url: str | None = StoreOption,
 ) -> None:
     """Register a checkpoint not trained here (kind 'external'); ideas it out-scales become due."""
-    from scaletrack.evals.evaluate import register_external_checkpoint
+    from scaletrack.evals.evaluate import CheckpointExists, register_external_checkpoint
     from scaletrack.evals.ideas import refresh_idea_statuses
 
     with store_session(store_url) as store:
-        ckpt_id = register_external_checkpoint(
-            store, path, params=params, tokens=tokens, flops=flops, loader=loader,
-            meta=_parse_meta(meta),
-        )
+        try:
+            ckpt_id = register_external_checkpoint(
+                store, path, params=params, tokens=tokens, flops=flops, loader=loader,
+                meta=_parse_meta(meta),
+            )
+        except CheckpointExists as exc:
+            if not exc.identical:
+                raise
+            console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+            return
         record = store.get_checkpoint(ckpt_id)
         console.print(
             f"registered checkpoint {ckpt_id} (external, N={record.N:,}, D={record.tokens:,}, "
