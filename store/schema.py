@@ -37,6 +37,8 @@ runs = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("worker", sa.String(200), nullable=True),
     sa.Column("heartbeat_at", UTCDateTime, nullable=True),
+    # claim generation (0002_claims): +1 on every claim; writes of the holder are fenced by it
+    sa.Column("claim", sa.Integer, nullable=False, server_default="0"),
     sa.Column("N", sa.BigInteger, nullable=True),
     sa.Column("N_total", sa.BigInteger, nullable=True),
     sa.Column("D", sa.BigInteger, nullable=True),

@@ -27,7 +27,7 @@ from scaletrack.store.engine import (
     resolve_store_url,
     write_transaction,
 )
-from scaletrack.store.errors import StoreError
+from scaletrack.store.errors import ClaimLost, StoreError
 from scaletrack.store.records import (
     CHECKPOINT_KINDS,
     IDEA_DIRECTIONS,
@@ -112,6 +112,9 @@ class Store:
         self._run_ids: dict[str, int] = {}
         self._run_ids_lock = threading.Lock()
         self._writers: weakref.WeakSet[MetricWriter] = weakref.WeakSet()
+        # run_key -> (worker, claim generation) of the claims taken through this Store: every
+        # write to such a run is fenced by that claim (see `_check_claim`).
+        self._claims: dict[str, tuple[str, int]] = {}
         self._closed = False
         # A forked child must not reuse the parent's pooled connections.
         engine_ref = weakref.ref(engine)
@@ -269,21 +272,79 @@ class Store:
         stmt = (
             sa.update(t)
             .where(t.c.run_key == run_key, claimable)
-            .values(status="running", worker=worker, heartbeat_at=now,
+            .values(status="running", worker=worker, heartbeat_at=now, claim=t.c.claim + 1,
                     attempts=t.c.attempts + 1, error=None, updated_at=now)
+            .returning(t.c.claim)
         )
         with write_transaction(self._engine) as conn:
-            return conn.execute(stmt).rowcount == 1
+            generation = conn.execute(stmt).scalar_one_or_none()
+        if generation is None:
+            return False
+        self._claims[run_key] = (worker, int(generation))
+        return True
 
-    def heartbeat(self, run_key: str, worker: str) -> bool:
-        """Refresh the heartbeat of a run held by `worker`; False if it no longer holds it."""
+    def take_over_run(self, run_key: str, dead_worker: str, worker: str) -> bool:
+        """Claim a running run from `dead_worker` (known dead, e.g. its PID is gone on this
+        host) without waiting for its heartbeat to go stale; False if it no longer holds it."""
         t = schema.runs
         now = _now()
         stmt = (
             sa.update(t)
-            .where(t.c.run_key == run_key, t.c.worker == worker, t.c.status == "running")
-            .values(heartbeat_at=now)
+            .where(t.c.run_key == run_key, t.c.status == "running", t.c.worker == dead_worker)
+            .values(worker=worker, heartbeat_at=now, claim=t.c.claim + 1,
+                    attempts=t.c.attempts + 1, error=None, updated_at=now)
+            .returning(t.c.claim)
         )
+        with write_transaction(self._engine) as conn:
+            generation = conn.execute(stmt).scalar_one_or_none()
+        if generation is None:
+            return False
+        self._claims[run_key] = (worker, int(generation))
+        return True
+
+    def _held(self, run_key: str | None, worker: str | None = None) -> sa.ColumnElement | None:
+        """The WHERE clause "this Store's claim on `run_key` still stands", or None when this
+        Store took no claim on it (or `worker` is not the one that did)."""
+        held = self._claims.get(run_key) if run_key is not None else None
+        if held is None or (worker is not None and held[0] != worker):
+            return None
+        t = schema.runs
+        return sa.and_(t.c.run_key == run_key, t.c.worker == held[0], t.c.claim == held[1],
+                       t.c.status == "running")
+
+    def _check_claim(self, conn: Connection, run_key: str | None) -> None:
+        """Raise ClaimLost (inside the caller's write transaction, which then writes nothing)
+        when this Store claimed `run_key` and that claim was taken over since."""
+        held = self._held(run_key)
+        if held is None:
+            return
+        query = sa.select(schema.runs.c.id).where(held)
+        if self._dialect == "postgresql":
+            query = query.with_for_update()
+        if conn.execute(query).first() is None:
+            raise self._lost(conn, run_key)
+
+    def _lost(self, conn: Connection, run_key: str | None) -> ClaimLost:
+        worker = self._claims.pop(run_key, ("?", 0))[0] if run_key else "?"
+        holder = conn.execute(
+            sa.select(schema.runs.c.worker, schema.runs.c.status)
+            .where(schema.runs.c.run_key == run_key)
+        ).first()
+        now = "gone" if holder is None else (
+            f"now {holder.status}, held by {holder.worker}" if holder.status == "running"
+            else f"now {holder.status}")
+        return ClaimLost(f"worker {worker} lost its claim on run {run_key} ({now}); "
+                         "it stopped without writing")
+
+    def heartbeat(self, run_key: str, worker: str) -> bool:
+        """Refresh the heartbeat of a run held by `worker`; False if it no longer holds it
+        (with the same claim, when the claim was taken through this Store)."""
+        t = schema.runs
+        now = _now()
+        held = self._held(run_key, worker)
+        where = held if held is not None else sa.and_(
+            t.c.run_key == run_key, t.c.worker == worker, t.c.status == "running")
+        stmt = sa.update(t).where(where).values(heartbeat_at=now)
         with write_transaction(self._engine) as conn:
             return conn.execute(stmt).rowcount == 1
 
@@ -297,25 +358,33 @@ class Store:
         if final_loss is not None:
             final_loss = float(final_loss)
         t = schema.runs
+        held = self._held(run_key)
         stmt = (
             sa.update(t)
-            .where(t.c.run_key == run_key)
+            .where(t.c.run_key == run_key if held is None else held)
             .values(status=status, final_loss=final_loss, error=error, updated_at=_now())
         )
         with write_transaction(self._engine) as conn:
             if conn.execute(stmt).rowcount != 1:
+                if held is not None:
+                    raise self._lost(conn, run_key)
                 raise StoreError(f"unknown run {run_key!r}")
+        self._claims.pop(run_key, None)
 
     def release_run(self, run_key: str, worker: str) -> None:
         """running -> failed("interrupted"), only if `worker` holds the run."""
         t = schema.runs
+        held = self._held(run_key, worker)
         stmt = (
             sa.update(t)
-            .where(t.c.run_key == run_key, t.c.worker == worker, t.c.status == "running")
+            .where(held if held is not None else sa.and_(
+                t.c.run_key == run_key, t.c.worker == worker, t.c.status == "running"))
             .values(status="failed", error="interrupted", updated_at=_now())
         )
         with write_transaction(self._engine) as conn:
             conn.execute(stmt)
+        if held is not None:
+            self._claims.pop(run_key, None)
 
     def runs(self, sweep: str | None = None, status: str | None = None) -> pd.DataFrame:
         """All runs (optionally of one sweep / status), columns RUN_COLUMNS, by created_at."""
@@ -333,10 +402,16 @@ class Store:
         return frame
 
     # ------------------------------------------------------------------ metrics
-    def _metric_sink(self, run_id: int, batch_size: int):
+    def _fence(self, run_key: str, run_id: int) -> metrics_io.Fence | None:
+        held = self._claims.get(run_key)
+        return None if held is None else metrics_io.Fence(run_key, run_id, held[0], held[1])
+
+    def _metric_sink(self, run_key: str, run_id: int, batch_size: int):
         def sink(items: list) -> None:
             rows = metrics_io.encode_items(self._dialect, run_id, items)
-            metrics_io.write_encoded(self._engine, rows, batch_size)
+            fence = self._fence(run_key, run_id)
+            metrics_io.write_encoded(self._engine, rows, batch_size,
+                                     fences=() if fence is None else (fence,))
 
         return sink
 
@@ -347,7 +422,7 @@ class Store:
         with self._engine.connect() as conn:
             run_id = self._require_run_id(conn, run_key)
         writer = MetricWriter(
-            self._metric_sink(run_id, batch_size), run_key, batch_size=batch_size,
+            self._metric_sink(run_key, run_id, batch_size), run_key, batch_size=batch_size,
             flush_interval_s=flush_interval_s,
         )
         self._writers.add(writer)
@@ -378,8 +453,9 @@ class Store:
                 encoded.extend(metrics_io.encode_frame(self._dialect, ids[key], part))
             else:
                 encoded.extend(metrics_io.encode_items(self._dialect, ids[key], part))
+        fences = [f for f in (self._fence(key, ids[key]) for key, _ in parts) if f is not None]
         try:
-            metrics_io.write_encoded(self._engine, encoded, batch_size)
+            metrics_io.write_encoded(self._engine, encoded, batch_size, fences=fences)
         except SQLAlchemyError as exc:
             raise StoreError(f"writing metrics failed: {_first_line(exc)}") from exc
         return len(encoded)
@@ -423,6 +499,7 @@ class Store:
         m = schema.metrics
         with write_transaction(self._engine) as conn:
             run_id = self._require_run_id(conn, run_key)
+            self._check_claim(conn, run_key)
             return conn.execute(sa.delete(m).where(m.c.run_id == run_id, m.c.step > step)).rowcount
 
     # ------------------------------------------------------------------ checkpoints
@@ -432,6 +509,7 @@ class Store:
             raise StoreError(f"invalid checkpoint kind {ckpt.kind!r} (one of {CHECKPOINT_KINDS})")
         with write_transaction(self._engine) as conn:
             run_id = None if ckpt.run_key is None else self._require_run_id(conn, ckpt.run_key)
+            self._check_claim(conn, ckpt.run_key)
             values = {
                 "run_id": run_id, "kind": ckpt.kind, "N": int(ckpt.N), "tokens": int(ckpt.tokens),
                 "flops": None if ckpt.flops is None else float(ckpt.flops),
