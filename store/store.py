@@ -325,7 +325,8 @@ class Store:
             raise self._lost(conn, run_key)
 
     def _lost(self, conn: Connection, run_key: str | None) -> ClaimLost:
-        worker = self._claims.pop(run_key, ("?", 0))[0] if run_key else "?"
+        # the claim stays recorded, so every later write of this Store to the run is refused too
+        worker = self._claims.get(run_key, ("?", 0))[0] if run_key else "?"
         holder = conn.execute(
             sa.select(schema.runs.c.worker, schema.runs.c.status)
             .where(schema.runs.c.run_key == run_key)

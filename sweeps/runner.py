@@ -74,6 +74,8 @@ class SweepReport:
     interrupted: bool
     wall_s: float
     notes: tuple[str, ...] = ()
+    # cells of the grid not finished/diverged after this call: "run_key (status[, holder])"
+    unfinished: tuple[str, ...] = ()
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -86,8 +88,7 @@ class SweepReport:
     @property
     def ok(self) -> bool:
         """True when every cell of the grid is now finished or diverged."""
-        done = self.already_done + self.count("finished") + self.count("diverged")
-        return done == self.total and not self.interrupted
+        return not self.unfinished and not self.interrupted
 
 
 @dataclass
@@ -212,6 +213,10 @@ def run_sweep(
                 interrupted = executor.run(job, collector).interrupted
         else:
             interrupted = executor.run(job, collector).interrupted
+    unfinished: tuple[str, ...] = ()
+    if todo:
+        with Store.open(url) as store:
+            unfinished = unfinished_cells(store, [c.run_key for c in todo])
     return SweepReport(
         sweep=grid.name,
         total=len(grid.cells),
@@ -221,7 +226,23 @@ def run_sweep(
         interrupted=interrupted,
         wall_s=time.monotonic() - t0,
         notes=tuple(collector.notes),
+        unfinished=unfinished,
     )
+
+
+def unfinished_cells(store: Any, run_keys: Sequence[str]) -> tuple[str, ...]:
+    """The cells among `run_keys` that are not finished or diverged, as the store says now:
+    "run_key (status)" or "run_key (running, held by WORKER)"."""
+    out = []
+    for key in run_keys:
+        run = store.get_run(key)
+        if run is None:
+            out.append(f"{key} (missing)")
+        elif run.status == "running":
+            out.append(f"{key} (running, held by {run.worker})")
+        elif run.status not in DONE_STATUSES:
+            out.append(f"{key} ({run.status})")
+    return tuple(out)
 
 
 def sweep_runs(store: Any, name: str) -> pd.DataFrame:

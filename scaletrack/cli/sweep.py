@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 sweep_app = typer.Typer(help="Run, validate and inspect grid sweeps.", no_args_is_help=True)
 
 CURVE_ROWS = 20  # rows of the loss-by-step table in `show`
+UNFINISHED_SHOWN = 5  # unfinished cells named in `sweep run`'s error line
 
 
 def user_errors(fn: F) -> F:
@@ -77,6 +79,15 @@ def run_command(
     if executor is not None and executor not in ("local", "ray"):
         fail(f"--executor: expected 'local' or 'ray', got {executor!r}")
     grid = load_grid(file)  # validates completely before the store is opened
+    terminated = False
+
+    def on_sigterm(_signum: int, _frame: Any) -> None:
+        # `scancel`, `docker stop`, `kill`: stop like Ctrl-C (checkpoint, release), exit 143
+        nonlocal terminated
+        terminated = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         report = run_sweep(
             grid,
@@ -90,7 +101,9 @@ def run_command(
         )
     except KeyboardInterrupt:  # before or after the executor ran: nothing is half-written
         console.print("[yellow]interrupted[/]: run the same command again to resume")
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if terminated else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     counts = {s: report.count(s) for s in ("finished", "diverged", "failed", "crashed",
                                             "interrupted", "skipped")}
     parts = [f"{v} {k}" for k, v in counts.items() if v]
@@ -102,15 +115,13 @@ def run_command(
     )
     if report.interrupted:
         console.print("[yellow]interrupted[/]: run the same command again to resume")
-        raise typer.Exit(130)
-    unfinished = (report.total - report.already_done - counts["finished"] - counts["diverged"]
-                  - counts["skipped"])
-    if unfinished > 0:
-        fail(f"{unfinished} cell(s) did not finish; see `scaletrack sweep status "
-             f"{report.sweep}`; run again to resume them")
-    if counts["skipped"]:
-        console.print(f"{counts['skipped']} cell(s) are held by other live workers; "
-                      "left to them", soft_wrap=True)
+        raise typer.Exit(143 if terminated else 130)
+    if report.unfinished:  # held by live workers elsewhere, failed or crashed
+        shown = ", ".join(report.unfinished[:UNFINISHED_SHOWN])
+        more = len(report.unfinished) - UNFINISHED_SHOWN
+        fail(f"{len(report.unfinished)} of {report.total} cells are not finished: {shown}"
+             + (f" and {more} more" if more > 0 else "")
+             + f"; see `scaletrack sweep status {report.sweep}`; run again to resume them")
 
 
 @sweep_app.command("validate")

@@ -189,19 +189,26 @@ def run_cell(
     Never raises for a problem inside the cell: a failure marks the run failed with a one-line
     error so the sweep keeps going. `device` overrides the config's device (e.g. "cuda:1").
     """
+    from scaletrack.store import ClaimLost
+    from scaletrack.sweeps.liveness import holder_is_dead
     from scaletrack.sweeps.train import TrainConfig, train_run
 
     if not store.claim_run(cell.run_key, worker, stale_after_s=job.stale_after_s):
         run = store.get_run(cell.run_key)
-        if run is None:
-            reason = "not in the store"
-        elif run.status == "running":
-            reason = f"held by live worker {run.worker}"
+        if (run is not None and run.status == "running"
+                and holder_is_dead(run.worker, run.heartbeat_at)
+                and store.take_over_run(cell.run_key, run.worker, worker)):
+            emit(ExecutorNote(f"{cell.run_key}: its worker {run.worker} is gone; taken over"))
         else:
-            reason = f"already {run.status}"
-        done = CellDone(cell.run_key, worker, "skipped", message=reason)
-        emit(done)
-        return done
+            if run is None:
+                reason = "not in the store"
+            elif run.status == "running":
+                reason = f"held by live worker {run.worker}"
+            else:
+                reason = f"already {run.status}"
+            done = CellDone(cell.run_key, worker, "skipped", message=reason)
+            emit(done)
+            return done
 
     emit(CellStarted(cell.run_key, worker))
     t0 = time.monotonic()
@@ -218,6 +225,11 @@ def run_cell(
             stop_event=stop_event,
             on_step=_Throttle(cell.run_key, emit),
         )
+    except ClaimLost as exc:  # another worker holds the cell now: write nothing more
+        done = CellDone(cell.run_key, worker, "skipped", wall_s=time.monotonic() - t0,
+                        message=str(exc))
+        emit(done)
+        return done
     except Exception as exc:  # noqa: BLE001 - any failure in a cell is recorded, not raised
         message = _one_line(exc)
         # if the store itself is failing, the message below still reaches the user
@@ -229,7 +241,8 @@ def run_cell(
         return done
 
     if result.status == "interrupted":
-        store.release_run(cell.run_key, worker)
+        with contextlib.suppress(ClaimLost):
+            store.release_run(cell.run_key, worker)
     eval_errors: dict[str, str] = {}
     if result.status == "finished" and job.eval_tasks:
         eval_errors = _evaluate(job, cell, store, device or cell.config.get("device", "cpu"))
