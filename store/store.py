@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,9 +27,11 @@ from scaletrack.store.engine import (
     read_transaction,
     redact_url,
     resolve_store_url,
+    store_failure,
     write_transaction,
 )
 from scaletrack.store.errors import ClaimLost, StoreError
+from scaletrack.store.guard import check_sqlite_store_file
 from scaletrack.store.records import (
     CHECKPOINT_KINDS,
     IDEA_DIRECTIONS,
@@ -59,6 +63,10 @@ FIT_COLUMNS = ("id", "form", "sweep", "label", "payload", "created_at")
 _INT_COLUMNS = {"N", "N_total", "D", "seed", "tokens", "step", "max_N_tried", "attempts", "id",
                 "checkpoint_id", "idea_id"}
 _TIME_COLUMNS = {"created_at", "updated_at", "heartbeat_at"}
+
+
+def _is_memory_url(url: Any) -> bool:
+    return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
 
 
 def _now() -> datetime:
@@ -122,14 +130,19 @@ class Store:
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
-    def open(cls, url: str | None = None) -> Store:
+    def open(cls, url: str | None = None, *, create: bool = True) -> Store:
         """Open (creating and migrating the schema as needed) the store at `url`.
 
-        `url` None -> $SCALETRACK_STORE -> sqlite:///scaletrack.db. Raises StoreError.
+        `url` None -> $SCALETRACK_STORE -> sqlite:///scaletrack.db. A SQLite file that is not
+        a scaletrack store is refused untouched; with `create` False a new or empty file is
+        refused too (read-only commands). Raises StoreError.
         """
         resolved = resolve_store_url(url)
         parsed = parse_store_url(resolved)
         shown = redact_url(resolved)
+        if parsed.get_backend_name() == "sqlite" and not _is_memory_url(parsed):
+            check_sqlite_store_file(Path(parsed.database or "").expanduser().resolve(),
+                                    create=create)
         engine = create_store_engine(parsed)
         try:
             migrate.upgrade(engine)
@@ -138,7 +151,7 @@ class Store:
             raise
         except (SQLAlchemyError, OSError) as exc:
             engine.dispose()
-            raise StoreError(f"cannot open store {shown!r}: {_first_line(exc)}") from None
+            raise store_failure(resolved, exc, "cannot open") from None
         except Exception as exc:  # alembic/driver errors of other kinds
             engine.dispose()
             raise StoreError(f"cannot open store {shown!r}: {_first_line(exc)}") from None
@@ -411,8 +424,13 @@ class Store:
         def sink(items: list) -> None:
             rows = metrics_io.encode_items(self._dialect, run_id, items)
             fence = self._fence(run_key, run_id)
-            metrics_io.write_encoded(self._engine, rows, batch_size,
-                                     fences=() if fence is None else (fence,))
+            try:
+                metrics_io.write_encoded(self._engine, rows, batch_size,
+                                         fences=() if fence is None else (fence,))
+            except (ClaimLost, StoreError):
+                raise
+            except Exception as exc:  # a full disk, an I/O error: name the store and the cause
+                raise store_failure(self._engine.url, exc) from exc
 
         return sink
 
@@ -457,8 +475,10 @@ class Store:
         fences = [f for f in (self._fence(key, ids[key]) for key, _ in parts) if f is not None]
         try:
             metrics_io.write_encoded(self._engine, encoded, batch_size, fences=fences)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"writing metrics failed: {_first_line(exc)}") from exc
+        except (ClaimLost, StoreError):
+            raise
+        except Exception as exc:
+            raise store_failure(self._engine.url, exc, "writing metrics failed") from exc
         return len(encoded)
 
     def _key_map(self) -> dict[int, str]:
@@ -480,9 +500,12 @@ class Store:
             run_ids = sorted(i for i, k in key_of.items() if k in wanted)
         if isinstance(names, str):
             names = [names]
-        return metrics_io.read_metrics(
-            self._engine, run_ids, None if names is None else list(names), key_of
-        )
+        try:
+            return metrics_io.read_metrics(
+                self._engine, run_ids, None if names is None else list(names), key_of
+            )
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise store_failure(self._engine.url, exc, "cannot read") from exc
 
     def count_metrics(self, run_key: str | None = None) -> int:
         """Number of metric rows (of one run, or all)."""

@@ -76,6 +76,7 @@ class SweepReport:
     notes: tuple[str, ...] = ()
     # cells of the grid not finished/diverged after this call: "run_key (status[, holder])"
     unfinished: tuple[str, ...] = ()
+    store_error: str | None = None  # the store failed (full disk...): its one-line error
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -99,6 +100,7 @@ class _Collector:
     results: list[CellDone] = field(default_factory=list)
     lost: int = 0
     notes: list[str] = field(default_factory=list)
+    store_error: str | None = None
 
     recheck_ideas: Callable[[], list[str]] | None = None
 
@@ -109,6 +111,8 @@ class _Collector:
             self.lost += 1
         elif isinstance(event, ExecutorNote):
             self.notes.append(event.message)
+            if event.store_error and self.store_error is None:
+                self.store_error = event.message
         if self.forward is not None:
             self.forward(event)
         if (
@@ -177,7 +181,7 @@ def run_sweep(
     `SweepDisplay`); None = silent.
     With `recheck_ideas`, each finished cell re-runs the ideas its checkpoint made due.
     """
-    from scaletrack.store import Store, resolve_store_url
+    from scaletrack.store import Store, StoreError, resolve_store_url
 
     t0 = time.monotonic()
     url = resolve_store_url(store_url)
@@ -215,8 +219,13 @@ def run_sweep(
             interrupted = executor.run(job, collector).interrupted
     unfinished: tuple[str, ...] = ()
     if todo:
-        with Store.open(url) as store:
-            unfinished = unfinished_cells(store, [c.run_key for c in todo])
+        try:
+            with Store.open(url) as store:
+                unfinished = unfinished_cells(store, [c.run_key for c in todo])
+        except StoreError as exc:  # the store fails to read now: count what the workers said
+            collector.store_error = collector.store_error or str(exc)
+            done = {r.run_key for r in collector.results if r.status in DONE_STATUSES}
+            unfinished = tuple(f"{c.run_key} (unknown)" for c in todo if c.run_key not in done)
     return SweepReport(
         sweep=grid.name,
         total=len(grid.cells),
@@ -227,6 +236,7 @@ def run_sweep(
         wall_s=time.monotonic() - t0,
         notes=tuple(collector.notes),
         unfinished=unfinished,
+        store_error=collector.store_error,
     )
 
 

@@ -85,7 +85,7 @@ def list_(
     store_url: str | None = StoreOption,
 ) -> None:
     """List checkpoints with N (params), tokens, FLOPs, kind, loader and path."""
-    with store_session(store_url) as store:
+    with store_session(store_url, create=False) as store:
         df = store.checkpoints(run_key=run_key, kind=kind)
         if as_json:
             print_json(df.to_dict(orient="records"))
@@ -109,7 +109,7 @@ def eval_(
     """Evaluate tasks on a checkpoint and store the results in the evals table."""
     from scaletrack.evals.evaluate import evaluate_checkpoint
 
-    with store_session(store_url) as store:
+    with store_session(store_url, create=False) as store:
         results = evaluate_checkpoint(store, checkpoint_id, task, device=device)
         for task_name, metrics in results.items():
             shown = ", ".join(f"{m}={v:.4g}" for m, v in metrics.items())

@@ -34,8 +34,11 @@ def literal(text: object) -> str:
 
 
 def report_error(message: str) -> None:
-    """Print a one-line error on stderr."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    """Print a one-line error on stderr (secrets in any URL in it redacted)."""
+    from scaletrack.store.engine import redact_secrets
+
+    err_console.print(f"[bold red]error:[/] {escape(redact_secrets(message))}", highlight=False,
+                      soft_wrap=True)
 
 
 def fail(message: str) -> NoReturn:
@@ -44,23 +47,24 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def open_store_or_exit(url: str | None):  # -> store.Store
-    """Open the store named by `url`, or exit with a one-line error naming it."""
+def open_store_or_exit(url: str | None, *, create: bool = True):  # -> store.Store
+    """Open the store named by `url`, or exit with a one-line error naming it. Commands that
+    only read pass `create=False`: a missing or empty file is then an error, not a new store."""
     from scaletrack.errors import ScaletrackError
     from scaletrack.store import Store
 
     try:
-        return Store.open(url)
+        return Store.open(url, create=create)
     except ScaletrackError as exc:
         fail(str(exc))
 
 
 @contextmanager
-def store_session(url: str | None) -> Iterator[Any]:
+def store_session(url: str | None, *, create: bool = True) -> Iterator[Any]:
     """Open the store for a command; a ScaletrackError inside becomes a one-line error."""
     from scaletrack.errors import ScaletrackError
 
-    store = open_store_or_exit(url)
+    store = open_store_or_exit(url, create=create)
     try:
         yield store
     except ScaletrackError as exc:

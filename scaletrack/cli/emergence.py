@@ -97,7 +97,7 @@ def emergence(
         df = _read_csv(csv)
         source = str(csv)
     else:
-        st = open_store_or_exit(store)
+        st = open_store_or_exit(store, create=False)
         try:
             df = st.evals(task=task)
         finally:

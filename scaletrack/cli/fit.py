@@ -83,7 +83,7 @@ def _load(sweep: str | None, csv: Path | None, store: str | None, cols: tuple) -
         fail("give exactly one of --sweep NAME or --csv FILE")
     if csv is not None:
         return _read_csv(csv, *cols)
-    with open_store_or_exit(store) as st:
+    with open_store_or_exit(store, create=False) as st:
         runs = st.runs(sweep=sweep, status="finished")
     if runs.empty:
         fail(f"sweep {sweep!r} has no finished runs in the store")
@@ -123,7 +123,7 @@ def fit_command(
         fail(str(exc))
     fit_id = None
     if sweep is not None:
-        with open_store_or_exit(store) as st:
+        with open_store_or_exit(store, create=False) as st:
             try:
                 fit_id = st.save_fit(result.form, result.to_dict(), sweep=sweep)
             except ScaletrackError as exc:

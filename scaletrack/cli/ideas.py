@@ -90,7 +90,7 @@ def list_(
     """Show each idea: status, best value, largest scale tried, class, predicted crossing."""
     from scaletrack.evals.ideas import attempts_table, ideas_table
 
-    with store_session(store_url) as store:
+    with store_session(store_url, create=False) as store:
         table = ideas_table(store)
         tries = attempts_table(store) if attempts or as_json else None
         if as_json:
@@ -119,7 +119,7 @@ def rerun(
     """Evaluate every due idea on the largest checkpoint and record the attempts."""
     from scaletrack.evals.ideas import rerun_due
 
-    with store_session(store_url) as store:
+    with store_session(store_url, create=False) as store:
         report = rerun_due(store, device=device)
         if not report.attempts and not report.errors:
             console.print("no idea is due: nothing larger than what each was tried on")
@@ -147,7 +147,7 @@ def retire(
     """Close an idea: it is never due again."""
     from scaletrack.evals.ideas import retire_idea
 
-    with store_session(store_url) as store:
+    with store_session(store_url, create=False) as store:
         retire_idea(store, idea_id)
         console.print(f"idea {idea_id} retired")
 
@@ -160,7 +160,7 @@ def remove(
     """Delete an idea and its attempts from the registry."""
     from scaletrack.evals.ideas import remove_idea
 
-    with store_session(store_url) as store:
+    with store_session(store_url, create=False) as store:
         idea = remove_idea(store, idea_id)
         console.print(f"idea {idea_id} {idea.title!r} removed", markup=False, highlight=False)
 
@@ -179,7 +179,7 @@ def edit(
     """Change an idea's title, bar or task; its attempts are kept."""
     from scaletrack.evals.ideas import edit_idea
 
-    with store_session(store_url) as store:
+    with store_session(store_url, create=False) as store:
         idea = edit_idea(store, idea_id, title=title, task=task, metric=metric,
                          threshold=threshold, direction=direction, hypothesis=hypothesis)
         sign = ">=" if idea.direction == "above" else "<="
@@ -197,7 +197,7 @@ def plot(
     """Draw each idea's attempts against compute, with its bar."""
     from scaletrack.evals.ideas import plot_ideas
 
-    with store_session(store_url) as store:
+    with store_session(store_url, create=False) as store:
         for path in plot_ideas(store, output):
             console.print(f"wrote {path}")
 

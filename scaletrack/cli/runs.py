@@ -29,7 +29,7 @@ def runs_command(
 
     if status is not None and status not in RUN_STATUSES:
         fail(f"unknown status {status!r} (one of {', '.join(RUN_STATUSES)})")
-    with open_store_or_exit(store) as st:
+    with open_store_or_exit(store, create=False) as st:
         frame = st.runs(sweep=sweep, status=status)
     if as_json:
         records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")

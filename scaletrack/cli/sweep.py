@@ -116,6 +116,9 @@ def run_command(
     if report.interrupted:
         console.print("[yellow]interrupted[/]: run the same command again to resume")
         raise typer.Exit(143 if terminated else 130)
+    if report.store_error:  # a full disk, an I/O error: that is the one error to report
+        fail(f"{report.store_error}; {len(report.unfinished)} of {report.total} cells not "
+             "finished (fix the store, then run again to resume)")
     if report.unfinished:  # held by live workers elsewhere, failed or crashed
         shown = ", ".join(report.unfinished[:UNFINISHED_SHOWN])
         more = len(report.unfinished) - UNFINISHED_SHOWN
@@ -154,7 +157,7 @@ def status_command(
     """Counts by status and the table of the sweep's cells."""
     from scaletrack.sweeps.runner import status_counts, sweep_runs
 
-    st = open_store_or_exit(store)
+    st = open_store_or_exit(store, create=False)
     try:
         known = st.sweeps()
         if known.empty or name not in set(known["name"]):
@@ -180,7 +183,7 @@ def show_command(
     """A run's config and its loss curves (train and validation loss by step)."""
     from scaletrack.cli.common import to_json
 
-    st = open_store_or_exit(store)
+    st = open_store_or_exit(store, create=False)
     try:
         record = st.get_run(run)
         if record is None:

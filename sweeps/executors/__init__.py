@@ -102,9 +102,11 @@ class WorkerLost:
 
 @dataclass(frozen=True)
 class ExecutorNote:
-    """A one-line message for the user (e.g. a worker was replaced)."""
+    """A one-line message for the user (e.g. a worker was replaced); `store_error` when the
+    store itself failed (a full disk...): the sweep stops and reports it as its error."""
 
     message: str
+    store_error: bool = False
 
 
 SweepEvent = CellStarted | CellProgress | CellDone | WorkerLost | ExecutorNote
@@ -187,9 +189,12 @@ def run_cell(
     """Claim `cell`, train (or resume) it, run its eval tasks; return (and emit) a CellDone.
 
     Never raises for a problem inside the cell: a failure marks the run failed with a one-line
-    error so the sweep keeps going. `device` overrides the config's device (e.g. "cuda:1").
+    error so the sweep keeps going. A failing store (a full disk, an I/O error) is not the
+    cell's problem: the cell is released if the store still takes that write, a StoreError
+    note is emitted and the StoreError raised, so the worker stops. `device` overrides the
+    config's device (e.g. "cuda:1").
     """
-    from scaletrack.store import ClaimLost
+    from scaletrack.store import ClaimLost, StoreError
     from scaletrack.sweeps.liveness import holder_is_dead
     from scaletrack.sweeps.train import TrainConfig, train_run
 
@@ -230,6 +235,13 @@ def run_cell(
                         message=str(exc))
         emit(done)
         return done
+    except StoreError as exc:
+        with contextlib.suppress(ScaletrackError):
+            store.release_run(cell.run_key, worker)  # a small write: it may still fit
+        emit(ExecutorNote(str(exc), store_error=True))
+        emit(CellDone(cell.run_key, worker, "failed", wall_s=time.monotonic() - t0,
+                      message=str(exc)))
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure in a cell is recorded, not raised
         message = _one_line(exc)
         # if the store itself is failing, the message below still reaches the user

@@ -50,10 +50,12 @@ class _Ready:
 
 @dataclass(frozen=True)
 class _Fatal:
-    """A worker could not start (e.g. the store cannot be opened); it exits after this."""
+    """A worker could not start (e.g. the store cannot be opened) or its store failed while it
+    worked (`started`); it exits after this."""
 
     index: int
     message: str
+    started: bool = False
 
 
 def usable_cores() -> int:
@@ -148,7 +150,11 @@ def _worker_main(
                 continue
             if cell is None:
                 return
-            run_cell(job, cell, store, name, events.put, stop_event=stop_signal)
+            try:
+                run_cell(job, cell, store, name, events.put, stop_event=stop_signal)
+            except ScaletrackError as exc:  # the store is failing: stop, take no more cells
+                events.put(_Fatal(index, str(exc), started=True))
+                return
             if stop_signal.terminated:
                 return
             events.put(_Ready(index, name))
@@ -237,7 +243,14 @@ class LocalExecutor:
                 else:
                     slot.inbox.put(None)
             elif isinstance(msg, _Fatal):
-                on_event(ExecutorNote(f"worker {msg.index} could not start: {msg.message}"))
+                if msg.started:
+                    slot = slots.get(msg.index)
+                    if slot is not None:
+                        slot.cell = None  # its cell was released (or the store refused that)
+                    on_event(ExecutorNote(f"worker {msg.index} stopped: the store failed"))
+                else:
+                    on_event(ExecutorNote(f"worker {msg.index} could not start: {msg.message}",
+                                          store_error=True))
                 todo.clear()
                 respawns_left = 0
             else:
