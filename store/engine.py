@@ -210,6 +210,8 @@ def store_failure(url: URL | str, exc: BaseException, doing: str = "cannot write
         path = url.database if isinstance(url, URL) else sqlite_path_or_none(url)
         hint = (f"; try `sqlite3 {path} .recover | sqlite3 recovered.db` and open recovered.db"
                 if path else "; try sqlite3's .recover")
+    if doing == "cannot open":
+        return StoreError(f"cannot open store {shown!r}: {cause}{hint}")
     return StoreError(f"store {shown!r}: {doing}: {cause}{hint}")
 
 

@@ -60,6 +60,7 @@ def check_sqlite_store_file(path: Path, *, create: bool) -> None:
         shown = ", ".join(sorted(tables)[:_SHOWN_TABLES])
         more = len(tables) - _SHOWN_TABLES
         raise StoreError(
-            f"{path} is not a scaletrack store (it holds tables {shown}"
+            f"{path} is not a scaletrack store (no scaletrack schema version; it holds tables "
+            f"{shown}"
             + (f" and {more} more" if more > 0 else "")
             + "); refusing to touch it")

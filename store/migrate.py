@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from scaletrack.store.engine import write_transaction
+from scaletrack.store.engine import redact_url, write_transaction
 from scaletrack.store.errors import StoreError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -57,8 +57,9 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
         return target
     if current is not None and current not in known_revisions():
         number = current.split("_", 1)[0]
-        raise StoreError(f"this store was written by a newer scaletrack (schema {number}); "
-                         "upgrade scaletrack")
+        shown = redact_url(engine.url.render_as_string(hide_password=False))
+        raise StoreError(f"{shown}: this store was written by a newer scaletrack (schema "
+                         f"{number}, revision {current}); upgrade scaletrack")
     with write_transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
