@@ -400,6 +400,26 @@ class Store:
         if held is not None:
             self._claims.pop(run_key, None)
 
+    def release_after_failure(self, run_key: str, worker: str) -> bool:
+        """`release_run` when the store just failed a write (a full disk): if the release
+        fails too, move SQLite's write-ahead log into the database file (which frees the log's
+        space) and try once more. True when the run is no longer left running by `worker`."""
+        for attempt in range(2):
+            try:
+                self.release_run(run_key, worker)
+                return True
+            except ClaimLost:
+                return True  # not ours any more: nothing to release
+            except StoreError:
+                if attempt or self._dialect != "sqlite":
+                    return False
+                try:
+                    with self._engine.connect() as conn:
+                        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                except Exception:  # noqa: BLE001 - best effort; the retry says if it helped
+                    pass
+        return False
+
     def runs(self, sweep: str | None = None, status: str | None = None) -> pd.DataFrame:
         """All runs (optionally of one sweep / status), columns RUN_COLUMNS, by created_at."""
         t = schema.runs

@@ -85,7 +85,7 @@ class MetricWriter:
             while self._done < target and self._thread.is_alive():
                 self._cond.wait(0.1)
             error, self._error = self._error, None
-        if isinstance(error, ClaimLost):
+        if isinstance(error, StoreError):  # already one line naming the store (or ClaimLost)
             raise error
         if error is not None:
             raise StoreError(

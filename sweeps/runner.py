@@ -242,10 +242,18 @@ def run_sweep(
 
 def unfinished_cells(store: Any, run_keys: Sequence[str]) -> tuple[str, ...]:
     """The cells among `run_keys` that are not finished or diverged, as the store says now:
-    "run_key (status)" or "run_key (running, held by WORKER)"."""
+    "run_key (status)" or "run_key (running, held by WORKER)". A cell still marked running by
+    a worker of this host that is gone (its store write failed, so did its release) is
+    released now that every worker has exited."""
+    from scaletrack.sweeps.liveness import holder_is_dead
+
     out = []
     for key in run_keys:
         run = store.get_run(key)
+        if (run is not None and run.status == "running"
+                and holder_is_dead(run.worker, run.heartbeat_at)
+                and store.release_after_failure(key, run.worker)):
+            run = store.get_run(key)
         if run is None:
             out.append(f"{key} (missing)")
         elif run.status == "running":

@@ -254,11 +254,11 @@ def train_run(
     done_run = _ensure_claimed(cfg, plan, store, run_key, worker)
     if done_run is not None:
         return TrainResult(done_run.status, done_run.final_loss, 0, 0, 0.0, None)
-    from scaletrack.store import ClaimLost
+    from scaletrack.store import ClaimLost, StoreError
 
     try:
         return _train(cfg, plan, store, run_key, Path(checkpoint_dir), worker, stop_event, on_step)
-    except ClaimLost:  # another worker took the run over: it is theirs to write
+    except (ClaimLost, StoreError):  # taken over, or the store failing: the caller decides
         raise
     except KeyboardInterrupt:
         store.release_run(run_key, worker)

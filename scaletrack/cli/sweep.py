@@ -70,6 +70,8 @@ def run_command(
         min=1.0,
         help="Seconds without a heartbeat before a running cell is taken over.",
     ),
+    force: bool = typer.Option(False, "--force", help="Run cells estimated to train longer "
+                               "than the time limit (memory limits still apply)."),
 ) -> None:
     """Train every cell of FILE that is not finished yet (resumes interrupted cells)."""
     from scaletrack.store import resolve_store_url
@@ -79,6 +81,7 @@ def run_command(
     if executor is not None and executor not in ("local", "ray"):
         fail(f"--executor: expected 'local' or 'ray', got {executor!r}")
     grid = load_grid(file)  # validates completely before the store is opened
+    _check_budget(grid, force)
     terminated = False
 
     def on_sigterm(_signum: int, _frame: Any) -> None:
@@ -131,11 +134,15 @@ def run_command(
 @user_errors
 def validate_command(
     file: Path = typer.Argument(..., help="Grid file (TOML)."),
+    force: bool = typer.Option(False, "--force", help="Accept cells estimated to train longer "
+                               "than the time limit (memory limits still apply)."),
 ) -> None:
-    """Check FILE completely (shapes, data, tasks) and list its cells; writes nothing."""
+    """Check FILE completely (shapes, data, tasks, memory and time per cell) and list its
+    cells; writes nothing."""
     from scaletrack.sweeps.grid import load_grid
 
     grid = load_grid(file)
+    _check_budget(grid, force)
     rows = [
         {"run_key": c.run_key, "size": c.size_label, "N": c.N, "D": c.D, "C": c.C,
          "seed": c.seed, "lr": c.lr, "steps": c.steps}
@@ -146,6 +153,14 @@ def validate_command(
     console.print(f"[green]ok[/]: {literal(file)} is valid: {len(grid.cells)} cells, "
                   f"{total_c:.3g} FLOPs planned, executor {grid.spec.executor.kind} "
                   f"x{grid.spec.executor.workers}")
+
+
+def _check_budget(grid: Any, force: bool) -> None:
+    """Refuse cells that cannot fit in memory or (without --force) train too long."""
+    from scaletrack.sweeps.budget import check_budget
+
+    for warning in check_budget(grid.cells, source=grid.source, force=force):
+        console.print(f"[yellow]warning[/]: {literal(warning)}", soft_wrap=True)
 
 
 @sweep_app.command("status")

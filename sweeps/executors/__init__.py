@@ -236,8 +236,7 @@ def run_cell(
         emit(done)
         return done
     except StoreError as exc:
-        with contextlib.suppress(ScaletrackError):
-            store.release_run(cell.run_key, worker)  # a small write: it may still fit
+        store.release_after_failure(cell.run_key, worker)  # a small write: it may still fit
         emit(ExecutorNote(str(exc), store_error=True))
         emit(CellDone(cell.run_key, worker, "failed", wall_s=time.monotonic() - t0,
                       message=str(exc)))
