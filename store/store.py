@@ -254,6 +254,43 @@ class Store:
             ).one()
         return self._run_record(row._mapping)
 
+    def ensure_runs(self, runs: Sequence[RunRecord], *, batch_size: int = 10_000) -> int:
+        """Insert the runs whose run_key is absent, one transaction per `batch_size` runs (an
+        import of a million rows); returns how many were new."""
+        # The column types' own bind processors encode the values (JSON, UTC datetimes), then
+        # the driver's executemany runs one compiled statement: SQLAlchemy's per-row work
+        # would cost more than the database here.
+        now = _now()
+        names = [f.name for f in dataclasses.fields(RunRecord)]
+        dialect = self._engine.dialect
+        t = schema.runs
+        stmt = self._insert(t).values({n: sa.bindparam(n) for n in names})
+        compiled = stmt.on_conflict_do_nothing(index_elements=["run_key"]).compile(
+            dialect=dialect)
+        order = list(compiled.positiontup or []) if compiled.positional else names
+        procs = {n: t.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names}
+        new = 0
+        for start in range(0, len(runs), batch_size):
+            rows = []
+            for run in runs[start:start + batch_size]:
+                if run.status not in RUN_STATUSES:
+                    raise StoreError(f"invalid run status {run.status!r} (one of {RUN_STATUSES})")
+                values = {n: getattr(run, n) for n in names}
+                values["created_at"] = run.created_at or now
+                values["updated_at"] = run.updated_at or now
+                for n, proc in procs.items():
+                    if proc is not None and values[n] is not None:
+                        values[n] = proc(values[n])
+                rows.append(tuple(values[n] for n in order) if compiled.positional else values)
+            with write_transaction(self._engine) as conn:
+                cursor = conn.connection.driver_connection.cursor()
+                try:
+                    cursor.executemany(compiled.string, rows)
+                    new += max(0, cursor.rowcount)
+                finally:
+                    cursor.close()
+        return new
+
     @staticmethod
     def _run_record(m: Mapping[str, Any]) -> RunRecord:
         return RunRecord(**{f.name: m[f.name] for f in dataclasses.fields(RunRecord)})
@@ -420,20 +457,61 @@ class Store:
                     pass
         return False
 
-    def runs(self, sweep: str | None = None, status: str | None = None) -> pd.DataFrame:
-        """All runs (optionally of one sweep / status), columns RUN_COLUMNS, by created_at."""
+    @staticmethod
+    def _run_filter(query: sa.Select, sweep: str | None, status: str | None) -> sa.Select:
         t = schema.runs
-        query = sa.select(t).order_by(t.c.created_at, t.c.id)
         if sweep is not None:
             query = query.where(t.c.sweep == sweep)
         if status is not None:
             if status not in RUN_STATUSES:
                 raise StoreError(f"invalid run status {status!r} (one of {RUN_STATUSES})")
             query = query.where(t.c.status == status)
+        return query
+
+    def runs(self, sweep: str | None = None, status: str | None = None, *,
+             limit: int | None = None, offset: int = 0, order: str = "created") -> pd.DataFrame:
+        """Runs (optionally of one sweep / status), columns RUN_COLUMNS; `order` "created"
+        (created_at) or "compute" (C, N, D, seed, lr); a page of `limit` rows from `offset`
+        (paged in SQL, so a store of millions of runs reads only the page)."""
+        t = schema.runs
+        keys = ((t.c.C, t.c.N, t.c.D, t.c.seed, t.c.lr, t.c.id) if order == "compute"
+                else (t.c.created_at, t.c.id))
+        query = self._run_filter(sa.select(t).order_by(*keys), sweep, status)
+        if limit is not None:
+            query = query.limit(int(limit)).offset(int(offset))
+        elif offset:
+            query = query.offset(int(offset))
         with read_transaction(self._engine) as conn:
             rows = [r._mapping for r in conn.execute(query)]
         frame = _frame(rows, RUN_COLUMNS)
         return frame
+
+    def count_runs(self, sweep: str | None = None, status: str | None = None) -> int:
+        """Number of runs (of one sweep / status), counted in SQL."""
+        query = self._run_filter(sa.select(sa.func.count()).select_from(schema.runs),
+                                 sweep, status)
+        with read_transaction(self._engine) as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def run_status_counts(self, sweep: str | None = None) -> dict[str, int]:
+        """Runs per status (every status listed, zeros included), aggregated in SQL."""
+        t = schema.runs
+        query = self._run_filter(
+            sa.select(t.c.status, sa.func.count()).group_by(t.c.status), sweep, None)
+        with read_transaction(self._engine) as conn:
+            found = {status: int(n) for status, n in conn.execute(query)}
+        return {s: found.get(s, 0) for s in RUN_STATUSES}
+
+    def find_run_keys(self, prefix: str, limit: int = 2) -> list[str]:
+        """Run keys starting with `prefix` (at most `limit`), through the run_key index."""
+        t = schema.runs
+        query = sa.select(t.c.run_key)
+        if prefix:  # a key range rather than LIKE, so the unique index on run_key is used
+            upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            query = query.where(t.c.run_key >= prefix, t.c.run_key < upper)
+        query = (query.order_by(t.c.run_key).limit(limit))
+        with read_transaction(self._engine) as conn:
+            return [r[0] for r in conn.execute(query)]
 
     # ------------------------------------------------------------------ metrics
     def _fence(self, run_key: str, run_id: int) -> metrics_io.Fence | None:
@@ -501,23 +579,33 @@ class Store:
             raise store_failure(self._engine.url, exc, "writing metrics failed") from exc
         return len(encoded)
 
-    def _key_map(self) -> dict[int, str]:
+    def _key_map(self, run_keys: Sequence[str] | None = None) -> dict[int, str]:
+        """run id -> run key, of every run or of `run_keys` only."""
+        t = schema.runs
         with read_transaction(self._engine) as conn:
-            rows = conn.execute(sa.select(schema.runs.c.id, schema.runs.c.run_key))
-            return {i: k for i, k in rows}
+            if run_keys is None:
+                return {i: k for i, k in conn.execute(sa.select(t.c.id, t.c.run_key))}
+            out: dict[int, str] = {}
+            wanted = sorted(set(run_keys))
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                out.update({i: k for i, k in conn.execute(
+                    sa.select(t.c.id, t.c.run_key).where(t.c.run_key.in_(chunk)))})
+            return out
 
     def metrics(
         self, run_keys: Sequence[str] | None = None, names: Sequence[str] | None = None
     ) -> pd.DataFrame:
         """Columns run_key, name, step (int64), value (float64, NaN/inf kept), tokens (Int64),
         wall_time (float64 seconds); sorted by run_key, name, step."""
-        key_of = self._key_map()
         run_ids = None
         if run_keys is not None:
             if isinstance(run_keys, str):
                 run_keys = [run_keys]
-            wanted = set(run_keys)
-            run_ids = sorted(i for i, k in key_of.items() if k in wanted)
+            key_of = self._key_map(list(run_keys))  # only these: a store may hold millions
+            run_ids = sorted(key_of)
+        else:
+            key_of = self._key_map()
         if isinstance(names, str):
             names = [names]
         try:

@@ -19,6 +19,7 @@ from scaletrack.cli.common import (
     open_store_or_exit,
     print_table,
 )
+from scaletrack.cli.runs import page_footer
 from scaletrack.errors import ScaletrackError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,6 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 sweep_app = typer.Typer(help="Run, validate and inspect grid sweeps.", no_args_is_help=True)
 
 CURVE_ROWS = 20  # rows of the loss-by-step table in `show`
+PAGE_ROWS = 50  # cells listed by `sweep status` by default
 UNFINISHED_SHOWN = 5  # unfinished cells named in `sweep run`'s error line
 
 
@@ -168,25 +170,28 @@ def _check_budget(grid: Any, force: bool) -> None:
 def status_command(
     name: str = typer.Argument(..., help="Sweep name."),
     store: str | None = StoreOption,
+    limit: int = typer.Option(PAGE_ROWS, "--limit", min=0, help="Cells to list (0 = all)."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many cells first."),
 ) -> None:
-    """Counts by status and the table of the sweep's cells."""
-    from scaletrack.sweeps.runner import status_counts, sweep_runs
-
+    """Counts by status (aggregated in the database) and a page of the sweep's cells."""
     st = open_store_or_exit(store, create=False)
     try:
         known = st.sweeps()
         if known.empty or name not in set(known["name"]):
             fail(f"no sweep named {name!r} in {st.url}")
-        runs = sweep_runs(st, name)
+        counts = st.run_status_counts(sweep=name)
+        runs = st.runs(sweep=name, order="compute", limit=limit or None, offset=offset)
     finally:
         st.close()
-    counts = status_counts(runs)
     console.print(f"sweep [bold]{literal(name)}[/]: "
                   + ", ".join(f"{v} {k}" for k, v in counts.items()))
     columns = ["run_key", "N", "D", "seed", "lr", "status", "final_loss", "attempts"]
     if runs["error"].notna().any():
         columns.append("error")
     print_table(runs, title=f"cells of {name}", columns=columns)
+    footer = page_footer(len(runs), offset, sum(counts.values()), "cells")
+    if footer:
+        typer.echo(footer)
 
 
 @user_errors
@@ -202,10 +207,9 @@ def show_command(
     try:
         record = st.get_run(run)
         if record is None:
-            keys = st.runs()["run_key"]
-            matches = [k for k in keys if str(k).startswith(run)]
+            matches = st.find_run_keys(run, limit=2)
             if len(matches) != 1:
-                why = "no run" if not matches else f"{len(matches)} runs"
+                why = "no run" if not matches else "more than one run"
                 fail(f"{why} with key {run!r} in {st.url}")
             record = st.get_run(matches[0])
         metrics = st.metrics([record.run_key], names=["train/loss", "val/loss", "tokens"])
