@@ -477,10 +477,11 @@ class Store:
         keys = ((t.c.C, t.c.N, t.c.D, t.c.seed, t.c.lr, t.c.id) if order == "compute"
                 else (t.c.created_at, t.c.id))
         query = self._run_filter(sa.select(t).order_by(*keys), sweep, status)
-        if limit is not None:
-            query = query.limit(int(limit)).offset(int(offset))
-        elif offset:
-            query = query.offset(int(offset))
+        if limit is not None or offset:
+            # sort narrow (ids and keys only), then read the page's full rows
+            page = self._run_filter(sa.select(t.c.id).order_by(*keys), sweep, status)
+            page = page.limit(None if limit is None else int(limit)).offset(int(offset))
+            query = sa.select(t).where(t.c.id.in_(page.scalar_subquery())).order_by(*keys)
         with read_transaction(self._engine) as conn:
             rows = [r._mapping for r in conn.execute(query)]
         frame = _frame(rows, RUN_COLUMNS)
