@@ -55,6 +55,12 @@ runs = sa.Table(
     ),
 )
 
+# 0002_claims: the paged default views (runs by creation, sweep status by compute, counts)
+sa.Index("ix_runs_created_at_id", runs.c.created_at, runs.c.id)
+sa.Index("ix_runs_sweep_status", runs.c.sweep, runs.c.status)
+sa.Index("ix_runs_sweep_compute", runs.c.sweep, runs.c.C, runs.c.N, runs.c.D, runs.c.seed,
+         runs.c.lr, runs.c.id)
+
 # One row per (run, metric name, step). On SQLite a WITHOUT ROWID table clustered on the key;
 # value / wall_time are exact float64 (see store.coltypes.Float64Bits).
 metrics = sa.Table(

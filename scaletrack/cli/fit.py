@@ -188,15 +188,16 @@ def plot_command(
 
 
 def _check_whole_counts(df: pd.DataFrame) -> None:
-    """N (parameters) and D (tokens) are counts: whole numbers >= 1, never rounded silently."""
+    """N (parameters) and D (tokens) are counts, stored rounded to whole numbers: a value
+    below 1 (N = 0.4 would be stored as 0) is refused rather than rounded away."""
     for col in ("N", "D"):
         values = df[col].to_numpy(dtype=float)
-        bad = (values < 1) | (values != np.floor(values))
+        bad = values < 1
         if bad.any():
             row = df.index[int(np.argmax(bad))]
             raise DataError(f"column {col!r} row {row} has {float(df[col].loc[row]):g}: "
-                            f"{'parameter' if col == 'N' else 'token'} counts must be whole "
-                            "numbers >= 1")
+                            f"{'parameter' if col == 'N' else 'token'} counts must be at "
+                            "least 1")
 
 
 def _check_fits_int64(df: pd.DataFrame) -> None:
@@ -322,7 +323,7 @@ def _import_rows(st, df: pd.DataFrame, tasks: list[str], sweep: str | None, sour
                     if len(counts["skipped_cells"]) < SKIPPED_SHOWN:
                         counts["skipped_cells"].append((_label(idx), task))
             key = make_run_key(config)
-            n, d = int(row["N"]), int(row["D"])
+            n, d = int(round(row["N"])), int(round(row["D"]))
             records.append(RunRecord(
                 run_key=key, sweep=sweep, family="imported", config=config, N=n, N_total=n,
                 D=d, C=float(row["C"]), status="finished", final_loss=float(row["loss"]),

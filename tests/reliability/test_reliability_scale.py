@@ -68,7 +68,8 @@ def test_import_reports_skipped_values_and_refuses_fractional_counts(tmp_path: P
     assert "skipped 2 missing, NaN or infinite task values (first: row 1 column 'acc', " \
            "row 2 column 'acc')" in out.output, out.output
     before = store_fingerprint(db)
-    for n, d in ((0.4, 100), (1000, 1e9 + 0.5), (0, 100), (-3, 10)):
+    lines = []
+    for n, d in ((0.4, 100), (1000, 0.5), (0, 100), (-3, 10)):
         bad = tmp_path / "bad.csv"
         bad.write_text(f"N,D,loss\n1000,1000,3\n{n},{d},2.5\n")
         result = CliRunner().invoke(app, ["import-csv", str(bad), "--store", url])
@@ -76,7 +77,10 @@ def test_import_reports_skipped_values_and_refuses_fractional_counts(tmp_path: P
         line = result.output.strip()
         assert line.startswith("error: column ") and "row 1" in line, line
         assert len(line.splitlines()) == 1
+        lines.append(line)
     assert store_fingerprint(db) == before
+    assert "has 0.4: parameter counts must be at least 1" in lines[0], lines[0]
+    assert "has 0.5: token counts must be at least 1" in lines[1], lines[1]
     figures["bad inputs tried"] = figures.get("bad inputs tried", 0) + 5
 
 
