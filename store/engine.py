@@ -33,7 +33,7 @@ TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceE
 # Query parameters that carry secrets (libpq's password, sslpassword; tokens of proxies).
 _SECRET_QUERY_RE = re.compile(
     r"([?&](?:password|passwd|pwd|pass|sslpassword|secret|token|access_token|api_?key)=)"
-    r"[^&#]*", re.IGNORECASE)
+    r"""[^&#\s'"]*""", re.IGNORECASE)
 
 
 def resolve_store_url(url: str | None) -> str:
