@@ -421,6 +421,45 @@ def evaluate_after_checkpoint(
 LOADERS = ("gpt", "lstm")
 
 
+class CheckpointExists(ConfigError):
+    """The path is already registered; `identical` when the same bytes, N, D and FLOPs were
+    given again (a no-op), so a script may register idempotently."""
+
+    def __init__(self, message: str, checkpoint_id: int, identical: bool) -> None:
+        super().__init__(message)
+        self.checkpoint_id = checkpoint_id
+        self.identical = identical
+
+
+def checkpoint_source(path: str | Path) -> Path:
+    """The real path (symlinks resolved) of a checkpoint file or folder; refuses anything that
+    is neither a regular file nor a folder (FIFOs, devices, sockets would block or never end)."""
+    import stat
+
+    p = Path(path).expanduser()
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"checkpoint path {p} does not exist") from None
+    except OSError as exc:
+        raise DataError(f"checkpoint path {p} cannot be read: {exc.strerror or exc}") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise DataError(f"checkpoint path {p} is not a regular file or a folder")
+    return p.resolve()
+
+
+def _registered_at(store: Any, real: Path) -> Any:
+    """The stored checkpoint whose path is `real` (compared after resolving symlinks), or None."""
+    table = store.checkpoints()
+    for row in table.itertuples(index=False):
+        stored = str(row.path)
+        if stored == str(real) or (
+            not stored.startswith("imported:") and Path(stored).resolve() == real
+        ):
+            return store.get_checkpoint(int(row.id))
+    return None
+
+
 def file_sha256(path: Path) -> str:
     """sha256 of a file, or of a directory's files (relative names and bytes, sorted by name)."""
     digest = hashlib.sha256()
@@ -458,9 +497,7 @@ def register_external_checkpoint(
     """
     from scaletrack.store import CheckpointRecord
 
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise DataError(f"checkpoint path {p} does not exist")
+    p = checkpoint_source(path)
     if int(params) <= 0:
         raise ConfigError(f"--params must be a positive parameter count, got {params}")
     if int(tokens) < 0:
@@ -473,6 +510,22 @@ def register_external_checkpoint(
                 f"unknown loader {loader!r}: use gpt, lstm or 'package.module:function'"
             )
         _import_attr(loader, "checkpoint loader")
+    sha = file_sha256(p)
+    existing = _registered_at(store, p)
+    if existing is not None:
+        same = (existing.kind == "external" and existing.sha256 == sha
+                and int(params) == existing.N and existing.tokens == int(tokens)
+                and existing.flops == (float(flops) if flops is not None else None)
+                and existing.loader == loader and dict(existing.meta or {}) == dict(meta or {}))
+        owner = (f"run {existing.run_key} step {existing.step}" if existing.run_key
+                 else existing.kind)
+        if same:
+            raise CheckpointExists(f"{p} is already registered as checkpoint {existing.id} "
+                                   "with the same content; nothing changed", existing.id, True)
+        changed = "different content" if existing.sha256 != sha else "other N, D or details"
+        raise CheckpointExists(
+            f"{p} is already registered as checkpoint {existing.id} ({owner}); refusing to "
+            f"replace it with {changed} (register a copy under a new path)", existing.id, False)
     record = CheckpointRecord(
         id=None,
         run_key=None,
@@ -481,8 +534,8 @@ def register_external_checkpoint(
         tokens=int(tokens),
         flops=float(flops) if flops is not None else None,
         step=None,
-        path=str(p.resolve()),
-        sha256=file_sha256(p),
+        path=str(p),
+        sha256=sha,
         loader=loader,
         meta=dict(meta or {}),
     )

@@ -138,6 +138,47 @@ def retire_idea(store: Any, idea_id: int) -> None:
     store.update_idea(int(idea_id), status="retired")
 
 
+def remove_idea(store: Any, idea_id: int) -> Any:
+    """Delete idea `idea_id` and its attempts; returns the removed IdeaRecord."""
+    idea = get_idea_or_fail(store, idea_id)
+    store.delete_idea(int(idea_id))
+    return idea
+
+
+def edit_idea(store: Any, idea_id: int, **changes: Any) -> Any:
+    """Change an idea's title, hypothesis, task, metric, threshold or direction (None = keep);
+    validated like `add_idea`. Returns the updated IdeaRecord."""
+    idea = get_idea_or_fail(store, idea_id)
+    fields = {k: v for k, v in changes.items() if v is not None}
+    allowed = {"title", "hypothesis", "task", "metric", "threshold", "direction"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ConfigError(f"cannot edit idea field(s) {sorted(unknown)}")
+    if "title" in fields:
+        fields["title"] = str(fields["title"]).strip()
+        if not fields["title"]:
+            raise ConfigError("an idea needs a non-empty title")
+    if "direction" in fields and fields["direction"] not in DIRECTIONS:
+        raise ConfigError(f"direction {fields['direction']!r} must be 'above' or 'below'")
+    if "threshold" in fields:
+        if not _finite(fields["threshold"]):
+            raise ConfigError(f"threshold {fields['threshold']!r} must be a finite number")
+        fields["threshold"] = float(fields["threshold"])
+    if "task" in fields or "metric" in fields:
+        resolved = resolve_task(fields.get("task", idea.task))
+        metric = str(fields.get("metric", idea.metric))
+        if resolved.metrics is not None and metric not in resolved.metrics:
+            raise ConfigError(f"task {resolved.name!r} has no metric {metric!r}; "
+                              f"it reports {', '.join(resolved.metrics)}")
+        fields["task"], fields["metric"] = resolved.name, metric
+    if not fields:
+        raise ConfigError("nothing to change: give --title, --threshold, --direction, --task, "
+                          "--metric or --hypothesis")
+    store.update_idea(int(idea_id), **fields)
+    refresh_idea_statuses(store)
+    return get_idea_or_fail(store, idea_id)
+
+
 # ---------------------------------------------------------------- due-ness
 
 

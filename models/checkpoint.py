@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import math
 import os
 import pickle
 from collections.abc import Mapping
@@ -34,6 +35,72 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 _META_KEY = "scaletrack"
+# A safetensors JSON header larger than this is refused unread (a real one is ~100 bytes a
+# tensor: 16 MiB is 150,000 tensors; parsing a hostile 100 MB header would take gigabytes).
+MAX_HEADER_BYTES = 16 * 2**20
+MESSAGE_CHARS = 200  # longest piece of a reader's own error text repeated in a message
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+                "U8": 1, "U16": 2, "U32": 4, "U64": 8, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def _short(text: object, limit: int = MESSAGE_CHARS) -> str:
+    """The first line of `text`, at most `limit` characters (a reader may echo a huge header)."""
+    lines = str(text).strip().splitlines()
+    line = lines[0] if lines else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def check_safetensors_header(path: str | Path, memory_budget: float | None = None) -> int:
+    """Validate a safetensors file's header before anything is allocated; return the bytes its
+    tensors take. The header must fit in the file and under MAX_HEADER_BYTES, every tensor's
+    byte range must lie in the file and match its dtype and shape, and the total must fit in
+    `memory_budget` bytes (default: the memory available now). Raises DataError (one line)."""
+    p = Path(path)
+    size = p.stat().st_size
+    with open(p, "rb") as fh:
+        first = fh.read(8)
+        if len(first) < 8:
+            raise DataError(f"checkpoint {p} is not a safetensors file: {size} bytes, no header")
+        header_len = int.from_bytes(first, "little")
+        if header_len > size - 8:
+            raise DataError(f"checkpoint {p} is not a readable safetensors file: its header "
+                            f"claims {header_len:,} bytes in a file of {size:,} bytes")
+        if header_len > MAX_HEADER_BYTES:
+            raise DataError(f"checkpoint {p}: its safetensors header claims {header_len:,} "
+                            f"bytes, over the {MAX_HEADER_BYTES // 2**20} MiB limit")
+        try:
+            header = json.loads(fh.read(header_len))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DataError(f"checkpoint {p} has a malformed safetensors header: "
+                            f"{_short(exc)}") from None
+    if not isinstance(header, dict):
+        raise DataError(f"checkpoint {p} has a malformed safetensors header (not an object)")
+    data_bytes = size - 8 - header_len
+    total = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            begin, end = (int(x) for x in info["data_offsets"])
+            count = math.prod(int(d) for d in info["shape"])
+            width = _DTYPE_BYTES.get(str(info["dtype"]))
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"checkpoint {p} has a malformed safetensors entry for tensor "
+                            f"{_short(name, 60)!r}") from None
+        if not 0 <= begin <= end <= data_bytes or (
+                width is not None and (end - begin) != count * width):
+            raise DataError(f"checkpoint {p}: tensor {_short(name, 60)!r} claims bytes "
+                            f"{begin:,}-{end:,}, outside the file's {data_bytes:,} data bytes "
+                            "or not its dtype x shape")
+        total += end - begin
+    if memory_budget is None:
+        import psutil
+
+        memory_budget = float(psutil.virtual_memory().available)
+    if total > memory_budget:
+        raise DataError(f"checkpoint {p} holds {total / 2**30:.3g} GiB of tensors, more than "
+                        f"the {memory_budget / 2**30:.3g} GiB of memory available")
+    return total
 
 
 @dataclass(frozen=True)
@@ -102,6 +169,7 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path, sha256: str | None = None) -> TrainingState:
     """Read a checkpoint written by :func:`save_checkpoint`, verifying ``sha256`` if given."""
     verify_sha256(path, sha256)
+    check_safetensors_header(path)
     try:
         tensors = load_file(str(path))
         from safetensors import safe_open
@@ -109,7 +177,8 @@ def load_checkpoint(path: str | Path, sha256: str | None = None) -> TrainingStat
         with safe_open(str(path), framework="pt") as fh:
             header = json.loads((fh.metadata() or {}).get(_META_KEY, "{}"))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise DataError(f"checkpoint {path} is not a readable safetensors file: {exc}") from exc
+        raise DataError(f"checkpoint {path} is not a readable safetensors file: "
+                        f"{_short(exc)}") from None
     model = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
     rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng/")}
     optimizer = None
@@ -140,7 +209,7 @@ def read_state_dict(path: str | Path, sha256: str | None = None) -> dict[str, to
             f"(loaded with weights_only=True)"
         ) from exc
     except (RuntimeError, OSError, EOFError) as exc:
-        raise DataError(f"checkpoint {p} is not a readable PyTorch file: {exc}") from exc
+        raise DataError(f"checkpoint {p} is not a readable PyTorch file: {_short(exc)}") from None
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -165,8 +234,8 @@ def load_checkpoint_model(ckpt: CheckpointRecord, device: str | torch.device = "
             model.load_state_dict(state)
         except RuntimeError as exc:
             raise DataError(
-                f"checkpoint {ckpt.path} does not fit its {loader} config: {exc}"
-            ) from exc
+                f"checkpoint {ckpt.path} does not fit its {loader} config: {_short(exc)}"
+            ) from None
         return model.to(device).eval()
     if loader and ":" in loader:
         verify_sha256(ckpt.path, ckpt.sha256)

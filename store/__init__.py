@@ -6,7 +6,7 @@ from scaletrack.store.engine import (
     sqlite_file,
     with_absolute_sqlite_path,
 )
-from scaletrack.store.errors import StoreError
+from scaletrack.store.errors import ClaimLost, StoreError
 from scaletrack.store.readonly import open_read_only
 from scaletrack.store.records import (
     RUN_STATUSES,
@@ -31,6 +31,7 @@ __all__ = [
     "RunRecord",
     "Store",
     "StoreError",
+    "ClaimLost",
     "make_run_key",
     "open_read_only",
     "resolve_store_url",

@@ -14,7 +14,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.pool import StaticPool
 
 from scaletrack.store.errors import StoreError
@@ -24,7 +30,10 @@ SQLITE_BUSY_TIMEOUT_MS = 60_000
 PG_CONNECT_TIMEOUT_S = 10
 # Database errors that may pass on a retry (a server restarting, a dropped connection).
 TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
-_PASSWORD_RE = re.compile(r"(://[^:/@]*:)[^@]*@")
+# Query parameters that carry secrets (libpq's password, sslpassword; tokens of proxies).
+_SECRET_QUERY_RE = re.compile(
+    r"([?&](?:password|passwd|pwd|pass|sslpassword|secret|token|access_token|api_?key)=)"
+    r"""[^&#\s'"]*""", re.IGNORECASE)
 
 
 def resolve_store_url(url: str | None) -> str:
@@ -35,11 +44,43 @@ def resolve_store_url(url: str | None) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ***, safe to print."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return _PASSWORD_RE.sub(r"\1***@", url)
+    """The URL with every secret replaced by ***, safe to print: the password (all of it up
+    to the last '@', so an '@' inside it leaks nothing) and secret query parameters."""
+    url = str(url)
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        at = rest.rfind("@")
+        if at >= 0 and ":" in rest[:at]:
+            user = rest[:at].split(":", 1)[0]
+            rest = f"{user}:***@{rest[at + 1:]}"
+        url = f"{scheme}{sep}{rest}"
+    return _SECRET_QUERY_RE.sub(r"\1***", url)
+
+
+_URL_PASSWORD_RE = re.compile(r"""(\b[a-zA-Z][\w+.-]*://[^\s:/'"@]*):[^\s'"]*@""")
+
+
+def redact_secrets(text: str) -> str:
+    """`text` (a message) with the password of every URL in it and every secret query
+    parameter replaced by ***."""
+    return _SECRET_QUERY_RE.sub(r"\1***", _URL_PASSWORD_RE.sub(r"\1:***@", str(text)))
+
+
+def _quote_password(url: str) -> str:
+    """An '@' inside the password percent-encoded, so the host is what follows the last '@'
+    of the authority rather than a piece of the password."""
+    scheme, sep, rest = url.partition("://")
+    authority_end = len(rest)
+    for stop in ("/", "?"):
+        found = rest.find(stop, rest.rfind("@") + 1 if "@" in rest else 0)
+        if found >= 0:
+            authority_end = min(authority_end, found)
+    authority = rest[:authority_end]
+    if not sep or authority.count("@") < 2:
+        return url
+    userinfo, host = authority.rsplit("@", 1)
+    user, colon, password = userinfo.partition(":")
+    return f"{scheme}{sep}{user}{colon}{password.replace('@', '%40')}@{host}{rest[authority_end:]}"
 
 
 def parse_store_url(url: str) -> URL:
@@ -49,11 +90,13 @@ def parse_store_url(url: str) -> URL:
     """
     shown = redact_url(url)
     try:
-        parsed = make_url(url)
-    except ArgumentError:
+        parsed = make_url(_quote_password(url))
+        _ = parsed.port  # a port that is not a number fails here, not in the driver
+    except (ArgumentError, ValueError) as exc:
+        why = "port is not a number" if "port" in str(exc).lower() or "int" in str(exc) else ""
         raise StoreError(
-            f"malformed store URL {shown!r} (expected sqlite:///path.db or "
-            "postgresql://user:password@host/db)"
+            f"malformed store URL {shown!r}{f' ({why})' if why else ''} (expected "
+            "sqlite:///path.db or postgresql://user@host:5432/db)"
         ) from None
     backend, _, driver = parsed.drivername.partition("+")
     if backend in ("postgresql", "postgres"):
@@ -84,6 +127,15 @@ def sqlite_file(url: str) -> Path | None:
     if _is_memory(parsed):
         raise StoreError(f"store URL {redact_url(url)!r} is an in-memory SQLite database")
     return Path(parsed.database).expanduser().resolve()
+
+
+def sqlite_path_or_none(url: str) -> str | None:
+    """The SQLite file of `url` as a string, or None (a server, a bad URL)."""
+    try:
+        path = sqlite_file(url)
+    except StoreError:
+        return None
+    return None if path is None else str(path)
 
 
 def with_absolute_sqlite_path(url: str) -> str:
@@ -124,7 +176,7 @@ def _sqlite_on_begin(conn: Connection) -> None:
 
 def create_store_engine(url: URL) -> Engine:
     """An engine for a normalised store URL; SQLite gets WAL, busy_timeout and BEGIN IMMEDIATE."""
-    shown = url.render_as_string(hide_password=True)
+    shown = redact_url(url.render_as_string(hide_password=False))
     if url.drivername == "sqlite":
         kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 60}}
         if _is_memory(url):
@@ -147,17 +199,47 @@ def create_store_engine(url: URL) -> Engine:
     )
 
 
+def store_failure(url: URL | str, exc: BaseException, doing: str = "cannot write") -> StoreError:
+    """One line naming the store and the cause of a database error (a full disk, an I/O
+    error, a read-only file, a damaged page), the URL's secrets redacted."""
+    shown = redact_url(url.render_as_string(hide_password=False) if isinstance(url, URL) else url)
+    cause = str(getattr(exc, "orig", None) or exc).strip()
+    cause = cause.splitlines()[0] if cause else type(exc).__name__
+    hint = ""
+    if "malformed" in cause or "not a database" in cause:
+        path = url.database if isinstance(url, URL) else sqlite_path_or_none(url)
+        hint = (f"; try `sqlite3 {path} .recover | sqlite3 recovered.db` and open recovered.db"
+                if path else "; try sqlite3's .recover")
+    if doing == "cannot open":
+        return StoreError(f"cannot open store {shown!r}: {cause}{hint}")
+    return StoreError(f"store {shown!r}: {doing}: {cause}{hint}")
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A write transaction: BEGIN IMMEDIATE on SQLite (no lock-upgrade deadlocks)."""
-    with engine.connect() as conn:
-        conn.execution_options(sqlite_begin="IMMEDIATE")
-        with conn.begin():
-            yield conn
+    """A write transaction: BEGIN IMMEDIATE on SQLite (no lock-upgrade deadlocks).
+
+    A database error (other than a constraint violation, which callers handle) becomes a
+    one-line StoreError naming the store and the cause."""
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+    except (IntegrityError, StoreError):
+        raise
+    except (SQLAlchemyError, sqlite3.Error) as exc:
+        raise store_failure(engine.url, exc) from exc
 
 
 @contextmanager
 def read_transaction(engine: Engine) -> Iterator[Connection]:
-    """A read-only transaction (a consistent snapshot)."""
-    with engine.connect() as conn, conn.begin():
-        yield conn
+    """A read-only transaction (a consistent snapshot); a database error (a damaged page, an
+    I/O error) becomes a one-line StoreError naming the store and the cause."""
+    try:
+        with engine.connect() as conn, conn.begin():
+            yield conn
+    except StoreError:
+        raise
+    except (SQLAlchemyError, sqlite3.Error) as exc:
+        raise store_failure(engine.url, exc, "cannot read") from exc

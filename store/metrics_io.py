@@ -7,14 +7,16 @@ whole (run, name) series in C: SQLite concatenates the blobs, numpy reads the by
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
 from scaletrack.store.coltypes import pack_f64
+from scaletrack.store.errors import ClaimLost
 
 METRIC_COLUMNS = ("run_key", "name", "step", "value", "tokens", "wall_time")
 _UPSERT = (
@@ -92,8 +94,36 @@ def encode_frame(dialect: str, run_id: int, frame: pd.DataFrame) -> list[tuple]:
     )
 
 
-def write_encoded(engine: Engine, rows: Sequence[tuple], batch_size: int) -> None:
-    """Upsert encoded rows, one transaction per `batch_size` rows (a crash loses whole batches)."""
+class Fence(NamedTuple):
+    """A claim the writer must still hold: runs row `run_id` running for `worker` with claim
+    generation `claim`. Checked inside each write transaction, before any row is written."""
+
+    run_key: str
+    run_id: int
+    worker: str
+    claim: int
+
+
+_FENCE = ("SELECT 1 FROM runs WHERE id = {p} AND worker = {p} AND claim = {p} "
+          "AND status = 'running'")
+
+
+def _check_fences(cur: Any, fences: Sequence[Fence], ph: str, lock: str = "") -> None:
+    for fence in fences:
+        cur.execute(_FENCE.format(p=ph) + lock, (fence.run_id, fence.worker, fence.claim))
+        if cur.fetchone() is None:
+            raise ClaimLost(f"worker {fence.worker} lost its claim on run {fence.run_key}; "
+                            "its metrics were not written")
+
+
+def write_encoded(engine: Engine, rows: Sequence[tuple], batch_size: int,
+                  fences: Sequence[Fence] = ()) -> None:
+    """Upsert encoded rows, one transaction per `batch_size` rows (a crash loses whole batches).
+
+    Each transaction first checks `fences` (raising ClaimLost, nothing written, when a claim
+    was taken over). A failed transaction is rolled back only if the database still has one
+    open: SQLite ends it by itself on some errors (a full disk), and a ROLLBACK then would
+    mask the real error."""
     if not rows:
         return
     batch_size = max(1, batch_size)
@@ -106,10 +136,13 @@ def write_encoded(engine: Engine, rows: Sequence[tuple], batch_size: int) -> Non
                 for start in range(0, len(rows), batch_size):
                     cur.execute("BEGIN IMMEDIATE")
                     try:
+                        _check_fences(cur, fences, "?")
                         cur.executemany(_SQLITE_UPSERT, rows[start : start + batch_size])
                         cur.execute("COMMIT")
                     except BaseException:
-                        cur.execute("ROLLBACK")
+                        if dbapi.in_transaction:
+                            with contextlib.suppress(Exception):
+                                cur.execute("ROLLBACK")
                         raise
             finally:
                 cur.close()
@@ -117,10 +150,12 @@ def write_encoded(engine: Engine, rows: Sequence[tuple], batch_size: int) -> Non
             with dbapi.cursor() as cur:
                 for start in range(0, len(rows), batch_size):
                     try:
+                        _check_fences(cur, fences, "%s", " FOR UPDATE")
                         cur.executemany(_PG_UPSERT, rows[start : start + batch_size])
                         dbapi.commit()
                     except BaseException:
-                        dbapi.rollback()
+                        with contextlib.suppress(Exception):
+                            dbapi.rollback()
                         raise
     finally:
         raw.close()

@@ -15,7 +15,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from scaletrack.store.engine import write_transaction
+from scaletrack.store.engine import redact_url, write_transaction
+from scaletrack.store.errors import StoreError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _PG_LOCK_KEY = 0x5CA1E7  # advisory-lock id for "scaletrack schema migration"
@@ -37,6 +38,11 @@ def head_revision() -> str:
     return head
 
 
+def known_revisions() -> set[str]:
+    """Every schema revision this code ships."""
+    return {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
 def current_revision(conn: Connection) -> str | None:
     """The revision recorded in the database's alembic_version table (None if empty)."""
     return MigrationContext.configure(conn).get_current_revision()
@@ -46,8 +52,14 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Upgrade the schema to `revision` under a lock; returns the revision now recorded."""
     target = head_revision() if revision == "head" else revision
     with engine.connect() as conn:  # fast path: already there, no write lock needed
-        if current_revision(conn) == target:
-            return target
+        current = current_revision(conn)
+    if current == target:
+        return target
+    if current is not None and current not in known_revisions():
+        number = current.split("_", 1)[0]
+        shown = redact_url(engine.url.render_as_string(hide_password=False))
+        raise StoreError(f"{shown}: this store was written by a newer scaletrack (schema "
+                         f"{number}, revision {current}); upgrade scaletrack")
     with write_transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})

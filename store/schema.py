@@ -38,6 +38,8 @@ runs = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("worker", sa.String(200), nullable=True),
     sa.Column("heartbeat_at", UTCDateTime, nullable=True),
+    # claim generation (0004_claims): +1 on every claim; writes of the holder are fenced by it
+    sa.Column("claim", sa.Integer, nullable=False, server_default="0"),
     sa.Column("N", sa.BigInteger, nullable=True),
     sa.Column("N_total", sa.BigInteger, nullable=True),
     sa.Column("D", sa.BigInteger, nullable=True),
@@ -55,6 +57,12 @@ runs = sa.Table(
         "status IN ('pending', 'running', 'finished', 'failed', 'diverged')", name="status"
     ),
 )
+
+# 0004_claims: the paged default views (runs by creation, sweep status by compute, counts)
+sa.Index("ix_runs_created_at_id", runs.c.created_at, runs.c.id)
+sa.Index("ix_runs_sweep_status", runs.c.sweep, runs.c.status)
+sa.Index("ix_runs_sweep_compute", runs.c.sweep, runs.c.C, runs.c.N, runs.c.D, runs.c.seed,
+         runs.c.lr, runs.c.id)
 
 # One row per (run, metric name, step). On SQLite a WITHOUT ROWID table clustered on the key;
 # value / wall_time are exact float64 (see store.coltypes.Float64Bits).

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,9 +27,11 @@ from scaletrack.store.engine import (
     read_transaction,
     redact_url,
     resolve_store_url,
+    store_failure,
     write_transaction,
 )
-from scaletrack.store.errors import StoreError
+from scaletrack.store.errors import ClaimLost, StoreError
+from scaletrack.store.guard import check_sqlite_store_file
 from scaletrack.store.records import (
     CHECKPOINT_KINDS,
     IDEA_DIRECTIONS,
@@ -60,6 +64,10 @@ FIT_COLUMNS = ("id", "form", "sweep", "label", "payload", "created_at")
 _INT_COLUMNS = {"N", "N_total", "D", "seed", "tokens", "step", "max_N_tried", "attempts", "id",
                 "checkpoint_id", "idea_id", "n_shot"}
 _TIME_COLUMNS = {"created_at", "updated_at", "heartbeat_at"}
+
+
+def _is_memory_url(url: Any) -> bool:
+    return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
 
 
 def _now() -> datetime:
@@ -113,6 +121,9 @@ class Store:
         self._run_ids: dict[str, int] = {}
         self._run_ids_lock = threading.Lock()
         self._writers: weakref.WeakSet[MetricWriter] = weakref.WeakSet()
+        # run_key -> (worker, claim generation) of the claims taken through this Store: every
+        # write to such a run is fenced by that claim (see `_check_claim`).
+        self._claims: dict[str, tuple[str, int]] = {}
         self._closed = False
         # A forked child must not reuse the parent's pooled connections.
         engine_ref = weakref.ref(engine)
@@ -120,14 +131,19 @@ class Store:
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
-    def open(cls, url: str | None = None) -> Store:
+    def open(cls, url: str | None = None, *, create: bool = True) -> Store:
         """Open (creating and migrating the schema as needed) the store at `url`.
 
-        `url` None -> $SCALETRACK_STORE -> sqlite:///scaletrack.db. Raises StoreError.
+        `url` None -> $SCALETRACK_STORE -> sqlite:///scaletrack.db. A SQLite file that is not
+        a scaletrack store is refused untouched; with `create` False a new or empty file is
+        refused too (read-only commands). Raises StoreError.
         """
         resolved = resolve_store_url(url)
         parsed = parse_store_url(resolved)
         shown = redact_url(resolved)
+        if parsed.get_backend_name() == "sqlite" and not _is_memory_url(parsed):
+            check_sqlite_store_file(Path(parsed.database or "").expanduser().resolve(),
+                                    create=create)
         engine = create_store_engine(parsed)
         try:
             migrate.upgrade(engine)
@@ -136,7 +152,7 @@ class Store:
             raise
         except (SQLAlchemyError, OSError) as exc:
             engine.dispose()
-            raise StoreError(f"cannot open store {shown!r}: {_first_line(exc)}") from None
+            raise store_failure(resolved, exc, "cannot open") from None
         except Exception as exc:  # alembic/driver errors of other kinds
             engine.dispose()
             raise StoreError(f"cannot open store {shown!r}: {_first_line(exc)}") from None
@@ -246,6 +262,43 @@ class Store:
             ).one()
         return self._run_record(row._mapping)
 
+    def ensure_runs(self, runs: Sequence[RunRecord], *, batch_size: int = 10_000) -> int:
+        """Insert the runs whose run_key is absent, one transaction per `batch_size` runs (an
+        import of a million rows); returns how many were new."""
+        # The column types' own bind processors encode the values (JSON, UTC datetimes), then
+        # the driver's executemany runs one compiled statement: SQLAlchemy's per-row work
+        # would cost more than the database here.
+        now = _now()
+        names = [f.name for f in dataclasses.fields(RunRecord)]
+        dialect = self._engine.dialect
+        t = schema.runs
+        stmt = self._insert(t).values({n: sa.bindparam(n) for n in names})
+        compiled = stmt.on_conflict_do_nothing(index_elements=["run_key"]).compile(
+            dialect=dialect)
+        order = list(compiled.positiontup or []) if compiled.positional else names
+        procs = {n: t.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names}
+        new = 0
+        for start in range(0, len(runs), batch_size):
+            rows = []
+            for run in runs[start:start + batch_size]:
+                if run.status not in RUN_STATUSES:
+                    raise StoreError(f"invalid run status {run.status!r} (one of {RUN_STATUSES})")
+                values = {n: getattr(run, n) for n in names}
+                values["created_at"] = run.created_at or now
+                values["updated_at"] = run.updated_at or now
+                for n, proc in procs.items():
+                    if proc is not None and values[n] is not None:
+                        values[n] = proc(values[n])
+                rows.append(tuple(values[n] for n in order) if compiled.positional else values)
+            with write_transaction(self._engine) as conn:
+                cursor = conn.connection.driver_connection.cursor()
+                try:
+                    cursor.executemany(compiled.string, rows)
+                    new += max(0, cursor.rowcount)
+                finally:
+                    cursor.close()
+        return new
+
     @staticmethod
     def _run_record(m: Mapping[str, Any]) -> RunRecord:
         return RunRecord(**{f.name: m[f.name] for f in dataclasses.fields(RunRecord)})
@@ -277,21 +330,80 @@ class Store:
         stmt = (
             sa.update(t)
             .where(t.c.run_key == run_key, claimable)
-            .values(status="running", worker=worker, heartbeat_at=now,
+            .values(status="running", worker=worker, heartbeat_at=now, claim=t.c.claim + 1,
                     attempts=t.c.attempts + 1, error=None, updated_at=now)
+            .returning(t.c.claim)
         )
         with write_transaction(self._engine) as conn:
-            return conn.execute(stmt).rowcount == 1
+            generation = conn.execute(stmt).scalar_one_or_none()
+        if generation is None:
+            return False
+        self._claims[run_key] = (worker, int(generation))
+        return True
 
-    def heartbeat(self, run_key: str, worker: str) -> bool:
-        """Refresh the heartbeat of a run held by `worker`; False if it no longer holds it."""
+    def take_over_run(self, run_key: str, dead_worker: str, worker: str) -> bool:
+        """Claim a running run from `dead_worker` (known dead, e.g. its PID is gone on this
+        host) without waiting for its heartbeat to go stale; False if it no longer holds it."""
         t = schema.runs
         now = _now()
         stmt = (
             sa.update(t)
-            .where(t.c.run_key == run_key, t.c.worker == worker, t.c.status == "running")
-            .values(heartbeat_at=now)
+            .where(t.c.run_key == run_key, t.c.status == "running", t.c.worker == dead_worker)
+            .values(worker=worker, heartbeat_at=now, claim=t.c.claim + 1,
+                    attempts=t.c.attempts + 1, error=None, updated_at=now)
+            .returning(t.c.claim)
         )
+        with write_transaction(self._engine) as conn:
+            generation = conn.execute(stmt).scalar_one_or_none()
+        if generation is None:
+            return False
+        self._claims[run_key] = (worker, int(generation))
+        return True
+
+    def _held(self, run_key: str | None, worker: str | None = None) -> sa.ColumnElement | None:
+        """The WHERE clause "this Store's claim on `run_key` still stands", or None when this
+        Store took no claim on it (or `worker` is not the one that did)."""
+        held = self._claims.get(run_key) if run_key is not None else None
+        if held is None or (worker is not None and held[0] != worker):
+            return None
+        t = schema.runs
+        return sa.and_(t.c.run_key == run_key, t.c.worker == held[0], t.c.claim == held[1],
+                       t.c.status == "running")
+
+    def _check_claim(self, conn: Connection, run_key: str | None) -> None:
+        """Raise ClaimLost (inside the caller's write transaction, which then writes nothing)
+        when this Store claimed `run_key` and that claim was taken over since."""
+        held = self._held(run_key)
+        if held is None:
+            return
+        query = sa.select(schema.runs.c.id).where(held)
+        if self._dialect == "postgresql":
+            query = query.with_for_update()
+        if conn.execute(query).first() is None:
+            raise self._lost(conn, run_key)
+
+    def _lost(self, conn: Connection, run_key: str | None) -> ClaimLost:
+        # the claim stays recorded, so every later write of this Store to the run is refused too
+        worker = self._claims.get(run_key, ("?", 0))[0] if run_key else "?"
+        holder = conn.execute(
+            sa.select(schema.runs.c.worker, schema.runs.c.status)
+            .where(schema.runs.c.run_key == run_key)
+        ).first()
+        now = "gone" if holder is None else (
+            f"now {holder.status}, held by {holder.worker}" if holder.status == "running"
+            else f"now {holder.status}")
+        return ClaimLost(f"worker {worker} lost its claim on run {run_key} ({now}); "
+                         "it stopped without writing")
+
+    def heartbeat(self, run_key: str, worker: str) -> bool:
+        """Refresh the heartbeat of a run held by `worker`; False if it no longer holds it
+        (with the same claim, when the claim was taken through this Store)."""
+        t = schema.runs
+        now = _now()
+        held = self._held(run_key, worker)
+        where = held if held is not None else sa.and_(
+            t.c.run_key == run_key, t.c.worker == worker, t.c.status == "running")
+        stmt = sa.update(t).where(where).values(heartbeat_at=now)
         with write_transaction(self._engine) as conn:
             return conn.execute(stmt).rowcount == 1
 
@@ -305,33 +417,58 @@ class Store:
         if final_loss is not None:
             final_loss = float(final_loss)
         t = schema.runs
+        held = self._held(run_key)
         stmt = (
             sa.update(t)
-            .where(t.c.run_key == run_key)
+            .where(t.c.run_key == run_key if held is None else held)
             .values(status=status, final_loss=final_loss, error=error, updated_at=_now())
         )
         with write_transaction(self._engine) as conn:
             if conn.execute(stmt).rowcount != 1:
+                if held is not None:
+                    raise self._lost(conn, run_key)
                 raise StoreError(f"unknown run {run_key!r}")
+        self._claims.pop(run_key, None)
 
     def release_run(self, run_key: str, worker: str) -> None:
         """running -> failed("interrupted"), only if `worker` holds the run."""
         t = schema.runs
+        held = self._held(run_key, worker)
         stmt = (
             sa.update(t)
-            .where(t.c.run_key == run_key, t.c.worker == worker, t.c.status == "running")
+            .where(held if held is not None else sa.and_(
+                t.c.run_key == run_key, t.c.worker == worker, t.c.status == "running"))
             .values(status="failed", error="interrupted", updated_at=_now())
         )
         with write_transaction(self._engine) as conn:
             conn.execute(stmt)
+        if held is not None:
+            self._claims.pop(run_key, None)
 
-    def runs(
-        self, sweep: str | None = None, status: str | None = None, tag: str | None = None
-    ) -> pd.DataFrame:
-        """All runs (optionally of one sweep / status / carrying `tag`), columns RUN_COLUMNS
-        (tags: a sorted list per run), by created_at."""
+    def release_after_failure(self, run_key: str, worker: str) -> bool:
+        """`release_run` when the store just failed a write (a full disk): if the release
+        fails too, move SQLite's write-ahead log into the database file (which frees the log's
+        space) and try once more. True when the run is no longer left running by `worker`."""
+        for attempt in range(2):
+            try:
+                self.release_run(run_key, worker)
+                return True
+            except ClaimLost:
+                return True  # not ours any more: nothing to release
+            except StoreError:
+                if attempt or self._dialect != "sqlite":
+                    return False
+                try:
+                    with self._engine.connect() as conn:
+                        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                except Exception:  # noqa: BLE001 - best effort; the retry says if it helped
+                    pass
+        return False
+
+    @staticmethod
+    def _run_filter(query: sa.Select, sweep: str | None, status: str | None,
+                    tag: str | None = None) -> sa.Select:
         t = schema.runs
-        query = sa.select(t).order_by(t.c.created_at, t.c.id)
         if tag is not None:
             tagged = sa.select(schema.run_tags.c.run_id).where(schema.run_tags.c.tag == tag)
             query = query.where(t.c.id.in_(tagged))
@@ -341,6 +478,24 @@ class Store:
             if status not in RUN_STATUSES:
                 raise StoreError(f"invalid run status {status!r} (one of {RUN_STATUSES})")
             query = query.where(t.c.status == status)
+        return query
+
+    def runs(self, sweep: str | None = None, status: str | None = None, tag: str | None = None,
+             *, limit: int | None = None, offset: int = 0, order: str = "created"
+             ) -> pd.DataFrame:
+        """Runs (optionally of one sweep / status / carrying `tag`), columns RUN_COLUMNS (tags:
+        a sorted list per run); `order` "created" (created_at) or "compute" (C, N, D, seed,
+        lr); a page of `limit` rows from `offset` (paged in SQL, so a store of millions of
+        runs reads only the page)."""
+        t = schema.runs
+        keys = ((t.c.C, t.c.N, t.c.D, t.c.seed, t.c.lr, t.c.id) if order == "compute"
+                else (t.c.created_at, t.c.id))
+        query = self._run_filter(sa.select(t).order_by(*keys), sweep, status, tag)
+        if limit is not None or offset:
+            # sort narrow (ids and keys only), then read the page's full rows
+            page = self._run_filter(sa.select(t.c.id).order_by(*keys), sweep, status, tag)
+            page = page.limit(None if limit is None else int(limit)).offset(int(offset))
+            query = sa.select(t).where(t.c.id.in_(page.scalar_subquery())).order_by(*keys)
         with read_transaction(self._engine) as conn:
             rows = [r._mapping for r in conn.execute(query)]
             tags = self._tags_by_owner(conn, schema.run_tags, "run_id")
@@ -406,11 +561,50 @@ class Store:
             if conn.execute(stmt).rowcount != 1:
                 raise StoreError(f"unknown run {run_key!r}")
 
+    def count_runs(self, sweep: str | None = None, status: str | None = None,
+                   tag: str | None = None) -> int:
+        """Number of runs (of one sweep / status / carrying `tag`), counted in SQL."""
+        query = self._run_filter(sa.select(sa.func.count()).select_from(schema.runs),
+                                 sweep, status, tag)
+        with read_transaction(self._engine) as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def run_status_counts(self, sweep: str | None = None) -> dict[str, int]:
+        """Runs per status (every status listed, zeros included), aggregated in SQL."""
+        t = schema.runs
+        query = self._run_filter(
+            sa.select(t.c.status, sa.func.count()).group_by(t.c.status), sweep, None)
+        with read_transaction(self._engine) as conn:
+            found = {status: int(n) for status, n in conn.execute(query)}
+        return {s: found.get(s, 0) for s in RUN_STATUSES}
+
+    def find_run_keys(self, prefix: str, limit: int = 2) -> list[str]:
+        """Run keys starting with `prefix` (at most `limit`), through the run_key index."""
+        t = schema.runs
+        query = sa.select(t.c.run_key)
+        if prefix:  # a key range rather than LIKE, so the unique index on run_key is used
+            upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            query = query.where(t.c.run_key >= prefix, t.c.run_key < upper)
+        query = (query.order_by(t.c.run_key).limit(limit))
+        with read_transaction(self._engine) as conn:
+            return [r[0] for r in conn.execute(query)]
+
     # ------------------------------------------------------------------ metrics
-    def _metric_sink(self, run_id: int, batch_size: int):
+    def _fence(self, run_key: str, run_id: int) -> metrics_io.Fence | None:
+        held = self._claims.get(run_key)
+        return None if held is None else metrics_io.Fence(run_key, run_id, held[0], held[1])
+
+    def _metric_sink(self, run_key: str, run_id: int, batch_size: int):
         def sink(items: list) -> None:
             rows = metrics_io.encode_items(self._dialect, run_id, items)
-            metrics_io.write_encoded(self._engine, rows, batch_size)
+            fence = self._fence(run_key, run_id)
+            try:
+                metrics_io.write_encoded(self._engine, rows, batch_size,
+                                         fences=() if fence is None else (fence,))
+            except (ClaimLost, StoreError):
+                raise
+            except Exception as exc:  # a full disk, an I/O error: name the store and the cause
+                raise store_failure(self._engine.url, exc) from exc
 
         return sink
 
@@ -421,7 +615,7 @@ class Store:
         with self._engine.connect() as conn:
             run_id = self._require_run_id(conn, run_key)
         writer = MetricWriter(
-            self._metric_sink(run_id, batch_size), run_key, batch_size=batch_size,
+            self._metric_sink(run_key, run_id, batch_size), run_key, batch_size=batch_size,
             flush_interval_s=flush_interval_s,
         )
         self._writers.add(writer)
@@ -452,34 +646,50 @@ class Store:
                 encoded.extend(metrics_io.encode_frame(self._dialect, ids[key], part))
             else:
                 encoded.extend(metrics_io.encode_items(self._dialect, ids[key], part))
+        fences = [f for f in (self._fence(key, ids[key]) for key, _ in parts) if f is not None]
         try:
-            metrics_io.write_encoded(self._engine, encoded, batch_size)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"writing metrics failed: {_first_line(exc)}") from exc
+            metrics_io.write_encoded(self._engine, encoded, batch_size, fences=fences)
+        except (ClaimLost, StoreError):
+            raise
+        except Exception as exc:
+            raise store_failure(self._engine.url, exc, "writing metrics failed") from exc
         return len(encoded)
 
-    def _key_map(self) -> dict[int, str]:
+    def _key_map(self, run_keys: Sequence[str] | None = None) -> dict[int, str]:
+        """run id -> run key, of every run or of `run_keys` only."""
+        t = schema.runs
         with read_transaction(self._engine) as conn:
-            rows = conn.execute(sa.select(schema.runs.c.id, schema.runs.c.run_key))
-            return {i: k for i, k in rows}
+            if run_keys is None:
+                return {i: k for i, k in conn.execute(sa.select(t.c.id, t.c.run_key))}
+            out: dict[int, str] = {}
+            wanted = sorted(set(run_keys))
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                out.update({i: k for i, k in conn.execute(
+                    sa.select(t.c.id, t.c.run_key).where(t.c.run_key.in_(chunk)))})
+            return out
 
     def metrics(
         self, run_keys: Sequence[str] | None = None, names: Sequence[str] | None = None
     ) -> pd.DataFrame:
         """Columns run_key, name, step (int64), value (float64, NaN/inf kept), tokens (Int64),
         wall_time (float64 seconds); sorted by run_key, name, step."""
-        key_of = self._key_map()
         run_ids = None
         if run_keys is not None:
             if isinstance(run_keys, str):
                 run_keys = [run_keys]
-            wanted = set(run_keys)
-            run_ids = sorted(i for i, k in key_of.items() if k in wanted)
+            key_of = self._key_map(list(run_keys))  # only these: a store may hold millions
+            run_ids = sorted(key_of)
+        else:
+            key_of = self._key_map()
         if isinstance(names, str):
             names = [names]
-        return metrics_io.read_metrics(
-            self._engine, run_ids, None if names is None else list(names), key_of
-        )
+        try:
+            return metrics_io.read_metrics(
+                self._engine, run_ids, None if names is None else list(names), key_of
+            )
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise store_failure(self._engine.url, exc, "cannot read") from exc
 
     def count_metrics(self, run_key: str | None = None) -> int:
         """Number of metric rows (of one run, or all)."""
@@ -497,6 +707,7 @@ class Store:
         m = schema.metrics
         with write_transaction(self._engine) as conn:
             run_id = self._require_run_id(conn, run_key)
+            self._check_claim(conn, run_key)
             return conn.execute(sa.delete(m).where(m.c.run_id == run_id, m.c.step > step)).rowcount
 
     # ------------------------------------------------------------------ checkpoints
@@ -506,6 +717,7 @@ class Store:
             raise StoreError(f"invalid checkpoint kind {ckpt.kind!r} (one of {CHECKPOINT_KINDS})")
         with write_transaction(self._engine) as conn:
             run_id = None if ckpt.run_key is None else self._require_run_id(conn, ckpt.run_key)
+            self._check_claim(conn, ckpt.run_key)
             values = {
                 "run_id": run_id, "kind": ckpt.kind, "N": int(ckpt.N), "tokens": int(ckpt.tokens),
                 "flops": None if ckpt.flops is None else float(ckpt.flops),
@@ -513,12 +725,20 @@ class Store:
                 "sha256": ckpt.sha256, "loader": ckpt.loader, "meta": dict(ckpt.meta or {}),
                 "created_at": ckpt.created_at or _now(),
             }
-            stmt = self._insert(schema.checkpoints).values(**values)
+            c = schema.checkpoints
+            stmt = self._insert(c).values(**values)
             update = {k: stmt.excluded[k] for k in values if k not in ("path", "created_at")}
-            stmt = stmt.on_conflict_do_update(index_elements=["path"], set_=update).returning(
-                schema.checkpoints.c.id
-            )
-            return int(conn.execute(stmt).scalar_one())
+            # A re-save may refresh a record, never hand it to another run or kind.
+            same_owner = sa.and_(c.c.kind == stmt.excluded.kind,
+                                 c.c.run_id.is_not_distinct_from(stmt.excluded.run_id))
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["path"], set_=update, where=same_owner
+            ).returning(c.c.id)
+            found = conn.execute(stmt).scalar_one_or_none()
+            if found is None:
+                raise StoreError(f"checkpoint {ckpt.path} is already registered to another run "
+                                 "or as another kind; not replaced")
+            return int(found)
 
     def _checkpoint_query(self) -> sa.Select:
         c, r = schema.checkpoints, schema.runs
@@ -662,6 +882,15 @@ class Store:
         )
         with write_transaction(self._engine) as conn:
             if conn.execute(stmt).rowcount != 1:
+                raise StoreError(f"unknown idea id {idea_id}")
+
+    def delete_idea(self, idea_id: int) -> None:
+        """Delete an idea and its attempts (cascade)."""
+        with write_transaction(self._engine) as conn:
+            conn.execute(sa.delete(schema.idea_attempts)
+                         .where(schema.idea_attempts.c.idea_id == idea_id))
+            if conn.execute(sa.delete(schema.ideas)
+                            .where(schema.ideas.c.id == idea_id)).rowcount != 1:
                 raise StoreError(f"unknown idea id {idea_id}")
 
     def ideas(self) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from scaletrack.store.errors import StoreError
+from scaletrack.store.errors import ClaimLost, StoreError
 from scaletrack.store.metrics_io import MetricItem
 
 BatchSink = Callable[[list[MetricItem]], None]
@@ -53,6 +53,8 @@ class MetricWriter:
         with self._cond:
             if self._closed:
                 raise StoreError(f"metric writer for run {self.run_key} is closed")
+            if isinstance(self._error, ClaimLost):  # stop the caller at once: nothing is kept
+                raise self._error
             self._buffer.append((name, step, value, tokens, wall_time))
             self._logged += 1
             if len(self._buffer) == self.batch_size:
@@ -66,6 +68,8 @@ class MetricWriter:
         with self._cond:
             if self._closed:
                 raise StoreError(f"metric writer for run {self.run_key} is closed")
+            if isinstance(self._error, ClaimLost):  # stop the caller at once: nothing is kept
+                raise self._error
             before = len(self._buffer)
             self._buffer.extend((n, step, v, tokens, wall_time) for n, v in values.items())
             self._logged += len(self._buffer) - before
@@ -81,6 +85,8 @@ class MetricWriter:
             while self._done < target and self._thread.is_alive():
                 self._cond.wait(0.1)
             error, self._error = self._error, None
+        if isinstance(error, StoreError):  # already one line naming the store (or ClaimLost)
+            raise error
         if error is not None:
             raise StoreError(
                 f"writing metrics of run {self.run_key} failed: {error}"

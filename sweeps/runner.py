@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from rich.markup import escape
 
 from scaletrack.sweeps.executors import (
     CellDone,
@@ -75,6 +76,9 @@ class SweepReport:
     interrupted: bool
     wall_s: float
     notes: tuple[str, ...] = ()
+    # cells of the grid not finished/diverged after this call: "run_key (status[, holder])"
+    unfinished: tuple[str, ...] = ()
+    store_error: str | None = None  # the store failed (full disk...): its one-line error
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -87,8 +91,7 @@ class SweepReport:
     @property
     def ok(self) -> bool:
         """True when every cell of the grid is now finished or diverged."""
-        done = self.already_done + self.count("finished") + self.count("diverged")
-        return done == self.total and not self.interrupted
+        return not self.unfinished and not self.interrupted
 
 
 @dataclass
@@ -99,6 +102,7 @@ class _Collector:
     results: list[CellDone] = field(default_factory=list)
     lost: int = 0
     notes: list[str] = field(default_factory=list)
+    store_error: str | None = None
 
     recheck_ideas: Callable[[], list[str]] | None = None
 
@@ -109,6 +113,8 @@ class _Collector:
             self.lost += 1
         elif isinstance(event, ExecutorNote):
             self.notes.append(event.message)
+            if event.store_error and self.store_error is None:
+                self.store_error = event.message
         if self.forward is not None:
             self.forward(event)
         if (
@@ -177,7 +183,7 @@ def run_sweep(
     `SweepDisplay`); None = silent.
     With `recheck_ideas`, each finished cell re-runs the ideas its checkpoint made due.
     """
-    from scaletrack.store import Store, resolve_store_url
+    from scaletrack.store import Store, StoreError, resolve_store_url
 
     t0 = time.monotonic()
     url = resolve_store_url(store_url)
@@ -216,6 +222,15 @@ def run_sweep(
                 interrupted = executor.run(job, collector).interrupted
         else:
             interrupted = executor.run(job, collector).interrupted
+    unfinished: tuple[str, ...] = ()
+    if todo:
+        try:
+            with Store.open(url) as store:
+                unfinished = unfinished_cells(store, [c.run_key for c in todo])
+        except StoreError as exc:  # the store fails to read now: count what the workers said
+            collector.store_error = collector.store_error or str(exc)
+            done = {r.run_key for r in collector.results if r.status in DONE_STATUSES}
+            unfinished = tuple(f"{c.run_key} (unknown)" for c in todo if c.run_key not in done)
     return SweepReport(
         sweep=grid.name,
         total=len(grid.cells),
@@ -225,7 +240,32 @@ def run_sweep(
         interrupted=interrupted,
         wall_s=time.monotonic() - t0,
         notes=tuple(collector.notes),
+        unfinished=unfinished,
+        store_error=collector.store_error,
     )
+
+
+def unfinished_cells(store: Any, run_keys: Sequence[str]) -> tuple[str, ...]:
+    """The cells among `run_keys` that are not finished or diverged, as the store says now:
+    "run_key (status)" or "run_key (running, held by WORKER)". A cell still marked running by
+    a worker of this host that is gone (its store write failed, so did its release) is
+    released now that every worker has exited."""
+    from scaletrack.sweeps.liveness import holder_is_dead
+
+    out = []
+    for key in run_keys:
+        run = store.get_run(key)
+        if (run is not None and run.status == "running"
+                and holder_is_dead(run.worker, run.heartbeat_at)
+                and store.release_after_failure(key, run.worker)):
+            run = store.get_run(key)
+        if run is None:
+            out.append(f"{key} (missing)")
+        elif run.status == "running":
+            out.append(f"{key} (running, held by {run.worker})")
+        elif run.status not in DONE_STATUSES:
+            out.append(f"{key} ({run.status})")
+    return tuple(out)
 
 
 def sweep_runs(store: Any, name: str) -> pd.DataFrame:
@@ -287,7 +327,8 @@ class SweepDisplay:
 
         total = len(self.cells) + self.already_done
         self.console.print(
-            f"sweep [bold]{self.grid.name}[/]: {total} cells, {self.already_done} already done, "
+            f"sweep [bold]{escape(self.grid.name)}[/]: {total} cells, "
+            f"{self.already_done} already done, "
             f"{len(self.cells)} to run"
         )
         if self.live_mode:
@@ -302,7 +343,7 @@ class SweepDisplay:
                 console=self.console,
             )
             self._overall = self._progress.add_task(
-                f"[bold]{self.grid.name}", total=total, completed=self.already_done
+                f"[bold]{escape(self.grid.name)}", total=total, completed=self.already_done
             )
             self._live = Live(self._render(), console=self.console, refresh_per_second=4)
             self._live.__enter__()
@@ -326,9 +367,10 @@ class SweepDisplay:
             self._done(event, cell)
         elif isinstance(event, WorkerLost):
             where = f" while training {event.run_key}" if event.run_key else ""
-            self._line(f"[red]worker {event.worker} died[/] (exit code {event.exitcode}){where}")
+            self._line(f"[red]worker {escape(event.worker)} died[/] (exit code {event.exitcode})"
+                       f"{escape(where)}")
         elif isinstance(event, ExecutorNote):
-            self._line(f"[yellow]{event.message}[/]")
+            self._line(f"[yellow]{escape(event.message)}[/]")
         if self._live is not None:
             self._live.update(self._render())
 
@@ -336,17 +378,18 @@ class SweepDisplay:
         label = _label(cell, event.run_key)
         if self._progress is not None:
             self._bars[event.run_key] = self._progress.add_task(
-                f"  {label}", total=cell.steps if cell else None
+                f"  {escape(label)}", total=cell.steps if cell else None
             )
         else:
-            self._line(f"start  {event.run_key}  {label}  ({event.worker})")
+            self._line(escape(f"start  {event.run_key}  {label}  ({event.worker})"))
 
     def _done(self, event: CellDone, cell: Cell | None) -> None:
         bar = self._bars.pop(event.run_key, None)
         if bar is not None and self._progress is not None:
             self._progress.remove_task(bar)
         if event.status == "skipped":
-            self._line(f"skip   {event.run_key}  {_label(cell, event.run_key)}: {event.message}")
+            self._line(escape(f"skip   {event.run_key}  {_label(cell, event.run_key)}: "
+                              f"{event.message}"))
             return
         self._finished.append(event)
         if self._progress is not None and self._overall is not None and event.status in (
@@ -358,8 +401,9 @@ class SweepDisplay:
         extra = f": {event.message}" if event.message else ""
         for task, err in event.eval_errors.items():
             extra += f"; eval {task}: {err}"
-        text = (f"[{style}]{event.status:<8}[/] {event.run_key}  {_label(cell, event.run_key)}  "
-                f"loss {loss}  {event.wall_s:.1f}s{extra}")
+        text = (f"[{style}]{event.status:<8}[/] "
+                + escape(f"{event.run_key}  {_label(cell, event.run_key)}  "
+                         f"loss {loss}  {event.wall_s:.1f}s{extra}"))
         if self._live is None or event.status not in ("finished", "diverged"):
             self._line(text)
 
@@ -378,7 +422,7 @@ class SweepDisplay:
             cell = self.cells.get(ev.run_key)
             table.add_row(
                 ev.run_key,
-                cell.size_label if cell else "?",
+                escape(cell.size_label) if cell else "?",
                 f"{cell.N:,}" if cell else "-",
                 f"{cell.D:,}" if cell else "-",
                 ev.status,

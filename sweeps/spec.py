@@ -31,8 +31,11 @@ DATA_OPTIONS: dict[str, tuple[str, ...]] = {
     "task": ("n_examples", "seed"),
 }
 
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+INT64_MAX = 2**63 - 1  # what the store's integer columns hold
+SEED_LIMIT = 2**32  # seeds must fit the 32-bit generators (numpy) as well as torch's
+PositiveInt = Annotated[int, Field(gt=0, le=INT64_MAX)]
+NonNegativeInt = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -48,7 +51,7 @@ class DataOptions(_Section):
     max_bytes: PositiveInt | None = Field(None, description="cap on corpus size (bytes = tokens)")
     vocab_size: PositiveInt | None = Field(None, description="vocabulary of a token file")
     n_examples: PositiveInt | None = Field(None, description="synthetic task examples")
-    seed: NonNegativeInt | None = Field(None, description="synthetic task generator seed")
+    seed: Seed | None = Field(None, description="synthetic task generator seed")
 
 
 class DataSpec(_Section):
@@ -167,7 +170,7 @@ class AxesSpec(_Section):
     """The axes crossed with the model sizes: one cell per combination."""
 
     tokens: list[PositiveInt] = Field(min_length=1, description="token budgets D (tokens)")
-    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     lrs: list[Annotated[float, Field(gt=0.0, le=10.0)]] = Field(
         default_factory=lambda: [1e-3], min_length=1, description="peak learning rates"
     )

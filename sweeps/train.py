@@ -254,12 +254,18 @@ def train_run(
     done_run = _ensure_claimed(cfg, plan, store, run_key, worker)
     if done_run is not None:
         return TrainResult(done_run.status, done_run.final_loss, 0, 0, 0.0, None)
+    from scaletrack.store import ClaimLost, StoreError
+
     try:
         return _train(cfg, plan, store, run_key, Path(checkpoint_dir), worker, stop_event, on_step)
+    except (ClaimLost, StoreError):  # taken over, or the store failing: the caller decides
+        raise
     except KeyboardInterrupt:
         store.release_run(run_key, worker)
         raise
     except Exception as exc:
+        if isinstance(exc.__cause__ or exc.__context__, ClaimLost):
+            raise exc.__cause__ or exc.__context__ from None
         store.finish_run(run_key, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
 
@@ -326,8 +332,18 @@ def _train(
     last_saved = start if resumed_from is not None else -1
     pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
 
+    def still_ours() -> None:
+        """Stop at once, writing nothing, when another worker took the run over (this one was
+        paused longer than the stale limit: a suspended VM, SIGSTOP, swap storms)."""
+        if not store.heartbeat(run_key, worker):
+            from scaletrack.store import ClaimLost
+
+            raise ClaimLost(f"worker {worker} lost its claim on run {run_key}; "
+                            "it stopped without writing")
+
     def save(step_done: int) -> None:
         nonlocal last_saved
+        still_ours()  # never overwrite the new holder's checkpoint files
         path = checkpoint_dir / run_key / f"step_{step_done:08d}.safetensors"
         file_meta = {**meta, "step": step_done, "spikes": spikes.state()}
         sha = save_checkpoint(path, model, optimizer=optimizer, rng={"data": gen.get_state()},
@@ -403,7 +419,7 @@ def _train(
                 save(done)
             now = time.perf_counter()
             if now - last_hb >= HEARTBEAT_INTERVAL_S:
-                store.heartbeat(run_key, worker)
+                still_ours()
                 last_hb = now
             if on_step is not None:
                 on_step(done, total)

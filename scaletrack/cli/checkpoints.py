@@ -35,14 +35,20 @@ def add(
     store_url: str | None = StoreOption,
 ) -> None:
     """Register a checkpoint not trained here (kind 'external'); ideas it out-scales become due."""
-    from scaletrack.evals.evaluate import register_external_checkpoint
+    from scaletrack.evals.evaluate import CheckpointExists, register_external_checkpoint
     from scaletrack.evals.ideas import refresh_idea_statuses
 
     with store_session(store_url) as store:
-        ckpt_id = register_external_checkpoint(
-            store, path, params=params, tokens=tokens, flops=flops, loader=loader,
-            meta=_parse_meta(meta),
-        )
+        try:
+            ckpt_id = register_external_checkpoint(
+                store, path, params=params, tokens=tokens, flops=flops, loader=loader,
+                meta=_parse_meta(meta),
+            )
+        except CheckpointExists as exc:
+            if not exc.identical:
+                raise
+            console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+            return
         record = store.get_checkpoint(ckpt_id)
         console.print(
             f"registered checkpoint {ckpt_id} (external, N={record.N:,}, D={record.tokens:,}, "
@@ -79,7 +85,7 @@ def list_(
     store_url: str | None = StoreOption,
 ) -> None:
     """List checkpoints with N (params), tokens, FLOPs, kind, loader and path."""
-    with store_session(store_url) as store:
+    with store_session(store_url, create=False) as store:
         df = store.checkpoints(run_key=run_key, kind=kind)
         if as_json:
             print_json(df.to_dict(orient="records"))
@@ -103,7 +109,7 @@ def eval_(
     """Evaluate tasks on a checkpoint and store the results in the evals table."""
     from scaletrack.evals.evaluate import evaluate_checkpoint
 
-    with store_session(store_url) as store:
+    with store_session(store_url, create=False) as store:
         results = evaluate_checkpoint(store, checkpoint_id, task, device=device)
         for task_name, metrics in results.items():
             shown = ", ".join(f"{m}={v:.4g}" for m, v in metrics.items())

@@ -28,9 +28,17 @@ StoreOption = typer.Option(
 )
 
 
+def literal(text: object) -> str:
+    """User text (names, titles, messages) made safe to embed in Rich markup: printed as is."""
+    return escape(str(text))
+
+
 def report_error(message: str) -> None:
-    """Print a one-line error on stderr."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    """Print a one-line error on stderr (secrets in any URL in it redacted)."""
+    from scaletrack.store.engine import redact_secrets
+
+    err_console.print(f"[bold red]error:[/] {escape(redact_secrets(message))}", highlight=False,
+                      soft_wrap=True)
 
 
 def fail(message: str) -> NoReturn:
@@ -39,23 +47,24 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def open_store_or_exit(url: str | None):  # -> store.Store
-    """Open the store named by `url`, or exit with a one-line error naming it."""
+def open_store_or_exit(url: str | None, *, create: bool = True):  # -> store.Store
+    """Open the store named by `url`, or exit with a one-line error naming it. Commands that
+    only read pass `create=False`: a missing or empty file is then an error, not a new store."""
     from scaletrack.errors import ScaletrackError
     from scaletrack.store import Store
 
     try:
-        return Store.open(url)
+        return Store.open(url, create=create)
     except ScaletrackError as exc:
         fail(str(exc))
 
 
 @contextmanager
-def store_session(url: str | None) -> Iterator[Any]:
+def store_session(url: str | None, *, create: bool = True) -> Iterator[Any]:
     """Open the store for a command; a ScaletrackError inside becomes a one-line error."""
     from scaletrack.errors import ScaletrackError
 
-    store = open_store_or_exit(url)
+    store = open_store_or_exit(url, create=create)
     try:
         yield store
     except ScaletrackError as exc:
@@ -92,7 +101,7 @@ def _cell(value: Any) -> str:
             return str(value)
     if isinstance(value, pd.Timestamp):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
+    return escape(str(value))
 
 
 def print_table(
@@ -100,11 +109,11 @@ def print_table(
 ) -> None:
     """Print a DataFrame as a compact rich table (large counts as 12.8k, 1.7M; floats 4 digits)."""
     cols = list(columns) if columns is not None else list(df.columns)
-    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
-                  header_style="bold")
+    table = Table(title=None if title is None else escape(title), box=box.SIMPLE_HEAD,
+                  padding=(0, 1, 0, 0), pad_edge=False, header_style="bold")
     for col in cols:
         numeric = col in df.columns and pd.api.types.is_numeric_dtype(df[col])
-        table.add_column(col, justify="right" if numeric else "left")
+        table.add_column(escape(str(col)), justify="right" if numeric else "left")
     for row in df[cols].itertuples(index=False):
         table.add_row(*(_cell(v) for v in row))
     console.print(table)

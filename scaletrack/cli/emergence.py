@@ -48,7 +48,7 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
 
 def _print(df: pd.DataFrame, title: str) -> None:
     """A rich table whose long task names fold onto a second line instead of being cut."""
-    table = Table(title=title, header_style="bold")
+    table = Table(title=Text(title), header_style="bold")
     for col in df.columns:
         table.add_column(col, overflow="fold", no_wrap=col != "task",
                          justify="left" if col in ("task", "class") else "right")
@@ -97,7 +97,7 @@ def emergence(
         df = _read_csv(csv)
         source = str(csv)
     else:
-        st = open_store_or_exit(store)
+        st = open_store_or_exit(store, create=False)
         try:
             df = st.evals(task=task)
         finally:

@@ -25,6 +25,7 @@ import typer
 from scaletrack.cli.common import (
     StoreOption,
     console,
+    err_console,
     fail,
     open_store_or_exit,
     print_json,
@@ -83,7 +84,7 @@ def _load(sweep: str | None, csv: Path | None, store: str | None, cols: tuple) -
         fail("give exactly one of --sweep NAME or --csv FILE")
     if csv is not None:
         return _read_csv(csv, *cols)
-    with open_store_or_exit(store) as st:
+    with open_store_or_exit(store, create=False) as st:
         runs = st.runs(sweep=sweep, status="finished")
     if runs.empty:
         fail(f"sweep {sweep!r} has no finished runs in the store")
@@ -123,7 +124,7 @@ def fit_command(
         fail(str(exc))
     fit_id = None
     if sweep is not None:
-        with open_store_or_exit(store) as st:
+        with open_store_or_exit(store, create=False) as st:
             try:
                 fit_id = st.save_fit(result.form, result.to_dict(), sweep=sweep)
             except ScaletrackError as exc:
@@ -147,7 +148,7 @@ def fit_command(
         budgets = [1e21, 1e22, 1e23, 1e24]
         print_table(compute_optimal(result, budgets), title="compute-optimal allocation")
     if fit_id is not None:
-        console.print(f"saved fit {fit_id} for sweep {sweep}")
+        console.print(f"saved fit {fit_id} for sweep {sweep}", markup=False, highlight=False)
 
 
 def plot_command(
@@ -186,6 +187,19 @@ def plot_command(
         typer.echo(str(path))
 
 
+def _check_whole_counts(df: pd.DataFrame) -> None:
+    """N (parameters) and D (tokens) are counts, stored rounded to whole numbers: a value
+    below 1 (N = 0.4 would be stored as 0) is refused rather than rounded away."""
+    for col in ("N", "D"):
+        values = df[col].to_numpy(dtype=float)
+        bad = values < 1
+        if bad.any():
+            row = df.index[int(np.argmax(bad))]
+            raise DataError(f"column {col!r} row {row} has {float(df[col].loc[row]):g}: "
+                            f"{'parameter' if col == 'N' else 'token'} counts must be at "
+                            "least 1")
+
+
 def _check_fits_int64(df: pd.DataFrame) -> None:
     """The store keeps N and D as 64-bit integers; refuse a value it cannot hold."""
     for col in ("N", "D"):
@@ -213,25 +227,40 @@ def import_csv_command(
     ),
 ) -> None:
     """Import published/external runs (family "imported") and their task metrics."""
+    counts = {"rows": 0, "new_runs": 0, "checkpoints": 0, "evals": 0, "skipped": 0}
+    total = 0
     try:
         df = _read_csv(file, n_col, d_col, loss_col, c_col)
         if "N" not in df.columns or "D" not in df.columns:
             fail(f"CSV {str(file)!r} needs columns for N ({n_col!r}) and D ({d_col!r})")
         _check_fits_int64(df)
+        _check_whole_counts(df)
         tasks = _task_columns(df, task_cols)
         if name_col is None:
             name_col = next((c for c in ("name", "model", "Model") if c in df.columns), None)
         elif name_col not in df.columns:
             fail(f"CSV {str(file)!r} has no column {name_col!r} (--name-col)")
         tasks = [t for t in tasks if t != name_col]
+        total = len(df)
         with open_store_or_exit(store) as st:
-            counts = _import_rows(st, df, tasks, sweep, file.name, name_col)
+            _import_rows(st, df, tasks, sweep, file.name, counts, _progress(len(df)), name_col)
     except ScaletrackError as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        err_console.print(
+            f"interrupted: kept {counts['rows']:,} of {total:,} rows (whole batches); run the "
+            "same command again to import the rest (rows already imported are skipped)",
+            markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    skipped = counts.get("skipped_cells", [])
     console.print(
-        f"imported {counts['rows']} rows ({counts['new_runs']} new runs) from {file.name}"
+        f"imported {counts['rows']:,} rows ({counts['new_runs']:,} new runs) from {file.name}"
         + (f" into sweep {sweep}" if sweep else "")
-        + f"; {counts['evals']} task values on {counts['checkpoints']} external checkpoints"
+        + f"; {counts['evals']:,} task values on {counts['checkpoints']:,} external checkpoints"
+        + (f"; skipped {counts['skipped']:,} missing, NaN or infinite task values (first: "
+           + ", ".join(f"row {r} column {c!r}" for r, c in skipped) + ")"
+           if counts["skipped"] else ""),
+        markup=False, highlight=False, soft_wrap=True,
     )
 
 
@@ -254,43 +283,76 @@ def _task_columns(df: pd.DataFrame, task_cols: str | None) -> list[str]:
     return names
 
 
+IMPORT_BATCH_ROWS = 10_000  # rows per store transaction (and per progress line)
+SKIPPED_SHOWN = 3
+
+
+def _progress(total: int):
+    """A callback printing "imported 120,000 / 1,000,000 rows" on stderr, at most every 2 s."""
+    import time
+
+    last = [time.monotonic()]
+
+    def report(done: int) -> None:
+        now = time.monotonic()
+        if total > IMPORT_BATCH_ROWS and (now - last[0] >= 2.0 or done == total):
+            last[0] = now
+            err_console.print(f"imported {done:,} / {total:,} rows", highlight=False)
+
+    return report
+
+
 def _import_rows(st, df: pd.DataFrame, tasks: list[str], sweep: str | None, source: str,
-                 name_col: str | None = None) -> dict:
+                 counts: dict, progress, name_col: str | None = None) -> dict:
+    """Import `df` in batches of IMPORT_BATCH_ROWS rows (one transaction each); `counts` is
+    updated after every batch, so an interrupted import knows how many rows it kept."""
     import math
 
     from scaletrack.store import CheckpointRecord, RunRecord, make_run_key
 
     if sweep is not None and sweep not in set(st.sweeps()["name"]):
         st.upsert_sweep(sweep, {"imported_from": source})
-    counts = {"rows": 0, "new_runs": 0, "checkpoints": 0, "evals": 0}
-    for idx, row in df.iterrows():
-        config = {"family": "imported", "source": source, "sweep": sweep,
-                  **{c: float(row[c]) for c in CORE_COLUMNS if c in df.columns}}
-        for task in tasks:
-            value = pd.to_numeric(row[task], errors="coerce")
-            config[task] = None if pd.isna(value) else float(value)
-        key = make_run_key(config)
-        existed = st.get_run(key) is not None
-        n, d, c = int(round(row["N"])), int(round(row["D"])), float(row["C"])
-        st.ensure_run(RunRecord(
-            run_key=key, sweep=sweep, family="imported", config=config, N=n, N_total=n, D=d,
-            C=c, status="finished", final_loss=float(row["loss"]),
-            name=None if name_col is None or pd.isna(row[name_col]) else str(row[name_col]),
-        ))
-        counts["rows"] += 1
-        counts["new_runs"] += not existed
-        values = {t: config[t] for t in tasks if config[t] is not None and math.isfinite(config[t])}
-        if not values:
-            continue
-        ckpt_id = st.add_checkpoint(CheckpointRecord(
-            id=None, run_key=key, kind="external", N=n, tokens=d, flops=c, step=None,
-            path=f"imported:{key}", sha256=None, loader=None,
-            meta={"source": source, "row": _label(idx)},
-        ))
-        counts["checkpoints"] += 1
-        for task, value in values.items():
-            st.add_eval(ckpt_id, task=task, metric="value", value=value)
-            counts["evals"] += 1
+    counts.setdefault("skipped_cells", [])
+    core = [c for c in CORE_COLUMNS if c in df.columns]
+    for start in range(0, len(df), IMPORT_BATCH_ROWS):
+        chunk = df.iloc[start:start + IMPORT_BATCH_ROWS]
+        records, task_values = [], []
+        for idx, row in zip(chunk.index, chunk.to_dict(orient="records"), strict=True):
+            config = {"family": "imported", "source": source, "sweep": sweep,
+                      **{c: float(row[c]) for c in core}}
+            values = {}
+            for task in tasks:
+                value = pd.to_numeric(row[task], errors="coerce")
+                config[task] = None if pd.isna(value) else float(value)
+                if config[task] is not None and math.isfinite(config[task]):
+                    values[task] = config[task]
+                else:
+                    counts["skipped"] += 1
+                    if len(counts["skipped_cells"]) < SKIPPED_SHOWN:
+                        counts["skipped_cells"].append((_label(idx), task))
+            key = make_run_key(config)
+            n, d = int(round(row["N"])), int(round(row["D"]))
+            records.append(RunRecord(
+                run_key=key, sweep=sweep, family="imported", config=config, N=n, N_total=n,
+                D=d, C=float(row["C"]), status="finished", final_loss=float(row["loss"]),
+                name=None if name_col is None or pd.isna(row[name_col]) else str(row[name_col]),
+            ))
+            task_values.append((idx, key, n, d, float(row["C"]), values))
+        counts["new_runs"] += st.ensure_runs(records)
+        for idx, key, n, d, c, values in task_values:
+            if not values:
+                continue
+            ckpt_id = st.add_checkpoint(CheckpointRecord(
+                id=None, run_key=key, kind="external", N=n, tokens=d, flops=c, step=None,
+                path=f"imported:{key}", sha256=None, loader=None,
+                meta={"source": source, "row": _label(idx)},
+            ))
+            counts["checkpoints"] += 1
+            for task, value in values.items():
+                st.add_eval(ckpt_id, task=task, metric="value", value=value)
+                counts["evals"] += 1
+        counts["rows"] += len(chunk)
+        progress(counts["rows"])
     return counts
 
 

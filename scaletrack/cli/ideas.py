@@ -12,6 +12,7 @@ from scaletrack.cli.common import (
     StoreOption,
     console,
     err_console,
+    literal,
     print_json,
     print_table,
     store_session,
@@ -76,7 +77,7 @@ def add(
         console.print(
             f"idea {idea_id}: {idea.title!r} passes when {idea.task}/{idea.metric} {sign} "
             f"{idea.threshold:g} (status {idea.status})",
-            highlight=False,
+            markup=False, highlight=False,
         )
 
 
@@ -89,7 +90,7 @@ def list_(
     """Show each idea: status, best value, largest scale tried, class, predicted crossing."""
     from scaletrack.evals.ideas import attempts_table, ideas_table
 
-    with store_session(store_url) as store:
+    with store_session(store_url, create=False) as store:
         table = ideas_table(store)
         tries = attempts_table(store) if attempts or as_json else None
         if as_json:
@@ -118,7 +119,7 @@ def rerun(
     """Evaluate every due idea on the largest checkpoint and record the attempts."""
     from scaletrack.evals.ideas import rerun_due
 
-    with store_session(store_url) as store:
+    with store_session(store_url, create=False) as store:
         report = rerun_due(store, device=device)
         if not report.attempts and not report.errors:
             console.print("no idea is due: nothing larger than what each was tried on")
@@ -126,14 +127,14 @@ def rerun(
         for a in report.attempts:
             verdict = "[green]works[/]" if a.passed else "[yellow]not yet[/]"
             console.print(
-                f"idea {a.idea_id} {a.title!r}: value {a.value:.4g} vs threshold "
+                f"idea {a.idea_id} {literal(repr(a.title))}: value {a.value:.4g} vs threshold "
                 f"{a.threshold:g} ({a.direction}) on checkpoint {a.checkpoint_id} "
                 f"(N={a.N:,}, D={a.tokens:,}, C={a.flops:.3g} FLOPs) -> {verdict}",
                 highlight=False,
             )
         if report.errors:
             for idea_id, message in report.errors.items():
-                err_console.print(f"[bold red]error:[/] idea {idea_id}: {message}",
+                err_console.print(f"[bold red]error:[/] idea {idea_id}: {literal(message)}",
                                   highlight=False, soft_wrap=True)
             raise typer.Exit(1)
 
@@ -146,9 +147,46 @@ def retire(
     """Close an idea: it is never due again."""
     from scaletrack.evals.ideas import retire_idea
 
-    with store_session(store_url) as store:
+    with store_session(store_url, create=False) as store:
         retire_idea(store, idea_id)
         console.print(f"idea {idea_id} retired")
+
+
+@ideas_app.command("remove")
+def remove(
+    idea_id: int = typer.Argument(..., help="Id of the idea to delete (with its attempts)."),
+    store_url: str | None = StoreOption,
+) -> None:
+    """Delete an idea and its attempts from the registry."""
+    from scaletrack.evals.ideas import remove_idea
+
+    with store_session(store_url, create=False) as store:
+        idea = remove_idea(store, idea_id)
+        console.print(f"idea {idea_id} {idea.title!r} removed", markup=False, highlight=False)
+
+
+@ideas_app.command("edit")
+def edit(
+    idea_id: int = typer.Argument(..., help="Id of the idea to change."),
+    title: str | None = typer.Option(None, "--title", help="New title."),
+    task: str | None = typer.Option(None, "--task", help="New task."),
+    metric: str | None = typer.Option(None, "--metric", help="New metric of the task."),
+    threshold: float | None = typer.Option(None, "--threshold", help="New bar."),
+    direction: str | None = typer.Option(None, "--direction", help="'above' or 'below'."),
+    hypothesis: str | None = typer.Option(None, "--hypothesis", help="New hypothesis."),
+    store_url: str | None = StoreOption,
+) -> None:
+    """Change an idea's title, bar or task; its attempts are kept."""
+    from scaletrack.evals.ideas import edit_idea
+
+    with store_session(store_url, create=False) as store:
+        idea = edit_idea(store, idea_id, title=title, task=task, metric=metric,
+                         threshold=threshold, direction=direction, hypothesis=hypothesis)
+        sign = ">=" if idea.direction == "above" else "<="
+        console.print(
+            f"idea {idea.id}: {idea.title!r} passes when {idea.task}/{idea.metric} {sign} "
+            f"{idea.threshold:g} (status {idea.status})", markup=False, highlight=False,
+        )
 
 
 @ideas_app.command("plot")
@@ -159,7 +197,7 @@ def plot(
     """Draw each idea's attempts against compute, with its bar."""
     from scaletrack.evals.ideas import plot_ideas
 
-    with store_session(store_url) as store:
+    with store_session(store_url, create=False) as store:
         for path in plot_ideas(store, output):
             console.print(f"wrote {path}")
 

@@ -13,6 +13,16 @@ from scaletrack.cli.common import (
 )
 
 TABLE_COLUMNS = ("run", "sweep", "family", "status", "N", "D", "C", "seed", "lr", "loss", "tries")
+PAGE_ROWS = 50  # rows of the default table; a store may hold millions of runs
+
+
+def page_footer(shown: int, offset: int, total: int, what: str) -> str | None:
+    """"runs 1-50 of 1,000,000 (...)" when the page is not everything, else None."""
+    if shown >= total and offset == 0:
+        return None
+    first, last = (offset + 1, offset + shown) if shown else (0, 0)
+    nxt = f"--offset {offset + shown} for the next page, " if offset + shown < total else ""
+    return f"{what} {first:,}-{last:,} of {total:,} ({nxt}--limit 0 for all)"
 
 
 def runs_command(
@@ -24,14 +34,22 @@ def runs_command(
     ),
     tag: str | None = typer.Option(None, "--tag", help="Only runs carrying this tag."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON records instead of a table."),
+    limit: int | None = typer.Option(
+        None, "--limit", min=0, help=f"Rows to show (table default {PAGE_ROWS}, JSON default "
+        "all; 0 = all)."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many runs first."),
 ) -> None:
     """List runs: key, sweep, family, status, N (params), D (tokens), C (FLOPs), final loss."""
     from scaletrack.store import RUN_STATUSES
 
     if status is not None and status not in RUN_STATUSES:
         fail(f"unknown status {status!r} (one of {', '.join(RUN_STATUSES)})")
-    with open_store_or_exit(store) as st:
-        frame = st.runs(sweep=sweep, status=status, tag=tag)
+    if limit is None:
+        limit = 0 if as_json else PAGE_ROWS
+    with open_store_or_exit(store, create=False) as st:
+        frame = st.runs(sweep=sweep, status=status, tag=tag, limit=limit or None, offset=offset)
+        total = (len(frame) + offset if limit == 0
+                 else st.count_runs(sweep=sweep, status=status, tag=tag))
     if as_json:
         records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
         print_json(records)
@@ -51,6 +69,9 @@ def runs_command(
             columns.remove(col)
             title += f" · {col} {shown[col].iloc[0]}"
     print_table(shown, title=title, columns=columns)
+    footer = page_footer(len(frame), offset, total, "runs")
+    if footer:
+        typer.echo(footer)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,7 +11,15 @@ from typing import Any, TypeVar
 import pandas as pd
 import typer
 
-from scaletrack.cli.common import StoreOption, console, fail, open_store_or_exit, print_table
+from scaletrack.cli.common import (
+    StoreOption,
+    console,
+    fail,
+    literal,
+    open_store_or_exit,
+    print_table,
+)
+from scaletrack.cli.runs import page_footer
 from scaletrack.errors import ScaletrackError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -18,6 +27,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 sweep_app = typer.Typer(help="Run, validate and inspect grid sweeps.", no_args_is_help=True)
 
 CURVE_ROWS = 20  # rows of the loss-by-step table in `show`
+PAGE_ROWS = 50  # cells listed by `sweep status` by default
+UNFINISHED_SHOWN = 5  # unfinished cells named in `sweep run`'s error line
 
 
 def user_errors(fn: F) -> F:
@@ -61,6 +72,8 @@ def run_command(
         min=1.0,
         help="Seconds without a heartbeat before a running cell is taken over.",
     ),
+    force: bool = typer.Option(False, "--force", help="Run cells estimated to train longer "
+                               "than the time limit (memory limits still apply)."),
 ) -> None:
     """Train every cell of FILE that is not finished yet (resumes interrupted cells)."""
     from scaletrack.store import resolve_store_url
@@ -70,6 +83,16 @@ def run_command(
     if executor is not None and executor not in ("local", "ray", "slurm"):
         fail(f"--executor: expected 'local', 'ray' or 'slurm', got {executor!r}")
     grid = load_grid(file)  # validates completely before the store is opened
+    _check_budget(grid, force)
+    terminated = False
+
+    def on_sigterm(_signum: int, _frame: Any) -> None:
+        # `scancel`, `docker stop`, `kill`: stop like Ctrl-C (checkpoint, release), exit 143
+        nonlocal terminated
+        terminated = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         report = run_sweep(
             grid,
@@ -83,37 +106,45 @@ def run_command(
         )
     except KeyboardInterrupt:  # before or after the executor ran: nothing is half-written
         console.print("[yellow]interrupted[/]: run the same command again to resume")
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if terminated else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     counts = {s: report.count(s) for s in ("finished", "diverged", "failed", "crashed",
                                             "interrupted", "skipped")}
     parts = [f"{v} {k}" for k, v in counts.items() if v]
     console.print(
-        f"sweep [bold]{report.sweep}[/]: {report.total} cells, {report.already_done} already done"
+        f"sweep [bold]{literal(report.sweep)}[/]: {report.total} cells, "
+        f"{report.already_done} already done"
         + (f", this run: {', '.join(parts)}" if parts else ", nothing to train")
         + f" ({report.wall_s:.1f}s)"
     )
     if report.interrupted:
         console.print("[yellow]interrupted[/]: run the same command again to resume")
-        raise typer.Exit(130)
-    unfinished = (report.total - report.already_done - counts["finished"] - counts["diverged"]
-                  - counts["skipped"])
-    if unfinished > 0:
-        fail(f"{unfinished} cell(s) did not finish; see `scaletrack sweep status "
-             f"{report.sweep}`; run again to resume them")
-    if counts["skipped"]:
-        console.print(f"{counts['skipped']} cell(s) are held by other live workers; "
-                      "left to them", soft_wrap=True)
+        raise typer.Exit(143 if terminated else 130)
+    if report.store_error:  # a full disk, an I/O error: that is the one error to report
+        fail(f"{report.store_error}; {len(report.unfinished)} of {report.total} cells not "
+             "finished (fix the store, then run again to resume)")
+    if report.unfinished:  # held by live workers elsewhere, failed or crashed
+        shown = ", ".join(report.unfinished[:UNFINISHED_SHOWN])
+        more = len(report.unfinished) - UNFINISHED_SHOWN
+        fail(f"{len(report.unfinished)} of {report.total} cells are not finished: {shown}"
+             + (f" and {more} more" if more > 0 else "")
+             + f"; see `scaletrack sweep status {report.sweep}`; run again to resume them")
 
 
 @sweep_app.command("validate")
 @user_errors
 def validate_command(
     file: Path = typer.Argument(..., help="Grid file (TOML)."),
+    force: bool = typer.Option(False, "--force", help="Accept cells estimated to train longer "
+                               "than the time limit (memory limits still apply)."),
 ) -> None:
-    """Check FILE completely (shapes, data, tasks) and list its cells; writes nothing."""
+    """Check FILE completely (shapes, data, tasks, memory and time per cell) and list its
+    cells; writes nothing."""
     from scaletrack.sweeps.grid import load_grid
 
     grid = load_grid(file)
+    _check_budget(grid, force)
     rows = [
         {"run_key": c.run_key, "size": c.size_label, "N": c.N, "D": c.D, "C": c.C,
          "seed": c.seed, "lr": c.lr, "steps": c.steps}
@@ -121,9 +152,17 @@ def validate_command(
     ]
     print_table(pd.DataFrame(rows), title=f"sweep {grid.name}: cells in schedule order")
     total_c = sum(c.C for c in grid.cells)
-    console.print(f"[green]ok[/]: {file} is valid: {len(grid.cells)} cells, "
+    console.print(f"[green]ok[/]: {literal(file)} is valid: {len(grid.cells)} cells, "
                   f"{total_c:.3g} FLOPs planned, executor {grid.spec.executor.kind} "
                   f"x{grid.spec.executor.workers}")
+
+
+def _check_budget(grid: Any, force: bool) -> None:
+    """Refuse cells that cannot fit in memory or (without --force) train too long."""
+    from scaletrack.sweeps.budget import check_budget
+
+    for warning in check_budget(grid.cells, source=grid.source, force=force):
+        console.print(f"[yellow]warning[/]: {literal(warning)}", soft_wrap=True)
 
 
 @sweep_app.command("status")
@@ -131,27 +170,31 @@ def validate_command(
 def status_command(
     name: str = typer.Argument(..., help="Sweep name."),
     store: str | None = StoreOption,
+    limit: int = typer.Option(PAGE_ROWS, "--limit", min=0, help="Cells to list (0 = all)."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many cells first."),
 ) -> None:
-    """Counts by status and the table of the sweep's cells."""
-    from scaletrack.sweeps.runner import status_counts, sweep_runs
-
-    st = open_store_or_exit(store)
+    """Counts by status (aggregated in the database) and a page of the sweep's cells."""
+    st = open_store_or_exit(store, create=False)
     try:
         known = st.sweeps()
         if known.empty or name not in set(known["name"]):
             fail(f"no sweep named {name!r} in {st.url}")
-        runs = sweep_runs(st, name)
+        counts = st.run_status_counts(sweep=name)
+        runs = st.runs(sweep=name, order="compute", limit=limit or None, offset=offset)
         from scaletrack.cli.slurm import slurm_task_table
 
         slurm = slurm_task_table(st, name)
     finally:
         st.close()
-    counts = status_counts(runs)
-    console.print(f"sweep [bold]{name}[/]: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    console.print(f"sweep [bold]{literal(name)}[/]: "
+                  + ", ".join(f"{v} {k}" for k, v in counts.items()))
     columns = ["run_key", "N", "D", "seed", "lr", "status", "final_loss", "attempts"]
     if runs["error"].notna().any():
         columns.append("error")
     print_table(runs, title=f"cells of {name}", columns=columns)
+    footer = page_footer(len(runs), offset, sum(counts.values()), "cells")
+    if footer:
+        typer.echo(footer)
     if not slurm.empty:
         from scaletrack.cli.slurm import print_slurm_tasks
 
@@ -167,14 +210,13 @@ def show_command(
     """A run's config and its loss curves (train and validation loss by step)."""
     from scaletrack.cli.common import to_json
 
-    st = open_store_or_exit(store)
+    st = open_store_or_exit(store, create=False)
     try:
         record = st.get_run(run)
         if record is None:
-            keys = st.runs()["run_key"]
-            matches = [k for k in keys if str(k).startswith(run)]
+            matches = st.find_run_keys(run, limit=2)
             if len(matches) != 1:
-                why = "no run" if not matches else f"{len(matches)} runs"
+                why = "no run" if not matches else "more than one run"
                 fail(f"{why} with key {run!r} in {st.url}")
             record = st.get_run(matches[0])
         metrics = st.metrics([record.run_key], names=["train/loss", "val/loss", "tokens"])
@@ -183,12 +225,13 @@ def show_command(
     assert record is not None
     loss = f"{record.final_loss:.4f}" if record.final_loss is not None else "-"
     compute = f"{record.C:.3g}" if record.C is not None else "-"
-    console.print(f"run [bold]{record.run_key}[/]  sweep {record.sweep}  family {record.family}  "
+    console.print(f"run [bold]{record.run_key}[/]  sweep {literal(record.sweep)}  "
+                  f"family {literal(record.family)}  "
                   f"status {record.status}  attempts {record.attempts}", soft_wrap=True)
     console.print(f"N {record.N}  N_total {record.N_total}  D {record.D}  C {compute}  "
                   f"seed {record.seed}  lr {record.lr}  final loss {loss}", soft_wrap=True)
     if record.error:
-        console.print(f"[red]error[/]: {record.error}", soft_wrap=True, highlight=False)
+        console.print(f"[red]error[/]: {literal(record.error)}", soft_wrap=True, highlight=False)
     typer.echo(to_json(record.config))
     curves = loss_curves(metrics)
     if curves.empty:

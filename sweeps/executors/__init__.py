@@ -106,9 +106,11 @@ class WorkerLost:
 
 @dataclass(frozen=True)
 class ExecutorNote:
-    """A one-line message for the user (e.g. a worker was replaced)."""
+    """A one-line message for the user (e.g. a worker was replaced); `store_error` when the
+    store itself failed (a full disk...): the sweep stops and reports it as its error."""
 
     message: str
+    store_error: bool = False
 
 
 SweepEvent = CellStarted | CellProgress | CellDone | WorkerLost | ExecutorNote
@@ -206,21 +208,31 @@ def run_cell(
     """Claim `cell`, train (or resume) it, run its eval tasks; return (and emit) a CellDone.
 
     Never raises for a problem inside the cell: a failure marks the run failed with a one-line
-    error so the sweep keeps going. `device` overrides the config's device (e.g. "cuda:1").
+    error so the sweep keeps going. A failing store (a full disk, an I/O error) is not the
+    cell's problem: the cell is released if the store still takes that write, a StoreError
+    note is emitted and the StoreError raised, so the worker stops. `device` overrides the
+    config's device (e.g. "cuda:1").
     """
+    from scaletrack.store import ClaimLost, StoreError
+    from scaletrack.sweeps.liveness import holder_is_dead
     from scaletrack.sweeps.train import TrainConfig, train_run
 
     if not store.claim_run(cell.run_key, worker, stale_after_s=job.stale_after_s):
         run = store.get_run(cell.run_key)
-        if run is None:
-            reason = "not in the store"
-        elif run.status == "running":
-            reason = f"held by live worker {run.worker}"
+        if (run is not None and run.status == "running"
+                and holder_is_dead(run.worker, run.heartbeat_at)
+                and store.take_over_run(cell.run_key, run.worker, worker)):
+            emit(ExecutorNote(f"{cell.run_key}: its worker {run.worker} is gone; taken over"))
         else:
-            reason = f"already {run.status}"
-        done = CellDone(cell.run_key, worker, "skipped", message=reason)
-        emit(done)
-        return done
+            if run is None:
+                reason = "not in the store"
+            elif run.status == "running":
+                reason = f"held by live worker {run.worker}"
+            else:
+                reason = f"already {run.status}"
+            done = CellDone(cell.run_key, worker, "skipped", message=reason)
+            emit(done)
+            return done
 
     emit(CellStarted(cell.run_key, worker))
     t0 = time.monotonic()
@@ -244,6 +256,17 @@ def run_cell(
             stop_event=stop_event,
             on_step=_Throttle(cell.run_key, emit),
         )
+    except ClaimLost as exc:  # another worker holds the cell now: write nothing more
+        done = CellDone(cell.run_key, worker, "skipped", wall_s=time.monotonic() - t0,
+                        message=str(exc))
+        emit(done)
+        return done
+    except StoreError as exc:
+        store.release_after_failure(cell.run_key, worker)  # a small write: it may still fit
+        emit(ExecutorNote(str(exc), store_error=True))
+        emit(CellDone(cell.run_key, worker, "failed", wall_s=time.monotonic() - t0,
+                      message=str(exc)))
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure in a cell is recorded, not raised
         message = _one_line(exc)
         # if the store itself is failing, the message below still reaches the user
@@ -255,7 +278,8 @@ def run_cell(
         return done
 
     if result.status == "interrupted":
-        store.release_run(cell.run_key, worker)
+        with contextlib.suppress(ClaimLost):
+            store.release_run(cell.run_key, worker)
     eval_errors: dict[str, str] = {}
     if result.status == "finished" and job.eval_tasks:
         eval_errors = _evaluate(job, cell, store, device or cell.config.get("device", "cpu"))

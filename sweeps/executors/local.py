@@ -50,10 +50,12 @@ class _Ready:
 
 @dataclass(frozen=True)
 class _Fatal:
-    """A worker could not start (e.g. the store cannot be opened); it exits after this."""
+    """A worker could not start (e.g. the store cannot be opened) or its store failed while it
+    worked (`started`); it exits after this."""
 
     index: int
     message: str
+    started: bool = False
 
 
 def usable_cores() -> int:
@@ -94,14 +96,20 @@ def visible_gpus() -> list[str]:
 
 
 class _StopSignal:
-    """`is_set()` is true when the parent asked to stop or the parent process is gone."""
+    """`is_set()` is true when the parent asked to stop, this worker got SIGTERM (`scancel`,
+    `docker stop` and a closed terminal signal the whole process group) or the parent is gone."""
 
     def __init__(self, stop: Any) -> None:
         self._stop = stop
         self._parent = mp.parent_process()
+        self.terminated = False
+
+    def on_sigterm(self, _signum: int, _frame: Any) -> None:
+        self.terminated = True
 
     def is_set(self) -> bool:
-        return self._stop.is_set() or (self._parent is not None and not self._parent.is_alive())
+        return (self.terminated or self._stop.is_set()
+                or (self._parent is not None and not self._parent.is_alive()))
 
 
 def _worker_main(
@@ -124,6 +132,7 @@ def _worker_main(
 
     name = worker_name(index)
     stop_signal = _StopSignal(stop)
+    signal.signal(signal.SIGTERM, stop_signal.on_sigterm)  # checkpoint and release, then exit
     try:
         store = Store.open(job.store_url)
     except ScaletrackError as exc:
@@ -136,12 +145,18 @@ def _worker_main(
                 cell = inbox.get(timeout=1.0)
             except queue.Empty:
                 parent = mp.parent_process()
-                if parent is not None and not parent.is_alive():
-                    return  # orphaned: nobody will hand out cells any more
+                if parent is not None and not parent.is_alive() or stop_signal.terminated:
+                    return  # orphaned or terminated: take no more cells
                 continue
             if cell is None:
                 return
-            run_cell(job, cell, store, name, events.put, stop_event=stop_signal)
+            try:
+                run_cell(job, cell, store, name, events.put, stop_event=stop_signal)
+            except ScaletrackError as exc:  # the store is failing: stop, take no more cells
+                events.put(_Fatal(index, str(exc), started=True))
+                return
+            if stop_signal.terminated:
+                return
             events.put(_Ready(index, name))
     finally:
         store.close()
@@ -228,7 +243,14 @@ class LocalExecutor:
                 else:
                     slot.inbox.put(None)
             elif isinstance(msg, _Fatal):
-                on_event(ExecutorNote(f"worker {msg.index} could not start: {msg.message}"))
+                if msg.started:
+                    slot = slots.get(msg.index)
+                    if slot is not None:
+                        slot.cell = None  # its cell was released (or the store refused that)
+                    on_event(ExecutorNote(f"worker {msg.index} stopped: the store failed"))
+                else:
+                    on_event(ExecutorNote(f"worker {msg.index} could not start: {msg.message}",
+                                          store_error=True))
                 todo.clear()
                 respawns_left = 0
             else:
