@@ -96,7 +96,7 @@ def classify_task(
     near_factor: float = 10.0,
     min_rise: float = 0.05,
     min_sharpness: float = 1.5,
-    n_boot: int = 200,
+    n_bootstrap: int = 200,
     seed: int = 0,
     x_name: str = "C",
 ) -> TaskClassification:
@@ -134,7 +134,7 @@ def classify_task(
     try:
         fit = fit_floored_sigmoid(
             xa, ya, floor=chance, ceil_limit=ceil_limit, increasing=increasing,
-            n_boot=n_boot, seed=seed, x_name=x_name,
+            n_bootstrap=n_bootstrap, seed=seed, x_name=x_name,
         )
     except DataError:
         fit = None
@@ -199,7 +199,7 @@ def classify_groups(
     lower_is_better: Mapping[str, bool] | None = None,
     ceil_limit: float | Mapping[str, float] | None = None,
     near_factor: float = 10.0,
-    n_boot: int = 200,
+    n_bootstrap: int = 200,
     seed: int = 0,
 ) -> dict[tuple[str, str], TaskClassification]:
     """Classify every (task, metric) group of a long DataFrame (arguments: `classify_tasks`).
@@ -229,7 +229,7 @@ def classify_groups(
             pd.to_numeric(g[value_col], errors="coerce").to_numpy(dtype=float),
             task=task, metric=metric, chance=ch, threshold=_pick(threshold, task),
             increasing=not lower, ceil_limit=cl, near_factor=near_factor,
-            n_boot=n_boot, seed=seed, x_name=x_col,
+            n_bootstrap=n_bootstrap, seed=seed, x_name=x_col,
         )
     return out
 
@@ -247,7 +247,7 @@ def classify_tasks(
     lower_is_better: Mapping[str, bool] | None = None,
     ceil_limit: float | Mapping[str, float] | None = None,
     near_factor: float = 10.0,
-    n_boot: int = 200,
+    n_bootstrap: int = 200,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Classify every (task, metric) group of a long DataFrame; one row per group.
@@ -264,7 +264,7 @@ def classify_tasks(
         df, task_col=task_col, metric_col=metric_col, x_col=x_col, value_col=value_col,
         chance=chance, chance_col=chance_col, threshold=threshold,
         lower_is_better=lower_is_better, ceil_limit=ceil_limit, near_factor=near_factor,
-        n_boot=n_boot, seed=seed,
+        n_bootstrap=n_bootstrap, seed=seed,
     )
     return pd.DataFrame([r.to_row() for r in results.values()])
 

@@ -61,7 +61,7 @@ class TaskLossFit:
         return _step1_value(self.form, tuple(self.params.values()), N, D, C)
 
     def predict_samples(self, N=None, D=None, C=None) -> np.ndarray:  # noqa: ANN001
-        """Bootstrap predictions, shape (n_boot, len(x))."""
+        """Bootstrap predictions, shape (n_bootstrap, len(x))."""
         return np.array([_step1_value(self.form, bp, N, D, C) for bp in self.boot_params])
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,7 +153,7 @@ def fit_task_loss(
     D: Sequence[float] | np.ndarray | None = None,
     C: Sequence[float] | np.ndarray | None = None,
     huber: float = 1e-2,
-    n_boot: int = 100,
+    n_bootstrap: int = 100,
     seed: int = 0,
 ) -> TaskLossFit:
     """Step 1: fit L(N, D) = E + A/N^alpha + B/D^beta (give N and D), or L(C) = E + A/C^alpha
@@ -184,10 +184,10 @@ def fit_task_loss(
                         C=cols[0] if form == "c" else None)
     log_resid = np.log(y) - np.log(pred)
     boot: list[tuple[float, ...]] = []
-    if n_boot > 0:
+    if n_bootstrap > 0:
         rng = np.random.default_rng(seed)
         centred = log_resid - log_resid.mean()
-        for _ in range(n_boot):
+        for _ in range(n_bootstrap):
             yb = pred * np.exp(rng.choice(centred, size=centred.size, replace=True))
             boot.append(_theta_to_params(form, _fit_step1_theta(form, cols, yb, [theta], huber)))
     ci95 = _intervals(names, boot)
@@ -196,7 +196,7 @@ def fit_task_loss(
         params=dict(zip(names, params, strict=True)),
         ci95=ci95,
         residuals=tuple(float(r) for r in y - pred),
-        selection={"huber": huber, "n_boot": n_boot, "seed": seed},
+        selection={"huber": huber, "n_bootstrap": n_bootstrap, "seed": seed},
         n_points=int(y.size),
         boot_params=tuple(boot),
     )
@@ -304,7 +304,7 @@ def fit_loss_to_accuracy(
     ceil_limit: float = 1.0,
     fixed_ceiling: bool = False,
     weights: Sequence[float] | np.ndarray | None = None,
-    n_boot: int = 100,
+    n_bootstrap: int = 100,
     seed: int = 0,
 ) -> AccuracyFit:
     """Step 2: fit acc = b + a*sigmoid(-k (L - L0)) by bounded (weighted) least squares, several
@@ -335,11 +335,11 @@ def fit_loss_to_accuracy(
     pred = _step2_value(params, L)
     resid = y - pred
     boot: list[tuple[float, float, float, float]] = []
-    if n_boot > 0:
+    if n_bootstrap > 0:
         rng = np.random.default_rng(seed)
         centred = resid - resid.mean()
         start = [_pack_step2(params, chance, ceil_limit, fixed_ceiling)]
-        for _ in range(n_boot):
+        for _ in range(n_bootstrap):
             yb = pred + rng.choice(centred, size=centred.size, replace=True)
             boot.append(_fit_step2_theta(L, yb, w, chance, ceil_limit, fixed_ceiling, start))
     names = ("a", "k", "L0", "b")
@@ -348,7 +348,7 @@ def fit_loss_to_accuracy(
         ci95=_intervals(names, boot),
         residuals=tuple(float(r) for r in resid),
         selection={"chance": chance, "ceil_limit": ceil_limit, "fixed_ceiling": fixed_ceiling,
-                   "weighted": weights is not None, "n_boot": n_boot, "seed": seed},
+                   "weighted": weights is not None, "n_bootstrap": n_bootstrap, "seed": seed},
         n_points=int(y.size),
         boot_params=tuple(boot),
     )
@@ -456,7 +456,7 @@ def fit_two_step(
     step2_fixed_ceiling: bool = False,
     step2_anchor: bool = True,
     step2_weighting: str = "checkpoint",
-    n_boot: int = 100,
+    n_bootstrap: int = 100,
     seed: int = 0,
 ) -> TwoStepFit:
     """Fit both steps on one task's ladder checkpoints.
@@ -482,7 +482,8 @@ def fit_two_step(
     tok_col = "C" if use_compute else "D"
     s1_pts = _step1_points(data, tok_col, final_window, step1_min_fraction)
     scale = {"C": s1_pts["C"]} if use_compute else {"N": s1_pts["N"], "D": s1_pts["D"]}
-    s1 = fit_task_loss(s1_pts["loss"], **scale, huber=step1_huber, n_boot=n_boot, seed=seed)
+    s1 = fit_task_loss(s1_pts["loss"], **scale, huber=step1_huber, n_bootstrap=n_bootstrap,
+                       seed=seed)
     frac = data[tok_col] / data.groupby("run")[tok_col].transform("max")
     raw = data[frac >= step2_min_fraction].sort_values(["run", "step"])
     pts = raw
@@ -498,7 +499,7 @@ def fit_two_step(
         loss, acc = np.append(loss, 0.0), np.append(acc, 1.0)
         w = np.append(w, w_anchor) if w is not None else None
     s2 = fit_loss_to_accuracy(loss, acc, chance=chance, fixed_ceiling=step2_fixed_ceiling,
-                              weights=w, n_boot=n_boot, seed=seed)
+                              weights=w, n_bootstrap=n_bootstrap, seed=seed)
     return TwoStepFit(task=task, step1=s1, step2=s2)
 
 
@@ -517,7 +518,7 @@ def predict_two_step(
     step2_fixed_ceiling: bool = False,
     step2_anchor: bool = True,
     step2_weighting: str = "checkpoint",
-    n_boot: int = 100,
+    n_bootstrap: int = 100,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Fit the two steps per task on a long ladder frame (columns task, run, step, N, D, C,
@@ -539,7 +540,7 @@ def predict_two_step(
             step1_min_fraction=step1_min_fraction, step1_huber=step1_huber,
             step2_min_fraction=step2_min_fraction, step2_smooth=step2_smooth,
             step2_fixed_ceiling=step2_fixed_ceiling, step2_anchor=step2_anchor,
-            step2_weighting=step2_weighting, n_boot=n_boot, seed=seed,
+            step2_weighting=step2_weighting, n_bootstrap=n_bootstrap, seed=seed,
         )
         kw = {"C": C} if use_compute else {"N": N, "D": D}
         lo, hi = fit.predict_ci95(**kw)
@@ -586,7 +587,7 @@ def holdout_validation(
         N, D = float(g["N"].iloc[0]), float(g["D"].max())
         actual = (g.sort_values("step").groupby("task").tail(actual_window)
                   .groupby("task")["acc"].mean())
-        pred = predict_two_step(train, N=N, D=D, chance=chance, n_boot=0, **dict(method or {}))
+        pred = predict_two_step(train, N=N, D=D, chance=chance, n_bootstrap=0, **dict(method or {}))
         for task, p in zip(pred["task"], pred["predicted_acc"], strict=True):
             a = float(actual.get(task, np.nan))
             rows.append({"run": str(run), "task": task, "N": N, "D": D, "actual_acc": a,

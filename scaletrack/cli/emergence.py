@@ -82,7 +82,7 @@ def emergence(
     ),
     near_factor: float = typer.Option(10.0, "--near-factor", help="'near' = crossing within "
                                       "this factor of the largest scale tried."),
-    n_boot: int = typer.Option(200, "--n-boot", min=0, help="Bootstrap refits for intervals."),
+    n_bootstrap: int = typer.Option(200, "--bootstrap", min=0, help="Bootstrap refits for intervals."),
     store: str | None = StoreOption,
     task: str | None = typer.Option(None, "--task", help="With --store: only this task."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG+SVG grid of the fits."),
@@ -122,7 +122,7 @@ def emergence(
         results = classify_groups(
             df, task_col=task_col, metric_col=metric_col, x_col=x_col, value_col=value_col,
             chance=chance, chance_col=chance_col, threshold=threshold,
-            near_factor=near_factor, n_boot=n_boot,
+            near_factor=near_factor, n_bootstrap=n_bootstrap,
         )
         table = pd.DataFrame([r.to_row() for r in results.values()])
         if plot is not None:
