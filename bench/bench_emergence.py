@@ -116,7 +116,8 @@ def classification(data: Path, out: Path, n_bootstrap: int) -> None:
     py = pd.read_csv(data / "pythia_v1_zero_shot.csv")
     py = py[(py["step"] == 143000) & (py["deduped"] == 0) & (py["metric"] == "acc")]
     py = py.assign(C=6.0 * py["model_size_params"].astype(float) * py["tokens_seen"].astype(float))
-    pt = classify_tasks(py, x_col="C", chance=PYTHIA_CHANCE, n_bootstrap=n_bootstrap).set_index("task")
+    pt = classify_tasks(py, x_col="C", chance=PYTHIA_CHANCE,
+                        n_bootstrap=n_bootstrap).set_index("task")
     with pd.option_context(*sum(fmt.items(), ())):
         print("Pythia v1 (standard), final checkpoints, 70M-12B:")
         print(pt[cols].to_string(float_format="{:.3g}".format))

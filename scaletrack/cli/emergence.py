@@ -82,7 +82,8 @@ def emergence(
     ),
     near_factor: float = typer.Option(10.0, "--near-factor", help="'near' = crossing within "
                                       "this factor of the largest scale tried."),
-    n_bootstrap: int = typer.Option(200, "--bootstrap", min=0, help="Bootstrap refits for intervals."),
+    n_bootstrap: int = typer.Option(200, "--bootstrap", min=0,
+                                    help="Bootstrap refits for intervals."),
     store: str | None = StoreOption,
     task: str | None = typer.Option(None, "--task", help="With --store: only this task."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG+SVG grid of the fits."),
