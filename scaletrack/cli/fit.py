@@ -202,11 +202,20 @@ def fit_command(
             "status": result.status,
             "status_reason": result.status_reason,
         }
+        if result.form == "isoflop":
+            out["budget_snapping"] = result.extra.get("budget_snapping")
+            out["out_of_range_budgets"] = list(result.extra.get("out_of_range_budgets", []))
         if fit_id is not None:
             out["fit_id"] = fit_id
         print_json(out)
         return
     console.print(f"points: {how}", markup=False)
+    if result.form == "isoflop":
+        console.print(f"budgets: {result.extra.get('budget_snapping', '')}", markup=False)
+        for b in result.extra.get("out_of_range_budgets", []):
+            console.print(f"left out budget C = {b['C']:.3g} FLOPs: vertex N = {b['N_opt']:.3g}"
+                          f" outside the sampled sizes [{b['N_min']:.3g}, {b['N_max']:.3g}]",
+                          markup=False)
     print_table(result.summary(), title=f"{result.form} fit on {result.n_points} points "
                 f"(95% intervals from {bootstrap} bootstrap resamples)")
     if message:
