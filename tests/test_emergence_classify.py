@@ -79,10 +79,61 @@ def test_loss_metric_is_lower_is_better() -> None:
     x = np.logspace(19, 23, 12)
     y = sigmoid_value(x, 3.0, 1.0, 1.2, 21.0)
     df = pd.DataFrame({"task": "t", "metric": "bpb", "C": x, "value": y})
-    out = classify_tasks(df, threshold=1.5, n_bootstrap=0)
+    with pytest.raises(DataError, match="looks like a loss"):
+        classify_tasks(df, threshold=1.5, n_bootstrap=0)
+    out = classify_tasks(df, threshold=1.5, n_bootstrap=0, lower_is_better={"bpb": True})
     assert out.loc[0, "label"] == "past"  # bpb 1.5 already beaten at the largest scale
-    out = classify_tasks(df[df.C < 3e20], threshold=1.2, n_bootstrap=0)
+    out = classify_tasks(df[df.C < 3e20], threshold=1.2, n_bootstrap=0,
+                         lower_is_better={"bpb": True})
     assert out.loc[0, "label"] in ("near", "far")
+
+
+def test_val_loss_is_not_a_capability() -> None:
+    df = pd.DataFrame({"task": "lm", "metric": "val_loss", "C": np.logspace(18, 21, 6),
+                       "value": np.linspace(3.0, 2.0, 6)})
+    with pytest.raises(DataError, match="val_loss"):
+        classify_tasks(df, n_bootstrap=0)
+
+
+def test_threshold_reached_beats_no_rise() -> None:
+    # eight points, best 0.6, bar 0.5: already past, whatever the rise off the floor says
+    x = np.logspace(18, 22, 8)
+    y = np.array([0.55, 0.56, 0.55, 0.57, 0.58, 0.57, 0.59, 0.60])
+    res = classify_task(x, y, chance=0.5, threshold=0.58, n_bootstrap=0)
+    assert res.label == "past"
+    res = classify_task(x, np.full(8, 0.6) + 0.001 * np.arange(8), threshold=0.5,
+                        n_bootstrap=0)
+    assert res.label == "past"
+
+
+def test_flat_at_chance_is_never_past() -> None:
+    rng = np.random.default_rng(3)
+    x = np.logspace(18, 23, 10)
+    y = 0.25 + rng.normal(0, 0.003, size=10)
+    res = classify_task(x, y, chance=0.25, n_bootstrap=0)
+    assert res.label == "far"
+
+
+def test_bad_chance_and_threshold_are_one_line_errors() -> None:
+    x, y = np.logspace(18, 21, 5), np.linspace(0.25, 0.5, 5)
+    with pytest.raises(DataError, match="chance must be a finite number"):
+        classify_task(x, y, chance=float("nan"), n_bootstrap=0)
+    with pytest.raises(DataError, match="below the ceiling"):
+        classify_task(x, y, chance=1.5, n_bootstrap=0)
+    with pytest.raises(DataError, match="not beyond chance"):
+        classify_task(x, y, chance=0.25, threshold=0.2, n_bootstrap=0)
+
+
+def test_rising_trend_near_chance_is_near() -> None:
+    # 1%, 3%, 9% accuracy over one decade, bar 25%: the logit trend crosses within 10x
+    x = np.array([1e20, 3e20, 1e21])
+    y = np.array([0.01, 0.03, 0.09])
+    res = classify_task(x, y, chance=0.0, threshold=0.25, n_bootstrap=0)
+    assert res.label == "near"
+    assert x.max() < res.crossing < 10 * x.max()
+    flat = classify_task(x, np.array([0.01, 0.009, 0.01]), chance=0.0, threshold=0.25,
+                         n_bootstrap=0)
+    assert flat.label == "far"
 
 
 # --- published data ----------------------------------------------------------------------
