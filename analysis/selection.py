@@ -51,4 +51,10 @@ def select_points(
     if use_frontier:
         data = compute_frontier(data)
         notes.append(f"compute frontier -> {len(data)} points")
+        if len(data) < 3:
+            raise DataError(
+                f"the compute frontier has only {len(data)} points; a compute law needs at "
+                "least 3 (4 to be identified): train more compute budgets, or fit all points "
+                "with --all-points"
+            )
     return data, "; ".join(notes)

@@ -219,7 +219,7 @@ def fit_command(
     print_table(result.summary(), title=f"{result.form} fit on {result.n_points} points "
                 f"(95% intervals from {bootstrap} bootstrap resamples)")
     if message:
-        console.print(message, markup=False)
+        console.print(message, markup=False, soft_wrap=True)
     elif result.form in ("chinchilla", "isoflop", "envelope"):
         from scaletrack.analysis import compute_optimal
 
@@ -284,7 +284,7 @@ def backtest_command(
         f"{100 * s['coverage_confidence']:.0f}%", markup=False)
     message = degenerate_message(res.fit)
     if message:
-        console.print(message, markup=False)
+        console.print(message, markup=False, soft_wrap=True)
     for path in paths:
         typer.echo(str(path))
 
