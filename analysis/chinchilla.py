@@ -34,8 +34,9 @@ AB_GRID = tuple(np.arange(0.0, 25.01, 5.0))
 SCREEN = ((10, 450), (20, 100), (40, 20))  # (iteration, starts kept): see `fit_chinchilla`
 # S starts x points per block in `_evaluate`: ~20 float64 work arrays of this size (~0.4 GB)
 BLOCK_ELEMENTS = 2_500_000
-# above this many points the 4,500-start fit and its bootstrap take hours; refuse instead
-MAX_POINTS = 100_000
+# above this many points the 4,500-start fit, its calibration and bootstrap take hours
+# (5,000 points: ~9 min on one busy core); refuse instead
+MAX_POINTS = 20_000
 # per-iteration cap on |step| for (a, b, e, alpha, beta)
 _MAX_STEP = np.array([5.0, 5.0, 2.0, 0.5, 0.5])
 

@@ -282,7 +282,8 @@ def classify_groups(
         if lower and not (lower_is_better and metric in lower_is_better):
             raise DataError(
                 f"metric {metric!r} of task {task!r} looks like a loss, not a capability; "
-                f"pass lower_is_better={{{metric!r}: True}} to classify it inverted"
+                f"invert it explicitly (lower_is_better={{{metric!r}: True}}; CLI: "
+                f"--lower-is-better {metric}) or leave it out"
             )
         ch = _pick(chance, task)
         if chance_col is not None:
