@@ -14,10 +14,13 @@ fitted on the checkpoints in the second half of every ladder run, loss and accur
 smoothed by a centred moving average of 11 checkpoints. Chaining them predicts a target
 model's accuracy from its (N, D) or C alone.
 
-These defaults were chosen on ladder data only: hold out the largest ladder size (all its
-runs), fit on the smaller ones, and score the held-out runs' final accuracies
-(holdout_validation). Other options (floor at chance, ceiling fixed at 1, the (0, 1)
-anchor point of Bhagia et al., per-run or inverse-noise weights) are parameters.
+These defaults (step1_min_fraction=0.9, final_window=5, step2_min_fraction=0.5,
+step2_smooth=11, step2_anchor=False) were chosen on ladder data only, over the variants
+declared in bench/bench_two_step.py: fit on the 190M-760M runs, predict the four 1B runs
+(holdout_validation), lowest mean absolute error wins (0.87 points; the previous defaults
+1.14). The 7B and 13B targets are reported by that bench as outcomes and chose nothing.
+Other options (floor at chance, ceiling fixed at 1, the (0, 1) anchor point of Bhagia et
+al., per-run or inverse-noise weights) are parameters.
 """
 
 from __future__ import annotations
@@ -449,12 +452,12 @@ def fit_two_step(
     use_compute: bool = False,
     chance: float | None = None,
     final_window: int = 5,
-    step1_min_fraction: float | None = None,
+    step1_min_fraction: float | None = 0.9,
     step1_huber: float = 1e-3,
-    step2_min_fraction: float = 0.1,
-    step2_smooth: int = 5,
+    step2_min_fraction: float = 0.5,
+    step2_smooth: int = 11,
     step2_fixed_ceiling: bool = False,
-    step2_anchor: bool = True,
+    step2_anchor: bool = False,
     step2_weighting: str = "checkpoint",
     n_bootstrap: int = 100,
     seed: int = 0,
@@ -511,12 +514,12 @@ def predict_two_step(
     C: float | None = None,
     chance: float | dict[str, float] | None = None,
     final_window: int = 5,
-    step1_min_fraction: float | None = None,
+    step1_min_fraction: float | None = 0.9,
     step1_huber: float = 1e-3,
-    step2_min_fraction: float = 0.1,
-    step2_smooth: int = 5,
+    step2_min_fraction: float = 0.5,
+    step2_smooth: int = 11,
     step2_fixed_ceiling: bool = False,
-    step2_anchor: bool = True,
+    step2_anchor: bool = False,
     step2_weighting: str = "checkpoint",
     n_bootstrap: int = 100,
     seed: int = 0,

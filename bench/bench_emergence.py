@@ -30,7 +30,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 OLD_DEFAULT = {"final_window": 1, "step1_min_fraction": None, "step2_min_fraction": 0.0,
                "step2_smooth": 5}
 METHOD_VARIANTS: dict[str, dict] = {
-    "default (Bhagia et al. 2024 choices)": {},
+    "default (chosen on the 1B hold-out)": {},
     "previous default": OLD_DEFAULT,
     "Bhagia-like: last-5 mean, skip 10%, (0,1) anchor": {
         **OLD_DEFAULT, "final_window": 5, "step2_min_fraction": 0.1, "step2_anchor": True},

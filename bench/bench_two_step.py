@@ -75,7 +75,7 @@ def main() -> None:
     table = pd.DataFrame(rows).set_index("variant")
     chosen = table["ladder 1B hold-out"].idxmin()
     with pd.option_context("display.width", 220, "display.float_format", "{:.2f}".format,
-                           "display.max_colwidth", 80):
+                           "display.max_colwidth", 80, "display.max_columns", 10):
         print("MAE in accuracy points; the choice uses the ladder 1B hold-out column only")
         print(table)
         print(f"\nchosen on the ladder hold-out: {chosen!r}")
