@@ -123,10 +123,10 @@ def test_holdout_validation_on_a_synthetic_ladder() -> None:
 
 @pytest.mark.slow
 def test_olmo_ladder_predicts_13b_accuracy(shared_data: Path) -> None:
-    """Fit on the ladder runs, predict OLMo 13B-5T with the defaults, which follow Bhagia et
-    al. 2024 (final loss = mean of the last 5 checkpoints, Huber 1e-3 on log loss; step 2
-    skips each run's first 10 %, a 5-checkpoint moving average, the (0, 1) anchor). It scores
-    4.77 points of mean absolute error; the published chained prediction 4.17."""
+    """Fit on the ladder runs, predict OLMo 13B-5T with the defaults, chosen on the ladder-only
+    1B hold-out (step 1 on the last 10 % of tokens, step 2 on the second half, 11-checkpoint
+    smoothing, no anchor): 0.87 points there. On 13B they score 6.23 points of mean absolute
+    error (an outcome, not a choice; the published chained prediction 4.17)."""
     df = load_olmo_ladder(shared_data / "olmo_ladder_task_bpb_acc.csv")
     ladder = df[df["role"] == "ladder"]
     target = df[df["run"] == "peteish13_eval_final"]
@@ -135,11 +135,11 @@ def test_olmo_ladder_predicts_13b_accuracy(shared_data: Path) -> None:
     actual = (target.sort_values("step").groupby("task").tail(5).groupby("task")["acc"].mean())
     assert set(pred.index) == set(actual.index) and len(pred) == 8
     err = (pred["predicted_acc"] - actual).abs() * 100
-    assert err.mean() < 5.0
+    assert err.mean() < 7.0  # measured 6.23
     assert err.loc["hellaswag_val_5shot"] < 3.0
     pub = pd.read_csv(shared_data / "olmo_ladder_13b_chained_predictions.csv")
     pub_nd = pub[pub["method_and_source"].str.contains("chained_main")].set_index("task")
     np.testing.assert_allclose(pub_nd["actual_acc"].sort_index(), actual.sort_index(), atol=1e-6)
     val = holdout_validation(ladder)
     assert len(val) == 4 * 8 and set(val["run"]) == {"1B-1xC", "1B-2xC", "1B-5xC", "1B-10xC"}
-    assert val["abs_error_points"].mean() < 1.3  # measured 1.14 points
+    assert val["abs_error_points"].mean() < 0.95  # measured 0.87 points
