@@ -387,6 +387,38 @@ class TwoStepFit:
         accs = np.array([_step2_value(self.step2.boot_params[i], l_s[i]) for i in range(n)])
         return np.quantile(accs, 0.025, axis=0), np.quantile(accs, 0.975, axis=0)
 
+    def predict_interval(
+        self, N=None, D=None, C=None, *, kind: str = "prediction", level: float = 0.95,  # noqa: ANN001
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """Chained accuracy with a band: DataFrame pred, lo, hi (accuracy units).
+
+        "confidence": bootstrap step 1 x bootstrap step 2 (paired by index), percentiles.
+        "prediction": each chained curve plus a deviation drawn from step 2's residuals
+        (symmetrised; accuracy of a run's smoothed checkpoints around the fitted sigmoid),
+        so the band also holds the run-to-run scatter of one model's accuracy."""
+        if kind not in ("prediction", "confidence"):
+            raise ValueError(f"kind must be 'prediction' or 'confidence', got {kind!r}")
+        pred = np.atleast_1d(np.asarray(self.predict(N=N, D=D, C=C), dtype=float))
+        l_s = self.step1.predict_samples(N=N, D=D, C=C)
+        tail = 50.0 * (1.0 - level)
+        if l_s.size == 0 or not self.step2.boot_params:
+            nan = np.full(pred.shape, np.nan)
+            return pd.DataFrame({"pred": pred, "lo": nan, "hi": nan})
+        n = min(len(l_s), len(self.step2.boot_params))
+        accs = np.array([np.atleast_1d(_step2_value(self.step2.boot_params[i], l_s[i]))
+                         for i in range(n)])
+        if kind == "prediction":
+            r = np.asarray(self.step2.residuals, dtype=float)
+            r = np.concatenate([r, -r])
+            if r.size:
+                reps = max(1, -(-2000 // n))
+                accs = np.tile(accs, (reps, 1))
+                rng = np.random.default_rng(seed)
+                accs = accs + r[rng.integers(0, r.size, size=(accs.shape[0], 1))]
+        lo, hi = np.percentile(accs, [tail, 100.0 - tail], axis=0)
+        return pd.DataFrame({"pred": pred, "lo": lo, "hi": hi})
+
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, "step1": self.step1.to_dict(), "step2": self.step2.to_dict()}
 

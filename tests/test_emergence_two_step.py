@@ -143,3 +143,12 @@ def test_olmo_ladder_predicts_13b_accuracy(shared_data: Path) -> None:
     val = holdout_validation(ladder)
     assert len(val) == 4 * 8 and set(val["run"]) == {"1B-1xC", "1B-2xC", "1B-5xC", "1B-10xC"}
     assert val["abs_error_points"].mean() < 0.95  # measured 0.87 points
+
+
+def test_two_step_prediction_band_contains_confidence_band() -> None:
+    fit = fit_two_step(_ladder(), task="t", final_window=1, n_bootstrap=40)
+    conf = fit.predict_interval(N=1.3e10, D=5e12, kind="confidence")
+    pred = fit.predict_interval(N=1.3e10, D=5e12, kind="prediction")
+    assert list(pred.columns) == ["pred", "lo", "hi"]
+    assert pred.loc[0, "lo"] <= conf.loc[0, "lo"] <= conf.loc[0, "hi"] <= pred.loc[0, "hi"]
+    assert pred.loc[0, "hi"] - pred.loc[0, "lo"] > conf.loc[0, "hi"] - conf.loc[0, "lo"]
