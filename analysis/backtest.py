@@ -1,4 +1,13 @@
-"""Back-test a loss law: fit on the runs below a compute threshold, predict the larger ones."""
+"""Back-test a loss law: fit on the runs below a compute threshold, predict the larger ones.
+
+The threshold is a compute value C (FLOPs) or, with `holdout_top`, the (1 - fraction)
+quantile of the runs' compute. The held-out runs get the fit's prediction with a 95%
+prediction band (where a new run should land; scatter calibrated on inner hold-outs of the
+training runs, see `scaletrack.analysis.calibration`) and a 95% confidence band (the mean
+curve). Summary keys: n_train, n_test, mape (mean |pred - loss| / loss), coverage_prediction,
+coverage_confidence (fractions of held-out runs inside each band), plus the threshold and
+error detail.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scaletrack.analysis.calibration import calibrate_scatter
 from scaletrack.analysis.chinchilla import fit_chinchilla
 from scaletrack.analysis.io import validate_frame
 from scaletrack.analysis.powerlaw import fit_power_law
@@ -17,13 +27,14 @@ from scaletrack.analysis.result import FitResult
 from scaletrack.errors import DataError
 
 BACKTEST_FORMS = ("chinchilla", "compute", "power_N", "power_D")
+SUMMARY_KEYS = ("n_train", "n_test", "mape", "coverage_prediction", "coverage_confidence")
 
 
 @dataclass(frozen=True)
 class BacktestResult:
     """The fit on small runs, a frame of held-out runs (N, D, C, loss, predicted, rel_error =
-    (predicted - loss)/loss) and a summary (n_train, n_test, threshold_C, mean/median/max
-    absolute relative error)."""
+    (predicted - loss)/loss, pred_lo/pred_hi and conf_lo/conf_hi: the 95% bands) and a summary
+    (see the module docstring)."""
 
     fit: FitResult
     frame: pd.DataFrame
@@ -33,10 +44,29 @@ class BacktestResult:
         object.__setattr__(self, "summary", MappingProxyType(dict(self.summary)))
 
 
+def _fit(form: str, data: pd.DataFrame, n_bootstrap: int, fit_kwargs: dict) -> FitResult:
+    if form == "chinchilla":
+        return fit_chinchilla(data, n_bootstrap=n_bootstrap, **fit_kwargs)
+    x = {"compute": "C", "power_N": "N", "power_D": "D"}[form]
+    return fit_power_law(data, x, n_bootstrap=n_bootstrap, **fit_kwargs)
+
+
 def backtest(
-    df: pd.DataFrame, form: str, threshold_C: float, *, n_bootstrap: int = 0, **fit_kwargs: Any
+    df: pd.DataFrame,
+    form: str,
+    threshold_C: float | None = None,
+    *,
+    holdout_top: float | None = None,
+    n_bootstrap: int = 200,
+    level: float = 0.95,
+    calibrate: bool = True,
+    **fit_kwargs: Any,
 ) -> BacktestResult:
-    """Fit `form` on rows with C < threshold_C (FLOPs) and score the final loss of the rest."""
+    """Fit `form` on rows with C < threshold (FLOPs) and score the loss (nats) of the rest.
+
+    Give `threshold_C`, or `holdout_top` in (0, 1): hold out that fraction of runs by compute.
+    `calibrate` sets the prediction band's scatter from inner hold-outs of the training runs.
+    """
     if form not in BACKTEST_FORMS:
         raise DataError(f"back-test form must be one of {BACKTEST_FORMS}, got {form!r}")
     needed = {"chinchilla": ("N", "D", "loss"), "compute": ("C", "loss"),
@@ -44,27 +74,45 @@ def backtest(
     data = validate_frame(df, needed)
     if "C" not in data.columns:
         raise DataError("back-test needs column 'C' (or N and D to derive C = 6·N·D)")
+    if (threshold_C is None) == (holdout_top is None):
+        raise DataError("give exactly one of threshold_C (FLOPs) or holdout_top (a fraction)")
+    if holdout_top is not None:
+        if not 0.0 < holdout_top < 1.0:
+            raise DataError(f"holdout_top must be a fraction in (0, 1), got {holdout_top:g}")
+        threshold_C = float(np.quantile(data["C"].to_numpy(float), 1.0 - holdout_top))
     train = data[data["C"] < threshold_C]
     test = data[data["C"] >= threshold_C]
     if test.empty:
         raise DataError(f"no runs at or above the threshold C = {threshold_C:.3g} FLOPs to predict")
-    if form == "chinchilla":
-        if len(train) < 5:
-            raise DataError(f"need at least 5 runs below C = {threshold_C:.3g}, got {len(train)}")
-        fit = fit_chinchilla(train, n_bootstrap=n_bootstrap, **fit_kwargs)
-    else:
-        x = {"compute": "C", "power_N": "N", "power_D": "D"}[form]
-        if len(train) < 3:
-            raise DataError(f"need at least 3 runs below C = {threshold_C:.3g}, got {len(train)}")
-        fit = fit_power_law(train, x, n_bootstrap=n_bootstrap, **fit_kwargs)
+    need = 5 if form == "chinchilla" else 3
+    if len(train) < need:
+        raise DataError(f"need at least {need} runs below C = {threshold_C:.3g}, got {len(train)}")
+    fit = _fit(form, train, n_bootstrap, fit_kwargs)
+    if calibrate:
+        fit = calibrate_scatter(fit, train, lambda d: _fit(form, d, 0, fit_kwargs))
     frame = test.copy()
-    frame["predicted"] = fit.predict(frame)
+    pred = fit.predict_interval(frame, kind="prediction", level=level)
+    conf = fit.predict_interval(frame, kind="confidence", level=level)
+    frame["predicted"] = pred["pred"].to_numpy()
     frame["rel_error"] = (frame["predicted"] - frame["loss"]) / frame["loss"]
+    frame["pred_lo"], frame["pred_hi"] = pred["lo"].to_numpy(), pred["hi"].to_numpy()
+    frame["conf_lo"], frame["conf_hi"] = conf["lo"].to_numpy(), conf["hi"].to_numpy()
+    y = frame["loss"].to_numpy()
     err = np.abs(frame["rel_error"].to_numpy())
+
+    def coverage(lo: str, hi: str) -> float:
+        inside = (frame[lo].to_numpy() <= y) & (y <= frame[hi].to_numpy())
+        return float(inside.mean()) if frame[lo].notna().all() else float("nan")
+
     summary = {
-        "form": form, "threshold_C": float(threshold_C), "n_train": len(train),
-        "n_test": len(test), "mean_abs_rel_error": float(err.mean()),
+        "form": form, "threshold_C": float(threshold_C), "holdout_top": holdout_top,
+        "n_train": len(train), "n_test": len(test), "mape": float(err.mean()),
+        "coverage_prediction": coverage("pred_lo", "pred_hi"),
+        "coverage_confidence": coverage("conf_lo", "conf_hi"),
+        "level": level, "status": fit.status, "status_reason": fit.status_reason,
+        "mean_abs_rel_error": float(err.mean()),
         "median_abs_rel_error": float(np.median(err)), "max_abs_rel_error": float(err.max()),
         "mean_rel_error": float(frame["rel_error"].mean()),
+        "scatter_calibration": fit.extra.get("scatter_calibration", "in-sample residuals"),
     }
     return BacktestResult(fit=fit, frame=frame, summary=summary)

@@ -8,8 +8,12 @@ import numpy as np
 import pandas as pd
 
 
-def resample_counts(n: int, k: int, seed: int | None = 0) -> np.ndarray:
-    """(k, n) matrix: how often each of n points appears in each of k resamples of size n."""
+def resample_counts(
+    n: int, k: int, seed: int | None | np.random.Generator = 0
+) -> np.ndarray:
+    """(k, n) matrix: how often each of n points appears in each of k resamples of size n.
+
+    `seed` may be a Generator, so batches drawn in turn continue one random stream."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(k, n))
     counts = np.zeros((k, n))

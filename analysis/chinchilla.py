@@ -12,6 +12,7 @@ warm-started from the full-data optimum and the next-best distinct optima.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ import pandas as pd
 from scaletrack.analysis.bootstrap import percentile_interval, resample_counts
 from scaletrack.analysis.io import validate_frame
 from scaletrack.analysis.result import FitResult
+from scaletrack.analysis.status import assess_fit
+from scaletrack.errors import DataError
 
 HUBER_DELTA = 1e-3
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
@@ -29,6 +32,11 @@ ALPHA_GRID = tuple(np.arange(0.0, 2.01, 0.5))
 E_GRID = tuple(np.arange(-1.0, 1.01, 0.5))
 AB_GRID = tuple(np.arange(0.0, 25.01, 5.0))
 SCREEN = ((10, 450), (20, 100), (40, 20))  # (iteration, starts kept): see `fit_chinchilla`
+# S starts x points per block in `_evaluate`: ~20 float64 work arrays of this size (~0.4 GB)
+BLOCK_ELEMENTS = 2_500_000
+# above this many points the 4,500-start fit, its calibration and bootstrap take hours
+# (5,000 points: ~9 min on one busy core); refuse instead
+MAX_POINTS = 20_000
 # per-iteration cap on |step| for (a, b, e, alpha, beta)
 _MAX_STEP = np.array([5.0, 5.0, 2.0, 0.5, 0.5])
 
@@ -77,7 +85,35 @@ def _make_problem(n: np.ndarray, d: np.ndarray, loss: np.ndarray, delta: float) 
 def _evaluate(
     prob: _Problem, theta: np.ndarray, weights: np.ndarray | None, hessian: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Objective, gradient (S,5) and Hessian (S,5,5) for S parameter rows (centred)."""
+    """Objective, gradient (S,5) and Hessian (S,5,5) for S parameter rows (centred).
+
+    The work arrays are S x points; points are taken in blocks of at most
+    `BLOCK_ELEMENTS // S` so memory stays bounded (~0.4 GB) whatever the number of points.
+    """
+    n = prob.y.size
+    s = theta.shape[0]
+    block = max(1, BLOCK_ELEMENTS // max(s, 1))
+    if n <= block:
+        return _evaluate_block(prob, theta, weights, hessian)
+    f = np.zeros(s)
+    g = np.zeros((s, 5))
+    hess = np.zeros((s, 5, 5)) if hessian else None
+    for start in range(0, n, block):
+        cut = slice(start, start + block)
+        part = dataclasses.replace(prob, x1=prob.x1[cut], x2=prob.x2[cut], y=prob.y[cut])
+        fb, gb, hb = _evaluate_block(part, theta, None if weights is None else weights[:, cut],
+                                     hessian)
+        f += fb
+        g += gb
+        if hessian:
+            hess += hb
+    return f, g, hess
+
+
+def _evaluate_block(
+    prob: _Problem, theta: np.ndarray, weights: np.ndarray | None, hessian: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """`_evaluate` on all of `prob`'s points at once."""
     a, b, e, al, be = (theta[:, i : i + 1] for i in range(5))
     x1, x2 = prob.x1[None, :], prob.x2[None, :]
     u1 = a - al * x1
@@ -239,6 +275,11 @@ def fit_chinchilla(
     Epoch data both give the same optimum).
     """
     data = validate_frame(df, ("N", "D", "loss"), min_rows=5)
+    if len(data) > MAX_POINTS:
+        raise DataError(
+            f"the Chinchilla fit takes at most {MAX_POINTS:,} points (got {len(data):,}): "
+            "average seeds or repeated (N, D) runs first, or fit the compute law"
+        )
     n, d, loss = (data[c].to_numpy(float) for c in ("N", "D", "loss"))
     prob = _make_problem(n, d, loss, delta)
     grid = start_grid() if starts is None else np.atleast_2d(np.asarray(starts, dtype=float))
@@ -257,15 +298,23 @@ def fit_chinchilla(
     boot_rows: list[list[float]] = []
     if n_bootstrap > 0:
         t1 = time.perf_counter()
-        counts = resample_counts(len(loss), n_bootstrap, seed)
         m = len(best_rows)
-        starts_b = np.tile(theta[best_rows], (n_bootstrap, 1))
-        weights = np.repeat(counts, m, axis=0)
-        # a few steps from every start, then only each resample's best start to convergence
-        tb, fb, _, _ = _newton(prob, starts_b, weights, max_iter=8)
-        pick = np.argmin(fb.reshape(n_bootstrap, m), axis=1)
-        tb = tb.reshape(n_bootstrap, m, 5)[np.arange(n_bootstrap), pick]
-        tb, _, _, conv_b = _newton(prob, tb, counts, max_iter=max_iter)
+        # resamples in batches so the (resamples x points) weight matrices stay bounded
+        batch = max(1, min(n_bootstrap, 4 * BLOCK_ELEMENTS // (m * len(loss))))
+        rng = np.random.default_rng(seed)
+        solved, conv_parts = [], []
+        for done in range(0, n_bootstrap, batch):
+            k = min(batch, n_bootstrap - done)
+            counts = resample_counts(len(loss), k, rng)
+            weights = np.repeat(counts, m, axis=0)
+            # a few steps from every start, then only each resample's best start to convergence
+            tb, fb, _, _ = _newton(prob, np.tile(theta[best_rows], (k, 1)), weights, max_iter=8)
+            pick = np.argmin(fb.reshape(k, m), axis=1)
+            tb = tb.reshape(k, m, 5)[np.arange(k), pick]
+            tb, _, _, conv_b = _newton(prob, tb, counts, max_iter=max_iter)
+            solved.append(tb)
+            conv_parts.append(conv_b)
+        tb, conv_b = np.concatenate(solved), np.concatenate(conv_parts)
         chosen = prob.from_centred(tb)
         samples = {
             "E": np.exp(chosen[:, 2]), "A": np.exp(chosen[:, 0]), "B": np.exp(chosen[:, 1]),
@@ -278,7 +327,7 @@ def fit_chinchilla(
 
     log_pred = np.log(params["E"] + params["A"] * n ** -params["alpha"]
                       + params["B"] * d ** -params["beta"])
-    return FitResult(
+    fit = FitResult(
         form="chinchilla",
         params=params,
         ci95=ci,
@@ -300,6 +349,8 @@ def fit_chinchilla(
             "bootstrap_params": boot_rows,  # rows (E, A, B, alpha, beta), for prediction bands
         },
     )
+    design = {"n_distinct_N": int(np.unique(n).size), "n_distinct_D": int(np.unique(d).size)}
+    return assess_fit(fit, design=design, min_loss=float(loss.min()))
 
 
 def _label(value: object) -> object:

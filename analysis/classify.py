@@ -1,10 +1,22 @@
 """Sort tasks into past / near / far of their transition, with the predicted crossing scale.
 
-- past: the largest scale tried is beyond the fitted sigmoid's upper knee (incremental
-  gains only), or the threshold is already reached there.
-- near: the predicted crossing of the threshold (default: the sigmoid midpoint) lies within
-  `near_factor` (10x) of the largest scale tried.
-- far: the crossing lies beyond that, or the metric has not risen off its floor yet.
+Rules, in this order:
+- past: the threshold is already reached at some scale tried; without a threshold, the metric
+  has risen off its floor and the largest scale is beyond the fitted sigmoid's upper knee.
+  A task that never left its floor (chance) is never `past`.
+- with a threshold (the bar to clear), near vs far comes from the *trend* of the continuous
+  progress towards it: progress p = (value - chance) / (ceiling - chance), clipped to
+  [0.01, 0.99] (1 % of the range: the noise floor), is taken to logit space, where a sigmoid
+  rise is a straight line in log10 scale; a line through the last `trend_points` (3) points
+  is extrapolated to the bar. near: it crosses within `near_factor` (10x) of the largest
+  scale tried; far: later, or the trend does not rise. This reads the small but steady gains
+  of a task still near chance, which the accuracy sigmoid calls "no rise yet".
+  The sigmoid fit is still reported (crossing, interval, suddenness).
+- without a threshold, the sigmoid midpoint is the bar: near when the predicted crossing is
+  within `near_factor`, far when beyond, or when the metric has not risen off its floor.
+
+The truncation back-test in bench/bench_emergence_backtest.py (ObsScaling and Pythia series,
+larger models hidden) measures these rules.
 
 Scale is compute C in FLOPs (or parameters N; the column is named by the caller).
 """
@@ -17,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import logit
 
 from scaletrack.analysis.emergence import (
     EmergenceProfile,
@@ -27,6 +40,25 @@ from scaletrack.analysis.emergence import (
 from scaletrack.errors import DataError
 
 LABELS = ("past", "near", "far")
+TREND_POINTS = 3
+PROGRESS_FLOOR = 0.01  # progress clipped to [PROGRESS_FLOOR, 1 - PROGRESS_FLOOR] before logit
+
+
+def trend_crossing(
+    x: np.ndarray, progress: np.ndarray, target: float, points: int = TREND_POINTS
+) -> float:
+    """Scale where a line through the last `points` (log10 x, logit progress) meets `target`
+    progress; inf when the trend does not rise. x sorted ascending."""
+    p = np.clip(progress, PROGRESS_FLOOR, 1.0 - PROGRESS_FLOOR)
+    lx, ly = np.log10(x[-points:]), logit(p[-points:])
+    if np.unique(lx).size < 2:
+        return math.inf
+    slope, intercept = np.polyfit(lx, ly, 1)
+    if not slope > 0:
+        return math.inf
+    target = min(max(target, PROGRESS_FLOOR), 1.0 - PROGRESS_FLOOR)
+    log10_cross = (logit(target) - intercept) / slope
+    return float(10.0**log10_cross) if log10_cross < 300 else math.inf
 
 
 @dataclass(frozen=True)
@@ -96,9 +128,10 @@ def classify_task(
     near_factor: float = 10.0,
     min_rise: float = 0.05,
     min_sharpness: float = 1.5,
-    n_boot: int = 200,
+    n_bootstrap: int = 200,
     seed: int = 0,
     x_name: str = "C",
+    trend_points: int = TREND_POINTS,
 ) -> TaskClassification:
     """Classify one task from its (scale, metric) points.
 
@@ -117,9 +150,22 @@ def classify_task(
     xa, ya = xa[keep], ya[keep]
     if xa.size == 0:
         raise DataError(f"task {task!r}: no points with finite value and positive {x_name}")
+    order = np.argsort(xa, kind="stable")
+    xa, ya = xa[order], ya[order]
     if ceil_limit is None:
         ceil_limit = 1.0 if increasing else 0.0
     sign = 1.0 if increasing else -1.0
+    if chance is not None:
+        if not (isinstance(chance, (int, float, np.floating)) and math.isfinite(chance)):
+            raise DataError(f"task {task!r}: chance must be a finite number, got {chance!r}")
+        if sign * (ceil_limit - chance) <= 0:
+            raise DataError(f"task {task!r}: chance {chance:g} must lie below the ceiling "
+                            f"{ceil_limit:g} in the improving direction")
+        if threshold is not None and sign * (threshold - chance) <= 0:
+            raise DataError(f"task {task!r}: threshold {threshold:g} is not beyond chance "
+                            f"{chance:g}; a bar at chance says nothing")
+    if threshold is not None and not math.isfinite(threshold):
+        raise DataError(f"task {task!r}: threshold must be a finite number, got {threshold!r}")
     floor_for_profile = chance if chance is not None else float(
         ya.min() if increasing else ya.max()
     )
@@ -134,20 +180,36 @@ def classify_task(
     try:
         fit = fit_floored_sigmoid(
             xa, ya, floor=chance, ceil_limit=ceil_limit, increasing=increasing,
-            n_boot=n_boot, seed=seed, x_name=x_name,
+            n_bootstrap=n_bootstrap, seed=seed, x_name=x_name,
         )
     except DataError:
         fit = None
 
+    def trend_label() -> tuple[str, str, float]:
+        floor = chance if chance is not None else float(ya[0])
+        span = ceil_limit - floor
+        progress = (ya - floor) / span if span else np.zeros_like(ya)
+        cross = trend_crossing(xa, progress, (threshold - floor) / span if span else 1.0,
+                               min(trend_points, xa.size))
+        if math.isinf(cross):
+            return "far", "no rising trend towards the threshold", cross
+        if cross <= near_factor * x_max:
+            return "near", f"rising trend crosses the threshold within {near_factor:g}x", cross
+        return "far", f"rising trend crosses the threshold beyond {near_factor:g}x", cross
+
     if fit is None:
         thr = threshold if threshold is not None else math.nan
         crossed = threshold is not None and sign * (best - threshold) >= 0
+        label, reason, crossing = "far", "too few points to fit; no threshold", math.nan
+        if crossed:
+            label, reason = "past", "threshold already reached at a scale tried"
+        elif threshold is not None and xa.size >= 2:
+            label, reason, crossing = trend_label()
         return TaskClassification(
-            task=task, metric=metric, label="past" if crossed else "far",
-            reason="too few points to fit; " + ("threshold reached" if crossed else "no fit"),
+            task=task, metric=metric, label=label, reason=reason,
             threshold=thr, threshold_source="user" if threshold is not None else "midpoint",
-            x_max=x_max, best_value=best, crossing=math.nan, crossing_ci95=(math.nan, math.nan),
-            ratio_to_max=math.nan, suddenness=math.nan, max_slope_per_decade=math.nan,
+            x_max=x_max, best_value=best, crossing=crossing, crossing_ci95=(math.nan, math.nan),
+            ratio_to_max=crossing / x_max, suddenness=math.nan, max_slope_per_decade=math.nan,
             emergent=profile.emergent, decades_at_chance=profile.decades_at_chance,
             fit=None, profile=profile,
         )
@@ -156,24 +218,24 @@ def classify_task(
     thr = float(threshold) if threshold is not None else fit.midpoint_value
     crossing = fit.crossing(thr)
     ci = fit.crossing_ci95(thr)
-    ratio = crossing / x_max if x_max > 0 else math.nan
     risen = profile.rise >= min_rise * scale_range
     beyond_knee = x_max >= fit.upper_knee
     reached = threshold is not None and sign * (best - threshold) >= 0
-    if not risen:
+    if reached:
+        label, reason = "past", "threshold already reached at a scale tried"
+    elif threshold is not None:
+        label, reason, crossing = trend_label()
+    elif not risen:
         label, reason = "far", "no rise off the floor yet"
-    elif reached:
-        label, reason = "past", "threshold already reached at the largest scale"
-    elif beyond_knee and threshold is None:
+    elif beyond_knee:
         label, reason = "past", "largest scale beyond the upper knee of the fitted sigmoid"
-    elif beyond_knee and math.isinf(crossing):
-        label, reason = "far", "curve has saturated below the threshold"
     elif crossing <= near_factor * x_max:
         label = "near"
         reason = f"predicted crossing within {near_factor:g}x of the largest scale"
     else:
         label = "far"
         reason = f"predicted crossing beyond {near_factor:g}x of the largest scale"
+    ratio = crossing / x_max if x_max > 0 else math.nan
     return TaskClassification(
         task=task, metric=metric, label=label, reason=reason, threshold=thr,
         threshold_source=thr_source, x_max=x_max, best_value=best, crossing=crossing,
@@ -199,7 +261,7 @@ def classify_groups(
     lower_is_better: Mapping[str, bool] | None = None,
     ceil_limit: float | Mapping[str, float] | None = None,
     near_factor: float = 10.0,
-    n_boot: int = 200,
+    n_bootstrap: int = 200,
     seed: int = 0,
 ) -> dict[tuple[str, str], TaskClassification]:
     """Classify every (task, metric) group of a long DataFrame (arguments: `classify_tasks`).
@@ -217,6 +279,12 @@ def classify_groups(
         task = str(key_t[0])
         metric = str(key_t[1]) if len(key_t) > 1 else value_col
         lower = _is_lower_better(metric, lower_is_better)
+        if lower and not (lower_is_better and metric in lower_is_better):
+            raise DataError(
+                f"metric {metric!r} of task {task!r} looks like a loss, not a capability; "
+                f"invert it explicitly (lower_is_better={{{metric!r}: True}}; CLI: "
+                f"--lower-is-better {metric}) or leave it out"
+            )
         ch = _pick(chance, task)
         if chance_col is not None:
             vals = g[chance_col].dropna()
@@ -229,7 +297,7 @@ def classify_groups(
             pd.to_numeric(g[value_col], errors="coerce").to_numpy(dtype=float),
             task=task, metric=metric, chance=ch, threshold=_pick(threshold, task),
             increasing=not lower, ceil_limit=cl, near_factor=near_factor,
-            n_boot=n_boot, seed=seed, x_name=x_col,
+            n_bootstrap=n_bootstrap, seed=seed, x_name=x_col,
         )
     return out
 
@@ -247,7 +315,7 @@ def classify_tasks(
     lower_is_better: Mapping[str, bool] | None = None,
     ceil_limit: float | Mapping[str, float] | None = None,
     near_factor: float = 10.0,
-    n_boot: int = 200,
+    n_bootstrap: int = 200,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Classify every (task, metric) group of a long DataFrame; one row per group.
@@ -264,7 +332,7 @@ def classify_tasks(
         df, task_col=task_col, metric_col=metric_col, x_col=x_col, value_col=value_col,
         chance=chance, chance_col=chance_col, threshold=threshold,
         lower_is_better=lower_is_better, ceil_limit=ceil_limit, near_factor=near_factor,
-        n_boot=n_boot, seed=seed,
+        n_bootstrap=n_bootstrap, seed=seed,
     )
     return pd.DataFrame([r.to_row() for r in results.values()])
 

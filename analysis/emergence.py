@@ -240,7 +240,7 @@ def fit_floored_sigmoid(
     floor: float | None = None,
     ceil_limit: float | None = None,
     increasing: bool = True,
-    n_boot: int = 200,
+    n_bootstrap: int = 200,
     seed: int = 0,
     x_name: str = "C",
     mid_margin_decades: float = 4.0,
@@ -250,7 +250,7 @@ def fit_floored_sigmoid(
     floor: the small-scale value (chance) if known; fitted otherwise. ceil_limit: the bound
     the large-scale asymptote cannot pass (default 1.0 when increasing, 0.0 when not).
     The midpoint is bounded to [min log10 x - mid_margin, max log10 x + mid_margin] decades.
-    n_boot residual-bootstrap refits give `ci95` and `boot_params` (0 disables them).
+    n_bootstrap residual-bootstrap refits give `ci95` and `boot_params` (0 disables them).
     """
     xa = np.asarray(x, dtype=float)
     ya = np.asarray(y, dtype=float)
@@ -297,10 +297,10 @@ def fit_floored_sigmoid(
 
     f, c, k, m = to_params(theta)
     boot: list[tuple[float, float, float, float]] = []
-    if n_boot > 0:
+    if n_bootstrap > 0:
         rng = np.random.default_rng(seed)
         centred = resid - resid.mean()
-        for _ in range(n_boot):
+        for _ in range(n_bootstrap):
             yb = fitted + rng.choice(centred, size=centred.size, replace=True)
             boot.append(to_params(_solve(problem, yb, [theta])))
     names = ("floor", "ceil", "k", "log10_mid")
@@ -323,7 +323,7 @@ def fit_floored_sigmoid(
             "ceil_limit": float(ceil_limit),
             "x_min": float(xa.min()),
             "x_max": float(xa.max()),
-            "n_boot": int(n_boot),
+            "n_bootstrap": int(n_bootstrap),
             "seed": int(seed),
         },
         n_points=int(xa.size),

@@ -3,11 +3,19 @@
 Approach 2 (`fit_isoflop`): group runs by compute budget (snapped to nominal budgets), fit a
 parabola of loss in log N per budget, take its minimum N_opt(C), then fit power laws
 N_opt = k_N·C^a and D_opt = C/(6·N_opt) = k_D·C^b (N params, D tokens, C FLOPs).
+A budget whose parabola vertex lies outside the model sizes sampled at that budget is an
+extrapolated minimum, not a measured one: `isoflop_minima` flags it (`in_range` False) and
+`fit_isoflop` leaves it out of the exponent fit by default (`drop_out_of_range=False` keeps
+it); the fit's `extra["out_of_range_budgets"]` lists them. Budgets are taken from a column
+when given, else snapped from C (`snap_budgets`); `extra["budget_snapping"]` says which and
+how many distinct C values went into each budget.
 Approach 1 (`fit_envelope`): the compute-efficient frontier, i.e. the lowest loss reached at
 each compute over all runs or training-curve points, and N_opt(C) fitted on it.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -60,16 +68,36 @@ def _parabola_minima(
     return float(u_opt + mid), float(c0 - c1 * c1 / (4 * c2)), float(c2)
 
 
+def window_mask(logn: np.ndarray, loss: np.ndarray, window: int | None) -> np.ndarray:
+    """The `window` runs nearest (by rank of size) the lowest-loss run of one budget; all
+    runs when window is None. A parabola in log N only approximates an IsoFLOP profile near
+    its minimum; far-off sizes bend a global parabola's vertex."""
+    if window is None or logn.size <= window:
+        return np.ones(logn.size, dtype=bool)
+    order = np.argsort(logn, kind="stable")
+    i = int(np.argmin(loss[order]))
+    lo = max(0, min(i - window // 2, logn.size - window))
+    mask = np.zeros(logn.size, dtype=bool)
+    mask[order[lo:lo + window]] = True
+    return mask
+
+
+DEFAULT_WINDOW = 7
+
+
 def isoflop_minima(
     df: pd.DataFrame,
     *,
     budget_col: str | None = None,
     min_points: int = 3,
     gap_dex: float = 0.1,
+    window: int | None = DEFAULT_WINDOW,
 ) -> pd.DataFrame:
-    """Per budget: C, N_opt, D_opt = C/(6·N_opt), loss_opt, n_points, curvature, coef (list).
+    """Per budget: C, N_opt, D_opt = C/(6·N_opt), loss_opt, n_points, curvature, coef (list),
+    N_min/N_max (sampled sizes), in_range (vertex inside them).
 
     `budget_col` names a column of nominal budgets; else budgets come from `snap_budgets(C)`.
+    The parabola is fitted to the `window` sizes around the lowest-loss run (None: all).
     Budgets with fewer than `min_points` runs or a non-convex parabola are dropped.
     """
     data = validate_frame(df, ("N", "loss") + (("C",) if "D" not in df.columns else ("D",)))
@@ -82,28 +110,41 @@ def isoflop_minima(
         part = data[budgets == budget]
         if len(part) < min_points:
             continue
+        logn_all = np.log(part["N"].to_numpy(float))
+        n_runs = len(part)
+        part = part[window_mask(logn_all, part["loss"].to_numpy(float), window)]
         logn = np.log(part["N"].to_numpy(float))
         logn_opt, loss_opt, curv = _parabola_minima(logn, part["loss"].to_numpy(float))
         if not np.isfinite(logn_opt):
             continue
         u = logn - logn.mean()
-        coef = np.polyfit(u, part["loss"].to_numpy(float), 2)
+        with warnings.catch_warnings():  # a near-degenerate design is judged by curvature
+            warnings.simplefilter("ignore", np.exceptions.RankWarning)
+            coef = np.polyfit(u, part["loss"].to_numpy(float), 2)
         n_opt = float(np.exp(logn_opt))
         rows.append(
             {
                 "C": float(budget), "N_opt": n_opt, "D_opt": float(budget) / (6.0 * n_opt),
-                "loss_opt": loss_opt, "n_points": len(part), "curvature": curv,
+                "loss_opt": loss_opt, "n_points": n_runs, "n_in_window": len(part),
+                "curvature": curv,
                 "logN_center": float(logn.mean()), "coef": [float(c) for c in coef],
-                "N_min": float(np.exp(logn.min())), "N_max": float(np.exp(logn.max())),
+                "N_min": float(np.exp(logn_all.min())), "N_max": float(np.exp(logn_all.max())),
+                "in_range": bool(logn_all.min() <= logn_opt <= logn_all.max()),
+                "n_distinct_C": int(part["C"].nunique()) if "C" in part.columns else 1,
             }
         )
     return pd.DataFrame(rows)
 
 
 def _loglog_fit(c: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(k, exponent) of y = k·c^exponent by least squares in log-log space."""
-    slope, intercept = np.polyfit(np.log(c), np.log(y), 1)
-    return float(np.exp(intercept)), float(slope)
+    """(k, exponent) of y = k·c^exponent by least squares in log-log space (NaN when a wild
+    bootstrap vertex makes y non-finite)."""
+    with np.errstate(all="ignore"):
+        lc, ly = np.log(c), np.log(y)
+        if not (np.all(np.isfinite(lc)) and np.all(np.isfinite(ly))):
+            return float("nan"), float("nan")
+        slope, intercept = np.polyfit(lc, ly, 1)
+        return float(np.exp(intercept)), float(slope)
 
 
 def _allocation_result(
@@ -137,28 +178,41 @@ def fit_isoflop(
     min_points: int = 3,
     n_bootstrap: int = 1000,
     seed: int | None = 0,
+    drop_out_of_range: bool = True,
+    window: int | None = DEFAULT_WINDOW,
 ) -> FitResult:
     """Chinchilla approach 2 on runs with columns N, D (or C) and loss; form "isoflop".
 
     Intervals: resample runs within each budget, refit parabolas and both power laws.
-    `extra["points"]` holds the per-budget minima (C, N_opt, D_opt, loss_opt, ...).
+    `extra["points"]` holds the per-budget minima used (C, N_opt, D_opt, loss_opt, in_range,
+    ...); `extra["out_of_range_budgets"]` the budgets whose vertex fell outside the sampled N
+    range (left out unless `drop_out_of_range=False`).
     """
     data = validate_frame(df, ("N", "loss") + (("C",) if "D" not in df.columns else ("D",)))
-    minima = isoflop_minima(data, budget_col=budget_col, min_points=min_points)
+    all_minima = isoflop_minima(data, budget_col=budget_col, min_points=min_points,
+                                window=window)
+    if all_minima.empty:
+        raise DataError(f"IsoFLOP fit needs budgets with >= {min_points} runs and a convex "
+                        "loss-vs-log N curve; found none")
+    outside = all_minima[~all_minima["in_range"]]
+    minima = all_minima[all_minima["in_range"]] if drop_out_of_range else all_minima
     if len(minima) < 2:
         raise DataError(
             f"IsoFLOP fit needs at least 2 budgets with >= {min_points} runs and a convex "
-            f"loss-vs-log N curve; found {len(minima)}"
+            f"loss-vs-log N curve whose minimum lies inside the sampled sizes; found "
+            f"{len(minima)} ({len(outside)} budgets have their minimum outside)"
         )
+    minima = minima.reset_index(drop=True)
     budgets = data[budget_col].to_numpy(float) if budget_col else snap_budgets(data["C"])
     samples = None
     if n_bootstrap > 0:
         rng = np.random.default_rng(seed)
-        groups = [
-            (float(b), np.log(data["N"].to_numpy(float)[budgets == b]),
-             data["loss"].to_numpy(float)[budgets == b])
-            for b in minima["C"]
-        ]
+        groups = []
+        for b in minima["C"]:
+            logn = np.log(data["N"].to_numpy(float)[budgets == b])
+            loss = data["loss"].to_numpy(float)[budgets == b]
+            keep = window_mask(logn, loss, window)
+            groups.append((float(b), logn[keep], loss[keep]))
         rows = []
         for _ in range(n_bootstrap):
             cs, ns = [], []
@@ -167,21 +221,34 @@ def fit_isoflop(
                 if np.unique(logn[idx]).size < 3:
                     continue
                 logn_opt, _, _ = _parabola_minima(logn[idx], loss[idx])
-                if np.isfinite(logn_opt):
+                # a resample's vertex far outside the sizes sampled is no minimum at all
+                if np.isfinite(logn_opt) and logn.min() - 1 <= logn_opt <= logn.max() + 1:
                     cs.append(budget)
                     ns.append(np.exp(logn_opt))
             if len(cs) < 2:
                 continue
             cs_a, ns_a = np.asarray(cs), np.asarray(ns)
             k_n, a = _loglog_fit(cs_a, ns_a)
-            k_d, b = _loglog_fit(cs_a, cs_a / (6.0 * ns_a))
+            with np.errstate(all="ignore"):
+                k_d, b = _loglog_fit(cs_a, cs_a / (6.0 * ns_a))
             rows.append((k_n, a, k_d, b))
         arr = np.asarray(rows, dtype=float).reshape(-1, 4)
         samples = {k: arr[:, i] for i, k in enumerate(("k_N", "a", "k_D", "b"))}
+    if budget_col:
+        snapping = f"budgets from column {budget_col!r}"
+    else:
+        n_c = int(data["C"].nunique())
+        snapping = (f"{n_c} distinct C values snapped to {len(np.unique(budgets))} nominal "
+                    "budgets (groups split at gaps > 0.1 dex, median to 2 significant digits)")
     return _allocation_result(
         "isoflop", minima, data,
-        {"budget_col": budget_col, "min_points": min_points, "budgets": minima["C"].tolist()},
-        {"n_bootstrap": n_bootstrap, "seed": seed}, samples,
+        {"budget_col": budget_col, "min_points": min_points, "budgets": minima["C"].tolist(),
+         "drop_out_of_range": drop_out_of_range, "window": window},
+        {"n_bootstrap": n_bootstrap, "seed": seed, "budget_snapping": snapping,
+         "out_of_range_budgets": [
+             {"C": float(r.C), "N_opt": float(r.N_opt), "N_min": float(r.N_min),
+              "N_max": float(r.N_max)} for r in outside.itertuples()]},
+        samples,
     )
 
 

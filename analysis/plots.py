@@ -137,7 +137,10 @@ def plot_loss_vs_compute(
         if len(front) >= 2:
             ax.plot(front["C"], front["loss"], color=FRONTIER_COLOR, lw=1.4, ls="-",
                     marker="o", ms=3, zorder=4, label="compute-efficient frontier")
-        if fit is not None:
+        if fit is not None and fit.degenerate:
+            ax.text(0.02, 0.03, f"degenerate {fit.form} fit not drawn: {fit.status_reason}",
+                    transform=ax.transAxes, fontsize=8, color="0.3", wrap=True)
+        elif fit is not None:
             grid = np.geomspace(c_min, max(c_end, c_max), 300)
             central, curves, label = _law_curve(fit, grid)
             inside = grid <= c_max
@@ -147,7 +150,12 @@ def plot_loss_vs_compute(
             if curves is not None:
                 lo, hi = _band(curves)
                 ax.fill_between(grid, lo, hi, color=FIT_COLOR, alpha=0.18, lw=0, zorder=2,
-                                label=f"95% bootstrap band ({curves.shape[0]} resamples)")
+                                label=f"95% confidence band ({curves.shape[0]} resamples)")
+            if fit.form == "compute":
+                band = fit.predict_interval(grid, kind="prediction")
+                ax.plot(grid, band["lo"], color=FIT_COLOR, lw=0.9, ls=":", zorder=2,
+                        label="95% prediction band (new runs)")
+                ax.plot(grid, band["hi"], color=FIT_COLOR, lw=0.9, ls=":", zorder=2)
             if c_end > c_max:
                 ax.axvline(c_max, color="0.5", lw=0.8, ls=":", zorder=1)
                 ax.annotate("extrapolation →", xy=(c_max, 0),
@@ -286,3 +294,32 @@ def _allocation_bands(fit: FitResult, grid: np.ndarray) -> dict | None:
     for i, (_, a, b, al, be) in enumerate(rows):
         ns[i], ds[i] = chinchilla_allocation({"A": a, "B": b, "alpha": al, "beta": be}, grid)
     return {"N_opt": _band(ns), "D_opt": _band(ds)}
+
+
+def plot_backtest(df: pd.DataFrame, result: object, path: str | Path) -> list[Path]:
+    """Held-out runs against their predictions with 95% prediction (bars) and confidence
+    bands (loss in nats, C in FLOPs): the picture of a `BacktestResult`. [png, svg] paths."""
+    frame = result.frame  # type: ignore[attr-defined]
+    summary = result.summary  # type: ignore[attr-defined]
+    data = validate_frame(df, ("C", "loss"), add_compute=False)
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(8.5, 5.6))
+        train = data[data["C"] < summary["threshold_C"]]
+        ax.scatter(train["C"], train["loss"], s=14, color="0.6", label=f"fitted ({len(train)})")
+        ax.errorbar(frame["C"], frame["predicted"],
+                    yerr=[frame["predicted"] - frame["pred_lo"],
+                          frame["pred_hi"] - frame["predicted"]],
+                    fmt="none", ecolor=FIT_COLOR, alpha=0.5, lw=1,
+                    label="95% prediction interval")
+        ax.scatter(frame["C"], frame["loss"], s=18, color=FRONTIER_COLOR, zorder=4,
+                   label=f"held out ({len(frame)})")
+        ax.axvline(summary["threshold_C"], color="0.5", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training compute C (FLOPs)")
+        ax.set_ylabel("final loss (nats/token)")
+        ax.set_title(f"{summary['form']} back-test: MAPE {100 * summary['mape']:.2f}%, "
+                     f"prediction coverage {100 * summary['coverage_prediction']:.0f}%")
+        _plain_loss_axis(ax)
+        ax.legend(loc="upper right", frameon=True, framealpha=0.9)
+        return _save(fig, path)

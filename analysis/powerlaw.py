@@ -17,6 +17,7 @@ from scipy.optimize import least_squares
 from scaletrack.analysis.bootstrap import percentile_interval
 from scaletrack.analysis.io import validate_frame
 from scaletrack.analysis.result import FitResult
+from scaletrack.analysis.status import assess_fit
 from scaletrack.errors import DataError
 
 _ALPHA_STARTS = (0.05, 0.15, 0.3, 0.6, 1.0)
@@ -88,7 +89,7 @@ def fit_power_law(
         raise DataError(f"power-law fit in {x} did not converge from any start")
 
     def to_params(t: np.ndarray) -> dict[str, float]:
-        with np.errstate(over="ignore"):  # a wild bootstrap resample may give a = inf
+        with np.errstate(all="ignore"):  # a wild bootstrap resample may give a = inf
             return {
                 "E": float(np.exp(t[2])) if irreducible else 0.0,
                 "a": float(np.exp(t[0] + t[1] * x_mean)),
@@ -113,20 +114,23 @@ def fit_power_law(
     if not irreducible:
         ci["E"] = (0.0, 0.0)
     form = {"N": "power_N", "D": "power_D", "C": "compute"}[x]
-    pred = params["E"] + params["a"] * np.exp(lx) ** (-params["alpha"])
+    with np.errstate(all="ignore"):
+        pred = params["E"] + params["a"] * np.exp(lx) ** (-params["alpha"])
     extra: dict = {"irreducible": irreducible, "n_bootstrap": n_bootstrap, "seed": seed,
                    "bootstrap_params": samples_out, "x_range": [float(lx.min()), float(lx.max())]}
     if not irreducible and params["alpha"] != 0:
         extra["x_c"] = float(params["a"] ** (1.0 / params["alpha"]))
-    return FitResult(
+    fit = FitResult(
         form=form,
         params=params,
         ci95=ci,
-        residuals=tuple(np.log(pred) - y),
+        residuals=tuple(_safe_log(pred) - y),
         selection={"index": [_label(i) for i in data.index], "x": x, "columns": [x, "loss"]},
         n_points=len(y),
         extra=extra,
     )
+    design = {"n_distinct_x": int(np.unique(lx).size), "n_params": len(names)}
+    return assess_fit(fit, design=design, min_loss=float(np.exp(y.min())))
 
 
 def fit_compute_law(
@@ -134,6 +138,11 @@ def fit_compute_law(
 ) -> FitResult:
     """Fit L(C) = E + a·C^(-alpha) with C in FLOPs (default 6·N·D when the frame has no C)."""
     return fit_power_law(df, "C", irreducible=irreducible, n_bootstrap=n_bootstrap, seed=seed)
+
+
+def _safe_log(values: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return np.log(values)
 
 
 def _label(value: object) -> object:

@@ -7,6 +7,22 @@ Forms and what `predict` takes/returns (N params, D tokens, C FLOPs, loss nats/t
 - "power_N", "power_D": L(x) = E + a·x^(-alpha) (E = 0 for the Kaplan form without the
   irreducible term); `predict(x)` -> loss.
 - "isoflop", "envelope": N_opt(C) = k_N·C^a, D_opt(C) = k_D·C^b; `predict(C)` -> N_opt.
+
+Intervals follow one convention across result types: `ci95[name] = (lo, hi)`, 95% bootstrap
+percentiles, NaN where not computed. `predict_interval` gives bands for new points:
+
+- "confidence": the spread of the mean curve, from the bootstrap refits kept in
+  `extra["bootstrap_params"]` (percentiles of their predictions).
+- "prediction": the range where a *new run* should land. Each bootstrap refit's prediction
+  (in log loss) is paired with a run-to-run deviation drawn from `extra["scatter_residuals"]`
+  when present (out-of-sample residuals from inner compute hold-outs, set by
+  `scaletrack.analysis.calibration.calibrate_scatter`), else from the fit's own residuals
+  rescaled by sqrt(n / (n - p)) for p fitted parameters; percentiles of the sums give the
+  band (a residual bootstrap). bench/bench_backtest.py measures the coverage this reaches
+  when extrapolating Epoch's points to larger compute.
+
+`status` is "ok" or "degenerate" (with `status_reason`, see `scaletrack.analysis.status`):
+a degenerate law is reported, never trusted.
 """
 
 from __future__ import annotations
@@ -25,6 +41,9 @@ LOSS_FORMS = ("chinchilla", "compute", "power_N", "power_D")
 ALLOCATION_FORMS = ("isoflop", "envelope")
 FORMS = LOSS_FORMS + ALLOCATION_FORMS
 SCHEMA_VERSION = 1
+STATUSES = ("ok", "degenerate")
+INTERVAL_KINDS = ("prediction", "confidence")
+_MIN_DRAWS = 2000
 
 
 def _plain(value: Any) -> Any:
@@ -60,6 +79,8 @@ class FitResult:
     selection: Mapping[str, Any]
     n_points: int
     extra: Mapping[str, Any] = field(default_factory=dict)
+    status: str = "ok"
+    status_reason: str = ""
 
     def __post_init__(self) -> None:
         if self.form not in FORMS:
@@ -72,6 +93,22 @@ class FitResult:
         object.__setattr__(self, "selection", MappingProxyType(dict(self.selection)))
         object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
         object.__setattr__(self, "n_points", int(self.n_points))
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown fit status {self.status!r}; expected one of {STATUSES}")
+
+    def __repr__(self) -> str:
+        parts = []
+        for k, v in self.params.items():
+            lo, hi = self.ci95.get(k, (math.nan, math.nan))
+            parts.append(f"{k}={v:.4g} [{lo:.3g}, {hi:.3g}]")
+        status = self.status + (f" ({self.status_reason})" if self.status_reason else "")
+        return (f"FitResult(form={self.form!r}, n_points={self.n_points}, status={status!r}, "
+                f"{', '.join(parts)})")
+
+    @property
+    def degenerate(self) -> bool:
+        """True when the law cannot be trusted (see `status_reason`)."""
+        return self.status == "degenerate"
 
     # ------------------------------------------------------------------ prediction
     def predict(self, *args: Any, **kwargs: Any) -> np.ndarray:
@@ -84,6 +121,92 @@ class FitResult:
         if self.form in ("compute", "power_N", "power_D"):
             return p["E"] + p["a"] * x ** (-p["alpha"])
         return p["k_N"] * x ** p["a"]
+
+    def _predict_with(self, params: Mapping[str, np.ndarray], args: tuple, kwargs: dict
+                      ) -> np.ndarray:
+        """Predictions for many parameter rows at once: (n_rows, n_points)."""
+        p = {k: np.asarray(v, dtype=float)[:, None] for k, v in params.items()}
+        with np.errstate(all="ignore"):
+            if self.form == "chinchilla":
+                n, d = _two_arrays(args, kwargs)
+                n, d = n.ravel()[None, :], d.ravel()[None, :]
+                return p["E"] + p["A"] * n ** (-p["alpha"]) + p["B"] * d ** (-p["beta"])
+            x = _one_array(self.form, args, kwargs).ravel()[None, :]
+            if self.form in ("compute", "power_N", "power_D"):
+                return p["E"] + p["a"] * x ** (-p["alpha"])
+            return p["k_N"] * x ** p["a"]
+
+    def bootstrap_samples(self) -> dict[str, np.ndarray]:
+        """The bootstrap refits' parameters, one array per name (empty when not kept)."""
+        rows = np.asarray(self.extra.get("bootstrap_params") or [], dtype=float)
+        names = list(self.params)
+        if rows.ndim != 2 or rows.shape[1] != len(names):
+            return {}
+        return {k: rows[:, i] for i, k in enumerate(names)}
+
+    def predict_interval(
+        self, *args: Any, kind: str = "prediction", level: float = 0.95, seed: int = 0,
+        **kwargs: Any,
+    ) -> pd.DataFrame:
+        """Predictions with a band: a DataFrame with columns pred, lo, hi (units of `predict`).
+
+        kind "confidence": where the mean curve lies; "prediction": where a new run lands
+        (see the module docstring for the calibration). Arguments as for `predict`.
+        """
+        if kind not in INTERVAL_KINDS:
+            raise ValueError(f"kind must be one of {INTERVAL_KINDS}, got {kind!r}")
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"level must be in (0, 1), got {level!r}")
+        pred = np.asarray(self.predict(*args, **kwargs), dtype=float).ravel()
+        samples = self.bootstrap_samples()
+        with np.errstate(all="ignore"):
+            if samples:
+                log_curves = np.log(self._predict_with(samples, args, kwargs))
+                log_curves = log_curves[np.all(np.isfinite(log_curves), axis=1)]
+            else:
+                log_curves = np.empty((0, pred.size))
+            if kind == "confidence":
+                draws = log_curves
+            else:
+                if log_curves.shape[0] == 0:  # no refits: the point fit with residual scatter
+                    log_curves = np.log(pred)[None, :]
+                # at least 2,000 (refit, residual) pairs so the band's tails are smooth
+                reps = -(-_MIN_DRAWS // log_curves.shape[0])
+                log_curves = np.tile(log_curves, (reps, 1))
+                draws = log_curves - self._scatter_draws(log_curves.shape, seed)
+        tail = 50.0 * (1.0 - level)
+        if draws.shape[0] < 2:
+            lo = hi = np.full(pred.size, np.nan)
+        else:
+            lo, hi = np.exp(np.percentile(draws, [tail, 100.0 - tail], axis=0))
+        return pd.DataFrame({"pred": pred, "lo": lo, "hi": hi})
+
+    def scatter_scale(self) -> float:
+        """The run-to-run scatter in log loss used by prediction intervals (RMS, rescaled)."""
+        held_out = self.extra.get("scatter_residuals")
+        if held_out:
+            r = np.asarray(held_out, dtype=float)
+            return float(np.sqrt(np.mean(r * r)))
+        r = np.asarray(self.residuals, dtype=float)
+        n, p = r.size, len(self.params)
+        if n == 0:
+            return math.nan
+        return float(np.sqrt(np.mean(r * r) * n / max(n - p, 1)))
+
+    def _scatter_draws(self, shape: tuple[int, int], seed: int) -> np.ndarray:
+        """Residual draws (log observed deviations), one per refit row, broadcast over points."""
+        rng = np.random.default_rng(seed)
+        held_out = self.extra.get("scatter_residuals")
+        if held_out:
+            r = np.asarray(held_out, dtype=float)
+            return r[rng.integers(0, r.size, size=(shape[0], 1))]
+        r = np.asarray(self.residuals, dtype=float)
+        r = r[np.isfinite(r)]
+        if r.size == 0:
+            return np.zeros((shape[0], 1))
+        n, p = r.size, len(self.params)
+        scale = math.sqrt(n / max(n - p, 1))
+        return (r - r.mean())[rng.integers(0, n, size=(shape[0], 1))] * scale
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -98,6 +221,8 @@ class FitResult:
                 "selection": dict(self.selection),
                 "n_points": self.n_points,
                 "extra": dict(self.extra),
+                "status": self.status,
+                "status_reason": self.status_reason,
             }
         )
 
@@ -112,6 +237,8 @@ class FitResult:
             selection=data.get("selection", {}),
             n_points=data.get("n_points", len(data.get("residuals", []))),
             extra=data.get("extra", {}),
+            status=data.get("status", "ok"),
+            status_reason=data.get("status_reason", ""),
         )
 
     def to_json(self) -> str:

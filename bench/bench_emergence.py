@@ -9,7 +9,7 @@
    benchmarks, and on Pythia's final checkpoints; midpoint crossings beside Wei et al. 2022.
 
 Usage: .venv/bin/python bench/bench_emergence.py [--data ../shared/data] [--out /tmp/x]
-       [--n-boot 50]
+       [--bootstrap 50]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 OLD_DEFAULT = {"final_window": 1, "step1_min_fraction": None, "step2_min_fraction": 0.0,
                "step2_smooth": 5}
 METHOD_VARIANTS: dict[str, dict] = {
-    "default (Bhagia et al. 2024 choices)": {},
+    "default (chosen on the 1B hold-out)": {},
     "previous default": OLD_DEFAULT,
     "Bhagia-like: last-5 mean, skip 10%, (0,1) anchor": {
         **OLD_DEFAULT, "final_window": 5, "step2_min_fraction": 0.1, "step2_anchor": True},
@@ -41,7 +41,7 @@ PYTHIA_CHANCE = {"piqa": 0.5, "winogrande": 0.5, "wsc": 0.5, "arc_easy": 0.25,
                  "arc_challenge": 0.25, "sciq": 0.25, "logiqa": 0.25, "lambada_openai": 0.0}
 
 
-def olmo_ladder(data: Path, n_boot: int) -> None:
+def olmo_ladder(data: Path, n_bootstrap: int) -> None:
     df = load_olmo_ladder(data / "olmo_ladder_task_bpb_acc.csv")
     ladder = df[df["role"] == "ladder"]
     target = df[df["run"] == "peteish13_eval_final"]
@@ -52,9 +52,9 @@ def olmo_ladder(data: Path, n_boot: int) -> None:
     pub_c = pub[pub["method_and_source"].str.contains("chained_flops")].set_index("task")
     print(f"== 1. OLMo ladder -> 13B-5T (N={N:.4g}, D={D:.4g} tokens, C={C:.3g} FLOPs)")
     t0 = time.perf_counter()
-    nd = predict_two_step(ladder, N=N, D=D, n_boot=n_boot).set_index("task")
+    nd = predict_two_step(ladder, N=N, D=D, n_bootstrap=n_bootstrap).set_index("task")
     t_nd = time.perf_counter() - t0
-    cc = predict_two_step(ladder, C=C, n_boot=n_boot).set_index("task")
+    cc = predict_two_step(ladder, C=C, n_bootstrap=n_bootstrap).set_index("task")
     table = pd.DataFrame({
         "actual": actual,
         "ours_ND": nd["predicted_acc"],
@@ -72,7 +72,7 @@ def olmo_ladder(data: Path, n_boot: int) -> None:
     print(f"MAE (points): ours (N,D) {table['err_ND'].mean():.2f} | published (N,D) "
           f"{table['pub_err'].mean():.2f} || ours C {table['err_C'].mean():.2f} | "
           f"published C {table['pub_C_err'].mean():.2f} (C file's target label uncertain)")
-    print(f"(N,D) fits for 8 tasks with {n_boot} bootstrap refits: {t_nd:.1f} s")
+    print(f"(N,D) fits for 8 tasks with {n_bootstrap} bootstrap refits: {t_nd:.1f} s")
     print("method variants, (N,D) form, no bootstrap. validation = hold out the 1B ladder runs "
           "(4 runs x 8 tasks), fit on 190M-760M, MAE vs the mean of their last 5 checkpoints;")
     print("harder = fit on 190M+370M, predict the 760M and 1B runs. The default was chosen by "
@@ -82,7 +82,7 @@ def olmo_ladder(data: Path, n_boot: int) -> None:
     for label, kw in METHOD_VARIANTS.items():
         val = holdout_validation(ladder, method=kw)
         hard = holdout_validation(ladder, held_out_N=two_largest, method=kw)
-        r = predict_two_step(ladder, N=N, D=D, n_boot=0, **kw).set_index("task")
+        r = predict_two_step(ladder, N=N, D=D, n_bootstrap=0, **kw).set_index("task")
         rows.append({"variant": label, "val_1B": val["abs_error_points"].mean(),
                      "harder": hard["abs_error_points"].mean(),
                      "13B": ((r["predicted_acc"] - actual).abs() * 100).mean()})
@@ -90,14 +90,14 @@ def olmo_ladder(data: Path, n_boot: int) -> None:
         print(pd.DataFrame(rows).set_index("variant"))
 
 
-def classification(data: Path, out: Path, n_boot: int) -> None:
+def classification(data: Path, out: Path, n_bootstrap: int) -> None:
     cols = ["label", "threshold", "crossing", "crossing_lo", "crossing_hi", "suddenness",
             "decades_at_chance", "emergent"]
     fmt = {"display.width": 220, "display.max_columns": 20}
     print("\n== 2. past / near / far and emergence (x = training FLOPs)")
     obs = pd.read_csv(data / "obsscaling_emergent_tasks.csv").dropna(subset=["train_flops"])
     kw = {"task_col": "source_column", "metric_col": None, "x_col": "train_flops",
-          "value_col": "value", "chance_col": "chance", "n_boot": n_boot}
+          "value_col": "value", "chance_col": "chance", "n_bootstrap": n_bootstrap}
     t0 = time.perf_counter()
     res = classify_groups(obs, **kw)
     dt = time.perf_counter() - t0
@@ -105,7 +105,7 @@ def classification(data: Path, out: Path, n_boot: int) -> None:
     with pd.option_context(*sum(fmt.items(), ())):
         print("ObsScaling emergent tasks (84 models, all families pooled):")
         print(table[cols].to_string(float_format="{:.3g}".format))
-    print(f"({len(res)} tasks, {n_boot} bootstrap refits each: {dt:.1f} s)")
+    print(f"({len(res)} tasks, {n_bootstrap} bootstrap refits each: {dt:.1f} s)")
     written = plot_tasks_emergence(obs, {k[0]: v for k, v in res.items()}, out / "obsscaling",
                                    task_col="source_column", x_col="train_flops")
     std = pd.read_csv(data / "obsscaling_standard_benchmarks.csv").dropna(subset=["train_flops"])
@@ -116,7 +116,8 @@ def classification(data: Path, out: Path, n_boot: int) -> None:
     py = pd.read_csv(data / "pythia_v1_zero_shot.csv")
     py = py[(py["step"] == 143000) & (py["deduped"] == 0) & (py["metric"] == "acc")]
     py = py.assign(C=6.0 * py["model_size_params"].astype(float) * py["tokens_seen"].astype(float))
-    pt = classify_tasks(py, x_col="C", chance=PYTHIA_CHANCE, n_boot=n_boot).set_index("task")
+    pt = classify_tasks(py, x_col="C", chance=PYTHIA_CHANCE,
+                        n_bootstrap=n_bootstrap).set_index("task")
     with pd.option_context(*sum(fmt.items(), ())):
         print("Pythia v1 (standard), final checkpoints, 70M-12B:")
         print(pt[cols].to_string(float_format="{:.3g}".format))
@@ -138,13 +139,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--out", type=Path, default=Path("/tmp/scaletrack_bench_emergence"))
-    ap.add_argument("--n-boot", type=int, default=50)
+    ap.add_argument("--bootstrap", type=int, default=50)
     args = ap.parse_args()
     if not args.data.is_dir():
         raise SystemExit(f"published data folder {args.data} is absent")
     args.out.mkdir(parents=True, exist_ok=True)
-    olmo_ladder(args.data, args.n_boot)
-    classification(args.data, args.out, args.n_boot)
+    olmo_ladder(args.data, args.n_bootstrap)
+    classification(args.data, args.out, args.n_bootstrap)
 
 
 if __name__ == "__main__":

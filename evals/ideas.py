@@ -515,7 +515,7 @@ _CHANCE = {"exact_match": 0.0, "token_accuracy": 0.0}
 
 def classify_points(
     points: pd.DataFrame, threshold: float, direction: str, *, metric: str = "value",
-    task: str = "task", n_boot: int = 50,
+    task: str = "task", n_bootstrap: int = 50,
 ) -> IdeaOutlook:
     """Classify (C, value) points with `analysis.classify.classify_task` (past / near / far).
 
@@ -537,7 +537,7 @@ def classify_points(
             ok["C"].to_numpy(dtype=float), ok["value"].to_numpy(dtype=float),
             task=task, metric=metric, chance=chance, threshold=float(threshold),
             increasing=direction == "above", ceil_limit=_CEILINGS.get(metric),
-            n_boot=n_boot,
+            n_bootstrap=n_bootstrap,
         )
     except (ScaletrackError, ValueError, FloatingPointError):
         return IdeaOutlook("-", None)

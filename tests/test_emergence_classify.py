@@ -23,14 +23,14 @@ def _task(hi: float, *, mid: float = 21.0, k: float = 2.0, seed: int = 0, n: int
 
 def test_far_from_the_transition_is_far() -> None:
     x, y = _task(19.0)  # two decades below the midpoint: still at chance
-    r = classify_task(x, y, chance=0.25, threshold=0.6, n_boot=50)
+    r = classify_task(x, y, chance=0.25, threshold=0.6, n_bootstrap=50)
     assert r.label == "far"
     assert r.crossing > 10 * r.x_max or math.isnan(r.crossing)
 
 
 def test_near_the_transition_is_near() -> None:
     x, y = _task(20.6, seed=2)  # rise under way, threshold crossed ~3x beyond
-    r = classify_task(x, y, chance=0.25, threshold=0.6, n_boot=100)
+    r = classify_task(x, y, chance=0.25, threshold=0.6, n_bootstrap=100)
     true_crossing = 10 ** (21.0 + math.log((0.6 - 0.25) / (0.9 - 0.6)) / 2.0)
     assert r.label == "near", r.reason
     assert r.x_max < r.crossing <= 10 * r.x_max
@@ -40,10 +40,10 @@ def test_near_the_transition_is_near() -> None:
 
 def test_saturated_task_is_past() -> None:
     x, y = _task(23.5)
-    r = classify_task(x, y, chance=0.25, n_boot=50)
+    r = classify_task(x, y, chance=0.25, n_bootstrap=50)
     assert r.label == "past"
     assert r.x_max > r.fit.upper_knee
-    r2 = classify_task(x, y, chance=0.25, threshold=0.8, n_boot=0)
+    r2 = classify_task(x, y, chance=0.25, threshold=0.8, n_bootstrap=0)
     assert r2.label == "past" and "threshold" in r2.reason
 
 
@@ -51,8 +51,8 @@ def test_sudden_vs_smooth_synthetic() -> None:
     x = np.logspace(18, 24, 13)
     sudden = sigmoid_value(x, 0.0, 0.95, 4.0, 22.0)
     smooth = sigmoid_value(x, 0.0, 0.95, 0.6, 21.0)
-    a = classify_task(x, sudden, chance=0.0, n_boot=0)
-    b = classify_task(x, smooth, chance=0.0, n_boot=0)
+    a = classify_task(x, sudden, chance=0.0, n_bootstrap=0)
+    b = classify_task(x, smooth, chance=0.0, n_bootstrap=0)
     assert a.emergent and not b.emergent
     assert a.suddenness > 3 * b.suddenness
 
@@ -66,7 +66,7 @@ def test_classify_tasks_long_frame_and_errors() -> None:
             for a, b in zip(x, y, strict=True)
         ]
     df = pd.DataFrame(rows)
-    out = classify_tasks(df, chance=0.25, n_boot=20)
+    out = classify_tasks(df, chance=0.25, n_bootstrap=20)
     assert list(out["task"]) == ["far_task", "past_task"]
     assert list(out["label"]) == ["far", "past"]
     for col in ("crossing", "crossing_lo", "crossing_hi", "suddenness", "emergent"):
@@ -79,10 +79,61 @@ def test_loss_metric_is_lower_is_better() -> None:
     x = np.logspace(19, 23, 12)
     y = sigmoid_value(x, 3.0, 1.0, 1.2, 21.0)
     df = pd.DataFrame({"task": "t", "metric": "bpb", "C": x, "value": y})
-    out = classify_tasks(df, threshold=1.5, n_boot=0)
+    with pytest.raises(DataError, match="looks like a loss"):
+        classify_tasks(df, threshold=1.5, n_bootstrap=0)
+    out = classify_tasks(df, threshold=1.5, n_bootstrap=0, lower_is_better={"bpb": True})
     assert out.loc[0, "label"] == "past"  # bpb 1.5 already beaten at the largest scale
-    out = classify_tasks(df[df.C < 3e20], threshold=1.2, n_boot=0)
+    out = classify_tasks(df[df.C < 3e20], threshold=1.2, n_bootstrap=0,
+                         lower_is_better={"bpb": True})
     assert out.loc[0, "label"] in ("near", "far")
+
+
+def test_val_loss_is_not_a_capability() -> None:
+    df = pd.DataFrame({"task": "lm", "metric": "val_loss", "C": np.logspace(18, 21, 6),
+                       "value": np.linspace(3.0, 2.0, 6)})
+    with pytest.raises(DataError, match="val_loss"):
+        classify_tasks(df, n_bootstrap=0)
+
+
+def test_threshold_reached_beats_no_rise() -> None:
+    # eight points, best 0.6, bar 0.5: already past, whatever the rise off the floor says
+    x = np.logspace(18, 22, 8)
+    y = np.array([0.55, 0.56, 0.55, 0.57, 0.58, 0.57, 0.59, 0.60])
+    res = classify_task(x, y, chance=0.5, threshold=0.58, n_bootstrap=0)
+    assert res.label == "past"
+    res = classify_task(x, np.full(8, 0.6) + 0.001 * np.arange(8), threshold=0.5,
+                        n_bootstrap=0)
+    assert res.label == "past"
+
+
+def test_flat_at_chance_is_never_past() -> None:
+    rng = np.random.default_rng(3)
+    x = np.logspace(18, 23, 10)
+    y = 0.25 + rng.normal(0, 0.003, size=10)
+    res = classify_task(x, y, chance=0.25, n_bootstrap=0)
+    assert res.label == "far"
+
+
+def test_bad_chance_and_threshold_are_one_line_errors() -> None:
+    x, y = np.logspace(18, 21, 5), np.linspace(0.25, 0.5, 5)
+    with pytest.raises(DataError, match="chance must be a finite number"):
+        classify_task(x, y, chance=float("nan"), n_bootstrap=0)
+    with pytest.raises(DataError, match="below the ceiling"):
+        classify_task(x, y, chance=1.5, n_bootstrap=0)
+    with pytest.raises(DataError, match="not beyond chance"):
+        classify_task(x, y, chance=0.25, threshold=0.2, n_bootstrap=0)
+
+
+def test_rising_trend_near_chance_is_near() -> None:
+    # 1%, 3%, 9% accuracy over one decade, bar 25%: the logit trend crosses within 10x
+    x = np.array([1e20, 3e20, 1e21])
+    y = np.array([0.01, 0.03, 0.09])
+    res = classify_task(x, y, chance=0.0, threshold=0.25, n_bootstrap=0)
+    assert res.label == "near"
+    assert x.max() < res.crossing < 10 * x.max()
+    flat = classify_task(x, np.array([0.01, 0.009, 0.01]), chance=0.0, threshold=0.25,
+                         n_bootstrap=0)
+    assert flat.label == "far"
 
 
 # --- published data ----------------------------------------------------------------------
@@ -92,7 +143,7 @@ def test_loss_metric_is_lower_is_better() -> None:
 def obsscaling(shared_data: Path) -> pd.DataFrame:
     df = pd.read_csv(shared_data / "obsscaling_emergent_tasks.csv")
     out = classify_tasks(df.dropna(subset=["train_flops"]), task_col="source_column",
-                         metric_col=None, x_col="train_flops", chance_col="chance", n_boot=40)
+                         metric_col=None, x_col="train_flops", chance_col="chance", n_bootstrap=40)
     return out.set_index("task")
 
 
@@ -100,7 +151,7 @@ def obsscaling(shared_data: Path) -> pd.DataFrame:
 def obs_standard(shared_data: Path) -> pd.DataFrame:
     df = pd.read_csv(shared_data / "obsscaling_standard_benchmarks.csv")
     out = classify_tasks(df.dropna(subset=["train_flops"]), task_col="benchmark",
-                         metric_col=None, x_col="train_flops", chance_col="chance", n_boot=40)
+                         metric_col=None, x_col="train_flops", chance_col="chance", n_bootstrap=40)
     return out.set_index("task")
 
 
@@ -113,7 +164,7 @@ def pythia(shared_data: Path) -> pd.DataFrame:
     df = pd.read_csv(shared_data / "pythia_v1_zero_shot.csv")
     df = df[(df["step"] == 143000) & (df["deduped"] == 0) & (df["metric"] == "acc")]
     df = df.assign(C=6.0 * df["model_size_params"].astype(float) * df["tokens_seen"].astype(float))
-    return classify_tasks(df, x_col="C", chance=PYTHIA_CHANCE, n_boot=40).set_index("task")
+    return classify_tasks(df, x_col="C", chance=PYTHIA_CHANCE, n_bootstrap=40).set_index("task")
 
 
 def test_obsscaling_emergent_tasks_are_emergent(obsscaling: pd.DataFrame) -> None:

@@ -29,7 +29,7 @@ def _synthetic(
 
 def test_known_midpoint_recovered_within_its_interval() -> None:
     x, y = _synthetic()
-    fit = fit_floored_sigmoid(x, y, floor=0.25, n_boot=150, seed=0)
+    fit = fit_floored_sigmoid(x, y, floor=0.25, n_bootstrap=150, seed=0)
     lo, hi = fit.ci95["log10_mid"]
     assert lo <= TRUE["log10_mid"] <= hi
     assert hi - lo < 0.5  # a well-sampled transition is pinned to within half a decade
@@ -44,7 +44,7 @@ def test_known_midpoint_recovered_within_its_interval() -> None:
 
 def test_fitted_floor_and_unreachable_threshold() -> None:
     x, y = _synthetic(seed=3)
-    fit = fit_floored_sigmoid(x, y, floor=None, n_boot=0)
+    fit = fit_floored_sigmoid(x, y, floor=None, n_bootstrap=0)
     assert abs(fit.params["floor"] - 0.25) < 0.05
     assert fit.crossing(0.99) == math.inf  # above the fitted ceiling
     assert fit.crossing(0.1) == 0.0  # below the floor: reached at every scale
@@ -55,7 +55,7 @@ def test_decreasing_metric_such_as_bits_per_byte() -> None:
     rng = np.random.default_rng(0)
     x = np.logspace(19, 24, 14)
     y = sigmoid_value(x, 2.0, 0.6, 1.5, 21.5) + rng.normal(0, 0.01, size=x.size)
-    fit = fit_floored_sigmoid(x, y, increasing=False, n_boot=50)
+    fit = fit_floored_sigmoid(x, y, increasing=False, n_bootstrap=50)
     assert fit.params["ceil"] < fit.params["floor"]
     assert abs(fit.params["log10_mid"] - 21.5) < 0.3
     assert 1e21 < fit.crossing(1.3) < 1e22
@@ -63,7 +63,7 @@ def test_decreasing_metric_such_as_bits_per_byte() -> None:
 
 def test_round_trip_json() -> None:
     x, y = _synthetic()
-    fit = fit_floored_sigmoid(x, y, floor=0.25, n_boot=20)
+    fit = fit_floored_sigmoid(x, y, floor=0.25, n_bootstrap=20)
     back = SigmoidFit.from_json(fit.to_json())
     assert back.params == fit.params
     assert back.crossing_ci95(0.6) == fit.crossing_ci95(0.6)

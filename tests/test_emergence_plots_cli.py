@@ -38,7 +38,7 @@ def _png_ok(path: Path) -> bool:
 def test_task_plot_writes_png_and_svg(tmp_path: Path) -> None:
     df = _frame()
     g = df[df.task == "near_task"]
-    r = classify_task(g.flops, g.acc, task="near_task", chance=0.25, threshold=0.6, n_boot=30)
+    r = classify_task(g.flops, g.acc, task="near_task", chance=0.25, threshold=0.6, n_bootstrap=30)
     written = plot_task_emergence(g.flops, g.acc, r, tmp_path / "near")
     assert [p.suffix for p in written] == [".png", ".svg"]
     assert _png_ok(written[0])
@@ -62,7 +62,7 @@ def test_cli_csv_table_json_and_plot(tmp_path: Path) -> None:
     _frame().to_csv(csv, index=False)
     res = runner.invoke(app, ["emergence", "--csv", str(csv), "--x-col", "flops",
                               "--value-col", "acc", "--chance", "0.25", "--threshold", "0.6",
-                              "--n-boot", "30", "--json"])
+                              "--bootstrap", "30", "--json"])
     assert res.exit_code == 0, res.output
     rows = {r["task"]: r for r in json.loads(res.stdout)}
     assert rows["far_task"]["label"] == "far"
@@ -70,7 +70,7 @@ def test_cli_csv_table_json_and_plot(tmp_path: Path) -> None:
     assert rows["near_task"]["label"] == "near"
     assert rows["near_task"]["crossing_lo"] <= rows["near_task"]["crossing"]
     res = runner.invoke(app, ["emergence", "--csv", str(csv), "--x-col", "flops",
-                              "--value-col", "acc", "--chance", "0.25", "--n-boot", "0",
+                              "--value-col", "acc", "--chance", "0.25", "--bootstrap", "0",
                               "--plot", str(tmp_path / "grid")])
     assert res.exit_code == 0, res.output
     assert "past_task" in res.output
@@ -99,7 +99,7 @@ def test_cli_reads_store_evals(tmp_path: Path) -> None:
             c = 6.0 * n * tokens
             st.add_eval(cid, "addition", "acc", float(sigmoid_value(c, 0.0, 1.0, 3.0, 19.0)))
             st.add_eval(cid, "flat", "acc", 0.01)
-    res = runner.invoke(app, ["emergence", "--store", url, "--chance", "0", "--n-boot", "20",
+    res = runner.invoke(app, ["emergence", "--store", url, "--chance", "0", "--bootstrap", "20",
                               "--json"])
     assert res.exit_code == 0, res.output
     rows = {r["task"]: r for r in json.loads(res.stdout)}
@@ -107,7 +107,7 @@ def test_cli_reads_store_evals(tmp_path: Path) -> None:
     assert abs(np.log10(rows["addition"]["crossing"]) - 19.0) < 0.1
     assert rows["flat"]["label"] == "far"
     res = runner.invoke(app, ["emergence", "--store", url, "--task", "addition", "--json",
-                              "--n-boot", "0"])
+                              "--bootstrap", "0"])
     assert [r["task"] for r in json.loads(res.stdout)] == ["addition"]
     res = runner.invoke(app, ["emergence", "--store", url, "--task", "nope"])
     assert res.exit_code == 1 and "no evaluation rows" in res.output

@@ -46,7 +46,7 @@ def _ladder(seed: int = 0) -> pd.DataFrame:
 def test_step1_recovers_the_loss_surface() -> None:
     df = _ladder()
     fin = df.sort_values("step").groupby("run").tail(1)
-    fit = fit_task_loss(fin["loss"], N=fin["N"], D=fin["D"], n_boot=20)
+    fit = fit_task_loss(fin["loss"], N=fin["N"], D=fin["D"], n_bootstrap=20)
     target = (1.3e10, 5e12)
     assert abs(float(fit.predict(*target)) - float(_loss(*target))) < 0.03
     with pytest.raises(DataError, match="needs N and D, or C"):
@@ -55,7 +55,7 @@ def test_step1_recovers_the_loss_surface() -> None:
 
 def test_step2_recovers_the_sigmoid() -> None:
     L = np.linspace(0.8, 1.6, 60)
-    fit = fit_loss_to_accuracy(L, _acc(L), chance=0.25, n_boot=0)
+    fit = fit_loss_to_accuracy(L, _acc(L), chance=0.25, n_bootstrap=0)
     assert abs(fit.params["k"] - 6.0) < 0.3
     assert abs(fit.params["L0"] - 1.1) < 0.02
     assert abs(float(fit.predict(0.7)) - float(_acc(0.7))) < 0.01
@@ -65,21 +65,21 @@ def test_chained_prediction_of_a_bigger_target() -> None:
     df = _ladder()
     # 10 sparse checkpoints a run: the final loss is the last one, not a mean of the last 5;
     # the synthetic sigmoid tops out at 0.95, so the (0 loss, 1.0 accuracy) anchor is off.
-    fit = fit_two_step(df, task="t", final_window=1, step2_anchor=False, n_boot=30)
+    fit = fit_two_step(df, task="t", final_window=1, step2_anchor=False, n_bootstrap=30)
     N, D = 1.3e10, 5e12
     truth = float(_acc(_loss(N, D)))
     pred = float(fit.predict(N=N, D=D))
     lo, hi = fit.predict_ci95(N=N, D=D)
     assert abs(pred - truth) < 0.03
     assert float(lo) <= pred <= float(hi)
-    table = predict_two_step(df, C=6 * N * D, n_boot=0)  # compute form
+    table = predict_two_step(df, C=6 * N * D, n_bootstrap=0)  # compute form
     assert abs(table.loc[0, "predicted_acc"] - truth) < 0.05
 
 
 def test_step2_fixed_ceiling_and_weights() -> None:
     L = np.linspace(0.8, 1.6, 60)
     y = 0.25 + 0.75 / (1.0 + np.exp(6.0 * (L - 1.1)))  # ceiling exactly 1
-    fit = fit_loss_to_accuracy(L, y, chance=0.25, fixed_ceiling=True, n_boot=0)
+    fit = fit_loss_to_accuracy(L, y, chance=0.25, fixed_ceiling=True, n_bootstrap=0)
     assert fit.params["a"] + fit.params["b"] == pytest.approx(1.0)
     assert abs(fit.params["k"] - 6.0) < 0.1
     # ten corrupted points: equal weights are pulled off, near-zero weights ignore them
@@ -87,8 +87,8 @@ def test_step2_fixed_ceiling_and_weights() -> None:
     bad[:10] -= 0.2
     w = np.ones_like(L)
     w[:10] = 1e-6
-    plain = fit_loss_to_accuracy(L, bad, chance=0.25, n_boot=0)
-    weighted = fit_loss_to_accuracy(L, bad, chance=0.25, weights=w, n_boot=0)
+    plain = fit_loss_to_accuracy(L, bad, chance=0.25, n_bootstrap=0)
+    weighted = fit_loss_to_accuracy(L, bad, chance=0.25, weights=w, n_bootstrap=0)
     assert abs(weighted.params["L0"] - 1.1) < 0.01 < abs(plain.params["L0"] - 1.1)
     with pytest.raises(DataError, match="same length"):
         fit_loss_to_accuracy(L, y, weights=w[:5])
@@ -96,14 +96,14 @@ def test_step2_fixed_ceiling_and_weights() -> None:
 
 def test_step_options_change_the_points_used() -> None:
     df = _ladder()
-    tail = fit_two_step(df, task="t", step1_min_fraction=0.75, final_window=1, n_boot=0)
-    final = fit_two_step(df, task="t", step1_min_fraction=None, n_boot=0)
+    tail = fit_two_step(df, task="t", step1_min_fraction=0.75, final_window=1, n_bootstrap=0)
+    final = fit_two_step(df, task="t", step1_min_fraction=None, n_bootstrap=0)
     assert final.step1.n_points == df["run"].nunique() == 16
     assert tail.step1.n_points == 16 * 3  # fractions 0.8, 0.9, 1.0 of each run
-    late = fit_two_step(df, task="t", step2_min_fraction=0.45, step2_anchor=True, n_boot=0)
+    late = fit_two_step(df, task="t", step2_min_fraction=0.45, step2_anchor=True, n_bootstrap=0)
     assert late.step2.n_points == 16 * 6 + 1  # fractions 0.5 .. 1.0, plus the (0, 1) anchor
     with pytest.raises(DataError, match="weighting"):
-        fit_two_step(df, task="t", step2_weighting="bogus", n_boot=0)
+        fit_two_step(df, task="t", step2_weighting="bogus", n_bootstrap=0)
 
 
 def test_holdout_validation_on_a_synthetic_ladder() -> None:
@@ -123,23 +123,32 @@ def test_holdout_validation_on_a_synthetic_ladder() -> None:
 
 @pytest.mark.slow
 def test_olmo_ladder_predicts_13b_accuracy(shared_data: Path) -> None:
-    """Fit on the ladder runs, predict OLMo 13B-5T with the defaults, which follow Bhagia et
-    al. 2024 (final loss = mean of the last 5 checkpoints, Huber 1e-3 on log loss; step 2
-    skips each run's first 10 %, a 5-checkpoint moving average, the (0, 1) anchor). It scores
-    4.77 points of mean absolute error; the published chained prediction 4.17."""
+    """Fit on the ladder runs, predict OLMo 13B-5T with the defaults, chosen on the ladder-only
+    1B hold-out (step 1 on the last 10 % of tokens, step 2 on the second half, 11-checkpoint
+    smoothing, no anchor): 0.87 points there. On 13B they score 6.23 points of mean absolute
+    error (an outcome, not a choice; the published chained prediction 4.17)."""
     df = load_olmo_ladder(shared_data / "olmo_ladder_task_bpb_acc.csv")
     ladder = df[df["role"] == "ladder"]
     target = df[df["run"] == "peteish13_eval_final"]
     N, D = float(target["N"].iloc[0]), float(target["D"].max())
-    pred = predict_two_step(ladder, N=N, D=D, n_boot=0).set_index("task")
+    pred = predict_two_step(ladder, N=N, D=D, n_bootstrap=0).set_index("task")
     actual = (target.sort_values("step").groupby("task").tail(5).groupby("task")["acc"].mean())
     assert set(pred.index) == set(actual.index) and len(pred) == 8
     err = (pred["predicted_acc"] - actual).abs() * 100
-    assert err.mean() < 5.0
+    assert err.mean() < 7.0  # measured 6.23
     assert err.loc["hellaswag_val_5shot"] < 3.0
     pub = pd.read_csv(shared_data / "olmo_ladder_13b_chained_predictions.csv")
     pub_nd = pub[pub["method_and_source"].str.contains("chained_main")].set_index("task")
     np.testing.assert_allclose(pub_nd["actual_acc"].sort_index(), actual.sort_index(), atol=1e-6)
     val = holdout_validation(ladder)
     assert len(val) == 4 * 8 and set(val["run"]) == {"1B-1xC", "1B-2xC", "1B-5xC", "1B-10xC"}
-    assert val["abs_error_points"].mean() < 1.3  # measured 1.14 points
+    assert val["abs_error_points"].mean() < 0.95  # measured 0.87 points
+
+
+def test_two_step_prediction_band_contains_confidence_band() -> None:
+    fit = fit_two_step(_ladder(), task="t", final_window=1, n_bootstrap=40)
+    conf = fit.predict_interval(N=1.3e10, D=5e12, kind="confidence")
+    pred = fit.predict_interval(N=1.3e10, D=5e12, kind="prediction")
+    assert list(pred.columns) == ["pred", "lo", "hi"]
+    assert pred.loc[0, "lo"] <= conf.loc[0, "lo"] <= conf.loc[0, "hi"] <= pred.loc[0, "hi"]
+    assert pred.loc[0, "hi"] - pred.loc[0, "lo"] > conf.loc[0, "hi"] - conf.loc[0, "lo"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib.image as mpimg
+import pandas as pd
 import pytest
 from test_fit_chinchilla import synthetic_runs
 from test_fit_isoflop import isoflop_runs
@@ -32,8 +33,17 @@ def test_loss_vs_compute_with_compute_law(tmp_path):
     fit = fit_compute_law(compute_frontier(df.assign(C=6 * df.N * df.D)), n_bootstrap=50)
     svg = _check(plot_loss_vs_compute(df, tmp_path / "loss.png", fit=fit), "loss")
     assert "compute-efficient frontier" in svg
-    assert "95% bootstrap band" in svg
+    assert "95% confidence band" in svg and "95% prediction band" in svg
     assert "model size N" in svg
+
+
+def test_degenerate_law_is_not_drawn(tmp_path):
+    df = pd.DataFrame({"N": [1e4, 2e4, 4e4, 8e4], "D": [1e6] * 4,
+                       "loss": [3.50, 3.49, 3.21, 3.22]})
+    fit = fit_compute_law(df.assign(C=6 * df.N * df.D), n_bootstrap=30)
+    assert fit.degenerate
+    svg = _check(plot_loss_vs_compute(df, tmp_path / "deg.png", fit=fit), "deg")
+    assert "not drawn" in svg and "extrapolation" not in svg
 
 
 def test_loss_vs_compute_with_chinchilla_fit(tmp_path):

@@ -83,7 +83,11 @@ def emergence(
     ),
     near_factor: float = typer.Option(10.0, "--near-factor", help="'near' = crossing within "
                                       "this factor of the largest scale tried."),
-    n_boot: int = typer.Option(200, "--n-boot", min=0, help="Bootstrap refits for intervals."),
+    n_bootstrap: int = typer.Option(200, "--bootstrap", min=0,
+                                    help="Bootstrap refits for intervals."),
+    lower_is_better: list[str] = typer.Option(
+        None, "--lower-is-better", help="A metric where lower is better (a loss) to classify "
+        "inverted; repeatable. Losses are refused otherwise."),
     store: str | None = StoreOption,
     task: str | None = typer.Option(None, "--task", help="With --store: only this task."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG+SVG grid of the fits."),
@@ -127,7 +131,8 @@ def emergence(
         results = classify_groups(
             df, task_col=task_col, metric_col=metric_col, x_col=x_col, value_col=value_col,
             chance=chance, chance_col=chance_col, threshold=threshold,
-            near_factor=near_factor, n_boot=n_boot,
+            near_factor=near_factor, n_bootstrap=n_bootstrap,
+            lower_is_better=dict.fromkeys(lower_is_better or [], True) or None,
         )
         table = pd.DataFrame([r.to_row() for r in results.values()])
         if plot is not None:

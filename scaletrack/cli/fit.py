@@ -43,6 +43,11 @@ class FitForm(StrEnum):
     envelope = "envelope"
 
 
+class BacktestForm(StrEnum):
+    chinchilla = "chinchilla"
+    compute = "compute"
+
+
 class PlotKind(StrEnum):
     compute = "compute"
     isoflop = "isoflop"
@@ -76,32 +81,83 @@ def _read_csv(path: Path, n_col: str, d_col: str, loss_col: str, c_col: str) -> 
             raise DataError(f"CSV {str(path)!r} has no column {theirs!r} (for {ours}); "
                             f"columns: {list(raw.columns)}")
     df = raw.rename(columns=rename)
+    if "D" not in df.columns and {"N", "C"} <= set(df.columns):
+        df = validate_frame(df, ("N", "C", "loss"), add_compute=False)
+        df["D"] = df["C"] / (6.0 * df["N"])
+        typer.echo(f"note: {str(path)!r} has no D column; using D = C/(6·N) tokens", err=True)
     return validate_frame(df, [c for c in ("N", "D", "loss") if c in df.columns])
 
 
-def _load(sweep: str | None, csv: Path | None, store: str | None, cols: tuple) -> pd.DataFrame:
+def _load(sweep: str | None, csv: Path | None, store: str | None, cols: tuple,
+          drop_highest_loss: int = 0) -> pd.DataFrame:
     if (sweep is None) == (csv is None):
         fail("give exactly one of --sweep NAME or --csv FILE")
     if csv is not None:
-        return _read_csv(csv, *cols)
-    with open_store_or_exit(store, create=False) as st:
-        runs = st.runs(sweep=sweep, status="finished")
-    if runs.empty:
-        fail(f"sweep {sweep!r} has no finished runs in the store")
-    frame = runs[["run_key", "N", "D", "C", "final_loss"]].rename(columns={"final_loss": "loss"})
-    return frame.set_index("run_key")
+        df = _read_csv(csv, *cols)
+    else:
+        with open_store_or_exit(store, create=False) as st:
+            runs = st.runs(sweep=sweep, status="finished")
+        if runs.empty:
+            fail(f"sweep {sweep!r} has no finished runs in the store")
+        frame = runs[["run_key", "N", "D", "C", "seed", "lr", "final_loss"]].rename(
+            columns={"final_loss": "loss"})
+        df = frame.dropna(subset=["loss"]).set_index("run_key")
+        if df.empty:
+            fail(f"sweep {sweep!r} has no finished runs with a final loss")
+    if drop_highest_loss:
+        if drop_highest_loss >= len(df):
+            raise DataError(f"--drop-highest-loss {drop_highest_loss} would drop all "
+                            f"{len(df)} rows")
+        df = df.drop(df["loss"].nlargest(drop_highest_loss).index)
+    return df
+
+
+def _selected(df: pd.DataFrame, form: str, lr: str, seeds: str,
+              frontier: bool | None) -> tuple[pd.DataFrame, str]:
+    from scaletrack.analysis.selection import select_points
+
+    return select_points(df, form, lr=lr, seeds=seeds, frontier=frontier)
+
+
+def _budgets(df: pd.DataFrame, extra: list[float] | None) -> list[float]:
+    """Allocation budgets (FLOPs): each decade across the data's compute range, plus --budget."""
+    lo, hi = np.log10(df["C"].min()), np.log10(df["C"].max())
+    decades = [10.0**k for k in range(int(np.ceil(lo)), int(np.floor(hi)) + 1)]
+    out = sorted({float(df["C"].min()), *decades, float(df["C"].max()), *(extra or [])})
+    return out
 
 
 def _fit(form: str, df: pd.DataFrame, bootstrap: int, seed: int):
-    from scaletrack.analysis import fit_chinchilla, fit_compute_law, fit_envelope, fit_isoflop
+    import warnings
 
-    if form == "chinchilla":
-        return fit_chinchilla(df, n_bootstrap=bootstrap, seed=seed)
-    if form == "compute":
-        return fit_compute_law(df, n_bootstrap=bootstrap, seed=seed)
-    if form == "isoflop":
-        return fit_isoflop(df, n_bootstrap=bootstrap, seed=seed)
-    return fit_envelope(df, n_bootstrap=bootstrap, seed=seed)
+    from scaletrack.analysis import fit_chinchilla, fit_compute_law, fit_envelope, fit_isoflop
+    from scaletrack.analysis.calibration import calibrate_scatter
+
+    with warnings.catch_warnings():  # a wild refit is reported through the fit's status
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if form == "chinchilla":
+            fit = fit_chinchilla(df, n_bootstrap=bootstrap, seed=seed)
+            if not fit.degenerate and bootstrap:
+                fit = calibrate_scatter(fit, df, lambda d: fit_chinchilla(d, n_bootstrap=0))
+            return fit
+        if form == "compute":
+            fit = fit_compute_law(df, n_bootstrap=bootstrap, seed=seed)
+            if not fit.degenerate and bootstrap:
+                fit = calibrate_scatter(fit, df, lambda d: fit_compute_law(d, n_bootstrap=0))
+            return fit
+        if form == "isoflop":
+            return fit_isoflop(df, n_bootstrap=bootstrap, seed=seed)
+        return fit_envelope(df, n_bootstrap=bootstrap, seed=seed)
+
+
+LrOpt = typer.Option("best", "--lr", help="Several learning rates per (N, D): 'best' keeps "
+                     "the lowest loss (default), 'all' keeps every run.")
+SeedsOpt = typer.Option("mean", "--seeds", help="'mean' averages runs that differ only by "
+                        "seed (default); 'all' keeps each.")
+FrontierOpt = typer.Option(None, "--frontier/--all-points", help="Fit compute laws on the "
+                           "compute frontier (default for --form compute) or on all points.")
+DropOpt = typer.Option(0, "--drop-highest-loss", min=0, help="Drop the K highest-loss rows "
+                       "first (Epoch's 240-point procedure uses 5).")
 
 
 def fit_command(
@@ -112,14 +168,21 @@ def fit_command(
         1000, "--bootstrap", min=0, help="Bootstrap resamples (0: none)."
     ),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    budgets: list[float] = typer.Option(None, "--budget", help="Extra compute budget (FLOPs) "
+                                        "for the allocation table; repeatable."),
+    lr: str = LrOpt, seeds: str = SeedsOpt, frontier: bool | None = FrontierOpt,
+    drop_highest_loss: int = DropOpt,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     store: str | None = StoreOption,
     n_col: str = NCol, d_col: str = DCol, loss_col: str = LossCol, c_col: str = CCol,
 ) -> None:
     """Fit a scaling law with 95% bootstrap intervals; with --sweep the fit is saved."""
+    from scaletrack.analysis.status import degenerate_message
+
     try:
-        df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col))
-        result = _fit(form.value, df, bootstrap, seed)
+        df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col), drop_highest_loss)
+        points, how = _selected(df, form.value, lr, seeds, frontier)
+        result = _fit(form.value, points, bootstrap, seed)
     except ScaletrackError as exc:
         fail(str(exc))
     fit_id = None
@@ -129,26 +192,102 @@ def fit_command(
                 fit_id = st.save_fit(result.form, result.to_dict(), sweep=sweep)
             except ScaletrackError as exc:
                 fail(str(exc))
+    message = degenerate_message(result)
     if as_json:
         out: dict[str, Any] = {
             "form": result.form,
             "params": dict(result.params),
             "ci95": {k: list(v) for k, v in result.ci95.items()},
             "n_points": result.n_points,
+            "points": how,
+            "status": result.status,
+            "status_reason": result.status_reason,
         }
+        if result.form == "isoflop":
+            out["budget_snapping"] = result.extra.get("budget_snapping")
+            out["out_of_range_budgets"] = list(result.extra.get("out_of_range_budgets", []))
         if fit_id is not None:
             out["fit_id"] = fit_id
         print_json(out)
         return
+    console.print(f"points: {how}", markup=False)
+    if result.form == "isoflop":
+        console.print(f"budgets: {result.extra.get('budget_snapping', '')}", markup=False)
+        for b in result.extra.get("out_of_range_budgets", []):
+            console.print(f"left out budget C = {b['C']:.3g} FLOPs: vertex N = {b['N_opt']:.3g}"
+                          f" outside the sampled sizes [{b['N_min']:.3g}, {b['N_max']:.3g}]",
+                          markup=False)
     print_table(result.summary(), title=f"{result.form} fit on {result.n_points} points "
                 f"(95% intervals from {bootstrap} bootstrap resamples)")
-    if result.form in ("chinchilla", "isoflop", "envelope"):
+    if message:
+        console.print(message, markup=False, soft_wrap=True)
+    elif result.form in ("chinchilla", "isoflop", "envelope"):
         from scaletrack.analysis import compute_optimal
 
-        budgets = [1e21, 1e22, 1e23, 1e24]
-        print_table(compute_optimal(result, budgets), title="compute-optimal allocation")
+        table = compute_optimal(result, _budgets(points, budgets))
+        if result.form == "chinchilla":
+            band = result.predict_interval(table["N_opt"].to_numpy(), table["D_opt"].to_numpy())
+            table["loss_lo"], table["loss_hi"] = band["lo"].to_numpy(), band["hi"].to_numpy()
+        print_table(table, title="compute-optimal allocation (data's compute range + --budget; "
+                    "loss band: 95% prediction interval)")
     if fit_id is not None:
         console.print(f"saved fit {fit_id} for sweep {sweep}", markup=False, highlight=False)
+
+
+def backtest_command(
+    form: BacktestForm = typer.Option(..., "--form", help="Law to back-test."),
+    holdout_top: float = typer.Option(..., "--holdout-top", help="Fraction of runs, by "
+                                      "compute, to hold out and predict (0-1)."),
+    sweep: str | None = SweepOpt,
+    csv: Path | None = CsvOpt,
+    bootstrap: int = typer.Option(200, "--bootstrap", min=0, help="Bootstrap resamples."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Plot file (.png)."),
+    lr: str = LrOpt, seeds: str = SeedsOpt, frontier: bool | None = FrontierOpt,
+    drop_highest_loss: int = DropOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    store: str | None = StoreOption,
+    n_col: str = NCol, d_col: str = DCol, loss_col: str = LossCol, c_col: str = CCol,
+) -> None:
+    """Fit on the runs below a compute quantile, predict the rest: MAPE and band coverage."""
+    import warnings
+
+    from scaletrack.analysis import backtest
+    from scaletrack.analysis.status import degenerate_message
+
+    try:
+        if not 0.0 < holdout_top < 1.0:
+            raise DataError(f"--holdout-top must be a fraction in (0, 1), got {holdout_top:g}")
+        df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col), drop_highest_loss)
+        points, how = _selected(df, form.value, lr, seeds, frontier)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = backtest(points, form.value, holdout_top=holdout_top, n_bootstrap=bootstrap)
+        paths = []
+        if output is not None:
+            from scaletrack.analysis.plots import plot_backtest
+
+            paths = plot_backtest(points, res, output)
+    except ScaletrackError as exc:
+        fail(str(exc))
+    s = res.summary
+    if as_json:
+        print_json({k: s[k] for k in ("n_train", "n_test", "mape", "coverage_prediction",
+                                      "coverage_confidence")}
+                   | {"form": form.value, "holdout_top": holdout_top, "points": how,
+                      "status": s["status"], "threshold_C": s["threshold_C"],
+                      "plots": [str(p) for p in paths]})
+        return
+    console.print(f"points: {how}", markup=False)
+    console.print(
+        f"{form.value} back-test: fit on {s['n_train']} runs below C = {s['threshold_C']:.3g} "
+        f"FLOPs, predicted {s['n_test']}: MAPE {100 * s['mape']:.2f}%, 95% prediction band "
+        f"covers {100 * s['coverage_prediction']:.0f}%, confidence band "
+        f"{100 * s['coverage_confidence']:.0f}%", markup=False)
+    message = degenerate_message(res.fit)
+    if message:
+        console.print(message, markup=False, soft_wrap=True)
+    for path in paths:
+        typer.echo(str(path))
 
 
 def plot_command(
@@ -165,14 +304,15 @@ def plot_command(
 ) -> None:
     """Draw loss vs compute (runs, frontier, L(C) fitted on the frontier), IsoFLOP profiles,
     or N_opt/D_opt vs compute (IsoFLOP and Chinchilla fits)."""
-    from scaletrack.analysis import compute_frontier, fit_chinchilla, fit_compute_law, fit_isoflop
+    from scaletrack.analysis import fit_chinchilla, fit_isoflop
     from scaletrack.analysis.plots import plot_isoflop, plot_loss_vs_compute, plot_optimal
 
     try:
         df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col))
         if kind is PlotKind.compute:
-            front = compute_frontier(df)
-            fit = fit_compute_law(front, n_bootstrap=bootstrap) if len(front) >= 3 else None
+            points, how = _selected(df, "compute", "best", "mean", None)
+            fit = _fit("compute", points, bootstrap, 0) if len(points) >= 3 else None
+            console.print(f"points: {how}", markup=False)
             paths = plot_loss_vs_compute(df, output, fit=fit)
         elif kind is PlotKind.isoflop:
             paths = plot_isoflop(df, output, budget_col=budget_col)
@@ -364,4 +504,5 @@ def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
     app.command("fit")(fit_command)
     app.command("plot")(plot_command)
+    app.command("backtest")(backtest_command)
     app.command("import-csv")(import_csv_command)
