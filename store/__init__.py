@@ -7,6 +7,7 @@ from scaletrack.store.engine import (
     with_absolute_sqlite_path,
 )
 from scaletrack.store.errors import StoreError
+from scaletrack.store.protocol import MetricLogger, StoreLike
 from scaletrack.store.records import (
     RUN_STATUSES,
     CheckpointRecord,
@@ -25,11 +26,13 @@ __all__ = [
     "CheckpointRecord",
     "IdeaAttemptRecord",
     "IdeaRecord",
+    "MetricLogger",
     "MetricRow",
     "MetricWriter",
     "RunRecord",
     "Store",
     "StoreError",
+    "StoreLike",
     "make_run_key",
     "resolve_store_url",
     "sqlite_file",

@@ -31,7 +31,10 @@ def add(
                                        "(default: compared as 6·N·D)."),
     loader: str | None = typer.Option(None, "--loader", help="gpt, lstm or "
                                       "package.module:function returning the model."),
-    meta: str | None = typer.Option(None, "--meta", help="JSON object, e.g. the model config."),
+    meta: str | None = typer.Option(
+        None, "--meta", help="JSON object stored with the checkpoint. Built-in loaders and "
+        "tasks read 'model' (the shape, e.g. {\"n_layer\": 2, \"n_head\": 2, \"d_model\": 64}) and "
+        "'data' (what to evaluate on, e.g. {\"corpus\": \"stdlib\"})."),
     store_url: str | None = StoreOption,
 ) -> None:
     """Register a checkpoint not trained here (kind 'external'); ideas it out-scales become due."""

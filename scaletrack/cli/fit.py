@@ -2,37 +2,23 @@
 
 Data comes from a sweep in the store (finished runs: N params, D tokens, C FLOPs, final_loss
 in nats) or from a CSV whose columns are renamed to N, D, C, loss with --n-col/--d-col/
---c-col/--loss-col (C defaults to 6·N·D).
-
-import-csv convention: each row becomes a run with family "imported", status "finished",
-final_loss = loss and run_key = make_run_key(config), where config holds the source file
-name and the row's values (so importing the same file twice adds nothing). Each task-metric
-column (--task-cols, default: every other numeric column) becomes an evaluation of one
-external checkpoint per row (kind "external", path "imported:<run_key>", linked to the run):
-store.add_eval(checkpoint_id, task=<column name>, metric="value", value).
+--c-col/--loss-col (C defaults to 6·N·D). `import-csv` records a CSV's rows as finished runs
+(see `scaletrack.store.csv_import` for the convention).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import typer
 
-from scaletrack.cli.common import (
-    StoreOption,
-    console,
-    fail,
-    open_store_or_exit,
-    print_json,
-    print_table,
-)
-from scaletrack.errors import DataError, ScaletrackError
+from scaletrack.cli.common import StoreOption, console, print_json, print_table, store_session
+from scaletrack.errors import ConfigError
 
-CORE_COLUMNS = ("N", "D", "C", "loss")
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class FitForm(StrEnum):
@@ -56,39 +42,21 @@ SweepOpt = typer.Option(None, "--sweep", help="Use the finished runs of this swe
 CsvOpt = typer.Option(None, "--csv", help="Use this CSV instead of the store.", exists=False)
 
 
-def _read_csv(path: Path, n_col: str, d_col: str, loss_col: str, c_col: str) -> pd.DataFrame:
-    """CSV with columns renamed to N, D, C, loss; C = 6·N·D when absent."""
-    from scaletrack.analysis.io import validate_frame
-    from scaletrack.errors import DataError
-
-    if not path.is_file():
-        raise DataError(f"CSV file {str(path)!r} does not exist")
-    try:
-        raw = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read CSV {str(path)!r}: {str(exc).splitlines()[0]}") from exc
-    rename: dict[str, str] = {}
-    for ours, theirs in (("N", n_col), ("D", d_col), ("loss", loss_col), ("C", c_col)):
-        if theirs in raw.columns:
-            rename[theirs] = ours
-        elif theirs != ours or ours == "loss":  # a column the user named must exist
-            raise DataError(f"CSV {str(path)!r} has no column {theirs!r} (for {ours}); "
-                            f"columns: {list(raw.columns)}")
-    df = raw.rename(columns=rename)
-    return validate_frame(df, [c for c in ("N", "D", "loss") if c in df.columns])
+def _csv_columns(n_col: str, d_col: str, loss_col: str, c_col: str) -> dict[str, str]:
+    return {"N": n_col, "D": d_col, "loss": loss_col, "C": c_col}
 
 
 def _load(sweep: str | None, csv: Path | None, store: str | None, cols: tuple) -> pd.DataFrame:
+    """The N, D, C, loss frame to fit: a sweep's finished runs, or a CSV."""
+    from scaletrack.analysis.io import read_fit_csv
+    from scaletrack.analysis.points import sweep_points
+
     if (sweep is None) == (csv is None):
-        fail("give exactly one of --sweep NAME or --csv FILE")
+        raise ConfigError("give exactly one of --sweep NAME or --csv FILE")
     if csv is not None:
-        return _read_csv(csv, *cols)
-    with open_store_or_exit(store) as st:
-        runs = st.runs(sweep=sweep, status="finished")
-    if runs.empty:
-        fail(f"sweep {sweep!r} has no finished runs in the store")
-    frame = runs[["run_key", "N", "D", "C", "final_loss"]].rename(columns={"final_loss": "loss"})
-    return frame.set_index("run_key")
+        return read_fit_csv(csv, columns=_csv_columns(*cols), required=("loss",))
+    with store_session(store) as st:
+        return sweep_points(st, sweep)
 
 
 def _fit(form: str, df: pd.DataFrame, bootstrap: int, seed: int):
@@ -116,18 +84,12 @@ def fit_command(
     n_col: str = NCol, d_col: str = DCol, loss_col: str = LossCol, c_col: str = CCol,
 ) -> None:
     """Fit a scaling law with 95% bootstrap intervals; with --sweep the fit is saved."""
-    try:
-        df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col))
-        result = _fit(form.value, df, bootstrap, seed)
-    except ScaletrackError as exc:
-        fail(str(exc))
+    df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col))
+    result = _fit(form.value, df, bootstrap, seed)
     fit_id = None
     if sweep is not None:
-        with open_store_or_exit(store) as st:
-            try:
-                fit_id = st.save_fit(result.form, result.to_dict(), sweep=sweep)
-            except ScaletrackError as exc:
-                fail(str(exc))
+        with store_session(store) as st:
+            fit_id = st.save_fit(result.form, result.to_dict(), sweep=sweep)
     if as_json:
         out: dict[str, Any] = {
             "form": result.form,
@@ -167,35 +129,20 @@ def plot_command(
     from scaletrack.analysis import compute_frontier, fit_chinchilla, fit_compute_law, fit_isoflop
     from scaletrack.analysis.plots import plot_isoflop, plot_loss_vs_compute, plot_optimal
 
-    try:
-        df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col))
-        if kind is PlotKind.compute:
-            front = compute_frontier(df)
-            fit = fit_compute_law(front, n_bootstrap=bootstrap) if len(front) >= 3 else None
-            paths = plot_loss_vs_compute(df, output, fit=fit)
-        elif kind is PlotKind.isoflop:
-            paths = plot_isoflop(df, output, budget_col=budget_col)
-        else:
-            fits = [fit_isoflop(df, budget_col=budget_col, n_bootstrap=bootstrap)]
-            if "D" in df.columns and len(df) >= 5:
-                fits.append(fit_chinchilla(df, n_bootstrap=bootstrap))
-            paths = plot_optimal(fits, output)
-    except ScaletrackError as exc:
-        fail(str(exc))
+    df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col))
+    if kind is PlotKind.compute:
+        front = compute_frontier(df)
+        fit = fit_compute_law(front, n_bootstrap=bootstrap) if len(front) >= 3 else None
+        paths = plot_loss_vs_compute(df, output, fit=fit)
+    elif kind is PlotKind.isoflop:
+        paths = plot_isoflop(df, output, budget_col=budget_col)
+    else:
+        fits = [fit_isoflop(df, budget_col=budget_col, n_bootstrap=bootstrap)]
+        if "D" in df.columns and len(df) >= 5:
+            fits.append(fit_chinchilla(df, n_bootstrap=bootstrap))
+        paths = plot_optimal(fits, output)
     for path in paths:
         typer.echo(str(path))
-
-
-def _check_fits_int64(df: pd.DataFrame) -> None:
-    """The store keeps N and D as 64-bit integers; refuse a value it cannot hold."""
-    for col in ("N", "D"):
-        too_big = df[col].to_numpy(dtype=float) >= 2.0**63
-        if too_big.any():
-            row = df.index[int(np.argmax(too_big))]
-            raise DataError(
-                f"column {col!r} row {row} has {float(df[col].loc[row]):g}, more than the "
-                "store's 64-bit integers hold"
-            )
 
 
 def import_csv_command(
@@ -210,82 +157,21 @@ def import_csv_command(
     n_col: str = NCol, d_col: str = DCol, loss_col: str = LossCol, c_col: str = CCol,
 ) -> None:
     """Import published/external runs (family "imported") and their task metrics."""
-    try:
-        df = _read_csv(file, n_col, d_col, loss_col, c_col)
-        if "N" not in df.columns or "D" not in df.columns:
-            fail(f"CSV {str(file)!r} needs columns for N ({n_col!r}) and D ({d_col!r})")
-        _check_fits_int64(df)
-        tasks = _task_columns(df, task_cols)
-        with open_store_or_exit(store) as st:
-            counts = _import_rows(st, df, tasks, sweep, file.name)
-    except ScaletrackError as exc:
-        fail(str(exc))
+    from scaletrack.analysis.io import read_fit_csv
+    from scaletrack.store.csv_import import import_runs, task_columns
+
+    df = read_fit_csv(file, columns=_csv_columns(n_col, d_col, loss_col, c_col),
+                      required=("N", "D", "loss"))
+    names = None if task_cols is None else [c.strip() for c in task_cols.split(",") if c.strip()]
+    tasks = task_columns(df, names)
+    with store_session(store) as st:
+        counts = import_runs(st, df, source=file.name, sweep=sweep, tasks=tasks)
     console.print(
-        f"imported {counts['rows']} rows ({counts['new_runs']} new runs) from {file.name}"
+        f"imported {counts.rows} rows ({counts.new_runs} new runs) from {file.name}"
         + (f" into sweep {sweep}" if sweep else "")
-        + f"; {counts['evals']} task values on {counts['checkpoints']} external checkpoints"
+        + f"; {counts.evals} task values on {counts.checkpoints} external checkpoints",
+        highlight=False,
     )
-
-
-def _task_columns(df: pd.DataFrame, task_cols: str | None) -> list[str]:
-    from scaletrack.errors import DataError
-
-    if task_cols is None:
-        return [c for c in df.columns
-                if c not in CORE_COLUMNS and pd.api.types.is_numeric_dtype(df[c])]
-    names = [c.strip() for c in task_cols.split(",") if c.strip()]
-    for name in names:
-        if name not in df.columns:
-            raise DataError(f"task column {name!r} is not in the CSV; columns: {list(df.columns)}")
-        values = pd.to_numeric(df[name], errors="coerce")
-        bad = values.isna() & df[name].notna()
-        if bad.any():
-            row = bad[bad].index[0]
-            raise DataError(f"task column {name!r} is not numeric: row {row} has "
-                            f"{df[name].loc[row]!r}")
-    return names
-
-
-def _import_rows(st, df: pd.DataFrame, tasks: list[str], sweep: str | None, source: str) -> dict:
-    import math
-
-    from scaletrack.store import CheckpointRecord, RunRecord, make_run_key
-
-    if sweep is not None and sweep not in set(st.sweeps()["name"]):
-        st.upsert_sweep(sweep, {"imported_from": source})
-    counts = {"rows": 0, "new_runs": 0, "checkpoints": 0, "evals": 0}
-    for idx, row in df.iterrows():
-        config = {"family": "imported", "source": source, "sweep": sweep,
-                  **{c: float(row[c]) for c in CORE_COLUMNS if c in df.columns}}
-        for task in tasks:
-            value = pd.to_numeric(row[task], errors="coerce")
-            config[task] = None if pd.isna(value) else float(value)
-        key = make_run_key(config)
-        existed = st.get_run(key) is not None
-        n, d, c = int(round(row["N"])), int(round(row["D"])), float(row["C"])
-        st.ensure_run(RunRecord(
-            run_key=key, sweep=sweep, family="imported", config=config, N=n, N_total=n, D=d,
-            C=c, status="finished", final_loss=float(row["loss"]),
-        ))
-        counts["rows"] += 1
-        counts["new_runs"] += not existed
-        values = {t: config[t] for t in tasks if config[t] is not None and math.isfinite(config[t])}
-        if not values:
-            continue
-        ckpt_id = st.add_checkpoint(CheckpointRecord(
-            id=None, run_key=key, kind="external", N=n, tokens=d, flops=c, step=None,
-            path=f"imported:{key}", sha256=None, loader=None,
-            meta={"source": source, "row": _label(idx)},
-        ))
-        counts["checkpoints"] += 1
-        for task, value in values.items():
-            st.add_eval(ckpt_id, task=task, metric="value", value=value)
-            counts["evals"] += 1
-    return counts
-
-
-def _label(value: object) -> object:
-    return value.item() if hasattr(value, "item") else value
 
 
 def register(app: typer.Typer) -> None:

@@ -1,21 +1,24 @@
-"""The `scaletrack` command: one typer app; each area registers its own commands."""
+"""The `scaletrack` command: one typer app; each area registers its own commands.
+
+Command modules import only typer and rich at module level (the library is imported inside
+each command), so `scaletrack --help` and `scaletrack version` load neither torch nor pandas.
+"""
 
 from __future__ import annotations
 
 import typer
 
 from scaletrack.cli import checkpoints, emergence, fit, ideas, runs, sweep
-from scaletrack.cli.common import report_error
-from scaletrack.errors import ScaletrackError
+from scaletrack.cli.common import ScaletrackGroup
 
 app = typer.Typer(
     name="scaletrack",
+    cls=ScaletrackGroup,
     help="Train scaling-law grids, log every loss, fit the laws, track emergence and ideas.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
 
 
 @app.command()
@@ -31,13 +34,8 @@ for _module in (runs, sweep, fit, emergence, ideas, checkpoints):
 
 
 def main() -> None:
-    """Console-script entry point: user errors become one line, not a traceback."""
-    try:
-        app()
-    except ScaletrackError as exc:
-        # Raised outside click's own error handling, so exit here rather than via typer.Exit.
-        report_error(str(exc))
-        raise SystemExit(1) from None
+    """Console-script entry point (user errors are reported by ScaletrackGroup)."""
+    app()
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@ import typer
 
 from scaletrack.cli.common import (
     StoreOption,
-    fail,
-    open_store_or_exit,
     print_json,
     print_table,
+    runs_for_display,
+    store_session,
 )
 
 TABLE_COLUMNS = ("run", "sweep", "family", "status", "N", "D", "C", "seed", "lr", "loss", "tries")
@@ -25,11 +25,12 @@ def runs_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON records instead of a table."),
 ) -> None:
     """List runs: key, sweep, family, status, N (params), D (tokens), C (FLOPs), final loss."""
+    from scaletrack.errors import ConfigError
     from scaletrack.store import RUN_STATUSES
 
     if status is not None and status not in RUN_STATUSES:
-        fail(f"unknown status {status!r} (one of {', '.join(RUN_STATUSES)})")
-    with open_store_or_exit(store) as st:
+        raise ConfigError(f"unknown status {status!r} (one of {', '.join(RUN_STATUSES)})")
+    with store_session(store) as st:
         frame = st.runs(sweep=sweep, status=status)
     if as_json:
         records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
@@ -39,8 +40,7 @@ def runs_command(
         typer.echo("no runs")
         return
     title = "runs"
-    shown = frame.rename(columns={"final_loss": "loss", "attempts": "tries"})
-    shown["run"] = shown["run_key"].str[:10]  # `scaletrack show` takes any unique prefix
+    shown = runs_for_display(frame)
     # A column with one value everywhere goes into the title, to keep 80-column terminals tidy.
     columns = list(TABLE_COLUMNS)
     for col in ("sweep", "family", "status"):

@@ -2,43 +2,27 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
-import pandas as pd
 import typer
+from rich.markup import escape
 
-from scaletrack.cli.common import StoreOption, console, fail, open_store_or_exit, print_table
-from scaletrack.errors import ScaletrackError
-
-F = TypeVar("F", bound=Callable[..., Any])
+from scaletrack.cli.common import (
+    StoreOption,
+    console,
+    print_table,
+    runs_for_display,
+    store_session,
+    to_json,
+)
+from scaletrack.errors import ConfigError, DataError
 
 sweep_app = typer.Typer(help="Run, validate and inspect grid sweeps.", no_args_is_help=True)
 
 CURVE_ROWS = 20  # rows of the loss-by-step table in `show`
 
 
-def user_errors(fn: F) -> F:
-    """Turn a ScaletrackError raised by a command into a one-line error and exit code 1.
-
-    Done inside the command (within click's context) so the exit is clean wherever the app
-    is invoked from.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ScaletrackError as exc:
-            fail(str(exc))
-
-    return wrapper  # type: ignore[return-value]
-
-
 @sweep_app.command("run")
-@user_errors
 def run_command(
     file: Path = typer.Argument(..., help="Grid file (TOML)."),
     store: str | None = StoreOption,
@@ -64,11 +48,11 @@ def run_command(
 ) -> None:
     """Train every cell of FILE that is not finished yet (resumes interrupted cells)."""
     from scaletrack.store import resolve_store_url
-    from scaletrack.sweeps.grid import load_grid
-    from scaletrack.sweeps.runner import SweepDisplay, run_sweep
+    from scaletrack.sweeps.runner import SweepDisplay
+    from scaletrack.workflows import load_grid, run_sweep
 
     if executor is not None and executor not in ("local", "ray"):
-        fail(f"--executor: expected 'local' or 'ray', got {executor!r}")
+        raise ConfigError(f"--executor: expected 'local' or 'ray', got {executor!r}")
     grid = load_grid(file)  # validates completely before the store is opened
     try:
         report = run_sweep(
@@ -98,7 +82,7 @@ def run_command(
     unfinished = (report.total - report.already_done - counts["finished"] - counts["diverged"]
                   - counts["skipped"])
     if unfinished > 0:
-        fail(f"{unfinished} cell(s) did not finish; see `scaletrack sweep status "
+        raise DataError(f"{unfinished} cell(s) did not finish; see `scaletrack sweep status "
              f"{report.sweep}`; run again to resume them")
     if counts["skipped"]:
         console.print(f"{counts['skipped']} cell(s) are held by other live workers; "
@@ -106,12 +90,13 @@ def run_command(
 
 
 @sweep_app.command("validate")
-@user_errors
 def validate_command(
     file: Path = typer.Argument(..., help="Grid file (TOML)."),
 ) -> None:
     """Check FILE completely (shapes, data, tasks) and list its cells; writes nothing."""
-    from scaletrack.sweeps.grid import load_grid
+    import pandas as pd
+
+    from scaletrack.workflows import load_grid
 
     grid = load_grid(file)
     rows = [
@@ -127,7 +112,6 @@ def validate_command(
 
 
 @sweep_app.command("status")
-@user_errors
 def status_command(
     name: str = typer.Argument(..., help="Sweep name."),
     store: str | None = StoreOption,
@@ -135,118 +119,66 @@ def status_command(
     """Counts by status and the table of the sweep's cells."""
     from scaletrack.sweeps.runner import status_counts, sweep_runs
 
-    st = open_store_or_exit(store)
-    try:
+    with store_session(store) as st:
         known = st.sweeps()
         if known.empty or name not in set(known["name"]):
-            fail(f"no sweep named {name!r} in {st.url}")
+            raise ConfigError(f"no sweep named {name!r} in {st.url}")
         runs = sweep_runs(st, name)
-    finally:
-        st.close()
     counts = status_counts(runs)
-    console.print(f"sweep [bold]{name}[/]: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    columns = ["run_key", "N", "D", "seed", "lr", "status", "final_loss", "attempts"]
+    console.print(f"sweep [bold]{name}[/]: " + ", ".join(f"{v} {k}" for k, v in counts.items()),
+                  highlight=False)
+    columns = ["run", "N", "D", "C", "seed", "lr", "status", "loss", "tries"]
     if runs["error"].notna().any():
         columns.append("error")
-    print_table(runs, title=f"cells of {name}", columns=columns)
+    print_table(runs_for_display(runs), title=f"cells of {name}", columns=columns)
 
 
-@user_errors
 def show_command(
     run: str = typer.Argument(..., help="Run key (or a unique prefix of one)."),
     store: str | None = StoreOption,
     plot: Path | None = typer.Option(None, "--plot", help="Write a loss-curve figure here."),
 ) -> None:
     """A run's config and its loss curves (train and validation loss by step)."""
-    from scaletrack.cli.common import to_json
+    from scaletrack.analysis.curves import (
+        CURVE_METRICS,
+        loss_curves,
+        plot_loss_curves,
+        thin_curves,
+    )
 
-    st = open_store_or_exit(store)
-    try:
+    with store_session(store) as st:
         record = st.get_run(run)
         if record is None:
             keys = st.runs()["run_key"]
             matches = [k for k in keys if str(k).startswith(run)]
             if len(matches) != 1:
                 why = "no run" if not matches else f"{len(matches)} runs"
-                fail(f"{why} with key {run!r} in {st.url}")
+                raise ConfigError(f"{why} with key {run!r} in {st.url}")
             record = st.get_run(matches[0])
-        metrics = st.metrics([record.run_key], names=["train/loss", "val/loss", "tokens"])
-    finally:
-        st.close()
-    assert record is not None
+        assert record is not None
+        metrics = st.metrics([record.run_key], names=list(CURVE_METRICS))
     loss = f"{record.final_loss:.4f}" if record.final_loss is not None else "-"
     compute = f"{record.C:.3g}" if record.C is not None else "-"
     console.print(f"run [bold]{record.run_key}[/]  sweep {record.sweep}  family {record.family}  "
-                  f"status {record.status}  attempts {record.attempts}", soft_wrap=True)
+                  f"status {record.status}  attempts {record.attempts}", soft_wrap=True,
+                  highlight=False)
     console.print(f"N {record.N}  N_total {record.N_total}  D {record.D}  C {compute}  "
                   f"seed {record.seed}  lr {record.lr}  final loss {loss}", soft_wrap=True)
     if record.error:
-        console.print(f"[red]error[/]: {record.error}", soft_wrap=True, highlight=False)
+        console.print(f"[red]error[/]: {escape(record.error)}", soft_wrap=True, highlight=False)
     typer.echo(to_json(record.config))
     curves = loss_curves(metrics)
     if curves.empty:
         console.print("no metrics logged yet")
     else:
-        print_table(_thin(curves, CURVE_ROWS), title="loss by step (nats/token)")
+        print_table(thin_curves(curves, CURVE_ROWS), title="loss by step (nats/token)")
     if plot is not None:
         if curves.empty:
-            fail("nothing to plot: the run has no loss metrics")
-        plot_curves(curves, plot, title=f"{record.run_key} ({record.sweep})")
-        console.print(f"wrote {plot}")
+            raise DataError("nothing to plot: the run has no loss metrics")
+        written = plot_loss_curves(curves, plot, title=f"{record.run_key} ({record.sweep})")
+        console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
 
 
-def loss_curves(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Wide table step | tokens | train/loss | val/loss from the long metrics frame."""
-    if metrics.empty:
-        return pd.DataFrame(columns=["step", "tokens", "train/loss", "val/loss"])
-    wide = metrics.pivot_table(index="step", columns="name", values="value", aggfunc="last")
-    wide = wide.reset_index()
-    for col in ("tokens", "train/loss", "val/loss"):
-        if col not in wide.columns:
-            wide[col] = float("nan")
-    out = wide[["step", "tokens", "train/loss", "val/loss"]].copy()
-    out["tokens"] = out["tokens"].astype("Float64").round().astype("Int64")
-    return out.sort_values("step").reset_index(drop=True)
-
-
-def _thin(curves: pd.DataFrame, rows: int) -> pd.DataFrame:
-    """At most `rows` rows: every row with a val loss preferred, always the last step."""
-    with_val = curves[curves["val/loss"].notna()]
-    base = with_val if len(with_val) >= 2 else curves
-    if len(base) <= rows:
-        return base
-    idx = sorted({int(round(i * (len(base) - 1) / (rows - 1))) for i in range(rows)})
-    return base.iloc[idx]
-
-
-def plot_curves(curves: pd.DataFrame, path: Path, title: str) -> None:
-    """Train and validation loss against step, saved to `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    train = curves[curves["train/loss"].notna()]
-    val = curves[curves["val/loss"].notna()]
-    ax.plot(train["step"], train["train/loss"], label="train", alpha=0.7)
-    if not val.empty:
-        ax.plot(val["step"], val["val/loss"], "o-", label="validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fig.savefig(path)
-    except (OSError, ValueError) as exc:
-        fail(f"--plot {path}: cannot write the figure ({exc})")
-    finally:
-        plt.close(fig)
-
-
-@user_errors
 def demo_command(
     out: Path = typer.Option(Path("scaletrack-demo"), "--out", help="Folder for store + figures."),
     workers: int = typer.Option(2, "--workers", "-w", min=1, help="Worker processes."),

@@ -4,9 +4,10 @@ An executor gets a `SweepJob` (what to run and where the store is) and reports w
 through `on_event` with the event dataclasses below; the runner turns them into progress bars
 and the final report. Every executor trains a cell the same way, with `run_cell`: claim it in
 the store (a cell held by a live worker or already done is skipped), call
-`sweeps.train.train_run`, release the claim if stopped, and run the grid's evaluation tasks on
-the new checkpoint. To add an executor, implement the `Executor` protocol and register its
-constructor in `make_executor`: it is called as `cls(workers=..., address=...)`.
+`sweeps.train.train_run`, release the claim if stopped, and hand the new checkpoint to the
+job's `after_checkpoint` hook (the grid's evaluation tasks, supplied by the layer above).
+To add an executor, implement the `Executor` protocol and register its constructor in
+`make_executor`: it is called as `cls(workers=..., address=...)`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,19 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from scaletrack.errors import ConfigError, ScaletrackError
+from scaletrack.errors import ConfigError, ScaletrackError, one_line
+
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
 
 # ----------------------------------------------------------------------------- what to run
+
+CheckpointHook = Callable[["StoreLike", int, tuple[str, ...], str], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,9 @@ class SweepJob:
     stale_after_s: float = 60.0  # a running cell whose heartbeat is older may be taken over
     eval_tasks: tuple[str, ...] = ()
     eval_on: str = "final"  # "final" | "checkpoints"
+    # after_checkpoint(store, checkpoint_id, eval_tasks, device) -> {task: error}; a top-level
+    # function (it pickles by reference to workers), supplied by the layer that knows evals
+    after_checkpoint: CheckpointHook | None = None
 
     def checkpoint_dir(self) -> Path:
         """What train_run gets: it writes a cell's files under <this>/<run_key>/."""
@@ -156,11 +165,6 @@ def worker_name(index: int | str) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{index}"
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 class _Throttle:
     """Forward progress at most every `interval_s` seconds (and always the last step)."""
 
@@ -178,7 +182,7 @@ class _Throttle:
 def run_cell(
     job: SweepJob,
     cell: CellTask,
-    store: Any,
+    store: StoreLike,
     worker: str,
     emit: EventSink,
     stop_event: Any = None,
@@ -219,7 +223,7 @@ def run_cell(
             on_step=_Throttle(cell.run_key, emit),
         )
     except Exception as exc:  # noqa: BLE001 - any failure in a cell is recorded, not raised
-        message = _one_line(exc)
+        message = one_line(exc)
         # if the store itself is failing, the message below still reaches the user
         with contextlib.suppress(ScaletrackError):
             store.finish_run(cell.run_key, "failed", error=message)
@@ -231,7 +235,7 @@ def run_cell(
     if result.status == "interrupted":
         store.release_run(cell.run_key, worker)
     eval_errors: dict[str, str] = {}
-    if result.status == "finished" and job.eval_tasks:
+    if result.status == "finished" and job.eval_tasks and job.after_checkpoint is not None:
         eval_errors = _evaluate(job, cell, store, device or cell.config.get("device", "cpu"))
     done = CellDone(
         cell.run_key,
@@ -248,10 +252,9 @@ def run_cell(
     return done
 
 
-def _evaluate(job: SweepJob, cell: CellTask, store: Any, device: str) -> dict[str, str]:
-    """Run the grid's eval tasks on the cell's final (or every) checkpoint; errors by task."""
-    from scaletrack.evals.evaluate import evaluate_after_checkpoint
-
+def _evaluate(job: SweepJob, cell: CellTask, store: StoreLike, device: str) -> dict[str, str]:
+    """Run the job's after-checkpoint hook on the cell's final (or every) checkpoint."""
+    assert job.after_checkpoint is not None
     ckpts = store.latest_checkpoints(cell.run_key)  # newest first
     if not ckpts:
         return {"*": "no checkpoint registered for this run"}
@@ -260,6 +263,5 @@ def _evaluate(job: SweepJob, cell: CellTask, store: Any, device: str) -> dict[st
     for ckpt in reversed(chosen):  # oldest first
         if ckpt.id is None:
             continue
-        report = evaluate_after_checkpoint(store, ckpt.id, job.eval_tasks, device=device)
-        errors.update(report.errors)
+        errors.update(job.after_checkpoint(store, ckpt.id, job.eval_tasks, device))
     return errors
