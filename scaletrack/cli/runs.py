@@ -23,6 +23,7 @@ def runs_command(
         "failed, diverged)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON records instead of a table."),
+    keys: bool = typer.Option(False, "--keys", help="Print only the run keys, one per line."),
 ) -> None:
     """List runs: key, sweep, family, status, N (params), D (tokens), C (FLOPs), final loss."""
     from scaletrack.errors import ConfigError
@@ -32,6 +33,10 @@ def runs_command(
         raise ConfigError(f"unknown status {status!r} (one of {', '.join(RUN_STATUSES)})")
     with store_session(store) as st:
         frame = st.runs(sweep=sweep, status=status)
+    if keys:
+        for key in frame["run_key"] if not frame.empty else ():
+            typer.echo(key)
+        return
     if as_json:
         records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
         print_json(records)

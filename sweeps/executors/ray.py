@@ -299,14 +299,14 @@ class HubStore:
             self._flush_writers()
         return ray.get(self._hub.call.remote(method, args, kwargs))
 
-    def write_metrics(self, rows: Any, **kwargs: Any) -> int:
+    def write_metrics(self, rows: Any, *, batch_size: int = 10_000) -> int:
         import pandas as pd
 
         if isinstance(rows, pd.DataFrame):
             from scaletrack.store import MetricRow
 
             rows = [MetricRow(**r) for r in rows.to_dict("records")]
-        return int(self._call("write_metrics", list(rows), **kwargs))
+        return int(self._call("write_metrics", list(rows), batch_size=batch_size))
 
     def close(self) -> None:
         for writer in self._writers:
