@@ -32,7 +32,7 @@ def test_user_folders_named_like_ours_do_not_shadow_the_package(tmp_path: Path) 
 @pytest.mark.slow
 def test_wheel_holds_one_top_level_package(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
          "-w", str(tmp_path), str(ROOT)],
         capture_output=True, text=True, timeout=600,
     )
