@@ -19,10 +19,11 @@ from scaletrack.evals.ideas import checkpoint_scale, idea_records, is_finite, re
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
+    from scaletrack.store.records import IdeaRecord
 
 
 
-def idea_points(store: StoreLike, idea: Any) -> pd.DataFrame:
+def idea_points(store: StoreLike, idea: IdeaRecord) -> pd.DataFrame:
     """Every measurement of the idea's task/metric vs scale: columns checkpoint_id, N, D, C, value.
 
     Combines the idea's attempts with the evals table (one row per checkpoint), sorted by C.
@@ -57,7 +58,7 @@ class IdeaOutlook:
     crossing_flops: float | None
 
 
-def idea_outlook(store: StoreLike, idea: Any) -> IdeaOutlook:
+def idea_outlook(store: StoreLike, idea: IdeaRecord) -> IdeaOutlook:
     """Classify the idea's metric-vs-compute curve with analysis.classify, when enough points."""
     points = idea_points(store, idea)
     return classify_points(

@@ -28,6 +28,7 @@ from scaletrack.references import load_callable
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
+    from scaletrack.store.records import CheckpointRecord, RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,9 @@ class LoadedCheckpoint:
     """
 
     model: Any  # torch.nn.Module; None for an external checkpoint registered without a loader
-    record: Any  # store.CheckpointRecord
+    record: CheckpointRecord
     device: str = "cpu"
-    run: Any | None = None  # store.RunRecord for own checkpoints
+    run: RunRecord | None = None  # for own checkpoints
     data: Mapping[str, Any] = field(default_factory=dict)
     context: int | None = None
     config: Mapping[str, Any] = field(default_factory=dict)  # the run's full train config, if any
@@ -135,7 +136,7 @@ def load_checkpoint(store: StoreLike, checkpoint_id: int, device: str = "cpu") -
     )
 
 
-def _verify(record: Any) -> None:
+def _verify(record: CheckpointRecord) -> None:
     """Check a user-loaded checkpoint's file (or directory) against its recorded sha256."""
     path = Path(record.path)
     if not path.exists():

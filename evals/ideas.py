@@ -26,6 +26,7 @@ from scaletrack.evals.evaluate import LoadedCheckpoint, load_checkpoint, resolve
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
+    from scaletrack.store.records import IdeaRecord
 
 DIRECTIONS = ("above", "below")
 OPEN_STATUSES = ("not-yet", "due")
@@ -117,7 +118,7 @@ def add_idea(
     return int(idea_id)
 
 
-def get_idea_or_fail(store: StoreLike, idea_id: int) -> Any:
+def get_idea_or_fail(store: StoreLike, idea_id: int) -> IdeaRecord:
     """The IdeaRecord `idea_id`, or a ConfigError naming it."""
     idea = store.get_idea(int(idea_id))
     if idea is None:
@@ -158,7 +159,7 @@ def largest_checkpoint(store: StoreLike) -> tuple[int, Scale] | None:
     return int(row["id"]), Scale(float(row["compute"]), int(row["scale_N"]))
 
 
-def _tried_scale(idea: Any) -> Scale | None:
+def _tried_scale(idea: IdeaRecord) -> Scale | None:
     if not is_finite(idea.max_flops_tried) and not is_finite(idea.max_N_tried):
         return None
     compute = float(idea.max_flops_tried) if is_finite(idea.max_flops_tried) else 0.0
@@ -166,14 +167,14 @@ def _tried_scale(idea: Any) -> Scale | None:
     return Scale(compute, n)
 
 
-def _is_due(idea: Any, largest: Scale | None) -> bool:
+def _is_due(idea: IdeaRecord, largest: Scale | None) -> bool:
     if idea.status not in OPEN_STATUSES or largest is None:
         return False
     tried = _tried_scale(idea)
     return tried is None or _larger(largest, tried)
 
 
-def idea_records(store: StoreLike) -> list[Any]:
+def idea_records(store: StoreLike) -> list[IdeaRecord]:
     """Every idea in the store as an IdeaRecord, by id."""
     df = store.ideas()
     if df.empty:
@@ -181,7 +182,7 @@ def idea_records(store: StoreLike) -> list[Any]:
     return [store.get_idea(int(i)) for i in sorted(df["id"])]
 
 
-def due_ideas(store: StoreLike) -> list[Any]:
+def due_ideas(store: StoreLike) -> list[IdeaRecord]:
     """Open ideas that the largest checkpoint in `store` has not been tried on (IdeaRecords)."""
     top = largest_checkpoint(store)
     largest = top[1] if top else None
@@ -246,7 +247,7 @@ def _stored_metric(store: StoreLike, checkpoint_id: int, task: str, metric: str)
 
 def _measure(
     store: StoreLike,
-    idea: Any,
+    idea: IdeaRecord,
     checkpoint_id: int,
     loaded: dict[int, LoadedCheckpoint],
     device: str,
