@@ -235,8 +235,9 @@ def run_cell(
     if result.status == "interrupted":
         store.release_run(cell.run_key, worker)
     eval_errors: dict[str, str] = {}
-    if result.status == "finished" and job.eval_tasks and job.after_checkpoint is not None:
-        eval_errors = _evaluate(job, cell, store, device or cell.config.get("device", "cpu"))
+    hook = job.after_checkpoint
+    if result.status == "finished" and job.eval_tasks and hook is not None:
+        eval_errors = _evaluate(job, cell, store, device or cell.config.get("device", "cpu"), hook)
     done = CellDone(
         cell.run_key,
         worker,
@@ -252,9 +253,10 @@ def run_cell(
     return done
 
 
-def _evaluate(job: SweepJob, cell: CellTask, store: StoreLike, device: str) -> dict[str, str]:
-    """Run the job's after-checkpoint hook on the cell's final (or every) checkpoint."""
-    assert job.after_checkpoint is not None
+def _evaluate(
+    job: SweepJob, cell: CellTask, store: StoreLike, device: str, hook: CheckpointHook
+) -> dict[str, str]:
+    """Run `hook` (the job's after-checkpoint hook) on the cell's final (or every) checkpoint."""
     ckpts = store.latest_checkpoints(cell.run_key)  # newest first
     if not ckpts:
         return {"*": "no checkpoint registered for this run"}
@@ -263,5 +265,5 @@ def _evaluate(job: SweepJob, cell: CellTask, store: StoreLike, device: str) -> d
     for ckpt in reversed(chosen):  # oldest first
         if ckpt.id is None:
             continue
-        errors.update(job.after_checkpoint(store, ckpt.id, job.eval_tasks, device))
+        errors.update(hook(store, ckpt.id, job.eval_tasks, device))
     return errors
