@@ -29,8 +29,8 @@ from scaletrack.sweeps.executors import (
     SweepEvent,
     SweepJob,
     WorkerLost,
-    make_executor,
 )
+from scaletrack.sweeps.executors.registry import make_executor
 from scaletrack.sweeps.grid import Cell, Grid
 
 if TYPE_CHECKING:

@@ -31,9 +31,13 @@ def test_user_folders_named_like_ours_do_not_shadow_the_package(tmp_path: Path) 
 
 @pytest.mark.slow
 def test_wheel_holds_one_top_level_package(tmp_path: Path) -> None:
+    # build from a clean copy: an in-tree build/ from an earlier build could hide a stray file
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.db"))
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-         "-w", str(tmp_path), str(ROOT)],
+         "-w", str(tmp_path), str(source)],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr

@@ -7,7 +7,8 @@ the store (a cell held by a live worker or already done is skipped), call
 `sweeps.train.train_run`, release the claim if stopped, and hand the new checkpoint to the
 job's `after_checkpoint` hook (the grid's evaluation tasks, supplied by the layer above).
 To add an executor, implement the `Executor` protocol and register its constructor in
-`make_executor`: it is called as `cls(workers=..., address=...)`.
+`sweeps.executors.registry.make_executor` (kept out of this module, which every executor
+imports, so there is no import cycle): it is called as `cls(workers=..., address=...)`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from scaletrack.errors import ConfigError, ScaletrackError, one_line
+from scaletrack.errors import ScaletrackError, one_line
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
@@ -138,23 +139,6 @@ class Executor(Protocol):
     name: str
 
     def run(self, job: SweepJob, on_event: EventSink) -> ExecutorOutcome: ...
-
-
-def make_executor(kind: str, *, workers: int, address: str | None = None) -> Executor:
-    """The executor called `kind` ("local" or "ray")."""
-    if kind == "local":
-        from scaletrack.sweeps.executors.local import LocalExecutor
-
-        return LocalExecutor(workers=workers)
-    if kind == "ray":
-        try:
-            from scaletrack.sweeps.executors.ray import RayExecutor
-        except ImportError as exc:
-            raise ConfigError(
-                f"executor 'ray' is not available here ({type(exc).__name__}: {exc})"
-            ) from None
-        return RayExecutor(workers=workers, address=address)
-    raise ConfigError(f"unknown executor {kind!r}; expected 'local' or 'ray'")
 
 
 # ----------------------------------------------------------------------------- one cell
