@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-
 import numpy as np
-import pandas as pd
 
 
 def resample_counts(
@@ -30,31 +27,3 @@ def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float
     tail = 50.0 * (1.0 - level)
     lo, hi = np.percentile(x, [tail, 100.0 - tail])
     return (float(lo), float(hi))
-
-
-def intervals(samples: Mapping[str, np.ndarray], level: float = 0.95) -> dict:
-    """Percentile interval per parameter name."""
-    return {k: percentile_interval(v, level) for k, v in samples.items()}
-
-
-def bootstrap_params(
-    df: pd.DataFrame,
-    refit: Callable[[pd.DataFrame], Mapping[str, float] | None],
-    n_bootstrap: int,
-    seed: int | None = 0,
-) -> dict[str, np.ndarray]:
-    """Refit on `n_bootstrap` row resamples; return each parameter's samples (NaN where the
-    refit returned None, i.e. failed)."""
-    rng = np.random.default_rng(seed)
-    n = len(df)
-    out: dict[str, list[float]] = {}
-    for _ in range(n_bootstrap):
-        sample = df.iloc[rng.integers(0, n, size=n)]
-        params = refit(sample)
-        if params is None:
-            for v in out.values():
-                v.append(float("nan"))
-            continue
-        for key, value in params.items():
-            out.setdefault(key, [float("nan")] * 0).append(float(value))
-    return {k: np.asarray(v) for k, v in out.items()}

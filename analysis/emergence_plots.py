@@ -17,20 +17,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from scaletrack.analysis.classify import TaskClassification  # noqa: E402
+from scaletrack.analysis.figures import save_figure  # noqa: E402
 from scaletrack.errors import DataError  # noqa: E402
 
 _LABEL_COLOURS = {"past": "#2a9d8f", "near": "#e9a23b", "far": "#8d99ae"}
-
-
-def _save(fig: plt.Figure, path: str | Path) -> list[Path]:
-    base = Path(path)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    stem = base.with_suffix("") if base.suffix.lower() in {".png", ".svg"} else base
-    out = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    fig.savefig(out[0], dpi=130, bbox_inches="tight")
-    fig.savefig(out[1], bbox_inches="tight")
-    plt.close(fig)
-    return out
 
 
 def _draw_task(
@@ -82,7 +72,7 @@ def plot_task_emergence(
     _draw_task(ax, np.asarray(x, float), np.asarray(y, float), result, x_label)
     ax.set_ylabel(result.metric)
     ax.legend(fontsize=7, loc="best")
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=130)
 
 
 def plot_tasks_emergence(
@@ -110,7 +100,7 @@ def plot_tasks_emergence(
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=6, loc="upper left")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=130)
 
 
 def plot_idea_timeline(
@@ -159,4 +149,4 @@ def plot_idea_timeline(
         ax.legend(fontsize=7, loc="best")
     axes[-1, 0].set_xlabel("compute of the checkpoint tried (FLOPs); numbers = order tried")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=130)

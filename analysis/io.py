@@ -77,29 +77,27 @@ def read_fit_csv(
 ) -> pd.DataFrame:
     """Read a CSV of runs and rename its columns to N, D, C, loss.
 
-    `columns` maps our names to the file's, e.g. {"N": "Model Size", "loss": "final_loss"}.
-    C defaults to 6·N·D (FLOPs) when the file has no compute column.
+    `columns` maps our names to the file's, e.g. {"N": "Model Size", "loss": "final_loss"};
+    a column named there, or a `required` one, must exist. C defaults to 6·N·D (FLOPs) when
+    the file has no compute column. N and D, when present, are validated like `required`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"CSV file {str(path)!r} does not exist")
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read CSV {str(path)!r}: {exc}") from exc
-    mapping = dict(columns or {})
+    from scaletrack.store.csv_import import read_csv_table
+
+    df = read_csv_table(path)
+    mapping = {ours: theirs for ours, theirs in (columns or {}).items() if theirs}
     rename = {}
-    for ours, theirs in mapping.items():
-        if theirs is None or theirs == ours:
-            continue
-        if theirs not in df.columns:
+    for ours in dict.fromkeys([*mapping, *required]):
+        theirs = mapping.get(ours, ours)
+        if theirs in df.columns:
+            rename[theirs] = ours
+        elif theirs != ours or (ours in required and ours != "C"):
             raise DataError(
                 f"CSV {str(path)!r} has no column {theirs!r} (for {ours}); "
                 f"columns: {list(df.columns)}"
             )
-        rename[theirs] = ours
     df = df.rename(columns=rename)
-    return validate_frame(df, required)
+    present = [c for c in ("N", "D") if c in df.columns and c not in required]
+    return validate_frame(df, [*required, *present])
 
 
 def load_epoch_chinchilla(path: str | Path, *, drop_highest_loss: int = 5) -> pd.DataFrame:

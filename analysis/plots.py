@@ -22,6 +22,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from scaletrack.analysis.figures import save_figure  # noqa: E402
 from scaletrack.analysis.io import validate_frame  # noqa: E402
 from scaletrack.analysis.isoflop import compute_frontier, isoflop_minima  # noqa: E402
 from scaletrack.analysis.optimal import chinchilla_allocation, compute_optimal  # noqa: E402
@@ -60,19 +61,6 @@ def _tex_num(value: float) -> str:
         return f"{value:.4g}"
     exp = int(np.floor(np.log10(abs(value))))
     return f"{value / 10**exp:.2g}\\times10^{{{exp}}}"
-
-
-def _save(fig: plt.Figure, path: str | Path) -> list[Path]:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    base = path.with_suffix("") if path.suffix.lower() in (".png", ".svg") else path
-    outs = [base.with_suffix(".png"), base.with_suffix(".svg")]
-    if path.suffix.lower() == ".svg":
-        outs.reverse()
-    for out in outs:
-        fig.savefig(out, bbox_inches="tight")
-    plt.close(fig)
-    return outs
 
 
 def _band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -168,7 +156,7 @@ def plot_loss_vs_compute(
         ax.set_title(title)
         _plain_loss_axis(ax)
         ax.legend(loc="upper right", frameon=True, framealpha=0.9)
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 def plot_isoflop(
@@ -217,7 +205,7 @@ def plot_isoflop(
             mappable = plt.cm.ScalarMappable(norm=norm, cmap=_truncated(cmap))
             fig.colorbar(mappable, ax=ax, pad=0.02).set_label("compute budget C (FLOPs)")
             ax.legend(loc="upper right", frameon=True, framealpha=0.9)
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 def plot_optimal(
@@ -270,7 +258,7 @@ def plot_optimal(
         axes[0].legend(loc="upper left", frameon=False)
         fig.suptitle(title)
         fig.tight_layout()
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 def _truncated(cmap: matplotlib.colors.Colormap) -> matplotlib.colors.Colormap:
@@ -322,4 +310,4 @@ def plot_backtest(df: pd.DataFrame, result: object, path: str | Path) -> list[Pa
                      f"prediction coverage {100 * summary['coverage_prediction']:.0f}%")
         _plain_loss_axis(ax)
         ax.legend(loc="upper right", frameon=True, framealpha=0.9)
-        return _save(fig, path)
+        return save_figure(fig, path)

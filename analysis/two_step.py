@@ -37,6 +37,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 from scipy.special import expit
 
+from scaletrack.analysis.bootstrap import percentile_interval
 from scaletrack.errors import DataError
 
 # ---------------------------------------------------------------------------------------
@@ -211,10 +212,7 @@ def _intervals(
     if not boot:
         return {n: (math.nan, math.nan) for n in names}
     arr = np.array(boot)
-    return {
-        n: (float(np.quantile(arr[:, i], 0.025)), float(np.quantile(arr[:, i], 0.975)))
-        for i, n in enumerate(names)
-    }
+    return {n: percentile_interval(arr[:, i]) for i, n in enumerate(names)}
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,16 +16,19 @@ A user task is named ``pkg.module:function``; a scalar result is stored under me
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from scaletrack.errors import ConfigError, DataError, ScaletrackError
+from scaletrack.errors import ConfigError, DataError, ScaletrackError, one_line
+from scaletrack.references import load_callable
+
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
+    from scaletrack.store.records import CheckpointRecord, RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +48,9 @@ class LoadedCheckpoint:
     """
 
     model: Any  # torch.nn.Module; None for an external checkpoint registered without a loader
-    record: Any  # store.CheckpointRecord
+    record: CheckpointRecord
     device: str = "cpu"
-    run: Any | None = None  # store.RunRecord for own checkpoints
+    run: RunRecord | None = None  # for own checkpoints
     data: Mapping[str, Any] = field(default_factory=dict)
     context: int | None = None
     config: Mapping[str, Any] = field(default_factory=dict)  # the run's full train config, if any
@@ -77,34 +80,7 @@ class Task:
 # ---------------------------------------------------------------- loading
 
 
-def _one_line(exc: BaseException) -> str:
-    """'ExceptionType: first line of its message' (just the type when there is no message)."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-
-
-def _import_attr(spec: str, what: str) -> Any:
-    """Import `pkg.mod:attr`; a ConfigError names `spec` when it cannot be found."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"{what} {spec!r} must look like 'package.module:function'")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's module
-        raise ConfigError(
-            f"{what} {spec!r}: cannot import module {module_name!r} ({_one_line(exc)})"
-        ) from exc
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ConfigError(f"{what} {spec!r}: module {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ConfigError(f"{what} {spec!r} is not callable")
-    return obj
-
-
-def load_checkpoint(store: Any, checkpoint_id: int, device: str = "cpu") -> LoadedCheckpoint:
+def load_checkpoint(store: StoreLike, checkpoint_id: int, device: str = "cpu") -> LoadedCheckpoint:
     """Load checkpoint `checkpoint_id` from `store` onto `device` in eval mode.
 
     Own checkpoints and external ones with loader ``gpt``/``lstm`` go through
@@ -132,7 +108,7 @@ def load_checkpoint(store: Any, checkpoint_id: int, device: str = "cpu") -> Load
             model = None  # user tasks may read record.path themselves; built-ins need a loader
         elif loader and ":" in loader:
             _verify(record)
-            load_fn = _import_attr(loader, "checkpoint loader")
+            load_fn = load_callable(loader, "checkpoint loader")
             model = load_fn(record)
         else:
             from scaletrack.models.checkpoint import load_checkpoint_model
@@ -143,7 +119,7 @@ def load_checkpoint(store: Any, checkpoint_id: int, device: str = "cpu") -> Load
     except Exception as exc:  # noqa: BLE001 - report which checkpoint failed, in one line
         raise DataError(
             f"cannot load checkpoint {record.id} from {record.path} (loader {loader or 'own'}): "
-            f"{_one_line(exc)}"
+            f"{one_line(exc)}"
         ) from exc
     if hasattr(model, "to"):
         model = model.to(device)
@@ -160,11 +136,13 @@ def load_checkpoint(store: Any, checkpoint_id: int, device: str = "cpu") -> Load
     )
 
 
-def _verify(record: Any) -> None:
+def _verify(record: CheckpointRecord) -> None:
     """Check a user-loaded checkpoint's file (or directory) against its recorded sha256."""
     path = Path(record.path)
     if not path.exists():
         raise DataError(f"checkpoint {record.id}: {path} does not exist")
+    from scaletrack.models.checkpoint import file_sha256
+
     if record.sha256 and file_sha256(path) != record.sha256:
         raise DataError(
             f"checkpoint {record.id}: {path} changed since it was registered (sha256 differs)"
@@ -294,7 +272,7 @@ def resolve_task(name: str) -> Task:
     if name in builtins:
         return builtins[name]
     if ":" in name:
-        return Task(name, _import_attr(name, "task"))
+        return Task(name, load_callable(name, "task"))
     raise ConfigError(
         f"unknown task {name!r}: use one of {', '.join(builtins)} "
         "or a user function as 'package.module:function'"
@@ -308,7 +286,7 @@ def run_task(task: Task, loaded: LoadedCheckpoint) -> dict[str, float]:
     except ScaletrackError as exc:
         raise TaskError(f"task {task.name!r} failed: {str(exc).strip().splitlines()[0]}") from exc
     except Exception as exc:  # noqa: BLE001 - a user function may raise anything
-        raise TaskError(f"task {task.name!r} raised {_one_line(exc)}") from exc
+        raise TaskError(f"task {task.name!r} raised {one_line(exc)}") from exc
     return _as_metrics(task, result)
 
 
@@ -340,7 +318,7 @@ def _as_metrics(task: Task, result: Any) -> dict[str, float]:
 
 
 def evaluate_loaded(
-    store: Any, loaded: LoadedCheckpoint, tasks: Sequence[str | Task]
+    store: StoreLike, loaded: LoadedCheckpoint, tasks: Sequence[str | Task]
 ) -> dict[str, dict[str, float]]:
     """Run `tasks` on an already loaded checkpoint and store every task x metric value.
 
@@ -357,7 +335,7 @@ def evaluate_loaded(
 
 
 def evaluate_checkpoint(
-    store: Any, checkpoint_id: int, tasks: Sequence[str], *, device: str = "cpu"
+    store: StoreLike, checkpoint_id: int, tasks: Sequence[str], *, device: str = "cpu"
 ) -> dict[str, dict[str, float]]:
     """Evaluate `tasks` on checkpoint `checkpoint_id`; write and return {task: {metric: value}}.
 
@@ -369,51 +347,6 @@ def evaluate_checkpoint(
         return {}
     loaded = load_checkpoint(store, checkpoint_id, device=device)
     return evaluate_loaded(store, loaded, resolved)
-
-
-@dataclass(frozen=True)
-class AfterCheckpointReport:
-    """What `evaluate_after_checkpoint` did: values written, task errors, ideas now due."""
-
-    checkpoint_id: int
-    values: dict[str, dict[str, float]]
-    errors: dict[str, str]
-    due_ideas: tuple[int, ...]
-
-
-def evaluate_after_checkpoint(
-    store: Any,
-    ckpt_id: int,
-    tasks: Sequence[str] = (),
-    *,
-    device: str = "cpu",
-    rerun_ideas: bool = False,
-) -> AfterCheckpointReport:
-    """Hook for the sweep runner after a checkpoint is registered.
-
-    Evaluates each of `tasks` (a failing task is logged and reported, never raised, so a sweep
-    keeps going), then marks ideas due that this checkpoint makes due; with `rerun_ideas` it
-    also re-checks them at once.
-    """
-    from scaletrack.evals.ideas import refresh_idea_statuses, rerun_due
-
-    values: dict[str, dict[str, float]] = {}
-    errors: dict[str, str] = {}
-    loaded: LoadedCheckpoint | None = None
-    for name in tasks:
-        try:
-            task = resolve_task(name)
-            if loaded is None:
-                loaded = load_checkpoint(store, ckpt_id, device=device)
-            values.update(evaluate_loaded(store, loaded, [task]))
-        except ScaletrackError as exc:
-            errors[str(name)] = str(exc)
-            log.warning("evaluation of checkpoint %s: %s", ckpt_id, exc)
-    due = refresh_idea_statuses(store)
-    if rerun_ideas and due:
-        rerun_due(store, device=device)
-        due = refresh_idea_statuses(store)
-    return AfterCheckpointReport(int(ckpt_id), values, errors, tuple(due))
 
 
 # ---------------------------------------------------------------- external checkpoints
@@ -448,7 +381,7 @@ def checkpoint_source(path: str | Path) -> Path:
     return p.resolve()
 
 
-def _registered_at(store: Any, real: Path) -> Any:
+def _registered_at(store: StoreLike, real: Path) -> Any:
     """The stored checkpoint whose path is `real` (compared after resolving symlinks), or None."""
     table = store.checkpoints()
     for row in table.itertuples(index=False):
@@ -460,27 +393,8 @@ def _registered_at(store: Any, real: Path) -> Any:
     return None
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, or of a directory's files (relative names and bytes, sorted by name)."""
-    digest = hashlib.sha256()
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-        for f in files:
-            digest.update(f.relative_to(path).as_posix().encode() + b"\0")
-            _hash_into(digest, f)
-    else:
-        _hash_into(digest, path)
-    return digest.hexdigest()
-
-
-def _hash_into(digest: Any, path: Path) -> None:
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-
-
 def register_external_checkpoint(
-    store: Any,
+    store: StoreLike,
     path: str | Path,
     *,
     params: int,
@@ -495,6 +409,7 @@ def register_external_checkpoint(
     loader: 'gpt' / 'lstm' (meta holds the model config) or 'package.module:function'
     called with the CheckpointRecord. The file's sha256 is computed and stored.
     """
+    from scaletrack.models.checkpoint import file_sha256
     from scaletrack.store import CheckpointRecord
 
     p = checkpoint_source(path)
@@ -509,7 +424,7 @@ def register_external_checkpoint(
             raise ConfigError(
                 f"unknown loader {loader!r}: use gpt, lstm or 'package.module:function'"
             )
-        _import_attr(loader, "checkpoint loader")
+        load_callable(loader, "checkpoint loader")
     sha = file_sha256(p)
     existing = _registered_at(store, p)
     if existing is not None:

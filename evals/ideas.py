@@ -18,12 +18,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from scaletrack.errors import ConfigError, ScaletrackError
 from scaletrack.evals.evaluate import LoadedCheckpoint, load_checkpoint, resolve_task, run_task
+
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
+    from scaletrack.store.records import IdeaRecord
 
 DIRECTIONS = ("above", "below")
 OPEN_STATUSES = ("not-yet", "due")
@@ -40,14 +44,14 @@ class Scale:
 
 def checkpoint_scale(N: Any, tokens: Any, flops: Any) -> Scale:
     """Compute of a checkpoint: its recorded FLOPs, else 6·N·tokens (FLOPs)."""
-    n = int(N) if _finite(N) else 0
-    if _finite(flops) and float(flops) > 0:
+    n = int(N) if is_finite(N) else 0
+    if is_finite(flops) and float(flops) > 0:
         return Scale(float(flops), n)
-    d = int(tokens) if _finite(tokens) else 0
+    d = int(tokens) if is_finite(tokens) else 0
     return Scale(6.0 * n * d, n)
 
 
-def _finite(x: Any) -> bool:
+def is_finite(x: Any) -> bool:
     if x is None or x is pd.NA:
         return False
     try:
@@ -67,7 +71,7 @@ def _larger(a: Scale, b: Scale) -> bool:
 
 def passes(value: float, threshold: float, direction: str) -> bool:
     """Whether `value` clears `threshold` in `direction`; NaN never passes."""
-    if not _finite(value):
+    if not is_finite(value):
         return False
     return value >= threshold if direction == "above" else value <= threshold
 
@@ -76,7 +80,7 @@ def passes(value: float, threshold: float, direction: str) -> bool:
 
 
 def add_idea(
-    store: Any,
+    store: StoreLike,
     title: str,
     task: str,
     metric: str,
@@ -92,7 +96,7 @@ def add_idea(
         raise ConfigError("an idea needs a non-empty title")
     if direction not in DIRECTIONS:
         raise ConfigError(f"direction {direction!r} must be 'above' or 'below'")
-    if not _finite(threshold):
+    if not is_finite(threshold):
         raise ConfigError(f"threshold {threshold!r} must be a finite number")
     try:
         resolved = resolve_task(task)
@@ -124,7 +128,7 @@ def add_idea(
     return int(idea_id)
 
 
-def get_idea_or_fail(store: Any, idea_id: int) -> Any:
+def get_idea_or_fail(store: StoreLike, idea_id: int) -> IdeaRecord:
     """The IdeaRecord `idea_id`, or a ConfigError naming it."""
     idea = store.get_idea(int(idea_id))
     if idea is None:
@@ -132,20 +136,20 @@ def get_idea_or_fail(store: Any, idea_id: int) -> Any:
     return idea
 
 
-def retire_idea(store: Any, idea_id: int) -> None:
+def retire_idea(store: StoreLike, idea_id: int) -> None:
     """Close idea `idea_id`: it is never due again."""
     get_idea_or_fail(store, idea_id)
     store.update_idea(int(idea_id), status="retired")
 
 
-def remove_idea(store: Any, idea_id: int) -> Any:
+def remove_idea(store: StoreLike, idea_id: int) -> Any:
     """Delete idea `idea_id` and its attempts; returns the removed IdeaRecord."""
     idea = get_idea_or_fail(store, idea_id)
     store.delete_idea(int(idea_id))
     return idea
 
 
-def edit_idea(store: Any, idea_id: int, **changes: Any) -> Any:
+def edit_idea(store: StoreLike, idea_id: int, **changes: Any) -> Any:
     """Change an idea's title, hypothesis, task, metric, threshold or direction (None = keep);
     validated like `add_idea`. Returns the updated IdeaRecord."""
     idea = get_idea_or_fail(store, idea_id)
@@ -161,7 +165,7 @@ def edit_idea(store: Any, idea_id: int, **changes: Any) -> Any:
     if "direction" in fields and fields["direction"] not in DIRECTIONS:
         raise ConfigError(f"direction {fields['direction']!r} must be 'above' or 'below'")
     if "threshold" in fields:
-        if not _finite(fields["threshold"]):
+        if not is_finite(fields["threshold"]):
             raise ConfigError(f"threshold {fields['threshold']!r} must be a finite number")
         fields["threshold"] = float(fields["threshold"])
     if "task" in fields or "metric" in fields:
@@ -182,7 +186,7 @@ def edit_idea(store: Any, idea_id: int, **changes: Any) -> Any:
 # ---------------------------------------------------------------- due-ness
 
 
-def _checkpoints(store: Any) -> pd.DataFrame:
+def _checkpoints(store: StoreLike) -> pd.DataFrame:
     df = store.checkpoints()
     if df.empty:
         return df
@@ -196,7 +200,7 @@ def _checkpoints(store: Any) -> pd.DataFrame:
     return df
 
 
-def largest_checkpoint(store: Any) -> tuple[int, Scale] | None:
+def largest_checkpoint(store: StoreLike) -> tuple[int, Scale] | None:
     """Id and scale of the largest checkpoint (compute, then N, then newest id); None if none."""
     df = _checkpoints(store)
     if df.empty:
@@ -206,7 +210,7 @@ def largest_checkpoint(store: Any) -> tuple[int, Scale] | None:
     return int(row["id"]), Scale(float(row["compute"]), int(row["scale_N"]))
 
 
-def _recorded_checkpoints(store: Any, task: str, metric: str) -> set[int]:
+def _recorded_checkpoints(store: StoreLike, task: str, metric: str) -> set[int]:
     """Ids of checkpoints with a recorded value of task/metric."""
     df = store.evals(task=task)
     if df.empty:
@@ -222,7 +226,7 @@ def _runnable(task: str) -> bool:
     return True
 
 
-def largest_checkpoint_for(store: Any, idea: Any,
+def largest_checkpoint_for(store: StoreLike, idea: IdeaRecord,
                            ckpts: pd.DataFrame | None = None) -> tuple[int, Scale] | None:
     """The largest checkpoint the idea can be judged on: one with a recorded value of its
     task/metric, or (for a task that runs) any checkpoint that has a model to load — an
@@ -243,47 +247,50 @@ def largest_checkpoint_for(store: Any, idea: Any,
     return int(row["id"]), Scale(float(row["compute"]), int(row["scale_N"]))
 
 
-def _tried_scale(idea: Any) -> Scale | None:
-    if not _finite(idea.max_flops_tried) and not _finite(idea.max_N_tried):
+def _tried_scale(idea: IdeaRecord) -> Scale | None:
+    if not is_finite(idea.max_flops_tried) and not is_finite(idea.max_N_tried):
         return None
-    compute = float(idea.max_flops_tried) if _finite(idea.max_flops_tried) else 0.0
-    n = int(idea.max_N_tried) if _finite(idea.max_N_tried) else 0
+    compute = float(idea.max_flops_tried) if is_finite(idea.max_flops_tried) else 0.0
+    n = int(idea.max_N_tried) if is_finite(idea.max_N_tried) else 0
     return Scale(compute, n)
 
 
-def _is_due(idea: Any, largest: Scale | None) -> bool:
+def _is_due(idea: IdeaRecord, largest: Scale | None) -> bool:
     if idea.status not in OPEN_STATUSES or largest is None:
         return False
     tried = _tried_scale(idea)
     return tried is None or _larger(largest, tried)
 
 
-def _idea_records(store: Any) -> list[Any]:
+def idea_records(store: StoreLike) -> list[IdeaRecord]:
+    """Every idea in the store as an IdeaRecord, by id."""
     df = store.ideas()
     if df.empty:
         return []
     return [store.get_idea(int(i)) for i in sorted(df["id"])]
 
 
-def _largest_by_idea(store: Any, ideas: list[Any]) -> dict[int, tuple[int, Scale] | None]:
+def _largest_by_idea(
+    store: StoreLike, ideas: list[IdeaRecord]
+) -> dict[int, tuple[int, Scale] | None]:
     ckpts = _checkpoints(store)
     return {int(i.id): largest_checkpoint_for(store, i, ckpts) for i in ideas
             if i.status in OPEN_STATUSES}
 
 
-def due_ideas(store: Any) -> list[Any]:
+def due_ideas(store: StoreLike) -> list[IdeaRecord]:
     """Open ideas that the largest checkpoint they can be judged on has not been tried on."""
-    ideas = _idea_records(store)
+    ideas = idea_records(store)
     top = _largest_by_idea(store, ideas)
     return [i for i in ideas if _is_due(i, (top.get(int(i.id)) or (None, None))[1])]
 
 
-def refresh_idea_statuses(store: Any) -> list[int]:
+def refresh_idea_statuses(store: StoreLike) -> list[int]:
     """Write 'due' / 'not-yet' into open ideas' status from the data; return the due ids."""
-    ideas = _idea_records(store)
+    ideas = idea_records(store)
     top = _largest_by_idea(store, ideas)
     due: list[int] = []
-    for idea in ideas:
+    for idea in idea_records(store):
         if idea.status not in OPEN_STATUSES:
             continue
         now_due = _is_due(idea, (top.get(int(idea.id)) or (None, None))[1])
@@ -324,7 +331,7 @@ class RerunReport:
     errors: dict[int, str]
 
 
-def _stored_metric(store: Any, checkpoint_id: int, task: str, metric: str) -> float | None:
+def _stored_metric(store: StoreLike, checkpoint_id: int, task: str, metric: str) -> float | None:
     df = store.evals(task=task)
     if df.empty:
         return None
@@ -335,8 +342,8 @@ def _stored_metric(store: Any, checkpoint_id: int, task: str, metric: str) -> fl
 
 
 def _measure(
-    store: Any,
-    idea: Any,
+    store: StoreLike,
+    idea: IdeaRecord,
     checkpoint_id: int,
     loaded: dict[int, LoadedCheckpoint],
     device: str,
@@ -365,7 +372,7 @@ def _measure(
 
 
 def check_idea(
-    store: Any,
+    store: StoreLike,
     idea_id: int,
     checkpoint_id: int,
     *,
@@ -404,8 +411,8 @@ def check_idea(
         )
     )
     best = idea.best_value
-    if _finite(value) and (
-        not _finite(best)
+    if is_finite(value) and (
+        not is_finite(best)
         or (value > best if idea.direction == "above" else value < best)
     ):
         best = float(value)
@@ -434,7 +441,7 @@ def check_idea(
     )
 
 
-def rerun_due(store: Any, *, device: str = "cpu", reuse: bool = True) -> RerunReport:
+def rerun_due(store: StoreLike, *, device: str = "cpu", reuse: bool = True) -> RerunReport:
     """Evaluate every due idea on the largest checkpoint and record the attempts.
 
     An idea whose task fails gets a one-line error in the report and keeps its state; the
@@ -466,119 +473,7 @@ def rerun_due(store: Any, *, device: str = "cpu", reuse: bool = True) -> RerunRe
 # ---------------------------------------------------------------- listing
 
 
-def idea_points(store: Any, idea: Any) -> pd.DataFrame:
-    """Every measurement of the idea's task/metric vs scale: columns checkpoint_id, N, D, C, value.
-
-    Combines the idea's attempts with the evals table (one row per checkpoint), sorted by C.
-    """
-    rows: dict[int, dict[str, Any]] = {}
-    evals = store.evals(task=idea.task)
-    if not evals.empty:
-        evals = evals[evals["metric"] == idea.metric]
-        for r in evals.itertuples(index=False):
-            scale = checkpoint_scale(r.N, r.tokens, r.flops)
-            rows[int(r.checkpoint_id)] = {
-                "checkpoint_id": int(r.checkpoint_id), "N": scale.N,
-                "D": int(r.tokens) if _finite(r.tokens) else 0,
-                "C": scale.compute, "value": float(r.value),
-            }
-    attempts = store.idea_attempts(int(idea.id))
-    for r in attempts.itertuples(index=False):
-        scale = checkpoint_scale(r.N, r.tokens, r.flops)
-        rows[int(r.checkpoint_id)] = {
-            "checkpoint_id": int(r.checkpoint_id), "N": scale.N, "D": int(r.tokens),
-            "C": scale.compute, "value": float(r.value),
-        }
-    df = pd.DataFrame(rows.values(), columns=["checkpoint_id", "N", "D", "C", "value"])
-    return df.sort_values("C", kind="stable").reset_index(drop=True)
-
-
-@dataclass(frozen=True)
-class IdeaOutlook:
-    """Class of an idea's curve ('past' / 'near' / 'far' or '-') and predicted crossing (FLOPs)."""
-
-    cls: str
-    crossing_flops: float | None
-
-
-def idea_outlook(store: Any, idea: Any) -> IdeaOutlook:
-    """Classify the idea's metric-vs-compute curve with analysis.classify, when enough points."""
-    points = idea_points(store, idea)
-    return classify_points(
-        points, idea.threshold, idea.direction, metric=idea.metric, task=idea.task
-    )
-
-
-_CEILINGS = {"exact_match": 1.0, "token_accuracy": 1.0, "logprob_per_token": 0.0, "loss": 0.0}
-_CHANCE = {"exact_match": 0.0, "token_accuracy": 0.0}
-
-
-def classify_points(
-    points: pd.DataFrame, threshold: float, direction: str, *, metric: str = "value",
-    task: str = "task", n_bootstrap: int = 50,
-) -> IdeaOutlook:
-    """Classify (C, value) points with `analysis.classify.classify_task` (past / near / far).
-
-    Returns '-' and no crossing when there are too few distinct scales to fit a floored sigmoid
-    (3 with a known chance level, else 4) or when the classifier cannot fit them.
-    """
-    from scaletrack.analysis.classify import classify_task
-
-    if points.empty:
-        return IdeaOutlook("-", None)
-    ok = points[[_finite(v) and _finite(c) and c > 0
-                 for v, c in zip(points["value"], points["C"], strict=True)]]
-    chance = _CHANCE.get(metric)
-    needed = 3 if chance is not None else 4
-    if ok["C"].nunique() < needed:
-        return IdeaOutlook("-", None)
-    try:
-        result = classify_task(
-            ok["C"].to_numpy(dtype=float), ok["value"].to_numpy(dtype=float),
-            task=task, metric=metric, chance=chance, threshold=float(threshold),
-            increasing=direction == "above", ceil_limit=_CEILINGS.get(metric),
-            n_bootstrap=n_bootstrap,
-        )
-    except (ScaletrackError, ValueError, FloatingPointError):
-        return IdeaOutlook("-", None)
-    if result.fit is None:
-        return IdeaOutlook("-", None)
-    crossing = float(result.crossing)
-    return IdeaOutlook(result.label, crossing if not math.isnan(crossing) else None)
-
-
-def ideas_table(store: Any, *, refresh: bool = True, outlook: bool = True) -> pd.DataFrame:
-    """One row per idea: id, title, task, metric, direction, threshold, status, best_value,
-    attempts, max_N_tried, max_flops_tried (FLOPs), class, predicted_crossing (FLOPs)."""
-    if refresh:
-        refresh_idea_statuses(store)
-    columns = [
-        "id", "title", "task", "metric", "direction", "threshold", "status", "best_value",
-        "attempts", "max_N_tried", "max_flops_tried", "class", "predicted_crossing",
-        "hypothesis",
-    ]
-    attempts = store.idea_attempts()
-    counts = attempts.groupby("idea_id").size().to_dict() if not attempts.empty else {}
-    rows = []
-    for idea in _idea_records(store):
-        look = idea_outlook(store, idea) if outlook else IdeaOutlook("-", None)
-        rows.append({
-            "id": int(idea.id), "title": idea.title, "task": idea.task, "metric": idea.metric,
-            "direction": idea.direction, "threshold": float(idea.threshold),
-            "status": idea.status,
-            "best_value": float(idea.best_value) if _finite(idea.best_value) else None,
-            "attempts": int(counts.get(int(idea.id), 0)),
-            "max_N_tried": int(idea.max_N_tried) if _finite(idea.max_N_tried) else None,
-            "max_flops_tried": (
-                float(idea.max_flops_tried) if _finite(idea.max_flops_tried) else None
-            ),
-            "class": look.cls, "predicted_crossing": look.crossing_flops,
-            "hypothesis": idea.hypothesis,
-        })
-    return pd.DataFrame(rows, columns=columns)
-
-
-def attempts_table(store: Any, idea_id: int | None = None) -> pd.DataFrame:
+def attempts_table(store: StoreLike, idea_id: int | None = None) -> pd.DataFrame:
     """Attempts with the idea's title.
 
     Columns: idea_id, title, checkpoint_id, N, tokens, flops (FLOPs), value, passed.
@@ -587,30 +482,7 @@ def attempts_table(store: Any, idea_id: int | None = None) -> pd.DataFrame:
     cols = ["idea_id", "checkpoint_id", "N", "tokens", "flops", "value", "passed"]
     if df.empty:
         return pd.DataFrame(columns=["idea_id", "title", *cols[1:]])
-    titles = {int(i.id): i.title for i in _idea_records(store)}
+    titles = {int(i.id): i.title for i in idea_records(store)}
     out = df[cols].copy()
     out.insert(1, "title", [titles.get(int(i), "?") for i in out["idea_id"]])
     return out.reset_index(drop=True)
-
-
-# ---------------------------------------------------------------- plot
-
-
-def plot_ideas(store: Any, path: str | Path) -> list[Path]:
-    """Draw every idea's attempts against compute with its bar; returns the files written."""
-    from scaletrack.analysis.emergence_plots import plot_idea_timeline
-
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not _idea_records(store):
-        raise ConfigError("no ideas to plot: add one with `scaletrack ideas add`")
-    attempts = store.idea_attempts()
-    if not attempts.empty:
-        attempts = attempts.copy()
-        attempts["flops"] = [
-            checkpoint_scale(n, d, c).compute
-            for n, d, c in zip(attempts["N"], attempts["tokens"], attempts["flops"], strict=True)
-        ]
-    table = ideas_table(store, refresh=False, outlook=False)
-    written = plot_idea_timeline(attempts, table, out)
-    return [Path(p) for p in (written or [out])]

@@ -12,7 +12,6 @@ needs unpickling of arbitrary objects is refused with a DataError.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -29,6 +28,7 @@ from torch import nn
 
 from scaletrack.errors import DataError
 from scaletrack.models.build import build_model
+from scaletrack.references import load_callable
 
 if TYPE_CHECKING:
     from scaletrack.store import CheckpointRecord
@@ -114,12 +114,23 @@ class TrainingState:
 
 
 def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    """Hex sha256 of a file's bytes, or of a directory's files (relative names and bytes, in
+    sorted order), so a checkpoint saved as a folder is verified as one thing."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+            _hash_into(digest, file)
+    else:
+        _hash_into(digest, path)
+    return digest.hexdigest()
+
+
+def _hash_into(digest: Any, path: Path) -> None:
+    with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+            digest.update(block)
 
 
 def verify_sha256(path: str | Path, expected: str | None) -> None:
@@ -239,10 +250,5 @@ def load_checkpoint_model(ckpt: CheckpointRecord, device: str | torch.device = "
         return model.to(device).eval()
     if loader and ":" in loader:
         verify_sha256(ckpt.path, ckpt.sha256)
-        mod_name, fn_name = loader.split(":", 1)
-        try:
-            fn = getattr(importlib.import_module(mod_name), fn_name)
-        except (ImportError, AttributeError) as exc:
-            raise DataError(f"checkpoint loader {loader!r} cannot be imported: {exc}") from exc
-        return fn(ckpt)
+        return load_callable(loader, "checkpoint loader")(ckpt)
     raise DataError(f"checkpoint {ckpt.path} has no usable loader ({loader!r})")

@@ -1,17 +1,114 @@
 """scaletrack: scaling-law and emergence experiment tracker.
 
-The public Python API is re-exported here; the parts live in `store`, `models`, `sweeps`
-and `analysis`.
+    import scaletrack as st
+
+Importing scaletrack is cheap: each name below is imported on first use (PEP 562), so
+torch, pandas and SciPy load only when a part that needs them is touched.
+
+Store
+    Store, open_store(url=None)      the experiment database (SQLite by default, PostgreSQL
+                                     by URL); StoreLike is the protocol every store satisfies
+Sweeps
+    load_grid(path)                  read and validate a grid file (TOML) completely
+    run_sweep(grid, store_url=None)  train every unfinished cell; evaluate the grid's tasks on
+                                     each checkpoint; re-check due "not yet" ideas
+Fits (DataFrames with N params, D tokens, C FLOPs, loss nats/token -> FitResult)
+    fit_chinchilla, fit_compute_law, fit_power_law, fit_isoflop, fit_envelope,
+    compute_optimal, compute_frontier, backtest, sweep_points(store, sweep), read_fit_csv
+Emergence
+    classify_emergence(df, ...)      past / near / far of each task's transition, per
+                                     (task, metric) group of a long table
+    classify_task(x, y, ...)         one task's curve
+    fit_two_step, predict_two_step   (N, D) -> task loss -> accuracy
+Plots (each writes PNG + SVG and returns the paths)
+    plot_loss_vs_compute, plot_isoflop, plot_optimal, plot_tasks_emergence,
+    plot_loss_curves, plot_ideas
+Ideas registry ("not yet")
+    add_idea, due_ideas, rerun_due, check_idea, retire_idea, ideas_table, attempts_table
+Checkpoints and evaluations
+    register_external_checkpoint, evaluate_checkpoint
+Tracking your own trainer
+    init(sweep=..., config=..., params=N, tokens=D)   a run that logs metrics, evals and
+                                     checkpoints into the store (scaletrack.tracking)
+Errors
+    ScaletrackError, ConfigError, DataError, StoreError
 """
 
-from scaletrack.errors import ConfigError, DataError, ScaletrackError
+from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "ScaletrackError", "init"]
+import importlib
+from typing import Any
+
+from scaletrack.errors import ConfigError as ConfigError
+from scaletrack.errors import DataError as DataError
+from scaletrack.errors import ScaletrackError as ScaletrackError
+
 __version__ = "0.1.0"
 
+# Public name -> "module:attribute". One entry adds a name to the API (and to __all__/dir()).
+_LAZY: dict[str, str] = {
+    # store
+    "Store": "scaletrack.store.store:Store",
+    "StoreLike": "scaletrack.store.protocol:StoreLike",
+    "StoreError": "scaletrack.store.errors:StoreError",
+    "open_store": "scaletrack.store.store:Store.open",
+    # sweeps (with evaluations and ideas wired in)
+    "load_grid": "scaletrack.workflows:load_grid",
+    "run_sweep": "scaletrack.workflows:run_sweep",
+    # fits
+    "FitResult": "scaletrack.analysis.result:FitResult",
+    "fit_chinchilla": "scaletrack.analysis.chinchilla:fit_chinchilla",
+    "fit_compute_law": "scaletrack.analysis.powerlaw:fit_compute_law",
+    "fit_power_law": "scaletrack.analysis.powerlaw:fit_power_law",
+    "fit_isoflop": "scaletrack.analysis.isoflop:fit_isoflop",
+    "fit_envelope": "scaletrack.analysis.isoflop:fit_envelope",
+    "compute_frontier": "scaletrack.analysis.isoflop:compute_frontier",
+    "compute_optimal": "scaletrack.analysis.optimal:compute_optimal",
+    "backtest": "scaletrack.analysis.backtest:backtest",
+    "sweep_points": "scaletrack.analysis.points:sweep_points",
+    "read_fit_csv": "scaletrack.analysis.io:read_fit_csv",
+    # emergence
+    "classify_emergence": "scaletrack.analysis.classify:classify_groups",
+    "classify_task": "scaletrack.analysis.classify:classify_task",
+    "fit_two_step": "scaletrack.analysis.two_step:fit_two_step",
+    "predict_two_step": "scaletrack.analysis.two_step:predict_two_step",
+    # plots
+    "plot_loss_vs_compute": "scaletrack.analysis.plots:plot_loss_vs_compute",
+    "plot_isoflop": "scaletrack.analysis.plots:plot_isoflop",
+    "plot_optimal": "scaletrack.analysis.plots:plot_optimal",
+    "plot_tasks_emergence": "scaletrack.analysis.emergence_plots:plot_tasks_emergence",
+    "plot_loss_curves": "scaletrack.analysis.curves:plot_loss_curves",
+    "plot_ideas": "scaletrack.analysis.ideas:plot_ideas",
+    # ideas registry
+    "add_idea": "scaletrack.evals.ideas:add_idea",
+    "due_ideas": "scaletrack.evals.ideas:due_ideas",
+    "rerun_due": "scaletrack.evals.ideas:rerun_due",
+    "check_idea": "scaletrack.evals.ideas:check_idea",
+    "retire_idea": "scaletrack.evals.ideas:retire_idea",
+    "attempts_table": "scaletrack.evals.ideas:attempts_table",
+    "ideas_table": "scaletrack.analysis.ideas:ideas_table",
+    # checkpoints and evaluations
+    "register_external_checkpoint": "scaletrack.evals.evaluate:register_external_checkpoint",
+    "evaluate_checkpoint": "scaletrack.evals.evaluate:evaluate_checkpoint",
+    # tracking any training script
+    "init": "scaletrack.tracking:init",
+}
 
-def init(*args, **kwargs):  # noqa: ANN002, ANN003 - see scaletrack.tracking.init
-    """Start or resume a tracked run (`scaletrack.tracking.init`)."""
-    from scaletrack.tracking import init as _init
+__all__ = sorted(["ConfigError", "DataError", "ScaletrackError", "__version__", *_LAZY])
 
-    return _init(*args, **kwargs)
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use (and cache it in the module)."""
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'scaletrack' has no attribute {name!r}")
+    module_name, _, attr = target.partition(":")
+    value: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        value = getattr(value, part)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

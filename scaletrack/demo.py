@@ -19,11 +19,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from scaletrack.errors import ScaletrackError
+
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
 
 DEMO_GRID_TOML = """\
 # The `scaletrack demo` grid: 3 GPT sizes x 3 token budgets on the Python stdlib corpus.
@@ -99,8 +102,8 @@ def train_step(
     out: Path, outcome: DemoOutcome, *, workers: int, console: Any, grid_toml: str
 ) -> None:
     """Write the grid to DIR/demo.toml and run it into the demo store."""
-    from scaletrack.sweeps.grid import load_grid
-    from scaletrack.sweeps.runner import SweepDisplay, run_sweep
+    from scaletrack.sweeps.runner import SweepDisplay
+    from scaletrack.workflows import load_grid, run_sweep
 
     grid_file = out / "demo.toml"
     grid_file.write_text(grid_toml, encoding="utf-8")
@@ -114,18 +117,7 @@ def train_step(
     outcome.files.append(grid_file)
 
 
-def finished_points(store: Any, sweep: str = "demo") -> pd.DataFrame:
-    """N (non-embedding params), D (tokens), C (FLOPs), loss (final val, nats/token)."""
-    runs = store.runs(sweep=sweep, status="finished")
-    if runs.empty:
-        return pd.DataFrame(columns=["N", "D", "C", "loss"])
-    frame = runs[["run_key", "N", "D", "C", "final_loss"]].rename(columns={"final_loss": "loss"})
-    for col in ("N", "D", "C", "loss"):
-        frame[col] = frame[col].astype("float64")
-    return frame.sort_values(["N", "D"]).reset_index(drop=True)
-
-
-def fit_step(outcome: DemoOutcome, store: Any) -> None:
+def fit_step(outcome: DemoOutcome, store: StoreLike) -> None:
     """Fit L(N, D) (Chinchilla form) and L(C) on the compute-efficient frontier; store both.
 
     Also back-tests the Chinchilla form: fit on every cell below the largest compute and
@@ -134,9 +126,14 @@ def fit_step(outcome: DemoOutcome, store: Any) -> None:
     from scaletrack.analysis.backtest import backtest
     from scaletrack.analysis.chinchilla import fit_chinchilla
     from scaletrack.analysis.isoflop import compute_frontier
+    from scaletrack.analysis.points import sweep_points
     from scaletrack.analysis.powerlaw import fit_compute_law
 
-    outcome.points = finished_points(store)
+    try:
+        outcome.points = sweep_points(store, "demo").reset_index(drop=True)
+    except ScaletrackError as exc:
+        outcome.skipped.append(f"fit: {exc}")
+        return
     if len(outcome.points) < 5:
         outcome.skipped.append(f"fit: only {len(outcome.points)} finished cells (need 5)")
         return
@@ -177,7 +174,7 @@ def plot_step(outcome: DemoOutcome) -> None:
     outcome.files.extend(Path(p) for p in paths)
 
 
-def register_idea_step(outcome: DemoOutcome, store: Any) -> None:
+def register_idea_step(outcome: DemoOutcome, store: StoreLike) -> None:
     """Register the demo's "not yet" idea once, before training, so the sweep re-checks it."""
     from scaletrack.evals.ideas import add_idea
 
@@ -187,9 +184,10 @@ def register_idea_step(outcome: DemoOutcome, store: Any) -> None:
                  hypothesis="small models cannot get there; a larger one might")
 
 
-def ideas_step(outcome: DemoOutcome, store: Any) -> None:
+def ideas_step(outcome: DemoOutcome, store: StoreLike) -> None:
     """Report the idea's attempts (made by the sweep as cells finished) and plot its timeline."""
-    from scaletrack.evals.ideas import attempts_table, plot_ideas, rerun_due
+    from scaletrack.analysis.ideas import plot_ideas
+    from scaletrack.evals.ideas import attempts_table, rerun_due
 
     ideas = store.ideas()
     if ideas.empty or IDEA_TITLE not in set(ideas["title"]):

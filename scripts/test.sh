@@ -6,4 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh "dev,postgres,ray,slurm,mlflow,parquet"
 .venv/bin/ruff check .
+stage="$(mktemp -d)"  # the package as installed, for import-linter's layer contract
+.venv/bin/python scripts/stage_package.py "$stage"
+root="$PWD"
+(cd "$stage" && PYTHONPATH="$stage" "$root/.venv/bin/lint-imports" --no-cache "$root/pyproject.toml")
+rm -rf "$stage"
 exec .venv/bin/pytest "$@"

@@ -7,6 +7,7 @@ from scaletrack.store.engine import (
     with_absolute_sqlite_path,
 )
 from scaletrack.store.errors import ClaimLost, StoreError
+from scaletrack.store.protocol import MetricLogger, StoreLike
 from scaletrack.store.readonly import open_read_only
 from scaletrack.store.records import (
     RUN_STATUSES,
@@ -26,12 +27,14 @@ __all__ = [
     "CheckpointRecord",
     "IdeaAttemptRecord",
     "IdeaRecord",
+    "MetricLogger",
     "MetricRow",
     "MetricWriter",
     "RunRecord",
     "Store",
     "StoreError",
     "ClaimLost",
+    "StoreLike",
     "make_run_key",
     "open_read_only",
     "resolve_store_url",

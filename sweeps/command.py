@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -114,11 +115,10 @@ def _signal_name(code: int) -> str:
 
 
 def run_command_cell(job: Any, cell: Any, store: Any, worker: str, *,
-                     stop_event: Any = None) -> Any:
-    """Run a claimed command cell to its end; return a CellDone (status finished, diverged,
-    failed or interrupted). Never raises for a problem of the program itself."""
-    from scaletrack.sweeps.executors import CellDone
-
+                     make_done: Callable[..., Any], stop_event: Any = None) -> Any:
+    """Run a claimed command cell to its end; return `make_done(run_key, worker, status, ...)`
+    (the executors' CellDone; passed in so this module does not import them back), status
+    finished, diverged, failed or interrupted. Never raises for a problem of the program."""
     t0 = time.monotonic()
     ckpt_dir = Path(job.checkpoint_root) / job.sweep / cell.run_key
     logs = log_dir(job.checkpoint_root, cell.run_key)
@@ -140,7 +140,7 @@ def run_command_cell(job: Any, cell: Any, store: Any, worker: str, *,
     except (ValueError, OSError) as exc:
         message = f"cannot start command: {exc}"
         store.finish_run(cell.run_key, "failed", error=message)
-        return CellDone(cell.run_key, worker, "failed", message=message)
+        return make_done(cell.run_key, worker, "failed", message=message)
 
     log_path = logs / LOG_FILENAME
     tail: collections.deque[str] = collections.deque(maxlen=50)
@@ -159,7 +159,7 @@ def run_command_cell(job: Any, cell: Any, store: Any, worker: str, *,
             message = f"cannot start command {argv[0]!r}: {exc.strerror or exc}"
             log.write(f"=== scaletrack: {message}\n")
             store.finish_run(cell.run_key, "failed", error=message)
-            return CellDone(cell.run_key, worker, "failed", message=message,
+            return make_done(cell.run_key, worker, "failed", message=message,
                             wall_s=time.monotonic() - t0)
 
         def copy_stderr() -> None:
@@ -182,19 +182,19 @@ def run_command_cell(job: Any, cell: Any, store: Any, worker: str, *,
     wall = time.monotonic() - t0
     if stopped:
         store.release_run(cell.run_key, worker)
-        return CellDone(cell.run_key, worker, "interrupted", wall_s=wall,
+        return make_done(cell.run_key, worker, "interrupted", wall_s=wall,
                         message="stopped; resumes on next run")
     if code != 0:
         how = (f"killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}")
         last = " | ".join(list(tail)[-STDERR_TAIL_LINES:])
         message = f"command {how}" + (f": {last}" if last else "")
         store.finish_run(cell.run_key, "failed", error=message)
-        return CellDone(cell.run_key, worker, "failed", wall_s=wall, message=message)
+        return make_done(cell.run_key, worker, "failed", wall_s=wall, message=message)
     if run is not None and run.status == "running":  # the program did not close its run
         store.finish_run(cell.run_key, "finished")
         run = store.get_run(cell.run_key)
     status = run.status if run is not None else "finished"
-    return CellDone(cell.run_key, worker, status if status != "pending" else "finished",
+    return make_done(cell.run_key, worker, status if status != "pending" else "finished",
                     final_loss=run.final_loss if run is not None else None, wall_s=wall,
                     message=run.error if run is not None and status != "finished" else None)
 

@@ -5,13 +5,14 @@ A cell is one point of sizes x token budgets x seeds x learning rates. Its run k
 does not change what a run *is*), so the same grid gives the same keys every time whatever the
 order of the axes in the file. `load_grid` validates completely — model shapes resolved through
 `models.ladder`, data present, evaluation tasks known, at least one step per budget — without
-touching any store, so a rejected grid writes nothing.
+touching any store, so a rejected grid writes nothing. Eval task names are checked by a
+`check_task` function the evaluation layer passes in.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -182,8 +183,21 @@ def _label(family: str, shape: dict[str, Any]) -> str:
     return f"L{shape['n_layer']}-H{shape['d_hidden']}"
 
 
-def expand(spec: GridSpec, source: str = "<grid>", base_dir: Path | None = None) -> Grid:
-    """Every cell of `spec`, fully resolved and checked, ordered per `spec.executor.order`."""
+TaskCheck = Callable[[str], object]
+
+
+def expand(
+    spec: GridSpec,
+    source: str = "<grid>",
+    base_dir: Path | None = None,
+    *,
+    check_task: TaskCheck | None = None,
+) -> Grid:
+    """Every cell of `spec`, fully resolved and checked, ordered per `spec.executor.order`.
+
+    `check_task(name)` raises a ScaletrackError for an unknown eval task; the evaluation layer
+    supplies it (`scaletrack.load_grid` does), since sweeps do not know the task registry.
+    """
     from scaletrack.store import make_run_key
     from scaletrack.sweeps.train import TrainConfig, plan_run
 
@@ -191,12 +205,10 @@ def expand(spec: GridSpec, source: str = "<grid>", base_dir: Path | None = None)
     data = _resolve_data(spec, source, base_dir)
     vocab = _load_usable_data(data, spec.data.context, source).vocab_size
     shapes = _shapes(spec, source, vocab)
-    if spec.eval.tasks:
-        from scaletrack.evals.evaluate import resolve_task
-
+    if check_task is not None:
         for i, name in enumerate(spec.eval.tasks):
             try:
-                resolve_task(name)
+                check_task(name)
             except ScaletrackError as exc:
                 raise _fail(source, f"eval.tasks[{i}]", str(exc)) from None
 
@@ -273,11 +285,15 @@ def expand(spec: GridSpec, source: str = "<grid>", base_dir: Path | None = None)
     return Grid(spec=spec, source=source, cells=tuple(cells))
 
 
-def load_grid(path: str | Path) -> Grid:
-    """Read, validate and expand a grid file; any problem is a ConfigError naming the field."""
+def load_grid(path: str | Path, *, check_task: TaskCheck | None = None) -> Grid:
+    """Read, validate and expand a grid file; any problem is a ConfigError naming the field.
+
+    Eval task names are checked only with `check_task`; `scaletrack.load_grid` passes the
+    task registry's resolver.
+    """
     path = Path(path)
     spec = load_spec(path)
-    return expand(spec, str(path), path.resolve().parent)
+    return expand(spec, str(path), path.resolve().parent, check_task=check_task)
 
 
 def with_device(cells: Sequence[Cell], device: str) -> list[Cell]:

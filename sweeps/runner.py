@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from rich.markup import escape
@@ -23,15 +23,19 @@ from scaletrack.sweeps.executors import (
     CellProgress,
     CellStarted,
     CellTask,
+    CheckpointHook,
     EventSink,
     Executor,
     ExecutorNote,
     SweepEvent,
     SweepJob,
     WorkerLost,
-    make_executor,
 )
+from scaletrack.sweeps.executors.registry import make_executor
 from scaletrack.sweeps.grid import Cell, Grid
+
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
 
 DONE_STATUSES = ("finished", "diverged")
 CHECKPOINT_DIRNAME = "scaletrack-checkpoints"
@@ -104,7 +108,7 @@ class _Collector:
     notes: list[str] = field(default_factory=list)
     store_error: str | None = None
 
-    recheck_ideas: Callable[[], list[str]] | None = None
+    after_cell: Callable[[], list[str]] | None = None  # run after each finished cell
 
     def __call__(self, event: SweepEvent) -> None:
         if isinstance(event, CellDone):
@@ -120,37 +124,13 @@ class _Collector:
         if (
             isinstance(event, CellDone)
             and event.status == "finished"
-            and self.recheck_ideas is not None
+            and self.after_cell is not None
         ):
-            for line in self.recheck_ideas():
+            for line in self.after_cell():
                 self(ExecutorNote(line))
 
 
-def idea_rechecker(store_url: str, device: str = "cpu") -> Callable[[], list[str]]:
-    """Re-run the "not yet" ideas that a new, larger checkpoint made due; one line per attempt.
-
-    Called in the sweep's own process after each finished cell, so ideas are re-checked
-    once per checkpoint rather than by every worker at once.
-    """
-    from scaletrack.evals.ideas import rerun_due
-    from scaletrack.store import Store
-
-    def recheck() -> list[str]:
-        with Store.open(store_url) as store:
-            report = rerun_due(store, device=device)
-        lines = [
-            f"idea #{a.idea_id} {a.title!r} on checkpoint {a.checkpoint_id} "
-            f"(N={a.N:,}, C={a.flops:.3g} FLOPs): {a.value:.4g} vs bar {a.threshold:g} "
-            f"-> {a.status}"
-            for a in report.attempts
-        ]
-        lines += [f"idea #{idea_id}: {error}" for idea_id, error in report.errors.items()]
-        return lines
-
-    return recheck
-
-
-def prepare_sweep(grid: Grid, store: Any) -> tuple[list[Cell], int]:
+def prepare_sweep(grid: Grid, store: StoreLike) -> tuple[list[Cell], int]:
     """Upsert the sweep, ensure a run row per cell; return (cells to run, cells already done)."""
     store.upsert_sweep(grid.name, grid.stored_spec())
     todo: list[Cell] = []
@@ -174,14 +154,20 @@ def run_sweep(
     checkpoint_dir: str | Path | None = None,
     stale_after_s: float = 60.0,
     display: Callable[[Grid, list[Cell], int], Any] | None = None,
-    recheck_ideas: bool = True,
+    after_checkpoint: CheckpointHook | None = None,
+    after_cell: Callable[[str], Callable[[], list[str]]] | None = None,
 ) -> SweepReport:
     """Train every cell of `grid` that is not finished; resumable, idempotent.
 
     `workers`, `executor` and `address` (a Ray cluster) override the grid's [executor] table.
     `display(grid, todo, done)` returns a context manager that is also an event sink (see
     `SweepDisplay`); None = silent.
-    With `recheck_ideas`, each finished cell re-runs the ideas its checkpoint made due.
+
+    Hooks from the layers above (`scaletrack.run_sweep` supplies both): `after_checkpoint`
+    runs in the worker on each checkpoint a cell registers (see `SweepJob.after_checkpoint`);
+    `after_cell(store_url)` returns a callable run in this process after each finished cell,
+    whose lines are reported as notes (e.g. ideas re-checked on the new checkpoint).
+    Without them, cells train and nothing else happens.
     """
     from scaletrack.store import Store, StoreError, resolve_store_url
 
@@ -210,10 +196,11 @@ def run_sweep(
         stale_after_s=stale_after_s,
         eval_tasks=tuple(grid.spec.eval.tasks),
         eval_on=grid.spec.eval.tasks_on,
+        after_checkpoint=after_checkpoint,
     )
     collector = _Collector(None)
-    if recheck_ideas:
-        collector.recheck_ideas = idea_rechecker(url)
+    if after_cell is not None:
+        collector.after_cell = after_cell(url)
     interrupted = False
     if todo:
         if display is not None:
@@ -245,7 +232,7 @@ def run_sweep(
     )
 
 
-def unfinished_cells(store: Any, run_keys: Sequence[str]) -> tuple[str, ...]:
+def unfinished_cells(store: StoreLike, run_keys: Sequence[str]) -> tuple[str, ...]:
     """The cells among `run_keys` that are not finished or diverged, as the store says now:
     "run_key (status)" or "run_key (running, held by WORKER)". A cell still marked running by
     a worker of this host that is gone (its store write failed, so did its release) is
@@ -268,7 +255,7 @@ def unfinished_cells(store: Any, run_keys: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def sweep_runs(store: Any, name: str) -> pd.DataFrame:
+def sweep_runs(store: StoreLike, name: str) -> pd.DataFrame:
     """The sweep's runs as a table: key, family, N, D, C, seed, lr, status, loss, attempts."""
     runs = store.runs(sweep=name)
     cols = ["run_key", "family", "N", "D", "C", "seed", "lr", "status", "final_loss", "attempts",

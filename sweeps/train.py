@@ -48,7 +48,7 @@ from scaletrack.sweeps.spikes import SpikeDetector
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from scaletrack.store import Store
+    from scaletrack.store.protocol import StoreLike
 
 DIVERGENCE_FACTOR = 4.0
 HEARTBEAT_INTERVAL_S = 10.0
@@ -218,7 +218,7 @@ def _same_training(saved: Any, cfg: TrainConfig) -> bool:
     return json.dumps(ours, sort_keys=True) == json.dumps(theirs, sort_keys=True)
 
 
-def _ensure_claimed(cfg: TrainConfig, plan: RunPlan, store: Store, run_key: str, worker: str):
+def _ensure_claimed(cfg: TrainConfig, plan: RunPlan, store: StoreLike, run_key: str, worker: str):
     """Create the run row if absent and claim it; return the stored row if already done."""
     from scaletrack.store import RunRecord
 
@@ -241,7 +241,7 @@ def _ensure_claimed(cfg: TrainConfig, plan: RunPlan, store: Store, run_key: str,
 
 def train_run(
     cfg: TrainConfig,
-    store: Store,
+    store: StoreLike,
     run_key: str,
     checkpoint_dir: Path,
     *,
@@ -273,7 +273,7 @@ def train_run(
 def _train(
     cfg: TrainConfig,
     plan: RunPlan,
-    store: Store,
+    store: StoreLike,
     run_key: str,
     checkpoint_dir: Path,
     worker: str,
@@ -316,7 +316,7 @@ def _train(
     if records and resumed_from is None:
         log.warning("run %s: none of its %d checkpoints is usable; restarting from step 0",
                     run_key, len(records))
-    if resumed_from is not None and hasattr(store, "delete_metrics_after"):
+    if resumed_from is not None:
         store.delete_metrics_after(run_key, resumed_from)
 
     val_sets = [

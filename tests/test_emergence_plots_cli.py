@@ -84,7 +84,7 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert res.exit_code == 1
     assert "'compute'" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["emergence", "--csv", str(tmp_path / "missing.csv")])
-    assert res.exit_code == 1 and "not found" in res.output
+    assert res.exit_code == 1 and "does not exist" in res.output
 
 
 def test_cli_reads_store_evals(tmp_path: Path) -> None:

@@ -13,12 +13,12 @@ from scaletrack.errors import ConfigError, DataError
 from scaletrack.evals.evaluate import (
     LoadedCheckpoint,
     TaskError,
-    evaluate_after_checkpoint,
     evaluate_checkpoint,
     load_checkpoint,
     register_external_checkpoint,
     resolve_task,
 )
+from scaletrack.evals.hooks import evaluate_after_checkpoint
 from scaletrack.models.build import build_model
 from scaletrack.models.checkpoint import save_checkpoint
 from scaletrack.store import Store

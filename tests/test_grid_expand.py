@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from scaletrack.cli.main import app
 from scaletrack.errors import ConfigError
-from scaletrack.sweeps.grid import load_grid
+from scaletrack.workflows import load_grid
 
 
 def write(tmp_path: Path, data: dict, name: str = "grid.toml") -> Path:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from scaletrack.analysis.ideas import plot_ideas
 from scaletrack.cli.main import app
-from scaletrack.evals.ideas import add_idea, due_ideas, plot_ideas, rerun_due
+from scaletrack.evals.ideas import add_idea, due_ideas, rerun_due
 from scaletrack.store import Store, make_run_key
 from scaletrack.sweeps.train import TrainConfig, train_run
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from scaletrack.analysis.ideas import ideas_table
 from scaletrack.cli.main import app
 from scaletrack.errors import ConfigError
 from scaletrack.evals.evaluate import register_external_checkpoint
@@ -20,7 +21,6 @@ from scaletrack.evals.ideas import (
     check_idea,
     checkpoint_scale,
     due_ideas,
-    ideas_table,
     refresh_idea_statuses,
     rerun_due,
     retire_idea,

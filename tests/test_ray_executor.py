@@ -23,8 +23,9 @@ from scaletrack.errors import ConfigError
 from scaletrack.store import Store
 from scaletrack.sweeps.executors import CellDone, CellProgress, SweepEvent, SweepJob
 from scaletrack.sweeps.executors.local import LocalExecutor
-from scaletrack.sweeps.grid import Grid, load_grid
-from scaletrack.sweeps.runner import SweepReport, cell_task, run_sweep
+from scaletrack.sweeps.grid import Grid
+from scaletrack.sweeps.runner import SweepReport, cell_task
+from scaletrack.workflows import load_grid, run_sweep
 
 ray = pytest.importorskip("ray")
 from scaletrack.sweeps.executors.ray import (  # noqa: E402

@@ -17,9 +17,9 @@ from scaletrack.sweeps.executors import (
     Executor,
     ExecutorNote,
     WorkerLost,
-    make_executor,
 )
 from scaletrack.sweeps.executors.local import LocalExecutor, gpu_for_worker, threads_per_worker
+from scaletrack.sweeps.executors.registry import make_executor
 from scaletrack.sweeps.grid import load_grid
 from scaletrack.sweeps.runner import SweepDisplay, cell_task, default_checkpoint_root
 

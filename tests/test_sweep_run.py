@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from scaletrack.cli.main import app
 from scaletrack.store import Store
-from scaletrack.sweeps.grid import load_grid
-from scaletrack.sweeps.runner import default_checkpoint_root, run_sweep
+from scaletrack.sweeps.runner import default_checkpoint_root
+from scaletrack.workflows import load_grid, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 

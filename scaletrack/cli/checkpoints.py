@@ -25,13 +25,16 @@ checkpoints_app = typer.Typer(
 @checkpoints_app.command("add")
 def add(
     path: Path = typer.Argument(..., help="Checkpoint file or directory."),
-    params: int = typer.Option(..., "--params", help="N: parameters used for fits."),
-    tokens: int = typer.Option(..., "--tokens", help="D: training tokens."),
+    params: str = typer.Option(..., "--params", help="N: parameters used for fits (e.g. 5e7)."),
+    tokens: str = typer.Option(..., "--tokens", help="D: training tokens (e.g. 1e9)."),
     flops: float | None = typer.Option(None, "--flops", help="C: training compute in FLOPs "
                                        "(default: compared as 6·N·D)."),
     loader: str | None = typer.Option(None, "--loader", help="gpt, lstm or "
                                       "package.module:function returning the model."),
-    meta: str | None = typer.Option(None, "--meta", help="JSON object, e.g. the model config."),
+    meta: str | None = typer.Option(
+        None, "--meta", help="JSON object stored with the checkpoint. Built-in loaders and "
+        "tasks read 'model' (the shape, e.g. {\"n_layer\": 2, \"n_head\": 2, \"d_model\": 64}) and "
+        "'data' (what to evaluate on, e.g. {\"corpus\": \"stdlib\"})."),
     store_url: str | None = StoreOption,
 ) -> None:
     """Register a checkpoint not trained here (kind 'external'); ideas it out-scales become due."""
@@ -41,7 +44,8 @@ def add(
     with store_session(store_url) as store:
         try:
             ckpt_id = register_external_checkpoint(
-                store, path, params=params, tokens=tokens, flops=flops, loader=loader,
+                store, path, params=_count("--params", params),
+                tokens=_count("--tokens", tokens), flops=flops, loader=loader,
                 meta=_parse_meta(meta),
             )
         except CheckpointExists as exc:
@@ -61,6 +65,19 @@ def add(
             console.print(
                 f"ideas now due: {', '.join(map(str, due))} (run `scaletrack ideas rerun`)"
             )
+
+
+def _count(option: str, text: str) -> int:
+    """A whole count written as 50000000, 50_000_000 or 5e7."""
+    from scaletrack.errors import ConfigError
+
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise ConfigError(f"{option} must be a number such as 5e7, got {text!r}") from None
+    if not value.is_integer():
+        raise ConfigError(f"{option} must be a whole number, got {text!r}")
+    return int(value)
 
 
 def _parse_meta(text: str | None) -> dict[str, Any]:

@@ -1,4 +1,10 @@
-"""Helpers shared by every CLI command: the --store option, tables, JSON and errors."""
+"""Helpers shared by every CLI command: the --store option, tables, JSON and user errors.
+
+User errors have one path: a command raises `ScaletrackError` (ConfigError for bad
+arguments, DataError for missing data) and `ScaletrackGroup`, the class of the root command
+group, prints it as one line `error: ...` on stderr and exits with status 1. Nothing here
+imports pandas, torch or the store at module level, so `scaletrack --help` starts fast.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,20 @@ import json
 import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import pandas as pd
+import click
 import typer
-from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from typer.core import TyperGroup
+
+from scaletrack.errors import ConfigError, ScaletrackError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from scaletrack.store.protocol import StoreLike
 
 console = Console()
 err_console = Console(stderr=True)
@@ -34,43 +46,60 @@ def literal(text: object) -> str:
 
 
 def report_error(message: str) -> None:
-    """Print a one-line error on stderr (secrets in any URL in it redacted)."""
+    """Print a one-line error on stderr: user text is never read as Rich markup, and secrets in
+    any URL in it are redacted."""
     from scaletrack.store.engine import redact_secrets
 
     err_console.print(f"[bold red]error:[/] {escape(redact_secrets(message))}", highlight=False,
                       soft_wrap=True)
 
 
+class ScaletrackGroup(TyperGroup):
+    """The root command group: a ScaletrackError raised by any command (or sub-command)
+    becomes a one-line `error: ...` and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ScaletrackError as exc:
+            report_error(str(exc))
+            raise typer.Exit(1) from None
+
+
 def fail(message: str) -> NoReturn:
-    """Print a one-line error and exit with status 1 (inside a command)."""
-    report_error(message)
-    raise typer.Exit(1)
+    """Stop the command with a one-line error (ScaletrackGroup prints it; exit status 1)."""
+    raise ConfigError(message)
 
 
-def open_store_or_exit(url: str | None, *, create: bool = True):  # -> store.Store
-    """Open the store named by `url`, or exit with a one-line error naming it. Commands that
-    only read pass `create=False`: a missing or empty file is then an error, not a new store."""
-    from scaletrack.errors import ScaletrackError
+def open_store_or_exit(url: str | None, *, create: bool = True) -> StoreLike:
+    """Open the store named by `url` (default $SCALETRACK_STORE, else sqlite:///scaletrack.db).
+    Commands that only read pass `create=False`: a missing or empty file is then an error, not
+    a new store. Errors reach the user as one line through ScaletrackGroup."""
     from scaletrack.store import Store
 
-    try:
-        return Store.open(url, create=create)
-    except ScaletrackError as exc:
-        fail(str(exc))
+    return Store.open(url, create=create)
 
 
 @contextmanager
-def store_session(url: str | None, *, create: bool = True) -> Iterator[Any]:
-    """Open the store for a command; a ScaletrackError inside becomes a one-line error."""
-    from scaletrack.errors import ScaletrackError
-
+def store_session(url: str | None, *, create: bool = True) -> Iterator[StoreLike]:
+    """The store named by `url` (see `open_store_or_exit`), closed when the block ends."""
     store = open_store_or_exit(url, create=create)
     try:
         yield store
-    except ScaletrackError as exc:
-        fail(str(exc))
     finally:
         store.close()
+
+
+# The same column names wherever runs are listed (`runs`, `sweep status`).
+RUN_COLUMNS = {"run_key": "run", "final_loss": "loss", "attempts": "tries"}
+RUN_KEY_CHARS = 10  # `scaletrack show` takes any unique prefix
+
+
+def runs_for_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """Runs with the CLI's column names: run (key prefix), loss (final, nats/token), tries."""
+    shown = frame.rename(columns=RUN_COLUMNS)
+    shown["run"] = shown["run"].astype(str).str[:RUN_KEY_CHARS]
+    return shown
 
 
 def _compact(value: float) -> str:
@@ -99,7 +128,7 @@ def _cell(value: Any) -> str:
             return _compact(float(value))
         except (TypeError, ValueError):
             return str(value)
-    if isinstance(value, pd.Timestamp):
+    if hasattr(value, "strftime"):  # pandas Timestamp / datetime
         return value.strftime("%Y-%m-%d %H:%M:%S")
     return escape(str(value))
 
@@ -108,6 +137,10 @@ def print_table(
     df: pd.DataFrame, title: str | None = None, columns: Iterable[str] | None = None
 ) -> None:
     """Print a DataFrame as a compact rich table (large counts as 12.8k, 1.7M; floats 4 digits)."""
+    import pandas as pd
+    from rich import box
+    from rich.table import Table
+
     cols = list(columns) if columns is not None else list(df.columns)
     table = Table(title=None if title is None else escape(title), box=box.SIMPLE_HEAD,
                   padding=(0, 1, 0, 0), pad_edge=False, header_style="bold")
@@ -120,8 +153,6 @@ def print_table(
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
     if hasattr(value, "isoformat"):
         return value.isoformat()
     if hasattr(value, "item"):

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from scaletrack.cli.common import (
-    StoreOption,
-    console,
-    fail,
-    open_store_or_exit,
-    print_json,
-)
-from scaletrack.errors import ScaletrackError
+from scaletrack.cli.common import StoreOption, console, print_json, store_session
+from scaletrack.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _sci(v: float) -> str:
@@ -30,6 +25,8 @@ def _sci(v: float) -> str:
 def _display(table: pd.DataFrame) -> pd.DataFrame:
     """Compact text columns for the terminal: task, class, bar (threshold), largest scale
     tried, crossing scale and its 95% interval, steepness k per decade, emergent."""
+    import pandas as pd
+
     task = table["task"].astype(str)
     if table["metric"].nunique() > 1:
         task = task + " [" + table["metric"].astype(str) + "]"
@@ -48,6 +45,9 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
 
 def _print(df: pd.DataFrame, title: str) -> None:
     """A rich table whose long task names fold onto a second line instead of being cut."""
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=Text(title), header_style="bold")
     for col in df.columns:
         table.add_column(col, overflow="fold", no_wrap=col != "task",
@@ -55,15 +55,6 @@ def _print(df: pd.DataFrame, title: str) -> None:
     for row in df.itertuples(index=False):
         table.add_row(*(Text(str(v)) for v in row))  # task names are user text, not markup
     console.print(table)
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        fail(f"CSV file not found: {path}")
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        fail(f"cannot read CSV {path}: {exc}")
 
 
 def emergence(
@@ -95,18 +86,18 @@ def emergence(
 ) -> None:
     """Fit a floored sigmoid per task and say past / near / far, with the predicted compute
     at which the threshold is crossed and its 95% bootstrap interval."""
+    import pandas as pd
+
     from scaletrack.analysis.classify import classify_groups
+    from scaletrack.store.csv_import import read_csv_table
 
     if csv is not None:
-        df = _read_csv(csv)
+        df = read_csv_table(csv)
         source = str(csv)
     else:
-        st = open_store_or_exit(store, create=False)
-        try:
+        with store_session(store, create=False) as st:
             df = st.evals(task=task)
-        finally:
-            st.close()
-        source = st.url
+            source = st.url
         if x_col not in df.columns:
             x_col = "flops"
         metric_col = metric_col or "metric"
@@ -119,32 +110,30 @@ def emergence(
             approx = 6.0 * df["N"].astype(float) * df["tokens"].astype(float)
             df = df.assign(flops=df["flops"].astype(float).fillna(approx))
     if df.empty:
-        fail(f"no evaluation rows in {source}" + (f" for task {task!r}" if task else ""))
+        raise DataError(f"no evaluation rows in {source}" + (f" for task {task!r}" if task else ""))
     for col in (task_col, x_col, value_col):
         if col not in df.columns:
-            fail(f"column {col!r} not in {source} (have: {', '.join(map(str, df.columns))})")
+            have = ", ".join(map(str, df.columns))
+            raise DataError(f"column {col!r} not in {source} (have: {have})")
     if metric_col is not None and metric_col not in df.columns:
-        fail(f"metric column {metric_col!r} not in {source}")
+        raise ConfigError(f"metric column {metric_col!r} not in {source}")
     df = df.assign(**{x_col: pd.to_numeric(df[x_col], errors="coerce"),
                       value_col: pd.to_numeric(df[value_col], errors="coerce")})
-    try:
-        results = classify_groups(
-            df, task_col=task_col, metric_col=metric_col, x_col=x_col, value_col=value_col,
-            chance=chance, chance_col=chance_col, threshold=threshold,
-            near_factor=near_factor, n_bootstrap=n_bootstrap,
-            lower_is_better=dict.fromkeys(lower_is_better or [], True) or None,
-        )
-        table = pd.DataFrame([r.to_row() for r in results.values()])
-        if plot is not None:
-            from scaletrack.analysis.emergence_plots import plot_tasks_emergence
+    results = classify_groups(
+        df, task_col=task_col, metric_col=metric_col, x_col=x_col, value_col=value_col,
+        chance=chance, chance_col=chance_col, threshold=threshold,
+        near_factor=near_factor, n_bootstrap=n_bootstrap,
+        lower_is_better=dict.fromkeys(lower_is_better or [], True) or None,
+    )
+    table = pd.DataFrame([r.to_row() for r in results.values()])
+    if plot is not None:
+        from scaletrack.analysis.emergence_plots import plot_tasks_emergence
 
-            panels = {name: r for (name, _metric), r in results.items()}
-            written = plot_tasks_emergence(df, panels, plot, task_col=task_col, x_col=x_col,
-                                           value_col=value_col, x_label=x_col)
-            if not as_json:
-                console.print("wrote " + ", ".join(str(p) for p in written))
-    except ScaletrackError as exc:
-        fail(str(exc))
+        panels = {name: r for (name, _metric), r in results.items()}
+        written = plot_tasks_emergence(df, panels, plot, task_col=task_col, x_col=x_col,
+                                       value_col=value_col, x_label=x_col)
+        if not as_json:
+            console.print("wrote " + ", ".join(str(p) for p in written))
     if as_json:
         print_json(table.to_dict(orient="records"))
     else:

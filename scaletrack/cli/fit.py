@@ -2,38 +2,30 @@
 
 Data comes from a sweep in the store (finished runs: N params, D tokens, C FLOPs, final_loss
 in nats) or from a CSV whose columns are renamed to N, D, C, loss with --n-col/--d-col/
---c-col/--loss-col (C defaults to 6·N·D).
-
-import-csv convention: each row becomes a run with family "imported", status "finished",
-final_loss = loss and run_key = make_run_key(config), where config holds the source file
-name and the row's values (so importing the same file twice adds nothing). Each task-metric
-column (--task-cols, default: every other numeric column) becomes an evaluation of one
-external checkpoint per row (kind "external", path "imported:<run_key>", linked to the run):
-store.add_eval(checkpoint_id, task=<column name>, metric="value", value).
+--c-col/--loss-col (C defaults to 6·N·D). `import-csv` records a CSV's rows as finished runs
+(see `scaletrack.store.csv_import` for the convention).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import typer
 
 from scaletrack.cli.common import (
     StoreOption,
     console,
     err_console,
-    fail,
-    open_store_or_exit,
     print_json,
     print_table,
+    store_session,
 )
-from scaletrack.errors import DataError, ScaletrackError
+from scaletrack.errors import ConfigError, DataError
 
-CORE_COLUMNS = ("N", "D", "C", "loss")
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class FitForm(StrEnum):
@@ -62,48 +54,28 @@ SweepOpt = typer.Option(None, "--sweep", help="Use the finished runs of this swe
 CsvOpt = typer.Option(None, "--csv", help="Use this CSV instead of the store.", exists=False)
 
 
-def _read_csv(path: Path, n_col: str, d_col: str, loss_col: str, c_col: str) -> pd.DataFrame:
-    """CSV with columns renamed to N, D, C, loss; C = 6·N·D when absent."""
-    from scaletrack.analysis.io import validate_frame
-    from scaletrack.errors import DataError
-
-    if not path.is_file():
-        raise DataError(f"CSV file {str(path)!r} does not exist")
-    try:
-        raw = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read CSV {str(path)!r}: {str(exc).splitlines()[0]}") from exc
-    rename: dict[str, str] = {}
-    for ours, theirs in (("N", n_col), ("D", d_col), ("loss", loss_col), ("C", c_col)):
-        if theirs in raw.columns:
-            rename[theirs] = ours
-        elif theirs != ours or ours == "loss":  # a column the user named must exist
-            raise DataError(f"CSV {str(path)!r} has no column {theirs!r} (for {ours}); "
-                            f"columns: {list(raw.columns)}")
-    df = raw.rename(columns=rename)
-    if "D" not in df.columns and {"N", "C"} <= set(df.columns):
-        df = validate_frame(df, ("N", "C", "loss"), add_compute=False)
-        df["D"] = df["C"] / (6.0 * df["N"])
-        typer.echo(f"note: {str(path)!r} has no D column; using D = C/(6·N) tokens", err=True)
-    return validate_frame(df, [c for c in ("N", "D", "loss") if c in df.columns])
+def _csv_columns(n_col: str, d_col: str, loss_col: str, c_col: str) -> dict[str, str]:
+    return {"N": n_col, "D": d_col, "loss": loss_col, "C": c_col}
 
 
 def _load(sweep: str | None, csv: Path | None, store: str | None, cols: tuple,
           drop_highest_loss: int = 0) -> pd.DataFrame:
+    """The N, D, C, loss frame to fit (with seed and lr for a sweep): a sweep's finished runs
+    (trunks of cooldown branches left out), or a CSV; less the `drop_highest_loss` rows with
+    the highest loss."""
+    from scaletrack.analysis.io import read_fit_csv
+    from scaletrack.analysis.points import sweep_points
+
     if (sweep is None) == (csv is None):
-        fail("give exactly one of --sweep NAME or --csv FILE")
+        raise ConfigError("give exactly one of --sweep NAME or --csv FILE")
     if csv is not None:
-        df = _read_csv(csv, *cols)
+        df = read_fit_csv(csv, columns=_csv_columns(*cols), required=("N", "loss"))
+        if "D" not in df.columns:  # published data often gives N and C only
+            df["D"] = df["C"] / (6.0 * df["N"])
+            typer.echo(f"note: {str(csv)!r} has no D column; using D = C/(6·N) tokens", err=True)
     else:
-        with open_store_or_exit(store, create=False) as st:
-            runs = st.runs(sweep=sweep, status="finished")
-        if runs.empty:
-            fail(f"sweep {sweep!r} has no finished runs in the store")
-        frame = runs[["run_key", "N", "D", "C", "seed", "lr", "final_loss"]].rename(
-            columns={"final_loss": "loss"})
-        df = frame.dropna(subset=["loss"]).set_index("run_key")
-        if df.empty:
-            fail(f"sweep {sweep!r} has no finished runs with a final loss")
+        with store_session(store, create=False) as st:
+            df = sweep_points(st, sweep)
     if drop_highest_loss:
         if drop_highest_loss >= len(df):
             raise DataError(f"--drop-highest-loss {drop_highest_loss} would drop all "
@@ -121,10 +93,11 @@ def _selected(df: pd.DataFrame, form: str, lr: str, seeds: str,
 
 def _budgets(df: pd.DataFrame, extra: list[float] | None) -> list[float]:
     """Allocation budgets (FLOPs): each decade across the data's compute range, plus --budget."""
+    import numpy as np
+
     lo, hi = np.log10(df["C"].min()), np.log10(df["C"].max())
     decades = [10.0**k for k in range(int(np.ceil(lo)), int(np.floor(hi)) + 1)]
-    out = sorted({float(df["C"].min()), *decades, float(df["C"].max()), *(extra or [])})
-    return out
+    return sorted({float(df["C"].min()), *decades, float(df["C"].max()), *(extra or [])})
 
 
 def _fit(form: str, df: pd.DataFrame, bootstrap: int, seed: int):
@@ -179,19 +152,13 @@ def fit_command(
     """Fit a scaling law with 95% bootstrap intervals; with --sweep the fit is saved."""
     from scaletrack.analysis.status import degenerate_message
 
-    try:
-        df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col), drop_highest_loss)
-        points, how = _selected(df, form.value, lr, seeds, frontier)
-        result = _fit(form.value, points, bootstrap, seed)
-    except ScaletrackError as exc:
-        fail(str(exc))
+    df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col), drop_highest_loss)
+    points, how = _selected(df, form.value, lr, seeds, frontier)
+    result = _fit(form.value, points, bootstrap, seed)
     fit_id = None
     if sweep is not None:
-        with open_store_or_exit(store, create=False) as st:
-            try:
-                fit_id = st.save_fit(result.form, result.to_dict(), sweep=sweep)
-            except ScaletrackError as exc:
-                fail(str(exc))
+        with store_session(store, create=False) as st:
+            fit_id = st.save_fit(result.form, result.to_dict(), sweep=sweep)
     message = degenerate_message(result)
     if as_json:
         out: dict[str, Any] = {
@@ -254,21 +221,18 @@ def backtest_command(
     from scaletrack.analysis import backtest
     from scaletrack.analysis.status import degenerate_message
 
-    try:
-        if not 0.0 < holdout_top < 1.0:
-            raise DataError(f"--holdout-top must be a fraction in (0, 1), got {holdout_top:g}")
-        df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col), drop_highest_loss)
-        points, how = _selected(df, form.value, lr, seeds, frontier)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            res = backtest(points, form.value, holdout_top=holdout_top, n_bootstrap=bootstrap)
-        paths = []
-        if output is not None:
-            from scaletrack.analysis.plots import plot_backtest
+    if not 0.0 < holdout_top < 1.0:
+        raise DataError(f"--holdout-top must be a fraction in (0, 1), got {holdout_top:g}")
+    df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col), drop_highest_loss)
+    points, how = _selected(df, form.value, lr, seeds, frontier)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = backtest(points, form.value, holdout_top=holdout_top, n_bootstrap=bootstrap)
+    paths = []
+    if output is not None:
+        from scaletrack.analysis.plots import plot_backtest
 
-            paths = plot_backtest(points, res, output)
-    except ScaletrackError as exc:
-        fail(str(exc))
+        paths = plot_backtest(points, res, output)
     s = res.summary
     if as_json:
         print_json({k: s[k] for k in ("n_train", "n_test", "mape", "coverage_prediction",
@@ -307,49 +271,21 @@ def plot_command(
     from scaletrack.analysis import fit_chinchilla, fit_isoflop
     from scaletrack.analysis.plots import plot_isoflop, plot_loss_vs_compute, plot_optimal
 
-    try:
-        df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col))
-        if kind is PlotKind.compute:
-            points, how = _selected(df, "compute", "best", "mean", None)
-            fit = _fit("compute", points, bootstrap, 0) if len(points) >= 3 else None
-            console.print(f"points: {how}", markup=False)
-            paths = plot_loss_vs_compute(df, output, fit=fit)
-        elif kind is PlotKind.isoflop:
-            paths = plot_isoflop(df, output, budget_col=budget_col)
-        else:
-            fits = [fit_isoflop(df, budget_col=budget_col, n_bootstrap=bootstrap)]
-            if "D" in df.columns and len(df) >= 5:
-                fits.append(fit_chinchilla(df, n_bootstrap=bootstrap))
-            paths = plot_optimal(fits, output)
-    except ScaletrackError as exc:
-        fail(str(exc))
+    df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col))
+    if kind is PlotKind.compute:
+        points, how = _selected(df, "compute", "best", "mean", None)
+        fit = _fit("compute", points, bootstrap, 0) if len(points) >= 3 else None
+        console.print(f"points: {how}", markup=False)
+        paths = plot_loss_vs_compute(df, output, fit=fit)
+    elif kind is PlotKind.isoflop:
+        paths = plot_isoflop(df, output, budget_col=budget_col)
+    else:
+        fits = [fit_isoflop(df, budget_col=budget_col, n_bootstrap=bootstrap)]
+        if "D" in df.columns and len(df) >= 5:
+            fits.append(fit_chinchilla(df, n_bootstrap=bootstrap))
+        paths = plot_optimal(fits, output)
     for path in paths:
         typer.echo(str(path))
-
-
-def _check_whole_counts(df: pd.DataFrame) -> None:
-    """N (parameters) and D (tokens) are counts, stored rounded to whole numbers: a value
-    below 1 (N = 0.4 would be stored as 0) is refused rather than rounded away."""
-    for col in ("N", "D"):
-        values = df[col].to_numpy(dtype=float)
-        bad = values < 1
-        if bad.any():
-            row = df.index[int(np.argmax(bad))]
-            raise DataError(f"column {col!r} row {row} has {float(df[col].loc[row]):g}: "
-                            f"{'parameter' if col == 'N' else 'token'} counts must be at "
-                            "least 1")
-
-
-def _check_fits_int64(df: pd.DataFrame) -> None:
-    """The store keeps N and D as 64-bit integers; refuse a value it cannot hold."""
-    for col in ("N", "D"):
-        too_big = df[col].to_numpy(dtype=float) >= 2.0**63
-        if too_big.any():
-            row = df.index[int(np.argmax(too_big))]
-            raise DataError(
-                f"column {col!r} row {row} has {float(df[col].loc[row]):g}, more than the "
-                "store's 64-bit integers hold"
-            )
 
 
 def import_csv_command(
@@ -367,137 +303,47 @@ def import_csv_command(
     ),
 ) -> None:
     """Import published/external runs (family "imported") and their task metrics."""
-    counts = {"rows": 0, "new_runs": 0, "checkpoints": 0, "evals": 0, "skipped": 0}
-    total = 0
+    from scaletrack.analysis.io import read_fit_csv
+    from scaletrack.store.csv_import import (
+        IMPORT_BATCH_ROWS,
+        ImportCounts,
+        import_runs,
+        task_columns,
+    )
+
+    df = read_fit_csv(file, columns=_csv_columns(n_col, d_col, loss_col, c_col),
+                      required=("N", "D", "loss"))
+    names = None if task_cols is None else [c.strip() for c in task_cols.split(",") if c.strip()]
+    if name_col is None:
+        name_col = next((c for c in ("name", "model", "Model") if c in df.columns), None)
+    elif name_col not in df.columns:
+        raise DataError(f"CSV {str(file)!r} has no column {name_col!r} (--name-col)")
+    tasks = [t for t in task_columns(df, names) if t != name_col]
+    counts = ImportCounts()
+
+    def progress(done: int) -> None:  # "imported 120,000 / 1,000,000 rows" on big files
+        if len(df) > IMPORT_BATCH_ROWS:
+            err_console.print(f"imported {done:,} / {len(df):,} rows", highlight=False)
+
     try:
-        df = _read_csv(file, n_col, d_col, loss_col, c_col)
-        if "N" not in df.columns or "D" not in df.columns:
-            fail(f"CSV {str(file)!r} needs columns for N ({n_col!r}) and D ({d_col!r})")
-        _check_fits_int64(df)
-        _check_whole_counts(df)
-        tasks = _task_columns(df, task_cols)
-        if name_col is None:
-            name_col = next((c for c in ("name", "model", "Model") if c in df.columns), None)
-        elif name_col not in df.columns:
-            fail(f"CSV {str(file)!r} has no column {name_col!r} (--name-col)")
-        tasks = [t for t in tasks if t != name_col]
-        total = len(df)
-        with open_store_or_exit(store) as st:
-            _import_rows(st, df, tasks, sweep, file.name, counts, _progress(len(df)), name_col)
-    except ScaletrackError as exc:
-        fail(str(exc))
+        with store_session(store) as st:
+            import_runs(st, df, source=file.name, sweep=sweep, tasks=tasks, name_col=name_col,
+                        counts=counts, progress=progress)
     except KeyboardInterrupt:
         err_console.print(
-            f"interrupted: kept {counts['rows']:,} of {total:,} rows (whole batches); run the "
+            f"interrupted: kept {counts.rows:,} of {len(df):,} rows (whole batches); run the "
             "same command again to import the rest (rows already imported are skipped)",
             markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
-    skipped = counts.get("skipped_cells", [])
     console.print(
-        f"imported {counts['rows']:,} rows ({counts['new_runs']:,} new runs) from {file.name}"
+        f"imported {counts.rows:,} rows ({counts.new_runs:,} new runs) from {file.name}"
         + (f" into sweep {sweep}" if sweep else "")
-        + f"; {counts['evals']:,} task values on {counts['checkpoints']:,} external checkpoints"
-        + (f"; skipped {counts['skipped']:,} missing, NaN or infinite task values (first: "
-           + ", ".join(f"row {r} column {c!r}" for r, c in skipped) + ")"
-           if counts["skipped"] else ""),
+        + f"; {counts.evals:,} task values on {counts.checkpoints:,} external checkpoints"
+        + (f"; skipped {counts.skipped:,} missing, NaN or infinite task values (first: "
+           + ", ".join(f"row {r} column {c!r}" for r, c in counts.skipped_cells) + ")"
+           if counts.skipped else ""),
         markup=False, highlight=False, soft_wrap=True,
     )
-
-
-def _task_columns(df: pd.DataFrame, task_cols: str | None) -> list[str]:
-    from scaletrack.errors import DataError
-
-    if task_cols is None:
-        return [c for c in df.columns
-                if c not in CORE_COLUMNS and pd.api.types.is_numeric_dtype(df[c])]
-    names = [c.strip() for c in task_cols.split(",") if c.strip()]
-    for name in names:
-        if name not in df.columns:
-            raise DataError(f"task column {name!r} is not in the CSV; columns: {list(df.columns)}")
-        values = pd.to_numeric(df[name], errors="coerce")
-        bad = values.isna() & df[name].notna()
-        if bad.any():
-            row = bad[bad].index[0]
-            raise DataError(f"task column {name!r} is not numeric: row {row} has "
-                            f"{df[name].loc[row]!r}")
-    return names
-
-
-IMPORT_BATCH_ROWS = 10_000  # rows per store transaction (and per progress line)
-SKIPPED_SHOWN = 3
-
-
-def _progress(total: int):
-    """A callback printing "imported 120,000 / 1,000,000 rows" on stderr, at most every 2 s."""
-    import time
-
-    last = [time.monotonic()]
-
-    def report(done: int) -> None:
-        now = time.monotonic()
-        if total > IMPORT_BATCH_ROWS and (now - last[0] >= 2.0 or done == total):
-            last[0] = now
-            err_console.print(f"imported {done:,} / {total:,} rows", highlight=False)
-
-    return report
-
-
-def _import_rows(st, df: pd.DataFrame, tasks: list[str], sweep: str | None, source: str,
-                 counts: dict, progress, name_col: str | None = None) -> dict:
-    """Import `df` in batches of IMPORT_BATCH_ROWS rows (one transaction each); `counts` is
-    updated after every batch, so an interrupted import knows how many rows it kept."""
-    import math
-
-    from scaletrack.store import CheckpointRecord, RunRecord, make_run_key
-
-    if sweep is not None and sweep not in set(st.sweeps()["name"]):
-        st.upsert_sweep(sweep, {"imported_from": source})
-    counts.setdefault("skipped_cells", [])
-    core = [c for c in CORE_COLUMNS if c in df.columns]
-    for start in range(0, len(df), IMPORT_BATCH_ROWS):
-        chunk = df.iloc[start:start + IMPORT_BATCH_ROWS]
-        records, task_values = [], []
-        for idx, row in zip(chunk.index, chunk.to_dict(orient="records"), strict=True):
-            config = {"family": "imported", "source": source, "sweep": sweep,
-                      **{c: float(row[c]) for c in core}}
-            values = {}
-            for task in tasks:
-                value = pd.to_numeric(row[task], errors="coerce")
-                config[task] = None if pd.isna(value) else float(value)
-                if config[task] is not None and math.isfinite(config[task]):
-                    values[task] = config[task]
-                else:
-                    counts["skipped"] += 1
-                    if len(counts["skipped_cells"]) < SKIPPED_SHOWN:
-                        counts["skipped_cells"].append((_label(idx), task))
-            key = make_run_key(config)
-            n, d = int(round(row["N"])), int(round(row["D"]))
-            records.append(RunRecord(
-                run_key=key, sweep=sweep, family="imported", config=config, N=n, N_total=n,
-                D=d, C=float(row["C"]), status="finished", final_loss=float(row["loss"]),
-                name=None if name_col is None or pd.isna(row[name_col]) else str(row[name_col]),
-            ))
-            task_values.append((idx, key, n, d, float(row["C"]), values))
-        counts["new_runs"] += st.ensure_runs(records)
-        for idx, key, n, d, c, values in task_values:
-            if not values:
-                continue
-            ckpt_id = st.add_checkpoint(CheckpointRecord(
-                id=None, run_key=key, kind="external", N=n, tokens=d, flops=c, step=None,
-                path=f"imported:{key}", sha256=None, loader=None,
-                meta={"source": source, "row": _label(idx)},
-            ))
-            counts["checkpoints"] += 1
-            for task, value in values.items():
-                st.add_eval(ckpt_id, task=task, metric="value", value=value)
-                counts["evals"] += 1
-        counts["rows"] += len(chunk)
-        progress(counts["rows"])
-    return counts
-
-
-def _label(value: object) -> object:
-    return value.item() if hasattr(value, "item") else value
 
 
 def register(app: typer.Typer) -> None:

@@ -11,10 +11,10 @@ import typer
 from scaletrack.cli.common import (
     StoreOption,
     console,
-    err_console,
     literal,
     print_json,
     print_table,
+    report_error,
     store_session,
 )
 
@@ -88,7 +88,8 @@ def list_(
     store_url: str | None = StoreOption,
 ) -> None:
     """Show each idea: status, best value, largest scale tried, class, predicted crossing."""
-    from scaletrack.evals.ideas import attempts_table, ideas_table
+    from scaletrack.analysis.ideas import ideas_table
+    from scaletrack.evals.ideas import attempts_table
 
     with store_session(store_url, create=False) as store:
         table = ideas_table(store)
@@ -134,8 +135,7 @@ def rerun(
             )
         if report.errors:
             for idea_id, message in report.errors.items():
-                err_console.print(f"[bold red]error:[/] idea {idea_id}: {literal(message)}",
-                                  highlight=False, soft_wrap=True)
+                report_error(f"idea {idea_id}: {message}")
             raise typer.Exit(1)
 
 
@@ -195,7 +195,7 @@ def plot(
     store_url: str | None = StoreOption,
 ) -> None:
     """Draw each idea's attempts against compute, with its bar."""
-    from scaletrack.evals.ideas import plot_ideas
+    from scaletrack.analysis.ideas import plot_ideas
 
     with store_session(store_url, create=False) as store:
         for path in plot_ideas(store, output):

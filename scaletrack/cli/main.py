@@ -1,4 +1,8 @@
-"""The `scaletrack` command: one typer app; each area registers its own commands."""
+"""The `scaletrack` command: one typer app; each area registers its own commands.
+
+Command modules import only typer and rich at module level (the library is imported inside
+each command), so `scaletrack --help` and `scaletrack version` load neither torch nor pandas.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +16,20 @@ from scaletrack.cli import (
     ideas,
     imports,
     runs,
-    slurm,
     sweep,
     track,
     ui,
 )
-from scaletrack.cli.common import report_error
-from scaletrack.errors import ScaletrackError
+from scaletrack.cli.common import ScaletrackGroup
 
 app = typer.Typer(
     name="scaletrack",
+    cls=ScaletrackGroup,
     help="Train scaling-law grids, log every loss, fit the laws, track emergence and ideas.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
 
 
 @app.command()
@@ -39,19 +41,14 @@ def version() -> None:
 
 
 for _module in (
-    runs, sweep, slurm, fit, emergence, ideas, checkpoints, track, imports, export, ui
+    runs, sweep, fit, emergence, ideas, checkpoints, track, imports, export, ui
 ):
     _module.register(app)
 
 
 def main() -> None:
-    """Console-script entry point: user errors become one line, not a traceback."""
-    try:
-        app()
-    except ScaletrackError as exc:
-        # Raised outside click's own error handling, so exit here rather than via typer.Exit.
-        report_error(str(exc))
-        raise SystemExit(1) from None
+    """Console-script entry point (user errors are reported by ScaletrackGroup)."""
+    app()
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@ import typer
 
 from scaletrack.cli.common import (
     StoreOption,
-    fail,
-    open_store_or_exit,
     print_json,
     print_table,
+    runs_for_display,
+    store_session,
 )
 
 TABLE_COLUMNS = ("run", "sweep", "family", "status", "N", "D", "C", "seed", "lr", "loss", "tries")
@@ -35,21 +35,27 @@ def runs_command(
     tag: str | None = typer.Option(None, "--tag", help="Only runs carrying this tag."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON records instead of a table."),
     limit: int | None = typer.Option(
-        None, "--limit", min=0, help=f"Rows to show (table default {PAGE_ROWS}, JSON default "
-        "all; 0 = all)."),
+        None, "--limit", min=0, help=f"Rows to show (table default {PAGE_ROWS}, JSON and --keys "
+        "default all; 0 = all)."),
     offset: int = typer.Option(0, "--offset", min=0, help="Skip this many runs first."),
+    keys: bool = typer.Option(False, "--keys", help="Print only the run keys, one per line."),
 ) -> None:
     """List runs: key, sweep, family, status, N (params), D (tokens), C (FLOPs), final loss."""
+    from scaletrack.errors import ConfigError
     from scaletrack.store import RUN_STATUSES
 
     if status is not None and status not in RUN_STATUSES:
-        fail(f"unknown status {status!r} (one of {', '.join(RUN_STATUSES)})")
+        raise ConfigError(f"unknown status {status!r} (one of {', '.join(RUN_STATUSES)})")
     if limit is None:
-        limit = 0 if as_json else PAGE_ROWS
-    with open_store_or_exit(store, create=False) as st:
+        limit = 0 if as_json or keys else PAGE_ROWS
+    with store_session(store, create=False) as st:
         frame = st.runs(sweep=sweep, status=status, tag=tag, limit=limit or None, offset=offset)
         total = (len(frame) + offset if limit == 0
                  else st.count_runs(sweep=sweep, status=status, tag=tag))
+    if keys:
+        for key in frame["run_key"] if not frame.empty else ():
+            typer.echo(key)
+        return
     if as_json:
         records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
         print_json(records)
@@ -58,8 +64,7 @@ def runs_command(
         typer.echo("no runs")
         return
     title = "runs"
-    shown = frame.rename(columns={"final_loss": "loss", "attempts": "tries"})
-    shown["run"] = shown["run_key"].str[:10]  # `scaletrack show` takes any unique prefix
+    shown = runs_for_display(frame)
     # A column with one value everywhere goes into the title, to keep 80-column terminals tidy.
     columns = list(TABLE_COLUMNS)
     if shown["name"].notna().any():  # imported runs carry a model name

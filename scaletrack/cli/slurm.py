@@ -1,14 +1,17 @@
-"""CLI: `sweep cancel NAME` and the Slurm part of `sweep status` (job ids, states, logs)."""
+"""CLI: `sweep cancel NAME` and the Slurm part of `sweep status` (job ids, states, logs);
+`scaletrack.cli.sweep` registers them in the `sweep` group."""
 
 from __future__ import annotations
 
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import typer
 
 from scaletrack.cli.common import StoreOption, console, fail, store_session
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def slurm_task_table(store: Any, sweep: str) -> pd.DataFrame:
@@ -69,9 +72,3 @@ def cancel_command(
         console.print(f"sweep {name}: no live slurm tasks to cancel", markup=False,
                       highlight=False)
 
-
-def register(app: typer.Typer) -> None:
-    """Add `sweep cancel` to the `sweep` group."""
-    from scaletrack.cli.sweep import sweep_app, user_errors
-
-    sweep_app.command("cancel")(user_errors(cancel_command))

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import signal
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import pandas as pd
 import typer
 
 from scaletrack.cli.common import (
@@ -18,11 +15,12 @@ from scaletrack.cli.common import (
     literal,
     open_store_or_exit,
     print_table,
+    runs_for_display,
+    store_session,
+    to_json,
 )
 from scaletrack.cli.runs import page_footer
-from scaletrack.errors import ScaletrackError
-
-F = TypeVar("F", bound=Callable[..., Any])
+from scaletrack.errors import ConfigError, DataError
 
 sweep_app = typer.Typer(help="Run, validate and inspect grid sweeps.", no_args_is_help=True)
 
@@ -31,25 +29,7 @@ PAGE_ROWS = 50  # cells listed by `sweep status` by default
 UNFINISHED_SHOWN = 5  # unfinished cells named in `sweep run`'s error line
 
 
-def user_errors(fn: F) -> F:
-    """Turn a ScaletrackError raised by a command into a one-line error and exit code 1.
-
-    Done inside the command (within click's context) so the exit is clean wherever the app
-    is invoked from.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ScaletrackError as exc:
-            fail(str(exc))
-
-    return wrapper  # type: ignore[return-value]
-
-
 @sweep_app.command("run")
-@user_errors
 def run_command(
     file: Path = typer.Argument(..., help="Grid file (TOML)."),
     store: str | None = StoreOption,
@@ -77,8 +57,8 @@ def run_command(
 ) -> None:
     """Train every cell of FILE that is not finished yet (resumes interrupted cells)."""
     from scaletrack.store import resolve_store_url
-    from scaletrack.sweeps.grid import load_grid
-    from scaletrack.sweeps.runner import SweepDisplay, run_sweep
+    from scaletrack.sweeps.runner import SweepDisplay
+    from scaletrack.workflows import load_grid, run_sweep
 
     if executor is not None and executor not in ("local", "ray", "slurm"):
         fail(f"--executor: expected 'local', 'ray' or 'slurm', got {executor!r}")
@@ -133,7 +113,6 @@ def run_command(
 
 
 @sweep_app.command("validate")
-@user_errors
 def validate_command(
     file: Path = typer.Argument(..., help="Grid file (TOML)."),
     force: bool = typer.Option(False, "--force", help="Accept cells estimated to train longer "
@@ -141,7 +120,9 @@ def validate_command(
 ) -> None:
     """Check FILE completely (shapes, data, tasks, memory and time per cell) and list its
     cells; writes nothing."""
-    from scaletrack.sweeps.grid import load_grid
+    import pandas as pd
+
+    from scaletrack.workflows import load_grid
 
     grid = load_grid(file)
     _check_budget(grid, force)
@@ -166,7 +147,6 @@ def _check_budget(grid: Any, force: bool) -> None:
 
 
 @sweep_app.command("status")
-@user_errors
 def status_command(
     name: str = typer.Argument(..., help="Sweep name."),
     store: str | None = StoreOption,
@@ -187,11 +167,11 @@ def status_command(
     finally:
         st.close()
     console.print(f"sweep [bold]{literal(name)}[/]: "
-                  + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    columns = ["run_key", "N", "D", "seed", "lr", "status", "final_loss", "attempts"]
+                  + ", ".join(f"{v} {k}" for k, v in counts.items()), highlight=False)
+    columns = ["run", "N", "D", "C", "seed", "lr", "status", "loss", "tries"]
     if runs["error"].notna().any():
         columns.append("error")
-    print_table(runs, title=f"cells of {name}", columns=columns)
+    print_table(runs_for_display(runs), title=f"cells of {name}", columns=columns)
     footer = page_footer(len(runs), offset, sum(counts.values()), "cells")
     if footer:
         typer.echo(footer)
@@ -201,33 +181,35 @@ def status_command(
         print_slurm_tasks(slurm, name)
 
 
-@user_errors
 def show_command(
     run: str = typer.Argument(..., help="Run key (or a unique prefix of one)."),
     store: str | None = StoreOption,
     plot: Path | None = typer.Option(None, "--plot", help="Write a loss-curve figure here."),
 ) -> None:
     """A run's config and its loss curves (train and validation loss by step)."""
-    from scaletrack.cli.common import to_json
+    from scaletrack.analysis.curves import (
+        CURVE_METRICS,
+        loss_curves,
+        plot_loss_curves,
+        thin_curves,
+    )
 
-    st = open_store_or_exit(store, create=False)
-    try:
+    with store_session(store, create=False) as st:
         record = st.get_run(run)
         if record is None:
             matches = st.find_run_keys(run, limit=2)
             if len(matches) != 1:
                 why = "no run" if not matches else "more than one run"
-                fail(f"{why} with key {run!r} in {st.url}")
+                raise ConfigError(f"{why} with key {run!r} in {st.url}")
             record = st.get_run(matches[0])
-        metrics = st.metrics([record.run_key], names=["train/loss", "val/loss", "tokens"])
-    finally:
-        st.close()
-    assert record is not None
+        assert record is not None
+        metrics = st.metrics([record.run_key], names=list(CURVE_METRICS))
     loss = f"{record.final_loss:.4f}" if record.final_loss is not None else "-"
     compute = f"{record.C:.3g}" if record.C is not None else "-"
     console.print(f"run [bold]{record.run_key}[/]  sweep {literal(record.sweep)}  "
                   f"family {literal(record.family)}  "
-                  f"status {record.status}  attempts {record.attempts}", soft_wrap=True)
+                  f"status {record.status}  attempts {record.attempts}", soft_wrap=True,
+                  highlight=False)
     console.print(f"N {record.N}  N_total {record.N_total}  D {record.D}  C {compute}  "
                   f"seed {record.seed}  lr {record.lr}  final loss {loss}", soft_wrap=True)
     if record.error:
@@ -237,66 +219,14 @@ def show_command(
     if curves.empty:
         console.print("no metrics logged yet")
     else:
-        print_table(_thin(curves, CURVE_ROWS), title="loss by step (nats/token)")
+        print_table(thin_curves(curves, CURVE_ROWS), title="loss by step (nats/token)")
     if plot is not None:
         if curves.empty:
-            fail("nothing to plot: the run has no loss metrics")
-        plot_curves(curves, plot, title=f"{record.run_key} ({record.sweep})")
-        console.print(f"wrote {plot}")
+            raise DataError("nothing to plot: the run has no loss metrics")
+        written = plot_loss_curves(curves, plot, title=f"{record.run_key} ({record.sweep})")
+        console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
 
 
-def loss_curves(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Wide table step | tokens | train/loss | val/loss from the long metrics frame."""
-    if metrics.empty:
-        return pd.DataFrame(columns=["step", "tokens", "train/loss", "val/loss"])
-    wide = metrics.pivot_table(index="step", columns="name", values="value", aggfunc="last")
-    wide = wide.reset_index()
-    for col in ("tokens", "train/loss", "val/loss"):
-        if col not in wide.columns:
-            wide[col] = float("nan")
-    out = wide[["step", "tokens", "train/loss", "val/loss"]].copy()
-    out["tokens"] = out["tokens"].astype("Float64").round().astype("Int64")
-    return out.sort_values("step").reset_index(drop=True)
-
-
-def _thin(curves: pd.DataFrame, rows: int) -> pd.DataFrame:
-    """At most `rows` rows: every row with a val loss preferred, always the last step."""
-    with_val = curves[curves["val/loss"].notna()]
-    base = with_val if len(with_val) >= 2 else curves
-    if len(base) <= rows:
-        return base
-    idx = sorted({int(round(i * (len(base) - 1) / (rows - 1))) for i in range(rows)})
-    return base.iloc[idx]
-
-
-def plot_curves(curves: pd.DataFrame, path: Path, title: str) -> None:
-    """Train and validation loss against step, saved to `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    train = curves[curves["train/loss"].notna()]
-    val = curves[curves["val/loss"].notna()]
-    ax.plot(train["step"], train["train/loss"], label="train", alpha=0.7)
-    if not val.empty:
-        ax.plot(val["step"], val["val/loss"], "o-", label="validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fig.savefig(path)
-    except (OSError, ValueError) as exc:
-        fail(f"--plot {path}: cannot write the figure ({exc})")
-    finally:
-        plt.close(fig)
-
-
-@user_errors
 def demo_command(
     out: Path = typer.Option(Path("scaletrack-demo"), "--out", help="Folder for store + figures."),
     workers: int = typer.Option(2, "--workers", "-w", min=1, help="Worker processes."),
@@ -309,6 +239,9 @@ def demo_command(
 
 def register(app: typer.Typer) -> None:
     """Add `sweep`, `show` and `demo` to the main app."""
+    from scaletrack.cli.slurm import cancel_command
+
+    sweep_app.command("cancel")(cancel_command)
     app.add_typer(sweep_app, name="sweep")
     app.command("show")(show_command)
     app.command("demo")(demo_command)

@@ -540,7 +540,8 @@ def emergence(store: Any) -> dict[str, Any]:
 def ideas(store: Any) -> dict[str, Any]:
     """The "not yet" registry: each idea (status, bar, best value, class, predicted crossing
     in FLOPs, whether it is due) and its attempts across scale (N, tokens, FLOPs, value)."""
-    from scaletrack.evals.ideas import attempts_table, due_ideas, ideas_table
+    from scaletrack.analysis.ideas import ideas_table
+    from scaletrack.evals.ideas import attempts_table, due_ideas
 
     table = ideas_table(store, refresh=False, outlook=True)  # refresh would write statuses
     due = {int(i.id) for i in due_ideas(store)}

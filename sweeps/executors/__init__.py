@@ -4,11 +4,11 @@ An executor gets a `SweepJob` (what to run and where the store is) and reports w
 through `on_event` with the event dataclasses below; the runner turns them into progress bars
 and the final report. Every executor trains a cell the same way, with `run_cell`: claim it in
 the store (a cell held by a live worker or already done is skipped), call
-`sweeps.train.train_run`, release the claim if stopped, and run the grid's evaluation tasks on
-the new checkpoint. To add an executor, implement the `Executor` protocol and register its
-constructor in `make_executor`: it is called as `cls(workers=..., address=...)`. An executor
-may also define `preflight(store_url)`, which `run_sweep` calls before the store is opened, to
-refuse a sweep (ConfigError) without touching anything stored.
+`sweeps.train.train_run`, release the claim if stopped, and hand the new checkpoint to the
+job's `after_checkpoint` hook (the grid's evaluation tasks, supplied by the layer above).
+To add an executor, implement the `Executor` protocol and register its constructor in
+`sweeps.executors.registry.make_executor` (kept out of this module, which every executor
+imports, so there is no import cycle): it is called as `cls(workers=..., address=...)`.
 """
 
 from __future__ import annotations
@@ -17,14 +17,19 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from scaletrack.errors import ConfigError, ScaletrackError
+from scaletrack.errors import ScaletrackError, one_line
+
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
 
 # ----------------------------------------------------------------------------- what to run
+
+CheckpointHook = Callable[["StoreLike", int, tuple[str, ...], str], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,9 @@ class SweepJob:
     stale_after_s: float = 60.0  # a running cell whose heartbeat is older may be taken over
     eval_tasks: tuple[str, ...] = ()
     eval_on: str = "final"  # "final" | "checkpoints"
+    # after_checkpoint(store, checkpoint_id, eval_tasks, device) -> {task: error}; a top-level
+    # function (it pickles by reference to workers), supplied by the layer that knows evals
+    after_checkpoint: CheckpointHook | None = None
 
     def checkpoint_dir(self) -> Path:
         """What train_run gets: it writes a cell's files under <this>/<run_key>/."""
@@ -137,49 +145,12 @@ class Executor(Protocol):
     def run(self, job: SweepJob, on_event: EventSink) -> ExecutorOutcome: ...
 
 
-def make_executor(
-    kind: str, *, workers: int, address: str | None = None, spec: Any = None
-) -> Executor:
-    """The executor called `kind` ("local", "ray" or "slurm").
-
-    `spec` is the grid's [executor] table (an ExecutorSpec); Slurm takes its settings from it.
-    """
-    if kind == "local":
-        from scaletrack.sweeps.executors.local import LocalExecutor
-
-        return LocalExecutor(workers=workers)
-    if kind == "ray":
-        try:
-            from scaletrack.sweeps.executors.ray import RayExecutor
-        except ImportError as exc:
-            raise ConfigError(
-                f"executor 'ray' is not available here ({type(exc).__name__}: {exc})"
-            ) from None
-        return RayExecutor(workers=workers, address=address)
-    if kind == "slurm":
-        try:
-            from scaletrack.sweeps.executors.slurm import SlurmExecutor, SlurmSettings
-        except ImportError as exc:  # submitit missing
-            raise ConfigError(
-                f"executor 'slurm' is not available here ({type(exc).__name__}: {exc}); "
-                "pip install 'scaletrack[slurm]'"
-            ) from None
-        settings = SlurmSettings.from_spec(spec) if spec is not None else SlurmSettings()
-        return SlurmExecutor(workers=workers, settings=settings)
-    raise ConfigError(f"unknown executor {kind!r}; expected 'local', 'ray' or 'slurm'")
-
-
 # ----------------------------------------------------------------------------- one cell
 
 
 def worker_name(index: int | str) -> str:
     """A worker id that says where it runs: host:pid:index."""
     return f"{socket.gethostname()}:{os.getpid()}:{index}"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class _Throttle:
@@ -199,7 +170,7 @@ class _Throttle:
 def run_cell(
     job: SweepJob,
     cell: CellTask,
-    store: Any,
+    store: StoreLike,
     worker: str,
     emit: EventSink,
     stop_event: Any = None,
@@ -240,7 +211,8 @@ def run_cell(
         from scaletrack.sweeps.command import run_command_cell
 
         # the program logs its own evals (run.log_eval); its checkpoints are in its own format
-        done = run_command_cell(job, cell, store, worker, stop_event=stop_event)
+        done = run_command_cell(job, cell, store, worker, make_done=CellDone,
+                                stop_event=stop_event)
         emit(done)
         return done
     try:
@@ -268,7 +240,7 @@ def run_cell(
                       message=str(exc)))
         raise
     except Exception as exc:  # noqa: BLE001 - any failure in a cell is recorded, not raised
-        message = _one_line(exc)
+        message = one_line(exc)
         # if the store itself is failing, the message below still reaches the user
         with contextlib.suppress(ScaletrackError):
             store.finish_run(cell.run_key, "failed", error=message)
@@ -281,8 +253,9 @@ def run_cell(
         with contextlib.suppress(ClaimLost):
             store.release_run(cell.run_key, worker)
     eval_errors: dict[str, str] = {}
-    if result.status == "finished" and job.eval_tasks:
-        eval_errors = _evaluate(job, cell, store, device or cell.config.get("device", "cpu"))
+    hook = job.after_checkpoint
+    if result.status == "finished" and job.eval_tasks and hook is not None:
+        eval_errors = _evaluate(job, cell, store, device or cell.config.get("device", "cpu"), hook)
     done = CellDone(
         cell.run_key,
         worker,
@@ -298,10 +271,10 @@ def run_cell(
     return done
 
 
-def _evaluate(job: SweepJob, cell: CellTask, store: Any, device: str) -> dict[str, str]:
-    """Run the grid's eval tasks on the cell's final (or every) checkpoint; errors by task."""
-    from scaletrack.evals.evaluate import evaluate_after_checkpoint
-
+def _evaluate(
+    job: SweepJob, cell: CellTask, store: StoreLike, device: str, hook: CheckpointHook
+) -> dict[str, str]:
+    """Run `hook` (the job's after-checkpoint hook) on the cell's final (or every) checkpoint."""
     ckpts = store.latest_checkpoints(cell.run_key)  # newest first
     if not ckpts:
         return {"*": "no checkpoint registered for this run"}
@@ -310,6 +283,5 @@ def _evaluate(job: SweepJob, cell: CellTask, store: Any, device: str) -> dict[st
     for ckpt in reversed(chosen):  # oldest first
         if ckpt.id is None:
             continue
-        report = evaluate_after_checkpoint(store, ckpt.id, job.eval_tasks, device=device)
-        errors.update(report.errors)
+        errors.update(hook(store, ckpt.id, job.eval_tasks, device))
     return errors

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scaletrack.errors import ScaletrackError
 from scaletrack.sweeps.executors import (
@@ -35,6 +35,9 @@ from scaletrack.sweeps.executors import (
     run_cell,
     worker_name,
 )
+
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
 
 POLL_S = 0.5  # how often the parent checks worker liveness while no event arrives
 STOP_GRACE_S = 300.0  # after Ctrl-C, how long workers get to checkpoint before termination
@@ -199,7 +202,7 @@ class LocalExecutor:
         slots: dict[int, _Slot] = {}
         next_index = 0
         respawns_left = self.max_respawns if self.max_respawns is not None else len(job.cells)
-        parent_store: Any = None
+        parent_store: StoreLike | None = None
         interrupted = False
         stop_deadline: float | None = None
 

@@ -27,6 +27,7 @@ re-logged steps after it overwrite (never duplicate) the rows a dead attempt wro
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import socket
 import time
@@ -38,7 +39,8 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from scaletrack.errors import ConfigError, ScaletrackError
+from scaletrack.errors import ConfigError, ScaletrackError, one_line
+from scaletrack.store.protocol import StoreLike, store_methods
 from scaletrack.sweeps.executors import (
     CellDone,
     CellTask,
@@ -55,15 +57,9 @@ STOP_GRACE_S = 300.0  # after Ctrl-C, how long running cells get to checkpoint
 STOP_CHECK_S = 1.0  # how often a running cell asks the hub whether to stop
 MAX_RETRIES = 3  # Ray re-runs a cell this many times after its node or worker died
 
-# Store methods a task may call through the hub (everything train_run, run_cell and the
-# evaluation of a cell's checkpoints use). Metric writers are handled by HubStore itself.
-FORWARDED_METHODS = frozenset({
-    "get_run", "ensure_run", "claim_run", "heartbeat", "finish_run", "release_run", "runs",
-    "write_metrics", "metrics", "count_metrics", "delete_metrics_after",
-    "add_checkpoint", "checkpoints", "get_checkpoint", "latest_checkpoints",
-    "add_eval", "evals", "ideas", "get_idea", "add_idea", "update_idea", "add_idea_attempt",
-    "idea_attempts", "sweeps", "upsert_sweep", "save_fit", "fits",
-})
+# Store methods a task may call through the hub: every method of the StoreLike protocol
+# except those HubStore implements itself (metric writers buffer in the task; close is local).
+FORWARDED_METHODS = store_methods(StoreLike) - {"metric_writer", "close"}
 
 
 def _retryable_exceptions() -> list[type[BaseException]]:
@@ -149,7 +145,7 @@ class SweepHub:
 
     def __init__(self, store_url: str, own_store: bool) -> None:
         self._url = store_url
-        self._store: Any = None
+        self._store: StoreLike | None = None
         self._events: list[Any] = []
         self._stop = False
         self._attempts: dict[str, int] = {}
@@ -274,11 +270,12 @@ class HubMetricWriter:
 
 
 class HubStore:
-    """Store stand-in inside a Ray task: every call runs on the hub actor's Store.
+    """Store stand-in inside a Ray task: every `StoreLike` call runs on the hub actor's Store.
 
-    Offers the Store methods in FORWARDED_METHODS plus `metric_writer` and `close`. Open metric
-    writers are flushed before a checkpoint is registered or the run is finished, so a
-    registered checkpoint never lacks the metrics logged before it.
+    The forwarding methods (FORWARDED_METHODS) are generated from the protocol below the class;
+    `metric_writer` and `close` are its own. Open metric writers are flushed before a checkpoint
+    is registered or the run is finished, so a registered checkpoint never lacks the metrics
+    logged before it.
     """
 
     def __init__(self, hub: Any, url: str) -> None:
@@ -302,19 +299,14 @@ class HubStore:
             self._flush_writers()
         return ray.get(self._hub.call.remote(method, args, kwargs))
 
-    def write_metrics(self, rows: Any) -> int:
+    def write_metrics(self, rows: Any, *, batch_size: int = 10_000) -> int:
         import pandas as pd
 
         if isinstance(rows, pd.DataFrame):
             from scaletrack.store import MetricRow
 
             rows = [MetricRow(**r) for r in rows.to_dict("records")]
-        return int(self._call("write_metrics", list(rows)))
-
-    def __getattr__(self, name: str) -> Any:
-        if name in FORWARDED_METHODS:
-            return lambda *args, **kwargs: self._call(name, *args, **kwargs)
-        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+        return int(self._call("write_metrics", list(rows), batch_size=batch_size))
 
     def close(self) -> None:
         for writer in self._writers:
@@ -326,6 +318,24 @@ class HubStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _forwarder(name: str) -> Any:
+    """A HubStore method that runs `name` on the hub's Store (signature and doc from StoreLike)."""
+
+    def forward(self: HubStore, *args: Any, **kwargs: Any) -> Any:
+        return self._call(name, *args, **kwargs)
+
+    protocol_method = getattr(StoreLike, name)
+    forward.__name__ = forward.__qualname__ = name
+    forward.__doc__ = protocol_method.__doc__
+    forward.__signature__ = inspect.signature(protocol_method)  # type: ignore[attr-defined]
+    return forward
+
+
+for _name in sorted(FORWARDED_METHODS):
+    if _name not in vars(HubStore):
+        setattr(HubStore, _name, _forwarder(_name))
 
 
 class _HubStopSignal:
@@ -363,7 +373,7 @@ def _cell_task(job: SweepJob, cell: CellTask, worker: str, hub: Any, direct: boo
     if direct:
         from scaletrack.store import Store
 
-        store: Any = Store.open(job.store_url)
+        store: StoreLike = Store.open(job.store_url)
     else:
         store = HubStore(hub, job.store_url)
     try:
@@ -573,7 +583,7 @@ class RayExecutor:
                                         {"error": error}))
 
     def _failed(self, hub: Any, item: _InFlight, exc: BaseException) -> CellDone:
-        message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        message = one_line(exc)
         self._release(hub, item, message)
         return CellDone(item.cell.run_key, item.worker, "failed", message=message)
 

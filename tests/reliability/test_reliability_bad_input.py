@@ -272,7 +272,7 @@ def test_failing_user_loader(populated: dict[str, Any], figures: dict) -> None:
 
     path = populated["tmp"] / "external.bin"
     path.write_bytes(b"weights")
-    from scaletrack.evals.evaluate import file_sha256
+    from scaletrack.models.checkpoint import file_sha256
 
     with Store.open(populated["url"]) as store:
         ckpt_id = store.add_checkpoint(CheckpointRecord(
