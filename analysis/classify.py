@@ -266,7 +266,10 @@ def classify_groups(
 ) -> dict[tuple[str, str], TaskClassification]:
     """Classify every (task, metric) group of a long DataFrame (arguments: `classify_tasks`).
 
-    Returns {(task, metric): TaskClassification}, keeping the fits (for plots)."""
+    Returns {(task, metric): TaskClassification}, keeping the fits (for plots). A metric that
+    looks like a loss (loss, bpb, ppl, ...) is not a capability: unless `lower_is_better`
+    names it, its group is left out of the result (compare the keys to see which), and a
+    table holding nothing else is refused."""
     for col in (task_col, x_col, value_col):
         if col not in df.columns:
             raise DataError(f"column {col!r} not in the table (have: {', '.join(df.columns)})")
@@ -274,17 +277,15 @@ def classify_groups(
         raise DataError(f"chance column {chance_col!r} not in the table")
     keys = [task_col] + ([metric_col] if metric_col and metric_col in df.columns else [])
     out: dict[tuple[str, str], TaskClassification] = {}
+    refused: tuple[str, str] | None = None
     for key, g in df.groupby(keys, sort=True):
         key_t = key if isinstance(key, tuple) else (key,)
         task = str(key_t[0])
         metric = str(key_t[1]) if len(key_t) > 1 else value_col
         lower = _is_lower_better(metric, lower_is_better)
         if lower and not (lower_is_better and metric in lower_is_better):
-            raise DataError(
-                f"metric {metric!r} of task {task!r} looks like a loss, not a capability; "
-                f"invert it explicitly (lower_is_better={{{metric!r}: True}}; CLI: "
-                f"--lower-is-better {metric}) or leave it out"
-            )
+            refused = refused or (task, metric)
+            continue
         ch = _pick(chance, task)
         if chance_col is not None:
             vals = g[chance_col].dropna()
@@ -298,6 +299,13 @@ def classify_groups(
             task=task, metric=metric, chance=ch, threshold=_pick(threshold, task),
             increasing=not lower, ceil_limit=cl, near_factor=near_factor,
             n_bootstrap=n_bootstrap, seed=seed, x_name=x_col,
+        )
+    if not out and refused is not None:
+        task, metric = refused
+        raise DataError(
+            f"metric {metric!r} of task {task!r} looks like a loss, not a capability; "
+            f"invert it explicitly (lower_is_better={{{metric!r}: True}}; CLI: "
+            f"--lower-is-better {metric}) or leave it out"
         )
     return out
 

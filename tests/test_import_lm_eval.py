@@ -87,7 +87,7 @@ def test_import_all_pythia_files(pythia: Path, tmp_path: Path) -> None:
         assert len(store.evals()) == n_rows and len(store.checkpoints()) == 294
 
     emergence = CliRunner().invoke(app, ["emergence", "--store", url, "--task", "lambada_openai",
-                                         "--n-boot", "20", "--json"])
+                                         "--bootstrap", "20", "--json"])
     assert emergence.exit_code == 0, emergence.output
     curves = json.loads(emergence.output)
     assert {c["metric"] for c in curves} >= {"acc 0-shot", "acc 5-shot"}
@@ -223,8 +223,9 @@ def test_two_step_prediction_runs_on_imported_checkpoints(pythia: Path, tmp_path
         ladder = task_ladder(store, "lambada_openai")
     assert ladder["run"].nunique() == 7
     assert (ladder["D"] == ladder["step"] * TOKENS_PER_STEP).all()
-    fit = fit_two_step(ladder, task="lambada_openai", n_boot=10)
-    assert fit.step1.n_points == 7 and 0 < fit.step1.params["alpha"] < 2
+    fit = fit_two_step(ladder, task="lambada_openai", n_bootstrap=10)
+    # step 1 fits the checkpoints in the last 10 % of each model's tokens: at least one per model
+    assert fit.step1.n_points >= 7 and 0 < fit.step1.params["alpha"] < 2
     # the fitted loss -> accuracy curve falls as the task loss (nats/token) rises
     a, k, b = (fit.step2.params[x] for x in ("a", "k", "b"))
     assert a > 0 and k > 0 and 0 <= b < 0.5

@@ -21,8 +21,9 @@ def test_user_folders_named_like_ours_do_not_shadow_the_package(tmp_path: Path) 
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text("raise ImportError('user folder')\n")
     shutil.copy(ROOT / "sweeps" / "examples" / "tiny-cpu.toml", tmp_path / "grid.toml")
+    (tmp_path / "runs.csv").write_text("N,D,loss\n1e6,2e7,3.1\n4e6,8e7,2.7\n")
     env = {k: v for k, v in os.environ.items() if k != "SCALETRACK_STORE"}
-    for args in (["sweep", "validate", "grid.toml"], ["runs"]):
+    for args in (["sweep", "validate", "grid.toml"], ["import-csv", "runs.csv"], ["runs"]):
         proc = subprocess.run([SCALETRACK, *args], cwd=tmp_path, env=env, capture_output=True,
                               text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr

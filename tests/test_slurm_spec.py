@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from scaletrack.cli.main import app
 from scaletrack.errors import ConfigError
-from scaletrack.sweeps.executors import make_executor
+from scaletrack.sweeps.executors.registry import make_executor
 from scaletrack.sweeps.spec import parse_spec_text
 
 pytest.importorskip("submitit")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from scaletrack.cli.common import StoreOption, console, print_json, store_session
+from scaletrack.cli.common import StoreOption, console, err_console, print_json, store_session
 from scaletrack.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -41,6 +41,13 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
         "k": table["suddenness"].map(lambda v: f"{v:.2g}"),
         "emerg.": table["emergent"].map(lambda v: "yes" if v else "no"),
     })
+
+
+def _group_keys(df: pd.DataFrame, task_col: str, metric_col: str | None) -> list[tuple]:
+    """The (task, metric) groups of a long table, as classify_groups forms them."""
+    if metric_col and metric_col in df.columns:
+        return list(df[[task_col, metric_col]].drop_duplicates().itertuples(index=False))
+    return []
 
 
 def _print(df: pd.DataFrame, title: str) -> None:
@@ -125,6 +132,14 @@ def emergence(
         near_factor=near_factor, n_bootstrap=n_bootstrap,
         lower_is_better=dict.fromkeys(lower_is_better or [], True) or None,
     )
+    left_out = sorted({(str(t), str(m)) for t, m in _group_keys(df, task_col, metric_col)}
+                      - set(results))
+    if left_out and not as_json:
+        shown = ", ".join(f"{t}/{m}" for t, m in left_out[:5])
+        more = f" and {len(left_out) - 5} more" if len(left_out) > 5 else ""
+        err_console.print(f"note: left out {len(left_out)} loss-like metric(s) ({shown}{more}); "
+                          "name them with --lower-is-better to classify them inverted",
+                          markup=False, highlight=False, soft_wrap=True)
     table = pd.DataFrame([r.to_row() for r in results.values()])
     if plot is not None:
         from scaletrack.analysis.emergence_plots import plot_tasks_emergence

@@ -69,8 +69,8 @@ def _load(sweep: str | None, csv: Path | None, store: str | None, cols: tuple,
     if (sweep is None) == (csv is None):
         raise ConfigError("give exactly one of --sweep NAME or --csv FILE")
     if csv is not None:
-        df = read_fit_csv(csv, columns=_csv_columns(*cols), required=("N", "loss"))
-        if "D" not in df.columns:  # published data often gives N and C only
+        df = read_fit_csv(csv, columns=_csv_columns(*cols), required=("loss",))
+        if "D" not in df.columns and {"N", "C"} <= set(df.columns):  # published: N and C only
             df["D"] = df["C"] / (6.0 * df["N"])
             typer.echo(f"note: {str(csv)!r} has no D column; using D = C/(6·N) tokens", err=True)
     else:

@@ -506,7 +506,7 @@ def emergence(store: Any) -> dict[str, Any]:
 
     def compute() -> list[dict[str, Any]]:
         try:
-            table = classify_tasks(df[["task", "metric", "C", "value"]], n_boot=100)
+            table = classify_tasks(df[["task", "metric", "C", "value"]], n_bootstrap=100)
         except (ScaletrackError, ValueError):
             table = pd.DataFrame()
         by_group = {(r["task"], r["metric"]): r for r in table.to_dict("records")}
