@@ -116,7 +116,7 @@ def train_step(
 
 def finished_points(store: Any, sweep: str = "demo") -> pd.DataFrame:
     """N (non-embedding params), D (tokens), C (FLOPs), loss (final val, nats/token)."""
-    runs = store.runs(sweep=sweep, status="finished")
+    runs = store.fit_runs(sweep=sweep)
     if runs.empty:
         return pd.DataFrame(columns=["N", "D", "C", "loss"])
     frame = runs[["run_key", "N", "D", "C", "final_loss"]].rename(columns={"final_loss": "loss"})

@@ -8,6 +8,7 @@ from scaletrack.store.engine import (
 )
 from scaletrack.store.errors import StoreError
 from scaletrack.store.records import (
+    RUN_ROLES,
     RUN_STATUSES,
     CheckpointRecord,
     IdeaAttemptRecord,
@@ -20,6 +21,7 @@ from scaletrack.store.store import Store
 from scaletrack.store.writer import MetricWriter
 
 __all__ = [
+    "RUN_ROLES",
     "RUN_STATUSES",
     "TRANSIENT_DB_ERRORS",
     "CheckpointRecord",

@@ -48,6 +48,10 @@ runs = sa.Table(
     sa.Column("config", JSONText, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # lineage of cooldown branches (revision 0002_branches)
+    sa.Column("role", sa.String(16), nullable=False, server_default="cell"),
+    sa.Column("parent_run_key", sa.String(64), nullable=True, index=True),
+    sa.Column("branch_step", sa.BigInteger, nullable=True),
     sa.CheckConstraint(
         "status IN ('pending', 'running', 'finished', 'failed', 'diverged')", name="status"
     ),

@@ -32,6 +32,7 @@ from scaletrack.store.records import (
     CHECKPOINT_KINDS,
     IDEA_DIRECTIONS,
     IDEA_STATUSES,
+    RUN_ROLES,
     RUN_STATUSES,
     CheckpointRecord,
     IdeaAttemptRecord,
@@ -44,7 +45,7 @@ from scaletrack.store.writer import MetricWriter
 RUN_COLUMNS = (
     "run_key", "sweep", "family", "status", "N", "N_total", "D", "C", "seed", "lr",
     "final_loss", "attempts", "worker", "heartbeat_at", "error", "created_at", "updated_at",
-    "config",
+    "config", "role", "parent_run_key", "branch_step",
 )
 CHECKPOINT_COLUMNS = (
     "id", "run_key", "kind", "N", "tokens", "flops", "step", "path", "sha256", "loader", "meta",
@@ -57,7 +58,7 @@ IDEA_COLUMNS = tuple(f.name for f in dataclasses.fields(IdeaRecord))
 IDEA_ATTEMPT_COLUMNS = tuple(f.name for f in dataclasses.fields(IdeaAttemptRecord))
 FIT_COLUMNS = ("id", "form", "sweep", "label", "payload", "created_at")
 _INT_COLUMNS = {"N", "N_total", "D", "seed", "tokens", "step", "max_N_tried", "attempts", "id",
-                "checkpoint_id", "idea_id"}
+                "checkpoint_id", "idea_id", "branch_step"}
 _TIME_COLUMNS = {"created_at", "updated_at", "heartbeat_at"}
 
 
@@ -317,10 +318,19 @@ class Store:
         with write_transaction(self._engine) as conn:
             conn.execute(stmt)
 
-    def runs(self, sweep: str | None = None, status: str | None = None) -> pd.DataFrame:
-        """All runs (optionally of one sweep / status), columns RUN_COLUMNS, by created_at."""
+    def runs(
+        self, sweep: str | None = None, status: str | None = None, role: str | None = None
+    ) -> pd.DataFrame:
+        """All runs (optionally of one sweep / status / role), columns RUN_COLUMNS, by created_at.
+
+        Fits want ``role="cell"`` plus branches: use :meth:`fit_runs`.
+        """
         t = schema.runs
         query = sa.select(t).order_by(t.c.created_at, t.c.id)
+        if role is not None:
+            if role not in RUN_ROLES:
+                raise StoreError(f"invalid run role {role!r} (one of {RUN_ROLES})")
+            query = query.where(t.c.role == role)
         if sweep is not None:
             query = query.where(t.c.sweep == sweep)
         if status is not None:
@@ -331,6 +341,11 @@ class Store:
             rows = [r._mapping for r in conn.execute(query)]
         frame = _frame(rows, RUN_COLUMNS)
         return frame
+
+    def fit_runs(self, sweep: str | None = None) -> pd.DataFrame:
+        """Finished runs that are points of a grid (cells and branches, never trunks)."""
+        runs = self.runs(sweep=sweep, status="finished")
+        return runs[runs["role"] != "trunk"].reset_index(drop=True)
 
     # ------------------------------------------------------------------ metrics
     def _metric_sink(self, run_id: int, batch_size: int):

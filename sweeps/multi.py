@@ -197,8 +197,7 @@ def _train_stacked(
         (x.to(device), y.to(device))
         for x, y in eval_batches(data.val, cfg0.eval_batches, cfg0.batch_size, cfg0.context)
     ]
-    sched = {"warmup_frac": cfg0.warmup_frac, "decay_frac": cfg0.decay_frac,
-             "min_lr_frac": cfg0.min_lr_frac}
+    sched = cfg0.schedule_kwargs()
     writers = [store.metric_writer(k) for k in run_keys]
     t0 = last_hb = time.perf_counter()
     pending: list[tuple[int, list[float], torch.Tensor, torch.Tensor]] = []

@@ -58,6 +58,8 @@ def cell_task(cell: Cell) -> CellTask:
         D=cell.D,
         C=cell.C,
         steps=cell.steps,
+        after=(cell.parent_run_key, int(cell.branch_step))
+        if cell.parent_run_key is not None and cell.branch_step else None,
     )
 
 

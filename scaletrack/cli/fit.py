@@ -84,7 +84,7 @@ def _load(sweep: str | None, csv: Path | None, store: str | None, cols: tuple) -
     if csv is not None:
         return _read_csv(csv, *cols)
     with open_store_or_exit(store) as st:
-        runs = st.runs(sweep=sweep, status="finished")
+        runs = st.fit_runs(sweep=sweep)
     if runs.empty:
         fail(f"sweep {sweep!r} has no finished runs in the store")
     frame = runs[["run_key", "N", "D", "C", "final_loss"]].rename(columns={"final_loss": "loss"})

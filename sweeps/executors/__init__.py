@@ -36,6 +36,8 @@ class CellTask:
     D: int
     C: float
     steps: int
+    # a cooldown branch waits for its trunk's checkpoint at this (trunk run key, step)
+    after: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,38 @@ def make_executor(kind: str, *, workers: int, address: str | None = None) -> Exe
     raise ConfigError(f"unknown executor {kind!r}; expected 'local' or 'ray'")
 
 
+# ----------------------------------------------------------------------------- branches
+
+
+def branch_ready(cell: CellTask, store: Any) -> bool:
+    """Whether `cell` can start now: it is no branch, or its trunk saved the branch point."""
+    if cell.after is None:
+        return True
+    trunk, step = cell.after
+    return any(rec.step == step for rec in store.latest_checkpoints(trunk))
+
+
+def wait_for_branch_point(
+    cell: CellTask, store: Any, stop_event: Any = None, poll_s: float = 0.5
+) -> bool:
+    """Block until `cell`'s trunk has saved its branch point or will not any more (True),
+    or until stopped (False); the trainer then says what is missing.
+
+    Executors that schedule only ready branches (the local one) never wait here.
+    """
+    if cell.after is None:
+        return True
+    while True:
+        if branch_ready(cell, store):
+            return True
+        run = store.get_run(cell.after[0])
+        if run is None or run.status not in ("pending", "running"):
+            return True  # done, or crashed and not being trained: no use waiting
+        if stop_event is not None and stop_event.is_set():
+            return False
+        time.sleep(poll_s)
+
+
 # ----------------------------------------------------------------------------- one cell
 
 
@@ -205,6 +239,11 @@ def run_cell(
 
     emit(CellStarted(cell.run_key, worker))
     t0 = time.monotonic()
+    if not wait_for_branch_point(cell, store, stop_event):
+        store.release_run(cell.run_key, worker)
+        done = CellDone(cell.run_key, worker, "interrupted", message="waiting for its trunk")
+        emit(done)
+        return done
     try:
         cfg = TrainConfig.from_dict(cell.config)
         if device is not None and cfg.device != device:
