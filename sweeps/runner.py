@@ -237,6 +237,21 @@ def sweep_runs(store: Any, name: str) -> pd.DataFrame:
     )
 
 
+def flops_spent(runs: pd.DataFrame) -> float:
+    """Training FLOPs the runs themselves spent (a branch pays only for its cooldown; its C,
+    which fits use, is that of a from-scratch run of its budget)."""
+    total = 0.0
+    for row in runs.itertuples(index=False):
+        if pd.isna(row.C) or pd.isna(row.D) or not row.D:
+            continue
+        start = 0 if pd.isna(row.branch_step) else int(row.branch_step)
+        cfg = row.config if isinstance(row.config, dict) else {}
+        tps = int(cfg.get("batch_size", 1)) * int(cfg.get("context", 1))
+        steps = max(1, -(-int(row.D) // tps))
+        total += float(row.C) * (steps - start) / steps
+    return total
+
+
 def status_counts(runs: pd.DataFrame) -> dict[str, int]:
     """Number of runs in each status (every status listed, zeros included)."""
     from scaletrack.store import RUN_STATUSES

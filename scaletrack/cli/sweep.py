@@ -115,12 +115,12 @@ def validate_command(
 
     grid = load_grid(file)
     rows = [
-        {"run_key": c.run_key, "size": c.size_label, "N": c.N, "D": c.D, "C": c.C,
-         "seed": c.seed, "lr": c.lr, "steps": c.steps}
+        {"run_key": c.run_key, "role": c.role, "size": c.size_label, "N": c.N, "D": c.D,
+         "C": c.C, "seed": c.seed, "lr": c.lr, "steps": c.steps}
         for c in grid.cells
     ]
     print_table(pd.DataFrame(rows), title=f"sweep {grid.name}: cells in schedule order")
-    total_c = sum(c.C for c in grid.cells)
+    total_c = sum(c.spent_flops for c in grid.cells)  # a branch pays only for its cooldown
     console.print(f"[green]ok[/]: {file} is valid: {len(grid.cells)} cells, "
                   f"{total_c:.3g} FLOPs planned, executor {grid.spec.executor.kind} "
                   f"x{grid.spec.executor.workers}")
