@@ -199,9 +199,10 @@ def run_chaos(
 ) -> tuple[ChaosResult, pd.DataFrame, pd.DataFrame]:
     """SIGKILL `kills` times at random moments of a sweep, rerun until every cell is done.
 
-    `extra` is appended to the grid file (e.g. a [schedule] table). Every `parent_every`-th kill (0: none) hits the `sweep run` process itself instead of a
-    worker. With `corrupt`, after every sweep run that left crashed cells the newest checkpoint
-    of one of them is truncated or bit-flipped, so the rerun must fall back to an older one.
+    `extra` is appended to the grid file (e.g. a [schedule] table). Every `parent_every`-th
+    kill (0: none) hits the `sweep run` process itself instead of a worker. With `corrupt`,
+    after every sweep run that left crashed cells the newest checkpoint of one of them is
+    truncated or bit-flipped, so the rerun must fall back to an older one.
 
     Returns (figures, metric rows of the chaotic sweep, rows of the uninterrupted reference).
     """
