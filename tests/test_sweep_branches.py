@@ -172,3 +172,51 @@ def test_branch_of_a_diverged_trunk_is_marked_diverged(tmp_path: Path) -> None:
         store.ensure_run(kid.record())
         with pytest.raises(DataError, match="no checkpoint at step"):
             train_run(kid.config, store, kid.run_key, tmp_path / "ck")
+
+
+def test_pack_groups_same_shape_cells_and_trunks_but_not_branches(tmp_path: Path) -> None:
+    from scaletrack.sweeps.runner import pack_tasks, should_pack
+
+    grid = load_grid(branch_grid(tmp_path, seeds=[0, 1], lrs=[3e-3, 1e-3]))
+    tasks = pack_tasks(list(grid.cells))
+    groups = [t for t in tasks if t.members]
+    assert len(groups) == 2  # one group of 4 trunks (2 seeds x 2 lrs) per size
+    for g in groups:
+        assert len(g.members) == 4
+        assert {grid_cell.role for grid_cell in grid.cells
+                if grid_cell.run_key in {m.run_key for m in g.members}} == {"trunk"}
+    assert sum(len(t.members) or 1 for t in tasks) == len(grid.cells)
+    assert all(t.after is not None for t in tasks if not t.members)  # the branches
+    assert should_pack("auto", "cuda", "local") and not should_pack("auto", "cpu", "local")
+    assert should_pack("always", "cpu", "local") and not should_pack("always", "cpu", "ray")
+    assert not should_pack("never", "cuda", "local")
+
+
+@pytest.mark.slow
+def test_packed_branch_grid_matches_unpacked_and_reruns_nothing(tmp_path: Path) -> None:
+    """Trunks of 2 seeds train stacked; their branches start from the stacked checkpoints."""
+    losses = {}
+    for pack in ("always", "never"):
+        data = copy.deepcopy(VALID)
+        data["name"] = f"packed-{pack}"
+        data["schedule"] = dict(BRANCHES)
+        data["axes"].update({"tokens": [640, 1280], "seeds": [0, 1]})
+        data["model"]["sizes"] = data["model"]["sizes"][:1]
+        data["train"]["pack"] = pack
+        data["executor"]["workers"] = 2
+        path = tmp_path / f"{pack}.toml"
+        path.write_text(to_toml(data))
+        grid = load_grid(path)
+        url = f"sqlite:///{tmp_path / (pack + '.db')}"
+        report = run_sweep(grid, url, checkpoint_dir=tmp_path / "ck", recheck_ideas=False)
+        assert report.ok and report.trained == 2 + 4, [r.message for r in report.results]
+        assert run_sweep(grid, url, checkpoint_dir=tmp_path / "ck",
+                         recheck_ideas=False).trained == 0
+        with Store.open(url) as store:
+            runs = store.runs().sort_values(["role", "seed", "D"])
+            assert (runs["attempts"] == 1).all()
+            for key in runs.loc[runs.role == "trunk", "run_key"]:
+                assert [c.step for c in store.latest_checkpoints(key)][-1] > 0
+        losses[pack] = runs["final_loss"].to_numpy()
+    # stacked and single matmuls round differently: equal to float32 noise, not bit for bit
+    assert losses["always"] == pytest.approx(losses["never"], abs=2e-3)

@@ -37,6 +37,7 @@ from scaletrack.sweeps.executors import (
     WorkerLost,
     branch_ready,
     run_cell,
+    task_keys,
     worker_name,
 )
 
@@ -217,7 +218,8 @@ class LocalExecutor:
 
             if parent_store is None:
                 parent_store = Store.open(job.store_url)
-            parent_store.release_run(slot.cell.run_key, slot.name)
+            for key in task_keys(slot.cell):
+                parent_store.release_run(key, slot.name)
 
         def store_for_gate() -> Any:
             nonlocal parent_store
@@ -231,8 +233,8 @@ class LocalExecutor:
             if cell.after is None:
                 return True
             trunk = cell.after[0]
-            if any(c.run_key == trunk for c in todo) or any(
-                s.cell is not None and s.cell.run_key == trunk for s in slots.values()
+            if any(trunk in task_keys(c) for c in todo) or any(
+                s.cell is not None and trunk in task_keys(s.cell) for s in slots.values()
             ):
                 return branch_ready(cell, store_for_gate())
             return True  # the trunk will not move in this call: the trainer says what is missing
@@ -268,8 +270,9 @@ class LocalExecutor:
                 respawns_left = 0
             else:
                 if isinstance(msg, CellDone):
-                    for slot in slots.values():
-                        if slot.cell is not None and slot.cell.run_key == msg.run_key:
+                    for slot in slots.values():  # a packed group is done at its _Ready
+                        if (slot.cell is not None and not slot.cell.members
+                                and slot.cell.run_key == msg.run_key):
                             slot.cell = None
                 on_event(msg)
 
@@ -289,9 +292,9 @@ class LocalExecutor:
                 except ScaletrackError as exc:
                     on_event(ExecutorNote(f"could not release {lost_key}: {exc}"))
                 on_event(WorkerLost(slot.name or f"worker {slot.index}", code, lost_key))
-                if lost_key is not None:
+                for key in task_keys(slot.cell) if slot.cell is not None else ():
                     on_event(
-                        CellDone(lost_key, slot.name or "?", "crashed",
+                        CellDone(key, slot.name or "?", "crashed",
                                  message=f"worker died (exit code {code}); resumes on next run")
                     )
                 slot.cell = None
