@@ -5,7 +5,8 @@ are trained twice on this machine: as wsd cooldown branches off one trunk per si
 (``[schedule] kind = "wsd", branches = true``) and as one cosine run per cell. Printed: the
 FLOPs each way actually spent (a branch pays only for its cooldown; the trunk once), wall
 and CPU seconds, every cell's final validation loss both ways (nats/token) and the gap, and
-the Chinchilla fit's alpha and beta both ways with 95 % bootstrap intervals.
+the Chinchilla fit's alpha and beta both ways with 95 % bootstrap intervals. Both ways warm
+up over the same number of steps, so the comparison is of the decay alone.
 
     .venv/bin/python bench/bench_branches.py                    # both grids (long on a CPU)
     .venv/bin/python bench/bench_branches.py --grids eight      # just the 8-budget grid
@@ -38,12 +39,12 @@ kind = "wsd"
 branches = true
 cooldown = "1-sqrt"
 decay_frac = 0.2
-warmup_frac = {warmup}
+warmup_steps = {warmup}
 min_lr_frac = 0.1
 """
 COSINE_SCHEDULE = """[schedule]
 kind = "cosine"
-warmup_frac = {warmup}
+warmup_steps = {warmup}
 min_lr_frac = 0.1
 """
 
@@ -71,6 +72,8 @@ every = 50
 batches = 8
 [checkpoint]
 every = 250
+[schedule]
+warmup_frac = 0.1
 [executor]
 kind = "local"
 workers = 2
@@ -150,8 +153,13 @@ def _inside(a: object | None, b: object | None, name: str) -> bool | None:
 
 def compare(label: str, toml: str, workers: int, bootstrap: int) -> dict[str, float]:
     """Train the grid both ways, print the comparison; return the headline figures."""
-    warmup = re.search(r"(?m)^warmup_frac = ([0-9.]+)", toml)
-    w = warmup.group(1) if warmup else "0.05"
+    # both ways warm up over the same steps: the grid's warmup_steps, else warmup_frac of
+    # the smallest budget's steps (what a branch grid uses)
+    spec = parse_spec_text(toml, "<bench>")
+    w = spec.schedule.warmup_steps
+    if w is None:
+        step_tokens = spec.train.batch_size * spec.data.context
+        w = round(spec.schedule.warmup_frac * -(-min(spec.axes.tokens) // step_tokens))
     with tempfile.TemporaryDirectory(prefix="bench-branches-") as tmp:
         tmp_path = Path(tmp)
         branch = run_side(_swap_schedule(toml, BRANCH_SCHEDULE.format(warmup=w),

@@ -88,6 +88,8 @@ class DemoOutcome:
     attempts: pd.DataFrame | None = None  # the demo idea's attempts, smallest compute first
     skipped: list[str] = field(default_factory=list)  # one line per step that could not run
     wall_s: float = 0.0
+    flops_planned: float = 0.0  # FLOPs of one from-scratch run per cell (what fits use as C)
+    flops_spent: float = 0.0  # FLOPs actually trained: trunks once, each branch's cooldown
 
 
 def store_url_for(out: Path) -> str:
@@ -135,8 +137,12 @@ def fit_step(outcome: DemoOutcome, store: Any) -> None:
     from scaletrack.analysis.chinchilla import fit_chinchilla
     from scaletrack.analysis.isoflop import compute_frontier
     from scaletrack.analysis.powerlaw import fit_compute_law
+    from scaletrack.sweeps.runner import flops_spent
 
     outcome.points = finished_points(store)
+    runs = store.runs(sweep="demo")
+    outcome.flops_spent = flops_spent(runs)
+    outcome.flops_planned = float(runs.loc[runs["role"] != "trunk", "C"].sum())
     if len(outcome.points) < 5:
         outcome.skipped.append(f"fit: only {len(outcome.points)} finished cells (need 5)")
         return
@@ -245,13 +251,22 @@ def print_summary(outcome: DemoOutcome, console: Any) -> None:
             table.add_row(f"{int(n):,}", *(f"{by_d[d]:.3f}" if d in by_d else "-"
                                            for d in budgets))
         console.print(table)
+    if outcome.flops_spent:
+        console.print(
+            f"compute: {outcome.flops_spent:.3g} FLOPs trained; one from-scratch run per cell "
+            f"would take {outcome.flops_planned:.3g} "
+            f"({outcome.flops_planned / outcome.flops_spent:.2f}x)", soft_wrap=True)
     for form, fit in outcome.fits.items():
         params = ", ".join(
             f"{k}={v:.3g} [{fit.ci95[k][0]:.3g}, {fit.ci95[k][1]:.3g}]" if k in fit.ci95
             else f"{k}={v:.3g}"
             for k, v in fit.params.items()
         )
-        console.print(f"fit {form} (95% intervals): {params}", soft_wrap=True)
+        status = getattr(fit, "status", None)
+        reason = getattr(fit, "status_reason", None)
+        said = f"; status {status}" + (f" ({reason})" if reason else "") if status else ""
+        console.print(f"fit {form} (95% intervals): {params}{said}", soft_wrap=True,
+                      markup=False)
     if outcome.backtest is not None:
         row = outcome.backtest.frame.iloc[-1]
         console.print(

@@ -4,8 +4,8 @@ A cell is one point of sizes x token budgets x seeds x learning rates. With cool
 (``[schedule] kind = "wsd"``, ``branches = true``) each size x seed x lr also gets a trunk run
 (warmup + constant lr up to the largest budget's branch point, role "trunk", never a point of
 a fit), and each budget's cell is a branch (role "branch") that starts from the trunk's
-checkpoint at its branch point. Trunk and branches share one warmup: ``warmup_frac`` of the
-smallest budget's steps. Its run key is
+checkpoint at its branch point. Trunk and branches share one warmup: ``warmup_steps`` if
+given, else ``warmup_frac`` of the smallest budget's steps. Its run key is
 `store.make_run_key` over the sweep name and the cell's train config (without the device, which
 does not change what a run *is*), so the same grid gives the same keys every time whatever the
 order of the axes in the file. `load_grid` validates completely — model shapes resolved through
@@ -230,6 +230,7 @@ def expand(spec: GridSpec, source: str = "<grid>", base_dir: Path | None = None)
         "batch_size": spec.train.batch_size, "schedule": spec.schedule.kind,
         "warmup_frac": spec.schedule.warmup_frac, "decay_frac": spec.schedule.decay_frac,
         "min_lr_frac": spec.schedule.min_lr_frac, "cooldown": spec.schedule.cooldown,
+        "warmup_steps": spec.schedule.warmup_steps,
         "weight_decay": spec.train.weight_decay, "grad_clip": spec.train.grad_clip,
         "eval_every": spec.eval.every, "eval_batches": spec.eval.batches,
         "checkpoint_every": spec.checkpoint.every, "device": device,
@@ -279,7 +280,9 @@ def _branch_cells(spec: GridSpec, make_cell: Any, label: str, shape: dict[str, A
     budgets = sorted(spec.axes.tokens)
     steps = {d: -(-d // step_tokens) for d in budgets}  # ceil: as plan_run
     points = {d: branch_point(steps[d], spec.schedule.decay_frac) for d in budgets}
-    warmup = int(round(spec.schedule.warmup_frac * steps[budgets[0]]))
+    warmup = spec.schedule.warmup_steps
+    if warmup is None:
+        warmup = int(round(spec.schedule.warmup_frac * steps[budgets[0]]))
     trunk_steps = max(points.values())
     out: list[Cell] = []
     trunk = None

@@ -214,6 +214,9 @@ class ScheduleSpec(_Section):
 
     kind: Literal["cosine", "wsd", "constant"] = "cosine"
     warmup_frac: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    warmup_steps: NonNegativeInt | None = Field(
+        None, description="warmup steps of every cell (replaces warmup_frac)"
+    )
     decay_frac: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2
     min_lr_frac: Fraction = 0.1
     cooldown: Literal["linear", "1-sqrt"] = Field("linear", description="wsd cooldown shape")
