@@ -220,3 +220,18 @@ def test_packed_branch_grid_matches_unpacked_and_reruns_nothing(tmp_path: Path) 
         losses[pack] = runs["final_loss"].to_numpy()
     # stacked and single matmuls round differently: equal to float32 noise, not bit for bit
     assert losses["always"] == pytest.approx(losses["never"], abs=2e-3)
+
+
+def test_warmup_steps_is_shared_by_every_cell(tmp_path: Path) -> None:
+    for kind in ("cosine", "branches"):
+        data = copy.deepcopy(VALID)
+        data["schedule"] = ({"kind": "cosine", "warmup_steps": 3} if kind == "cosine"
+                            else {**BRANCHES, "warmup_steps": 3})
+        path = tmp_path / f"{kind}.toml"
+        path.write_text(to_toml(data))
+        cells = load_grid(path).cells
+        assert {c.config.warmup_steps for c in cells} == {3}
+        cfg = cells[-1].config
+        assert lr_at(2, cells[-1].steps, 1.0, cfg.schedule, **cfg.schedule_kwargs()) == 1.0
+        assert lr_at(0, cells[-1].steps, 1.0, cfg.schedule, **cfg.schedule_kwargs()) == \
+            pytest.approx(1 / 3)
