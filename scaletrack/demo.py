@@ -4,8 +4,9 @@ Steps, each a plain function so they can be run (and rewired) one at a time:
 
 1. `register_idea_step` — register a "not yet" idea (validation loss below a bar that only
    the largest cell clears), so the sweep re-checks it each time a larger checkpoint appears.
-2. `train_step` — write the demo grid (3 GPT sizes x 3 token budgets on the Python stdlib
-   corpus) into DIR, run it into DIR/scaletrack.db (resumable: a second call trains nothing).
+2. `train_step` — write the demo grid (4 GPT sizes x 5 token budgets as cooldown branches,
+   on the Python stdlib corpus) into DIR, run it into DIR/scaletrack.db (resumable: a second
+   call trains nothing).
 3. `fit_step` — fit L(N, D) (Chinchilla form) and L(C) to the finished cells; store the fits.
 4. `plot_step` — loss vs compute with the fitted law and its extrapolation, into DIR.
 5. `ideas_step` — the idea's attempts, smallest checkpoint first, and its timeline plot.
@@ -26,10 +27,12 @@ import pandas as pd
 from scaletrack.errors import ScaletrackError
 
 DEMO_GRID_TOML = """\
-# The `scaletrack demo` grid: 3 GPT sizes x 3 token budgets on the Python stdlib corpus.
-# Sized for about 3 minutes on 2 CPU cores; losses fall with both N and D.
+# The `scaletrack demo` grid: 4 GPT sizes x 5 token budgets on the Python stdlib corpus.
+# Cooldown branches: one warmup + constant-lr trunk per size, each budget a 1-sqrt cooldown
+# branching off it, so the 20 cells cost about half of 20 cosine runs. Sized for about
+# 3 minutes on 2 CPU cores.
 name = "demo"
-description = "3 GPT sizes x 3 token budgets on the Python stdlib corpus"
+description = "4 GPT sizes x 5 token budgets (cooldown branches) on the Python stdlib corpus"
 
 [data]
 corpus = "stdlib"
@@ -39,12 +42,13 @@ context = 64
 family = "gpt"
 sizes = [
   { n_layer = 1, n_head = 2, d_model = 32 },
+  { n_layer = 2, n_head = 2, d_model = 48 },
   { n_layer = 2, n_head = 4, d_model = 64 },
   { n_layer = 3, n_head = 4, d_model = 96 },
 ]
 
 [axes]
-tokens = [200_000, 400_000, 800_000]
+tokens = [100_000, 200_000, 400_000, 800_000, 1_600_000]
 seeds = [0]
 lrs = [3e-3]
 
@@ -53,8 +57,11 @@ batch_size = 16
 device = "cpu"
 
 [schedule]
-kind = "cosine"
-warmup_frac = 0.05
+kind = "wsd"
+branches = true
+cooldown = "1-sqrt"
+decay_frac = 0.2
+warmup_steps = 20
 min_lr_frac = 0.1
 
 [eval]
