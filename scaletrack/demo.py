@@ -29,7 +29,7 @@ from scaletrack.errors import ScaletrackError
 DEMO_GRID_TOML = """\
 # The `scaletrack demo` grid: 4 GPT sizes x 5 token budgets on the Python stdlib corpus.
 # Cooldown branches: one warmup + constant-lr trunk per size, each budget a 1-sqrt cooldown
-# branching off it, so the 20 cells cost about half of 20 cosine runs. Sized for about
+# branching off it, so the 20 cells cost 0.6x the FLOPs of 20 cosine runs. Sized for about
 # 3 minutes on 2 CPU cores.
 name = "demo"
 description = "4 GPT sizes x 5 token budgets (cooldown branches) on the Python stdlib corpus"

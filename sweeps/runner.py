@@ -278,8 +278,8 @@ def run_sweep(
 def sweep_runs(store: Any, name: str) -> pd.DataFrame:
     """The sweep's runs as a table: key, family, N, D, C, seed, lr, status, loss, attempts."""
     runs = store.runs(sweep=name)
-    cols = ["run_key", "family", "N", "D", "C", "seed", "lr", "status", "final_loss", "attempts",
-            "error"]
+    cols = ["run_key", "family", "role", "N", "D", "C", "seed", "lr", "status", "final_loss",
+            "attempts", "error", "parent_run_key", "branch_step", "config"]
     if runs.empty:
         return pd.DataFrame(columns=cols)
     return runs.sort_values(["C", "N", "D", "seed", "lr"], kind="stable")[cols].reset_index(

@@ -133,7 +133,7 @@ def status_command(
     store: str | None = StoreOption,
 ) -> None:
     """Counts by status and the table of the sweep's cells."""
-    from scaletrack.sweeps.runner import status_counts, sweep_runs
+    from scaletrack.sweeps.runner import flops_spent, status_counts, sweep_runs
 
     st = open_store_or_exit(store)
     try:
@@ -146,6 +146,11 @@ def status_command(
     counts = status_counts(runs)
     console.print(f"sweep [bold]{name}[/]: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     columns = ["run_key", "N", "D", "seed", "lr", "status", "final_loss", "attempts"]
+    if (runs["role"] != "cell").any():  # cooldown branches: say which run is which
+        columns.insert(1, "role")
+        cells = runs[runs["role"] != "trunk"]
+        console.print(f"FLOPs trained {flops_spent(runs):.3g} (one from-scratch run per cell: "
+                      f"{cells['C'].sum():.3g})")
     if runs["error"].notna().any():
         columns.append("error")
     print_table(runs, title=f"cells of {name}", columns=columns)
