@@ -187,9 +187,10 @@ def compare(label: str, toml: str, workers: int, bootstrap: int) -> dict[str, fl
         if side.fit is None:
             print(f"fit {name}: failed: {side.fit_error}")
             continue
-        status = getattr(side.fit, "status", "ok")
+        status = getattr(side.fit, "status", None)  # set where the fit reports degeneracy
+        said = f" (status {status})" if status is not None else ""
         print(f"fit {name}: alpha {_param(side.fit, 'alpha')}, beta {_param(side.fit, 'beta')}, "
-              f"E {side.fit.params['E']:.3g} (status {status})")  # type: ignore[attr-defined]
+              f"E {side.fit.params['E']:.3g}{said}")  # type: ignore[attr-defined]
     for name in ("alpha", "beta"):
         inside = _inside(branch.fit, cosine.fit, name)
         print(f"{name}: each fit's estimate inside the other's 95% interval: "
