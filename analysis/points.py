@@ -19,7 +19,7 @@ def sweep_points(store: StoreLike, sweep: str) -> pd.DataFrame:
 
     A sweep with no finished run with a final loss is a DataError naming it.
     """
-    runs = store.runs(sweep=sweep, status="finished")
+    runs = store.fit_runs(sweep=sweep)  # finished runs; trunks of cooldown branches left out
     if runs.empty:
         raise DataError(f"sweep {sweep!r} has no finished runs in the store")
     frame = runs[["run_key", "N", "D", "C", "seed", "lr", "final_loss"]].rename(

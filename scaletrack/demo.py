@@ -4,8 +4,9 @@ Steps, each a plain function so they can be run (and rewired) one at a time:
 
 1. `register_idea_step` — register a "not yet" idea (validation loss below a bar that only
    the largest cell clears), so the sweep re-checks it each time a larger checkpoint appears.
-2. `train_step` — write the demo grid (3 GPT sizes x 3 token budgets on the Python stdlib
-   corpus) into DIR, run it into DIR/scaletrack.db (resumable: a second call trains nothing).
+2. `train_step` — write the demo grid (4 GPT sizes x 5 token budgets as cooldown branches,
+   on the Python stdlib corpus) into DIR, run it into DIR/scaletrack.db (resumable: a second
+   call trains nothing).
 3. `fit_step` — fit L(N, D) (Chinchilla form) and L(C) to the finished cells; store the fits.
 4. `plot_step` — loss vs compute with the fitted law and its extrapolation, into DIR.
 5. `ideas_step` — the idea's attempts, smallest checkpoint first, and its timeline plot.
@@ -29,10 +30,12 @@ if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
 
 DEMO_GRID_TOML = """\
-# The `scaletrack demo` grid: 3 GPT sizes x 3 token budgets on the Python stdlib corpus.
-# Sized for about 3 minutes on 2 CPU cores; losses fall with both N and D.
+# The `scaletrack demo` grid: 4 GPT sizes x 5 token budgets on the Python stdlib corpus.
+# Cooldown branches: one warmup + constant-lr trunk per size, each budget a 1-sqrt cooldown
+# branching off it, so the 20 cells cost 0.6x the FLOPs of 20 cosine runs. Sized for about
+# 3 minutes on 2 CPU cores.
 name = "demo"
-description = "3 GPT sizes x 3 token budgets on the Python stdlib corpus"
+description = "4 GPT sizes x 5 token budgets (cooldown branches) on the Python stdlib corpus"
 
 [data]
 corpus = "stdlib"
@@ -42,12 +45,13 @@ context = 64
 family = "gpt"
 sizes = [
   { n_layer = 1, n_head = 2, d_model = 32 },
+  { n_layer = 2, n_head = 2, d_model = 48 },
   { n_layer = 2, n_head = 4, d_model = 64 },
   { n_layer = 3, n_head = 4, d_model = 96 },
 ]
 
 [axes]
-tokens = [200_000, 400_000, 800_000]
+tokens = [100_000, 200_000, 400_000, 800_000, 1_600_000]
 seeds = [0]
 lrs = [3e-3]
 
@@ -56,8 +60,11 @@ batch_size = 16
 device = "cpu"
 
 [schedule]
-kind = "cosine"
-warmup_frac = 0.05
+kind = "wsd"
+branches = true
+cooldown = "1-sqrt"
+decay_frac = 0.2
+warmup_steps = 20
 min_lr_frac = 0.1
 
 [eval]
@@ -91,6 +98,8 @@ class DemoOutcome:
     attempts: pd.DataFrame | None = None  # the demo idea's attempts, smallest compute first
     skipped: list[str] = field(default_factory=list)  # one line per step that could not run
     wall_s: float = 0.0
+    flops_planned: float = 0.0  # FLOPs of one from-scratch run per cell (what fits use as C)
+    flops_spent: float = 0.0  # FLOPs actually trained: trunks once, each branch's cooldown
 
 
 def store_url_for(out: Path) -> str:
@@ -128,12 +137,16 @@ def fit_step(outcome: DemoOutcome, store: StoreLike) -> None:
     from scaletrack.analysis.isoflop import compute_frontier
     from scaletrack.analysis.points import sweep_points
     from scaletrack.analysis.powerlaw import fit_compute_law
+    from scaletrack.sweeps.runner import flops_spent
 
     try:
         outcome.points = sweep_points(store, "demo").reset_index(drop=True)
     except ScaletrackError as exc:
         outcome.skipped.append(f"fit: {exc}")
         return
+    runs = store.runs(sweep="demo")
+    outcome.flops_spent = flops_spent(runs)
+    outcome.flops_planned = float(runs.loc[runs["role"] != "trunk", "C"].sum())
     if len(outcome.points) < 5:
         outcome.skipped.append(f"fit: only {len(outcome.points)} finished cells (need 5)")
         return
@@ -231,6 +244,8 @@ def print_summary(outcome: DemoOutcome, console: Any) -> None:
     """A short account of what the demo trained, fitted and wrote."""
     from rich.table import Table
 
+    from scaletrack.analysis.status import degenerate_message
+
     report = outcome.report
     if outcome.points is not None and not outcome.points.empty:
         table = Table(title="demo cells (final validation loss, nats/token)", header_style="bold")
@@ -243,20 +258,29 @@ def print_summary(outcome: DemoOutcome, console: Any) -> None:
             table.add_row(f"{int(n):,}", *(f"{by_d[d]:.3f}" if d in by_d else "-"
                                            for d in budgets))
         console.print(table)
+    if outcome.flops_spent:
+        console.print(
+            f"compute: {outcome.flops_spent:.3g} FLOPs trained; one from-scratch run per cell "
+            f"would take {outcome.flops_planned:.3g} "
+            f"({outcome.flops_planned / outcome.flops_spent:.2f}x)", soft_wrap=True)
     for form, fit in outcome.fits.items():
         params = ", ".join(
             f"{k}={v:.3g} [{fit.ci95[k][0]:.3g}, {fit.ci95[k][1]:.3g}]" if k in fit.ci95
             else f"{k}={v:.3g}"
             for k, v in fit.params.items()
         )
-        console.print(f"fit {form} (95% intervals): {params}", soft_wrap=True)
+        console.print(f"fit {form} (95% intervals): {params}", soft_wrap=True, markup=False)
+        message = degenerate_message(fit)
+        if message:  # the numbers above do not identify the law: say so, with the remedy
+            console.print(message, soft_wrap=True, markup=False)
     if outcome.backtest is not None:
         row = outcome.backtest.frame.iloc[-1]
         console.print(
             f"back-test: Chinchilla fit on the {outcome.backtest.summary['n_train']} smaller "
             f"cells predicts the largest at {row['predicted']:.3f} nats/token; measured "
             f"{row['loss']:.3f} ({100 * row['rel_error']:+.1f}%)", soft_wrap=True)
-    if "compute" in outcome.fits and outcome.points is not None:
+    if ("compute" in outcome.fits and outcome.points is not None
+            and not outcome.fits["compute"].degenerate):
         c_max = float(outcome.points["C"].max())
         pred = float(outcome.fits["compute"].predict(10 * c_max)[()])
         console.print(f"predicted loss at 10x the largest compute ({10 * c_max:.3g} FLOPs): "

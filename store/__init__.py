@@ -10,6 +10,7 @@ from scaletrack.store.errors import ClaimLost, StoreError
 from scaletrack.store.protocol import MetricLogger, StoreLike
 from scaletrack.store.readonly import open_read_only
 from scaletrack.store.records import (
+    RUN_ROLES,
     RUN_STATUSES,
     CheckpointRecord,
     IdeaAttemptRecord,
@@ -22,6 +23,7 @@ from scaletrack.store.store import Store
 from scaletrack.store.writer import MetricWriter
 
 __all__ = [
+    "RUN_ROLES",
     "RUN_STATUSES",
     "TRANSIENT_DB_ERRORS",
     "CheckpointRecord",

@@ -11,6 +11,9 @@ from typing import Any
 from scaletrack.store.coltypes import dumps_json
 
 RUN_STATUSES = ("pending", "running", "finished", "failed", "diverged")
+# "cell": a point of the grid (fits use it); "trunk": the shared warmup + stable phase that
+# cooldown branches leave (never a cell); "branch": a cell that starts from a trunk's checkpoint
+RUN_ROLES = ("cell", "trunk", "branch")
 CHECKPOINT_KINDS = ("own", "external")
 IDEA_STATUSES = ("not-yet", "due", "works", "retired")
 IDEA_DIRECTIONS = ("above", "below")
@@ -46,6 +49,9 @@ class RunRecord:
     updated_at: datetime | None = None
     name: str | None = None  # a human name (e.g. the model's), not part of the key
     note: str | None = None
+    role: str = "cell"  # one of RUN_ROLES
+    parent_run_key: str | None = None  # a branch's trunk
+    branch_step: int | None = None  # the trunk step a branch starts from
 
 
 @dataclass(frozen=True)

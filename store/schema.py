@@ -53,6 +53,10 @@ runs = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("name", sa.String(200), nullable=True),  # 0002_byo: a human name (e.g. a model)
     sa.Column("note", sa.Text, nullable=True),  # 0002_byo
+    # lineage of cooldown branches (revision 0005_branches)
+    sa.Column("role", sa.String(16), nullable=False, server_default="cell"),
+    sa.Column("parent_run_key", sa.String(64), nullable=True, index=True),
+    sa.Column("branch_step", sa.BigInteger, nullable=True),
     sa.CheckConstraint(
         "status IN ('pending', 'running', 'finished', 'failed', 'diverged')", name="status"
     ),

@@ -36,6 +36,7 @@ from scaletrack.store.records import (
     CHECKPOINT_KINDS,
     IDEA_DIRECTIONS,
     IDEA_STATUSES,
+    RUN_ROLES,
     RUN_STATUSES,
     CheckpointRecord,
     IdeaAttemptRecord,
@@ -48,7 +49,7 @@ from scaletrack.store.writer import MetricWriter
 RUN_COLUMNS = (
     "run_key", "sweep", "family", "status", "N", "N_total", "D", "C", "seed", "lr",
     "final_loss", "attempts", "worker", "heartbeat_at", "error", "created_at", "updated_at",
-    "config", "name", "tags", "note",
+    "config", "name", "tags", "note", "role", "parent_run_key", "branch_step",
 )
 CHECKPOINT_COLUMNS = (
     "id", "run_key", "kind", "N", "tokens", "flops", "step", "path", "sha256", "loader", "meta",
@@ -62,7 +63,7 @@ IDEA_COLUMNS = tuple(f.name for f in dataclasses.fields(IdeaRecord))
 IDEA_ATTEMPT_COLUMNS = tuple(f.name for f in dataclasses.fields(IdeaAttemptRecord))
 FIT_COLUMNS = ("id", "form", "sweep", "label", "payload", "created_at")
 _INT_COLUMNS = {"N", "N_total", "D", "seed", "tokens", "step", "max_N_tried", "attempts", "id",
-                "checkpoint_id", "idea_id", "n_shot"}
+                "checkpoint_id", "idea_id", "n_shot", "branch_step"}
 _TIME_COLUMNS = {"created_at", "updated_at", "heartbeat_at"}
 
 
@@ -467,8 +468,12 @@ class Store:
 
     @staticmethod
     def _run_filter(query: sa.Select, sweep: str | None, status: str | None,
-                    tag: str | None = None) -> sa.Select:
+                    tag: str | None = None, role: str | None = None) -> sa.Select:
         t = schema.runs
+        if role is not None:
+            if role not in RUN_ROLES:
+                raise StoreError(f"invalid run role {role!r} (one of {RUN_ROLES})")
+            query = query.where(t.c.role == role)
         if tag is not None:
             tagged = sa.select(schema.run_tags.c.run_id).where(schema.run_tags.c.tag == tag)
             query = query.where(t.c.id.in_(tagged))
@@ -481,19 +486,19 @@ class Store:
         return query
 
     def runs(self, sweep: str | None = None, status: str | None = None, tag: str | None = None,
-             *, limit: int | None = None, offset: int = 0, order: str = "created"
-             ) -> pd.DataFrame:
-        """Runs (optionally of one sweep / status / carrying `tag`), columns RUN_COLUMNS (tags:
-        a sorted list per run); `order` "created" (created_at) or "compute" (C, N, D, seed,
-        lr); a page of `limit` rows from `offset` (paged in SQL, so a store of millions of
-        runs reads only the page)."""
+             *, role: str | None = None, limit: int | None = None, offset: int = 0,
+             order: str = "created") -> pd.DataFrame:
+        """Runs (optionally of one sweep / status / role / carrying `tag`), columns RUN_COLUMNS
+        (tags: a sorted list per run); `order` "created" (created_at) or "compute" (C, N, D,
+        seed, lr); a page of `limit` rows from `offset` (paged in SQL, so a store of millions
+        of runs reads only the page). Fits want cells and branches, never trunks: `fit_runs`."""
         t = schema.runs
         keys = ((t.c.C, t.c.N, t.c.D, t.c.seed, t.c.lr, t.c.id) if order == "compute"
                 else (t.c.created_at, t.c.id))
-        query = self._run_filter(sa.select(t).order_by(*keys), sweep, status, tag)
+        query = self._run_filter(sa.select(t).order_by(*keys), sweep, status, tag, role)
         if limit is not None or offset:
             # sort narrow (ids and keys only), then read the page's full rows
-            page = self._run_filter(sa.select(t.c.id).order_by(*keys), sweep, status, tag)
+            page = self._run_filter(sa.select(t.c.id).order_by(*keys), sweep, status, tag, role)
             page = page.limit(None if limit is None else int(limit)).offset(int(offset))
             query = sa.select(t).where(t.c.id.in_(page.scalar_subquery())).order_by(*keys)
         with read_transaction(self._engine) as conn:
@@ -588,6 +593,11 @@ class Store:
         query = (query.order_by(t.c.run_key).limit(limit))
         with read_transaction(self._engine) as conn:
             return [r[0] for r in conn.execute(query)]
+
+    def fit_runs(self, sweep: str | None = None) -> pd.DataFrame:
+        """Finished runs that are points of a grid (cells and branches, never trunks)."""
+        runs = self.runs(sweep=sweep, status="finished")
+        return runs[runs["role"] != "trunk"].reset_index(drop=True)
 
     # ------------------------------------------------------------------ metrics
     def _fence(self, run_key: str, run_id: int) -> metrics_io.Fence | None:

@@ -1,6 +1,11 @@
 """Grid expansion: a validated `GridSpec` becomes a list of cells, one TrainConfig each.
 
-A cell is one point of sizes x token budgets x seeds x learning rates. Its run key is
+A cell is one point of sizes x token budgets x seeds x learning rates. With cooldown branches
+(``[schedule] kind = "wsd"``, ``branches = true``) each size x seed x lr also gets a trunk run
+(warmup + constant lr up to the largest budget's branch point, role "trunk", never a point of
+a fit), and each budget's cell is a branch (role "branch") that starts from the trunk's
+checkpoint at its branch point. Trunk and branches share one warmup: ``warmup_steps`` if
+given, else ``warmup_frac`` of the smallest budget's steps. Its run key is
 `store.make_run_key` over the sweep name and the cell's train config (without the device, which
 does not change what a run *is*), so the same grid gives the same keys every time whatever the
 order of the axes in the file. `load_grid` validates completely — model shapes resolved through
@@ -39,6 +44,14 @@ class Cell:
     lr: float
     command: str | None = None  # a command cell's program line, placeholders filled
     workdir: str | None = None  # where a command cell's program runs (the grid's folder)
+    role: str = "cell"  # "cell" | "trunk" | "branch" (store.RUN_ROLES)
+    parent_run_key: str | None = None  # a branch's trunk
+    branch_step: int | None = None  # trunk step a branch starts from
+
+    @property
+    def spent_flops(self) -> float:
+        """Training FLOPs this run itself spends (a branch only pays for its cooldown)."""
+        return self.C * (self.steps - (self.branch_step or 0)) / self.steps
 
     def record(self) -> Any:
         """The store.RunRecord for this cell (status pending)."""
@@ -58,6 +71,9 @@ class Cell:
             C=self.C,
             seed=self.seed,
             lr=self.lr,
+            role=self.role,
+            parent_run_key=self.parent_run_key,
+            branch_step=self.branch_step,
         )
 
 
@@ -229,31 +245,23 @@ def expand(
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
 
-    cells: list[Cell] = []
-    for (label, shape), budget, seed, lr in itertools.product(
-        shapes, spec.axes.tokens, spec.axes.seeds, spec.axes.lrs
-    ):
+    common = {
+        "family": spec.model.family, "data": dict(data), "context": spec.data.context,
+        "batch_size": spec.train.batch_size, "schedule": spec.schedule.kind,
+        "warmup_frac": spec.schedule.warmup_frac, "decay_frac": spec.schedule.decay_frac,
+        "min_lr_frac": spec.schedule.min_lr_frac, "cooldown": spec.schedule.cooldown,
+        "warmup_steps": spec.schedule.warmup_steps,
+        "weight_decay": spec.train.weight_decay, "grad_clip": spec.train.grad_clip,
+        "eval_every": spec.eval.every, "eval_batches": spec.eval.batches,
+        "checkpoint_every": spec.checkpoint.every, "device": device,
+    }
+
+    def make_cell(label: str, shape: dict[str, Any], budget: int, seed: int, lr: float,
+                  **extra: Any) -> Cell:
+        role = extra.pop("role", "cell")
         try:
-            cfg = TrainConfig(
-                family=spec.model.family,
-                model=dict(shape),
-                data=dict(data),
-                context=spec.data.context,
-                batch_size=spec.train.batch_size,
-                tokens=budget,
-                lr=lr,
-                seed=seed,
-                schedule=spec.schedule.kind,
-                warmup_frac=spec.schedule.warmup_frac,
-                decay_frac=spec.schedule.decay_frac,
-                min_lr_frac=spec.schedule.min_lr_frac,
-                weight_decay=spec.train.weight_decay,
-                grad_clip=spec.train.grad_clip,
-                eval_every=spec.eval.every,
-                eval_batches=spec.eval.batches,
-                checkpoint_every=spec.checkpoint.every,
-                device=device,
-            )
+            cfg = TrainConfig(**{**common, "model": dict(shape), "tokens": budget, "lr": lr,
+                                 "seed": seed, **extra})
             plan = plan_run(cfg)
         except ScaletrackError as exc:
             raise ConfigError(f"{source}: cell {label} D={budget}: {exc}") from None
@@ -262,27 +270,66 @@ def expand(
             from scaletrack.sweeps.command import fill_template
 
             command = fill_template(spec.train.command, cfg, spec.name, plan)
-        cells.append(
-            Cell(
-                run_key=make_run_key(cell_key_config(cfg, spec.name, command)),
-                sweep=spec.name,
-                family=spec.model.family,
-                config=cfg,
-                size_label=label,
-                N=int(plan.N),
-                N_total=int(plan.N_total),
-                D=int(budget),
-                C=float(plan.C),
-                steps=int(plan.steps),
-                seed=seed,
-                lr=lr,
-                command=command,
-                workdir=str(base_dir.resolve()) if command is not None else None,
-            )
+        return Cell(
+            run_key=make_run_key(cell_key_config(cfg, spec.name, command)), sweep=spec.name,
+            family=spec.model.family, config=cfg, size_label=label, N=int(plan.N),
+            N_total=int(plan.N_total), D=int(budget), C=float(plan.C), steps=int(plan.steps),
+            seed=seed, lr=lr, role=role, parent_run_key=cfg.branch_from,
+            branch_step=cfg.branch_step if role == "branch" else None,
+            command=command,
+            workdir=str(base_dir.resolve()) if command is not None else None,
         )
+
+    if spec.schedule.branches and spec.train.command is not None:
+        raise _fail(source, "schedule.branches", "cooldown branches need the built-in trainer; "
+                    "a command cell runs its own training loop")
+    cells: list[Cell] = []
+    order: dict[str, tuple] = {}  # run key -> schedule sort key (compute order)
+    for (label, shape), seed, lr in itertools.product(shapes, spec.axes.seeds, spec.axes.lrs):
+        if not spec.schedule.branches:
+            for budget in spec.axes.tokens:
+                cells.append(make_cell(label, shape, budget, seed, lr))
+            continue
+        cells.extend(_branch_cells(spec, make_cell, label, shape, seed, lr, step_tokens))
     if spec.executor.order == "compute":
-        cells.sort(key=lambda c: (c.C, c.N, c.D, c.seed, c.lr))
+        for c in cells:
+            order[c.run_key] = (c.C, c.N, c.D, c.seed, c.lr, 1)
+        for c in cells:  # a trunk goes just before its first branch
+            if c.role == "trunk":
+                kids = [order[k.run_key] for k in cells if k.parent_run_key == c.run_key]
+                order[c.run_key] = (*min(kids)[:-1], 0) if kids else order[c.run_key]
+        cells.sort(key=lambda c: order[c.run_key])
     return Grid(spec=spec, source=source, cells=tuple(cells))
+
+
+def _branch_cells(spec: GridSpec, make_cell: Any, label: str, shape: dict[str, Any],
+                  seed: int, lr: float, step_tokens: int) -> list[Cell]:
+    """One trunk and one branch per budget for a size x seed x lr (see the module docstring)."""
+    from scaletrack.sweeps.schedule import branch_point
+
+    budgets = sorted(spec.axes.tokens)
+    steps = {d: -(-d // step_tokens) for d in budgets}  # ceil: as plan_run
+    points = {d: branch_point(steps[d], spec.schedule.decay_frac) for d in budgets}
+    warmup = spec.schedule.warmup_steps
+    if warmup is None:
+        warmup = int(round(spec.schedule.warmup_frac * steps[budgets[0]]))
+    trunk_steps = max(points.values())
+    out: list[Cell] = []
+    trunk = None
+    if trunk_steps > 0:
+        trunk = make_cell(
+            label, shape, trunk_steps * step_tokens, seed, lr, role="trunk",
+            schedule="constant", warmup_steps=warmup,
+            checkpoint_at=tuple(sorted({p for p in points.values() if 0 < p < trunk_steps})),
+        )
+        out.append(trunk)
+    for d in budgets:
+        if points[d] > 0 and trunk is not None:
+            out.append(make_cell(label, shape, d, seed, lr, role="branch", warmup_steps=warmup,
+                                 branch_from=trunk.run_key, branch_step=points[d]))
+        else:  # the whole budget is cooldown: nothing to share
+            out.append(make_cell(label, shape, d, seed, lr, role="branch", warmup_steps=warmup))
+    return out
 
 
 def load_grid(path: str | Path, *, check_task: TaskCheck | None = None) -> Grid:

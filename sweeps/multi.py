@@ -13,14 +13,18 @@ same weights and draws the same batches as ``train_run`` would give it, and is l
 its own run key with the same metrics; AdamW and clipping are applied per member. On CUDA
 the forward runs under bf16 autocast, as in ``train_run``.
 
-Checkpointing is simpler than ``train_run``'s: each member gets one checkpoint, at the end
-(weights, its AdamW state and its data generator state, so ``train_run`` can continue it).
-A group stopped early (``stop_event``) releases its runs and saves nothing; they restart
-from step 0. Members that already have checkpoints are handed to ``train_run`` to resume.
+Checkpoints are ``train_run``'s, per member: at every ``checkpoint_every`` steps, at the
+steps in ``checkpoint_at`` (a trunk's branch points), at the end and when stopped, each member
+saves its weights, its AdamW state, its data generator and spike history in the same file
+format, so a branch (or ``train_run``) can start from any of them. Resume is per member and
+exact: the group restarts from the newest step at which every unfinished member has a usable
+checkpoint, each member from its own state; a member that diverged stays diverged and the
+others go on.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -32,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from scaletrack.errors import ConfigError
-from scaletrack.models.checkpoint import save_checkpoint
+from scaletrack.errors import ConfigError, DataError
+from scaletrack.models.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from scaletrack.models.data import eval_batches, load_tokens, sample_batch
 from scaletrack.models.gpt import GPT, GPTConfig
 from scaletrack.sweeps.schedule import lr_at
@@ -44,15 +48,17 @@ from scaletrack.sweeps.train import (
     TrainResult,
     _checkpoint_meta,
     _ensure_claimed,
+    _same_training,
     autocast_for,
     init_model,
     make_optimizer,
     plan_run,
-    train_run,
 )
 
 if TYPE_CHECKING:
     from scaletrack.store import Store
+
+log = logging.getLogger(__name__)
 
 _MEMBER_FIELDS = ("seed", "lr", "weight_decay", "grad_clip")
 BETAS, EPS = (0.9, 0.95), 1e-8  # as sweeps.train.make_optimizer
@@ -126,14 +132,12 @@ def train_group(
     if len(configs) != len(run_keys):
         raise ConfigError("train_group needs one run key per config")
     _check_group(configs)
+    if any(c.branch_from is not None for c in configs):
+        raise ConfigError("train_group does not train cooldown branches; use train_run")
     results: dict[int, TrainResult] = {}
     active: list[int] = []
     plan = plan_run(configs[0])
     for i, (cfg, key) in enumerate(zip(configs, run_keys, strict=True)):
-        if store.latest_checkpoints(key):  # resumable: train_run continues it exactly
-            results[i] = train_run(cfg, store, key, checkpoint_dir, worker=worker,
-                                   stop_event=stop_event, on_step=on_step)
-            continue
         done = _ensure_claimed(cfg, plan_run(cfg), store, key, worker)
         if done is not None:
             results[i] = TrainResult(done.status, done.final_loss, 0, 0, 0.0, None)
@@ -143,18 +147,49 @@ def train_group(
         group = [configs[i] for i in active]
         keys = [run_keys[i] for i in active]
         try:
+            states = _common_resume_point(group, keys, store)
             out = _train_stacked(group, keys, plan, store, Path(checkpoint_dir), worker,
-                                 stop_event, on_step)
+                                 stop_event, on_step, states)
         except KeyboardInterrupt:
             for key in keys:
                 store.release_run(key, worker)
             raise
         except Exception as exc:
-            for key in keys:
-                store.finish_run(key, "failed", error=f"{type(exc).__name__}: {exc}")
+            for key in keys:  # members that diverged before the failure stay diverged
+                run = store.get_run(key)
+                if run is not None and run.status == "running":
+                    store.finish_run(key, "failed", error=f"{type(exc).__name__}: {exc}")
             raise
         results.update(zip(active, out, strict=True))
     return [results[i] for i in range(len(configs))]
+
+
+def _common_resume_point(
+    configs: list[TrainConfig], run_keys: list[str], store: Store
+) -> list[TrainingState] | None:
+    """Each member's state at the newest step where every member has a usable checkpoint."""
+    records = [{rec.step: rec for rec in store.latest_checkpoints(k)} for k in run_keys]
+    common = set(records[0]).intersection(*records[1:]) - {None}
+    for step in sorted(common, reverse=True):
+        states = []
+        for cfg, key, recs in zip(configs, run_keys, records, strict=True):
+            rec = recs[step]
+            try:
+                state = load_checkpoint(rec.path, rec.sha256)
+            except DataError as exc:  # corrupt or missing: try an older common step
+                log.warning("run %s: skipping checkpoint at step %s: %s", key, step, exc)
+                break
+            if not _same_training(state.meta.get("train"), cfg) or state.optimizer is None:
+                log.warning("run %s: skipping checkpoint at step %s: written by another "
+                            "training configuration", key, step)
+                break
+            states.append(state)
+        else:
+            return states
+    if any(records):
+        log.warning("group %s: no step has a usable checkpoint of every member; restarting "
+                    "from step 0", ", ".join(run_keys))
+    return None
 
 
 def _train_stacked(
@@ -166,6 +201,7 @@ def _train_stacked(
     worker: str,
     stop_event: threading.Event | None,
     on_step: Callable[[int, int], None] | None,
+    states: list[TrainingState] | None = None,
 ) -> list[TrainResult]:
     from scaletrack.store import CheckpointRecord
 
@@ -179,29 +215,80 @@ def _train_stacked(
 
     models = [init_model(c, mcfg) for c in configs]
     names = [n for n, _ in models[0].named_parameters()]
+    start = 0
+    moments: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
+    if states is not None:
+        start = int(states[0].meta["step"])
+        for model, cfg, state in zip(models, configs, states, strict=True):
+            model.load_state_dict(state.model)
+            opt = make_optimizer(model, cfg)
+            opt.load_state_dict(state.optimizer)
+            moments.append({n: (opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"])
+                            for n, p in model.named_parameters()})
     params = {
         n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).to(device)
         .requires_grad_(True)
         for n in names
     }
-    exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
-    exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
+    if moments:
+        exp_avg = {n: torch.stack([mo[n][0] for mo in moments]).to(device) for n in names}
+        exp_avg_sq = {n: torch.stack([mo[n][1] for mo in moments]).to(device) for n in names}
+    else:
+        exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
+        exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
     wd = torch.tensor([c.weight_decay for c in configs], device=device)
     clip = torch.tensor([c.grad_clip if c.grad_clip > 0 else math.inf for c in configs],
                         device=device)
     gens = [torch.Generator().manual_seed(c.seed) for c in configs]
     spikes = [SpikeDetector() for _ in configs]
+    if states is not None:
+        for m, state in enumerate(states):
+            gens[m].set_state(state.rng["data"])
+            spikes[m] = SpikeDetector.from_state(state.meta["spikes"])
+        for key in run_keys:
+            store.delete_metrics_after(key, start)
     alive = [True] * M
     results: list[TrainResult | None] = [None] * M
     val_sets = [
         (x.to(device), y.to(device))
         for x, y in eval_batches(data.val, cfg0.eval_batches, cfg0.batch_size, cfg0.context)
     ]
-    sched = {"warmup_frac": cfg0.warmup_frac, "decay_frac": cfg0.decay_frac,
-             "min_lr_frac": cfg0.min_lr_frac}
+    sched = cfg0.schedule_kwargs()
     writers = [store.metric_writer(k) for k in run_keys]
     t0 = last_hb = time.perf_counter()
     pending: list[tuple[int, list[float], torch.Tensor, torch.Tensor]] = []
+    extra_ckpts = set(cfg0.checkpoint_at)
+    last_saved = start
+    lrs = [0.0] * M
+
+    def save(step_done: int) -> None:
+        """Each alive member's checkpoint at ``step_done``, in train_run's format."""
+        nonlocal last_saved
+        for w in writers:
+            w.flush()
+        for m, cfg in enumerate(configs):
+            if not alive[m]:
+                continue
+            model = GPT(mcfg)
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    p.copy_(params[n][m].detach().cpu())
+            opt = make_optimizer(model, cfg)
+            for n, p in model.named_parameters():  # hand the member's AdamW state over
+                opt.state[p] = {"step": torch.tensor(float(step_done)),
+                                "exp_avg": exp_avg[n][m].detach().cpu().clone(),
+                                "exp_avg_sq": exp_avg_sq[n][m].detach().cpu().clone()}
+            for group in opt.param_groups:
+                group["lr"] = lrs[m]
+            path = checkpoint_dir / run_keys[m] / f"step_{step_done:08d}.safetensors"
+            meta = _checkpoint_meta(cfg, mcfg)
+            sha = save_checkpoint(path, model, optimizer=opt, rng={"data": gens[m].get_state()},
+                                  meta={**meta, "step": step_done, "spikes": spikes[m].state()})
+            store.add_checkpoint(CheckpointRecord(
+                id=None, run_key=run_keys[m], kind="own", N=plan.N, tokens=step_done * tps,
+                flops=step_done * tps * fpt, step=step_done, path=str(path), sha256=sha,
+                loader="gpt", meta=meta))
+        last_saved = step_done
 
     @torch.no_grad()
     def val_losses() -> list[float]:
@@ -240,8 +327,9 @@ def _train_stacked(
                                              step * tps * fpt, None)
         pending.clear()
 
+    vals: list[float] = []
     try:
-        for step in range(total):
+        for step in range(start, total):
             lrs = [lr_at(step, total, c.lr, c.schedule, **sched) if alive[m] else 0.0
                    for m, c in enumerate(configs)]
             batches = [sample_batch(data.train, cfg0.batch_size, cfg0.context, g) for g in gens]
@@ -272,7 +360,8 @@ def _train_stacked(
             pending.append((step, lrs, losses.detach(), gnorm))
             done = step + 1
             at_eval = done % cfg0.eval_every == 0 or done == total
-            if len(pending) >= cfg0.log_every or at_eval:
+            at_ckpt = done % cfg0.checkpoint_every == 0 or done == total or done in extra_ckpts
+            if len(pending) >= cfg0.log_every or at_eval or at_ckpt:
                 flush()
             if at_eval:
                 vals = val_losses()
@@ -282,6 +371,8 @@ def _train_stacked(
                             done, {"val/loss": vals[m], "tokens": float(done * tps),
                                    "flops": float(done * tps * fpt)},
                             tokens=done * tps, wall_time=time.perf_counter() - t0)
+            if at_ckpt and any(alive):
+                save(done)
             now = time.perf_counter()
             if now - last_hb >= 10.0:
                 for m in range(M):
@@ -294,6 +385,8 @@ def _train_stacked(
                 break
             if stop_event is not None and stop_event.is_set() and done < total:
                 flush()
+                if last_saved != done and any(alive):
+                    save(done)
                 for m in range(M):
                     if alive[m]:
                         writers[m].flush()
@@ -302,30 +395,13 @@ def _train_stacked(
                                                  done * tps * fpt, None)
                 return [r for r in results if r is not None]
         flush()
+        if start >= total:  # resumed from the final checkpoint: only the final eval is left
+            vals = val_losses()
         for w in writers:
             w.flush()
-        for m, cfg in enumerate(configs):
+        for m in range(M):
             if not alive[m]:
                 continue
-            model = GPT(mcfg)
-            with torch.no_grad():
-                for n, p in model.named_parameters():
-                    p.copy_(params[n][m].detach().cpu())
-            opt = make_optimizer(model, cfg)
-            for n, p in model.named_parameters():  # hand the member's AdamW state over
-                opt.state[p] = {"step": torch.tensor(float(total)),
-                                "exp_avg": exp_avg[n][m].detach().cpu().clone(),
-                                "exp_avg_sq": exp_avg_sq[n][m].detach().cpu().clone()}
-            for group in opt.param_groups:
-                group["lr"] = lrs[m]
-            path = checkpoint_dir / run_keys[m] / f"step_{total:08d}.safetensors"
-            meta = _checkpoint_meta(cfg, mcfg)
-            sha = save_checkpoint(path, model, optimizer=opt, rng={"data": gens[m].get_state()},
-                                  meta={**meta, "step": total, "spikes": spikes[m].state()})
-            store.add_checkpoint(CheckpointRecord(
-                id=None, run_key=run_keys[m], kind="own", N=plan.N, tokens=total * tps,
-                flops=total * tps * fpt, step=total, path=str(path), sha256=sha,
-                loader="gpt", meta=meta))
             store.finish_run(run_keys[m], "finished", final_loss=vals[m])
             results[m] = TrainResult("finished", vals[m], total, total * tps, total * tps * fpt,
                                      None)

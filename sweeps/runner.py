@@ -1,5 +1,11 @@
 """`sweep run`: validate a grid, record its cells in the store, train those not yet done.
 
+Packing: where it pays (``[train] pack``: "auto" = on CUDA, where the stacked trainer is
+2-3x faster; on the CPU it measured no faster, so only "always" packs there), cells that share
+everything but seed and lr — seeds x lrs of one size and budget, or the trunks of one size —
+go to one worker as a group and train stacked (sweeps.multi). Cooldown branches and LSTMs are
+never packed. Only the local executor packs.
+
 Order of work: the grid is validated and expanded completely before the store is opened (a
 rejected grid writes nothing); then the sweep is upserted and `ensure_run` records every cell.
 Finished and diverged cells are skipped; pending, failed (crashed or interrupted) and running
@@ -11,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +71,51 @@ def cell_task(cell: Cell) -> CellTask:
         steps=cell.steps,
         command=cell.command,
         workdir=cell.workdir,
+        after=(cell.parent_run_key, int(cell.branch_step))
+        if cell.parent_run_key is not None and cell.branch_step else None,
     )
+
+
+_MEMBER_FIELDS = ("seed", "lr", "weight_decay", "grad_clip")
+
+
+def should_pack(pack: str, device: str, executor: str) -> bool:
+    """Whether cells are packed: "always", or "auto" on CUDA; never "never", never off-local."""
+    if executor != "local" or pack == "never":
+        return False
+    return pack == "always" or str(device).startswith("cuda")
+
+
+def pack_tasks(cells: Sequence[Cell]) -> list[CellTask]:
+    """Tasks for `cells` in their order, same-shape cells (all but seed/lr) as one group task
+    at the place of its first member; branches and non-GPT cells stay single."""
+    import json
+
+    groups: dict[str, list[Cell]] = {}
+    order: list[str | Cell] = []
+    for cell in cells:
+        if cell.role == "branch" or cell.family != "gpt":
+            order.append(cell)
+            continue
+        shared = {k: v for k, v in cell.config.to_dict().items() if k not in _MEMBER_FIELDS}
+        key = json.dumps([cell.role, shared], sort_keys=True)
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(cell)
+    tasks: list[CellTask] = []
+    for item in order:
+        if isinstance(item, Cell):
+            tasks.append(cell_task(item))
+            continue
+        members = groups[item]
+        if len(members) == 1:
+            tasks.append(cell_task(members[0]))
+            continue
+        first = cell_task(members[0])
+        tasks.append(replace(first, label=f"{len(members)} packed: {first.label}",
+                             members=tuple(cell_task(m) for m in members)))
+    return tasks
 
 
 @dataclass(frozen=True)
@@ -187,11 +237,13 @@ def run_sweep(
     with Store.open(url) as store:
         todo, already_done = prepare_sweep(grid, store)
 
+    packed = bool(todo) and should_pack(grid.spec.train.pack, todo[0].config.device,
+                                        getattr(executor, "name", ""))
     job = SweepJob(
         sweep=grid.name,
         store_url=url,
         checkpoint_root=str(root.expanduser().resolve()),
-        cells=tuple(cell_task(c) for c in todo),
+        cells=tuple(pack_tasks(todo) if packed else (cell_task(c) for c in todo)),
         workers=n_workers,
         stale_after_s=stale_after_s,
         eval_tasks=tuple(grid.spec.eval.tasks),
@@ -258,13 +310,28 @@ def unfinished_cells(store: StoreLike, run_keys: Sequence[str]) -> tuple[str, ..
 def sweep_runs(store: StoreLike, name: str) -> pd.DataFrame:
     """The sweep's runs as a table: key, family, N, D, C, seed, lr, status, loss, attempts."""
     runs = store.runs(sweep=name)
-    cols = ["run_key", "family", "N", "D", "C", "seed", "lr", "status", "final_loss", "attempts",
-            "error"]
+    cols = ["run_key", "family", "role", "N", "D", "C", "seed", "lr", "status", "final_loss",
+            "attempts", "error", "parent_run_key", "branch_step", "config"]
     if runs.empty:
         return pd.DataFrame(columns=cols)
     return runs.sort_values(["C", "N", "D", "seed", "lr"], kind="stable")[cols].reset_index(
         drop=True
     )
+
+
+def flops_spent(runs: pd.DataFrame) -> float:
+    """Training FLOPs the runs themselves spent (a branch pays only for its cooldown; its C,
+    which fits use, is that of a from-scratch run of its budget)."""
+    total = 0.0
+    for row in runs.itertuples(index=False):
+        if pd.isna(row.C) or pd.isna(row.D) or not row.D:
+            continue
+        start = 0 if pd.isna(row.branch_step) else int(row.branch_step)
+        cfg = row.config if isinstance(row.config, dict) else {}
+        tps = int(cfg.get("batch_size", 1)) * int(cfg.get("context", 1))
+        steps = max(1, -(-int(row.D) // tps))
+        total += float(row.C) * (steps - start) / steps
+    return total
 
 
 def status_counts(runs: pd.DataFrame) -> dict[str, int]:

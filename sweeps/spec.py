@@ -215,14 +215,30 @@ class TrainSpec(_Section):
             check_template(v)
         return v
 
+    pack: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="train same-shape cells (seeds x lrs) stacked in one process: 'auto' on "
+        "CUDA only (where it pays), 'always' also on CPU, 'never'",
+    )
+
 
 class ScheduleSpec(_Section):
-    """Learning-rate schedule: cosine, warmup-stable-decay (wsd) or constant."""
+    """Learning-rate schedule: cosine, warmup-stable-decay (wsd) or constant.
+
+    With ``kind = "wsd"`` and ``branches = true``, each size x seed x lr trains one warmup +
+    constant-lr trunk, and every token budget is a cooldown branch leaving it at
+    (1 - decay_frac) of its own steps (Hägele et al. 2024).
+    """
 
     kind: Literal["cosine", "wsd", "constant"] = "cosine"
     warmup_frac: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    warmup_steps: NonNegativeInt | None = Field(
+        None, description="warmup steps of every cell (replaces warmup_frac)"
+    )
     decay_frac: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2
     min_lr_frac: Fraction = 0.1
+    cooldown: Literal["linear", "1-sqrt"] = Field("linear", description="wsd cooldown shape")
+    branches: bool = Field(False, description="wsd only: budgets branch off one trunk")
 
     @model_validator(mode="after")
     def _fractions(self) -> ScheduleSpec:
@@ -230,6 +246,10 @@ class ScheduleSpec(_Section):
             raise ValueError(
                 f"expected warmup_frac + decay_frac <= 1 for wsd "
                 f"(got {self.warmup_frac} + {self.decay_frac})"
+            )
+        if self.branches and self.kind != "wsd":
+            raise ValueError(
+                f"@branches: cooldown branches need kind = \"wsd\" (got kind {self.kind!r})"
             )
         return self
 

@@ -12,6 +12,14 @@ step and the spike detector's history; every random draw after initialisation co
 data generator, so a run resumed from a checkpoint takes the same steps as one never stopped.
 Losses are moved to the host once every ``log_every`` steps (one sync), not every step.
 
+Cooldown branches: a run whose config names ``branch_from`` (a trunk's run key) and
+``branch_step`` starts, unless it has checkpoints of its own, from the trunk's checkpoint at
+that step (weights, AdamW state, data generator, spike history) and trains the remaining steps
+of its own schedule; it logs metrics from ``branch_step + 1`` on. A trunk saves a checkpoint
+at every step in ``checkpoint_at`` (its branch points). Since the trunk's constant lr equals the
+stable phase of every branch's wsd schedule, a branch takes the very steps a from-scratch wsd
+run of its budget would take.
+
 Divergence: a training loss that is not finite or exceeds ``DIVERGENCE_FACTOR * ln(vocab)``
 (4x the loss of a uniform guess) marks the run ``diverged``; its metrics are kept.
 On CUDA the forward runs under bf16 autocast.
@@ -42,7 +50,7 @@ from scaletrack.models.data import eval_batches, load_tokens, sample_batch
 from scaletrack.models.gpt import GPTConfig
 from scaletrack.models.ladder import shape_for
 from scaletrack.models.lstm import LSTMConfig
-from scaletrack.sweeps.schedule import SCHEDULES, lr_at
+from scaletrack.sweeps.schedule import COOLDOWNS, SCHEDULES, lr_at
 from scaletrack.sweeps.spikes import SpikeDetector
 
 log = logging.getLogger(__name__)
@@ -81,8 +89,24 @@ class TrainConfig:
     checkpoint_every: int = 200  # steps (and always at the end)
     device: str = "cpu"
     log_every: int = 10  # steps between host syncs of the logged losses
+    # Fields below are left out of to_dict() at their defaults, so the run keys and checkpoint
+    # checks of configs written before they existed do not change.
+    cooldown: str = "linear"  # wsd cooldown shape: "linear" | "1-sqrt"
+    warmup_steps: int | None = None  # replaces warmup_frac * steps (shared by a trunk's runs)
+    checkpoint_at: tuple[int, ...] = ()  # extra checkpoint steps (a trunk's branch points)
+    branch_from: str | None = None  # run key of the trunk this run branches off
+    branch_step: int = 0  # the trunk step this run starts from
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "checkpoint_at", tuple(int(s) for s in self.checkpoint_at))
+        if self.cooldown not in COOLDOWNS:
+            raise ConfigError(
+                f"TrainConfig.cooldown must be one of {COOLDOWNS}, got {self.cooldown!r}"
+            )
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ConfigError(f"TrainConfig.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.branch_step < 0 or (self.branch_from is None) != (self.branch_step == 0):
+            raise ConfigError("TrainConfig.branch_from and a positive branch_step go together")
         if self.family not in ("gpt", "lstm"):
             raise ConfigError(f"TrainConfig.family must be 'gpt' or 'lstm', got {self.family!r}")
         if self.schedule not in SCHEDULES:
@@ -98,7 +122,18 @@ class TrainConfig:
             raise ConfigError("TrainConfig.model and TrainConfig.data must be dicts")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["checkpoint_at"] = list(self.checkpoint_at)
+        for f in fields(self):
+            if f.name in _LATER_FIELDS and getattr(self, f.name) == f.default:
+                del d[f.name]
+        return d
+
+    def schedule_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of schedule.lr_at for this run."""
+        return {"warmup_frac": self.warmup_frac, "decay_frac": self.decay_frac,
+                "min_lr_frac": self.min_lr_frac, "cooldown": self.cooldown,
+                "warmup_steps": self.warmup_steps}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -107,6 +142,9 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown TrainConfig field(s) {unknown}")
         return cls(**d)
+
+
+_LATER_FIELDS = ("cooldown", "warmup_steps", "checkpoint_at", "branch_from", "branch_step")
 
 
 @dataclass(frozen=True)
@@ -239,6 +277,29 @@ def _ensure_claimed(cfg: TrainConfig, plan: RunPlan, store: StoreLike, run_key: 
     return None
 
 
+def branch_point_checkpoint(store: StoreLike, cfg: TrainConfig) -> Any:
+    """The trunk's checkpoint record at ``cfg.branch_step``, or None if not saved yet."""
+    if cfg.branch_from is None:
+        return None
+    for rec in store.latest_checkpoints(cfg.branch_from):
+        if rec.step == cfg.branch_step:
+            return rec
+    return None
+
+
+def load_branch_point(store: StoreLike, cfg: TrainConfig) -> Any:
+    """The trunk's state at the branch point (models.checkpoint state); DataError if absent."""
+    rec = branch_point_checkpoint(store, cfg)
+    if rec is None:
+        raise DataError(f"trunk {cfg.branch_from} has no checkpoint at step {cfg.branch_step} "
+                        "yet; train the trunk first")
+    state = load_checkpoint(rec.path, rec.sha256)
+    if int(state.meta.get("step", -1)) != cfg.branch_step or state.optimizer is None:
+        raise DataError(f"trunk {cfg.branch_from}: checkpoint {rec.path} is not a resumable "
+                        f"state at step {cfg.branch_step}")
+    return state
+
+
 def train_run(
     cfg: TrainConfig,
     store: StoreLike,
@@ -318,6 +379,22 @@ def _train(
                     run_key, len(records))
     if resumed_from is not None:
         store.delete_metrics_after(run_key, resumed_from)
+    if resumed_from is None and cfg.branch_from is not None:
+        trunk = store.get_run(cfg.branch_from)
+        if trunk is not None and trunk.status == "diverged" and (
+            branch_point_checkpoint(store, cfg) is None
+        ):
+            msg = f"its trunk {cfg.branch_from} diverged before step {cfg.branch_step}"
+            store.finish_run(run_key, "diverged", error=msg)
+            return TrainResult("diverged", None, 0, 0, 0.0, None)
+        state = load_branch_point(store, cfg)
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        gen.set_state(state.rng["data"])
+        spikes = SpikeDetector.from_state(state.meta["spikes"])
+        start = cfg.branch_step
+        if hasattr(store, "delete_metrics_after"):
+            store.delete_metrics_after(run_key, start)
 
     val_sets = [
         (x.to(device), y.to(device))
@@ -326,10 +403,10 @@ def _train(
     train_tokens = data.train.to(device) if device.type == "cuda" else data.train
     params = [p for p in model.parameters()]
     clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-    sched = {"warmup_frac": cfg.warmup_frac, "decay_frac": cfg.decay_frac,
-             "min_lr_frac": cfg.min_lr_frac}
+    sched = cfg.schedule_kwargs()
+    extra_ckpts = set(cfg.checkpoint_at)
     t0 = last_hb = time.perf_counter()
-    last_saved = start if resumed_from is not None else -1
+    last_saved = start if resumed_from is not None or cfg.branch_from is not None else -1
     pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
 
     def still_ours() -> None:
@@ -402,7 +479,7 @@ def _train(
             pending.append((step, lr, loss.detach(), gnorm.detach()))
             done = step + 1
             at_eval = done % cfg.eval_every == 0 or done == total
-            at_ckpt = done % cfg.checkpoint_every == 0 or done == total
+            at_ckpt = done % cfg.checkpoint_every == 0 or done == total or done in extra_ckpts
             if len(pending) >= cfg.log_every or at_eval or at_ckpt:
                 bad = flush_pending(writer)
                 if bad is not None:

@@ -80,8 +80,15 @@ def test_runs_roundtrip(store: Store):
     assert list(frame.columns) == [
         "run_key", "sweep", "family", "status", "N", "N_total", "D", "C", "seed", "lr",
         "final_loss", "attempts", "worker", "heartbeat_at", "error", "created_at", "updated_at",
-        "config", "name", "tags", "note"]
+        "config", "name", "tags", "note", "role", "parent_run_key", "branch_step"]
     assert frame["run_key"].tolist() == ["r1", "r2"]
+    assert frame["role"].tolist() == ["cell", "cell"] and frame["branch_step"].isna().all()
+    store.ensure_run(_run("b1", role="branch", parent_run_key="r1", branch_step=40))
+    branch = store.get_run("b1")
+    assert (branch.role, branch.parent_run_key, branch.branch_step) == ("branch", "r1", 40)
+    assert store.runs(role="branch")["run_key"].tolist() == ["b1"]
+    with pytest.raises(StoreError, match="role"):
+        store.runs(role="stem")
     assert frame["N"].dtype == "Int64" and pd.isna(frame.loc[1, "N"])
     assert isinstance(frame.loc[0, "config"], dict)
     assert store.runs(sweep="other")["run_key"].tolist() == ["r2"]

@@ -74,3 +74,34 @@ def test_group_matches_single_runs(store: Store, tmp_path: Path) -> None:
 def test_group_members_must_share_shape() -> None:
     with pytest.raises(ConfigError, match="differ only"):
         train_group([small(), small(context=16)], None, ["a", "b"], Path("."))  # type: ignore[arg-type]
+
+
+def test_group_killed_mid_run_resumes_each_member_exactly(store: Store, tmp_path: Path) -> None:
+    """A packed group stopped by a crash resumes from the newest step every member saved (here
+    an older one: a member's newest file is damaged), and its rows equal an uninterrupted
+    group's; the diverged member stays diverged."""
+    configs = [small(seed=0, checkpoint_every=10), small(seed=1, lr=1e-3, checkpoint_every=10),
+               small(seed=2, lr=float("nan"), checkpoint_every=10)]
+    full = train_group(configs, store, ["a0", "a1", "a2"], tmp_path / "ck")
+    assert [r.status for r in full] == ["finished", "finished", "diverged"]
+
+    def crash(step: int, total: int) -> None:
+        if step == 25:
+            raise RuntimeError("power cut")
+
+    keys = ["b0", "b1", "b2"]
+    with pytest.raises(RuntimeError, match="power cut"):
+        train_group(configs, store, keys, tmp_path / "ck", on_step=crash)
+    assert [store.get_run(k).status for k in keys] == ["failed", "failed", "diverged"]
+    newest = store.latest_checkpoints("b1")[0]
+    assert newest.step == 20
+    Path(newest.path).write_bytes(Path(newest.path).read_bytes()[:100])  # damaged
+    again = train_group(configs, store, keys, tmp_path / "ck")
+    assert [r.status for r in again] == ["finished", "finished", "diverged"]
+    for a, b in (("a0", "b0"), ("a1", "b1")):
+        ref = store.metrics([a]).set_index(["name", "step"])["value"].sort_index()
+        got = store.metrics([b]).set_index(["name", "step"])["value"].sort_index()
+        assert got.index.equals(ref.index)
+        assert (got.to_numpy() == ref.to_numpy()).all()
+        assert store.get_run(b).final_loss == store.get_run(a).final_loss
+        assert store.get_run(b).attempts == 2

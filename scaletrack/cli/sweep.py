@@ -127,12 +127,12 @@ def validate_command(
     grid = load_grid(file)
     _check_budget(grid, force)
     rows = [
-        {"run_key": c.run_key, "size": c.size_label, "N": c.N, "D": c.D, "C": c.C,
-         "seed": c.seed, "lr": c.lr, "steps": c.steps}
+        {"run_key": c.run_key, "role": c.role, "size": c.size_label, "N": c.N, "D": c.D,
+         "C": c.C, "seed": c.seed, "lr": c.lr, "steps": c.steps}
         for c in grid.cells
     ]
     print_table(pd.DataFrame(rows), title=f"sweep {grid.name}: cells in schedule order")
-    total_c = sum(c.C for c in grid.cells)
+    total_c = sum(c.spent_flops for c in grid.cells)  # a branch pays only for its cooldown
     console.print(f"[green]ok[/]: {literal(file)} is valid: {len(grid.cells)} cells, "
                   f"{total_c:.3g} FLOPs planned, executor {grid.spec.executor.kind} "
                   f"x{grid.spec.executor.workers}")
@@ -153,7 +153,10 @@ def status_command(
     limit: int = typer.Option(PAGE_ROWS, "--limit", min=0, help="Cells to list (0 = all)."),
     offset: int = typer.Option(0, "--offset", min=0, help="Skip this many cells first."),
 ) -> None:
-    """Counts by status (aggregated in the database) and a page of the sweep's cells."""
+    """Counts by status (aggregated in the database) and a page of the sweep's cells; for
+    cooldown branches, the FLOPs actually trained."""
+    from scaletrack.sweeps.runner import flops_spent
+
     st = open_store_or_exit(store, create=False)
     try:
         known = st.sweeps()
@@ -161,6 +164,8 @@ def status_command(
             fail(f"no sweep named {name!r} in {st.url}")
         counts = st.run_status_counts(sweep=name)
         runs = st.runs(sweep=name, order="compute", limit=limit or None, offset=offset)
+        trunks = st.runs(sweep=name, role="trunk", limit=1)
+        branched = None if trunks.empty else st.runs(sweep=name)
         from scaletrack.cli.slurm import slurm_task_table
 
         slurm = slurm_task_table(st, name)
@@ -169,6 +174,11 @@ def status_command(
     console.print(f"sweep [bold]{literal(name)}[/]: "
                   + ", ".join(f"{v} {k}" for k, v in counts.items()), highlight=False)
     columns = ["run", "N", "D", "C", "seed", "lr", "status", "loss", "tries"]
+    if branched is not None:  # cooldown branches: say which run is which
+        columns.insert(1, "role")
+        cells = branched[branched["role"] != "trunk"]
+        console.print(f"FLOPs trained {flops_spent(branched):.3g} (one from-scratch run per "
+                      f"cell: {cells['C'].sum():.3g})")
     if runs["error"].notna().any():
         columns.append("error")
     print_table(runs_for_display(runs), title=f"cells of {name}", columns=columns)

@@ -45,6 +45,16 @@ class CellTask:
     steps: int
     command: str | None = None  # a command cell: the user's program line (sweeps.command)
     workdir: str | None = None  # and the folder it runs in
+    # a cooldown branch waits for its trunk's checkpoint at this (trunk run key, step)
+    after: tuple[str, int] | None = None
+    # a packed group: same-shape cells trained together by sweeps.multi.train_group; the
+    # group's own run_key/config are its first member's
+    members: tuple[CellTask, ...] = ()
+
+
+def task_keys(task: CellTask) -> tuple[str, ...]:
+    """The run keys a task trains: its members' for a packed group, else its own."""
+    return tuple(m.run_key for m in task.members) if task.members else (task.run_key,)
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,38 @@ class Executor(Protocol):
     def run(self, job: SweepJob, on_event: EventSink) -> ExecutorOutcome: ...
 
 
+# ----------------------------------------------------------------------------- branches
+
+
+def branch_ready(cell: CellTask, store: StoreLike) -> bool:
+    """Whether `cell` can start now: it is no branch, or its trunk saved the branch point."""
+    if cell.after is None:
+        return True
+    trunk, step = cell.after
+    return any(rec.step == step for rec in store.latest_checkpoints(trunk))
+
+
+def wait_for_branch_point(
+    cell: CellTask, store: StoreLike, stop_event: Any = None, poll_s: float = 0.5
+) -> bool:
+    """Block until `cell`'s trunk has saved its branch point or will not any more (True),
+    or until stopped (False); the trainer then says what is missing.
+
+    Executors that schedule only ready branches (the local one) never wait here.
+    """
+    if cell.after is None:
+        return True
+    while True:
+        if branch_ready(cell, store):
+            return True
+        run = store.get_run(cell.after[0])
+        if run is None or run.status not in ("pending", "running"):
+            return True  # done, or crashed and not being trained: no use waiting
+        if stop_event is not None and stop_event.is_set():
+            return False
+        time.sleep(poll_s)
+
+
 # ----------------------------------------------------------------------------- one cell
 
 
@@ -188,6 +230,8 @@ def run_cell(
     from scaletrack.sweeps.liveness import holder_is_dead
     from scaletrack.sweeps.train import TrainConfig, train_run
 
+    if cell.members:
+        return run_group(job, cell, store, worker, emit, stop_event, device)
     if not store.claim_run(cell.run_key, worker, stale_after_s=job.stale_after_s):
         run = store.get_run(cell.run_key)
         if (run is not None and run.status == "running"
@@ -207,6 +251,11 @@ def run_cell(
 
     emit(CellStarted(cell.run_key, worker))
     t0 = time.monotonic()
+    if not wait_for_branch_point(cell, store, stop_event):
+        store.release_run(cell.run_key, worker)
+        done = CellDone(cell.run_key, worker, "interrupted", message="waiting for its trunk")
+        emit(done)
+        return done
     if cell.command is not None:
         from scaletrack.sweeps.command import run_command_cell
 
@@ -269,6 +318,75 @@ def run_cell(
     )
     emit(done)
     return done
+
+
+def run_group(
+    job: SweepJob,
+    group: CellTask,
+    store: StoreLike,
+    worker: str,
+    emit: EventSink,
+    stop_event: Any = None,
+    device: str | None = None,
+) -> CellDone:
+    """Claim a packed group's members and train those claimed together (sweeps.multi); one
+    CellDone per member (the last is returned). A failure marks only the members still
+    running failed; one diverged member does not stop the others."""
+    from scaletrack.sweeps.multi import train_group
+    from scaletrack.sweeps.train import TrainConfig
+
+    claimed: list[CellTask] = []
+    last: CellDone | None = None
+    for member in group.members:
+        if store.claim_run(member.run_key, worker, stale_after_s=job.stale_after_s):
+            claimed.append(member)
+            emit(CellStarted(member.run_key, worker))
+            continue
+        run = store.get_run(member.run_key)
+        reason = "not in the store" if run is None else (
+            f"held by live worker {run.worker}" if run.status == "running"
+            else f"already {run.status}")
+        last = CellDone(member.run_key, worker, "skipped", message=reason)
+        emit(last)
+    if not claimed:
+        assert last is not None
+        return last
+    t0 = time.monotonic()
+    try:
+        configs = [TrainConfig.from_dict(m.config) for m in claimed]
+        if device is not None:
+            configs = [replace(c, device=device) for c in configs]
+        results = train_group(
+            configs, store, [m.run_key for m in claimed], job.checkpoint_dir(), worker=worker,
+            stop_event=stop_event, on_step=_Throttle(claimed[0].run_key, emit),
+        )
+    except Exception as exc:  # noqa: BLE001 - recorded per member, the sweep goes on
+        message = one_line(exc)
+        for member in claimed:
+            with contextlib.suppress(ScaletrackError):
+                run = store.get_run(member.run_key)
+                if run is not None and run.status == "running":
+                    store.finish_run(member.run_key, "failed", error=message)
+            last = CellDone(member.run_key, worker, "failed", wall_s=time.monotonic() - t0,
+                            message=message)
+            emit(last)
+        assert last is not None
+        return last
+    for member, result in zip(claimed, results, strict=True):
+        if result.status == "interrupted":
+            store.release_run(member.run_key, worker)
+        eval_errors: dict[str, str] = {}
+        hook = job.after_checkpoint
+        if result.status == "finished" and job.eval_tasks and hook is not None:
+            eval_errors = _evaluate(job, member, store,
+                                    device or member.config.get("device", "cpu"), hook)
+        last = CellDone(member.run_key, worker, result.status, final_loss=result.final_loss,
+                        wall_s=time.monotonic() - t0, steps=int(result.steps),
+                        tokens=int(result.tokens), resumed_from_step=result.resumed_from_step,
+                        eval_errors=eval_errors)
+        emit(last)
+    assert last is not None
+    return last
 
 
 def _evaluate(

@@ -1,7 +1,10 @@
 """The local executor: a pool of spawned worker processes on this machine.
 
 The parent hands out one cell at a time to whichever worker says it is ready, so it always
-knows which cell each worker holds. Workers open their own Store from the URL, split the CPU
+knows which cell each worker holds. It hands out the first cell, in schedule order, that can
+start: a cooldown branch only once its trunk has saved the branch point (or the trunk can make
+no more progress in this call), so an idle worker waits in the parent's queue, not on a trunk.
+Workers open their own Store from the URL, split the CPU
 cores between them (torch threads = cores / workers, at least 1) and, on a machine with
 several GPUs, see one GPU each (CUDA_VISIBLE_DEVICES). Workers ignore SIGINT: on Ctrl-C the
 parent sets a stop event, each worker checkpoints, releases its claim and exits, and the next
@@ -32,7 +35,9 @@ from scaletrack.sweeps.executors import (
     ExecutorOutcome,
     SweepJob,
     WorkerLost,
+    branch_ready,
     run_cell,
+    task_keys,
     worker_name,
 )
 
@@ -175,6 +180,7 @@ class _Slot:
     name: str | None = None
     cell: CellTask | None = None
     exited: bool = False
+    idle: bool = False  # asked for a cell, none could start yet
 
 
 class LocalExecutor:
@@ -230,7 +236,41 @@ class LocalExecutor:
 
             if parent_store is None:
                 parent_store = Store.open(job.store_url)
-            parent_store.release_run(slot.cell.run_key, slot.name)
+            for key in task_keys(slot.cell):
+                parent_store.release_run(key, slot.name)
+
+        def store_for_gate() -> Any:
+            nonlocal parent_store
+            from scaletrack.store import Store
+
+            if parent_store is None:
+                parent_store = Store.open(job.store_url)
+            return parent_store
+
+        def startable(cell: CellTask) -> bool:
+            if cell.after is None:
+                return True
+            trunk = cell.after[0]
+            if any(trunk in task_keys(c) for c in todo) or any(
+                s.cell is not None and trunk in task_keys(s.cell) for s in slots.values()
+            ):
+                return branch_ready(cell, store_for_gate())
+            return True  # the trunk will not move in this call: the trainer says what is missing
+
+        def dispatch() -> None:
+            for slot in slots.values():
+                if not slot.idle or slot.exited:
+                    continue
+                if not todo or stop.is_set():
+                    slot.idle = False
+                    slot.inbox.put(None)
+                    continue
+                pick = next((c for c in todo if startable(c)), None)
+                if pick is None:
+                    return  # nothing can start yet; retried on the next event or poll
+                todo.remove(pick)
+                slot.idle, slot.cell = False, pick
+                slot.inbox.put(pick)
 
         def handle(msg: Any) -> None:
             nonlocal respawns_left
@@ -240,11 +280,8 @@ class LocalExecutor:
                     return
                 slot.name = msg.worker
                 slot.cell = None
-                if todo and not stop.is_set():
-                    slot.cell = todo.popleft()
-                    slot.inbox.put(slot.cell)
-                else:
-                    slot.inbox.put(None)
+                slot.idle = True
+                dispatch()
             elif isinstance(msg, _Fatal):
                 if msg.started:
                     slot = slots.get(msg.index)
@@ -258,8 +295,9 @@ class LocalExecutor:
                 respawns_left = 0
             else:
                 if isinstance(msg, CellDone):
-                    for slot in slots.values():
-                        if slot.cell is not None and slot.cell.run_key == msg.run_key:
+                    for slot in slots.values():  # a packed group is done at its _Ready
+                        if (slot.cell is not None and not slot.cell.members
+                                and slot.cell.run_key == msg.run_key):
                             slot.cell = None
                 on_event(msg)
 
@@ -279,9 +317,9 @@ class LocalExecutor:
                 except ScaletrackError as exc:
                     on_event(ExecutorNote(f"could not release {lost_key}: {exc}"))
                 on_event(WorkerLost(slot.name or f"worker {slot.index}", code, lost_key))
-                if lost_key is not None:
+                for key in task_keys(slot.cell) if slot.cell is not None else ():
                     on_event(
-                        CellDone(lost_key, slot.name or "?", "crashed",
+                        CellDone(key, slot.name or "?", "crashed",
                                  message=f"worker died (exit code {code}); resumes on next run")
                     )
                 slot.cell = None
@@ -299,6 +337,7 @@ class LocalExecutor:
                         msg = events.get(timeout=POLL_S)
                     except queue.Empty:
                         check_workers()
+                        dispatch()
                         if stop_deadline is not None and time.monotonic() > stop_deadline:
                             on_event(ExecutorNote("workers did not stop in time; terminating"))
                             _terminate(slots.values())

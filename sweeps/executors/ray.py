@@ -50,6 +50,7 @@ from scaletrack.sweeps.executors import (
     SweepJob,
     WorkerLost,
     run_cell,
+    task_keys,
 )
 
 POLL_S = 0.25  # how often the driver collects events and finished cells
@@ -509,9 +510,25 @@ class RayExecutor:
         interrupted = False
         stop_deadline: float | None = None
 
+        def startable(cell: CellTask) -> bool:
+            """A cooldown branch waits in this queue, not on a CPU, for its branch point."""
+            if cell.after is None:
+                return True
+            trunk = cell.after[0]
+            if not any(trunk in task_keys(c) for _, c in todo) and not any(
+                trunk in task_keys(item.cell) for item in in_flight.values()
+            ):
+                return True  # the trunk will not move in this call: the trainer says why
+            recs = ray.get(hub.call.remote("latest_checkpoints", (trunk,), {}))
+            return any(rec.step == cell.after[1] for rec in recs)
+
         def submit() -> None:
             while todo and len(in_flight) < cap and not interrupted:
-                index, cell = todo.pop()
+                pick = next((k for k in range(len(todo) - 1, -1, -1) if startable(todo[k][1])),
+                            None)
+                if pick is None:
+                    return
+                index, cell = todo.pop(pick)
                 # one name per cell and sweep run: a retry on another node reclaims it at once
                 worker = f"ray:{host}:{os.getpid()}:{index}"
                 ref = _remote_cell_task.options(**self._options(cell)).remote(

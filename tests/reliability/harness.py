@@ -195,12 +195,14 @@ def run_chaos(
     reference_url: str | None = None,
     corrupt: bool = True,
     parent_every: int = 3,
+    extra: str = "",
 ) -> tuple[ChaosResult, pd.DataFrame, pd.DataFrame]:
     """SIGKILL `kills` times at random moments of a sweep, rerun until every cell is done.
 
-    Every `parent_every`-th kill (0: none) hits the `sweep run` process itself instead of a
-    worker. With `corrupt`, after every sweep run that left crashed cells the newest checkpoint
-    of one of them is truncated or bit-flipped, so the rerun must fall back to an older one.
+    `extra` is appended to the grid file (e.g. a [schedule] table). Every `parent_every`-th
+    kill (0: none) hits the `sweep run` process itself instead of a worker. With `corrupt`,
+    after every sweep run that left crashed cells the newest checkpoint of one of them is
+    truncated or bit-flipped, so the rerun must fall back to an older one.
 
     Returns (figures, metric rows of the chaotic sweep, rows of the uninterrupted reference).
     """
@@ -209,7 +211,7 @@ def run_chaos(
     rng = random.Random(seed)
     workdir.mkdir(parents=True, exist_ok=True)
     grid = workdir / "chaos.toml"
-    grid.write_text(grid_toml("chaos", tokens=tokens))
+    grid.write_text(grid_toml("chaos", tokens=tokens, extra=extra))
     reference_proc = None
     if reference_url is None:  # the uninterrupted sweep runs meanwhile, on the other CPU
         ref_dir = workdir / "reference"
