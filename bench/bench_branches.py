@@ -114,8 +114,7 @@ def run_side(toml: str, workdir: Path, workers: int, bootstrap: int) -> Side:
     grid = expand(spec, "<bench>")
     url = f"sqlite:///{workdir / (spec.name + '.db')}"
     t0, c0 = time.perf_counter(), _cpu_s()
-    report = run_sweep(grid, url, workers=workers, checkpoint_dir=workdir / "ck",
-                       recheck_ideas=False)
+    report = run_sweep(grid, url, workers=workers, checkpoint_dir=workdir / "ck")
     wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
     if not report.ok:
         raise SystemExit(f"sweep {spec.name} did not finish: "

@@ -95,8 +95,7 @@ def grid_walls(directory: Path) -> tuple[float, float]:
         path.write_text(GRID.format(name=name, corpus=corpus))
         t0 = time.perf_counter()
         report = run_sweep(load_grid(path), f"sqlite:///{directory / (name + '.db')}",
-                           executor=executor, checkpoint_dir=directory / name,
-                           recheck_ideas=False)
+                           executor=executor, checkpoint_dir=directory / name)
         wall = time.perf_counter() - t0
         walls[kind] = min(walls.get(kind, wall), wall)
         assert report.ok, report

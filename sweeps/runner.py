@@ -88,13 +88,13 @@ def should_pack(pack: str, device: str, executor: str) -> bool:
 
 def pack_tasks(cells: Sequence[Cell]) -> list[CellTask]:
     """Tasks for `cells` in their order, same-shape cells (all but seed/lr) as one group task
-    at the place of its first member; branches and non-GPT cells stay single."""
+    at the place of its first member; branches, command cells and non-GPT cells stay single."""
     import json
 
     groups: dict[str, list[Cell]] = {}
     order: list[str | Cell] = []
     for cell in cells:
-        if cell.role == "branch" or cell.family != "gpt":
+        if cell.role == "branch" or cell.family != "gpt" or cell.command is not None:
             order.append(cell)
             continue
         shared = {k: v for k, v in cell.config.to_dict().items() if k not in _MEMBER_FIELDS}

@@ -110,7 +110,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Outcome
     os.sched_setaffinity(0, {min(cores)})
     try:
         report = run_sweep(grid, url, executor=LocalExecutor(workers=1),
-                           checkpoint_dir=root / "ckpt", recheck_ideas=False)
+                           checkpoint_dir=root / "ckpt")
     finally:
         os.sched_setaffinity(0, cores)
     outcome = read_outcome(report, url, "slurm-ref")
@@ -149,8 +149,7 @@ class SweepThread(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.report = run_sweep(self.grid, self.url, checkpoint_dir=self.ckpt,
-                                    recheck_ideas=False)
+            self.report = run_sweep(self.grid, self.url, checkpoint_dir=self.ckpt)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test
             self.error = exc
 
@@ -232,7 +231,7 @@ def test_grid_runs_as_one_job_array_and_matches_local(
 ) -> None:
     grid = load_grid(write_grid(tmp_path, corpus, "slurm-ref", same_node=True))
     url = f"sqlite:///{tmp_path / 'slurm.db'}"
-    report = run_sweep(grid, url, checkpoint_dir=tmp_path / "ckpt", recheck_ideas=False)
+    report = run_sweep(grid, url, checkpoint_dir=tmp_path / "ckpt")
     assert report.ok and sorted(r.status for r in report.results) == ["finished"] * 4
     outcome = read_outcome(report, url, "slurm-ref")
     assert_same_as_reference(outcome, reference)
@@ -335,7 +334,7 @@ def test_sweep_cancel_stops_tasks_and_run_resumes(
     assert status.exit_code == 0, status.output
     assert "slurm tasks of slurm-ref" in status.output and "cancelled" in status.output.lower()
     # the next run resumes what was stopped and ends where a local run ends
-    report = run_sweep(grid, url, checkpoint_dir=tmp_path / "ckpt", recheck_ideas=False)
+    report = run_sweep(grid, url, checkpoint_dir=tmp_path / "ckpt")
     assert report.ok
     assert any(r.resumed_from_step for r in report.results if r.run_key == cell)
     assert_same_as_reference(read_outcome(report, url, "slurm-ref"), reference)

@@ -134,9 +134,9 @@ def test_a_branch_takes_the_steps_of_a_from_scratch_wsd_run(tmp_path: Path) -> N
 def test_branch_grid_runs_reruns_nothing_and_fits_skip_trunks(tmp_path: Path) -> None:
     grid = load_grid(branch_grid(tmp_path))
     url = f"sqlite:///{tmp_path / 'sweep.db'}"
-    report = run_sweep(grid, url, checkpoint_dir=tmp_path / "ck", recheck_ideas=False)
+    report = run_sweep(grid, url, checkpoint_dir=tmp_path / "ck")
     assert report.ok and report.trained == len(grid.cells) == 2 + 6
-    again = run_sweep(grid, url, checkpoint_dir=tmp_path / "ck", recheck_ideas=False)
+    again = run_sweep(grid, url, checkpoint_dir=tmp_path / "ck")
     assert again.ok and again.trained == 0
     with Store.open(url) as store:
         runs = store.runs(sweep="branchy")
@@ -208,10 +208,9 @@ def test_packed_branch_grid_matches_unpacked_and_reruns_nothing(tmp_path: Path) 
         path.write_text(to_toml(data))
         grid = load_grid(path)
         url = f"sqlite:///{tmp_path / (pack + '.db')}"
-        report = run_sweep(grid, url, checkpoint_dir=tmp_path / "ck", recheck_ideas=False)
+        report = run_sweep(grid, url, checkpoint_dir=tmp_path / "ck")
         assert report.ok and report.trained == 2 + 4, [r.message for r in report.results]
-        assert run_sweep(grid, url, checkpoint_dir=tmp_path / "ck",
-                         recheck_ideas=False).trained == 0
+        assert run_sweep(grid, url, checkpoint_dir=tmp_path / "ck").trained == 0
         with Store.open(url) as store:
             runs = store.runs().sort_values(["role", "seed", "D"])
             assert (runs["attempts"] == 1).all()
