@@ -301,8 +301,16 @@ def test_hub_store_flushes_metrics_before_a_checkpoint_is_registered(
     from scaletrack.store import CheckpointRecord, RunRecord
     from scaletrack.sweeps.executors.ray import HubStore, SweepHub
 
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     url = f"sqlite:///{tmp_path / 'hub.db'}"
-    hub = ray.remote(SweepHub).options(num_cpus=0).remote(url, True)
+    # on this node, as the executor places it (an earlier test may have killed a worker node
+    # that the cluster has not yet noticed is gone)
+    here = ray.get_runtime_context().get_node_id()
+    hub = ray.remote(SweepHub).options(
+        num_cpus=0,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
+    ).remote(url, True)
     try:
         proxy = HubStore(hub, url)
         proxy.ensure_run(RunRecord(run_key="r", sweep=None, family="gpt", config={}, N=1,

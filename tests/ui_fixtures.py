@@ -53,12 +53,13 @@ def build_ui_store(root: Path, shared_data: Path) -> str:
         for ckpt_id in finals.sort_values("flops")["id"]:
             for idea_id in ideas:
                 check_idea(store, idea_id, int(ckpt_id))
-        config = {"name": SCRIPT, "tags": [SCRIPT, "baseline"], "lr": 0.001}
+        config = {"name": SCRIPT, "lr": 0.001}
         store.ensure_run(RunRecord(
             run_key=make_run_key(config), sweep=SCRIPT, family="imported", config=config,
             N=1000, N_total=1200, D=20000, C=1.2e8, seed=0, lr=1e-3, status="finished",
-            final_loss=3.0,
+            final_loss=3.0, name=SCRIPT,
         ))
+        store.tag(run_key=make_run_key(config), add=[SCRIPT, "baseline"])
     return url
 
 

@@ -63,15 +63,10 @@ def _floats(values: Any) -> list[float | None]:
 
 
 def _tags(row: Mapping[str, Any]) -> list[str]:
-    """A run's tags: the store's `tags` column when it has one, else config["tags"]."""
+    """A run's tags (the store's `tags` column: a list per run, set by `scaletrack tag`)."""
     raw = row.get("tags")
     if raw is None or (isinstance(raw, float) and math.isnan(raw)):
-        config = row.get("config")
-        raw = config.get("tags") if isinstance(config, Mapping) else None
-    if raw is None:
         return []
-    if isinstance(raw, str):
-        return [t.strip() for t in raw.split(",") if t.strip()]
     return [str(t) for t in raw]
 
 
