@@ -39,9 +39,12 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scaletrack.errors import ConfigError, ScaletrackError
+
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
 
 ENV_RUN = "SCALETRACK_RUN"
 ENV_STORE = "SCALETRACK_STORE"
@@ -99,7 +102,7 @@ def _file_sha256(path: Path) -> str:
 class Run:
     """One tracked run; use as a context manager (or call `finish`). Made by `init`."""
 
-    def __init__(self, store: Any, record: Any, worker: str, *, fpt: float | None,
+    def __init__(self, store: StoreLike, record: Any, worker: str, *, fpt: float | None,
                  heartbeat_s: float, owns_store: bool, resume_from: str | None,
                  resume_step: int | None, checkpoint_dir: Path | None) -> None:
         self._store = store
@@ -285,7 +288,7 @@ def _install_sigterm():
     return restore
 
 
-def _newest_file_checkpoint(store: Any, run_key: str) -> tuple[str | None, int | None]:
+def _newest_file_checkpoint(store: StoreLike, run_key: str) -> tuple[str | None, int | None]:
     for ckpt in store.latest_checkpoints(run_key):
         if not (ckpt.meta or {}).get("fileless") and Path(ckpt.path).is_file():
             return ckpt.path, ckpt.step

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from scaletrack.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
 
 TABLES = ("runs", "metrics", "evals", "fits")
 FORMATS = ("csv", "parquet", "jsonl")
 _NESTED = ("config", "payload", "meta", "spec")
 
 
-def export_frame(store: Any, table: str, *, sweep: str | None = None,
+def export_frame(store: StoreLike, table: str, *, sweep: str | None = None,
                  tag: str | None = None) -> pd.DataFrame:
     """The `table` (runs | metrics | evals | fits) of the runs of `sweep` carrying `tag`."""
     if table not in TABLES:

@@ -335,12 +335,7 @@ class Store:
                     attempts=t.c.attempts + 1, error=None, updated_at=now)
             .returning(t.c.claim)
         )
-        with write_transaction(self._engine) as conn:
-            generation = conn.execute(stmt).scalar_one_or_none()
-        if generation is None:
-            return False
-        self._claims[run_key] = (worker, int(generation))
-        return True
+        return self._claim_with(stmt, run_key, worker)
 
     def take_over_run(self, run_key: str, dead_worker: str, worker: str) -> bool:
         """Claim a running run from `dead_worker` (known dead, e.g. its PID is gone on this
@@ -354,6 +349,11 @@ class Store:
                     attempts=t.c.attempts + 1, error=None, updated_at=now)
             .returning(t.c.claim)
         )
+        return self._claim_with(stmt, run_key, worker)
+
+    def _claim_with(self, stmt: sa.Update, run_key: str, worker: str) -> bool:
+        """Run a claiming UPDATE ... RETURNING claim; on success remember the claim generation,
+        which fences this Store's later writes to the run."""
         with write_transaction(self._engine) as conn:
             generation = conn.execute(stmt).scalar_one_or_none()
         if generation is None:

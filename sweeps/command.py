@@ -38,9 +38,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scaletrack.errors import ConfigError
+
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
 
 PLACEHOLDERS = (
     "n_layer", "n_head", "d_model", "mlp_ratio", "d_hidden", "params", "tokens", "lr", "seed",
@@ -95,7 +98,7 @@ def log_dir(checkpoint_root: str | Path, run_key: str) -> Path:
     return Path(checkpoint_root) / run_key / LOG_DIRNAME
 
 
-def newest_checkpoint_file(store: Any, run_key: str) -> str | None:
+def newest_checkpoint_file(store: StoreLike, run_key: str) -> str | None:
     """The newest registered checkpoint of the run whose file exists, or None."""
     for ckpt in store.latest_checkpoints(run_key):
         if not (ckpt.meta or {}).get("fileless") and Path(ckpt.path).is_file():
@@ -114,7 +117,7 @@ def _signal_name(code: int) -> str:
     return f"signal {code}"
 
 
-def run_command_cell(job: Any, cell: Any, store: Any, worker: str, *,
+def run_command_cell(job: Any, cell: Any, store: StoreLike, worker: str, *,
                      make_done: Callable[..., Any], stop_event: Any = None) -> Any:
     """Run a claimed command cell to its end; return `make_done(run_key, worker, status, ...)`
     (the executors' CellDone; passed in so this module does not import them back), status
@@ -199,7 +202,7 @@ def run_command_cell(job: Any, cell: Any, store: Any, worker: str, *,
                     message=run.error if run is not None and status != "finished" else None)
 
 
-def _supervise(proc: subprocess.Popen, store: Any, run_key: str, worker: str,
+def _supervise(proc: subprocess.Popen, store: StoreLike, run_key: str, worker: str,
                stop_event: Any) -> bool:
     """Wait for the program, beating the run's heartbeat; on a stop request send SIGTERM
     (then SIGKILL after STOP_GRACE_S). Returns whether it was stopped."""

@@ -298,10 +298,10 @@ def test_unreachable_cluster_is_a_one_line_error(grid: Grid, tmp_path: Path) -> 
 def test_hub_store_flushes_metrics_before_a_checkpoint_is_registered(
     ray_driver: RayCluster, tmp_path: Path
 ) -> None:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     from scaletrack.store import CheckpointRecord, RunRecord
     from scaletrack.sweeps.executors.ray import HubStore, SweepHub
-
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     url = f"sqlite:///{tmp_path / 'hub.db'}"
     # on this node, as the executor places it (an earlier test may have killed a worker node

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import shutil
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -13,8 +13,10 @@ from scaletrack.cli.common import StoreOption, console, fail, store_session
 if TYPE_CHECKING:
     import pandas as pd
 
+    from scaletrack.store.protocol import StoreLike
 
-def slurm_task_table(store: Any, sweep: str) -> pd.DataFrame:
+
+def slurm_task_table(store: StoreLike, sweep: str) -> pd.DataFrame:
     """The sweep's Slurm tasks, states refreshed from squeue where it is on PATH.
 
     Columns: run_key, job_id, state, restarts, node, stdout (the task's log file).

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from scaletrack.cli.common import StoreOption, console, fail, store_session
 
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
 
-def resolve_run_key(store: Any, run: str) -> str:
+
+def resolve_run_key(store: StoreLike, run: str) -> str:
     """The run key `run` names: a whole key or a unique prefix of one (else a one-line exit)."""
     if store.get_run(run) is not None:
         return run
@@ -21,7 +24,7 @@ def resolve_run_key(store: Any, run: str) -> str:
     return str(matches[0])
 
 
-def log_folders(store: Any, run_key: str, checkpoint_dir: Path | None) -> list[Path]:
+def log_folders(store: StoreLike, run_key: str, checkpoint_dir: Path | None) -> list[Path]:
     """Existing `<checkpoint root>/<run key>/logs` folders of a run: under --checkpoint-dir,
     above any of its registered checkpoints, or under the store's default root."""
     from scaletrack.sweeps.command import log_dir

@@ -11,13 +11,16 @@ import dataclasses
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from scaletrack.errors import DataError, ScaletrackError
 from scaletrack.ui.downsample import downsample_indices
+
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
 
 RUN_LIST_COLUMNS = (
     "run_key", "sweep", "family", "status", "N", "D", "C", "seed", "lr", "final_loss",
@@ -70,13 +73,13 @@ def _tags(row: Mapping[str, Any]) -> list[str]:
     return [str(t) for t in raw]
 
 
-def _runs_frame(store: Any, sweep: str | None = None) -> pd.DataFrame:
+def _runs_frame(store: StoreLike, sweep: str | None = None) -> pd.DataFrame:
     runs = store.runs(sweep=sweep)
     runs["tags"] = [_tags(r) for r in runs.to_dict("records")]
     return runs
 
 
-def sweeps_summary(store: Any) -> dict[str, Any]:
+def sweeps_summary(store: StoreLike) -> dict[str, Any]:
     """Sweeps with their run counts per status; runs outside any sweep are under null."""
     runs = store.runs()
     counts: dict[Any, dict[str, int]] = {}
@@ -128,7 +131,7 @@ def parse_where(items: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def runs_page(
-    store: Any,
+    store: StoreLike,
     *,
     sweep: str | None = None,
     status: str | None = None,
@@ -198,7 +201,7 @@ def runs_page(
     }
 
 
-def run_detail(store: Any, run_key: str) -> dict[str, Any]:
+def run_detail(store: StoreLike, run_key: str) -> dict[str, Any]:
     """A run: its row, config, checkpoints, the metric names it logged and its flags."""
     run = store.get_run(run_key)
     if run is None:
@@ -232,7 +235,7 @@ def _axes(full: Mapping[str, np.ndarray], ix: np.ndarray) -> dict[str, list]:
 
 
 def metric_series(
-    store: Any, run_keys: Sequence[str], name: str, *, points: int = DEFAULT_POINTS
+    store: StoreLike, run_keys: Sequence[str], name: str, *, points: int = DEFAULT_POINTS
 ) -> dict[str, Any]:
     """Each run's `name` curve, downsampled to at most `points` points, with every x axis:
     step, tokens, flops (tokens · C/D), wall_time (s since the first row). Spikes (the
@@ -296,7 +299,7 @@ def _cached(key: tuple, compute: Any) -> Any:
     return value
 
 
-def scaling_points(store: Any, sweep: str | None = None) -> pd.DataFrame:
+def scaling_points(store: StoreLike, sweep: str | None = None) -> pd.DataFrame:
     """Finished runs with positive N, D, C and a finite final loss (columns of the runs table
     plus `loss`)."""
     runs = store.runs(sweep=sweep, status="finished")
@@ -424,7 +427,7 @@ def _optimal(df: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def scaling(store: Any, sweep: str | None = None) -> dict[str, Any]:
+def scaling(store: StoreLike, sweep: str | None = None) -> dict[str, Any]:
     """Final loss of finished runs against N, D and C, with the compute frontier, a power
     law per axis (confidence and prediction bands), a back-test in C, IsoFLOP profiles and
     their minima. (Compute-optimal N and D, a slower fit, come from `optimal`.)"""
@@ -455,7 +458,7 @@ def scaling(store: Any, sweep: str | None = None) -> dict[str, Any]:
     return {"sweep": sweep, "n": len(df), "points": points, **_cached(key, compute)}
 
 
-def optimal(store: Any, sweep: str | None = None) -> dict[str, Any]:
+def optimal(store: StoreLike, sweep: str | None = None) -> dict[str, Any]:
     """Compute-optimal N (parameters) and D (tokens) against C (FLOPs) from a Chinchilla fit
     L(N, D) on the sweep's finished runs (4,500 starts: seconds on 1,000 runs, then cached)."""
     df = scaling_points(store, sweep)
@@ -463,7 +466,7 @@ def optimal(store: Any, sweep: str | None = None) -> dict[str, Any]:
     return {"sweep": sweep, **_cached(key, lambda: _optimal(df))}
 
 
-def stored_fits(store: Any, form: str | None = None) -> dict[str, Any]:
+def stored_fits(store: StoreLike, form: str | None = None) -> dict[str, Any]:
     """Fits saved in the store (id, form, sweep, label, params, ci95, n_points, created_at)."""
     fits = store.fits(form)
     rows = []
@@ -481,7 +484,7 @@ def stored_fits(store: Any, form: str | None = None) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ emergence
 
 
-def emergence(store: Any) -> dict[str, Any]:
+def emergence(store: StoreLike) -> dict[str, Any]:
     """Per (task, metric) of the evals table: values against compute (FLOPs), the fitted
     floored sigmoid, the class (past / near / far) and the predicted crossing (FLOPs)."""
     from scaletrack.analysis import classify_tasks, sigmoid_value
@@ -532,7 +535,7 @@ def emergence(store: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ ideas
 
 
-def ideas(store: Any) -> dict[str, Any]:
+def ideas(store: StoreLike) -> dict[str, Any]:
     """The "not yet" registry: each idea (status, bar, best value, class, predicted crossing
     in FLOPs, whether it is due) and its attempts across scale (N, tokens, FLOPs, value)."""
     from scaletrack.analysis.ideas import ideas_table

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scaletrack.errors import DataError
 from scaletrack.ui import assets, data
 
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
+
 REPORT_POINTS = 600  # points per curve in a report (MinMax-LTTB), enough for a page width
 
 
-def report_data(store: Any, sweep: str | None = None, *, points: int = REPORT_POINTS,
+def report_data(store: StoreLike, sweep: str | None = None, *, points: int = REPORT_POINTS,
                 max_runs: int = 2000) -> dict[str, Any]:
     """The snapshot a report embeds (the answers of the API routes the views call)."""
     from scaletrack import __version__
@@ -63,12 +66,12 @@ def report_data(store: Any, sweep: str | None = None, *, points: int = REPORT_PO
     }
 
 
-def build_report(store: Any, sweep: str | None = None, *, points: int = REPORT_POINTS) -> str:
+def build_report(store: StoreLike, sweep: str | None = None, *, points: int = REPORT_POINTS) -> str:
     """The report as HTML text."""
     return assets.page(report_data=report_data(store, sweep, points=points))
 
 
-def write_report(store: Any, path: str | Path, sweep: str | None = None, *,
+def write_report(store: StoreLike, path: str | Path, sweep: str | None = None, *,
                  points: int = REPORT_POINTS) -> Path:
     """Write the report to `path` (written to a temporary name, then renamed); returns it."""
     target = Path(path)

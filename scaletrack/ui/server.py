@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,6 +36,9 @@ from starlette.routing import Route
 
 from scaletrack.errors import ScaletrackError
 from scaletrack.ui import assets, data
+
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
 
 # The page loads nothing from anywhere else; inline styles are needed by Plotly.
 CSP = (
@@ -70,7 +73,7 @@ def _int(request: Request, name: str, default: int) -> int:
         raise ScaletrackError(f"query parameter {name}={raw!r} is not an integer") from None
 
 
-def create_app(store: Any) -> Starlette:
+def create_app(store: StoreLike) -> Starlette:
     """The app over an opened (read-only) Store; the caller closes the store."""
 
     async def answer(fn: Callable[[], Any]) -> Response:

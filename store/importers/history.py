@@ -12,12 +12,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from scaletrack.errors import DataError
+
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
 
 FINAL_LOSS_METRICS = ("val/loss", "eval/loss", "loss", "train/loss")
 
@@ -67,7 +70,7 @@ def _sizes(path: str | Path | None) -> dict[str, tuple[int | None, int | None]]:
     return out
 
 
-def import_history(store: Any, frame: pd.DataFrame, *, run_col: str = "run",
+def import_history(store: StoreLike, frame: pd.DataFrame, *, run_col: str = "run",
                    step_col: str = "step", tokens_col: str | None = None,
                    sweep: str | None = None, sizes: str | Path | None = None,
                    source: str = "history") -> HistoryReport:

@@ -27,11 +27,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from scaletrack.errors import DataError
+
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
 
 SIZES_COLUMNS = ("model", "params", "tokens_per_step")
 _STEP = re.compile(r"^(?:step|global_step)[_-]?(\d+)$")
@@ -220,7 +223,7 @@ def _tokens(result: EvalFile, size: ModelSize) -> int:
     return size.tokens
 
 
-def import_lm_eval(store: Any, paths: Iterable[str | Path], sizes: Mapping[str, ModelSize], *,
+def import_lm_eval(store: StoreLike, paths: Iterable[str | Path], sizes: Mapping[str, ModelSize], *,
                    sweep: str | None = None) -> ImportReport:
     """Import every result file under `paths` (see the module docstring).
 
@@ -275,7 +278,7 @@ def import_lm_eval(store: Any, paths: Iterable[str | Path], sizes: Mapping[str, 
                         checkpoints=len(planned), evals=evals)
 
 
-def task_ladder(store: Any, task: str, *, acc_metric: str = "acc", loss_metric: str = "ppl",
+def task_ladder(store: StoreLike, task: str, *, acc_metric: str = "acc", loss_metric: str = "ppl",
                 n_shot: int | None = 0) -> pd.DataFrame:
     """The two-step input (`analysis.fit_two_step`) from imported evals of one task: columns
     run, step, N (params), D (tokens seen), loss (nats/token: ln of a perplexity metric, else

@@ -14,11 +14,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from scaletrack.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
 
 STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "failed"}
 FINAL_LOSS_METRICS = ("val/loss", "eval/loss", "loss", "train/loss")
@@ -66,7 +69,7 @@ def _all_runs(client: Any, experiment_ids: list[str]) -> list[Any]:
             return runs
 
 
-def import_mlflow(store: Any, tracking_uri: str, *, experiments: Sequence[str] | None = None,
+def import_mlflow(store: StoreLike, tracking_uri: str, *, experiments: Sequence[str] | None = None,
                   sweep: str | None = None, params_key: str = "params",
                   tokens_key: str = "tokens") -> MlflowReport:
     """Import the runs of `experiments` (names; default all) at `tracking_uri`."""

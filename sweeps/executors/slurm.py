@@ -38,7 +38,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scaletrack.errors import ConfigError
 from scaletrack.sweeps.executors import (
@@ -52,6 +52,9 @@ from scaletrack.sweeps.executors import (
     WorkerLost,
     run_cell,
 )
+
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import StoreLike
 
 POLL_S = 1.0  # how often the driver asks squeue about its tasks
 RESULT_GRACE_S = 10.0  # a task gone from squeue gets this long for its result file to appear
@@ -256,7 +259,7 @@ def scancel(job_ids: Iterable[str], signal_name: str | None = None) -> None:
         subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 
 
-def cancel_sweep(store: Any, sweep: str) -> list[str]:
+def cancel_sweep(store: StoreLike, sweep: str) -> list[str]:
     """Flag the sweep's tasks cancelled and scancel the live ones; returns the ids cancelled.
 
     Tasks get SIGTERM: running cells checkpoint and release their claim (resumable by the
@@ -468,7 +471,7 @@ class SlurmExecutor:
                                           "and release their claim"))
         return ExecutorOutcome(interrupted=interrupted)
 
-    def _step(self, store: Any, item: _Tracked, st: TaskState | None, on_event: EventSink,
+    def _step(self, store: StoreLike, item: _Tracked, st: TaskState | None, on_event: EventSink,
               *, cancelled: bool) -> str | None:
         """Advance one task; None while it lives, else "done" or "retry"."""
         from scaletrack.store.slurm_tasks import update_slurm_task
@@ -528,13 +531,13 @@ class SlurmExecutor:
         return "done"
 
     @staticmethod
-    def _release(store: Any, item: _Tracked, error: str) -> None:
+    def _release(store: StoreLike, item: _Tracked, error: str) -> None:
         """Mark the cell failed (resumable) if this task still holds it."""
         run = store.get_run(item.cell.run_key)
         if run is not None and run.status == "running" and run.worker == item.worker:
             store.finish_run(item.cell.run_key, "failed", error=error)
 
-    def _result(self, store: Any, item: _Tracked) -> CellDone:
+    def _result(self, store: StoreLike, item: _Tracked) -> CellDone:
         """The CellDone a task returned, or a failed one for an error raised in it."""
         try:
             done = item.job.result()
