@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 RUN_LIST_COLUMNS = (
     "run_key", "sweep", "family", "status", "N", "D", "C", "seed", "lr", "final_loss",
-    "attempts", "updated_at", "tags",
+    "attempts", "updated_at", "tags", "role",
 )
 GROUP_FIELDS = ("N", "D", "lr", "seed", "sweep", "family", "status")
 SORTABLE = ("run_key", "sweep", "family", "status", "N", "D", "C", "seed", "lr", "final_loss",
@@ -301,8 +301,8 @@ def _cached(key: tuple, compute: Any) -> Any:
 
 def scaling_points(store: StoreLike, sweep: str | None = None) -> pd.DataFrame:
     """Finished runs with positive N, D, C and a finite final loss (columns of the runs table
-    plus `loss`)."""
-    runs = store.runs(sweep=sweep, status="finished")
+    plus `loss`); trunks of cooldown branches are left out, as in every fit."""
+    runs = store.fit_runs(sweep=sweep)
     df = runs.rename(columns={"final_loss": "loss"})
     for col in ("N", "D", "C"):
         df[col] = df[col].to_numpy(dtype=float, na_value=np.nan)
