@@ -26,6 +26,7 @@ from scaletrack.errors import ScaletrackError, one_line
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
+    from scaletrack.store.records import RunRecord
 
 # ----------------------------------------------------------------------------- what to run
 
@@ -209,6 +210,15 @@ class _Throttle:
             self.emit(CellProgress(self.run_key, int(step), int(total)))
 
 
+def _skip_reason(run: RunRecord | None) -> str:
+    """Why a cell that could not be claimed is skipped (the run as the store has it now)."""
+    if run is None:
+        return "not in the store"
+    if run.status == "running":
+        return f"held by live worker {run.worker}"
+    return f"already {run.status}"
+
+
 def run_cell(
     job: SweepJob,
     cell: CellTask,
@@ -239,13 +249,7 @@ def run_cell(
                 and store.take_over_run(cell.run_key, run.worker, worker)):
             emit(ExecutorNote(f"{cell.run_key}: its worker {run.worker} is gone; taken over"))
         else:
-            if run is None:
-                reason = "not in the store"
-            elif run.status == "running":
-                reason = f"held by live worker {run.worker}"
-            else:
-                reason = f"already {run.status}"
-            done = CellDone(cell.run_key, worker, "skipped", message=reason)
+            done = CellDone(cell.run_key, worker, "skipped", message=_skip_reason(run))
             emit(done)
             return done
 
@@ -342,11 +346,8 @@ def run_group(
             claimed.append(member)
             emit(CellStarted(member.run_key, worker))
             continue
-        run = store.get_run(member.run_key)
-        reason = "not in the store" if run is None else (
-            f"held by live worker {run.worker}" if run.status == "running"
-            else f"already {run.status}")
-        last = CellDone(member.run_key, worker, "skipped", message=reason)
+        last = CellDone(member.run_key, worker, "skipped",
+                        message=_skip_reason(store.get_run(member.run_key)))
         emit(last)
     if not claimed:
         assert last is not None
