@@ -503,17 +503,31 @@ class Store:
             query = sa.select(t).where(t.c.id.in_(page.scalar_subquery())).order_by(*keys)
         with read_transaction(self._engine) as conn:
             rows = [r._mapping for r in conn.execute(query)]
-            tags = self._tags_by_owner(conn, schema.run_tags, "run_id")
+            # a page reads only its own runs' tags, not the whole table
+            paged = limit is not None or offset
+            tags = self._tags_by_owner(conn, schema.run_tags, "run_id",
+                                       [r["id"] for r in rows] if paged else None)
         rows = [{**r, "tags": tags.get(r["id"], [])} for r in rows]
         frame = _frame(rows, RUN_COLUMNS)
         return frame
 
     # ------------------------------------------------------------------ names, tags, notes
     @staticmethod
-    def _tags_by_owner(conn: Connection, table: sa.Table, owner: str) -> dict[int, list[str]]:
+    def _tags_by_owner(conn: Connection, table: sa.Table, owner: str,
+                       owner_ids: Sequence[int] | None = None) -> dict[int, list[str]]:
+        """Tags per owner id: all owners, or only `owner_ids` (read in chunks that stay under
+        SQLite's bound-parameter limit)."""
+        query = sa.select(table.c[owner], table.c.tag)
+        if owner_ids is None:
+            queries = [query]
+        else:
+            ids = list(owner_ids)
+            queries = [query.where(table.c[owner].in_(ids[i:i + 500]))
+                       for i in range(0, len(ids), 500)]
         out: dict[int, list[str]] = {}
-        for owner_id, tag in conn.execute(sa.select(table.c[owner], table.c.tag)):
-            out.setdefault(owner_id, []).append(tag)
+        for chunk in queries:
+            for owner_id, tag in conn.execute(chunk):
+                out.setdefault(owner_id, []).append(tag)
         return {k: sorted(v) for k, v in out.items()}
 
     def _sweep_id(self, conn: Connection, name: str) -> int:
@@ -711,6 +725,18 @@ class Store:
                     return 0
                 query = query.where(schema.metrics.c.run_id == run_id)
             return int(conn.execute(query).scalar_one())
+
+    def metric_counts(self, run_key: str) -> dict[str, int]:
+        """Rows per metric name of one run ({} for an unknown run), counted in SQL on the
+        (run, name, step) key, so no metric values are read."""
+        m = schema.metrics
+        with read_transaction(self._engine) as conn:
+            run_id = self._run_id(conn, run_key)
+            if run_id is None:
+                return {}
+            query = (sa.select(m.c.name, sa.func.count()).where(m.c.run_id == run_id)
+                     .group_by(m.c.name).order_by(m.c.name))
+            return {str(name): int(n) for name, n in conn.execute(query)}
 
     def delete_metrics_after(self, run_key: str, step: int) -> int:
         """Delete the run's metric rows with step > `step`; returns how many."""

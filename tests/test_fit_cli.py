@@ -124,3 +124,19 @@ def test_plot_commands_write_png_and_svg(tmp_path, kind):
     assert res.exit_code == 0, res.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.with_suffix(".svg").stat().st_size > 1000
+
+
+def test_unidentified_fit_prints_its_reason_not_numbers(tmp_path):
+    # two model sizes cannot identify the Chinchilla form
+    df = pd.DataFrame({"N": [3e8] * 4 + [3e9] * 4, "D": [1e9, 2e9, 4e9, 8e9] * 2})
+    df["loss"] = 1.8 + 400 / df["N"] ** 0.34 + 2000 / df["D"] ** 0.37
+    path = tmp_path / "two_sizes.csv"
+    df.to_csv(path, index=False)
+    res = invoke("fit", "--form", "chinchilla", "--csv", str(path), "--bootstrap", "10")
+    assert res.exit_code == 0, res.output
+    assert "chinchilla fit is degenerate" in res.stdout and "Remedy" in res.stdout
+    assert "ci_low" not in res.stdout and "compute-optimal" not in res.stdout
+    res = invoke("fit", "--form", "chinchilla", "--csv", str(path), "--bootstrap", "10",
+                 "--json")
+    out = json.loads(res.stdout)
+    assert out["status"] == "degenerate" and set(out["params"]) == {"E", "A", "B", "alpha", "beta"}

@@ -181,6 +181,9 @@ def test_metric_upsert_is_idempotent(store: Store):
     assert store.delete_metrics_after("u", 39) == 10
     assert store.count_metrics("u") == 40
     assert store.count_metrics("nobody") == 0
+    store.write_metrics(frame.assign(name="val/loss").iloc[:7])
+    assert store.metric_counts("u") == {"train/loss": 40, "val/loss": 7}
+    assert store.metric_counts("nobody") == {}
 
 
 def test_write_metrics_unknown_run_is_an_error(store: Store):
@@ -347,3 +350,25 @@ def test_open_store_with_unknown_newer_revision_is_a_store_error(store_url: str)
     with pytest.raises(StoreError) as info:
         Store.open(store_url)
     assert "9999" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_page_of_runs_reads_only_its_own_tags(store: Store):
+    for i in range(6):
+        store.ensure_run(_run(f"r{i}", C=1e8 * (i + 1)))
+        store.tag(run_key=f"r{i}", add=[f"t{i}", "all"])
+    statements: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        statements.append((statement, parameters))
+
+    sa.event.listen(store._engine, "before_cursor_execute", record)
+    try:
+        page = store.runs(order="compute", limit=2, offset=2)
+    finally:
+        sa.event.remove(store._engine, "before_cursor_execute", record)
+    assert page["run_key"].tolist() == ["r2", "r3"]
+    assert page["tags"].tolist() == [["all", "t2"], ["all", "t3"]]
+    tag_reads = [(s, p) for s, p in statements if "run_tags" in s and "tag" in s.lower()]
+    assert tag_reads and all(" IN " in s.upper() for s, _ in tag_reads)
+    # an unpaged read still carries every run's tags
+    assert store.runs()["tags"].map(len).tolist() == [2] * 6

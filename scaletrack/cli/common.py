@@ -107,15 +107,29 @@ def _compact(value: float) -> str:
     if value == 0 or not math.isfinite(value):
         return "0" if value == 0 else str(value)
     magnitude = abs(value)
+    if float(value).is_integer() and 1e4 <= magnitude < 1e9:
+        # Three significant digits; a value that rounds up to 1000 of a unit takes the next
+        # unit (999,999 is 1M, not 1e+03k).
+        scaled, suffix = (value / 1e6, "M") if magnitude >= 1e6 else (value / 1e3, "k")
+        if abs(_three_digits(scaled)) >= 1000:
+            if suffix == "M":
+                return _scientific(value)
+            scaled, suffix = value / 1e6, "M"
+        return f"{_three_digits(scaled):g}{suffix}"
     if magnitude >= 1e9 or magnitude < 1e-3:
-        mantissa, exponent = f"{value:.2e}".split("e")
-        return f"{float(mantissa):g}e{int(exponent)}"
+        return _scientific(value)
     if float(value).is_integer():
-        for limit, suffix in ((1e6, "M"), (1e3, "k")):
-            if magnitude >= 10 * limit:
-                return f"{value / limit:.3g}{suffix}"
         return f"{int(value)}"
     return f"{value:.4g}"
+
+
+def _three_digits(value: float) -> float:
+    return float(f"{value:.3g}")
+
+
+def _scientific(value: float) -> str:
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
 
 
 def _cell(value: Any) -> str:

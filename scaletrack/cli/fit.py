@@ -184,21 +184,28 @@ def fit_command(
             console.print(f"left out budget C = {b['C']:.3g} FLOPs: vertex N = {b['N_opt']:.3g}"
                           f" outside the sampled sizes [{b['N_min']:.3g}, {b['N_max']:.3g}]",
                           markup=False)
-    print_table(result.summary(), title=f"{result.form} fit on {result.n_points} points "
-                f"(95% intervals from {bootstrap} bootstrap resamples)")
-    if message:
+    if message:  # an unidentified fit's numbers mean nothing: print why, not them
         console.print(message, markup=False, soft_wrap=True)
-    elif result.form in ("chinchilla", "isoflop", "envelope"):
-        from scaletrack.analysis import compute_optimal
-
-        table = compute_optimal(result, _budgets(points, budgets))
-        if result.form == "chinchilla":
-            band = result.predict_interval(table["N_opt"].to_numpy(), table["D_opt"].to_numpy())
-            table["loss_lo"], table["loss_hi"] = band["lo"].to_numpy(), band["hi"].to_numpy()
-        print_table(table, title="compute-optimal allocation (data's compute range + --budget; "
-                    "loss band: 95% prediction interval)")
+        console.print("(parameters and status are in --json and the saved fit)", markup=False)
+    else:
+        print_table(result.summary(), title=f"{result.form} fit on {result.n_points} points "
+                    f"(95% intervals from {bootstrap} bootstrap resamples)")
+        if result.form in ("chinchilla", "isoflop", "envelope"):
+            _print_allocation(result, _budgets(points, budgets))
     if fit_id is not None:
         console.print(f"saved fit {fit_id} for sweep {sweep}", markup=False, highlight=False)
+
+
+def _print_allocation(result: Any, budgets: list[float]) -> None:
+    """Compute-optimal N, D (and, for Chinchilla, the loss band) at each budget (FLOPs)."""
+    from scaletrack.analysis import compute_optimal
+
+    table = compute_optimal(result, budgets)
+    if result.form == "chinchilla":
+        band = result.predict_interval(table["N_opt"].to_numpy(), table["D_opt"].to_numpy())
+        table["loss_lo"], table["loss_hi"] = band["lo"].to_numpy(), band["hi"].to_numpy()
+    print_table(table, title="compute-optimal allocation (data's compute range + --budget; "
+                "loss band: 95% prediction interval)")
 
 
 def backtest_command(

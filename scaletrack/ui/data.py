@@ -207,8 +207,7 @@ def run_detail(store: StoreLike, run_key: str) -> dict[str, Any]:
     if run is None:
         raise DataError(f"no run with key {run_key!r}")
     rec = dataclasses.asdict(run)
-    names = store.metrics(run_keys=[run_key], names=None)
-    counts = names.groupby("name").size().to_dict() if not names.empty else {}
+    counts = store.metric_counts(run_key)
     ckpts = store.checkpoints(run_key)
     ckpt_cols = ["id", "kind", "N", "tokens", "flops", "step", "path", "sha256", "created_at"]
     return {
