@@ -127,9 +127,12 @@ def test_scaling_matches_store_and_reproduces_epoch_fit(client: TestClient, ui_u
     lo, hi, plo, phi = (np.array(curve[k], dtype=float) for k in
                         ("conf_lo", "conf_hi", "pred_lo", "pred_hi"))
     assert np.all(plo <= lo + 1e-12) and np.all(hi <= phi + 1e-12)  # prediction is wider
+    # L(C) is fitted on the compute frontier, as `scaletrack fit --form compute` does
+    assert "compute frontier" in fit["points"]
+    assert fit["n_points"] == len(answer["frontier"]["C"]) < 240
     # the prediction band holds about 95 % of the points it was fitted on
-    c = np.array(answer["points"]["C"])
-    loss = np.array(answer["points"]["loss"])
+    c = np.array(answer["frontier"]["C"])
+    loss = np.array(answer["frontier"]["loss"])
     grid = np.array(curve["x"])
     inside = (loss >= np.interp(c, grid, plo)) & (loss <= np.interp(c, grid, phi))
     assert inside.mean() > 0.85
@@ -246,3 +249,28 @@ def test_spikes_and_divergence_survive_downsampling(tmp_path: Path) -> None:
         detail = c.get(f"/api/runs/{key}").json()
         assert detail["diverged"] and detail["error"] == "training loss not finite"
         assert [m["name"] for m in detail["metrics"]] == ["spike", "train/loss"]
+
+
+def test_scaling_fits_use_the_cli_point_selection(tmp_path: Path) -> None:
+    """Two learning rates per (N, D): the dashboard's fits use the best one, as `fit` does,
+    and say so; the scatter still shows every run."""
+    from scaletrack.ui.data import scaling
+
+    url = f"sqlite:///{tmp_path / 'lrs.db'}"
+    with Store.open(url) as store:
+        for n in (1e6, 4e6, 1.6e7):
+            for d in (2e7, 8e7, 3.2e8):
+                good = 1.8 + 400 / n ** 0.34 + 2000 / d ** 0.37
+                for lr, loss in ((1e-3, good), (1e-1, good + 0.5)):
+                    key = f"n{n:g}-d{d:g}-lr{lr:g}"
+                    store.ensure_run(RunRecord(run_key=key, sweep="lrs", family="gpt",
+                                               config={}, N=int(n), N_total=int(n), D=int(d),
+                                               C=6 * n * d,
+                                               seed=0, lr=lr))
+                    store.finish_run(key, "finished", final_loss=loss)
+        answer = scaling(store, "lrs")
+    assert answer["n"] == 18 and len(answer["points"]["loss"]) == 18
+    for axis in ("N", "D", "C"):
+        assert "best of 2 learning rates" in answer["fits"][axis]["points"]
+    assert answer["isoflop"]["points"].startswith("18 runs")
+    assert "-> 9 points" in answer["isoflop"]["points"]

@@ -335,19 +335,32 @@ def _law_curve(fit: Any, x_lo: float, x_hi: float, residuals: np.ndarray) -> dic
     return out
 
 
+def _selected(df: pd.DataFrame, form: str) -> tuple[pd.DataFrame, str]:
+    """The points a `form` fit uses: the same selection as `scaletrack fit` (best learning
+    rate per (N, D), seeds averaged, compute laws on the frontier) and its description."""
+    from scaletrack.analysis.selection import select_points
+
+    return select_points(df[[c for c in ("N", "D", "C", "loss", "lr", "seed") if c in df]],
+                         form)
+
+
 def _power_fit(df: pd.DataFrame, x: str) -> dict[str, Any]:
     from scaletrack.analysis import fit_power_law
+    from scaletrack.analysis.status import degenerate_message
 
     try:
-        fit = fit_power_law(df, x, n_bootstrap=N_BOOTSTRAP)
+        points, how = _selected(df, "compute" if x == "C" else f"power_{x}")
+        fit = fit_power_law(points, x, n_bootstrap=N_BOOTSTRAP)
     except (ScaletrackError, ValueError) as exc:
         return {"x": x, "status": "failed", "reason": str(exc)}
-    xs = df[x].to_numpy(float)
+    if fit.status == "degenerate":
+        return {"x": x, "status": "failed", "reason": degenerate_message(fit), "points": how}
+    xs = points[x].to_numpy(float)
     curve = _law_curve(fit, xs.min() / 1.5, xs.max() * 10, np.asarray(fit.residuals))
     return {
         "x": x, "status": "ok", "form": fit.form, "params": plain(dict(fit.params)),
         "ci95": plain({k: list(v) for k, v in fit.ci95.items()}), "n_points": fit.n_points,
-        "curve": curve,
+        "curve": curve, "points": how,
         "label": f"L({x}) = {fit.params['E']:.3g} + {fit.params['a']:.3g}·{x}^-"
                  f"{fit.params['alpha']:.3g}",
     }
@@ -357,17 +370,21 @@ def _backtest(df: pd.DataFrame) -> dict[str, Any] | None:
     """Fit L(C) on all but the top fifth by compute, predict the held-out runs."""
     from scaletrack.analysis import backtest
 
-    if len(df) < 5:
+    try:
+        points, how = _selected(df, "compute")
+    except (ScaletrackError, ValueError) as exc:
+        return {"status": "failed", "reason": str(exc)}
+    if len(points) < 5:
         return None
-    c_sorted = np.sort(df["C"].to_numpy(float))
+    c_sorted = np.sort(points["C"].to_numpy(float))
     threshold = float(c_sorted[int(math.floor(0.8 * len(c_sorted)))])
     try:
-        result = backtest(df[["N", "D", "C", "loss"]], "compute", threshold)
+        result = backtest(points[["N", "D", "C", "loss"]], "compute", threshold)
     except (ScaletrackError, ValueError) as exc:
         return {"status": "failed", "reason": str(exc)}
     frame = result.frame
     return {
-        "status": "ok", "threshold_C": threshold, "C": _floats(frame["C"]),
+        "status": "ok", "threshold_C": threshold, "points": how, "C": _floats(frame["C"]),
         "N": _floats(frame["N"]), "D": _floats(frame["D"]),
         "loss": _floats(frame["loss"]), "predicted": _floats(frame["predicted"]),
         "summary": plain(dict(result.summary)),
@@ -377,8 +394,9 @@ def _backtest(df: pd.DataFrame) -> dict[str, Any] | None:
 def _isoflop(df: pd.DataFrame) -> dict[str, Any]:
     from scaletrack.analysis import isoflop_minima, snap_budgets
 
-    budgets = snap_budgets(df["C"])
     try:
+        df, how = _selected(df, "isoflop")
+        budgets = snap_budgets(df["C"])
         minima = isoflop_minima(df[["N", "D", "C", "loss"]])
     except (ScaletrackError, ValueError) as exc:
         return {"status": "failed", "reason": str(exc), "profiles": [], "minima": []}
@@ -393,14 +411,19 @@ def _isoflop(df: pd.DataFrame) -> dict[str, Any]:
             "N_opt": row["N_opt"], "loss_opt": row["loss_opt"],
         })
     cols = ["C", "N_opt", "D_opt", "loss_opt", "n_points"]
-    return {"status": "ok" if profiles else "none", "profiles": plain(profiles),
+    return {"status": "ok" if profiles else "none", "profiles": plain(profiles), "points": how,
             "minima": plain(minima[cols].to_dict("records") if len(minima) else [])}
 
 
 def _optimal(df: pd.DataFrame) -> dict[str, Any]:
     """Compute-optimal N and D from a Chinchilla fit L(N, D) over the runs' compute range."""
     from scaletrack.analysis import compute_optimal, fit_chinchilla
+    from scaletrack.analysis.status import degenerate_message
 
+    try:
+        df, how = _selected(df, "chinchilla")
+    except (ScaletrackError, ValueError) as exc:
+        return {"status": "failed", "reason": str(exc)}
     n_sizes, n_budgets = df["N"].nunique(), df["D"].nunique()
     if len(df) < 5 or n_sizes < 3 or n_budgets < 3:
         return {"status": "none", "reason": (
@@ -415,12 +438,14 @@ def _optimal(df: pd.DataFrame) -> dict[str, Any]:
         return {"status": "failed", "reason": str(exc)}
     if not fit.extra.get("converged", True):
         return {"status": "failed", "reason": "the Chinchilla fit did not converge"}
+    if fit.status == "degenerate":
+        return {"status": "failed", "reason": degenerate_message(fit), "points": how}
     if max(fit.params["alpha"], fit.params["beta"]) > 2.0:
-        return {"status": "failed", "reason": (
+        return {"status": "failed", "points": how, "reason": (
             f"these runs do not identify L(N, D): fitted exponents alpha = "
             f"{fit.params['alpha']:.3g}, beta = {fit.params['beta']:.3g} (implausible above 2)")}
     return {
-        "status": "ok", "params": plain(dict(fit.params)),
+        "status": "ok", "params": plain(dict(fit.params)), "points": how,
         "C": _floats(table["C"]), "N_opt": _floats(table["N_opt"]),
         "D_opt": _floats(table["D_opt"]), "loss_opt": _floats(table["loss_opt"]),
     }

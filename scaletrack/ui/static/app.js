@@ -474,12 +474,12 @@
         yaxis: { title: { text: "final loss (nats/token)" }, type: state.logy ? "log" : "linear" }, height: 480,
         title: { text: esc("final loss vs " + x + (state.sweep ? " · " + state.sweep : "")) } });
       fitBox.replaceChildren();
-      const ft = el("table", { class: "grid", id: "fit-table" }, el("tr", {}, el("th", {}, "law"), el("th", {}, "parameters (95% CI)"), el("th", {}, "points")));
+      const ft = el("table", { class: "grid", id: "fit-table" }, el("tr", {}, el("th", {}, "law"), el("th", {}, "parameters (95% CI)"), el("th", {}, "points"), el("th", {}, "point selection")));
       for (const key of ["N", "D", "C"]) {
         const f = data.fits && data.fits[key];
         if (!f) continue;
         const ptxt = f.status === "ok" ? Object.entries(f.params).map(([k, v]) => k + " = " + fmt(v) + " [" + fmt(f.ci95[k][0]) + ", " + fmt(f.ci95[k][1]) + "]").join("; ") : f.reason;
-        ft.append(el("tr", {}, el("td", {}, f.status === "ok" ? f.label : "L(" + key + ")"), el("td", {}, ptxt), el("td", {}, f.n_points || "-")));
+        ft.append(el("tr", {}, el("td", {}, f.status === "ok" ? f.label : "L(" + key + ")"), el("td", {}, ptxt), el("td", {}, f.n_points || "-"), el("td", {}, f.points || "-")));
       }
       if (bt && bt.status === "ok") fitBox.append(message("Back-test: L(C) fitted on runs below C = " + fmt(bt.threshold_C) + " FLOPs predicts the " + bt.loss.length + " larger runs with mean |relative error| " + fmt(bt.summary.mean_abs_rel_error) + "."));
       if (data.note) fitBox.append(message(data.note));
