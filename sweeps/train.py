@@ -407,7 +407,9 @@ def _train(
     extra_ckpts = set(cfg.checkpoint_at)
     t0 = last_hb = time.perf_counter()
     last_saved = start if resumed_from is not None or cfg.branch_from is not None else -1
-    pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
+    # (step, lr, loss, grad norm, wall s): each step keeps its own clock reading, so rows
+    # flushed together still have distinct wall times
+    pending: list[tuple[int, float, torch.Tensor, torch.Tensor, float]] = []
 
     def still_ours() -> None:
         """Stop at once, writing nothing, when another worker took the run over (this one was
@@ -438,11 +440,11 @@ def _train(
         """Log buffered steps; return the first diverged step, if any."""
         if not pending:
             return None
-        values = torch.stack([torch.stack([lo.float(), gn.float()]) for _, _, lo, gn in pending])
+        values = torch.stack([torch.stack([lo.float(), gn.float()])
+                              for _, _, lo, gn, _ in pending])
         rows = values.tolist()  # the one host sync
         bad = None
-        for (step, lr, _, _), (loss, gnorm) in zip(pending, rows, strict=True):
-            wall = time.perf_counter() - t0
+        for (step, lr, _, _, wall), (loss, gnorm) in zip(pending, rows, strict=True):
             vals = {"train/loss": loss, "lr": lr, "grad_norm": gnorm}
             if not math.isfinite(loss) or loss > diverge_at:
                 bad = step if bad is None else bad
@@ -476,7 +478,8 @@ def _train(
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(params, clip)
             optimizer.step()
-            pending.append((step, lr, loss.detach(), gnorm.detach()))
+            pending.append((step, lr, loss.detach(), gnorm.detach(),
+                            time.perf_counter() - t0))
             done = step + 1
             at_eval = done % cfg.eval_every == 0 or done == total
             at_ckpt = done % cfg.checkpoint_every == 0 or done == total or done in extra_ckpts

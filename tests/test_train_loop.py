@@ -80,6 +80,9 @@ def test_small_gpt_learns_below_unigram_entropy(store: Store, tmp_path: Path) ->
     assert [c.step for c in ckpts] == [120] and ckpts[0].loader == "gpt"
     model = load_checkpoint_model(ckpts[0])
     assert sum(p.numel() for p in model.parameters()) == plan_run(cfg).N_total
+    # steps flushed together (log_every = 5) keep their own wall-clock times
+    wall = store.metrics(["learn"], ["train/loss"]).sort_values("step")["wall_time"]
+    assert wall.is_monotonic_increasing and wall.nunique() == len(wall)
     # an already finished run is not trained again
     again = train_run(cfg, store, "learn", tmp_path / "ck")
     assert again.status == "finished" and again.steps == 0
