@@ -105,3 +105,20 @@ def test_plot_cli_uses_the_fit_point_selection(tmp_path, kind, form):
     assert res.exit_code == 0, res.output
     assert want in res.stdout.splitlines()
     _check([out, out.with_suffix(".svg")], kind)
+
+
+def test_plot_cli_keeps_a_budget_column_through_seed_averaging(tmp_path):
+    from typer.testing import CliRunner
+
+    from scaletrack.analysis import snap_budgets
+    from scaletrack.cli.main import app
+
+    df = pd.read_csv(_seeds_and_lrs(tmp_path))
+    csv = tmp_path / "budgets.csv"
+    df.assign(budget=snap_budgets(6 * df["N"] * df["D"])).to_csv(csv, index=False)
+    out = tmp_path / "iso.png"
+    res = CliRunner().invoke(app, ["plot", "isoflop", "-o", str(out), "--csv", str(csv),
+                                   "--budget-col", "budget"])
+    assert res.exit_code == 0, res.output
+    assert "seeds averaged -> 126 points" in res.stdout
+    _check([out, out.with_suffix(".svg")], "iso")
