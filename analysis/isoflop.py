@@ -205,7 +205,9 @@ def fit_isoflop(
     Intervals: resample runs within each budget, refit parabolas and both power laws.
     `extra["points"]` holds the per-budget minima used (C, N_opt, D_opt, loss_opt, in_range,
     ...); `extra["out_of_range_budgets"]` the budgets whose vertex fell outside the sampled N
-    range (left out unless `drop_out_of_range=False`).
+    range (left out unless `drop_out_of_range=False`). `window` / `window_dex`: which sizes
+    of a budget its parabola sees (`window_mask`); default all, as chosen on simulated grids
+    in bench/bench_isoflop_window.py.
     """
     data = validate_frame(df, ("N", "loss") + (("C",) if "D" not in df.columns else ("D",)))
     all_minima = isoflop_minima(data, budget_col=budget_col, min_points=min_points,
