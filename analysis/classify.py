@@ -7,7 +7,7 @@ Rules, in this order:
 - with a threshold (the bar to clear), near vs far comes from the *trend* of the continuous
   progress towards it: progress p = (value - chance) / (ceiling - chance), clipped to
   [0.01, 0.99] (1 % of the range: the noise floor), is taken to logit space, where a sigmoid
-  rise is a straight line in log10 scale; a line through the last `trend_points` (3) points
+  rise is a straight line in log10 scale; a line through the last `trend_points` (4) points
   is extrapolated to the bar. near: it crosses within `near_factor` (10x) of the largest
   scale tried; far: later, or the trend does not rise. This reads the small but steady gains
   of a task still near chance, which the accuracy sigmoid calls "no rise yet".
@@ -40,25 +40,50 @@ from scaletrack.analysis.emergence import (
 from scaletrack.errors import DataError
 
 LABELS = ("past", "near", "far")
-TREND_POINTS = 3
+# Chosen in bench/bench_emergence_backtest.py on ObsScaling's standard benchmarks (49 near/far
+# truncation cases: 4 points 0.878 right, 3 points 0.857, 2 points 0.755; 5 ties 4), never
+# on the emergent tasks and Pythia series that bench reports.
+TREND_POINTS = 4
 PROGRESS_FLOOR = 0.01  # progress clipped to [PROGRESS_FLOOR, 1 - PROGRESS_FLOOR] before logit
 
 
 def trend_crossing(
-    x: np.ndarray, progress: np.ndarray, target: float, points: int = TREND_POINTS
+    x: np.ndarray, progress: np.ndarray, target: float, points: int = TREND_POINTS,
+    progress_floor: float = PROGRESS_FLOOR,
 ) -> float:
     """Scale where a line through the last `points` (log10 x, logit progress) meets `target`
-    progress; inf when the trend does not rise. x sorted ascending."""
-    p = np.clip(progress, PROGRESS_FLOOR, 1.0 - PROGRESS_FLOOR)
+    progress; inf when the trend does not rise. x sorted ascending; progress clipped to
+    [progress_floor, 1 - progress_floor] first."""
+    p = np.clip(progress, progress_floor, 1.0 - progress_floor)
     lx, ly = np.log10(x[-points:]), logit(p[-points:])
     if np.unique(lx).size < 2:
         return math.inf
     slope, intercept = np.polyfit(lx, ly, 1)
     if not slope > 0:
         return math.inf
-    target = min(max(target, PROGRESS_FLOOR), 1.0 - PROGRESS_FLOOR)
+    target = min(max(target, progress_floor), 1.0 - progress_floor)
     log10_cross = (logit(target) - intercept) / slope
     return float(10.0**log10_cross) if log10_cross < 300 else math.inf
+
+
+def trend_label(
+    x: np.ndarray, y: np.ndarray, *, threshold: float, chance: float | None = None,
+    ceil_limit: float = 1.0, near_factor: float = 10.0, trend_points: int = TREND_POINTS,
+    progress_floor: float = PROGRESS_FLOOR,
+) -> tuple[str, str, float]:
+    """(label near | far, reason, crossing scale) from the trend of progress towards
+    `threshold` (metric units) of points sorted by x (scale, e.g. FLOPs). chance None: the
+    first point is the floor. Does not check whether the threshold is already reached."""
+    floor = chance if chance is not None else float(y[0])
+    span = ceil_limit - floor
+    progress = (y - floor) / span if span else np.zeros_like(y)
+    cross = trend_crossing(x, progress, (threshold - floor) / span if span else 1.0,
+                           min(trend_points, x.size), progress_floor)
+    if math.isinf(cross):
+        return "far", "no rising trend towards the threshold", cross
+    if cross <= near_factor * float(x.max()):
+        return "near", f"rising trend crosses the threshold within {near_factor:g}x", cross
+    return "far", f"rising trend crosses the threshold beyond {near_factor:g}x", cross
 
 
 @dataclass(frozen=True)
@@ -132,6 +157,7 @@ def classify_task(
     seed: int = 0,
     x_name: str = "C",
     trend_points: int = TREND_POINTS,
+    progress_floor: float = PROGRESS_FLOOR,
 ) -> TaskClassification:
     """Classify one task from its (scale, metric) points.
 
@@ -185,17 +211,11 @@ def classify_task(
     except DataError:
         fit = None
 
-    def trend_label() -> tuple[str, str, float]:
-        floor = chance if chance is not None else float(ya[0])
-        span = ceil_limit - floor
-        progress = (ya - floor) / span if span else np.zeros_like(ya)
-        cross = trend_crossing(xa, progress, (threshold - floor) / span if span else 1.0,
-                               min(trend_points, xa.size))
-        if math.isinf(cross):
-            return "far", "no rising trend towards the threshold", cross
-        if cross <= near_factor * x_max:
-            return "near", f"rising trend crosses the threshold within {near_factor:g}x", cross
-        return "far", f"rising trend crosses the threshold beyond {near_factor:g}x", cross
+    def by_trend() -> tuple[str, str, float]:  # called only when a threshold is given
+        bar = float(threshold) if threshold is not None else math.nan
+        return trend_label(xa, ya, threshold=bar, chance=chance, ceil_limit=ceil_limit,
+                           near_factor=near_factor, trend_points=trend_points,
+                           progress_floor=progress_floor)
 
     if fit is None:
         thr = threshold if threshold is not None else math.nan
@@ -204,7 +224,7 @@ def classify_task(
         if crossed:
             label, reason = "past", "threshold already reached at a scale tried"
         elif threshold is not None and xa.size >= 2:
-            label, reason, crossing = trend_label()
+            label, reason, crossing = by_trend()
         return TaskClassification(
             task=task, metric=metric, label=label, reason=reason,
             threshold=thr, threshold_source="user" if threshold is not None else "midpoint",
@@ -224,7 +244,7 @@ def classify_task(
     if reached:
         label, reason = "past", "threshold already reached at a scale tried"
     elif threshold is not None:
-        label, reason, crossing = trend_label()
+        label, reason, crossing = by_trend()
     elif not risen:
         label, reason = "far", "no rise off the floor yet"
     elif beyond_knee:
@@ -248,6 +268,16 @@ def classify_task(
     )
 
 
+class GroupClassifications(dict[tuple[str, str], TaskClassification]):
+    """{(task, metric): TaskClassification}, plus `left_out`: the (task, metric) groups not
+    classified because their metric looks like a loss (sorted)."""
+
+    def __init__(self, items: Mapping[tuple[str, str], TaskClassification] | None = None,
+                 left_out: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(items or {})
+        self.left_out: list[tuple[str, str]] = sorted(left_out or [])
+
+
 def classify_groups(
     df: pd.DataFrame,
     *,
@@ -263,13 +293,13 @@ def classify_groups(
     near_factor: float = 10.0,
     n_bootstrap: int = 200,
     seed: int = 0,
-) -> dict[tuple[str, str], TaskClassification]:
+) -> GroupClassifications:
     """Classify every (task, metric) group of a long DataFrame (arguments: `classify_tasks`).
 
     Returns {(task, metric): TaskClassification}, keeping the fits (for plots). A metric that
     looks like a loss (loss, bpb, ppl, ...) is not a capability: unless `lower_is_better`
-    names it, its group is left out of the result (compare the keys to see which), and a
-    table holding nothing else is refused."""
+    names it, its group is left out of the result and listed in the result's `left_out`,
+    and a table holding nothing else is refused."""
     for col in (task_col, x_col, value_col):
         if col not in df.columns:
             raise DataError(f"column {col!r} not in the table (have: {', '.join(df.columns)})")
@@ -277,14 +307,14 @@ def classify_groups(
         raise DataError(f"chance column {chance_col!r} not in the table")
     keys = [task_col] + ([metric_col] if metric_col and metric_col in df.columns else [])
     out: dict[tuple[str, str], TaskClassification] = {}
-    refused: tuple[str, str] | None = None
+    left_out: list[tuple[str, str]] = []
     for key, g in df.groupby(keys, sort=True):
         key_t = key if isinstance(key, tuple) else (key,)
         task = str(key_t[0])
         metric = str(key_t[1]) if len(key_t) > 1 else value_col
         lower = _is_lower_better(metric, lower_is_better)
         if lower and not (lower_is_better and metric in lower_is_better):
-            refused = refused or (task, metric)
+            left_out.append((task, metric))
             continue
         ch = _pick(chance, task)
         if chance_col is not None:
@@ -300,14 +330,14 @@ def classify_groups(
             increasing=not lower, ceil_limit=cl, near_factor=near_factor,
             n_bootstrap=n_bootstrap, seed=seed, x_name=x_col,
         )
-    if not out and refused is not None:
-        task, metric = refused
+    if not out and left_out:
+        task, metric = left_out[0]
         raise DataError(
             f"metric {metric!r} of task {task!r} looks like a loss, not a capability; "
             f"invert it explicitly (lower_is_better={{{metric!r}: True}}; CLI: "
             f"--lower-is-better {metric}) or leave it out"
         )
-    return out
+    return GroupClassifications(out, left_out)
 
 
 def classify_tasks(

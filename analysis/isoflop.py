@@ -68,10 +68,22 @@ def _parabola_minima(
     return float(u_opt + mid), float(c0 - c1 * c1 / (4 * c2)), float(c2)
 
 
-def window_mask(logn: np.ndarray, loss: np.ndarray, window: int | None) -> np.ndarray:
-    """The `window` runs nearest (by rank of size) the lowest-loss run of one budget; all
-    runs when window is None. A parabola in log N only approximates an IsoFLOP profile near
-    its minimum; far-off sizes bend a global parabola's vertex."""
+def window_mask(
+    logn: np.ndarray, loss: np.ndarray, window: int | None, window_dex: float | None = None
+) -> np.ndarray:
+    """Runs of one budget that its parabola is fitted to (logn = ln N, loss in nats).
+
+    `window_dex` (decades) keeps the sizes within that many decades of the lowest-loss run's
+    size, widened to the 3 nearest by rank when fewer fall inside; else `window` keeps that
+    many sizes nearest (by rank of size) the lowest-loss run; all runs when both are None.
+    A parabola in log N only approximates an IsoFLOP profile near its minimum; far-off sizes
+    bend a global parabola's vertex."""
+    if window_dex is not None:
+        dex = np.abs(logn - logn[int(np.argmin(loss))]) / np.log(10.0)
+        mask = dex <= window_dex + 1e-9
+        if np.unique(logn[mask]).size >= 3:
+            return mask
+        window = 3
     if window is None or logn.size <= window:
         return np.ones(logn.size, dtype=bool)
     order = np.argsort(logn, kind="stable")
@@ -82,7 +94,11 @@ def window_mask(logn: np.ndarray, loss: np.ndarray, window: int | None) -> np.nd
     return mask
 
 
-DEFAULT_WINDOW = 7
+# Chosen by bench/bench_isoflop_window.py on simulated grids with a known exponent (400
+# grids: mean |a_hat - a_true| 0.012 with all sizes, 0.015 / 0.018 / 0.027 with 9 / 7 / 5
+# sizes, 0.012 / 0.018 / 0.031 with 1.0 / 0.75 / 0.5 decades), not on published data.
+DEFAULT_WINDOW: int | None = None
+DEFAULT_WINDOW_DEX: float | None = None
 
 
 def isoflop_minima(
@@ -92,12 +108,14 @@ def isoflop_minima(
     min_points: int = 3,
     gap_dex: float = 0.1,
     window: int | None = DEFAULT_WINDOW,
+    window_dex: float | None = DEFAULT_WINDOW_DEX,
 ) -> pd.DataFrame:
     """Per budget: C, N_opt, D_opt = C/(6·N_opt), loss_opt, n_points, curvature, coef (list),
     N_min/N_max (sampled sizes), in_range (vertex inside them).
 
     `budget_col` names a column of nominal budgets; else budgets come from `snap_budgets(C)`.
-    The parabola is fitted to the `window` sizes around the lowest-loss run (None: all).
+    The parabola is fitted to the runs `window_mask(window, window_dex)` keeps around the
+    lowest-loss run (both None: all).
     Budgets with fewer than `min_points` runs or a non-convex parabola are dropped.
     """
     data = validate_frame(df, ("N", "loss") + (("C",) if "D" not in df.columns else ("D",)))
@@ -112,7 +130,7 @@ def isoflop_minima(
             continue
         logn_all = np.log(part["N"].to_numpy(float))
         n_runs = len(part)
-        part = part[window_mask(logn_all, part["loss"].to_numpy(float), window)]
+        part = part[window_mask(logn_all, part["loss"].to_numpy(float), window, window_dex)]
         logn = np.log(part["N"].to_numpy(float))
         logn_opt, loss_opt, curv = _parabola_minima(logn, part["loss"].to_numpy(float))
         if not np.isfinite(logn_opt):
@@ -180,17 +198,20 @@ def fit_isoflop(
     seed: int | None = 0,
     drop_out_of_range: bool = True,
     window: int | None = DEFAULT_WINDOW,
+    window_dex: float | None = DEFAULT_WINDOW_DEX,
 ) -> FitResult:
     """Chinchilla approach 2 on runs with columns N, D (or C) and loss; form "isoflop".
 
     Intervals: resample runs within each budget, refit parabolas and both power laws.
     `extra["points"]` holds the per-budget minima used (C, N_opt, D_opt, loss_opt, in_range,
     ...); `extra["out_of_range_budgets"]` the budgets whose vertex fell outside the sampled N
-    range (left out unless `drop_out_of_range=False`).
+    range (left out unless `drop_out_of_range=False`). `window` / `window_dex`: which sizes
+    of a budget its parabola sees (`window_mask`); default all, as chosen on simulated grids
+    in bench/bench_isoflop_window.py.
     """
     data = validate_frame(df, ("N", "loss") + (("C",) if "D" not in df.columns else ("D",)))
     all_minima = isoflop_minima(data, budget_col=budget_col, min_points=min_points,
-                                window=window)
+                                window=window, window_dex=window_dex)
     if all_minima.empty:
         raise DataError(f"IsoFLOP fit needs budgets with >= {min_points} runs and a convex "
                         "loss-vs-log N curve; found none")
@@ -211,7 +232,7 @@ def fit_isoflop(
         for b in minima["C"]:
             logn = np.log(data["N"].to_numpy(float)[budgets == b])
             loss = data["loss"].to_numpy(float)[budgets == b]
-            keep = window_mask(logn, loss, window)
+            keep = window_mask(logn, loss, window, window_dex)
             groups.append((float(b), logn[keep], loss[keep]))
         rows = []
         for _ in range(n_bootstrap):
@@ -243,7 +264,8 @@ def fit_isoflop(
     return _allocation_result(
         "isoflop", minima, data,
         {"budget_col": budget_col, "min_points": min_points, "budgets": minima["C"].tolist(),
-         "drop_out_of_range": drop_out_of_range, "window": window},
+         "drop_out_of_range": drop_out_of_range, "window": window,
+         "window_dex": window_dex},
         {"n_bootstrap": n_bootstrap, "seed": seed, "budget_snapping": snapping,
          "out_of_range_budgets": [
              {"C": float(r.C), "N_opt": float(r.N_opt), "N_min": float(r.N_min),

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
 from scaletrack.analysis.isoflop import compute_frontier
@@ -23,9 +25,10 @@ FRONTIER_FORMS = ("compute", "power_N", "power_D")
 
 def select_points(
     df: pd.DataFrame, form: str, *, lr: str = "best", seeds: str = "mean",
-    frontier: bool | None = None,
+    frontier: bool | None = None, keep: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, str]:
-    """Rows to fit `form` on and a description of how they were chosen."""
+    """Rows to fit `form` on and a description of how they were chosen. `keep`: further
+    columns (e.g. a nominal budget) carried through seed averaging (first value per point)."""
     if lr not in ("best", "all"):
         raise DataError(f"lr selection must be 'best' or 'all', got {lr!r}")
     if seeds not in ("mean", "all"):
@@ -37,8 +40,9 @@ def select_points(
     if seeds == "mean" and "seed" in data.columns and data["seed"].nunique() > 1:
         group = keys + (["lr"] if has_lr else [])
         data = (data.assign(lr=data["lr"].fillna(-1.0)) if has_lr else data)
+        carried = {c: (c, "first") for c in keep if c in data.columns and c not in group}
         data = data.groupby(group, as_index=False).agg(
-            loss=("loss", "mean"), C=("C", "mean"), n_seeds=("loss", "size"))
+            loss=("loss", "mean"), C=("C", "mean"), n_seeds=("loss", "size"), **carried)
         notes.append(f"seeds averaged -> {len(data)} points")
     if has_lr and data["lr"].nunique() > 1:
         if lr == "best":

@@ -1,10 +1,12 @@
 """IsoFLOP (Chinchilla approach 2) on published data; prints figures, asserts nothing.
 
 1. Porian et al. 2024, 10 dataset x config pairs: our N_opt exponent a (95% bootstrap
-   interval) beside the published one, for the previous method (global parabola, every
-   budget) and the current default (parabola on the 7 sizes around each budget's lowest
-   loss; budgets whose vertex falls outside the sampled sizes left out). Target: published
-   value inside our interval or within 0.05, on all 10.
+   interval) beside the published one, for the current default (parabola on all sizes of
+   each budget, as chosen on simulated grids by bench_isoflop_window.py; budgets whose vertex
+   falls outside the sampled sizes left out) and, for comparison only, the earlier 7-size
+   window, which was picked after looking at these very numbers and so says nothing about
+   how the method does on data it was not tuned on. Target: published value inside our
+   interval or within 0.05. This data is the reported outcome: no setting is chosen on it.
 2. Open-Athena's IsoFLOP sets: exponent with the published budgets vs snapped budgets.
 
     .venv/bin/python bench/bench_isoflop.py [--bootstrap 200]
@@ -26,14 +28,13 @@ def porian(data: Path, n_bootstrap: int) -> None:
     pts = pd.read_csv(data / "porian2024_isoflop_points.csv")
     pub = pd.read_csv(data / "porian2024_fit_exponents.csv")
     print("== Porian et al. 2024: N_opt exponent a, ours vs published")
-    print(f"{'dataset':>7} {'config':<30} {'published':>9} {'before':>8} "
+    print(f"{'dataset':>7} {'config':<30} {'published':>9} {'win 7':>8} "
           f"{'now':>7} {'95% interval':>16} {'left out':>8} {'ok':>4}")
     hits = 0
     for r in pub.itertuples():
         d = pts[(pts.dataset == r.dataset) & (pts.config == r.config)].rename(
             columns={"n_params": "N", "tokens": "D", "flops": "C"})
-        before = fit_isoflop(d, budget_col="C", n_bootstrap=0, drop_out_of_range=False,
-                             window=None)
+        before = fit_isoflop(d, budget_col="C", n_bootstrap=0, window=7)
         now = fit_isoflop(d, budget_col="C", n_bootstrap=n_bootstrap)
         a, (lo, hi), want = now.params["a"], now.ci95["a"], r.a_Nstar_exponent
         ok = lo <= want <= hi or abs(a - want) <= 0.05

@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaletrack.analysis.classify import classify_task, classify_tasks
+from scaletrack.analysis.classify import (
+    TREND_POINTS,
+    classify_groups,
+    classify_task,
+    classify_tasks,
+    trend_label,
+)
 from scaletrack.analysis.emergence import sigmoid_value
 from scaletrack.errors import DataError
 
@@ -134,6 +140,48 @@ def test_rising_trend_near_chance_is_near() -> None:
     flat = classify_task(x, np.array([0.01, 0.009, 0.01]), chance=0.0, threshold=0.25,
                          n_bootstrap=0)
     assert flat.label == "far"
+
+
+
+def test_trend_reads_the_last_trend_points_points() -> None:
+    # a long flat stretch, then a steady rise over the last four points
+    x = np.logspace(19, 22, 7)
+    y = np.array([0.25, 0.25, 0.25, 0.255, 0.27, 0.30, 0.35])
+    assert TREND_POINTS == 4
+    label, _, cross = trend_label(x, y, threshold=0.4375, chance=0.25)
+    assert label == "near" and x.max() < cross < 10 * x.max()
+    # all seven points: the flat start drags the slope down and the crossing out past 10x
+    label_all, _, cross_all = trend_label(x, y, threshold=0.4375, chance=0.25, trend_points=7)
+    assert label_all == "far" and cross_all > cross
+    res = classify_task(x, y, chance=0.25, threshold=0.4375, n_bootstrap=0)
+    assert (res.label, res.crossing) == (label, cross)
+
+
+def test_progress_floor_sets_where_the_logit_is_clipped() -> None:
+    # progress 0, 0.2 %, 2 %: a 1 % floor flattens the first step, a 0.1 % floor keeps it
+    x = np.array([1e20, 1e21, 1e22])
+    y = np.array([0.0, 0.002, 0.02])
+    _, _, coarse = trend_label(x, y, threshold=0.25, chance=0.0, progress_floor=0.01)
+    _, _, fine = trend_label(x, y, threshold=0.25, chance=0.0, progress_floor=0.001)
+    assert math.isfinite(coarse) and math.isfinite(fine) and coarse != fine
+
+
+def test_classify_groups_lists_the_loss_like_groups_it_left_out() -> None:
+    x = np.logspace(19, 22, 6)
+    df = pd.concat([
+        pd.DataFrame({"task": "arith", "metric": "acc", "C": x,
+                      "value": np.linspace(0.0, 0.6, 6)}),
+        pd.DataFrame({"task": "arith", "metric": "bpb", "C": x,
+                      "value": np.linspace(2.0, 1.0, 6)}),
+        pd.DataFrame({"task": "lm", "metric": "val_loss", "C": x,
+                      "value": np.linspace(3.0, 2.0, 6)}),
+    ])
+    res = classify_groups(df, threshold=0.5, n_bootstrap=0)
+    assert list(res) == [("arith", "acc")]
+    assert res.left_out == [("arith", "bpb"), ("lm", "val_loss")]
+    kept = classify_groups(df, threshold=0.5, n_bootstrap=0, lower_is_better={"bpb": True})
+    assert set(kept) == {("arith", "acc"), ("arith", "bpb")}
+    assert kept.left_out == [("lm", "val_loss")]
 
 
 # --- published data ----------------------------------------------------------------------

@@ -77,6 +77,19 @@ def test_cli_csv_table_json_and_plot(tmp_path: Path) -> None:
     assert _png_ok(tmp_path / "grid.png")
 
 
+def test_cli_notes_the_loss_like_metrics_it_left_out(tmp_path: Path) -> None:
+    df = _frame().rename(columns={"acc": "value"}).assign(metric="acc")
+    bpb = df[df.task == "near_task"].assign(metric="bpb", value=lambda d: 2.0 - d["value"])
+    csv = tmp_path / "evals.csv"
+    pd.concat([df, bpb]).to_csv(csv, index=False)
+    args = ["emergence", "--csv", str(csv), "--metric-col", "metric", "--chance", "0.25",
+            "--threshold", "0.6", "--bootstrap", "0"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "left out 1 loss-like metric(s) (near_task/bpb)" in res.output
+    assert "far_task" in res.output and "bpb" not in res.stdout
+
+
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     csv = tmp_path / "evals.csv"
     _frame().to_csv(csv, index=False)

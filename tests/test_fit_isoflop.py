@@ -14,6 +14,7 @@ from scaletrack.analysis import (
     isoflop_minima,
     snap_budgets,
 )
+from scaletrack.analysis.isoflop import window_mask
 from scaletrack.analysis.optimal import chinchilla_allocation
 from scaletrack.errors import DataError
 
@@ -98,3 +99,25 @@ def test_loss_laws_have_no_allocation():
     fit = fit_compute_law(df, n_bootstrap=0)
     with pytest.raises(DataError, match="loss only"):
         compute_optimal(fit, 1e21)
+
+
+def test_default_fits_every_size_of_a_budget():
+    df = isoflop_runs()
+    minima = isoflop_minima(df)
+    assert (minima["n_in_window"] == minima["n_points"]).all()
+    fit = fit_isoflop(df, n_bootstrap=0)
+    assert fit.selection["window"] is None and fit.selection["window_dex"] is None
+
+
+def test_window_dex_keeps_sizes_within_decades_of_the_lowest_loss():
+    logn = np.log(np.geomspace(1e6, 1e9, 13))  # 0.25 dex apart
+    loss = (np.log10(np.exp(logn)) - 7.5) ** 2  # lowest at 10^7.5 (index 6)
+    kept = window_mask(logn, loss, None, 0.5)
+    assert list(np.flatnonzero(kept)) == [4, 5, 6, 7, 8]
+    # fewer than 3 sizes inside: the 3 nearest by rank instead
+    assert list(np.flatnonzero(window_mask(logn, loss, None, 0.1))) == [5, 6, 7]
+    minima = isoflop_minima(isoflop_runs(), window_dex=0.35)  # sizes 0.15 dex apart
+    assert (minima["n_in_window"] == 5).all() and (minima["n_points"] == 9).all()
+    fit = fit_isoflop(isoflop_runs(), n_bootstrap=0, window_dex=0.5)
+    assert fit.params["a"] == pytest.approx(LAW["beta"] / (LAW["alpha"] + LAW["beta"]),
+                                            abs=0.03)

@@ -70,3 +70,55 @@ def test_isoflop_and_optimal_plots(tmp_path):
     fits = [fit_isoflop(df, n_bootstrap=30), fit_chinchilla(df, n_bootstrap=20)]
     svg = _check(plot_optimal(fits, tmp_path / "opt.png"), "opt")
     assert "D_opt (tokens)" in svg and "Chinchilla fit" in svg
+
+
+def _seeds_and_lrs(tmp_path):
+    """isoflop_runs with 2 seeds x 2 learning rates per (N, D); lr 3e-3 is 0.3 nats worse."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    base = isoflop_runs()
+    parts = [base.assign(seed=s, lr=lr, loss=base["loss"] + (0.3 if lr == 3e-3 else 0.0)
+                         + rng.normal(0, 0.002, len(base)))
+             for s in (0, 1) for lr in (1e-3, 3e-3)]
+    path = tmp_path / "runs.csv"
+    pd.concat(parts, ignore_index=True).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(("kind", "form"), [("compute", "compute"), ("isoflop", "isoflop"),
+                                            ("optimal", "isoflop")])
+def test_plot_cli_uses_the_fit_point_selection(tmp_path, kind, form):
+    from typer.testing import CliRunner
+
+    from scaletrack.cli.main import app
+
+    csv = _seeds_and_lrs(tmp_path)
+    runner = CliRunner()
+    fit = runner.invoke(app, ["fit", "--form", form, "--csv", str(csv), "--bootstrap", "0"])
+    assert fit.exit_code == 0, fit.output
+    want = next(line for line in fit.stdout.splitlines() if line.startswith("points: "))
+    assert "seeds averaged -> 126 points" in want and "best of 2 learning rates" in want
+    out = tmp_path / f"{kind}.png"
+    res = runner.invoke(app, ["plot", kind, "-o", str(out), "--csv", str(csv),
+                              "--bootstrap", "10"])
+    assert res.exit_code == 0, res.output
+    assert want in res.stdout.splitlines()
+    _check([out, out.with_suffix(".svg")], kind)
+
+
+def test_plot_cli_keeps_a_budget_column_through_seed_averaging(tmp_path):
+    from typer.testing import CliRunner
+
+    from scaletrack.analysis import snap_budgets
+    from scaletrack.cli.main import app
+
+    df = pd.read_csv(_seeds_and_lrs(tmp_path))
+    csv = tmp_path / "budgets.csv"
+    df.assign(budget=snap_budgets(6 * df["N"] * df["D"])).to_csv(csv, index=False)
+    out = tmp_path / "iso.png"
+    res = CliRunner().invoke(app, ["plot", "isoflop", "-o", str(out), "--csv", str(csv),
+                                   "--budget-col", "budget"])
+    assert res.exit_code == 0, res.output
+    assert "seeds averaged -> 126 points" in res.stdout
+    _check([out, out.with_suffix(".svg")], "iso")

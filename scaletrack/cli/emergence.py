@@ -43,13 +43,6 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def _group_keys(df: pd.DataFrame, task_col: str, metric_col: str | None) -> list[tuple]:
-    """The (task, metric) groups of a long table, as classify_groups forms them."""
-    if metric_col and metric_col in df.columns:
-        return list(df[[task_col, metric_col]].drop_duplicates().itertuples(index=False))
-    return []
-
-
 def _print(df: pd.DataFrame, title: str) -> None:
     """A rich table whose long task names fold onto a second line instead of being cut."""
     from rich.table import Table
@@ -132,8 +125,7 @@ def emergence(
         near_factor=near_factor, n_bootstrap=n_bootstrap,
         lower_is_better=dict.fromkeys(lower_is_better or [], True) or None,
     )
-    left_out = sorted({(str(t), str(m)) for t, m in _group_keys(df, task_col, metric_col)}
-                      - set(results))
+    left_out = results.left_out
     if left_out and not as_json:
         shown = ", ".join(f"{t}/{m}" for t, m in left_out[:5])
         more = f" and {len(left_out) - 5} more" if len(left_out) > 5 else ""

@@ -15,6 +15,7 @@ from scaletrack.cli import (
     fit,
     ideas,
     imports,
+    plot,
     runs,
     sweep,
     track,
@@ -41,7 +42,7 @@ def version() -> None:
 
 
 for _module in (
-    runs, sweep, fit, emergence, ideas, checkpoints, track, imports, export, ui
+    runs, sweep, fit, plot, emergence, ideas, checkpoints, track, imports, export, ui
 ):
     _module.register(app)
 

@@ -1,0 +1,85 @@
+"""`scaletrack plot`: loss vs compute, IsoFLOP profiles and compute-optimal allocation.
+
+The points drawn and fitted are chosen by `scaletrack.analysis.selection.select_points`,
+as for `fit` and `backtest` (best learning rate per (N, D), seeds averaged, compute laws on
+the frontier), and the same `points:` line says how. Data: a sweep's finished runs or a CSV
+(N params, D tokens, C FLOPs, loss nats), loaded as `fit` loads them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from scaletrack.cli.common import StoreOption, console
+from scaletrack.cli.fit import CCol, CsvOpt, DCol, LossCol, NCol, SweepOpt
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class PlotKind(StrEnum):
+    compute = "compute"
+    isoflop = "isoflop"
+    optimal = "optimal"
+
+
+def _select(df: pd.DataFrame, form: str, lr: str, seeds: str, keep: tuple[str, ...] = (),
+            frontier: bool | None = None) -> tuple[pd.DataFrame, str]:
+    from scaletrack.analysis.selection import select_points
+
+    return select_points(df, form, lr=lr, seeds=seeds, frontier=frontier, keep=keep)
+
+
+def plot_command(
+    kind: PlotKind = typer.Argument(..., help="compute | isoflop | optimal"),
+    output: Path = typer.Option(..., "-o", "--output", help="Output file (.png; .svg beside it)."),
+    sweep: str | None = SweepOpt,
+    csv: Path | None = CsvOpt,
+    bootstrap: int = typer.Option(200, "--bootstrap", min=0, help="Resamples for the bands."),
+    budget_col: str | None = typer.Option(
+        None, "--budget-col", help="CSV column of nominal budgets (isoflop; default: snap C)."
+    ),
+    lr: str = typer.Option("best", "--lr", help="Several learning rates per (N, D): 'best' "
+                           "keeps the lowest loss (default), 'all' keeps every run."),
+    seeds: str = typer.Option("mean", "--seeds", help="'mean' averages runs that differ only "
+                              "by seed (default); 'all' keeps each."),
+    store: str | None = StoreOption,
+    n_col: str = NCol, d_col: str = DCol, loss_col: str = LossCol, c_col: str = CCol,
+) -> None:
+    """Draw loss vs compute (selected runs, frontier, L(C) fitted on the frontier), IsoFLOP
+    profiles, or N_opt/D_opt vs compute (IsoFLOP and Chinchilla fits), on the points `fit`
+    would use."""
+    from scaletrack.analysis import fit_chinchilla, fit_isoflop
+    from scaletrack.analysis.plots import plot_isoflop, plot_loss_vs_compute, plot_optimal
+    from scaletrack.cli.fit import _fit, _load
+
+    df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col))
+    keep = (budget_col,) if budget_col else ()
+    if kind is PlotKind.compute:
+        runs, _ = _select(df, "compute", lr, seeds, frontier=False)
+        points, how = _select(df, "compute", lr, seeds)
+        fit = _fit("compute", points, bootstrap, 0)
+        console.print(f"points: {how}", markup=False)
+        paths = plot_loss_vs_compute(runs, output, fit=fit)
+    else:
+        points, how = _select(df, "isoflop", lr, seeds, keep)
+        console.print(f"points: {how}", markup=False)
+        if kind is PlotKind.isoflop:
+            paths = plot_isoflop(points, output, budget_col=budget_col)
+        else:
+            fits = [fit_isoflop(points, budget_col=budget_col, n_bootstrap=bootstrap)]
+            if "D" in points.columns and len(points) >= 5:
+                fits.append(fit_chinchilla(points, n_bootstrap=bootstrap))
+            paths = plot_optimal(fits, output)
+    for path in paths:
+        typer.echo(str(path))
+
+
+def register(app: typer.Typer) -> None:
+    """Add `scaletrack plot` to the main app (registered after `fit`, whose module still
+    defines an older `plot`; the later registration is the one typer keeps)."""
+    app.command("plot")(plot_command)
