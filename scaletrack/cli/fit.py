@@ -40,12 +40,6 @@ class BacktestForm(StrEnum):
     compute = "compute"
 
 
-class PlotKind(StrEnum):
-    compute = "compute"
-    isoflop = "isoflop"
-    optimal = "optimal"
-
-
 NCol = typer.Option("N", "--n-col", help="CSV column with parameters N.")
 DCol = typer.Option("D", "--d-col", help="CSV column with training tokens D.")
 LossCol = typer.Option("loss", "--loss-col", help="CSV column with the final loss (nats).")
@@ -261,40 +255,6 @@ def backtest_command(
         typer.echo(str(path))
 
 
-def plot_command(
-    kind: PlotKind = typer.Argument(..., help="compute | isoflop | optimal"),
-    output: Path = typer.Option(..., "-o", "--output", help="Output file (.png; .svg beside it)."),
-    sweep: str | None = SweepOpt,
-    csv: Path | None = CsvOpt,
-    bootstrap: int = typer.Option(200, "--bootstrap", min=0, help="Resamples for the bands."),
-    budget_col: str | None = typer.Option(
-        None, "--budget-col", help="CSV column of nominal budgets (isoflop; default: snap C)."
-    ),
-    store: str | None = StoreOption,
-    n_col: str = NCol, d_col: str = DCol, loss_col: str = LossCol, c_col: str = CCol,
-) -> None:
-    """Draw loss vs compute (runs, frontier, L(C) fitted on the frontier), IsoFLOP profiles,
-    or N_opt/D_opt vs compute (IsoFLOP and Chinchilla fits)."""
-    from scaletrack.analysis import fit_chinchilla, fit_isoflop
-    from scaletrack.analysis.plots import plot_isoflop, plot_loss_vs_compute, plot_optimal
-
-    df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col))
-    if kind is PlotKind.compute:
-        points, how = _selected(df, "compute", "best", "mean", None)
-        fit = _fit("compute", points, bootstrap, 0) if len(points) >= 3 else None
-        console.print(f"points: {how}", markup=False)
-        paths = plot_loss_vs_compute(df, output, fit=fit)
-    elif kind is PlotKind.isoflop:
-        paths = plot_isoflop(df, output, budget_col=budget_col)
-    else:
-        fits = [fit_isoflop(df, budget_col=budget_col, n_bootstrap=bootstrap)]
-        if "D" in df.columns and len(df) >= 5:
-            fits.append(fit_chinchilla(df, n_bootstrap=bootstrap))
-        paths = plot_optimal(fits, output)
-    for path in paths:
-        typer.echo(str(path))
-
-
 def import_csv_command(
     file: Path = typer.Argument(..., help="CSV of external results (N, D, loss, task metrics)."),
     sweep: str | None = typer.Option(None, "--sweep", help="Sweep to file the runs under."),
@@ -356,6 +316,5 @@ def import_csv_command(
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
     app.command("fit")(fit_command)
-    app.command("plot")(plot_command)
     app.command("backtest")(backtest_command)
     app.command("import-csv")(import_csv_command)
