@@ -171,7 +171,7 @@ def fit_command(
             out["fit_id"] = fit_id
         print_json(out)
         return
-    console.print(f"points: {how}", markup=False)
+    console.print(f"points: {how}", markup=False, highlight=False, soft_wrap=True)
     if result.form == "isoflop":
         console.print(f"budgets: {result.extra.get('budget_snapping', '')}", markup=False)
         for b in result.extra.get("out_of_range_budgets", []):
@@ -242,7 +242,7 @@ def backtest_command(
                       "status": s["status"], "threshold_C": s["threshold_C"],
                       "plots": [str(p) for p in paths]})
         return
-    console.print(f"points: {how}", markup=False)
+    console.print(f"points: {how}", markup=False, highlight=False, soft_wrap=True)
     console.print(
         f"{form.value} back-test: fit on {s['n_train']} runs below C = {s['threshold_C']:.3g} "
         f"FLOPs, predicted {s['n_test']}: MAPE {100 * s['mape']:.2f}%, 95% prediction band "

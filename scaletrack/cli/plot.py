@@ -63,11 +63,11 @@ def plot_command(
         runs, _ = _select(df, "compute", lr, seeds, frontier=False)
         points, how = _select(df, "compute", lr, seeds)
         fit = _fit("compute", points, bootstrap, 0)
-        console.print(f"points: {how}", markup=False)
+        console.print(f"points: {how}", markup=False, highlight=False, soft_wrap=True)
         paths = plot_loss_vs_compute(runs, output, fit=fit)
     else:
         points, how = _select(df, "isoflop", lr, seeds, keep)
-        console.print(f"points: {how}", markup=False)
+        console.print(f"points: {how}", markup=False, highlight=False, soft_wrap=True)
         if kind is PlotKind.isoflop:
             paths = plot_isoflop(points, output, budget_col=budget_col)
         else:
