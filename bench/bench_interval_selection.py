@@ -84,11 +84,11 @@ def cells(df: pd.DataFrame, bootstrap: int) -> Iterator[tuple[float, dict[str, d
     for h in HOLDOUTS:
         try:
             base = backtest(df, "chinchilla", holdout_top=h, n_bootstrap=bootstrap, seed=0)
+            if base.summary["status"] != "ok":
+                continue
+            out = {m: dict(rescore(base, m).summary) for m in RESIDUAL_MODELS}
         except DataError:
             continue
-        if base.summary["status"] != "ok":
-            continue
-        out = {m: dict(rescore(base, m).summary) for m in RESIDUAL_MODELS}
         if any(np.isnan(s["coverage_prediction"]) for s in out.values()):
             continue
         yield h, out
