@@ -127,7 +127,6 @@ def test_backtest_reports_widths_and_rescore_keeps_the_fit():
     assert list(other.frame.columns) == list(res.frame.columns)
 
 
-@pytest.mark.slow
 def test_each_model_covers_simulated_new_runs():
     """Known truth with constant noise: every model's 95% band should hold most new runs."""
     inside = {m: 0 for m in RESIDUAL_MODELS}
