@@ -9,6 +9,7 @@ import pytest
 from scaletrack.analysis import FitResult, backtest, fit_compute_law
 from scaletrack.analysis.backtest import rescore
 from scaletrack.analysis.calibration import (
+    DEFAULT_RESIDUAL_MODEL,
     RESIDUAL_MODELS,
     calibrate_scatter,
     check_residual_model,
@@ -116,12 +117,12 @@ def test_backtest_reports_widths_and_rescore_keeps_the_fit():
     df = runs(np.random.default_rng(3), np.geomspace(1e18, 1e22, 60), 0.01)
     res = backtest(df, "compute", holdout_top=0.25, n_bootstrap=60)
     s = res.summary
-    assert s["residual_model"] == "pooled"
+    assert s["residual_model"] == DEFAULT_RESIDUAL_MODEL
     assert 0 < s["width_confidence"] < s["width_prediction"] < 0.5
     hi, lo = res.frame["pred_hi"], res.frame["pred_lo"]
     assert s["width_prediction"] == pytest.approx(((hi - lo) / res.frame["predicted"]).mean())
-    other = rescore(res, "distance_signed")
-    assert other.summary["residual_model"] == "distance_signed"
+    other = rescore(res, "pooled")
+    assert other.summary["residual_model"] == "pooled"
     assert other.summary["n_train"] == s["n_train"] and other.summary["mape"] == s["mape"]
     assert other.frame["conf_lo"].equals(res.frame["conf_lo"])
     assert list(other.frame.columns) == list(res.frame.columns)
