@@ -6,7 +6,10 @@ prediction band (where a new run should land; scatter calibrated on inner hold-o
 training runs, see `scaletrack.analysis.calibration`) and a 95% confidence band (the mean
 curve). Summary keys: n_train, n_test, mape (mean |pred - loss| / loss), coverage_prediction,
 coverage_confidence (fractions of held-out runs inside each band), plus the threshold and
-error detail.
+error detail, and the mean band widths width_prediction and width_confidence (mean of
+(hi - lo) / predicted over the held-out runs: a fraction of the predicted loss) and the
+residual_model the prediction band used (see `scaletrack.analysis.calibration`). `rescore`
+scores the same fit under another residual model without refitting.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scaletrack.analysis.calibration import calibrate_scatter
+from scaletrack.analysis.calibration import (
+    DEFAULT_RESIDUAL_MODEL,
+    calibrate_scatter,
+    check_residual_model,
+    use_residual_model,
+)
 from scaletrack.analysis.chinchilla import fit_chinchilla
 from scaletrack.analysis.io import validate_frame
 from scaletrack.analysis.powerlaw import fit_power_law
@@ -60,13 +68,16 @@ def backtest(
     n_bootstrap: int = 200,
     level: float = 0.95,
     calibrate: bool = True,
+    residual_model: str = DEFAULT_RESIDUAL_MODEL,
     **fit_kwargs: Any,
 ) -> BacktestResult:
     """Fit `form` on rows with C < threshold (FLOPs) and score the loss (nats) of the rest.
 
     Give `threshold_C`, or `holdout_top` in (0, 1): hold out that fraction of runs by compute.
-    `calibrate` sets the prediction band's scatter from inner hold-outs of the training runs.
+    `calibrate` sets the prediction band's scatter from inner hold-outs of the training runs,
+    shaped by `residual_model` (one of `calibration.RESIDUAL_MODELS`).
     """
+    check_residual_model(residual_model)
     if form not in BACKTEST_FORMS:
         raise DataError(f"back-test form must be one of {BACKTEST_FORMS}, got {form!r}")
     needed = {"chinchilla": ("N", "D", "loss"), "compute": ("C", "loss"),
@@ -89,7 +100,28 @@ def backtest(
         raise DataError(f"need at least {need} runs below C = {threshold_C:.3g}, got {len(train)}")
     fit = _fit(form, train, n_bootstrap, fit_kwargs)
     if calibrate:
-        fit = calibrate_scatter(fit, train, lambda d: _fit(form, d, 0, fit_kwargs))
+        fit = calibrate_scatter(fit, train, lambda d: _fit(form, d, 0, fit_kwargs),
+                                residual_model=residual_model)
+    head = {"form": form, "threshold_C": float(threshold_C), "holdout_top": holdout_top,
+            "n_train": len(train), "level": level}
+    return _score(fit, test, head)
+
+
+def rescore(result: BacktestResult, residual_model: str) -> BacktestResult:
+    """The same back-test (same fit, bootstrap and inner hold-outs) with its prediction band
+    drawn from another residual model; needs a calibrated fit."""
+    fit = use_residual_model(result.fit, residual_model)
+    cols = [c for c in result.frame.columns if c not in _ADDED]
+    head = {k: result.summary[k] for k in ("form", "threshold_C", "holdout_top", "n_train",
+                                           "level")}
+    return _score(fit, result.frame[cols], head)
+
+
+_ADDED = ("predicted", "rel_error", "pred_lo", "pred_hi", "conf_lo", "conf_hi")
+
+
+def _score(fit: FitResult, test: pd.DataFrame, head: dict[str, Any]) -> BacktestResult:
+    level = head["level"]
     frame = test.copy()
     pred = fit.predict_interval(frame, kind="prediction", level=level)
     conf = fit.predict_interval(frame, kind="confidence", level=level)
@@ -104,15 +136,21 @@ def backtest(
         inside = (frame[lo].to_numpy() <= y) & (y <= frame[hi].to_numpy())
         return float(inside.mean()) if frame[lo].notna().all() else float("nan")
 
+    def width(lo: str, hi: str) -> float:
+        return float(((frame[hi] - frame[lo]) / frame["predicted"]).mean())
+
+    model = fit.extra.get("scatter_model")
     summary = {
-        "form": form, "threshold_C": float(threshold_C), "holdout_top": holdout_top,
-        "n_train": len(train), "n_test": len(test), "mape": float(err.mean()),
+        **head, "n_test": len(test), "mape": float(err.mean()),
         "coverage_prediction": coverage("pred_lo", "pred_hi"),
         "coverage_confidence": coverage("conf_lo", "conf_hi"),
-        "level": level, "status": fit.status, "status_reason": fit.status_reason,
+        "width_prediction": width("pred_lo", "pred_hi"),
+        "width_confidence": width("conf_lo", "conf_hi"),
+        "status": fit.status, "status_reason": fit.status_reason,
         "mean_abs_rel_error": float(err.mean()),
         "median_abs_rel_error": float(np.median(err)), "max_abs_rel_error": float(err.max()),
         "mean_rel_error": float(frame["rel_error"].mean()),
         "scatter_calibration": fit.extra.get("scatter_calibration", "in-sample residuals"),
+        "residual_model": model["name"] if model else "in-sample",
     }
     return BacktestResult(fit=fit, frame=frame, summary=summary)

@@ -14,12 +14,14 @@ percentiles, NaN where not computed. `predict_interval` gives bands for new poin
 - "confidence": the spread of the mean curve, from the bootstrap refits kept in
   `extra["bootstrap_params"]` (percentiles of their predictions).
 - "prediction": the range where a *new run* should land. Each bootstrap refit's prediction
-  (in log loss) is paired with a run-to-run deviation drawn from `extra["scatter_residuals"]`
-  when present (out-of-sample residuals from inner compute hold-outs, set by
-  `scaletrack.analysis.calibration.calibrate_scatter`), else from the fit's own residuals
-  rescaled by sqrt(n / (n - p)) for p fitted parameters; percentiles of the sums give the
-  band (a residual bootstrap). bench/bench_backtest.py measures the coverage this reaches
-  when extrapolating Epoch's points to larger compute.
+  (in log loss) is paired with a run-to-run deviation: with `extra["scatter_model"]` (set by
+  `scaletrack.analysis.calibration.calibrate_scatter`) it is m·d + sigma(d)·z, z drawn from
+  the model's standardised out-of-sample residuals, sigma(d)^2 = s0^2 + (k·d)^2 and d the
+  point's `extrapolation_distance` (decades beyond the training runs); else it is drawn from
+  `extra["scatter_residuals"]` when present, else from the fit's own residuals rescaled by
+  sqrt(n / (n - p)) for p fitted parameters. Percentiles of the sums give the band (a
+  residual bootstrap). bench/bench_backtest.py measures the coverage this reaches when
+  extrapolating Epoch's points to larger compute.
 
 `status` is "ok" or "degenerate" (with `status_reason`, see `scaletrack.analysis.status`):
 a degenerate law is reported, never trusted.
@@ -173,7 +175,8 @@ class FitResult:
                 # at least 2,000 (refit, residual) pairs so the band's tails are smooth
                 reps = -(-_MIN_DRAWS // log_curves.shape[0])
                 log_curves = np.tile(log_curves, (reps, 1))
-                draws = log_curves - self._scatter_draws(log_curves.shape, seed)
+                distance = self.extrapolation_distance(*args, **kwargs).ravel()
+                draws = log_curves - self._scatter_draws(log_curves.shape, seed, distance)
         tail = 50.0 * (1.0 - level)
         if draws.shape[0] < 2:
             lo = hi = np.full(pred.size, np.nan)
@@ -193,9 +196,38 @@ class FitResult:
             return math.nan
         return float(np.sqrt(np.mean(r * r) * n / max(n - p, 1)))
 
-    def _scatter_draws(self, shape: tuple[int, int], seed: int) -> np.ndarray:
-        """Residual draws (log observed deviations), one per refit row, broadcast over points."""
+    def log10_scale(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """log10 of the law's scale variable at the given points (arguments as for `predict`):
+        6·N·D FLOPs for "chinchilla", else the one variable the form takes (C, N or D)."""
+        with np.errstate(all="ignore"):
+            if self.form == "chinchilla":
+                n, d = _two_arrays(args, kwargs)
+                return np.log10(6.0 * n * d)
+            return np.log10(_one_array(self.form, args, kwargs))
+
+    def extrapolation_distance(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """Decades beyond the largest training run, max(0, log10 x - log10 x_max) (see
+        `log10_scale`); zero everywhere when the training reach was not recorded."""
+        x = np.asarray(self.log10_scale(*args, **kwargs), dtype=float)
+        x_max = self.extra.get("log10_scale_max")
+        if x_max is None:
+            return np.zeros_like(x)
+        return np.maximum(x - float(x_max), 0.0)
+
+    def _scatter_draws(self, shape: tuple[int, int], seed: int,
+                       distance: np.ndarray | None = None) -> np.ndarray:
+        """Residual draws (log observed deviations), one per refit row; (rows, 1) broadcast
+        over points, or (rows, points) when a residual model scales them by distance."""
         rng = np.random.default_rng(seed)
+        model = self.extra.get("scatter_model")
+        if model and model.get("z"):
+            z = np.asarray(model["z"], dtype=float)
+            z = z[rng.integers(0, z.size, size=(shape[0], 1))]
+            s0, k, m = (float(model.get(key, 0.0)) for key in ("s0", "k", "m"))
+            if k == 0.0 and m == 0.0:
+                return s0 * z
+            d = np.zeros(shape[1]) if distance is None else np.asarray(distance, dtype=float)
+            return m * d[None, :] + np.sqrt(s0 * s0 + (k * d[None, :]) ** 2) * z
         held_out = self.extra.get("scatter_residuals")
         if held_out:
             r = np.asarray(held_out, dtype=float)
