@@ -3,9 +3,11 @@
 An executor gets a `SweepJob` (what to run and where the store is) and reports what happens
 through `on_event` with the event dataclasses below; the runner turns them into progress bars
 and the final report. Every executor trains a cell the same way, with `run_cell`: claim it in
-the store (a cell held by a live worker or already done is skipped), call
-`sweeps.train.train_run`, release the claim if stopped, and hand the new checkpoint to the
-job's `after_checkpoint` hook (the grid's evaluation tasks, supplied by the layer above).
+the store (`claim_cell`: a cell held by a live worker or already done is skipped, one held by
+a dead worker on this host is taken over at once), call `sweeps.train.train_run`, release the
+claim if stopped (`release_stopped`), and hand the new checkpoint to the job's
+`after_checkpoint` hook (the grid's evaluation tasks, supplied by the layer above). A packed
+group (`run_group`) does the same for each of its members.
 To add an executor, implement the `Executor` protocol and register its constructor in
 `sweeps.executors.registry.make_executor` (kept out of this module, which every executor
 imports, so there is no import cycle): it is called as `cls(workers=..., address=...)`.
