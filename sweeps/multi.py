@@ -20,16 +20,24 @@ format, so a branch (or ``train_run``) can start from any of them. Resume is per
 exact: the group restarts from the newest step at which every unfinished member has a usable
 checkpoint, each member from its own state; a member that diverged stays diverged and the
 others go on.
+
+Claims are per member, as in ``train_run``: every write is fenced by the member's claim, and
+the claims are checked at every heartbeat and before every checkpoint. A member whose claim
+another worker took over (this process was paused past the stale limit) stops writing at once
+and comes back with status "lost"; the other members go on. A failing store (ClaimLost of the
+whole group, StoreError) is raised to the caller, which decides.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +52,8 @@ from scaletrack.sweeps.schedule import lr_at
 from scaletrack.sweeps.spikes import SpikeDetector
 from scaletrack.sweeps.train import (
     DIVERGENCE_FACTOR,
+    HEARTBEAT_INTERVAL_S,
+    RunBusyError,
     TrainConfig,
     TrainResult,
     _checkpoint_meta,
@@ -128,7 +138,11 @@ def train_group(
     stop_event: threading.Event | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> list[TrainResult]:
-    """Train the members together; one TrainResult per member, in order (see module docstring)."""
+    """Train the members together; one TrainResult per member, in order (see module docstring):
+    status finished, diverged, interrupted (stopped, released) or lost (its claim was taken
+    over; it wrote nothing after that)."""
+    from scaletrack.store import ClaimLost, StoreError
+
     if len(configs) != len(run_keys):
         raise ConfigError("train_group needs one run key per config")
     _check_group(configs)
@@ -138,7 +152,11 @@ def train_group(
     active: list[int] = []
     plan = plan_run(configs[0])
     for i, (cfg, key) in enumerate(zip(configs, run_keys, strict=True)):
-        done = _ensure_claimed(cfg, plan_run(cfg), store, key, worker)
+        try:
+            done = _ensure_claimed(cfg, plan_run(cfg), store, key, worker)
+        except RunBusyError:  # another worker took it since the caller claimed it
+            results[i] = TrainResult("lost", None, 0, 0, 0.0, None)
+            continue
         if done is not None:
             results[i] = TrainResult(done.status, done.final_loss, 0, 0, 0.0, None)
         else:
@@ -150,15 +168,22 @@ def train_group(
             states = _common_resume_point(group, keys, store)
             out = _train_stacked(group, keys, plan, store, Path(checkpoint_dir), worker,
                                  stop_event, on_step, states)
+        except (ClaimLost, StoreError):  # taken over, or the store failing: the caller decides
+            raise
         except KeyboardInterrupt:
             for key in keys:
-                store.release_run(key, worker)
+                with contextlib.suppress(ClaimLost):
+                    store.release_run(key, worker)
             raise
         except Exception as exc:
-            for key in keys:  # members that diverged before the failure stay diverged
-                run = store.get_run(key)
-                if run is not None and run.status == "running":
-                    store.finish_run(key, "failed", error=f"{type(exc).__name__}: {exc}")
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, ClaimLost):
+                raise cause from None
+            for key in keys:  # members that diverged (or were lost) before the failure stay so
+                with contextlib.suppress(ClaimLost):
+                    run = store.get_run(key)
+                    if run is not None and run.status == "running" and run.worker == worker:
+                        store.finish_run(key, "failed", error=f"{type(exc).__name__}: {exc}")
             raise
         results.update(zip(active, out, strict=True))
     return [results[i] for i in range(len(configs))]
@@ -203,7 +228,7 @@ def _train_stacked(
     on_step: Callable[[int, int], None] | None,
     states: list[TrainingState] | None = None,
 ) -> list[TrainResult]:
-    from scaletrack.store import CheckpointRecord
+    from scaletrack.store import CheckpointRecord, ClaimLost
 
     cfg0 = configs[0]
     M = len(configs)
@@ -241,20 +266,50 @@ def _train_stacked(
                         device=device)
     gens = [torch.Generator().manual_seed(c.seed) for c in configs]
     spikes = [SpikeDetector() for _ in configs]
+    alive = [True] * M
+    results: list[TrainResult | None] = [None] * M
+    writers: list[Any] = []
+
+    def drop(m: int, step_done: int) -> None:
+        """Member `m` lost its claim to another worker: it writes nothing more."""
+        alive[m] = False
+        results[m] = TrainResult("lost", None, step_done, step_done * tps,
+                                 step_done * tps * fpt, None)
+        log.warning("run %s: claim taken over by another worker at step %d; this member "
+                    "stopped without writing", run_keys[m], step_done)
+        if m < len(writers):
+            with contextlib.suppress(ClaimLost):  # its unwritten rows are refused, not kept
+                writers[m].close()
+
+    def guarded(m: int, step_done: int, write: Callable[[], Any]) -> None:
+        """One member's store write; a claim taken over drops that member, not the group."""
+        try:
+            write()
+        except ClaimLost:
+            drop(m, step_done)
+
+    def check_claims(step_done: int) -> None:
+        """Heartbeat every alive member; drop those whose claim another worker holds now."""
+        for m in range(M):
+            if alive[m] and not store.heartbeat(run_keys[m], worker):
+                drop(m, step_done)
+
     if states is not None:
         for m, state in enumerate(states):
             gens[m].set_state(state.rng["data"])
             spikes[m] = SpikeDetector.from_state(state.meta["spikes"])
-        for key in run_keys:
-            store.delete_metrics_after(key, start)
-    alive = [True] * M
-    results: list[TrainResult | None] = [None] * M
+        for m, key in enumerate(run_keys):
+            guarded(m, start, lambda key=key: store.delete_metrics_after(key, start))
     val_sets = [
         (x.to(device), y.to(device))
         for x, y in eval_batches(data.val, cfg0.eval_batches, cfg0.batch_size, cfg0.context)
     ]
     sched = cfg0.schedule_kwargs()
-    writers = [store.metric_writer(k) for k in run_keys]
+    writers.extend(store.metric_writer(k) for k in run_keys)
+    for m in range(M):
+        if not alive[m]:  # lost before training started
+            with contextlib.suppress(ClaimLost):
+                writers[m].close()
     t0 = last_hb = time.perf_counter()
     pending: list[tuple[int, list[float], torch.Tensor, torch.Tensor]] = []
     extra_ckpts = set(cfg0.checkpoint_at)
@@ -264,8 +319,10 @@ def _train_stacked(
     def save(step_done: int) -> None:
         """Each alive member's checkpoint at ``step_done``, in train_run's format."""
         nonlocal last_saved
-        for w in writers:
-            w.flush()
+        for m in range(M):
+            if alive[m]:
+                guarded(m, step_done, writers[m].flush)
+        check_claims(step_done)  # never overwrite a new holder's checkpoint files
         for m, cfg in enumerate(configs):
             if not alive[m]:
                 continue
@@ -284,10 +341,11 @@ def _train_stacked(
             meta = _checkpoint_meta(cfg, mcfg)
             sha = save_checkpoint(path, model, optimizer=opt, rng={"data": gens[m].get_state()},
                                   meta={**meta, "step": step_done, "spikes": spikes[m].state()})
-            store.add_checkpoint(CheckpointRecord(
+            record = CheckpointRecord(
                 id=None, run_key=run_keys[m], kind="own", N=plan.N, tokens=step_done * tps,
                 flops=step_done * tps * fpt, step=step_done, path=str(path), sha256=sha,
-                loader="gpt", meta=meta))
+                loader="gpt", meta=meta)
+            guarded(m, step_done, lambda record=record: store.add_checkpoint(record))
         last_saved = step_done
 
     @torch.no_grad()
@@ -315,14 +373,19 @@ def _train_stacked(
                 bad = not math.isfinite(lrow[m]) or lrow[m] > diverge_at
                 if not bad and spikes[m].update(lrow[m]):
                     vals["spike"] = 1.0
-                writers[m].log_many(step, vals, tokens=step * tps,
-                                    wall_time=time.perf_counter() - t0)
+                try:
+                    writers[m].log_many(step, vals, tokens=step * tps,
+                                        wall_time=time.perf_counter() - t0)
+                    if bad:
+                        writers[m].flush()
+                        store.finish_run(run_keys[m], "diverged",
+                                         error=f"training loss not finite or > "
+                                         f"{diverge_at:.1f} nats at step {step}")
+                except ClaimLost:
+                    drop(m, step)
+                    continue
                 if bad:
                     alive[m] = False
-                    writers[m].flush()
-                    store.finish_run(run_keys[m], "diverged",
-                                     error=f"training loss not finite or > {diverge_at:.1f} "
-                                     f"nats at step {step}")
                     results[m] = TrainResult("diverged", None, step, step * tps,
                                              step * tps * fpt, None)
         pending.clear()
@@ -365,19 +428,18 @@ def _train_stacked(
                 flush()
             if at_eval:
                 vals = val_losses()
+                wall = time.perf_counter() - t0
                 for m in range(M):
                     if alive[m]:
-                        writers[m].log_many(
-                            done, {"val/loss": vals[m], "tokens": float(done * tps),
-                                   "flops": float(done * tps * fpt)},
-                            tokens=done * tps, wall_time=time.perf_counter() - t0)
+                        row = {"val/loss": vals[m], "tokens": float(done * tps),
+                               "flops": float(done * tps * fpt)}
+                        guarded(m, done, partial(writers[m].log_many, done, row,
+                                                 tokens=done * tps, wall_time=wall))
             if at_ckpt and any(alive):
                 save(done)
             now = time.perf_counter()
-            if now - last_hb >= 10.0:
-                for m in range(M):
-                    if alive[m]:
-                        store.heartbeat(run_keys[m], worker)
+            if now - last_hb >= HEARTBEAT_INTERVAL_S:
+                check_claims(done)
                 last_hb = now
             if on_step is not None:
                 on_step(done, total)
@@ -389,23 +451,29 @@ def _train_stacked(
                     save(done)
                 for m in range(M):
                     if alive[m]:
-                        writers[m].flush()
-                        store.release_run(run_keys[m], worker)
                         results[m] = TrainResult("interrupted", None, done, done * tps,
                                                  done * tps * fpt, None)
+                        guarded(m, done, writers[m].flush)
+                        with contextlib.suppress(ClaimLost):  # taken over: nothing to release
+                            store.release_run(run_keys[m], worker)
                 return [r for r in results if r is not None]
         flush()
         if start >= total:  # resumed from the final checkpoint: only the final eval is left
             vals = val_losses()
-        for w in writers:
-            w.flush()
         for m in range(M):
             if not alive[m]:
                 continue
-            store.finish_run(run_keys[m], "finished", final_loss=vals[m])
-            results[m] = TrainResult("finished", vals[m], total, total * tps, total * tps * fpt,
-                                     None)
+            guarded(m, total, writers[m].flush)
+            guarded(m, total, lambda m=m: store.finish_run(run_keys[m], "finished",
+                                                          final_loss=vals[m]))
+            if alive[m]:
+                results[m] = TrainResult("finished", vals[m], total, total * tps,
+                                         total * tps * fpt, None)
     finally:
-        for w in writers:
-            w.close()
+        for m, w in enumerate(writers):
+            if alive[m]:
+                w.close()
+            else:  # diverged (flushed) or lost (refused): nothing left to write
+                with contextlib.suppress(ClaimLost):
+                    w.close()
     return [r for r in results if r is not None]

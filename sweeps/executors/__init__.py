@@ -3,9 +3,11 @@
 An executor gets a `SweepJob` (what to run and where the store is) and reports what happens
 through `on_event` with the event dataclasses below; the runner turns them into progress bars
 and the final report. Every executor trains a cell the same way, with `run_cell`: claim it in
-the store (a cell held by a live worker or already done is skipped), call
-`sweeps.train.train_run`, release the claim if stopped, and hand the new checkpoint to the
-job's `after_checkpoint` hook (the grid's evaluation tasks, supplied by the layer above).
+the store (`claim_cell`: a cell held by a live worker or already done is skipped, one held by
+a dead worker on this host is taken over at once), call `sweeps.train.train_run`, release the
+claim if stopped (`release_stopped`), and hand the new checkpoint to the job's
+`after_checkpoint` hook (the grid's evaluation tasks, supplied by the layer above). A packed
+group (`run_group`) does the same for each of its members.
 To add an executor, implement the `Executor` protocol and register its constructor in
 `sweeps.executors.registry.make_executor` (kept out of this module, which every executor
 imports, so there is no import cycle): it is called as `cls(workers=..., address=...)`.
@@ -84,8 +86,12 @@ class SweepJob:
 
 @dataclass(frozen=True)
 class CellStarted:
+    """A worker claimed a cell and starts it; `at` is when (wall clock, seconds since the
+    epoch, on the worker's machine)."""
+
     run_key: str
     worker: str
+    at: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True)
@@ -219,6 +225,48 @@ def _skip_reason(run: RunRecord | None) -> str:
     return f"already {run.status}"
 
 
+def claim_cell(
+    store: StoreLike, run_key: str, worker: str, emit: EventSink, stale_after_s: float = 60.0
+) -> str | None:
+    """Claim `run_key` for `worker`, taking it over at once from a holder on this host whose
+    process is gone (no wait for its heartbeat to go stale). None when claimed (the store then
+    fences this worker's writes by the claim's generation), else why it is skipped."""
+    from scaletrack.sweeps.liveness import holder_is_dead
+
+    if store.claim_run(run_key, worker, stale_after_s=stale_after_s):
+        return None
+    run = store.get_run(run_key)
+    if (run is not None and run.status == "running"
+            and holder_is_dead(run.worker, run.heartbeat_at)
+            and store.take_over_run(run_key, run.worker, worker)):
+        emit(ExecutorNote(f"{run_key}: its worker {run.worker} is gone; taken over"))
+        return None
+    return _skip_reason(run)
+
+
+def release_stopped(store: StoreLike, run_key: str, worker: str) -> None:
+    """Release a stopped (interrupted) cell's claim so the next run resumes it; a claim taken
+    over meanwhile is no error: the new holder has the cell."""
+    from scaletrack.store import ClaimLost
+
+    with contextlib.suppress(ClaimLost):
+        store.release_run(run_key, worker)
+
+
+def _stop_for_store_failure(
+    store: StoreLike, run_keys: tuple[str, ...], worker: str, emit: EventSink, exc: Exception,
+    wall_s: float,
+) -> None:
+    """The store failed (a full disk, an I/O error): release the cells where the store still
+    takes that small write, emit the StoreError note and a failed CellDone per cell. The caller
+    re-raises, so its worker stops."""
+    for key in run_keys:
+        store.release_after_failure(key, worker)
+    emit(ExecutorNote(str(exc), store_error=True))
+    for key in run_keys:
+        emit(CellDone(key, worker, "failed", wall_s=wall_s, message=str(exc)))
+
+
 def run_cell(
     job: SweepJob,
     cell: CellTask,
@@ -234,29 +282,24 @@ def run_cell(
     error so the sweep keeps going. A failing store (a full disk, an I/O error) is not the
     cell's problem: the cell is released if the store still takes that write, a StoreError
     note is emitted and the StoreError raised, so the worker stops. `device` overrides the
-    config's device (e.g. "cuda:1").
+    config's device (e.g. "cuda:1"). A packed group goes to `run_group`, which claims, fences,
+    releases and stops in the same way for each member.
     """
     from scaletrack.store import ClaimLost, StoreError
-    from scaletrack.sweeps.liveness import holder_is_dead
     from scaletrack.sweeps.train import TrainConfig, train_run
 
     if cell.members:
         return run_group(job, cell, store, worker, emit, stop_event, device)
-    if not store.claim_run(cell.run_key, worker, stale_after_s=job.stale_after_s):
-        run = store.get_run(cell.run_key)
-        if (run is not None and run.status == "running"
-                and holder_is_dead(run.worker, run.heartbeat_at)
-                and store.take_over_run(cell.run_key, run.worker, worker)):
-            emit(ExecutorNote(f"{cell.run_key}: its worker {run.worker} is gone; taken over"))
-        else:
-            done = CellDone(cell.run_key, worker, "skipped", message=_skip_reason(run))
-            emit(done)
-            return done
+    reason = claim_cell(store, cell.run_key, worker, emit, job.stale_after_s)
+    if reason is not None:
+        done = CellDone(cell.run_key, worker, "skipped", message=reason)
+        emit(done)
+        return done
 
     emit(CellStarted(cell.run_key, worker))
     t0 = time.monotonic()
     if not wait_for_branch_point(cell, store, stop_event):
-        store.release_run(cell.run_key, worker)
+        release_stopped(store, cell.run_key, worker)
         done = CellDone(cell.run_key, worker, "interrupted", message="waiting for its trunk")
         emit(done)
         return done
@@ -287,10 +330,8 @@ def run_cell(
         emit(done)
         return done
     except StoreError as exc:
-        store.release_after_failure(cell.run_key, worker)  # a small write: it may still fit
-        emit(ExecutorNote(str(exc), store_error=True))
-        emit(CellDone(cell.run_key, worker, "failed", wall_s=time.monotonic() - t0,
-                      message=str(exc)))
+        _stop_for_store_failure(store, (cell.run_key,), worker, emit, exc,
+                                time.monotonic() - t0)
         raise
     except Exception as exc:  # noqa: BLE001 - any failure in a cell is recorded, not raised
         message = one_line(exc)
@@ -301,27 +342,38 @@ def run_cell(
                         message=message)
         emit(done)
         return done
+    done = _finished_cell(job, cell, store, worker, result, time.monotonic() - t0, device)
+    emit(done)
+    return done
 
+
+def _finished_cell(
+    job: SweepJob, cell: CellTask, store: StoreLike, worker: str, result: Any, wall_s: float,
+    device: str | None,
+) -> CellDone:
+    """The CellDone of a cell (or packed member) whose training returned `result` (a
+    TrainResult): release it if stopped, evaluate it if finished."""
+    if result.status == "lost":  # a packed member whose claim another worker took over
+        return CellDone(cell.run_key, worker, "skipped", wall_s=wall_s,
+                        message=f"claim lost, {_skip_reason(store.get_run(cell.run_key))}; "
+                        "it stopped without writing")
     if result.status == "interrupted":
-        with contextlib.suppress(ClaimLost):
-            store.release_run(cell.run_key, worker)
+        release_stopped(store, cell.run_key, worker)
     eval_errors: dict[str, str] = {}
     hook = job.after_checkpoint
     if result.status == "finished" and job.eval_tasks and hook is not None:
         eval_errors = _evaluate(job, cell, store, device or cell.config.get("device", "cpu"), hook)
-    done = CellDone(
+    return CellDone(
         cell.run_key,
         worker,
         result.status,
         final_loss=result.final_loss,
-        wall_s=time.monotonic() - t0,
+        wall_s=wall_s,
         steps=int(result.steps),
         tokens=int(result.tokens),
         resumed_from_step=result.resumed_from_step,
         eval_errors=eval_errors,
     )
-    emit(done)
-    return done
 
 
 def run_group(
@@ -334,39 +386,58 @@ def run_group(
     device: str | None = None,
 ) -> CellDone:
     """Claim a packed group's members and train those claimed together (sweeps.multi); one
-    CellDone per member (the last is returned). A failure marks only the members still
-    running failed; one diverged member does not stop the others."""
+    CellDone per member (the last is returned).
+
+    Each member is claimed, fenced, released and stopped as `run_cell` does a single cell: a
+    dead holder on this host is taken over at once; a member whose claim another worker takes
+    over stops writing (CellDone "skipped") while the others go on; a stopped member is
+    released (a lost claim tolerated); a failing store releases every member where it still
+    can, emits the StoreError note and raises. Any other failure marks only the members still
+    running failed; one diverged member does not stop the others.
+    """
+    from scaletrack.store import ClaimLost, StoreError
     from scaletrack.sweeps.multi import train_group
     from scaletrack.sweeps.train import TrainConfig
 
     claimed: list[CellTask] = []
     last: CellDone | None = None
     for member in group.members:
-        if store.claim_run(member.run_key, worker, stale_after_s=job.stale_after_s):
+        reason = claim_cell(store, member.run_key, worker, emit, job.stale_after_s)
+        if reason is None:
             claimed.append(member)
             emit(CellStarted(member.run_key, worker))
             continue
-        last = CellDone(member.run_key, worker, "skipped",
-                        message=_skip_reason(store.get_run(member.run_key)))
+        last = CellDone(member.run_key, worker, "skipped", message=reason)
         emit(last)
     if not claimed:
         assert last is not None
         return last
     t0 = time.monotonic()
+    keys = tuple(m.run_key for m in claimed)
     try:
         configs = [TrainConfig.from_dict(m.config) for m in claimed]
         if device is not None:
             configs = [replace(c, device=device) for c in configs]
         results = train_group(
-            configs, store, [m.run_key for m in claimed], job.checkpoint_dir(), worker=worker,
+            configs, store, list(keys), job.checkpoint_dir(), worker=worker,
             stop_event=stop_event, on_step=_Throttle(claimed[0].run_key, emit),
         )
+    except ClaimLost as exc:  # not one member's loss (those are results): stop them all
+        for member in claimed:
+            last = CellDone(member.run_key, worker, "skipped", wall_s=time.monotonic() - t0,
+                            message=str(exc))
+            emit(last)
+        assert last is not None
+        return last
+    except StoreError as exc:
+        _stop_for_store_failure(store, keys, worker, emit, exc, time.monotonic() - t0)
+        raise
     except Exception as exc:  # noqa: BLE001 - recorded per member, the sweep goes on
         message = one_line(exc)
         for member in claimed:
-            with contextlib.suppress(ScaletrackError):
+            with contextlib.suppress(ScaletrackError):  # ClaimLost: not ours to mark any more
                 run = store.get_run(member.run_key)
-                if run is not None and run.status == "running":
+                if run is not None and run.status == "running" and run.worker == worker:
                     store.finish_run(member.run_key, "failed", error=message)
             last = CellDone(member.run_key, worker, "failed", wall_s=time.monotonic() - t0,
                             message=message)
@@ -374,17 +445,7 @@ def run_group(
         assert last is not None
         return last
     for member, result in zip(claimed, results, strict=True):
-        if result.status == "interrupted":
-            store.release_run(member.run_key, worker)
-        eval_errors: dict[str, str] = {}
-        hook = job.after_checkpoint
-        if result.status == "finished" and job.eval_tasks and hook is not None:
-            eval_errors = _evaluate(job, member, store,
-                                    device or member.config.get("device", "cpu"), hook)
-        last = CellDone(member.run_key, worker, result.status, final_loss=result.final_loss,
-                        wall_s=time.monotonic() - t0, steps=int(result.steps),
-                        tokens=int(result.tokens), resumed_from_step=result.resumed_from_step,
-                        eval_errors=eval_errors)
+        last = _finished_cell(job, member, store, worker, result, time.monotonic() - t0, device)
         emit(last)
     assert last is not None
     return last

@@ -425,6 +425,9 @@ class RayExecutor:
         self.max_retries = int(max_retries)
         self.runtime_env = runtime_env
         self.placements: dict[str, list[str]] = {}  # run_key -> node ids, one per attempt
+        # run_key -> when its task was submitted (wall clock, seconds since the epoch): a
+        # cooldown branch only once its trunk's checkpoint at the branch step exists
+        self.submitted: dict[str, float] = {}
 
     # ------------------------------------------------------------------ connection
     def _connect(self) -> bool:
@@ -531,6 +534,7 @@ class RayExecutor:
                 index, cell = todo.pop(pick)
                 # one name per cell and sweep run: a retry on another node reclaims it at once
                 worker = f"ray:{host}:{os.getpid()}:{index}"
+                self.submitted[cell.run_key] = time.time()
                 ref = _remote_cell_task.options(**self._options(cell)).remote(
                     job, cell, worker, hub, direct, threads
                 )
