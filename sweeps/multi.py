@@ -311,7 +311,8 @@ def _train_stacked(
             with contextlib.suppress(ClaimLost):
                 writers[m].close()
     t0 = last_hb = time.perf_counter()
-    pending: list[tuple[int, list[float], torch.Tensor, torch.Tensor]] = []
+    # (step, lrs, losses, grad norms, wall s): each step keeps its own clock reading
+    pending: list[tuple[int, list[float], torch.Tensor, torch.Tensor, float]] = []
     extra_ckpts = set(cfg0.checkpoint_at)
     last_saved = start
     lrs = [0.0] * M
@@ -363,9 +364,9 @@ def _train_stacked(
     def flush() -> None:
         if not pending:
             return
-        losses = torch.stack([lo for _, _, lo, _ in pending]).tolist()  # (S, M), one sync
-        norms = torch.stack([gn for _, _, _, gn in pending]).tolist()
-        for (step, lrs, _, _), lrow, grow in zip(pending, losses, norms, strict=True):
+        losses = torch.stack([lo for _, _, lo, _, _ in pending]).tolist()  # (S, M), one sync
+        norms = torch.stack([gn for _, _, _, gn, _ in pending]).tolist()
+        for (step, lrs, _, _, wall), lrow, grow in zip(pending, losses, norms, strict=True):
             for m in range(M):
                 if not alive[m]:
                     continue
@@ -374,8 +375,7 @@ def _train_stacked(
                 if not bad and spikes[m].update(lrow[m]):
                     vals["spike"] = 1.0
                 try:
-                    writers[m].log_many(step, vals, tokens=step * tps,
-                                        wall_time=time.perf_counter() - t0)
+                    writers[m].log_many(step, vals, tokens=step * tps, wall_time=wall)
                     if bad:
                         writers[m].flush()
                         store.finish_run(run_keys[m], "diverged",
@@ -420,7 +420,7 @@ def _train_stacked(
                         p.mul_(1 - lr_p * _member_view(wd, p.dim()))
                     denom = (exp_avg_sq[n].sqrt() / math.sqrt(bc2)).add_(EPS)
                     p.addcdiv_(exp_avg[n] * (lr_p / bc1), denom, value=-1.0)
-            pending.append((step, lrs, losses.detach(), gnorm))
+            pending.append((step, lrs, losses.detach(), gnorm, time.perf_counter() - t0))
             done = step + 1
             at_eval = done % cfg0.eval_every == 0 or done == total
             at_ckpt = done % cfg0.checkpoint_every == 0 or done == total or done in extra_ckpts

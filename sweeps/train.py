@@ -162,7 +162,7 @@ class RunPlan:
 
 @dataclass(frozen=True)
 class TrainResult:
-    status: str  # "finished" | "diverged" | "interrupted"
+    status: str  # "finished" | "diverged" | "interrupted" | "lost" (packed member, claim taken)
     final_loss: float | None  # final validation loss, nats/token
     steps: int
     tokens: int

@@ -63,6 +63,8 @@ def test_group_matches_single_runs(store: Store, tmp_path: Path) -> None:
         assert res.final_loss == pytest.approx(single.final_loss, abs=2e-3)
         names = set(store.metrics([key])["name"])
         assert {"train/loss", "val/loss", "lr", "grad_norm", "tokens", "flops"} <= names
+        wall = store.metrics([key], ["train/loss"]).sort_values("step")["wall_time"]
+        assert wall.is_monotonic_increasing and wall.nunique() == len(wall)  # own stamps
         assert store.get_run(key).status == "finished"
         (ckpt,) = store.latest_checkpoints(key)
         assert ckpt.step == 40
