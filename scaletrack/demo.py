@@ -89,6 +89,7 @@ class DemoOutcome:
 
     out: Path
     store_url: str
+    sweep: str = "demo"  # the grid's name
     report: Any = None  # sweeps.runner.SweepReport
     points: pd.DataFrame | None = None  # N, D, C, loss of finished cells
     fits: dict[str, Any] = field(default_factory=dict)  # form -> analysis FitResult
@@ -117,6 +118,7 @@ def train_step(
     grid_file = out / "demo.toml"
     grid_file.write_text(grid_toml, encoding="utf-8")
     grid = load_grid(grid_file)
+    outcome.sweep = grid.name
     display = (
         (lambda g, todo, done: SweepDisplay(g, todo, done, console=console))
         if console is not None
@@ -140,11 +142,11 @@ def fit_step(outcome: DemoOutcome, store: StoreLike) -> None:
     from scaletrack.sweeps.runner import flops_spent
 
     try:
-        outcome.points = sweep_points(store, "demo").reset_index(drop=True)
+        outcome.points = sweep_points(store, outcome.sweep).reset_index(drop=True)
     except ScaletrackError as exc:
         outcome.skipped.append(f"fit: {exc}")
         return
-    runs = store.runs(sweep="demo")
+    runs = store.runs(sweep=outcome.sweep)
     outcome.flops_spent = flops_spent(runs)
     outcome.flops_planned = float(runs.loc[runs["role"] != "trunk", "C"].sum())
     if len(outcome.points) < 5:
@@ -164,8 +166,9 @@ def fit_step(outcome: DemoOutcome, store: StoreLike) -> None:
             outcome.skipped.append(f"fit {form}: {exc}")
             continue
         outcome.fits[form] = fit
-        if not (trained_nothing and f"demo {form}" in saved):  # a re-run adds no duplicates
-            store.save_fit(fit.form, fit.to_dict(), sweep="demo", label=f"demo {form}")
+        label = f"{outcome.sweep} {form}"
+        if not (trained_nothing and label in saved):  # a re-run adds no duplicates
+            store.save_fit(fit.form, fit.to_dict(), sweep=outcome.sweep, label=label)
     try:
         outcome.backtest = backtest(outcome.points, "chinchilla", float(outcome.points["C"].max()))
     except ScaletrackError as exc:
@@ -219,7 +222,8 @@ def run_demo(
 ) -> DemoOutcome:
     """Run every step into `out`; print a summary when a console is given.
 
-    `grid_toml` replaces the demo grid (its sweep must be named "demo"), e.g. for a quick test.
+    `grid_toml` replaces the demo grid, e.g. for a quick test or `sweeps/examples/demo-long.toml`
+    (a longer grid whose Chinchilla fit holds); fits are stored under the grid's name.
     """
     from scaletrack.store import Store
 
@@ -248,7 +252,8 @@ def print_summary(outcome: DemoOutcome, console: Any) -> None:
 
     report = outcome.report
     if outcome.points is not None and not outcome.points.empty:
-        table = Table(title="demo cells (final validation loss, nats/token)", header_style="bold")
+        table = Table(title=f"{outcome.sweep} cells (final validation loss, nats/token)",
+                      header_style="bold")
         table.add_column("N \\ D", justify="right")
         budgets = sorted(outcome.points["D"].unique())
         for d in budgets:
@@ -264,15 +269,16 @@ def print_summary(outcome: DemoOutcome, console: Any) -> None:
             f"would take {outcome.flops_planned:.3g} "
             f"({outcome.flops_planned / outcome.flops_spent:.2f}x)", soft_wrap=True)
     for form, fit in outcome.fits.items():
+        message = degenerate_message(fit)
+        if message:  # its numbers do not identify the law: only the reason and the remedy
+            console.print(f"fit {form}: {message}", soft_wrap=True, markup=False)
+            continue
         params = ", ".join(
             f"{k}={v:.3g} [{fit.ci95[k][0]:.3g}, {fit.ci95[k][1]:.3g}]" if k in fit.ci95
             else f"{k}={v:.3g}"
             for k, v in fit.params.items()
         )
         console.print(f"fit {form} (95% intervals): {params}", soft_wrap=True, markup=False)
-        message = degenerate_message(fit)
-        if message:  # the numbers above do not identify the law: say so, with the remedy
-            console.print(message, soft_wrap=True, markup=False)
     if outcome.backtest is not None:
         row = outcome.backtest.frame.iloc[-1]
         console.print(
@@ -304,5 +310,5 @@ def print_summary(outcome: DemoOutcome, console: Any) -> None:
         f"{outcome.store_url}; files: " + ", ".join(str(p) for p in outcome.files),
         soft_wrap=True,
     )
-    console.print(f"next: scaletrack sweep status demo --store {outcome.store_url}",
+    console.print(f"next: scaletrack sweep status {outcome.sweep} --store {outcome.store_url}",
                   soft_wrap=True)
