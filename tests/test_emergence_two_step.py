@@ -9,12 +9,17 @@ import pandas as pd
 import pytest
 
 from scaletrack.analysis.two_step import (
+    LADDER_FOLDS,
+    LadderFold,
     fit_loss_to_accuracy,
     fit_task_loss,
     fit_two_step,
     holdout_validation,
+    ladder_score,
     load_olmo_ladder,
     predict_two_step,
+    select_two_step_method,
+    split_ladder,
 )
 from scaletrack.errors import DataError
 
@@ -29,7 +34,9 @@ def _acc(L):
     return 0.25 + 0.7 / (1.0 + np.exp(6.0 * (np.asarray(L, float) - 1.1)))
 
 
-def _ladder(seed: int = 0) -> pd.DataFrame:
+def _ladder(seed: int = 0, lag: float = 0.0) -> pd.DataFrame:
+    """4 sizes x 4 token ratios (20, 40, 100, 200 tokens/param), 10 checkpoints a run. `lag`:
+    accuracy trails the loss -> accuracy curve by lag x (1 - fraction of the run's tokens)."""
     rng = np.random.default_rng(seed)
     rows = []
     for N in (2e8, 4e8, 8e8, 1.3e9):
@@ -38,8 +45,9 @@ def _ladder(seed: int = 0) -> pd.DataFrame:
             for i, frac in enumerate(np.linspace(0.1, 1.0, 10)):
                 D = Dmax * frac
                 L = _loss(N, D) + rng.normal(0, 0.005)
+                acc = _acc(L) - lag * (1 - frac) + rng.normal(0, 0.005)
                 rows.append({"task": "t", "run": f"{N:g}-{mult}", "step": i, "N": N, "D": D,
-                             "C": 6 * N * D, "loss": L, "acc": _acc(L) + rng.normal(0, 0.005)})
+                             "C": 6 * N * D, "loss": L, "acc": acc})
     return pd.DataFrame(rows)
 
 
@@ -119,6 +127,48 @@ def test_holdout_validation_on_a_synthetic_ladder() -> None:
     )
     with pytest.raises(DataError, match="at least 2 other sizes"):
         holdout_validation(df, held_out_N=[2e8, 4e8, 8e8], method=coarse)
+
+
+def test_ladder_folds_split_by_size_and_token_ratio() -> None:
+    df = _ladder()
+    dist = {}
+    for fold in LADDER_FOLDS:
+        train, test, dist[fold.name] = split_ladder(df, fold)
+        assert not set(train["run"]) & set(test["run"])
+    _, corner, _ = split_ladder(df, LadderFold("corner", hold_sizes=1, hold_ratios=1))
+    assert set(corner["run"]) == {"1.3e+09-10"}
+    train, test, _ = split_ladder(df, LadderFold("ratio", hold_ratios=1))
+    assert set(test["run"].str.split("-").str[1]) == {"10"} and train["run"].nunique() == 12
+    # compute extrapolated (decades): the two-size fold reaches furthest, the ratio fold least
+    assert dist["two largest sizes"] > dist["corner"] > dist["largest size"] > \
+        dist["largest ratio"] > 0
+    with pytest.raises(DataError, match="holds nothing out"):
+        split_ladder(df, LadderFold("none"))
+    with pytest.raises(DataError, match="fewer than 2 sizes"):
+        split_ladder(df, LadderFold("too many", hold_sizes=3))
+
+
+def test_ladder_score_weights_folds_by_distance() -> None:
+    bt = pd.DataFrame({"distance_decades": [1.0, 3.0], "mae_points": [4.0, 0.0]})
+    assert ladder_score(bt) == pytest.approx(1.0)
+
+
+def test_selection_picks_the_declared_winner_on_a_synthetic_ladder() -> None:
+    """Early checkpoints' accuracy lags the loss -> accuracy curve (by up to 9 points), final
+    ones do not: step 2 on every checkpoint is biased, step 2 on the last 20 % is not. The
+    winner is declared second, so a tie would not pick it."""
+    df = _ladder(lag=0.1)
+    base = {"final_window": 1, "step1_min_fraction": 0.9, "step1_huber": 1e-2,
+            "step2_smooth": 1, "step2_anchor": False}
+    variants = {"every checkpoint": {**base, "step2_min_fraction": 0.0},
+                "last 20 %": {**base, "step2_min_fraction": 0.8}}
+    folds = [f for f in LADDER_FOLDS if f.name in ("largest size", "corner")]
+    sel = select_two_step_method(df, variants, folds=folds)
+    assert sel.chosen == "last 20 %"
+    assert list(sel.table.columns) == ["largest size", "corner", "score"]
+    assert sel.table.loc["every checkpoint", "score"] > sel.table.loc["last 20 %", "score"] + 2
+    with pytest.raises(DataError, match="at least one variant"):
+        select_two_step_method(df, {})
 
 
 @pytest.mark.slow
