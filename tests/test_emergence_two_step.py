@@ -173,10 +173,11 @@ def test_selection_picks_the_declared_winner_on_a_synthetic_ladder() -> None:
 
 @pytest.mark.slow
 def test_olmo_ladder_predicts_13b_accuracy(shared_data: Path) -> None:
-    """Fit on the ladder runs, predict OLMo 13B-5T with the defaults, chosen on the ladder-only
-    1B hold-out (step 1 on the last 10 % of tokens, step 2 on the second half, 11-checkpoint
-    smoothing, no anchor): 0.87 points there. On 13B they score 6.23 points of mean absolute
-    error (an outcome, not a choice; the published chained prediction 4.17)."""
+    """Fit on the ladder runs, predict OLMo 13B-5T with the defaults, chosen by the ladder-only
+    back-test in bench/bench_two_step.py (step 1 on each run's final point, loss the mean of
+    its last 5 checkpoints; step 2 on the second half, 11-checkpoint smoothing, (0, 1)
+    anchor). On 13B they score 4.03 points of mean absolute error (an outcome, not a choice;
+    the published chained prediction 4.17, the goal 3.0); on the 1B hold-out 1.03."""
     df = load_olmo_ladder(shared_data / "olmo_ladder_task_bpb_acc.csv")
     ladder = df[df["role"] == "ladder"]
     target = df[df["run"] == "peteish13_eval_final"]
@@ -185,14 +186,14 @@ def test_olmo_ladder_predicts_13b_accuracy(shared_data: Path) -> None:
     actual = (target.sort_values("step").groupby("task").tail(5).groupby("task")["acc"].mean())
     assert set(pred.index) == set(actual.index) and len(pred) == 8
     err = (pred["predicted_acc"] - actual).abs() * 100
-    assert err.mean() < 7.0  # measured 6.23
+    assert err.mean() < 4.5  # measured 4.03
     assert err.loc["hellaswag_val_5shot"] < 3.0
     pub = pd.read_csv(shared_data / "olmo_ladder_13b_chained_predictions.csv")
     pub_nd = pub[pub["method_and_source"].str.contains("chained_main")].set_index("task")
     np.testing.assert_allclose(pub_nd["actual_acc"].sort_index(), actual.sort_index(), atol=1e-6)
     val = holdout_validation(ladder)
     assert len(val) == 4 * 8 and set(val["run"]) == {"1B-1xC", "1B-2xC", "1B-5xC", "1B-10xC"}
-    assert val["abs_error_points"].mean() < 0.95  # measured 0.87 points
+    assert val["abs_error_points"].mean() < 1.2  # measured 1.03 points
 
 
 def test_two_step_prediction_band_contains_confidence_band() -> None:
