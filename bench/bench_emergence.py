@@ -75,7 +75,8 @@ def olmo_ladder(data: Path, n_bootstrap: int) -> None:
         "err_C": (cc["predicted_acc"] - actual).abs() * 100,
         "pub_C_err": pub_c["abs_error_points"],
     })
-    with pd.option_context("display.width", 200, "display.float_format", "{:.3f}".format):
+    with pd.option_context("display.width", 220, "display.float_format", "{:.3f}".format,
+                           "display.max_columns", 12):
         print(table)
     print(f"MAE (points): ours (N,D) {table['err_ND'].mean():.2f} | published (N,D) "
           f"{table['pub_err'].mean():.2f} || ours C {table['err_C'].mean():.2f} | "
