@@ -51,19 +51,30 @@ from scaletrack.analysis.emergence import (  # noqa: E402
     sigmoid_value,
 )
 from scaletrack.analysis.two_step import (  # noqa: E402
+    LADDER_FOLDS,
     AccuracyFit,
+    LadderFold,
+    MethodSelection,
     TaskLossFit,
     TwoStepFit,
     fit_loss_to_accuracy,
     fit_task_loss,
     fit_two_step,
+    holdout_validation,
+    ladder_backtest,
+    ladder_score,
     load_olmo_ladder,
     predict_two_step,
+    select_two_step_method,
+    split_ladder,
 )
 
 __all__ += [
+    "LADDER_FOLDS",
     "AccuracyFit",
     "EmergenceProfile",
+    "LadderFold",
+    "MethodSelection",
     "SigmoidFit",
     "TaskClassification",
     "TaskLossFit",
@@ -76,7 +87,12 @@ __all__ += [
     "fit_loss_to_accuracy",
     "fit_task_loss",
     "fit_two_step",
+    "holdout_validation",
+    "ladder_backtest",
+    "ladder_score",
     "load_olmo_ladder",
     "predict_two_step",
+    "select_two_step_method",
     "sigmoid_value",
+    "split_ladder",
 ]

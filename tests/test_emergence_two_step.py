@@ -9,12 +9,17 @@ import pandas as pd
 import pytest
 
 from scaletrack.analysis.two_step import (
+    LADDER_FOLDS,
+    LadderFold,
     fit_loss_to_accuracy,
     fit_task_loss,
     fit_two_step,
     holdout_validation,
+    ladder_score,
     load_olmo_ladder,
     predict_two_step,
+    select_two_step_method,
+    split_ladder,
 )
 from scaletrack.errors import DataError
 
@@ -29,7 +34,9 @@ def _acc(L):
     return 0.25 + 0.7 / (1.0 + np.exp(6.0 * (np.asarray(L, float) - 1.1)))
 
 
-def _ladder(seed: int = 0) -> pd.DataFrame:
+def _ladder(seed: int = 0, lag: float = 0.0) -> pd.DataFrame:
+    """4 sizes x 4 token ratios (20, 40, 100, 200 tokens/param), 10 checkpoints a run. `lag`:
+    accuracy trails the loss -> accuracy curve by lag x (1 - fraction of the run's tokens)."""
     rng = np.random.default_rng(seed)
     rows = []
     for N in (2e8, 4e8, 8e8, 1.3e9):
@@ -38,8 +45,9 @@ def _ladder(seed: int = 0) -> pd.DataFrame:
             for i, frac in enumerate(np.linspace(0.1, 1.0, 10)):
                 D = Dmax * frac
                 L = _loss(N, D) + rng.normal(0, 0.005)
+                acc = _acc(L) - lag * (1 - frac) + rng.normal(0, 0.005)
                 rows.append({"task": "t", "run": f"{N:g}-{mult}", "step": i, "N": N, "D": D,
-                             "C": 6 * N * D, "loss": L, "acc": _acc(L) + rng.normal(0, 0.005)})
+                             "C": 6 * N * D, "loss": L, "acc": acc})
     return pd.DataFrame(rows)
 
 
@@ -121,12 +129,55 @@ def test_holdout_validation_on_a_synthetic_ladder() -> None:
         holdout_validation(df, held_out_N=[2e8, 4e8, 8e8], method=coarse)
 
 
+def test_ladder_folds_split_by_size_and_token_ratio() -> None:
+    df = _ladder()
+    dist = {}
+    for fold in LADDER_FOLDS:
+        train, test, dist[fold.name] = split_ladder(df, fold)
+        assert not set(train["run"]) & set(test["run"])
+    _, corner, _ = split_ladder(df, LadderFold("corner", hold_sizes=1, hold_ratios=1))
+    assert set(corner["run"]) == {"1.3e+09-10"}
+    train, test, _ = split_ladder(df, LadderFold("ratio", hold_ratios=1))
+    assert set(test["run"].str.split("-").str[1]) == {"10"} and train["run"].nunique() == 12
+    # compute extrapolated (decades): the two-size fold reaches furthest, the ratio fold least
+    assert dist["two largest sizes"] > dist["corner"] > dist["largest size"] > \
+        dist["largest ratio"] > 0
+    with pytest.raises(DataError, match="holds nothing out"):
+        split_ladder(df, LadderFold("none"))
+    with pytest.raises(DataError, match="fewer than 2 sizes"):
+        split_ladder(df, LadderFold("too many", hold_sizes=3))
+
+
+def test_ladder_score_weights_folds_by_distance() -> None:
+    bt = pd.DataFrame({"distance_decades": [1.0, 3.0], "mae_points": [4.0, 0.0]})
+    assert ladder_score(bt) == pytest.approx(1.0)
+
+
+def test_selection_picks_the_declared_winner_on_a_synthetic_ladder() -> None:
+    """Early checkpoints' accuracy lags the loss -> accuracy curve (by up to 9 points), final
+    ones do not: step 2 on every checkpoint is biased, step 2 on the last 20 % is not. The
+    winner is declared second, so a tie would not pick it."""
+    df = _ladder(lag=0.1)
+    base = {"final_window": 1, "step1_min_fraction": 0.9, "step1_huber": 1e-2,
+            "step2_smooth": 1, "step2_anchor": False}
+    variants = {"every checkpoint": {**base, "step2_min_fraction": 0.0},
+                "last 20 %": {**base, "step2_min_fraction": 0.8}}
+    folds = [f for f in LADDER_FOLDS if f.name in ("largest size", "corner")]
+    sel = select_two_step_method(df, variants, folds=folds)
+    assert sel.chosen == "last 20 %"
+    assert list(sel.table.columns) == ["largest size", "corner", "score"]
+    assert sel.table.loc["every checkpoint", "score"] > sel.table.loc["last 20 %", "score"] + 2
+    with pytest.raises(DataError, match="at least one variant"):
+        select_two_step_method(df, {})
+
+
 @pytest.mark.slow
 def test_olmo_ladder_predicts_13b_accuracy(shared_data: Path) -> None:
-    """Fit on the ladder runs, predict OLMo 13B-5T with the defaults, chosen on the ladder-only
-    1B hold-out (step 1 on the last 10 % of tokens, step 2 on the second half, 11-checkpoint
-    smoothing, no anchor): 0.87 points there. On 13B they score 6.23 points of mean absolute
-    error (an outcome, not a choice; the published chained prediction 4.17)."""
+    """Fit on the ladder runs, predict OLMo 13B-5T with the defaults, chosen by the ladder-only
+    back-test in bench/bench_two_step.py (step 1 on each run's final point, loss the mean of
+    its last 5 checkpoints; step 2 on the second half, 11-checkpoint smoothing, (0, 1)
+    anchor). On 13B they score 4.03 points of mean absolute error (an outcome, not a choice;
+    the published chained prediction 4.17, the goal 3.0); on the 1B hold-out 1.03."""
     df = load_olmo_ladder(shared_data / "olmo_ladder_task_bpb_acc.csv")
     ladder = df[df["role"] == "ladder"]
     target = df[df["run"] == "peteish13_eval_final"]
@@ -135,14 +186,14 @@ def test_olmo_ladder_predicts_13b_accuracy(shared_data: Path) -> None:
     actual = (target.sort_values("step").groupby("task").tail(5).groupby("task")["acc"].mean())
     assert set(pred.index) == set(actual.index) and len(pred) == 8
     err = (pred["predicted_acc"] - actual).abs() * 100
-    assert err.mean() < 7.0  # measured 6.23
+    assert err.mean() < 4.5  # measured 4.03
     assert err.loc["hellaswag_val_5shot"] < 3.0
     pub = pd.read_csv(shared_data / "olmo_ladder_13b_chained_predictions.csv")
     pub_nd = pub[pub["method_and_source"].str.contains("chained_main")].set_index("task")
     np.testing.assert_allclose(pub_nd["actual_acc"].sort_index(), actual.sort_index(), atol=1e-6)
     val = holdout_validation(ladder)
     assert len(val) == 4 * 8 and set(val["run"]) == {"1B-1xC", "1B-2xC", "1B-5xC", "1B-10xC"}
-    assert val["abs_error_points"].mean() < 0.95  # measured 0.87 points
+    assert val["abs_error_points"].mean() < 1.2  # measured 1.03 points
 
 
 def test_two_step_prediction_band_contains_confidence_band() -> None:
