@@ -223,7 +223,7 @@ def run_demo(
     """Run every step into `out`; print a summary when a console is given.
 
     `grid_toml` replaces the demo grid, e.g. for a quick test or `sweeps/examples/demo-long.toml`
-    (a longer grid whose Chinchilla fit holds); fits are stored under the grid's name.
+    (a longer grid: 5 sizes x 5 budgets); fits are stored under the grid's name.
     """
     from scaletrack.store import Store
 
