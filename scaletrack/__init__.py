@@ -14,7 +14,9 @@ Sweeps
                                      each checkpoint; re-check due "not yet" ideas
 Fits (DataFrames with N params, D tokens, C FLOPs, loss nats/token -> FitResult)
     fit_chinchilla, fit_compute_law, fit_power_law, fit_isoflop, fit_envelope,
-    compute_optimal, compute_frontier, backtest, sweep_points(store, sweep), read_fit_csv
+    compute_optimal, compute_frontier, backtest, sweep_points(store, sweep), read_fit_csv,
+    select_points(df, form)          the points a fit uses (best lr per (N, D), seeds
+                                     averaged, compute laws on the frontier), as the CLI does
 Emergence
     classify_emergence(df, ...)      past / near / far of each task's transition, per
                                      (task, metric) group of a long table
@@ -66,6 +68,7 @@ _LAZY: dict[str, str] = {
     "compute_optimal": "scaletrack.analysis.optimal:compute_optimal",
     "backtest": "scaletrack.analysis.backtest:backtest",
     "sweep_points": "scaletrack.analysis.points:sweep_points",
+    "select_points": "scaletrack.analysis.selection:select_points",
     "read_fit_csv": "scaletrack.analysis.io:read_fit_csv",
     # emergence
     "classify_emergence": "scaletrack.analysis.classify:classify_groups",
