@@ -95,18 +95,6 @@ def inner_holdout_pairs(
     return np.concatenate(rs), np.concatenate(ds)
 
 
-def inner_holdout_residuals(
-    data: pd.DataFrame,
-    refit: Callable[[pd.DataFrame], FitResult],
-    holdouts: Sequence[float] = INNER_HOLDOUTS,
-    *,
-    min_train: int = 5,
-) -> np.ndarray:
-    """Pooled log(predicted) - log(observed) of each inner hold-out (the r of
-    `inner_holdout_pairs`)."""
-    return inner_holdout_pairs(data, refit, holdouts, min_train=min_train)[0]
-
-
 def fit_residual_model(name: str, r: np.ndarray, d: np.ndarray) -> dict[str, Any]:
     """Fit residual model `name` to residuals r (log loss) at distances d (decades).
 

@@ -10,28 +10,17 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
 from scaletrack.cli.common import StoreOption, console
-from scaletrack.cli.fit import CCol, CsvOpt, DCol, LossCol, NCol, SweepOpt
-
-if TYPE_CHECKING:
-    import pandas as pd
+from scaletrack.cli.fit import CCol, CsvOpt, DCol, LossCol, LrOpt, NCol, SeedsOpt, SweepOpt
 
 
 class PlotKind(StrEnum):
     compute = "compute"
     isoflop = "isoflop"
     optimal = "optimal"
-
-
-def _select(df: pd.DataFrame, form: str, lr: str, seeds: str, keep: tuple[str, ...] = (),
-            frontier: bool | None = None) -> tuple[pd.DataFrame, str]:
-    from scaletrack.analysis.selection import select_points
-
-    return select_points(df, form, lr=lr, seeds=seeds, frontier=frontier, keep=keep)
 
 
 def plot_command(
@@ -43,10 +32,7 @@ def plot_command(
     budget_col: str | None = typer.Option(
         None, "--budget-col", help="CSV column of nominal budgets (isoflop; default: snap C)."
     ),
-    lr: str = typer.Option("best", "--lr", help="Several learning rates per (N, D): 'best' "
-                           "keeps the lowest loss (default), 'all' keeps every run."),
-    seeds: str = typer.Option("mean", "--seeds", help="'mean' averages runs that differ only "
-                              "by seed (default); 'all' keeps each."),
+    lr: str = LrOpt, seeds: str = SeedsOpt,
     store: str | None = StoreOption,
     n_col: str = NCol, d_col: str = DCol, loss_col: str = LossCol, c_col: str = CCol,
 ) -> None:
@@ -55,18 +41,19 @@ def plot_command(
     would use."""
     from scaletrack.analysis import fit_chinchilla, fit_isoflop
     from scaletrack.analysis.plots import plot_isoflop, plot_loss_vs_compute, plot_optimal
+    from scaletrack.analysis.selection import select_points
     from scaletrack.cli.fit import _fit, _load
 
     df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col))
     keep = (budget_col,) if budget_col else ()
     if kind is PlotKind.compute:
-        runs, _ = _select(df, "compute", lr, seeds, frontier=False)
-        points, how = _select(df, "compute", lr, seeds)
+        runs, _ = select_points(df, "compute", lr=lr, seeds=seeds, frontier=False)
+        points, how = select_points(df, "compute", lr=lr, seeds=seeds)
         fit = _fit("compute", points, bootstrap, 0)
         console.print(f"points: {how}", markup=False, highlight=False, soft_wrap=True)
         paths = plot_loss_vs_compute(runs, output, fit=fit)
     else:
-        points, how = _select(df, "isoflop", lr, seeds, keep)
+        points, how = select_points(df, "isoflop", lr=lr, seeds=seeds, keep=keep)
         console.print(f"points: {how}", markup=False, highlight=False, soft_wrap=True)
         if kind is PlotKind.isoflop:
             paths = plot_isoflop(points, output, budget_col=budget_col)
@@ -80,6 +67,5 @@ def plot_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `scaletrack plot` to the main app (registered after `fit`, whose module still
-    defines an older `plot`; the later registration is the one typer keeps)."""
+    """Add `scaletrack plot` to the main app."""
     app.command("plot")(plot_command)
