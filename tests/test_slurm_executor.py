@@ -52,7 +52,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def write_grid(directory: Path, corpus: Path, name: str, same_node: bool) -> Path:
-    """4 cells (2 sizes x 320 and 640 steps of 4 x 32 tokens), long enough to act mid-cell."""
+    """4 cells (2 sizes x 640 and 1,280 steps of 4 x 32 tokens), long enough that all four
+    are mid-cell at once before the shortest ends."""
     grid = directory / f"{name}.toml"
     grid.write_text(f"""
 name = "{name}"
@@ -63,7 +64,7 @@ context = 32
 family = "gpt"
 sizes = [{{ n_layer = 1, n_head = 1, d_model = 16 }}, {{ n_layer = 1, n_head = 2, d_model = 32 }}]
 [axes]
-tokens = [40960, 81920]
+tokens = [81920, 163840]
 [train]
 batch_size = 4
 [eval]
@@ -133,7 +134,8 @@ def assert_same_as_reference(outcome: Outcome, reference: Outcome) -> None:
 def wait_for(what: str, check: Callable[[], bool], thread: threading.Thread) -> None:
     deadline = time.monotonic() + WAIT_S
     while not check():
-        assert thread.is_alive(), f"the sweep ended before {what}"
+        ended = getattr(thread, "error", None) or getattr(thread, "report", None)
+        assert thread.is_alive(), f"the sweep ended before {what}: {ended!r}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.3)
 
