@@ -4,7 +4,8 @@ Tokenisation is byte-level (vocab 256) for text; nanoGPT-style ``.bin`` files ho
 token ids. A :class:`TokenData` holds a train and a validation tensor:
 - text corpora are cut into 64 KiB blocks and every 20th block (5%) goes to validation,
   so validation is spread over the whole corpus, identically on every run;
-- a ``.bin`` file with a sibling ``val.bin`` uses that as validation, otherwise the last 5%.
+- a ``.bin`` file with a sibling ``val.bin`` uses that as validation, otherwise the last 5%;
+- the synthetic Zipf-words corpus draws its validation text independently.
 Batches come from a caller-owned ``torch.Generator``; saving its state lets a resumed run
 draw exactly the batches the uninterrupted run would have drawn.
 """
@@ -26,10 +27,12 @@ import numpy as np
 import torch
 
 from scaletrack.errors import DataError
+from scaletrack.models.zipf_words import TRAIN_WORDS, VAL_WORDS, ZipfWords
 
 BYTE_VOCAB = 256
 VAL_BLOCK_BYTES = 64 * 1024
 VAL_EVERY_BLOCKS = 20  # 1 block in 20 -> 5% validation
+BUILTIN_CORPORA = ("stdlib", "zipf-words")
 STDLIB_MAX_BYTES = 16 * 1024 * 1024  # cap on the built-in corpus (bytes = tokens)
 _SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", "idlelib", "turtledemo"}
 
@@ -166,10 +169,20 @@ def bin_tokens(path: Path, vocab_size: int | None = None) -> tuple[torch.Tensor,
     return torch.from_numpy(arr.astype(np.int32)), int(vocab_size)
 
 
+def zipf_words_tokens(max_bytes: int | None = None) -> TokenData:
+    """The built-in Zipf-words corpus (see :mod:`scaletrack.models.zipf_words`): independent
+    train and validation draws; ``max_bytes`` caps the training tokens."""
+    source = ZipfWords()
+    train = source.tokens(TRAIN_WORDS, stream=0)
+    if max_bytes is not None:
+        train = train[: int(max_bytes)]
+    return TokenData("zipf-words", train, source.tokens(VAL_WORDS, stream=1), BYTE_VOCAB)
+
+
 def load_tokens(spec: Mapping[str, Any]) -> TokenData:
     """Load the corpus a data spec names (see :func:`_load_tokens_cached` for the forms).
 
-    Forms: ``{"corpus": "stdlib", "max_bytes": ...}``, ``{"path": file-or-folder}``,
+    Forms: ``{"corpus": "stdlib" | "zipf-words", "max_bytes": ...}``, ``{"path": file-or-folder}``,
     ``{"tokens": "train.bin", "vocab_size": ...}``, ``{"task": name, "n_examples": ..., ...}``.
     Results are cached per process (keyed by the spec's JSON).
     """
@@ -184,8 +197,12 @@ def load_tokens(spec: Mapping[str, Any]) -> TokenData:
 def _load_tokens_cached(key: str) -> TokenData:
     spec = json.loads(key)
     if "corpus" in spec:
+        if spec["corpus"] == "zipf-words":
+            return zipf_words_tokens(spec.get("max_bytes"))
         if spec["corpus"] != "stdlib":
-            raise DataError(f"unknown built-in corpus {spec['corpus']!r}; expected 'stdlib'")
+            raise DataError(
+                f"unknown built-in corpus {spec['corpus']!r}; expected one of {BUILTIN_CORPORA}"
+            )
         toks = stdlib_tokens(int(spec.get("max_bytes", STDLIB_MAX_BYTES)))
         train, val = split_blocks(toks)
         return TokenData("stdlib", train, val, BYTE_VOCAB)

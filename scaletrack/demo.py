@@ -5,8 +5,9 @@ Steps, each a plain function so they can be run (and rewired) one at a time:
 1. `register_idea_step` — register a "not yet" idea (validation loss below a bar that only
    the largest cell clears), so the sweep re-checks it each time a larger checkpoint appears.
 2. `train_step` — write the demo grid (4 GPT sizes x 5 token budgets as cooldown branches,
-   on the Python stdlib corpus) into DIR, run it into DIR/scaletrack.db (resumable: a second
-   call trains nothing).
+   on the synthetic Zipf-words corpus) into DIR, run it into DIR/scaletrack.db (resumable: a
+   second call trains nothing); `floor_step` computes that corpus's best possible validation
+   loss, the truth the fit's E should find.
 3. `fit_step` — fit L(N, D) (Chinchilla form) and L(C) to the finished cells; store the fits.
 4. `plot_step` — loss vs compute with the fitted law and its extrapolation, into DIR.
 5. `ideas_step` — the idea's attempts, smallest checkpoint first, and its timeline plot.
@@ -30,33 +31,35 @@ if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
 
 DEMO_GRID_TOML = """\
-# The `scaletrack demo` grid: 4 GPT sizes x 5 token budgets on the Python stdlib corpus.
+# The `scaletrack demo` grid: 4 GPT sizes x 5 token budgets on the Zipf-words corpus, a
+# synthetic text of independent Zipf-distributed words whose best possible loss is known
+# exactly, so the Chinchilla fit's E can be checked against the truth.
 # Cooldown branches: one warmup + constant-lr trunk per size, each budget a 1-sqrt cooldown
 # branching off it, so the 20 cells cost 0.6x the FLOPs of 20 cosine runs. Sized for about
 # 3 minutes on 2 CPU cores.
 name = "demo"
-description = "4 GPT sizes x 5 token budgets (cooldown branches) on the Python stdlib corpus"
+description = "4 GPT sizes x 5 token budgets (cooldown branches) on the Zipf-words corpus"
 
 [data]
-corpus = "stdlib"
-context = 64
+corpus = "zipf-words"
+context = 32
 
 [model]
 family = "gpt"
 sizes = [
+  { n_layer = 1, n_head = 2, d_model = 16 },
   { n_layer = 1, n_head = 2, d_model = 32 },
   { n_layer = 2, n_head = 2, d_model = 48 },
-  { n_layer = 2, n_head = 4, d_model = 64 },
-  { n_layer = 3, n_head = 4, d_model = 96 },
+  { n_layer = 2, n_head = 4, d_model = 96 },
 ]
 
 [axes]
-tokens = [100_000, 200_000, 400_000, 800_000, 1_600_000]
+tokens = [200_000, 400_000, 800_000, 1_600_000, 3_200_000]
 seeds = [0]
-lrs = [3e-3]
+lrs = [1e-2]
 
 [train]
-batch_size = 16
+batch_size = 32
 device = "cpu"
 
 [schedule]
@@ -79,8 +82,8 @@ kind = "local"
 workers = 2
 """
 
-IDEA_TITLE = "demo: validation loss below 1.9 nats/byte on the stdlib corpus"
-IDEA_BAR = 1.9  # nats/token; only the demo's largest cell gets there
+IDEA_TITLE = "demo: validation loss below 0.65 nats/token on the Zipf-words corpus"
+IDEA_BAR = 0.65  # nats/token; of the 20 cells only the largest gets there
 
 
 @dataclass
@@ -101,6 +104,7 @@ class DemoOutcome:
     wall_s: float = 0.0
     flops_planned: float = 0.0  # FLOPs of one from-scratch run per cell (what fits use as C)
     flops_spent: float = 0.0  # FLOPs actually trained: trunks once, each branch's cooldown
+    loss_floor: float | None = None  # best possible validation loss (nats/token), where known
 
 
 def store_url_for(out: Path) -> str:
@@ -126,6 +130,21 @@ def train_step(
     )
     outcome.report = run_sweep(grid, outcome.store_url, workers=workers, display=display)
     outcome.files.append(grid_file)
+    floor_step(outcome, grid)
+
+
+def floor_step(outcome: DemoOutcome, grid: Any) -> None:
+    """The best possible validation loss on the grid's own evaluation windows, when its
+    corpus is the synthetic Zipf-words one (whose source is known); else nothing."""
+    from scaletrack.models.data import eval_batches, load_tokens
+    from scaletrack.models.zipf_words import ZipfWords
+
+    cfg = grid.cells[0].config if grid.cells else None
+    if cfg is None or cfg.data.get("corpus") != "zipf-words":
+        return
+    val = load_tokens(cfg.data).val
+    windows = eval_batches(val, cfg.eval_batches, cfg.batch_size, cfg.context)
+    outcome.loss_floor = ZipfWords().bayes_floor(windows)
 
 
 def fit_step(outcome: DemoOutcome, store: StoreLike) -> None:
@@ -244,6 +263,20 @@ def run_demo(
     return outcome
 
 
+def _floor_line(outcome: DemoOutcome) -> str:
+    """The known loss floor, set against the Chinchilla fit's E when that fit holds."""
+    floor = outcome.loss_floor
+    line = (f"loss floor: no model can score below {floor:.3f} nats/token on these validation "
+            "windows (exact for the Zipf-words source)")
+    fit = outcome.fits.get("chinchilla")
+    if fit is None or fit.degenerate or "E" not in fit.ci95:
+        return line
+    lo, hi = fit.ci95["E"]
+    where = "inside" if lo <= floor <= hi else "outside"
+    return (f"{line}; the Chinchilla fit's E = {fit.params['E']:.3f} [{lo:.3g}, {hi:.3g}] "
+            f"estimates it: the floor is {where} that interval")
+
+
 def print_summary(outcome: DemoOutcome, console: Any) -> None:
     """A short account of what the demo trained, fitted and wrote."""
     from rich.table import Table
@@ -279,6 +312,8 @@ def print_summary(outcome: DemoOutcome, console: Any) -> None:
             for k, v in fit.params.items()
         )
         console.print(f"fit {form} (95% intervals): {params}", soft_wrap=True, markup=False)
+    if outcome.loss_floor is not None:
+        console.print(_floor_line(outcome), soft_wrap=True, markup=False)
     if outcome.backtest is not None:
         row = outcome.backtest.frame.iloc[-1]
         console.print(

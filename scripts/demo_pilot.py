@@ -9,7 +9,7 @@ lowest final validation loss averaged over the pilot sizes (nats/token) wins; ea
 own best LR is printed too.
 
     .venv/bin/python scripts/demo_pilot.py                       # ~2 CPU-minutes unloaded
-    .venv/bin/python scripts/demo_pilot.py --lrs 1e-3,3e-3,1e-2 --sizes 0,3 --tokens 283000
+    .venv/bin/python scripts/demo_pilot.py --lrs 3e-3,1e-2,3e-2 --sizes 0,3 --tokens 283000
 
 Prints a table (sizes x LRs), the pick and whether it is the demo's LR; asserts nothing.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-LRS = (1e-3, 3e-3, 1e-2)  # candidates, a factor ~3 apart around the demo's 3e-3
+LRS = (3e-3, 1e-2, 3e-2)  # candidates, a factor ~3 apart around the demo's 1e-2
 PILOT_TOKENS = 283_000  # between the demo's 200k and 400k budgets; not a reported budget
 PILOT_SIZES = (0, 3)  # indices into the demo grid's sizes: its smallest and its largest
 

@@ -57,7 +57,10 @@ class DataOptions(_Section):
 class DataSpec(_Section):
     """Where training tokens come from: exactly one of corpus, path, tokens or task."""
 
-    corpus: Literal["stdlib"] | None = None
+    corpus: Literal["stdlib", "zipf-words"] | None = Field(
+        None, description="built-in corpus: Python's stdlib source, or Zipf-distributed words "
+        "(a synthetic corpus whose best possible loss is known)"
+    )
     path: str | None = Field(None, min_length=1, description="text file or folder of text files")
     tokens: str | None = Field(None, min_length=1, description="pre-tokenised token file")
     task: str | None = Field(None, min_length=1, description="synthetic task name")

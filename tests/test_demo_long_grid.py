@@ -1,4 +1,4 @@
-"""sweeps/examples/demo-long.toml: a valid branch grid, longer than the demo on both axes."""
+"""sweeps/examples/demo-long.toml: a valid branch grid on natural text, reaching past the demo."""
 
 from __future__ import annotations
 
@@ -20,5 +20,7 @@ def test_demo_long_is_a_branch_grid_reaching_past_the_demo() -> None:
     assert roles.count("trunk") == 5 and roles.count("branch") == 25
     points = [c for c in grid.cells if c.role == "branch"]
     assert min(c.N for c in points) < 5_000 and max(c.N for c in points) > 90_000
-    assert max(grid.spec.axes.tokens) == 6_400_000 > 2 * max(demo.axes.tokens)
-    assert grid.spec.axes.lrs == demo.axes.lrs  # the demo's piloted LR
+    assert max(grid.spec.axes.tokens) == 6_400_000 > max(demo.axes.tokens)
+    assert grid.spec.data.corpus == "stdlib" and demo.data.corpus == "zipf-words"
+    assert list(grid.spec.axes.lrs) == [3e-3]  # the stdlib pilot's LR
+    assert grid.spec.schedule == demo.schedule

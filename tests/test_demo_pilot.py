@@ -35,7 +35,7 @@ def test_pilot_grid_is_the_demo_narrowed_to_sizes_lrs_and_one_unreported_budget(
     demo = parse_spec_text(DEMO_GRID_TOML, "<demo>")
     assert spec.axes.tokens == [283_000] and 283_000 not in demo.axes.tokens
     assert list(spec.axes.lrs) == [1e-3, 3e-3, 1e-2]
-    assert [s.d_model for s in spec.model.sizes] == [32, 96]  # smallest and largest
+    assert [s.d_model for s in spec.model.sizes] == [16, 96]  # smallest and largest
     # the demo's schedule, trained from scratch: one run per size x LR, no trunks
     assert spec.schedule.kind == "wsd" and not spec.schedule.branches
     assert spec.schedule.cooldown == demo.schedule.cooldown

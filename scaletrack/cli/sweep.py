@@ -241,7 +241,7 @@ def demo_command(
     out: Path = typer.Option(Path("scaletrack-demo"), "--out", help="Folder for store + figures."),
     workers: int = typer.Option(2, "--workers", "-w", min=1, help="Worker processes."),
 ) -> None:
-    """Train a small grid on the stdlib corpus (~3 min on 2 cores), fit it, plot it."""
+    """Train a small grid on the Zipf-words corpus (~3 min on 2 cores), fit it, plot it."""
     from scaletrack.demo import run_demo
 
     run_demo(out, workers=workers, console=console)
