@@ -263,6 +263,29 @@ def run_demo(
     return outcome
 
 
+def _prediction_line(outcome: DemoOutcome) -> str | None:
+    """The loss predicted at 10x the largest compute: by the Chinchilla fit at its
+    compute-optimal N and D, with a 95% prediction interval, when that fit holds; else by the
+    compute law; None when neither holds."""
+    from scaletrack.analysis.optimal import compute_optimal
+
+    if outcome.points is None or outcome.points.empty:
+        return None
+    compute = 10 * float(outcome.points["C"].max())
+    head = f"predicted at 10x the largest compute ({compute:.3g} FLOPs)"
+    chinchilla = outcome.fits.get("chinchilla")
+    if chinchilla is not None and not chinchilla.degenerate:
+        best = compute_optimal(chinchilla, compute).iloc[0]
+        band = chinchilla.predict_interval(best["N_opt"], best["D_opt"]).iloc[0]
+        return (f"{head}, compute-optimal N = {best['N_opt']:.3g} parameters and D = "
+                f"{best['D_opt']:.3g} tokens: {band['pred']:.3f} [{band['lo']:.3f}, "
+                f"{band['hi']:.3f}] nats/token (Chinchilla fit, 95% prediction interval)")
+    law = outcome.fits.get("compute")
+    if law is not None and not law.degenerate:
+        return f"{head}: {float(law.predict(compute)[()]):.3f} nats/token (compute law)"
+    return None
+
+
 def _floor_line(outcome: DemoOutcome) -> str:
     """The known loss floor, set against the Chinchilla fit's E when that fit holds."""
     floor = outcome.loss_floor
@@ -320,12 +343,9 @@ def print_summary(outcome: DemoOutcome, console: Any) -> None:
             f"back-test: Chinchilla fit on the {outcome.backtest.summary['n_train']} smaller "
             f"cells predicts the largest at {row['predicted']:.3f} nats/token; measured "
             f"{row['loss']:.3f} ({100 * row['rel_error']:+.1f}%)", soft_wrap=True)
-    if ("compute" in outcome.fits and outcome.points is not None
-            and not outcome.fits["compute"].degenerate):
-        c_max = float(outcome.points["C"].max())
-        pred = float(outcome.fits["compute"].predict(10 * c_max)[()])
-        console.print(f"predicted loss at 10x the largest compute ({10 * c_max:.3g} FLOPs): "
-                      f"{pred:.3f} nats/token")
+    prediction = _prediction_line(outcome)
+    if prediction:
+        console.print(prediction, soft_wrap=True)
     if outcome.attempts is not None and not outcome.attempts.empty:
         table = Table(title="the demo idea, re-checked as larger checkpoints appeared",
                       header_style="bold")

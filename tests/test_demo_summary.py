@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from scaletrack.analysis.result import FitResult
@@ -56,3 +58,38 @@ def test_known_floor_is_set_against_the_fitted_e(tmp_path: Path) -> None:
     degenerate = _floor_lines(
         tmp_path, _fit("chinchilla", params, "degenerate", "E sits at its bound"), 0.5)
     assert len(degenerate) == 1 and "E =" not in degenerate[0]
+
+
+def test_prediction_at_ten_times_compute_comes_from_a_chinchilla_fit_that_holds(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from scaletrack.analysis.chinchilla import fit_chinchilla
+    from scaletrack.analysis.optimal import compute_optimal
+
+    n, d = np.meshgrid(np.geomspace(3e3, 2e5, 4), np.geomspace(2e5, 3.2e6, 5))
+    n, d = n.ravel(), d.ravel()
+    noise = np.random.default_rng(0).normal(0, 0.004, n.size)
+    loss = (0.6 + 100 * n**-0.8 + 5e3 * d**-0.8) * np.exp(noise)
+    points = pd.DataFrame({"N": n, "D": d, "C": 6 * n * d, "loss": loss})
+    fit = fit_chinchilla(points, n_bootstrap=50)
+    assert fit.status == "ok"
+    outcome = DemoOutcome(out=tmp_path, store_url="sqlite:///x.db", points=points,
+                          fits={"chinchilla": fit})
+    console = Console(record=True, width=400)
+    print_summary(outcome, console)
+    lines = [x for x in console.export_text().splitlines() if x.startswith("predicted at 10x")]
+    assert len(lines) == 1 and "Chinchilla fit, 95% prediction interval" in lines[0]
+    best = compute_optimal(fit, 10 * points["C"].max()).iloc[0]
+    assert f"N = {best['N_opt']:.3g} parameters" in lines[0]
+    pred, lo, hi = (float(v) for v in lines[0].split(": ")[-1].split(" nats")[0]
+                    .replace("[", "").replace("]", "").replace(",", "").split())
+    assert lo < pred < hi and pred == pytest.approx(best["loss_opt"], abs=5e-4)
+    # a degenerate Chinchilla fit gives no prediction of its own
+    outcome.fits = {"chinchilla": dataclasses.replace(fit, status="degenerate",
+                                                      status_reason="E sits at its bound")}
+    console = Console(record=True, width=400)
+    print_summary(outcome, console)
+    assert "predicted at 10x" not in console.export_text()
