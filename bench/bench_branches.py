@@ -1,6 +1,7 @@
 """Cooldown branches vs one cosine run per cell: compute, wall time, final losses and fits.
 
-For each grid — the demo grid, and a 4 sizes x 8 evenly spaced budgets grid — the same cells
+For each grid — the demo grid, and the demo grid with 8 evenly spaced budgets (1..8 x
+``--base-tokens``, default 400k..3.2M tokens) — the same cells
 are trained twice on this machine: as wsd cooldown branches off one trunk per size
 (``[schedule] kind = "wsd", branches = true``) and as one cosine run per cell. Printed: the
 FLOPs each way actually spent (a branch pays only for its cooldown; the trunk once), wall
@@ -18,7 +19,7 @@ reported cells then run with each schedule's own pick. The tokens each reported 
 
     .venv/bin/python bench/bench_branches.py                    # both grids (long on a CPU)
     .venv/bin/python bench/bench_branches.py --grids eight      # just the 8-budget grid
-    .venv/bin/python bench/bench_branches.py --grids eight --base-tokens 20480 --workers 2
+    .venv/bin/python bench/bench_branches.py --grids eight --base-tokens 100000 --workers 2
     .venv/bin/python bench/bench_branches.py --grids eight --lrs 3e-3,1e-2 --select-tokens 90000
 
 Targets: >= 2x less compute on the 8-budget grid; every branch within 1 % of the cosine run
@@ -69,36 +70,6 @@ min_lr_frac = 0.1
 
 LR_SET = (3e-3, 1e-2, 3e-2)  # learning rates tried per schedule and size
 
-EIGHT_GRID = """name = "{name}"
-[data]
-corpus = "stdlib"
-context = 64
-[model]
-family = "gpt"
-sizes = [
-  {{ n_layer = 1, n_head = 2, d_model = 32 }},
-  {{ n_layer = 2, n_head = 2, d_model = 48 }},
-  {{ n_layer = 2, n_head = 4, d_model = 64 }},
-  {{ n_layer = 3, n_head = 4, d_model = 96 }},
-]
-[axes]
-tokens = [{tokens}]
-seeds = [0]
-lrs = [3e-3]
-[train]
-batch_size = 16
-device = "cpu"
-[eval]
-every = 50
-batches = 8
-[checkpoint]
-every = 250
-[schedule]
-warmup_frac = 0.1
-[executor]
-kind = "local"
-workers = 2
-"""
 
 
 @dataclass
@@ -306,7 +277,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grids", default="demo,eight",
                         help="comma-separated: demo (the demo grid), eight (4 x 8 budgets)")
-    parser.add_argument("--base-tokens", type=int, default=102_400,
+    parser.add_argument("--base-tokens", type=int, default=400_000,
                         help="the 8-budget grid's budgets are 1..8 x this (tokens)")
     parser.add_argument("--lrs", type=_floats, default=LR_SET,
                         help="learning rates tried per schedule and size (comma-separated)")
@@ -324,8 +295,10 @@ def main() -> None:
         headline = compare("demo", DEMO_GRID_TOML, args.workers, args.bootstrap, args.lrs,
                            args.select_tokens)
     if "eight" in wanted:
-        tokens = ", ".join(str(k * args.base_tokens) for k in range(1, 9))
-        toml = EIGHT_GRID.format(name="eight", tokens=tokens)
+        from scaletrack.demo import DEMO_GRID_TOML
+
+        toml = _set_axis(DEMO_GRID_TOML, "tokens", [k * args.base_tokens for k in range(1, 9)])
+        toml = re.sub(r'(?m)^name = ".*"$', 'name = "eight"', toml)
         headline = compare("eight", toml, args.workers, args.bootstrap, args.lrs,
                            args.select_tokens)
     if headline is None:
