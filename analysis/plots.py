@@ -102,12 +102,16 @@ def plot_loss_vs_compute(
     *,
     fit: FitResult | None = None,
     extrapolate_to: float | None = None,
+    floor: float | None = None,
     title: str = "Loss vs training compute",
 ) -> list[Path]:
     """Scatter of every run (N params, C FLOPs, loss nats) coloured by N, the frontier, and
     `fit` ("compute" or "chinchilla") drawn to `extrapolate_to` FLOPs (default 30x the
-    largest run) with its 95% bootstrap band. Returns [png, svg] paths."""
+    largest run) with its 95% bootstrap band. `floor`: a loss known to be the best possible
+    (nats/token, e.g. a synthetic corpus's), drawn as a line. Returns [png, svg] paths."""
     data = validate_frame(df, ("N", "loss") + (("C",) if "D" not in df.columns else ("D",)))
+    if floor is not None and not (np.isfinite(floor) and floor > 0):
+        raise DataError(f"floor must be a finite loss > 0 nats/token, got {floor!r}")
     c_min, c_max = float(data["C"].min()), float(data["C"].max())
     c_end = float(extrapolate_to) if extrapolate_to else c_max * 30.0
     with plt.rc_context(_STYLE):
@@ -149,6 +153,9 @@ def plot_loss_vs_compute(
                 ax.annotate("extrapolation →", xy=(c_max, 0),
                             xycoords=("data", "axes fraction"), xytext=(-4, 6),
                             textcoords="offset points", color="0.35", fontsize=9, ha="left")
+        if floor is not None:
+            ax.axhline(floor, color="0.25", lw=1.0, ls="--", zorder=1,
+                       label=f"best possible loss ({floor:.3f}, known)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("training compute C (FLOPs)")

@@ -203,7 +203,7 @@ def plot_step(outcome: DemoOutcome) -> None:
 
     fit = outcome.fits.get("compute")
     paths = plot_loss_vs_compute(
-        outcome.points, outcome.out / "loss_vs_compute", fit=fit,
+        outcome.points, outcome.out / "loss_vs_compute", fit=fit, floor=outcome.loss_floor,
         title="scaletrack demo: loss vs training compute",
     )
     outcome.files.extend(Path(p) for p in paths)

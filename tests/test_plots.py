@@ -37,6 +37,17 @@ def test_loss_vs_compute_with_compute_law(tmp_path):
     assert "model size N" in svg
 
 
+def test_known_floor_is_drawn_and_checked(tmp_path):
+    df = isoflop_runs()
+    svg = _check(plot_loss_vs_compute(df, tmp_path / "floor.png", floor=0.568), "floor")
+    assert "best possible loss (0.568, known)" in svg
+    plain = _check(plot_loss_vs_compute(df, tmp_path / "plain.png"), "plain")
+    assert "best possible loss" not in plain
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(DataError, match="floor must be"):
+            plot_loss_vs_compute(df, tmp_path / "bad.png", floor=bad)
+
+
 def test_degenerate_law_is_not_drawn(tmp_path):
     df = pd.DataFrame({"N": [1e4, 2e4, 4e4, 8e4], "D": [1e6] * 4,
                        "loss": [3.50, 3.49, 3.21, 3.22]})
