@@ -52,7 +52,7 @@ class ZipfWords:
     @cached_property
     def words(self) -> tuple[bytes, ...]:
         """The vocabulary, most frequent first (distinct random words of 2-7 letters)."""
-        rng = np.random.default_rng([self.seed, 2])
+        rng = np.random.default_rng([self.seed, 2])  # streams 0 and 1 are train and val text
         seen: dict[bytes, None] = {}
         while len(seen) < self.types:
             lengths = rng.integers(MIN_LETTERS, MAX_LETTERS + 1, size=self.types)
