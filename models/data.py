@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from scaletrack.errors import DataError
-from scaletrack.models.zipf_words import TRAIN_WORDS, VAL_WORDS, ZipfWords
+from scaletrack.models.zipf_words import BUILTIN as ZIPF_WORDS
+from scaletrack.models.zipf_words import TRAIN_WORDS, VAL_WORDS
 
 BYTE_VOCAB = 256
 VAL_BLOCK_BYTES = 64 * 1024
@@ -172,11 +173,10 @@ def bin_tokens(path: Path, vocab_size: int | None = None) -> tuple[torch.Tensor,
 def zipf_words_tokens(max_bytes: int | None = None) -> TokenData:
     """The built-in Zipf-words corpus (see :mod:`scaletrack.models.zipf_words`): independent
     train and validation draws; ``max_bytes`` caps the training tokens."""
-    source = ZipfWords()
-    train = source.tokens(TRAIN_WORDS, stream=0)
+    train = ZIPF_WORDS.tokens(TRAIN_WORDS, stream=0)
     if max_bytes is not None:
         train = train[: int(max_bytes)]
-    return TokenData("zipf-words", train, source.tokens(VAL_WORDS, stream=1), BYTE_VOCAB)
+    return TokenData("zipf-words", train, ZIPF_WORDS.tokens(VAL_WORDS, stream=1), BYTE_VOCAB)
 
 
 def load_tokens(spec: Mapping[str, Any]) -> TokenData:

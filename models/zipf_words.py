@@ -133,3 +133,8 @@ class ZipfWords:
         if count == 0:
             raise DataError("no evaluation windows given")
         return total / count
+
+
+# The built-in corpus (`[data] corpus = "zipf-words"`): one instance, so its vocabulary and
+# floor tables are built once per process for loading the text and for its floor.
+BUILTIN = ZipfWords()

@@ -11,7 +11,7 @@ import torch
 
 from scaletrack.errors import DataError
 from scaletrack.models.data import eval_batches, load_tokens
-from scaletrack.models.zipf_words import ZipfWords
+from scaletrack.models.zipf_words import BUILTIN, ZipfWords
 
 
 def _windows(text: bytes) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,7 +119,7 @@ def test_builtin_corpus_loads_with_an_independent_validation_draw() -> None:
     data = load_tokens({"corpus": "zipf-words", "max_bytes": 100_000})
     assert data.name == "zipf-words" and data.vocab_size == 256
     assert data.n_train == 100_000 and data.val.numel() > 100_000
-    source = ZipfWords()
+    source = BUILTIN
     windows = eval_batches(data.val, 2, 4, 32)
     floor = source.bayes_floor(windows)
     # windows open mid-word, so the floor is above the entropy rate, but not by much
