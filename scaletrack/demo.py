@@ -137,14 +137,14 @@ def floor_step(outcome: DemoOutcome, grid: Any) -> None:
     """The best possible validation loss on the grid's own evaluation windows, when its
     corpus is the synthetic Zipf-words one (whose source is known); else nothing."""
     from scaletrack.models.data import eval_batches, load_tokens
-    from scaletrack.models.zipf_words import ZipfWords
+    from scaletrack.models.zipf_words import BUILTIN
 
     cfg = grid.cells[0].config if grid.cells else None
     if cfg is None or cfg.data.get("corpus") != "zipf-words":
         return
     val = load_tokens(cfg.data).val
     windows = eval_batches(val, cfg.eval_batches, cfg.batch_size, cfg.context)
-    outcome.loss_floor = ZipfWords().bayes_floor(windows)
+    outcome.loss_floor = BUILTIN.bayes_floor(windows)
 
 
 def fit_step(outcome: DemoOutcome, store: StoreLike) -> None:
@@ -302,6 +302,7 @@ def _floor_line(outcome: DemoOutcome) -> str:
 
 def print_summary(outcome: DemoOutcome, console: Any) -> None:
     """A short account of what the demo trained, fitted and wrote."""
+    from rich.markup import escape
     from rich.table import Table
 
     from scaletrack.analysis.status import degenerate_message
@@ -345,7 +346,7 @@ def print_summary(outcome: DemoOutcome, console: Any) -> None:
             f"{row['loss']:.3f} ({100 * row['rel_error']:+.1f}%)", soft_wrap=True)
     prediction = _prediction_line(outcome)
     if prediction:
-        console.print(prediction, soft_wrap=True)
+        console.print(prediction, soft_wrap=True, markup=False)
     if outcome.attempts is not None and not outcome.attempts.empty:
         table = Table(title="the demo idea, re-checked as larger checkpoints appeared",
                       header_style="bold")
@@ -356,14 +357,14 @@ def print_summary(outcome: DemoOutcome, console: Any) -> None:
                           f"{a.flops:.3g}", f"{a.value:.4f}", "yes" if a.passed else "not yet")
         console.print(table)
     if outcome.idea:
-        console.print(f"idea {outcome.idea}", soft_wrap=True)
+        console.print(f"idea {outcome.idea}", soft_wrap=True, markup=False)
     for line in outcome.skipped:
-        console.print(f"[yellow]skipped[/] {line}", soft_wrap=True)
+        console.print(f"[yellow]skipped[/] {escape(line)}", soft_wrap=True)
     trained = report.trained if report is not None else 0
     console.print(
         f"demo done in {outcome.wall_s:.0f}s: trained {trained} cells this time; store "
         f"{outcome.store_url}; files: " + ", ".join(str(p) for p in outcome.files),
-        soft_wrap=True,
+        soft_wrap=True, markup=False,
     )
     console.print(f"next: scaletrack sweep status {outcome.sweep} --store {outcome.store_url}",
-                  soft_wrap=True)
+                  soft_wrap=True, markup=False)

@@ -93,3 +93,16 @@ def test_prediction_at_ten_times_compute_comes_from_a_chinchilla_fit_that_holds(
     console = Console(record=True, width=400)
     print_summary(outcome, console)
     assert "predicted at 10x" not in console.export_text()
+
+
+def test_paths_and_messages_are_printed_as_typed(tmp_path: Path) -> None:
+    out = tmp_path / "x[/]y"
+    outcome = DemoOutcome(out=out, store_url=f"sqlite:///{out}/scaletrack.db",
+                          files=[out / "loss_vs_compute.png"],
+                          skipped=["fit: sweep '[bold]a[/bold]' has no finished runs"])
+    console = Console(record=True, width=400)
+    print_summary(outcome, console)
+    text = console.export_text()
+    assert f"store sqlite:///{out}/scaletrack.db; files: {out}/loss_vs_compute.png" in text
+    assert f"--store sqlite:///{out}/scaletrack.db" in text
+    assert "skipped fit: sweep '[bold]a[/bold]' has no finished runs" in text
