@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from scaletrack.errors import ScaletrackError
+from scaletrack.errors import ConfigError, ScaletrackError
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
@@ -248,7 +248,10 @@ def run_demo(
 
     t0 = time.monotonic()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the demo folder {out}: {exc.strerror or exc}") from None
     outcome = DemoOutcome(out=out, store_url=store_url_for(out))
     with Store.open(outcome.store_url) as store:
         register_idea_step(outcome, store)
