@@ -12,11 +12,20 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from scaletrack.errors import ConfigError
 
@@ -289,6 +298,38 @@ class CheckpointSpec(_Section):
 SBATCH_FLAG_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
 SLURM_ONLY = ("partition", "time", "cpus_per_task", "gpus_per_task", "mem",
               "array_parallelism", "sbatch", "same_node", "max_retries")
+# Unicode line and paragraph separators: not control characters, but line breaks to many tools
+LINE_SEPARATORS = frozenset("\u2028\u2029")
+
+
+def control_character(text: str) -> str | None:
+    """Why `text` cannot go into a Slurm batch script, or None when it can.
+
+    Refused: every C0 control character (NUL, tab, newline, CR, ESC, ...), DEL, every C1
+    control character (e.g. NEL U+0085) and the Unicode line/paragraph separators. A line
+    break would end the `#SBATCH` line it sits on (whatever the quoting: submitit quotes
+    for the shell, and bash does not read quotes in a comment), turning the rest of the
+    value into script lines; the others garble the line or the terminal showing it.
+    """
+    for i, char in enumerate(text):
+        if unicodedata.category(char) == "Cc" or char in LINE_SEPARATORS:
+            what = "a line separator" if char in LINE_SEPARATORS else "a control character"
+            return (f"contains {what} ({char!r} at position {i + 1}), which would break the "
+                    "Slurm batch script")
+    return None
+
+
+def _batch_safe(value: Any) -> Any:
+    """Before-validator of every executor string that reaches a batch script."""
+    if isinstance(value, str):
+        reason = control_character(value)
+        if reason:
+            raise ValueError(reason)
+    return value
+
+
+BatchString = Annotated[str, BeforeValidator(_batch_safe)]
+SbatchValue = Annotated[str | int | bool, BeforeValidator(_batch_safe)]
 
 
 class ExecutorSpec(_Section):
@@ -301,13 +342,14 @@ class ExecutorSpec(_Section):
         "compute", description="'compute': smallest planned FLOPs first; 'file': as written"
     )
     # slurm only
-    partition: str | None = Field(None, min_length=1, description="Slurm partition")
+    partition: BatchString | None = Field(None, min_length=1, description="Slurm partition")
     time: PositiveInt | None = Field(None, description="time limit per task (minutes)")
     cpus_per_task: PositiveInt | None = Field(None, description="CPUs per task (torch threads)")
     gpus_per_task: NonNegativeInt | None = Field(None, description="GPUs per task")
-    mem: str | None = Field(None, pattern=r"^[0-9]+[KMGT]?$", description="memory per node")
+    mem: BatchString | None = Field(None, pattern=r"^[0-9]+[KMGT]?$",
+                                    description="memory per node")
     array_parallelism: PositiveInt | None = Field(None, description="array tasks run at once")
-    sbatch: dict[str, str | int | bool] | None = Field(
+    sbatch: dict[str, SbatchValue] | None = Field(
         None, description="extra sbatch flags, e.g. { qos = \"high\", account = \"lab\" }"
     )
     same_node: bool | None = Field(
@@ -324,6 +366,9 @@ class ExecutorSpec(_Section):
             if given:
                 raise ValueError(f"@{given[0]}: only for kind = \"slurm\" (kind is {self.kind!r})")
         for flag in self.sbatch or {}:
+            reason = control_character(flag)
+            if reason:
+                raise ValueError(f"@sbatch: option name {flag!r} {reason}")
             if not SBATCH_FLAG_PATTERN.fullmatch(flag):
                 raise ValueError(
                     f"@sbatch: expected long sbatch option names without the leading dashes "

@@ -52,6 +52,7 @@ from scaletrack.sweeps.executors import (
     WorkerLost,
     run_cell,
 )
+from scaletrack.sweeps.spec import control_character
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
@@ -118,6 +119,67 @@ def check_store_for_slurm(store_url: str, same_node: bool) -> None:
             "PostgreSQL store URL, or set same_node = true in the grid's [executor] table to run "
             "every task on this node"
         )
+
+
+def _shown(value: str) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+def check_batch_values(values: Iterable[tuple[str, Any]]) -> None:
+    """Refuse (one-line ConfigError) a value that would put a control character or a line
+    break into the batch script: (name, value) pairs, each value as submitit will write it
+    (`str(value)`), named as the grid or the command line names it.
+
+    The grid's validation already refuses these in the [executor] table; this is the second
+    guard, for whatever bypassed it (settings built in Python, a sweep name or checkpoint
+    folder from elsewhere).
+    """
+    for name, value in values:
+        text = str(value)
+        reason = control_character(text)
+        if reason:
+            raise ConfigError(f"slurm batch script: {name}: {reason} (got {_shown(text)})")
+
+
+def check_batch_script(text: str) -> None:
+    """The rendered script itself: no control character but the line ends, and every line of
+    its parameter block an `#SBATCH --option` line (so no value started a line of its own)."""
+    lines = text.split("\n")
+    for number, line in enumerate(lines, 1):
+        reason = control_character(line)
+        if reason:
+            raise ConfigError(f"slurm batch script, line {number}: {reason} (got {_shown(line)})")
+    start = lines.index("# Parameters") + 1 if "# Parameters" in lines else len(lines)
+    for line in lines[start:]:
+        if not line:
+            break
+        if not line.startswith("#SBATCH --"):
+            raise ConfigError(f"slurm batch script: a parameter line is not an #SBATCH option "
+                              f"(got {_shown(line)})")
+
+
+def batch_script(executor: Any, tasks: int = 1) -> str:
+    """The batch file submitit writes for `tasks` cells (a job array when more than one),
+    rendered by submitit's own code from the executor's parameters: what `sbatch` reads.
+    Checked by `check_batch_values` and `check_batch_script` before it is returned."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    params = dict(executor.parameters)
+    if tasks > 1:
+        params["map_count"] = tasks
+    extra = params.get("additional_parameters") or {}
+    check_batch_values([
+        ("checkpoint folder", executor.folder), ("python interpreter", executor.python),
+        *((f"slurm parameter {k}", v) for k, v in params.items()
+          if k != "additional_parameters"),
+        *(("sbatch options", k) for k in extra),
+        *((f"sbatch option --{k}", v) for k, v in extra.items()),
+    ])
+    text = _make_sbatch_string(command=executor._submitit_command_str, folder=executor.folder,
+                               **params)
+    check_batch_script(text)
+    return text
 
 
 def check_slurm_tools() -> None:
@@ -325,12 +387,10 @@ class SlurmExecutor:
         check_slurm_reachable()
 
     # ------------------------------------------------------------------ submission
-    def _executor(self, job: SweepJob) -> Any:
-        import submitit
-
+    def submitit_parameters(self, job: SweepJob) -> dict[str, Any]:
+        """The parameters of submitit's SlurmExecutor for `job`; every string among them is
+        checked by `check_batch_values` (named as the grid names it) before it is returned."""
         s = self.settings
-        folder = submitit_folder(job)
-        folder.mkdir(parents=True, exist_ok=True)
         # requeue: `scontrol requeue` and preemption may put a task back in the queue;
         # open-mode append: a requeued task's log keeps what earlier attempts printed
         extra: dict[str, Any] = {"requeue": True, "open-mode": "append"}
@@ -357,8 +417,30 @@ class SlurmExecutor:
         # array_parallelism: the grid's value, else --workers when > 1, else all at once
         parallel = s.array_parallelism or (self.workers if self.workers > 1 else len(job.cells))
         params["array_parallelism"] = max(1, parallel)
+        named = {"job_name": "sweep name (the job name)", "partition": "executor.partition",
+                 "mem": "executor.mem"}
+        values: list[tuple[str, Any]] = [
+            (named.get(k, f"slurm parameter {k}"), v) for k, v in params.items()
+            if k != "additional_parameters"
+        ]
+        values.append(("checkpoint folder", submitit_folder(job)))
+        for flag, value in extra.items():
+            from_grid = flag in s.sbatch
+            values += [("executor.sbatch" if from_grid else "sbatch options", flag),
+                       (f"executor.sbatch.{flag}" if from_grid else f"sbatch option --{flag}",
+                        value)]
+        check_batch_values(values)
+        return params
+
+    def _executor(self, job: SweepJob) -> Any:
+        import submitit
+
+        params = self.submitit_parameters(job)
+        folder = submitit_folder(job)
+        folder.mkdir(parents=True, exist_ok=True)
         executor = submitit.SlurmExecutor(folder=str(folder / "%j"), max_num_timeout=1000)
         executor.update_parameters(**params)
+        batch_script(executor, len(job.cells))  # the second guard, on what sbatch will read
         return executor
 
     def _submit(self, executor: Any, job: SweepJob, cells: list[CellTask],
@@ -408,6 +490,9 @@ class SlurmExecutor:
             return ExecutorOutcome()
         self.preflight(job.store_url)
         root = Path(job.checkpoint_root).expanduser().resolve()
+        reason = control_character(str(root))
+        if reason:  # it becomes the #SBATCH --output/--error paths
+            raise ConfigError(f"--checkpoint-dir {_shown(str(root))}: {reason}")
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
