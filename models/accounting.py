@@ -16,7 +16,10 @@ All counts are per token; FLOPs are floating-point operations (a multiply-add is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from torch import nn
 
 from scaletrack.models.gpt import GPTConfig
 from scaletrack.models.lstm import LSTMConfig
@@ -69,13 +72,43 @@ def lstm_flops_per_token(cfg: LSTMConfig, *, include_logits: bool = False) -> fl
     return float(flops)
 
 
-def count_params(cfg: GPTConfig | LSTMConfig) -> ParamCount:
-    """Parameter count for either family's config."""
-    if isinstance(cfg, GPTConfig):
-        return gpt_params(cfg)
-    if isinstance(cfg, LSTMConfig):
-        return lstm_params(cfg)
-    raise TypeError(f"no parameter accounting for {type(cfg).__name__}")
+def count_module_params(module: nn.Module, *, embedding: Sequence[str] = ()) -> ParamCount:
+    """Parameter count of any ``torch.nn.Module``, by the convention above.
+
+    Embedding parameters are those of every ``nn.Embedding`` / ``nn.EmbeddingBag`` inside it,
+    plus the parameters named in ``embedding`` (a learned position table kept as a bare
+    ``nn.Parameter``, say: ``embedding=("pos_emb",)``; a name also covers what lies under it).
+    Everything else counts in N, an untied output head included. A parameter shared between
+    modules (a tied head) is counted once.
+    """
+    unknown = [name for name in embedding if not any(
+        p == name or p.startswith(name + ".") for p, _ in module.named_parameters())]
+    if unknown:
+        raise ValueError(f"no parameter named {unknown[0]!r} in {type(module).__name__}")
+    table_ids = {id(p) for m in module.modules()
+                 if isinstance(m, nn.Embedding | nn.EmbeddingBag) for p in m.parameters()}
+    total = emb = 0
+    seen: set[int] = set()
+    for name, param in module.named_parameters(remove_duplicate=False):
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        total += param.numel()
+        if id(param) in table_ids or any(name == e or name.startswith(e + ".")
+                                          for e in embedding):
+            emb += param.numel()
+    return ParamCount(total, total - emb, emb)
+
+
+def count_params(model: GPTConfig | LSTMConfig | nn.Module) -> ParamCount:
+    """Parameter count of a built-in family's config, or of any ``torch.nn.Module``."""
+    if isinstance(model, GPTConfig):
+        return gpt_params(model)
+    if isinstance(model, LSTMConfig):
+        return lstm_params(model)
+    if isinstance(model, nn.Module):
+        return count_module_params(model)
+    raise TypeError(f"no parameter accounting for {type(model).__name__}")
 
 
 def flops_per_token(cfg: GPTConfig | LSTMConfig, *, include_logits: bool = False) -> float:

@@ -95,6 +95,7 @@ _LAZY: dict[str, str] = {
     "evaluate_checkpoint": "scaletrack.evals.evaluate:evaluate_checkpoint",
     # tracking any training script
     "init": "scaletrack.tracking:init",
+    "count_params": "scaletrack.tracking:count_params",
 }
 
 __all__ = sorted(["ConfigError", "DataError", "ScaletrackError", "__version__", *_LAZY])

@@ -351,6 +351,25 @@ class Store:
         )
         return self._claim_with(stmt, run_key, worker)
 
+    def claim_generation(self, run_key: str) -> int | None:
+        """The generation of the claim this Store holds on `run_key` (None when it holds none).
+        A command cell hands it to its program, which adopts it (`adopt_claim`)."""
+        held = self._claims.get(run_key)
+        return None if held is None else held[1]
+
+    def adopt_claim(self, run_key: str, worker: str, claim: int) -> bool:
+        """Fence this Store's writes to `run_key` by a claim another process took (a command
+        cell's worker): True when the run is running for `worker` at generation `claim`, and
+        from then on every write of this Store to the run checks that it still is."""
+        t = schema.runs
+        query = sa.select(t.c.id).where(t.c.run_key == run_key, t.c.worker == worker,
+                                        t.c.claim == int(claim), t.c.status == "running")
+        with read_transaction(self._engine) as conn:
+            if conn.execute(query).first() is None:
+                return False
+        self._claims[run_key] = (worker, int(claim))
+        return True
+
     def _claim_with(self, stmt: sa.Update, run_key: str, worker: str) -> bool:
         """Run a claiming UPDATE ... RETURNING claim; on success remember the claim generation,
         which fences this Store's later writes to the run."""

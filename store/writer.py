@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import atexit
 import threading
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from scaletrack.store.errors import ClaimLost, StoreError
+from scaletrack.store.metric_values import to_float
 from scaletrack.store.metrics_io import MetricItem
+
+
+class MetricValueWarning(UserWarning):
+    """A logged metric value was refused (the key and step are named); the rest were kept."""
 
 BatchSink = Callable[[list[MetricItem]], None]
 
@@ -138,16 +144,36 @@ class MetricWriter:
                     rows, self._buffer = self._buffer, []  # interval elapsed: write what we have
                     return rows
 
+    def _as_floats(self, rows: list[MetricItem]) -> list[MetricItem]:
+        """Rows with float values (a 0-d tensor is read off its device here, not in the
+        training step). A value that cannot be read is dropped alone, with a warning; the
+        rest of the batch is written."""
+        out: list[MetricItem] = []
+        for row in rows:
+            value = row[2]
+            if type(value) is not float:
+                try:
+                    value = to_float(value)
+                except Exception as exc:  # noqa: BLE001 - one bad value never costs the batch
+                    warnings.warn(f"scaletrack: run {self.run_key}: value of {row[0]!r} at "
+                                  f"step {row[1]} could not be read ({type(exc).__name__}); "
+                                  "that value was dropped", MetricValueWarning, stacklevel=1)
+                    continue
+            out.append((row[0], row[1], value, row[3], row[4]))
+        return out
+
     def _run(self) -> None:
         while True:
             rows = self._take()
             if rows is None:
                 return
+            taken = len(rows)
+            rows = self._as_floats(rows)
             try:
                 self._sink(rows)
             except BaseException as exc:  # keep the thread alive; flush() re-raises
                 with self._cond:
                     self._error = exc
             with self._cond:
-                self._done += len(rows)
+                self._done += taken
                 self._cond.notify_all()

@@ -1,0 +1,334 @@
+"""One tracked run: logging, checkpoints, evals and how it ends (see `scaletrack.tracking`)."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import math
+import numbers
+import operator
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from scaletrack.errors import ConfigError, ScaletrackError
+
+if TYPE_CHECKING:
+    from scaletrack.store.protocol import MetricLogger, StoreLike
+    from scaletrack.store.records import RunRecord
+
+ENV_RUN = "SCALETRACK_RUN"
+ENV_STORE = "SCALETRACK_STORE"
+ENV_WORKER = "SCALETRACK_WORKER"
+ENV_CLAIM = "SCALETRACK_CLAIM"
+ENV_CHECKPOINT_DIR = "SCALETRACK_CHECKPOINT_DIR"
+ENV_RESUME_FROM = "SCALETRACK_RESUME_FROM"
+RESUME_MODES = ("allow", "never", "must", "new")
+HEARTBEAT_INTERVAL_S = 10.0
+FINAL_LOSS_METRICS = ("val/loss", "eval/loss", "loss", "train/loss")
+
+
+
+class RunBusyError(ScaletrackError):
+    """The run is held by another live worker."""
+
+
+def _count(value: Any, what: str) -> int:
+    """A step or token count: a whole number >= 0 (ints, numpy and 0-d tensor integers, and
+    whole floats such as 1e6)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be a whole number >= 0, got a bool")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        if not (isinstance(value, numbers.Real) and math.isfinite(float(value))
+                and float(value) == int(float(value))):
+            raise ConfigError(f"{what} must be a whole number >= 0, got "
+                              f"{value!r:.40}") from None
+        number = int(float(value))
+    if number < 0:
+        raise ConfigError(f"{what} must be a whole number >= 0, got {number}")
+    return number
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Run:
+    """One tracked run; use as a context manager (or call `finish`). Made by `init`.
+
+    `active` is False on a rank that does not log (see the module docstring): every call
+    then does nothing.
+    """
+
+    def __init__(self, store: StoreLike | None, record: RunRecord | None, worker: str, *,
+                 run_key: str, fpt: float | None, heartbeat_s: float, owns_store: bool,
+                 resume_from: str | None, resume_step: int | None,
+                 checkpoint_dir: Path | None, rank: int = 0) -> None:
+        self.active = store is not None and record is not None
+        self._store = store
+        self._owns_store = owns_store
+        self.run_key: str = run_key
+        self.sweep: str | None = record.sweep if record is not None else None
+        self.name: str | None = record.name if record is not None else None
+        self.worker = worker
+        self.rank = rank
+        self.N: int | None = record.N if record is not None else None
+        self.D: int | None = record.D if record is not None else None
+        self.flops_per_token = fpt
+        self.resume_from = resume_from  # newest registered checkpoint path (str), or None
+        self.resume_step = resume_step  # its step, or None
+        self.checkpoint_dir = checkpoint_dir
+        self.refused: dict[str, int] = {}  # metric name -> values refused by `log`
+        self._pid = os.getpid()  # a forked child is not the owner
+        self._t0 = time.perf_counter()
+        self._step = -1 if resume_step is None else int(resume_step)
+        self._last: dict[str, Any] = {}
+        self._tokens: int | None = None  # tokens seen, as last logged
+        self._closed = not self.active
+        self._stop_heartbeat = threading.Event()
+        if store is None:
+            return
+        self._writer: MetricLogger = store.metric_writer(run_key)
+        self._heartbeat = threading.Thread(target=self._beat, args=(heartbeat_s,), daemon=True,
+                                           name=f"scaletrack-heartbeat-{run_key}")
+        self._heartbeat.start()
+        self._restore_signal = _install_sigterm()
+        atexit.register(self._at_exit)
+
+    # ------------------------------------------------------------------ logging
+    def log(self, values: Mapping[str, Any], step: int | None = None,
+            tokens: int | None = None) -> None:
+        """Log metric values at `step` (default: the previous step + 1), tokens seen so far.
+
+        Never waits for the database and never loses a good value: a value that is not a
+        number is refused alone, with one warning per metric name (see the module docstring).
+        """
+        if self._closed or not self._owner("log"):
+            if self.active and self._closed and os.getpid() == self._pid:
+                from scaletrack.store import StoreError
+
+                raise StoreError(f"run {self.run_key} is finished; it logs nothing more")
+            return
+        from scaletrack.store.metric_values import coerce_metric_values
+
+        step = self._step + 1 if step is None else _count(step, "step")
+        seen = None if tokens is None else _count(tokens, "tokens")
+        coerced = coerce_metric_values(values)
+        for refused in coerced.refused:
+            self._refuse(refused.name, refused.reason, step)
+        self._step = step
+        if seen is not None:
+            self._tokens = seen
+        if coerced.values:
+            kept = dict(coerced.values)
+            self._last.update(kept)
+            self._writer.log_many(step, kept, tokens=seen,
+                                  wall_time=time.perf_counter() - self._t0)
+
+    def _refuse(self, name: str, reason: str, step: int) -> None:
+        first = name not in self.refused
+        self.refused[name] = self.refused.get(name, 0) + 1
+        if first:
+            from scaletrack.store.writer import MetricValueWarning
+
+            warnings.warn(f"scaletrack: run {self.run_key}: {name!r} at step {step} not "
+                          f"logged: {reason}; the other values were kept (later refusals of "
+                          f"{name!r} are counted in run.refused, not repeated)",
+                          MetricValueWarning, stacklevel=3)
+
+    def _owner(self, what: str) -> bool:
+        """False (with one warning) in a process forked from the run's owner."""
+        if os.getpid() == self._pid:
+            return self.active
+        if not getattr(self, "_warned_fork", False):
+            self._warned_fork = True
+            warnings.warn(f"scaletrack: run {self.run_key} belongs to process {self._pid}; "
+                          f"{what} from forked process {os.getpid()} is not recorded",
+                          RuntimeWarning, stacklevel=3)
+        return False
+
+    def log_eval(self, task: str, metric: str, value: float, *, step: int | None = None,
+                 tokens: int | None = None, stderr: float | None = None,
+                 n_shot: int | None = None) -> int | None:
+        """Record a task metric at this point of training; returns the checkpoint id it is
+        filed under (the run's checkpoint at `step`, or a file-less one made for it); None on
+        a rank or process that does not log."""
+        if not self._owner("log_eval") or self._store is None:
+            return None
+        value = float(value)
+        step = self._step if step is None else _count(step, "step")
+        step = max(step, 0)
+        found = [c for c in self._store.latest_checkpoints(self.run_key) if c.step == step]
+        ckpt_id = found[0].id if found else self._register(
+            f"scaletrack-run:{self.run_key}/step_{step}", step, tokens, sha256=None,
+            meta={"fileless": True})
+        self._store.add_eval(int(ckpt_id), str(task), str(metric), value,
+                             stderr=stderr, n_shot=n_shot)
+        return int(ckpt_id)
+
+    def checkpoint(self, path: str | os.PathLike[str], *, step: int | None = None,
+                   tokens: int | None = None, meta: Mapping[str, Any] | None = None
+                   ) -> int | None:
+        """Register a saved checkpoint file (with its sha256); metrics logged so far are
+        committed first. Open "not yet" ideas that it makes due are marked due. Returns its id
+        (None on a rank or process that does not log)."""
+        if not self._owner("checkpoint") or self._store is None:
+            return None
+        file = Path(path).expanduser().resolve()
+        if not file.is_file():
+            raise ConfigError(f"checkpoint file {str(file)!r} does not exist")
+        step = self._step if step is None else _count(step, "step")
+        self._writer.flush()
+        ckpt_id = self._register(str(file), step, tokens, sha256=_file_sha256(file),
+                                 meta=dict(meta or {}))
+        from scaletrack.evals.ideas import refresh_idea_statuses
+
+        refresh_idea_statuses(self._store)
+        return ckpt_id
+
+    def _register(self, path: str, step: int, tokens: int | None, *, sha256: str | None,
+                  meta: dict[str, Any]) -> int:
+        from scaletrack.store import CheckpointRecord
+
+        assert self._store is not None
+        if self.N is None:
+            raise ConfigError(
+                f"run {self.run_key} has no parameter count: pass params=N (or model=) to "
+                "scaletrack.init before registering checkpoints or evals"
+            )
+        seen = _count(tokens, "tokens") if tokens is not None else self._tokens
+        fpt = self.flops_per_token
+        flops = None if seen is None or fpt is None else seen * fpt
+        return int(self._store.add_checkpoint(CheckpointRecord(
+            id=None, run_key=self.run_key, kind="own", N=int(self.N), tokens=seen or 0,
+            flops=flops, step=step, path=path, sha256=sha256, loader=None,
+            meta={**meta, "tracked": True},
+        )))
+
+    # ------------------------------------------------------------------ ending
+    def finish(self, status: str = "finished", *, final_loss: float | None = None,
+               error: str | None = None) -> None:
+        """Flush metrics, stop the heartbeat and record the final status. Idempotent; does
+        nothing in a forked child or on a rank that does not log.
+
+        `final_loss` defaults to the last value logged of val/loss, eval/loss, loss or
+        train/loss (nats/token). Raises ClaimLost when the run was taken over meanwhile and
+        `status` is finished (nothing is then recorded); a failure is then left to the holder.
+        """
+        if self._closed or os.getpid() != self._pid or self._store is None:
+            return
+        from scaletrack.store import ClaimLost
+
+        self._closed = True
+        self._stop_heartbeat.set()
+        lost: ClaimLost | None = None
+        try:
+            try:
+                self._writer.close()
+            except ClaimLost as exc:
+                lost = exc
+            if lost is None:
+                if final_loss is None and status == "finished":
+                    final_loss = next((float(self._last[m]) for m in FINAL_LOSS_METRICS
+                                       if m in self._last), None)
+                try:
+                    self._store.finish_run(self.run_key, status, final_loss=final_loss,
+                                           error=error)
+                except ClaimLost as exc:
+                    lost = exc
+        finally:
+            self._heartbeat.join(timeout=5)
+            atexit.unregister(self._at_exit)
+            self._restore_signal()
+            if self._owns_store:
+                self._store.close()
+        if lost is not None and status == "finished":
+            raise lost
+
+    def _beat(self, interval_s: float) -> None:
+        while not self._stop_heartbeat.wait(interval_s):
+            with contextlib.suppress(Exception):  # a missed beat is not worth a crash
+                if self._store is not None and not self._store.heartbeat(self.run_key,
+                                                                         self.worker):
+                    return  # taken over: the next write says so
+
+    def _at_exit(self) -> None:
+        """Interpreter exit without finish(): an uncaught exception means failed."""
+        if self._closed or os.getpid() != self._pid:
+            return
+        failed = getattr(sys, "last_value", None) is not None or _UNCAUGHT.is_set()
+        with contextlib.suppress(ScaletrackError):  # at exit there is no one left to tell
+            self.finish("failed" if failed else "finished",
+                        error="uncaught exception" if failed else None)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc_type is None:
+            self.finish("finished")
+        elif issubclass(exc_type, _Terminated):
+            self.finish("failed", error="terminated (SIGTERM)")
+        elif issubclass(exc_type, SystemExit):
+            code = exc.code if isinstance(exc, SystemExit) else None
+            if code is None or code == 0:
+                self.finish("finished")
+            else:
+                self.finish("failed", error=f"exited with status {code!r:.200}")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.finish("failed", error="interrupted")
+        else:
+            text = str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else ""
+            self.finish("failed", error=f"{exc_type.__name__}: {text:.500}" if text
+                        else exc_type.__name__)
+
+    def __repr__(self) -> str:
+        return f"Run({self.run_key!r}, sweep={self.sweep!r})"
+
+
+class _Terminated(SystemExit):
+    """Raised in the main thread by SIGTERM while a run is open (exit status 143)."""
+
+    def __init__(self) -> None:
+        super().__init__(143)
+
+
+_UNCAUGHT = threading.Event()
+_previous_excepthook = sys.excepthook
+
+
+def _excepthook(*args: Any) -> None:
+    _UNCAUGHT.set()
+    _previous_excepthook(*args)
+
+
+def _install_sigterm():
+    """Turn SIGTERM into an exception so `with init(...)` marks the run failed; returns a
+    function that restores the previous handler. Only possible in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    sys.excepthook = _excepthook
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+
+    def restore() -> None:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, previous)
+
+    return restore
