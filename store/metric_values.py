@@ -33,10 +33,15 @@ class Refused:
 
 @dataclass
 class CoercedValues:
-    """The rows of one `log` call: (name, value) pairs to write, and the keys refused."""
+    """The rows of one `log` call: name -> value to write, and the keys refused."""
 
-    values: list[tuple[str, Any]] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict)
     refused: list[Refused] = field(default_factory=list)
+
+
+# Names already checked in this process: a training loop logs the same few names every step,
+# and `log` must cost microseconds (bench/bench_tracking.py).
+_CHECKED_NAMES: set[str] = set()
 
 
 def check_metric_name(name: Any) -> str | None:
@@ -96,34 +101,42 @@ def coerce_metric_values(values: Mapping[Any, Any]) -> CoercedValues:
         out.refused.append(Refused("<values>", f"expected a dict of metric values, got "
                                                f"{type(values).__name__}"))
         return out
-    _walk(values, "", out, 0)
+    kept = out.values
+    for key, value in values.items():
+        kind = type(value)
+        if (kind is float or kind is int) and key in _CHECKED_NAMES:  # the common case
+            kept[key] = float(value)
+        else:
+            _one(key, value, "", out, 0)
     return out
 
 
-def _walk(values: Mapping[Any, Any], prefix: str, out: CoercedValues, depth: int) -> None:
-    for key, value in values.items():
-        if not isinstance(key, str):
-            out.refused.append(Refused(_printable(f"{prefix}{key!r}"),
-                                       f"a metric name must be text, got {type(key).__name__}"))
-            continue
-        name = f"{prefix}{key}"
-        if value is None:  # documented: None means "nothing to log for this key"
-            continue
-        if isinstance(value, Mapping):
-            if depth >= _NEST_LIMIT:
-                out.refused.append(Refused(_printable(name),
-                                           f"nested more than {_NEST_LIMIT} levels deep"))
-            else:
-                _walk(value, f"{name}/", out, depth + 1)
-            continue
-        why = check_metric_name(name)
-        kept = None
-        if why is None:
-            kept, why = _scalar(value)
-        if why is not None:
-            out.refused.append(Refused(_printable(name), why))
-        else:
-            out.values.append((name, kept))
+def _one(key: Any, value: Any, prefix: str, out: CoercedValues, depth: int) -> None:
+    """Check one (key, value) of a logged mapping whose names start with `prefix`."""
+    if not isinstance(key, str):
+        out.refused.append(Refused(_printable(f"{prefix}{key!r}"),
+                                   f"a metric name must be text, got {type(key).__name__}"))
+        return
+    name = f"{prefix}{key}"
+    if value is None:  # documented: None means "nothing to log for this key"
+        return
+    if isinstance(value, Mapping):
+        if depth >= _NEST_LIMIT:
+            out.refused.append(Refused(_printable(name),
+                                       f"nested more than {_NEST_LIMIT} levels deep"))
+            return
+        for k, v in value.items():
+            _one(k, v, f"{name}/", out, depth + 1)
+        return
+    why = None if name in _CHECKED_NAMES else check_metric_name(name)
+    kept = None
+    if why is None:
+        _CHECKED_NAMES.add(name)
+        kept, why = _scalar(value)
+    if why is not None:
+        out.refused.append(Refused(_printable(name), why))
+    else:
+        out.values[name] = kept
 
 
 def _printable(name: Any, limit: int = 80) -> str:

@@ -197,7 +197,8 @@ def test_sigkilled_script_resumes_at_once_row_for_row(tmp_path: Path) -> None:
         rec = store.get_run(key)
     assert rec.status == "finished" and rec.attempts >= 2
     assert len(got) == len(want) == 128
-    assert got[["name", "step", "value", "tokens"]].equals(want[["name", "step", "value", "tokens"]])
+    columns = ["name", "step", "value", "tokens"]
+    assert got[columns].equals(want[columns])
 
 
 def test_stale_writer_is_refused_never_mixed(tmp_path: Path) -> None:

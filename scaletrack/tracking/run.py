@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scaletrack.errors import ConfigError, ScaletrackError
+from scaletrack.store.metric_values import coerce_metric_values
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import MetricLogger, StoreLike
@@ -43,6 +44,8 @@ class RunBusyError(ScaletrackError):
 def _count(value: Any, what: str) -> int:
     """A step or token count: a whole number >= 0 (ints, numpy and 0-d tensor integers, and
     whole floats such as 1e6)."""
+    if type(value) is int and value >= 0:  # the common case, first
+        return value
     if isinstance(value, bool):
         raise ConfigError(f"{what} must be a whole number >= 0, got a bool")
     try:
@@ -122,8 +125,6 @@ class Run:
 
                 raise StoreError(f"run {self.run_key} is finished; it logs nothing more")
             return
-        from scaletrack.store.metric_values import coerce_metric_values
-
         step = self._step + 1 if step is None else _count(step, "step")
         seen = None if tokens is None else _count(tokens, "tokens")
         coerced = coerce_metric_values(values)
@@ -133,7 +134,7 @@ class Run:
         if seen is not None:
             self._tokens = seen
         if coerced.values:
-            kept = dict(coerced.values)
+            kept = coerced.values
             self._last.update(kept)
             self._writer.log_many(step, kept, tokens=seen,
                                   wall_time=time.perf_counter() - self._t0)
