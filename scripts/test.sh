@@ -4,7 +4,7 @@
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh "dev,postgres,ray,slurm,mlflow,parquet"
+bash scripts/setup.sh "dev,postgres,ray,slurm,mlflow,parquet,wandb,transformers,lightning"
 .venv/bin/ruff check .
 stage="$(mktemp -d)"  # the package as installed, for import-linter's layer contract
 .venv/bin/python scripts/stage_package.py "$stage"

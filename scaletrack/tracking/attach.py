@@ -141,7 +141,7 @@ def init(
         except TypeError:
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}"
                               ) from None
-        N_total = counted.total if N is None else N
+        N_total = counted.total
         N = counted.non_embedding if N is None else N
     if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 200):
         raise ConfigError("name must be non-empty text of at most 200 characters")

@@ -111,6 +111,11 @@ class Run:
         self._restore_signal = _install_sigterm()
         atexit.register(self._at_exit)
 
+    @property
+    def closed(self) -> bool:
+        """True once the run is finished (or failed) here, and on a rank that does not log."""
+        return self._closed
+
     # ------------------------------------------------------------------ logging
     def log(self, values: Mapping[str, Any], step: int | None = None,
             tokens: int | None = None) -> None:
@@ -250,6 +255,8 @@ class Run:
                                            error=error)
                 except ClaimLost as exc:
                     lost = exc
+                else:
+                    self._record_tokens_seen(status)
         finally:
             self._heartbeat.join(timeout=5)
             atexit.unregister(self._at_exit)
@@ -258,6 +265,17 @@ class Run:
                 self._store.close()
         if lost is not None and status == "finished":
             raise lost
+
+    def _record_tokens_seen(self, status: str) -> None:
+        """A finished run with no planned budget: D is the tokens it saw (and C follows)."""
+        if status != "finished" or self.D is not None or not self._tokens or self._store is None:
+            return
+        fpt = self.flops_per_token
+        fields: dict[str, Any] = {"D": int(self._tokens)}
+        if fpt is not None:
+            fields["C"] = fpt * self._tokens
+        self._store.update_run(self.run_key, **fields)
+        self.D = int(self._tokens)
 
     def _beat(self, interval_s: float) -> None:
         while not self._stop_heartbeat.wait(interval_s):
