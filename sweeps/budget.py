@@ -86,6 +86,8 @@ def check_budget(cells: Sequence[Any], *, source: str = "<grid>", force: bool = 
     warnings: list[str] = []
     memory_cache: dict[str, float | None] = {}
     for cell in cells:
+        if cell.family not in ("gpt", "lstm"):
+            continue  # a command cell's own model: nothing here knows what it costs
         cost = cell_cost(cell)
         device = str(cell.config.device)
         if device not in memory_cache:

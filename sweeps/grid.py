@@ -1,6 +1,7 @@
 """Grid expansion: a validated `GridSpec` becomes a list of cells, one TrainConfig each.
 
-A cell is one point of sizes x token budgets x seeds x learning rates. With cooldown branches
+A cell is one point of sizes x token budgets x seeds x learning rates (x a command grid's
+custom axes). With cooldown branches
 (``[schedule] kind = "wsd"``, ``branches = true``) each size x seed x lr also gets a trunk run
 (warmup + constant lr up to the largest budget's branch point, role "trunk", never a point of
 a fit), and each budget's cell is a branch (role "branch") that starts from the trunk's
@@ -12,6 +13,14 @@ order of the axes in the file. `load_grid` validates completely — model shapes
 `models.ladder`, data present, evaluation tasks known, at least one step per budget — without
 touching any store, so a rejected grid writes nothing. Eval task names are checked by a
 `check_task` function the evaluation layer passes in.
+
+A command grid whose model is the program's own (`GridSpec.standalone`: no `[data]`, no
+built-in family) expands without data or shapes: a cell's config is a `CommandConfig` holding
+only what the grid gives it (its size values, tokens, seed and lr where listed, custom axes);
+N comes from the grid's params ladder (or a `params` key of its sizes) and is otherwise
+unknown, C = 6·N·D where N is known, and its run key is derived from that config and the
+filled program line. Custom axes of a grid with a built-in model are added to its cells'
+configs and run keys (grids without custom axes keep their keys).
 """
 
 from __future__ import annotations
@@ -32,32 +41,53 @@ class Cell:
 
     run_key: str
     sweep: str
-    family: str
-    config: Any  # sweeps.train.TrainConfig
-    size_label: str  # e.g. "L2-H2-D64" or "L2-H128"
-    N: int  # parameters used for fits (non-embedding), as planned
-    N_total: int
+    family: str  # "gpt" | "lstm" | "custom" (a command cell's own model)
+    config: Any  # sweeps.train.TrainConfig, or sweeps.command.CommandConfig (own model)
+    size_label: str  # e.g. "L2-H2-D64" or "L2-H128"; "N=3M" or "width=256" for an own model
+    N: int | None  # parameters used for fits (non-embedding), as planned; None: not known
+    N_total: int | None
     D: int  # token budget (tokens)
-    C: float  # planned training compute (FLOPs)
-    steps: int
-    seed: int
-    lr: float
+    C: float | None  # planned training compute (FLOPs); None when N is not known
+    steps: int | None  # None: the program's own business
+    seed: int | None  # None: the grid lists no seeds (own-model command cells)
+    lr: float | None  # None: the grid lists no lrs (own-model command cells)
     command: str | None = None  # a command cell's program line, placeholders filled
     workdir: str | None = None  # where a command cell's program runs (the grid's folder)
     role: str = "cell"  # "cell" | "trunk" | "branch" (store.RUN_ROLES)
     parent_run_key: str | None = None  # a branch's trunk
     branch_step: int | None = None  # trunk step a branch starts from
+    axes: tuple[tuple[str, Any], ...] = ()  # custom axes' values of a command cell
 
     @property
     def spent_flops(self) -> float:
-        """Training FLOPs this run itself spends (a branch only pays for its cooldown)."""
+        """Training FLOPs this run itself spends (a branch only pays for its cooldown); 0 when
+        not known."""
+        if self.C is None:
+            return 0.0
+        if not self.steps:
+            return self.C
         return self.C * (self.steps - (self.branch_step or 0)) / self.steps
+
+    @property
+    def label(self) -> str:
+        """One line naming the cell: size, N, D, seed, lr and custom axes (what is known)."""
+        parts = [self.size_label]
+        if self.N is not None and not self.size_label.startswith("N="):
+            parts.append(f"N={self.N:,}")
+        parts.append(f"D={self.D:,}")
+        if self.seed is not None:
+            parts.append(f"seed={self.seed}")
+        if self.lr is not None:
+            parts.append(f"lr={self.lr:g}")
+        parts += [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in self.axes]
+        return " ".join(p for p in parts if p)
 
     def record(self) -> Any:
         """The store.RunRecord for this cell (status pending)."""
         from scaletrack.store import RunRecord
 
         config = self.config.to_dict()
+        config.update(dict(self.axes))
         if self.command is not None:
             config["command"] = self.command
         return RunRecord(
@@ -94,11 +124,13 @@ class Grid:
         return {"source": self.source, "grid": self.spec.to_json_dict()}
 
 
-def cell_key_config(config: Any, sweep: str, command: str | None = None) -> dict[str, Any]:
+def cell_key_config(config: Any, sweep: str, command: str | None = None,
+                    axes: Any = ()) -> dict[str, Any]:
     """The mapping a cell's run key is derived from (train config minus device, plus sweep;
-    plus the program line of a command cell)."""
+    plus a command cell's custom axes values and program line)."""
     d = dict(config.to_dict())
     d.pop("device", None)
+    d.update(dict(axes))
     if command is not None:
         d["command"] = command
     return {"sweep": sweep, "train": d}
@@ -214,10 +246,13 @@ def expand(
     `check_task(name)` raises a ScaletrackError for an unknown eval task; the evaluation layer
     supplies it (`scaletrack.load_grid` does), since sweeps do not know the task registry.
     """
+    base_dir = base_dir or Path.cwd()
+    if spec.standalone:
+        return _expand_own_model(spec, source, base_dir)
     from scaletrack.store import make_run_key
     from scaletrack.sweeps.train import TrainConfig, plan_run
 
-    base_dir = base_dir or Path.cwd()
+    assert spec.data is not None and spec.model is not None  # GridSpec checked both
     data = _resolve_data(spec, source, base_dir)
     vocab = _load_usable_data(data, spec.data.context, source).vocab_size
     shapes = _shapes(spec, source, vocab)
@@ -257,7 +292,7 @@ def expand(
     }
 
     def make_cell(label: str, shape: dict[str, Any], budget: int, seed: int, lr: float,
-                  **extra: Any) -> Cell:
+                  axes: tuple[tuple[str, Any], ...] = (), **extra: Any) -> Cell:
         role = extra.pop("role", "cell")
         try:
             cfg = TrainConfig(**{**common, "model": dict(shape), "tokens": budget, "lr": lr,
@@ -269,37 +304,120 @@ def expand(
         if spec.train.command is not None:
             from scaletrack.sweeps.command import fill_template
 
-            command = fill_template(spec.train.command, cfg, spec.name, plan)
+            command = fill_template(spec.train.command, cfg, spec.name, plan, dict(axes))
         return Cell(
-            run_key=make_run_key(cell_key_config(cfg, spec.name, command)), sweep=spec.name,
+            run_key=make_run_key(cell_key_config(cfg, spec.name, command, axes)),
+            sweep=spec.name,
             family=spec.model.family, config=cfg, size_label=label, N=int(plan.N),
             N_total=int(plan.N_total), D=int(budget), C=float(plan.C), steps=int(plan.steps),
             seed=seed, lr=lr, role=role, parent_run_key=cfg.branch_from,
             branch_step=cfg.branch_step if role == "branch" else None,
             command=command,
             workdir=str(base_dir.resolve()) if command is not None else None,
+            axes=axes,
         )
 
     if spec.schedule.branches and spec.train.command is not None:
         raise _fail(source, "schedule.branches", "cooldown branches need the built-in trainer; "
                     "a command cell runs its own training loop")
     cells: list[Cell] = []
-    order: dict[str, tuple] = {}  # run key -> schedule sort key (compute order)
-    for (label, shape), seed, lr in itertools.product(shapes, spec.axes.seeds, spec.axes.lrs):
+    for (label, shape), seed, lr, axes in itertools.product(
+        shapes, spec.axes.seeds, spec.axes.lrs, _custom_points(spec)
+    ):
         if not spec.schedule.branches:
             for budget in spec.axes.tokens:
-                cells.append(make_cell(label, shape, budget, seed, lr))
+                cells.append(make_cell(label, shape, budget, seed, lr, axes))
             continue
         cells.extend(_branch_cells(spec, make_cell, label, shape, seed, lr, step_tokens))
+    return _ordered(spec, source, cells)
+
+
+def _custom_points(spec: GridSpec) -> list[tuple[tuple[str, Any], ...]]:
+    """Every combination of the grid's custom axes, as ((name, value), ...) in file order."""
+    custom = spec.axes.custom()
+    return [tuple(zip(custom, values, strict=True))
+            for values in itertools.product(*custom.values())]
+
+
+def _ordered(spec: GridSpec, source: str, cells: list[Cell]) -> Grid:
+    """The grid with its cells in schedule order (compute order: smallest planned C first, a
+    trunk just before its first branch; cells of unknown C after them, smallest D first)."""
+    order: dict[str, tuple] = {}  # run key -> schedule sort key (compute order)
     if spec.executor.order == "compute":
-        for c in cells:
-            order[c.run_key] = (c.C, c.N, c.D, c.seed, c.lr, 1)
+        for i, c in enumerate(cells):
+            known = c.C is not None
+            order[c.run_key] = ((0, c.C, c.N or 0, c.D, c.seed or 0, c.lr or 0.0, 0) if known
+                                else (1, 0.0, 0, c.D, 0, 0.0, i), 1)
         for c in cells:  # a trunk goes just before its first branch
             if c.role == "trunk":
                 kids = [order[k.run_key] for k in cells if k.parent_run_key == c.run_key]
                 order[c.run_key] = (*min(kids)[:-1], 0) if kids else order[c.run_key]
         cells.sort(key=lambda c: order[c.run_key])
     return Grid(spec=spec, source=source, cells=tuple(cells))
+
+
+def _human_count(n: int) -> str:
+    """12_300 -> "12.3k", 3_000_000 -> "3M": a size label."""
+    for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:.3g}{unit}"
+    return str(n)
+
+
+def _expand_own_model(spec: GridSpec, source: str, base_dir: Path) -> Grid:
+    """The cells of a command grid whose model is the program's own (see the module doc)."""
+    from scaletrack.store import make_run_key
+    from scaletrack.sweeps.command import CommandConfig, fill
+    from scaletrack.sweeps.spec import CustomModelSpec
+
+    assert spec.train.command is not None
+    sizes: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(spec.model, CustomModelSpec) and spec.model.params is not None:
+        sizes = [(f"N={_human_count(n)}", {"params": n}) for n in spec.model.params]
+    elif isinstance(spec.model, CustomModelSpec) and spec.model.sizes is not None:
+        sizes = [(" ".join(f"{k}={v}" for k, v in size.items() if k != "params")
+                  or f"N={_human_count(int(size['params']))}", dict(size))
+                 for size in spec.model.sizes]
+    else:
+        sizes = [("", {})]
+    given = spec.axes.model_fields_set
+    seeds: list[int | None] = list(spec.axes.seeds) if "seeds" in given else [None]
+    lrs: list[float | None] = list(spec.axes.lrs) if "lrs" in given else [None]
+    device = spec.train.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    workdir = str(base_dir.resolve())
+    cells: list[Cell] = []
+    for (label, size), budget, seed, lr, axes in itertools.product(
+        sizes, spec.axes.tokens, seeds, lrs, _custom_points(spec)
+    ):
+        n = int(size["params"]) if "params" in size else None
+        values: dict[str, Any] = {**size, "tokens": int(budget)}
+        if seed is not None:
+            values["seed"] = seed
+        if lr is not None:
+            values["lr"] = lr
+        values.update(axes)
+        C = 6.0 * n * budget if n is not None else None
+        fills = {**values, "sweep": spec.name}
+        if n is not None:
+            fills.update(N=n, C=C)
+        try:
+            command = fill(spec.train.command, fills)
+        except (KeyError, IndexError, ValueError) as exc:  # GridSpec checked the placeholders
+            raise _fail(source, "train.command", f"cannot fill the command: {exc}") from None
+        cfg = CommandConfig(values=values, device=device)
+        cells.append(Cell(
+            run_key=make_run_key(cell_key_config(cfg, spec.name, command)), sweep=spec.name,
+            family="custom", config=cfg, size_label=label, N=n, N_total=None, D=int(budget),
+            C=C, steps=None, seed=seed, lr=lr, command=command, workdir=workdir, axes=axes,
+        ))
+    keys = [c.run_key for c in cells]
+    if len(set(keys)) != len(keys):  # cannot happen with distinct axis values; say so if it does
+        raise _fail(source, "axes", "two cells have the same settings")
+    return _ordered(spec, source, cells)
 
 
 def _branch_cells(spec: GridSpec, make_cell: Any, label: str, shape: dict[str, Any],

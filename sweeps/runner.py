@@ -60,10 +60,9 @@ def default_checkpoint_root(store_url: str) -> Path:
 
 def cell_task(cell: Cell) -> CellTask:
     """The picklable form of a cell that executors send to workers."""
-    label = f"{cell.size_label} D={cell.D} seed={cell.seed} lr={cell.lr:g}"
     return CellTask(
         run_key=cell.run_key,
-        label=label,
+        label=cell.label,
         config=cell.config.to_dict(),
         N=cell.N,
         D=cell.D,
@@ -477,7 +476,7 @@ class SweepDisplay:
             table.add_row(
                 ev.run_key,
                 escape(cell.size_label) if cell else "?",
-                f"{cell.N:,}" if cell else "-",
+                f"{cell.N:,}" if cell and cell.N is not None else "-",
                 f"{cell.D:,}" if cell else "-",
                 ev.status,
                 f"{ev.final_loss:.4f}" if ev.final_loss is not None else "-",
@@ -492,4 +491,4 @@ class SweepDisplay:
 def _label(cell: Cell | None, run_key: str) -> str:
     if cell is None:
         return run_key
-    return f"{cell.size_label} N={cell.N:,} D={cell.D:,} seed={cell.seed} lr={cell.lr:g}"
+    return cell.label

@@ -169,7 +169,117 @@ class LstmModelSpec(_ModelCommon):
         return self
 
 
-ModelSpec = Annotated[GptModelSpec | LstmModelSpec, Field(discriminator="family")]
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")  # a custom axis or size key
+SCALAR_TYPES = (bool, int, float, str)
+
+
+def _scalar_problem(value: Any) -> str | None:
+    """Why `value` cannot be a grid value filled into a command line, or None."""
+    if not isinstance(value, SCALAR_TYPES):
+        return f"expected a number, string or boolean, got {type(value).__name__} {value!r}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
+        return f"expected an integer that fits 64 bits, got {value}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"expected a finite number, got {value!r}"
+    if isinstance(value, str) and any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
+        return f"expected a string without control characters, got {value!r}"
+    return None
+
+
+def _whole_positive(value: Any) -> int | None:
+    """A positive whole number (int, or a float such as 1e6 that is one), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    number = int(value)
+    return number if 0 < number <= INT64_MAX else None
+
+
+def _value_key(value: Any) -> str:
+    """A key telling values apart the way a run key does (1 and 1.0 and true differ)."""
+    return f"{type(value).__name__}:{value!r}"
+
+
+class CustomModelSpec(_Section):
+    """The program's own model, for a command cell: an N ladder (`params`) or named sizes
+    (`sizes`, tables of values its command line uses; a `params` key in them is N).
+
+    Written as a `[model]` table without `family` (or with family = "custom")."""
+
+    family: Literal["custom"]
+    params: list[Any] | None = Field(
+        None, min_length=1, description="N ladder: non-embedding parameter counts, one per size"
+    )
+    sizes: list[dict[str, Any]] | None = Field(
+        None, min_length=1, description="named values per size, e.g. { width = 256, depth = 4 }"
+    )
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: list[Any] | None) -> list[int] | None:
+        if v is None:
+            return None
+        out = []
+        for value in v:
+            number = _whole_positive(value)
+            if number is None:
+                raise ValueError(f"expected positive whole parameter counts ({value!r} is not "
+                                 "one)")
+            out.append(number)
+        return _distinct(out, "parameter counts")
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, v: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        if v is None:
+            return None
+        first = list(v[0])
+        for i, size in enumerate(v):
+            if not size:
+                raise ValueError(f"sizes[{i}] is empty (expected named values, e.g. "
+                                 "{ width = 256, depth = 4 })")
+            for key, value in size.items():
+                if not IDENTIFIER.fullmatch(key):
+                    raise ValueError(f"sizes[{i}]: key {key!r} is not a name of letters, "
+                                     "digits and _ (not starting with a digit)")
+                problem = _scalar_problem(value)
+                if problem:
+                    raise ValueError(f"sizes[{i}].{key}: {problem}")
+                if key == "params" and _whole_positive(value) is None:
+                    raise ValueError(f"sizes[{i}].params: expected a positive whole parameter "
+                                     f"count, got {value!r}")
+            if sorted(size) != sorted(first):
+                raise ValueError(f"sizes[{i}] has keys {', '.join(size)}; expected the keys of "
+                                 f"sizes[0] ({', '.join(first)})")
+        normal = [{k: (_whole_positive(x) if k == "params" else x) for k, x in size.items()}
+                  for size in v]
+        keys = [json_key(size) for size in normal]
+        if len(set(keys)) != len(keys):
+            raise ValueError("expected distinct sizes (found a duplicate)")
+        return normal
+
+    @model_validator(mode="after")
+    def _one_of(self) -> CustomModelSpec:
+        if (self.params is None) == (self.sizes is None):
+            raise ValueError("expected exactly one of params (an N ladder, e.g. params = [1e6, "
+                             "3e6]) or sizes (named values per size)")
+        return self
+
+    def size_keys(self) -> list[str]:
+        """The placeholder names its sizes give ("params" for a ladder)."""
+        return list(self.sizes[0]) if self.sizes else ["params"]
+
+
+def json_key(value: Any) -> str:
+    """A canonical text of a value (sorted keys), to tell entries apart."""
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+ModelSpec = Annotated[GptModelSpec | LstmModelSpec | CustomModelSpec,
+                      Field(discriminator="family")]
 
 
 def _distinct(values: list[Any], what: str) -> list[Any]:
@@ -179,7 +289,14 @@ def _distinct(values: list[Any], what: str) -> list[Any]:
 
 
 class AxesSpec(_Section):
-    """The axes crossed with the model sizes: one cell per combination."""
+    """The axes crossed with the model sizes: one cell per combination.
+
+    Besides tokens, seeds and lrs, a command cell's grid may name custom axes (`dropout =
+    [0.0, 0.1]`): any name of letters, digits and _, a list of distinct numbers, strings or
+    booleans; crossed into the grid, part of each run's key and config, and a placeholder.
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
     tokens: list[PositiveInt] = Field(min_length=1, description="token budgets D (tokens)")
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
@@ -203,6 +320,30 @@ class AxesSpec(_Section):
         if not all(math.isfinite(x) for x in v):
             raise ValueError("expected finite learning rates")
         return _distinct(v, "learning rates")
+
+    @model_validator(mode="after")
+    def _custom_axes(self) -> AxesSpec:
+        for name, values in (self.model_extra or {}).items():
+            if not IDENTIFIER.fullmatch(name):
+                raise ValueError(f"@{name}: a custom axis needs a name of letters, digits and _ "
+                                 "(not starting with a digit, at most 64 characters)")
+            if not isinstance(values, list):
+                raise ValueError(f"@{name}: expected a list of values, e.g. {name} = [0.0, 0.1] "
+                                 f"(got {type(values).__name__} {values!r})"[:300])
+            if not values:
+                raise ValueError(f"@{name}: expected at least one value (the list is empty)")
+            for value in values:
+                problem = _scalar_problem(value)
+                if problem:
+                    raise ValueError(f"@{name}: {problem}"[:300])
+            keys = [_value_key(v) for v in values]
+            if len(set(keys)) != len(keys):
+                raise ValueError(f"@{name}: expected distinct values (found a duplicate)")
+        return self
+
+    def custom(self) -> dict[str, list[Any]]:
+        """The custom axes, in file order: name -> values."""
+        return dict(self.model_extra or {})
 
 
 class TrainSpec(_Section):
@@ -377,13 +518,45 @@ class ExecutorSpec(_Section):
         return self
 
 
+# Names a custom axis can never take: the axes and columns every grid has.
+RESERVED_AXIS_NAMES = frozenset({"tokens", "seeds", "lrs", "seed", "lr", "params", "N", "C", "D",
+                                 "sweep", "command", "device"})
+# A built-in model's config keys (sweeps.train.TrainConfig's fields, kept in step by a test);
+# with a built-in model these, like its placeholders, are taken.
+BUILTIN_CONFIG_KEYS = frozenset({
+    "family", "model", "data", "context", "batch_size", "tokens", "lr", "seed", "schedule",
+    "warmup_frac", "decay_frac", "min_lr_frac", "weight_decay", "grad_clip", "eval_every",
+    "eval_batches", "checkpoint_every", "device", "log_every", "cooldown", "warmup_steps",
+    "checkpoint_at", "branch_from", "branch_step",
+})
+# Sections and [train] keys that only the built-in trainer reads
+BUILTIN_SECTIONS = ("schedule", "eval", "checkpoint")
+BUILTIN_TRAIN_KEYS = ("batch_size", "weight_decay", "grad_clip", "pack")
+# how to give a built-in placeholder a value in a grid whose model is the program's own
+PLACEHOLDER_HINTS = {
+    "seed": "list the seeds: [axes] seeds = [0, 1]",
+    "lr": "list the learning rates: [axes] lrs = [1e-3]",
+    "params": "give an N ladder: [model] params = [1e6, 3e6]",
+    "N": "give an N ladder: [model] params = [1e6, 3e6]",
+    "C": "C = 6 N D needs N: [model] params = [1e6, 3e6]",
+}
+
+
 class GridSpec(_Section):
-    """A whole grid file."""
+    """A whole grid file.
+
+    With the built-in trainer it needs `[data]` and a `[model]` family (gpt or lstm). A grid
+    with `[train] command` runs the user's program per cell instead and may stand alone: its
+    `[model]` (no family) is an N ladder or named sizes, or is left out; it has no `[data]`,
+    `[schedule]`, `[eval]` or `[checkpoint]` and no built-in `[train]` settings, and its
+    placeholders are the values it gives (see `placeholders`). A grid with a built-in model and
+    a command (the program builds that model) still works as before.
+    """
 
     name: str = Field(pattern=NAME_PATTERN, description="sweep name (letters, digits, . _ -)")
     description: str | None = None
-    data: DataSpec
-    model: ModelSpec
+    data: DataSpec | None = None
+    model: ModelSpec | None = None
     axes: AxesSpec
     train: TrainSpec = Field(default_factory=TrainSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
@@ -391,9 +564,147 @@ class GridSpec(_Section):
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _custom_family(cls, data: Any) -> Any:
+        """A [model] table of params or sizes without family is the program's own model."""
+        model = data.get("model") if isinstance(data, Mapping) else None
+        if isinstance(model, Mapping) and "family" not in model and model and set(model) <= {
+            "params", "sizes"
+        }:
+            data = {**data, "model": {"family": "custom", **model}}
+        return data
+
+    @property
+    def builtin(self) -> bool:
+        """Whether cells train (or describe) a built-in model family (gpt or lstm)."""
+        return isinstance(self.model, GptModelSpec | LstmModelSpec)
+
+    @property
+    def standalone(self) -> bool:
+        """A command grid whose model is the program's own (no [data], no built-in family)."""
+        return self.train.command is not None and not self.builtin
+
+    @model_validator(mode="after")
+    def _sections(self) -> GridSpec:
+        from scaletrack.sweeps.command import PLACEHOLDERS
+
+        custom = self.axes.custom()
+        if self.train.command is None:
+            if custom:
+                raise ValueError(f"@axes.{next(iter(custom))}: a custom axis is for a command "
+                                 "cell's program ([train] command); the built-in trainer has "
+                                 "no such setting")
+            if self.model is None:
+                raise ValueError("@model: required field is missing")
+            if not self.builtin:
+                raise ValueError("@model.family: the built-in trainer needs family 'gpt' or "
+                                 "'lstm'; a model without one (params or sizes) is a command "
+                                 "cell's own ([train] command)")
+            if self.data is None:
+                raise ValueError("@data: required field is missing")
+            return self
+        if self.builtin:
+            if self.data is None:
+                raise ValueError("@data: required with a built-in model family (gpt, lstm); "
+                                 "for the program's own model leave family out and give "
+                                 "[model] params (an N ladder) or sizes")
+            taken = RESERVED_AXIS_NAMES | BUILTIN_CONFIG_KEYS | set(PLACEHOLDERS)
+            why = "a built-in name of this grid"
+        else:
+            if self.data is not None:
+                raise ValueError("@data: a command cell whose model is its own reads its own "
+                                 "data; [data] is only for the built-in model families (gpt, "
+                                 "lstm): remove it (a value the program needs goes into the "
+                                 "command or a custom axis)")
+            for section in BUILTIN_SECTIONS:
+                if section in self.model_fields_set:
+                    raise ValueError(f"@{section}: only the built-in trainer reads [{section}]; "
+                                     "a command cell's program has its own (remove it)")
+            for key in BUILTIN_TRAIN_KEYS:
+                if key in self.train.model_fields_set:
+                    raise ValueError(f"@train.{key}: a setting of the built-in trainer, which "
+                                     "a command cell does not run; write the value into the "
+                                     "command (or make it a custom axis)")
+            sizes = self.model.size_keys() if isinstance(self.model, CustomModelSpec) else []
+            taken = RESERVED_AXIS_NAMES | set(sizes)
+            own_sizes = isinstance(self.model, CustomModelSpec) and self.model.sizes is not None
+            why = "a built-in name" + (" or a key of [model] sizes" if own_sizes else "")
+        for name in custom:
+            if name in taken:
+                raise ValueError(f"@axes.{name}: a custom axis cannot be named {name!r}, "
+                                 f"{why} (choose another name)")
+        try:
+            self._check_command()
+        except ValueError as exc:
+            raise ValueError(f"@train.command: {exc}") from None
+        return self
+
+    def placeholders(self) -> list[str]:
+        """The placeholders a command line of this grid may use (each has a value per cell)."""
+        from scaletrack.sweeps.command import PLACEHOLDERS, SHAPE_PLACEHOLDERS
+
+        custom = list(self.axes.custom())
+        if isinstance(self.model, GptModelSpec | LstmModelSpec):
+            shape = SHAPE_PLACEHOLDERS[self.model.family]
+            common = [p for p in PLACEHOLDERS if p not in
+                      {n for names in SHAPE_PLACEHOLDERS.values() for n in names}]
+            return [*shape, *common, *custom]
+        out = ["tokens", "sweep"]
+        given = self.axes.model_fields_set
+        out += [name for axis, name in (("seeds", "seed"), ("lrs", "lr")) if axis in given]
+        if isinstance(self.model, CustomModelSpec):
+            keys = self.model.size_keys()
+            if "params" in keys:
+                out += ["params", "N", "C"]
+            out += [k for k in keys if k != "params"]
+        return [*out, *custom]
+
+    def _check_command(self) -> None:
+        from scaletrack.sweeps.command import PLACEHOLDERS, check_placeholders, template_fields
+
+        assert self.train.command is not None
+        allowed = self.placeholders()
+        known = set(PLACEHOLDERS) | set(PLACEHOLDER_HINTS)
+        hints = dict(PLACEHOLDER_HINTS)
+        if self.standalone:
+            for name in PLACEHOLDERS:
+                hints.setdefault(name, "a setting of the built-in trainer; write the value "
+                                 "into the command or make it a custom axis")
+        elif isinstance(self.model, GptModelSpec | LstmModelSpec):
+            for name in PLACEHOLDERS:
+                hints.setdefault(name, f"not a setting of a model of family "
+                                 f"{self.model.family!r}")
+        check_placeholders(self.train.command, allowed, known - set(allowed), hints)
+        used = set(template_fields(self.train.command))
+        # an axis with several values that the line never uses would run one line many times
+        ladders: list[tuple[str, int, set[str]]] = [
+            (f"[axes] {name}", len(values), {name}) for name, values in self.axes.custom().items()
+        ]
+        if self.standalone:
+            given = self.axes.model_fields_set
+            ladders.append(("[axes] tokens", len(self.axes.tokens), {"tokens", "C"}))
+            if "seeds" in given:
+                ladders.append(("[axes] seeds", len(self.axes.seeds), {"seed"}))
+            if "lrs" in given:
+                ladders.append(("[axes] lrs", len(self.axes.lrs), {"lr"}))
+            if isinstance(self.model, CustomModelSpec):
+                keys = set(self.model.size_keys())
+                if "params" in keys:
+                    keys |= {"N", "C"}
+                what = "[model] params" if self.model.params is not None else "[model] sizes"
+                ladders.append((what, len(self.model.params or self.model.sizes or []), keys))
+        for what, count, names in ladders:
+            if count > 1 and not used & names:
+                shown = " or ".join("{" + n + "}" for n in sorted(names))
+                raise ValueError(f"{what} has {count} values but the command never uses "
+                                 f"{shown}, so every value would run the same program line")
+
     def to_json_dict(self) -> dict[str, Any]:
-        """The validated grid as plain JSON-able data (stored with the sweep)."""
-        return self.model_dump(mode="json")
+        """The validated grid as plain JSON-able data (stored with the sweep); for a grid whose
+        model is the program's own, only what the file sets (no built-in trainer defaults)."""
+        return self.model_dump(mode="json", exclude_unset=self.standalone)
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,8 +717,8 @@ def _dotted(loc: tuple[Any, ...]) -> str:
         if isinstance(item, int):
             parts.append(f"[{item}]")
             continue
-        # the discriminated union adds the tag ("gpt"/"lstm") after "model": drop it
-        if i == 1 and loc[0] == "model" and item in ("gpt", "lstm"):
+        # the discriminated union adds the tag ("gpt"/"lstm"/"custom") after "model": drop it
+        if i == 1 and loc[0] == "model" and item in ("gpt", "lstm", "custom"):
             continue
         # field validators on a whole model add no loc; skip pydantic's internal tags
         if "[" in str(item) or str(item).startswith("function-"):
@@ -426,7 +737,8 @@ def _describe(err: Mapping[str, Any]) -> str:
     if kind == "extra_forbidden":
         return "unknown key (not part of the grid format)"
     if kind == "union_tag_invalid":
-        return "expected family 'gpt' or 'lstm'"
+        return ("expected family 'gpt' or 'lstm' (or none: a command cell's own model, "
+                "given by params or sizes)")
     if kind == "union_tag_not_found":
         return "required field is missing (expected 'gpt' or 'lstm')"
     if kind == "string_pattern_mismatch" and err.get("loc") == ("name",):
@@ -452,7 +764,9 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
         text = _describe(e)
         refined = re.match(r"@([\w.\[\]]+): (.*)", text)
         if refined:  # a whole-table validator naming the exact field: "@options.x: ..."
-            path, text = f"{path}.{refined.group(1)}", refined.group(2)
+            inner = refined.group(1)
+            path = inner if path == "(top level)" else f"{path}.{inner}"
+            text = refined.group(2)
         lines.append(f"{source}: {path}: {text}")
     shown = lines[:MAX_ERRORS_SHOWN]
     if len(lines) > MAX_ERRORS_SHOWN:

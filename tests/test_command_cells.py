@@ -119,9 +119,9 @@ def _sweep_run(grid: Path, url: str) -> subprocess.Popen:
 def _program_of(parent: psutil.Process, run_key: str) -> psutil.Process | None:
     for proc in parent.children(recursive=True):
         try:
-            if proc.environ().get("SCALETRACK_RUN") == run_key and "train.py" in " ".join(
-                proc.cmdline()
-            ):
+            cmdline = " ".join(proc.cmdline())
+            if (proc.environ().get("SCALETRACK_RUN") == run_key and "train.py" in cmdline
+                    and "cell_guard.py" not in cmdline):  # the program, not its guardian
                 return proc
         except psutil.Error:
             continue
