@@ -1,19 +1,23 @@
 """Exports: runs, metrics, evals and fits as CSV, parquet (pyarrow) or JSON lines.
 
 `export_frame` returns the table (the Store's DataFrames, filtered to a sweep and/or a tag);
-`write_frame` writes it. Nested values (a run's config, a fit's payload) are JSON text in
-CSV and parquet, and tags a list (joined with ";" in CSV); JSON lines keep them nested.
+`write_frame` writes it (format from the extension unless given; atomically: a temporary
+file in the target folder renamed over the target). Nested values (a run's config, a fit's
+payload) are JSON text in CSV and parquet, and tags a list (joined with ";" in CSV); JSON
+lines keep them nested.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from scaletrack.errors import ConfigError, DataError
+from scaletrack.errors import ConfigError, DataError, one_line
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
@@ -57,28 +61,91 @@ def _flat(frame: pd.DataFrame, list_sep: str | None) -> pd.DataFrame:
     return out
 
 
-def write_frame(frame: pd.DataFrame, path: str | Path, fmt: str) -> Path:
-    """Write `frame` as csv, parquet or jsonl; returns the path."""
-    path = Path(path)
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    if path.parent and not path.parent.exists():
+EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
+              ".ndjson": "jsonl"}
+
+
+def infer_format(path: str | Path, fmt: str | None) -> str:
+    """The format to write: `fmt` when given (it must agree with a known extension of
+    `path`), else the one `path`'s extension names; an unknown extension is a ConfigError."""
+    suffix = Path(path).suffix.lower()
+    named = EXTENSIONS.get(suffix)
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise ConfigError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        if named is not None and named != fmt:
+            raise ConfigError(f"--format {fmt} but {Path(path).name!r} names {named}; drop "
+                              "--format or change the extension")
+        return fmt
+    if named is None:
+        raise ConfigError(f"cannot tell the format of {Path(path).name!r} from its extension "
+                          f"{suffix or '(none)'!r}: use .csv, .parquet or .jsonl, or --format")
+    return named
+
+
+def _target(path: Path) -> Path:
+    """Where to write: symlinks followed; an existing target must be a regular file, and its
+    folder must exist."""
+    from scaletrack.store.importers.checks import special_kind
+
+    real = Path(os.path.realpath(path))
+    kind = special_kind(real)
+    if kind is not None:
+        raise DataError(f"cannot export to {str(path)!r}: it is {kind}")
+    if not real.parent.is_dir():
         raise DataError(f"folder {str(path.parent)!r} does not exist")
-    if fmt == "csv":
-        _flat(frame, ";").to_csv(path, index=False)
-    elif fmt == "parquet":
+    return real
+
+
+def write_frame(frame: pd.DataFrame, path: str | Path, fmt: str | None = None) -> Path:
+    """Write `frame` as csv, parquet or jsonl (`fmt`, else from the extension); returns the
+    path. The file is written to a temporary file in the same folder, flushed to disk and
+    renamed over the target, so a failed export (a full disk, a killed process) leaves any
+    previous file as it was. FIFOs, folders and devices are refused."""
+    path = Path(path)
+    fmt = infer_format(path, fmt)
+    if fmt == "parquet":
         try:
             import pyarrow  # noqa: F401
         except ImportError:
             raise ConfigError("parquet needs pyarrow: pip install 'scaletrack[parquet]'") \
                 from None
-        _flat(frame, None).to_parquet(path, index=False)
-    else:  # json.dumps writes the shortest repr that reads back to the same float64
-        with path.open("w", encoding="utf-8") as fh:
-            for record in frame.to_dict(orient="records"):
-                fh.write(json.dumps({k: _plain(v) for k, v in record.items()},
-                                    default=str) + "\n")
+    real = _target(path)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
+    except OSError as exc:
+        raise DataError(f"cannot write {str(path)!r}: cannot create a file in "
+                        f"{str(real.parent)!r} ({exc.strerror})") from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if fmt == "csv":
+                _flat(frame, ";").to_csv(fh, index=False)
+            elif fmt == "parquet":
+                _flat(frame, None).to_parquet(fh, index=False)
+            else:  # json.dumps writes the shortest repr that reads back to the same float64
+                for record in frame.to_dict(orient="records"):
+                    fh.write((json.dumps({k: _plain(v) for k, v in record.items()},
+                                         default=str) + "\n").encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        mode = real.stat().st_mode & 0o777 if real.exists() else 0o666 & ~_umask()
+        os.chmod(tmp, mode)
+        os.replace(tmp, real)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"cannot write {str(path)!r}: {exc.strerror or one_line(exc)}; "
+                        "any previous file is unchanged") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _plain(value: Any) -> Any:

@@ -47,7 +47,8 @@ def test_mlflow_import_then_parquet_export_equal(tmp_path: Path,
     res = runner.invoke(app, ["import", "mlflow", "--tracking-uri", uri, "--experiment",
                               "ladder", "--store", url])
     assert res.exit_code == 0, res.output
-    assert "imported 2 MLflow runs (2 new) from 1 experiment(s): 62 metric values" in res.output
+    assert ("imported 2 MLflow runs (2 new, 0 updated) from 1 experiment(s): 62 metric values "
+            "(62 new)") in res.output
     out = tmp_path / "metrics.parquet"
     res = runner.invoke(app, ["export", "metrics", "--format", "parquet", "-o", str(out),
                               "--sweep", "ladder", "--store", url])
@@ -101,8 +102,8 @@ def test_history_import_and_every_export_format(tmp_path: Path) -> None:
     res = runner.invoke(app, ["import", "history", str(history), "--tokens-col", "tokens",
                               "--sizes", str(sizes), "--sweep", "wandb", "--store", url])
     assert res.exit_code == 0, res.output
-    assert "imported 20 rows: 2 runs (2 new), 30 metric values (train/loss, val/loss)" \
-        in res.output
+    assert ("imported 20 rows from history.csv: 2 runs (2 new, 0 updated), 30 metric values "
+            "(30 new) of train/loss, val/loss") in res.output
     with Store.open(url) as store:
         runs = store.runs(sweep="wandb").set_index("name")
         key = runs.loc["big", "run_key"]

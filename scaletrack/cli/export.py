@@ -1,4 +1,5 @@
-"""`scaletrack export runs|metrics|evals|fits --format csv|parquet|jsonl -o FILE`."""
+"""`scaletrack export runs|metrics|evals|fits -o FILE [--format csv|parquet|jsonl]`: the format
+from FILE's extension unless given; written atomically (see `store.exporters.write_frame`)."""
 
 from __future__ import annotations
 
@@ -26,18 +27,20 @@ class Format(StrEnum):
 def export_command(
     table: Table = typer.Argument(..., help="What to export."),
     output: Path = typer.Option(..., "-o", "--output", help="File to write."),
-    fmt: Format = typer.Option(Format.csv, "--format", help="csv, parquet (pyarrow) or jsonl."),
+    fmt: Format | None = typer.Option(None, "--format", help="csv, parquet (pyarrow) or jsonl; "
+                                      "default: from the extension of -o."),
     sweep: str | None = typer.Option(None, "--sweep", help="Only this sweep's runs."),
     tag: str | None = typer.Option(None, "--tag", help="Only runs carrying this tag."),
     store: str | None = StoreOption,
 ) -> None:
     """Export a table of the store (filtered to a sweep and/or a tag)."""
-    from scaletrack.store.exporters import export_frame, write_frame
+    from scaletrack.store.exporters import export_frame, infer_format, write_frame
 
-    with store_session(store) as st:
+    chosen = infer_format(output, None if fmt is None else fmt.value)  # before any work
+    with store_session(store, create=False) as st:
         frame = export_frame(st, table.value, sweep=sweep, tag=tag)
-        write_frame(frame, output, fmt.value)
-    console.print(f"wrote {len(frame)} {table.value} rows to {output}", markup=False,
+    write_frame(frame, output, chosen)
+    console.print(f"wrote {len(frame)} {table.value} rows to {output} ({chosen})", markup=False,
                   highlight=False, soft_wrap=True)
 
 

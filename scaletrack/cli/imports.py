@@ -2,16 +2,66 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
-from scaletrack.cli.common import StoreOption, console, store_session
+from scaletrack.cli.common import StoreOption, console, err_console, store_session
+
+PROGRESS_AFTER_S = 2.0  # an import shorter than this shows no progress
+PROGRESS_EVERY_S = 5.0  # seconds between plain progress lines (stderr not a terminal)
 
 import_app = typer.Typer(
     help="Import results from lm-evaluation-harness, MLflow or a long history table.",
     no_args_is_help=True,
 )
+
+
+def say(text: str) -> None:
+    """Print a result line: user text literally (no Rich markup, no highlighting)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def skipped_values(count: int, first: Sequence[tuple[str, str]]) -> str:
+    """'; skipped 3 NaN or infinite values (first: line 5 'loss', ...)' or ''."""
+    if not count:
+        return ""
+    shown = ", ".join(f"{where} {what!r}" for where, what in first)
+    return f"; skipped {count:,} NaN or infinite values (first: {shown})"
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress callback `(done, total)` for long inputs: once PROGRESS_AFTER_S seconds
+    have passed, a Rich bar on stderr when it is a terminal, else a plain line on stderr at
+    most every PROGRESS_EVERY_S seconds. A short import shows nothing."""
+    import time
+
+    state: dict = {"bar": None, "task": None, "start": time.monotonic(), "last": 0.0}
+
+    def update(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - state["start"] < PROGRESS_AFTER_S:
+            return
+        if err_console.is_terminal:
+            if state["bar"] is None:
+                from rich.progress import Progress
+
+                state["bar"] = Progress(console=err_console, transient=True)
+                state["bar"].start()
+                state["task"] = state["bar"].add_task(label, total=total)
+            state["bar"].update(state["task"], completed=done)
+        elif now - state["last"] >= PROGRESS_EVERY_S or done == total:
+            state["last"] = now
+            err_console.print(f"{label}: {done:,} / {total:,}", markup=False, highlight=False)
+
+    try:
+        yield update
+    finally:
+        if state["bar"] is not None:
+            state["bar"].stop()
 
 
 def _refresh_ideas(store) -> list[int]:
@@ -32,16 +82,15 @@ def lm_eval_command(
     """Import lm-evaluation-harness output (0.3 and 0.4+ formats) as external checkpoints."""
     from scaletrack.store.importers.lm_eval import import_lm_eval, read_sizes
 
-    with store_session(store) as st:
-        table = read_sizes(sizes)
-        report = import_lm_eval(st, paths, table, sweep=sweep)
+    table = read_sizes(sizes)
+    with store_session(store) as st, progress_bar("reading result files") as progress:
+        report = import_lm_eval(st, paths, table, sweep=sweep,
+                                progress=progress)
         due = _refresh_ideas(st)
-    console.print(
-        f"imported {report.files} files: {len(report.models)} models ({report.runs_new} new "
+    say(f"imported {report.files} files: {len(report.models)} models ({report.runs_new} new "
         f"runs), {report.checkpoints} external checkpoints, {report.evals} eval rows"
-        + (f"; ideas now due: {', '.join(map(str, due))}" if due else ""),
-        markup=False, highlight=False, soft_wrap=True,
-    )
+        + skipped_values(report.nonfinite, report.nonfinite_cells)
+        + (f"; ideas now due: {', '.join(map(str, due))}" if due else ""))
 
 
 @import_app.command("history")
@@ -58,20 +107,65 @@ def history_command(
     """Import a long table (run, step, one column per metric), e.g. a W&B history export."""
     from scaletrack.store.importers.history import import_history, read_table
 
-    with store_session(store) as st:
-        frame = read_table(file)
+    frame = read_table(file)
+    with store_session(store) as st, progress_bar("checking rows") as progress:
         report = import_history(st, frame, run_col=run_col, step_col=step_col,
                                 tokens_col=tokens_col, sweep=sweep, sizes=sizes,
-                                source=file.name)
-    console.print(f"imported {report.rows} rows: {report.runs} runs ({report.runs_new} new), "
-                  f"{report.metric_rows} metric values ({', '.join(report.metrics)})",
-                  markup=False, highlight=False, soft_wrap=True)
+                                source=file.name, progress=progress)
+    say(f"imported {report.rows:,} rows from {file.name}: {report.runs} runs "
+        f"({report.runs_new} new, {report.runs_updated} updated), {report.metric_rows:,} "
+        f"metric values ({report.metric_rows_new:,} new) of {', '.join(report.metrics)}"
+        + skipped_values(report.nonfinite, report.nonfinite_cells)
+        + (f"; skipped columns without numbers: {', '.join(report.skipped_columns)}"
+           if report.skipped_columns else ""))
+
+
+@import_app.command("wandb")
+def wandb_command(
+    paths: list[Path] = typer.Argument(..., help="W&B run folders (wandb/offline-run-*, "
+                                       "wandb/run-*), wandb/ folders, or .wandb files."),
+    params_key: str | None = typer.Option(None, "--params-key", help="Config (or summary) "
+                                          "key holding N, parameters; dots reach into "
+                                          "nested config (model.n_params)."),
+    tokens_key: str | None = typer.Option(None, "--tokens-key", help="Config (or summary) "
+                                          "key holding D, training tokens."),
+    sizes: Path | None = typer.Option(None, "--sizes", help="CSV run,params[,tokens] (run = "
+                                      "W&B run name or id): N and D of each run."),
+    loss_key: str | None = typer.Option(None, "--loss-key", help="History key whose last "
+                                        "value is the final loss (default: val/loss, "
+                                        "eval/loss, loss, train/loss)."),
+    sweep: str | None = typer.Option(None, "--sweep", help="Sweep to file the runs under "
+                                     "(default: the W&B project)."),
+    store: str | None = StoreOption,
+) -> None:
+    """Import W&B runs from disk (config, history, summary, name, state) with the wandb SDK's
+    own reader; N and D from the keys you name, never guessed."""
+    from scaletrack.store.importers.wandb import MAX_KEYS_SHOWN, import_wandb
+
+    with store_session(store) as st, progress_bar("reading W&B runs") as progress:
+        report = import_wandb(st, paths, sweep=sweep, params_key=params_key,
+                              tokens_key=tokens_key, sizes=sizes, loss_key=loss_key,
+                              progress=progress)
+    def first(names: Sequence[str]) -> str:
+        shown = ", ".join(names[:MAX_KEYS_SHOWN])
+        return shown + (f" and {len(names) - MAX_KEYS_SHOWN} more"
+                        if len(names) > MAX_KEYS_SHOWN else "")
+
+    say(f"imported {report.runs} W&B runs ({report.runs_new} new, {report.runs_updated} "
+        f"updated) from {report.logs} run logs: {report.metric_rows:,} metric values "
+        f"({report.metric_rows_new:,} new)"
+        + skipped_values(report.nonfinite, report.nonfinite_cells)
+        + (f"; skipped non-numeric keys: {first(report.skipped_keys)}"
+           if report.skipped_keys else "")
+        + (f"; still running: {first(report.running)}" if report.running else "")
+        + (f"; N or D unknown (name --params-key/--tokens-key or --sizes): "
+           f"{first(report.unsized)}" if report.unsized else ""))
 
 
 @import_app.command("mlflow")
 def mlflow_command(
     tracking_uri: str = typer.Option(..., "--tracking-uri", help="MLflow tracking URI "
-                                     "(file:///path/mlruns, http://host:5000, ...)."),
+                                     "(file:///path/mlruns or a path, http://host:5000, ...)."),
     experiment: list[str] = typer.Option([], "--experiment", help="Experiment name "
                                          "(repeatable; default all)."),
     sweep: str | None = typer.Option(None, "--sweep", help="Sweep to file the runs under "
@@ -86,9 +180,13 @@ def mlflow_command(
     with store_session(store) as st:
         report = import_mlflow(st, tracking_uri, experiments=experiment or None, sweep=sweep,
                                params_key=params_key, tokens_key=tokens_key)
-    console.print(f"imported {report.runs} MLflow runs ({report.runs_new} new) from "
-                  f"{report.experiments} experiment(s): {report.metric_rows} metric values",
-                  markup=False, highlight=False, soft_wrap=True)
+    say(f"imported {report.runs} MLflow runs ({report.runs_new} new, {report.runs_updated} "
+        f"updated) from {report.experiments} experiment(s): {report.metric_rows:,} metric "
+        f"values ({report.metric_rows_new:,} new)"
+        + skipped_values(report.nonfinite, report.nonfinite_cells)
+        + (f"; {report.long_tags} tags over 200 characters kept only in the run's config"
+           if report.long_tags else "")
+        + (f"; still running: {', '.join(report.running[:5])}" if report.running else ""))
 
 
 def register(app: typer.Typer) -> None:

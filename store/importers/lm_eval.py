@@ -16,15 +16,20 @@ revision); a model missing from it is a one-line DataError naming it. Each file 
 external checkpoint (N, tokens = step × tokens_per_step, FLOPs = 6·N·tokens) of a run per
 model (family "imported", named after the model), with one eval row per task × metric (value,
 stderr, shot count). Importing the same file again changes nothing.
+
+Every file is read and checked before anything is written, then all are written in one
+transaction: a file over 256 MiB or nested deeper than 64 levels, an integer beyond 64 bits,
+a step or token count beyond 64 bits, a shot count beyond 2^31 is a one-line error naming the
+file and field. NaN and ±inf results are skipped and counted (a NaN stderr is stored as
+missing).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,9 +37,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from scaletrack.errors import DataError
+from scaletrack.store.importers import checks
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
+    from scaletrack.store.store import Store
 
 SIZES_COLUMNS = ("model", "params", "tokens_per_step")
 _STEP = re.compile(r"^(?:step|global_step)[_-]?(\d+)$")
@@ -62,6 +69,7 @@ class EvalFile:
     model_args: str
     rows: tuple[tuple[str, str, float, float | None, int | None], ...]
     sha256: str
+    nonfinite: tuple[tuple[str, str], ...] = ()  # (task, metric) of NaN/inf results skipped
 
 
 @dataclass(frozen=True)
@@ -73,16 +81,17 @@ class ImportReport:
     runs_new: int
     checkpoints: int
     evals: int
+    nonfinite: int = 0
+    nonfinite_cells: tuple[tuple[str, str], ...] = ()  # (file name, task/metric), first few
 
 
 def read_sizes(path: str | Path) -> dict[str, ModelSize]:
     """The sizes table: columns model, params, tokens_per_step (and optionally tokens)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"sizes file {str(path)!r} does not exist")
+    path = checks.regular_file(path, "sizes file")
     try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
+            ValueError) as exc:
         raise DataError(f"cannot read sizes file {str(path)!r}: "
                         f"{str(exc).splitlines()[0]}") from None
     missing = [c for c in SIZES_COLUMNS if c not in df.columns]
@@ -91,30 +100,17 @@ def read_sizes(path: str | Path) -> dict[str, ModelSize]:
                         f"{', '.join(SIZES_COLUMNS)} (optional: tokens)")
     sizes: dict[str, ModelSize] = {}
     for i, row in df.iterrows():
-        model = str(row["model"]).strip()
-        params = _whole(row["params"], f"{path.name} row {i + 2}: params")
-        if params is None or params <= 0:
-            raise DataError(f"sizes file {path.name} row {i + 2}: params of {model!r} must be a "
-                            "positive number")
-        per_step = _whole(row["tokens_per_step"], f"{path.name} row {i + 2}: tokens_per_step")
-        tokens = _whole(row["tokens"], f"{path.name} row {i + 2}: tokens") \
-            if "tokens" in df.columns else None
+        at = f"sizes file {path.name} line {int(i) + 2}"
+        model = checks.text(str(row["model"]).strip(), f"{at}: model")
+        params = checks.whole(row["params"], f"{at}: params of {model!r}", minimum=1,
+                              required=True)
+        per_step = checks.whole(row["tokens_per_step"], f"{at}: tokens_per_step", minimum=1)
+        tokens = checks.whole(row["tokens"], f"{at}: tokens") if "tokens" in df.columns \
+            else None
         if model in sizes:
             raise DataError(f"sizes file {path.name}: model {model!r} is listed twice")
-        sizes[model] = ModelSize(model, params, per_step, tokens)
+        sizes[model] = ModelSize(model, int(params or 0), per_step, tokens)
     return sizes
-
-
-def _whole(value: Any, what: str) -> int | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise DataError(f"{what}: expected a number, got {value!r}") from None
-    if not math.isfinite(number) or number < 0:
-        raise DataError(f"{what}: expected a non-negative number, got {value!r}")
-    return int(round(number))
 
 
 def find_result_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -122,12 +118,11 @@ def find_result_files(paths: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for item in paths:
         p = Path(item)
-        if p.is_dir():
+        kind = checks.special_kind(p)
+        if kind == "a folder":
             found.extend(sorted(q for q in p.rglob("*.json") if q.is_file()))
-        elif p.is_file():
-            found.append(p)
         else:
-            raise DataError(f"{str(p)!r} does not exist")
+            found.append(checks.regular_file(p, "result file"))
     if not found:
         raise DataError("no .json result files in " + ", ".join(str(p) for p in paths))
     return found
@@ -146,6 +141,7 @@ def _model_args(config: Any) -> dict[str, str]:
 
 
 def _number(value: Any) -> float | None:
+    """A number (NaN and ±inf included, counted by the caller); None for anything else."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
@@ -154,11 +150,7 @@ def _number(value: Any) -> float | None:
 def parse_file(path: str | Path) -> EvalFile:
     """Read one lm-eval result file (either format); DataError names the file on a problem."""
     path = Path(path)
-    raw = path.read_bytes()
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not JSON ({exc})") from None
+    data, raw = checks.load_json(path)
     if not isinstance(data, Mapping) or not isinstance(data.get("results"), Mapping):
         raise DataError(f"{path}: not an lm-evaluation-harness result file (no 'results')")
     config = data.get("config") if isinstance(data.get("config"), Mapping) else {}
@@ -167,10 +159,11 @@ def parse_file(path: str | Path) -> EvalFile:
     if not name:
         raise DataError(f"{path}: no model name (no pretrained= in config.model_args, "
                         "no model_name)")
-    model = name.rstrip("/").rsplit("/", 1)[-1]
+    model = checks.text(name.rstrip("/").rsplit("/", 1)[-1] or name, f"{path}: model name")
     revision = args.get("revision", "")
     match = _STEP.match(revision)
-    step = int(match.group(1)) if match else None
+    step = checks.whole(match.group(1), f"{path}: revision {revision[:40]!r}") if match \
+        else None
     if revision and match is None and revision not in ("main", "master"):
         raise DataError(f"{path}: revision {revision!r} is not of the form stepN")
     new_format = isinstance(data.get("n-shot"), Mapping) or any(
@@ -178,14 +171,16 @@ def parse_file(path: str | Path) -> EvalFile:
         for metrics in data["results"].values()
     )
     shots_by_task = data.get("n-shot") if isinstance(data.get("n-shot"), Mapping) else {}
-    default_shots = _whole(config.get("num_fewshot"), f"{path}: config.num_fewshot") \
-        if config.get("num_fewshot") is not None else None
+    default_shots = checks.whole(config.get("num_fewshot"), f"{path}: config.num_fewshot",
+                                 maximum=checks.INT32_MAX)
     rows: list[tuple[str, str, float, float | None, int | None]] = []
+    nonfinite: list[tuple[str, str]] = []
     for task, metrics in data["results"].items():
         if not isinstance(metrics, Mapping):
             continue
+        task = checks.text(task, f"{path}: task name")
         shots = shots_by_task.get(task, default_shots)
-        shots = None if shots is None else _whole(shots, f"{path}: n-shot of {task}")
+        shots = checks.whole(shots, f"{path}: n-shot of {task}", maximum=checks.INT32_MAX)
         values: dict[str, float] = {}
         stderrs: dict[str, float | None] = {}
         for key, value in metrics.items():
@@ -193,21 +188,26 @@ def parse_file(path: str | Path) -> EvalFile:
             metric = base if filt in ("", "none") else f"{base},{filt}"
             if base.endswith("_stderr"):
                 stem = base[: -len("_stderr")]
-                stderrs[stem if filt in ("", "none") else f"{stem},{filt}"] = _number(value)
+                stderrs[stem if filt in ("", "none") else f"{stem},{filt}"] = checks.finite(value)
                 continue
             number = _number(value)
-            if number is not None:
+            if number is None:
+                continue
+            checks.text(metric, f"{path}: metric name of {task}")
+            if math.isfinite(number):
                 values[metric] = number
+            else:
+                nonfinite.append((task, metric))
         for metric, value in values.items():
             rows.append((str(task), metric, value, stderrs.get(metric), shots))
-    if not rows:
+    if not rows and not nonfinite:
         raise DataError(f"{path}: no numeric results")
     return EvalFile(
         path=path, format="0.4" if new_format else "0.3", model=model, step=step,
         n_shot=default_shots if default_shots is not None else (
             next(iter({r[4] for r in rows})) if len({r[4] for r in rows}) == 1 else None),
         model_args=str(config.get("model_args", "")), rows=tuple(rows),
-        sha256=hashlib.sha256(raw).hexdigest(),
+        sha256=hashlib.sha256(raw).hexdigest(), nonfinite=tuple(nonfinite),
     )
 
 
@@ -216,31 +216,50 @@ def _tokens(result: EvalFile, size: ModelSize) -> int:
         if size.tokens_per_step is None:
             raise DataError(f"{result.path}: model {result.model!r} has no tokens_per_step in "
                             "the sizes file")
-        return result.step * size.tokens_per_step
+        tokens = result.step * size.tokens_per_step
+        if tokens > checks.INT64_MAX:
+            raise DataError(f"{result.path}: step {result.step:,} x {size.tokens_per_step:,} "
+                            "tokens per step is beyond the store's 64-bit integers")
+        return tokens
     if size.tokens is None:
         raise DataError(f"{result.path}: no revision=stepN in model_args and no tokens for "
                         f"{result.model!r} in the sizes file; the tokens seen are unknown")
     return size.tokens
 
 
-def import_lm_eval(store: StoreLike, paths: Iterable[str | Path], sizes: Mapping[str, ModelSize], *,
-                   sweep: str | None = None) -> ImportReport:
+def import_lm_eval(store: Store, paths: Iterable[str | Path], sizes: Mapping[str, ModelSize], *,
+                   sweep: str | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> ImportReport:
     """Import every result file under `paths` (see the module docstring).
 
-    All files are read and checked against `sizes` before anything is written, so a missing
-    model leaves the store untouched.
+    All files are read and checked against `sizes` before anything is written, then
+    everything is written in one transaction, so any problem leaves the store untouched.
+    `progress(files_read, files)` is called as files are read.
     """
+    from scaletrack.store.importers.apply import (
+        ImportPlan,
+        PlannedCheckpoint,
+        PlannedRun,
+        apply_plan,
+    )
     from scaletrack.store.records import CheckpointRecord, RunRecord, make_run_key
 
-    parsed = [parse_file(p) for p in find_result_files(paths)]
+    files = find_result_files(paths)
+    if sweep is not None:
+        checks.text(sweep, "--sweep")
+    parsed = []
+    for i, path in enumerate(files):
+        parsed.append(parse_file(path))
+        if progress is not None:
+            progress(i + 1, len(files))
     for result in parsed:
         if result.model not in sizes:
             raise DataError(f"model {result.model!r} ({result.path}) is not in the sizes file; "
                             "add a row: model,params,tokens_per_step")
-    planned = [(r, sizes[r.model], _tokens(r, sizes[r.model])) for r in parsed]
-    if sweep is not None and sweep not in set(store.sweeps()["name"]):
-        store.upsert_sweep(sweep, {"imported_from": "lm-eval"})
-    runs_new = 0
+    # A file whose every result is NaN/inf adds no checkpoint (an empty one would count as
+    # "evaluated at this scale").
+    planned = [(r, sizes[r.model], _tokens(r, sizes[r.model])) for r in parsed if r.rows]
+    plan = ImportPlan(sweeps={} if sweep is None else {sweep: {"imported_from": "lm-eval"}})
     run_keys: dict[str, str] = {}
     max_tokens: dict[str, int] = {}
     for result, _, tokens in planned:
@@ -249,22 +268,21 @@ def import_lm_eval(store: StoreLike, paths: Iterable[str | Path], sizes: Mapping
         n = sizes[model].params
         key = make_run_key({"source": "lm-eval", "model": model, "sweep": sweep})
         existing = store.get_run(key)
-        d = max(max_tokens[model], existing.D or 0) if existing is not None else max_tokens[model]
-        if existing is None:
-            runs_new += 1
-            store.ensure_run(RunRecord(
-                run_key=key, sweep=sweep, family="imported", config={"source": "lm-eval",
-                                                                     "model": model},
-                N=n, N_total=n, D=d, C=6.0 * n * d, status="finished", name=model,
-            ))
-        elif d != existing.D:
-            store.update_run(key, D=d, C=6.0 * n * d)
+        d = max(max_tokens[model], (existing.D or 0) if existing is not None else 0)
+        c = 6.0 * n * d
+        if not math.isfinite(c):
+            raise DataError(f"model {model!r}: 6 x N x D overflows ({n:,} x {d:,})")
+        plan.runs.append(PlannedRun(record=RunRecord(
+            run_key=key, sweep=sweep, family="imported",
+            config={"source": "lm-eval", "model": model}, N=n, N_total=n, D=d, C=c,
+            status="finished", name=model,
+            note=None if existing is None else existing.note,
+        )))
         run_keys[model] = key
-    evals = 0
     for result, size, tokens in planned:
         where = f"step{result.step}" if result.step is not None else "final"
         shots = "" if result.n_shot is None else f"/{result.n_shot}-shot"
-        ckpt_id = store.add_checkpoint(CheckpointRecord(
+        plan.checkpoints.append(PlannedCheckpoint(record=CheckpointRecord(
             id=None, run_key=run_keys[result.model], kind="external", N=size.params,
             tokens=tokens, flops=6.0 * size.params * tokens, step=result.step,
             path=f"lm-eval:{result.model}@{where}{shots}:{result.sha256[:16]}", sha256=None,
@@ -272,10 +290,13 @@ def import_lm_eval(store: StoreLike, paths: Iterable[str | Path], sizes: Mapping
             meta={"source": str(result.path), "format": result.format, "model": result.model,
                   "model_args": result.model_args, "n_shot": result.n_shot,
                   "file_sha256": result.sha256},
-        ))
-        evals += store.add_evals(ckpt_id, result.rows)
-    return ImportReport(files=len(parsed), models=tuple(sorted(max_tokens)), runs_new=runs_new,
-                        checkpoints=len(planned), evals=evals)
+        ), evals=result.rows))
+    applied = apply_plan(store, plan)
+    cells = [(r.path.name, f"{task}/{metric}") for r in parsed for task, metric in r.nonfinite]
+    return ImportReport(files=len(planned), models=tuple(sorted(max_tokens)),
+                        runs_new=applied.runs_new, checkpoints=applied.checkpoints,
+                        evals=applied.evals, nonfinite=len(cells),
+                        nonfinite_cells=tuple(cells[:3]))
 
 
 def task_ladder(store: StoreLike, task: str, *, acc_metric: str = "acc", loss_metric: str = "ppl",
