@@ -83,11 +83,12 @@ def infer_format(path: str | Path, fmt: str | None) -> str:
     return named
 
 
-def _target(path: Path) -> Path:
+def check_target(path: str | Path) -> Path:
     """Where to write: symlinks followed; an existing target must be a regular file, and its
     folder must exist."""
     from scaletrack.store.importers.checks import special_kind
 
+    path = Path(path)
     real = Path(os.path.realpath(path))
     kind = special_kind(real)
     if kind is not None:
@@ -110,7 +111,7 @@ def write_frame(frame: pd.DataFrame, path: str | Path, fmt: str | None = None) -
         except ImportError:
             raise ConfigError("parquet needs pyarrow: pip install 'scaletrack[parquet]'") \
                 from None
-    real = _target(path)
+    real = check_target(path)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
     except OSError as exc:

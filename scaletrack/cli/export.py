@@ -34,9 +34,10 @@ def export_command(
     store: str | None = StoreOption,
 ) -> None:
     """Export a table of the store (filtered to a sweep and/or a tag)."""
-    from scaletrack.store.exporters import export_frame, infer_format, write_frame
+    from scaletrack.store.exporters import check_target, export_frame, infer_format, write_frame
 
     chosen = infer_format(output, None if fmt is None else fmt.value)  # before any work
+    check_target(output)
     with store_session(store, create=False) as st:
         frame = export_frame(st, table.value, sweep=sweep, tag=tag)
     write_frame(frame, output, chosen)
