@@ -32,6 +32,7 @@ Checkpoints and evaluations
 Tracking your own trainer
     init(sweep=..., config=..., params=N, tokens=D)   a run that logs metrics, evals and
                                      checkpoints into the store (scaletrack.tracking)
+    count_params(model)              total and non-embedding parameters of a torch module
 Errors
     ScaletrackError, ConfigError, DataError, StoreError
 """

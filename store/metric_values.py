@@ -103,9 +103,8 @@ def coerce_metric_values(values: Mapping[Any, Any]) -> CoercedValues:
         return out
     kept = out.values
     for key, value in values.items():
-        kind = type(value)
-        if (kind is float or kind is int) and key in _CHECKED_NAMES:  # the common case
-            kept[key] = float(value)
+        if type(value) is float and key in _CHECKED_NAMES:  # the common case
+            kept[key] = value
         else:
             _one(key, value, "", out, 0)
     return out

@@ -333,15 +333,18 @@ def test_fits_roundtrip(store: Store):
     assert len(frame) == 2
 
 
-def test_metric_writer_error_surfaces_on_flush_and_writer_recovers(store: Store):
+def test_metric_writer_drops_an_unreadable_value_alone(store: Store):
+    """A value the writer cannot read costs only itself: one warning, the batch is written."""
+    from scaletrack.store.writer import MetricValueWarning
+
     store.ensure_run(_run("bad"))
     with store.metric_writer("bad", batch_size=10, flush_interval_s=10.0) as writer:
         writer.log("x", 0, "not a number")  # type: ignore[arg-type]
-        with pytest.raises(StoreError, match="writing metrics of run bad failed"):
-            writer.flush()
         writer.log("x", 1, 2.0)
-        writer.flush()
-    assert store.metrics(["bad"])["step"].tolist() == [1]
+        writer.log("y", 1, 3.0)
+        with pytest.warns(MetricValueWarning, match="'x' at step 0 could not be read"):
+            writer.flush()
+    assert store.metrics(["bad"])[["name", "step"]].values.tolist() == [["x", 1], ["y", 1]]
 
 
 def test_open_store_with_unknown_newer_revision_is_a_store_error(store_url: str):
