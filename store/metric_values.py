@@ -70,8 +70,9 @@ def _torch_scalar(value: Any) -> tuple[Any, str | None]:
     return value.detach(), None
 
 
-def _scalar(value: Any) -> tuple[Any, str | None]:
-    """(value to store, None) or (None, why it is refused)."""
+def scalar_value(value: Any) -> tuple[Any, str | None]:
+    """(value to store, None) or (None, why it is refused): one logged value by the rules of
+    the module docstring (a 0-d tensor comes back as the tensor)."""
     if isinstance(value, numbers.Real):  # int, float, bool, numpy real scalars, Fraction
         try:
             return float(value), None
@@ -131,7 +132,7 @@ def _one(key: Any, value: Any, prefix: str, out: CoercedValues, depth: int) -> N
     kept = None
     if why is None:
         _CHECKED_NAMES.add(name)
-        kept, why = _scalar(value)
+        kept, why = scalar_value(value)
     if why is not None:
         out.refused.append(Refused(_printable(name), why))
     else:

@@ -850,9 +850,20 @@ class Store:
         )
         try:
             with write_transaction(self._engine) as conn:
+                self._check_checkpoint_claim(conn, checkpoint_id)
                 conn.execute(stmt)
         except sa.exc.IntegrityError:
             raise StoreError(f"unknown checkpoint id {checkpoint_id}") from None
+
+    def _check_checkpoint_claim(self, conn: Connection, checkpoint_id: int) -> None:
+        """`_check_claim` for the run owning a checkpoint (only when this Store holds claims)."""
+        if not self._claims:
+            return
+        c, r = schema.checkpoints, schema.runs
+        owner = conn.execute(sa.select(r.c.run_key).select_from(
+            c.join(r, c.c.run_id == r.c.id)).where(c.c.id == int(checkpoint_id))).scalar()
+        if owner is not None:
+            self._check_claim(conn, owner)
 
     def add_evals(self, checkpoint_id: int,
                   rows: Iterable[tuple[str, str, float, float | None, int | None]]) -> int:
@@ -875,6 +886,7 @@ class Store:
         )
         try:
             with write_transaction(self._engine) as conn:
+                self._check_checkpoint_claim(conn, checkpoint_id)
                 conn.execute(stmt, values)
         except sa.exc.IntegrityError:
             raise StoreError(f"unknown checkpoint id {checkpoint_id}") from None

@@ -322,3 +322,25 @@ def test_torchrun_two_ranks_log_one_run(tmp_path: Path) -> None:
     assert loss["value"].tolist() == [(2 * s + 100) / 2 for s in range(20)]
     assert set(rows[rows["name"] == "rank_seen"]["value"]) == {0.0}  # rank 0's rows only
     assert len(evals) == 1
+
+
+def test_log_eval_refuses_a_bad_value_alone_and_is_fenced(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    old = scaletrack.init(config={"x": 1}, params=10, store=url, heartbeat_s=3600)
+    old.log({"loss": 1.0}, step=3)
+    with pytest.warns(MetricValueWarning, match="acc.*got str"):
+        assert old.log_eval("arc", "acc", "high") is None
+    with pytest.warns(MetricValueWarning, match="at most 200 characters"):
+        assert old.log_eval("t" * 201, "acc", 0.5) is None
+    ckpt = old.log_eval("arc", "acc", torch.tensor(0.25), stderr=np.float64(0.01))
+    os.environ["SCALETRACK_WORKER"] = "elsewhere:1:track"
+    try:
+        new = scaletrack.init(config={"x": 1}, params=10, store=url, stale_after_s=0.0)
+    finally:
+        del os.environ["SCALETRACK_WORKER"]
+    with pytest.raises(ClaimLost):  # the stale holder's eval at an existing checkpoint
+        old.log_eval("arc", "acc", 0.99, step=3)
+    new.finish()
+    with Store.open(url) as store:
+        evals = store.evals(task="arc")
+    assert evals[["checkpoint_id", "value", "stderr"]].values.tolist() == [[ckpt, 0.25, 0.01]]

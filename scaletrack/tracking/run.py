@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scaletrack.errors import ConfigError, ScaletrackError
-from scaletrack.store.metric_values import coerce_metric_values
+from scaletrack.store.metric_values import (
+    check_metric_name,
+    coerce_metric_values,
+    scalar_value,
+    to_float,
+)
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import MetricLogger, StoreLike
@@ -174,7 +179,17 @@ class Run:
         a rank or process that does not log."""
         if not self._owner("log_eval") or self._store is None:
             return None
-        value = float(value)
+        why = check_metric_name(task) or check_metric_name(metric)
+        if why is None:
+            kept, why = scalar_value(value)
+            value = to_float(kept) if why is None else value
+        if why is None and stderr is not None:
+            kept, why = scalar_value(stderr)
+            stderr = to_float(kept) if why is None else stderr
+        if why is not None:  # a bad eval costs only itself, like a bad logged value
+            self._refuse(f"eval {str(task)[:80]}/{str(metric)[:80]}", why,
+                         self._step if step is None else _count(step, "step"))
+            return None
         step = self._step if step is None else _count(step, "step")
         step = max(step, 0)
         found = [c for c in self._store.latest_checkpoints(self.run_key) if c.step == step]
