@@ -174,8 +174,34 @@ def _read(client: Any, uri: str, experiments: Sequence[str] | None) -> tuple[dic
     except DataError:
         raise
     except Exception as exc:  # MlflowException, yaml / value errors of a damaged file store
-        raise DataError(f"MLflow at {_shown(uri)}: {doing}: {one_line(exc)[:200]}") from None
+        where = _damaged_file(client, uri) if uri.startswith("file:") else None
+        raise DataError(f"MLflow at {_shown(uri)}: {where or doing}: {one_line(exc)[:200]}") \
+            from None
     return by_id, runs, histories
+
+
+def _damaged_file(client: Any, uri: str) -> str | None:
+    """The first file of a file store the client cannot read (an experiment's meta.yaml, a
+    run's meta.yaml, a metric, param or tag file), found by reading each on its own."""
+    root = Path(unquote(urlparse(uri).path))
+    for exp_dir in sorted(p for p in root.iterdir() if (p / "meta.yaml").is_file()):
+        try:
+            client.get_experiment(exp_dir.name)
+        except Exception:
+            return f"file {exp_dir / 'meta.yaml'}"
+        for run_dir in sorted(p for p in exp_dir.iterdir() if (p / "meta.yaml").is_file()):
+            try:
+                client.get_run(run_dir.name)
+            except Exception:
+                for metric in sorted((run_dir / "metrics").rglob("*")):
+                    if metric.is_file():
+                        key = str(metric.relative_to(run_dir / "metrics"))
+                        try:
+                            client.get_metric_history(run_dir.name, key)
+                        except Exception:
+                            return f"file {metric}"
+                return f"run {run_dir} (its meta.yaml, params or tags)"
+    return None
 
 
 def import_mlflow(store: Store, tracking_uri: str, *, experiments: Sequence[str] | None = None,
