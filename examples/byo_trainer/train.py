@@ -33,6 +33,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--weight_decay", type=float, default=0.1)
     p.add_argument("--context", type=int, default=32)
     p.add_argument("--eval_every", type=int, default=10, help="steps between val losses")
     p.add_argument("--ckpt_every", type=int, default=10, help="steps between checkpoints")
@@ -65,7 +66,7 @@ def main() -> None:
     mcfg = make_config("gpt", shape)
     n_params = count_params(mcfg).non_embedding
     config = {**shape, "tokens": args.tokens, "lr": args.lr, "seed": args.seed,
-              "batch_size": args.batch_size}
+              "batch_size": args.batch_size, "weight_decay": args.weight_decay}
     data = load_tokens({"corpus": "stdlib"})
     tokens_per_step = args.batch_size * args.context
     total = max(1, math.ceil(args.tokens / tokens_per_step))
@@ -75,7 +76,7 @@ def main() -> None:
         torch.manual_seed(args.seed)
         model = build_model("gpt", shape)
         opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95),
-                                weight_decay=0.1)
+                                weight_decay=args.weight_decay)
         gen = torch.Generator().manual_seed(args.seed)
         start = 0
         if run.resume_from:  # newest registered checkpoint of this run
