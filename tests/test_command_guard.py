@@ -209,3 +209,38 @@ def test_a_killed_guardian_leaves_nothing_behind(tmp_path: Path) -> None:
     with Store.open(url) as store:
         run = store.runs().iloc[0]
     assert run["status"] == "failed" and "killed by SIGKILL" in run["error"], output
+
+
+STOPPABLE = r'''
+import signal, subprocess, sys, time
+child = subprocess.Popen(["sleep", "1000"])  # a child the program never stops itself
+def on_term(*_):
+    print("got SIGTERM", flush=True)
+    sys.exit(143)
+signal.signal(signal.SIGTERM, on_term)
+print("ready", flush=True)
+time.sleep(1000)
+'''
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_guarded_cell_and_releases_it(tmp_path: Path) -> None:
+    mark = uuid.uuid4().hex
+    (tmp_path / "stoppable.py").write_text(STOPPABLE)
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID.format(command=f"env MARK={mark} python stoppable.py"))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    sweep = _sweep(grid, url)
+    deadline = time.monotonic() + 120
+    while len(marked(mark)) < 2 and time.monotonic() < deadline:  # the program and its child
+        time.sleep(0.05)
+    assert len(marked(mark)) == 2
+    sweep.send_signal(signal.SIGINT)  # Ctrl-C: the sweep asks its workers to stop
+    output = sweep.communicate(timeout=120)[0]
+    assert sweep.returncode == 130 and "interrupted" in output, output
+    assert marked(mark) == []
+    with Store.open(url) as store:
+        run = store.runs().iloc[0]
+    assert run["status"] == "failed" and run["error"] == "interrupted"  # resumable
+    log = (log_dir(default_checkpoint_root(url), run["run_key"]) / "command.log").read_text()
+    assert "got SIGTERM" in log, log
