@@ -23,8 +23,9 @@ Scale is compute C in FLOPs (or parameters N; the column is named by the caller)
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,12 +114,25 @@ class TaskClassification:
     decades_at_chance: float
     fit: SigmoidFit | None
     profile: EmergenceProfile
+    shot: int | None = None  # few-shot examples in the prompt, when the group has one
+
+    @property
+    def group(self) -> tuple[str, str, int | None]:
+        """(task, metric, shot): the curve this classification is of."""
+        return (self.task, self.metric, self.shot)
+
+    @property
+    def title(self) -> str:
+        """'task · metric · k-shot' (the shot part only when known)."""
+        shot = "" if self.shot is None else f" · {self.shot}-shot"
+        return f"{self.task} · {self.metric}{shot}"
 
     def to_row(self) -> dict[str, object]:
         """A flat dict for a DataFrame row (fit parameters spread into columns)."""
         row: dict[str, object] = {
             "task": self.task,
             "metric": self.metric,
+            "shot": self.shot,
             "label": self.label,
             "threshold": self.threshold,
             "threshold_source": self.threshold_source,
@@ -223,6 +237,7 @@ def classify_task(
         label, reason, crossing = "far", "too few points to fit; no threshold", math.nan
         if crossed:
             label, reason = "past", "threshold already reached at a scale tried"
+            crossing = float(xa[np.argmax(sign * (ya - float(threshold)) >= 0)])
         elif threshold is not None and xa.size >= 2:
             label, reason, crossing = by_trend()
         return TaskClassification(
@@ -243,6 +258,12 @@ def classify_task(
     reached = threshold is not None and sign * (best - threshold) >= 0
     if reached:
         label, reason = "past", "threshold already reached at a scale tried"
+        # a bar already cleared is crossed at or before the first scale that cleared it,
+        # never later, whatever the fitted curve says
+        first = float(xa[np.argmax(sign * (ya - float(threshold)) >= 0)])
+        crossing = min(crossing, first) if math.isfinite(crossing) else first
+        ci = (ci[0] if math.isnan(ci[0]) else min(ci[0], first),
+              ci[1] if math.isnan(ci[1]) else min(ci[1], first))
     elif threshold is not None:
         label, reason, crossing = by_trend()
     elif not risen:
@@ -268,14 +289,27 @@ def classify_task(
     )
 
 
-class GroupClassifications(dict[tuple[str, str], TaskClassification]):
-    """{(task, metric): TaskClassification}, plus `left_out`: the (task, metric) groups not
-    classified because their metric looks like a loss (sorted)."""
+class GroupClassifications(dict[tuple, TaskClassification]):
+    """{(task, metric): TaskClassification}, or {(task, metric, shot): ...} when grouped by a
+    shot column too; plus `left_out`: the groups not classified because their metric looks
+    like a loss (sorted)."""
 
-    def __init__(self, items: Mapping[tuple[str, str], TaskClassification] | None = None,
-                 left_out: list[tuple[str, str]] | None = None) -> None:
+    def __init__(self, items: Mapping[tuple, TaskClassification] | None = None,
+                 left_out: list[tuple] | None = None) -> None:
         super().__init__(items or {})
-        self.left_out: list[tuple[str, str]] = sorted(left_out or [])
+        self.left_out: list[tuple] = sorted(left_out or [], key=lambda k: tuple(map(str, k)))
+
+
+class Cancelled(Exception):  # noqa: N818 - the reason, not an error
+    """Raised by a `progress` callback to stop `classify_groups` between groups."""
+
+
+def _shot(value: object) -> int | None:
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return int(f) if math.isfinite(f) else None
 
 
 def classify_groups(
@@ -293,8 +327,15 @@ def classify_groups(
     near_factor: float = 10.0,
     n_bootstrap: int = 200,
     seed: int = 0,
+    shot_col: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> GroupClassifications:
     """Classify every (task, metric) group of a long DataFrame (arguments: `classify_tasks`).
+
+    shot_col: a column of few-shot counts (lm-eval's n_shot); then every (task, metric, shot)
+    is its own curve, keyed by that triple (rows without a count form their own group).
+    progress(done, total) is called before the first group and after each one; it may raise
+    `Cancelled` to stop.
 
     Returns {(task, metric): TaskClassification}, keeping the fits (for plots). A metric that
     looks like a loss (loss, bpb, ppl, ...) is not a capability: unless `lower_is_better`
@@ -305,16 +346,31 @@ def classify_groups(
             raise DataError(f"column {col!r} not in the table (have: {', '.join(df.columns)})")
     if chance_col is not None and chance_col not in df.columns:
         raise DataError(f"chance column {chance_col!r} not in the table")
-    keys = [task_col] + ([metric_col] if metric_col and metric_col in df.columns else [])
-    out: dict[tuple[str, str], TaskClassification] = {}
-    left_out: list[tuple[str, str]] = []
-    for key, g in df.groupby(keys, sort=True):
+    if shot_col is not None and shot_col not in df.columns:
+        raise DataError(f"shot column {shot_col!r} not in the table")
+    has_metric = bool(metric_col) and metric_col in df.columns
+    keys = [task_col] + ([metric_col] if has_metric else [])
+    if shot_col is not None:
+        df = df.assign(_shot=pd.to_numeric(df[shot_col], errors="coerce").fillna(-1))
+        keys.append("_shot")
+    out: dict[tuple, TaskClassification] = {}
+    left_out: list[tuple] = []
+    groups = df.groupby(keys, sort=True)
+    total = groups.ngroups
+    if progress is not None:
+        progress(0, total)
+    for done, (key, g) in enumerate(groups, start=1):
         key_t = key if isinstance(key, tuple) else (key,)
         task = str(key_t[0])
-        metric = str(key_t[1]) if len(key_t) > 1 else value_col
+        metric = str(key_t[1]) if has_metric else value_col
+        shot = _shot(key_t[-1]) if shot_col is not None else None
+        shot = None if shot is not None and shot < 0 else shot
+        group_key = (task, metric, shot) if shot_col is not None else (task, metric)
         lower = _is_lower_better(metric, lower_is_better)
         if lower and not (lower_is_better and metric in lower_is_better):
-            left_out.append((task, metric))
+            left_out.append(group_key)
+            if progress is not None:
+                progress(done, total)
             continue
         ch = _pick(chance, task)
         if chance_col is not None:
@@ -323,21 +379,47 @@ def classify_groups(
         cl = _pick(ceil_limit, task)
         if cl is None and not lower and _looks_percent(g[value_col]):
             cl = 100.0
-        out[(task, metric)] = classify_task(
+        result = classify_task(
             pd.to_numeric(g[x_col], errors="coerce").to_numpy(dtype=float),
             pd.to_numeric(g[value_col], errors="coerce").to_numpy(dtype=float),
             task=task, metric=metric, chance=ch, threshold=_pick(threshold, task),
             increasing=not lower, ceil_limit=cl, near_factor=near_factor,
             n_bootstrap=n_bootstrap, seed=seed, x_name=x_col,
         )
+        out[group_key] = dataclasses.replace(result, shot=shot) if shot is not None else result
+        if progress is not None:
+            progress(done, total)
     if not out and left_out:
-        task, metric = left_out[0]
+        task, metric = left_out[0][:2]
         raise DataError(
             f"metric {metric!r} of task {task!r} looks like a loss, not a capability; "
             f"invert it explicitly (lower_is_better={{{metric!r}: True}}; CLI: "
             f"--lower-is-better {metric}) or leave it out"
         )
     return GroupClassifications(out, left_out)
+
+
+def eval_points(evals: pd.DataFrame) -> pd.DataFrame:
+    """A store's eval rows (`Store.evals()`) as the points of emergence curves: columns task,
+    metric, n_shot, C (the checkpoint's FLOPs, or 6·N·tokens where none was recorded), value,
+    run_key, N, tokens; rows without a positive C or a finite value are dropped. Group them by
+    (task, metric, n_shot): `classify_groups(..., shot_col="n_shot")`."""
+    if evals.empty:
+        return pd.DataFrame(columns=["task", "metric", "n_shot", "C", "value", "run_key",
+                                     "N", "tokens"])
+    n = pd.to_numeric(evals["N"], errors="coerce").to_numpy(dtype=float)
+    tokens = pd.to_numeric(evals["tokens"], errors="coerce").to_numpy(dtype=float)
+    flops = pd.to_numeric(evals["flops"], errors="coerce").to_numpy(dtype=float)
+    c = np.where(np.isfinite(flops) & (flops > 0), flops, 6.0 * n * tokens)
+    value = pd.to_numeric(evals["value"], errors="coerce").to_numpy(dtype=float)
+    frame = pd.DataFrame({
+        "task": evals["task"].astype(str).to_numpy(), "metric": evals["metric"].astype(str)
+        .to_numpy(), "n_shot": pd.to_numeric(evals["n_shot"], errors="coerce").to_numpy(),
+        "C": c, "value": value, "run_key": evals["run_key"].to_numpy(), "N": n,
+        "tokens": tokens,
+    })
+    keep = np.isfinite(c) & (c > 0) & np.isfinite(value)
+    return frame[keep].reset_index(drop=True)
 
 
 def classify_tasks(
@@ -355,14 +437,16 @@ def classify_tasks(
     near_factor: float = 10.0,
     n_bootstrap: int = 200,
     seed: int = 0,
+    shot_col: str | None = None,
 ) -> pd.DataFrame:
-    """Classify every (task, metric) group of a long DataFrame; one row per group.
+    """Classify every (task, metric) group of a long DataFrame; one row per group (per
+    (task, metric, shot) with `shot_col`).
 
     x_col: scale (FLOPs, or N). metric_col None: group by task only. chance / threshold /
     ceil_limit: one value for all, or a mapping task -> value; chance_col: a column holding
     each row's chance level. lower_is_better: metric -> True for losses (default: metrics
     named like loss/bpb/ppl/perplexity/nll/bits); values above 1 get ceil_limit 100.
-    Columns: task, metric, label, threshold, threshold_source, x_max, best_value, crossing,
+    Columns: task, metric, shot, label, threshold, threshold_source, x_max, best_value, crossing,
     crossing_lo, crossing_hi, ratio_to_max, suddenness, max_slope_per_decade, emergent,
     decades_at_chance, reason, fit_floor, fit_ceil, fit_k, fit_log10_mid, fit_rmse.
     """
@@ -370,7 +454,7 @@ def classify_tasks(
         df, task_col=task_col, metric_col=metric_col, x_col=x_col, value_col=value_col,
         chance=chance, chance_col=chance_col, threshold=threshold,
         lower_is_better=lower_is_better, ceil_limit=ceil_limit, near_factor=near_factor,
-        n_bootstrap=n_bootstrap, seed=seed,
+        n_bootstrap=n_bootstrap, seed=seed, shot_col=shot_col,
     )
     return pd.DataFrame([r.to_row() for r in results.values()])
 

@@ -221,7 +221,22 @@ class _Problem:
         return out
 
 
+def _solve_batch(problem: _Problem, y: np.ndarray, starts: Sequence[np.ndarray]) -> np.ndarray:
+    """Solutions (B, p) of B problems in one batch (analysis.sigmoid_batch): one start per
+    row of `y` (B, n), or every start on one shared `y` (n,)."""
+    from scaletrack.analysis.sigmoid_batch import solve_batch
+
+    lo, hi = problem.bounds()
+    lo_a, hi_a = np.array(lo) + 1e-9, np.array(hi) - 1e-9
+    theta0 = np.clip(np.array(starts, dtype=float), lo_a, hi_a)
+    theta, _ = solve_batch(problem.lx, y, theta0, np.array(lo), np.array(hi),
+                           fixed_floor=problem.floor, limit=problem.ceil_limit)
+    return theta
+
+
 def _solve(problem: _Problem, y: np.ndarray, starts: Sequence[np.ndarray]) -> np.ndarray:
+    """The best of `starts` by scipy's trust-region least squares (one call per start): the
+    reference the batched solver is tested against."""
     lo, hi = problem.bounds()
     best, best_cost = None, math.inf
     for s in starts:
@@ -244,6 +259,7 @@ def fit_floored_sigmoid(
     seed: int = 0,
     x_name: str = "C",
     mid_margin_decades: float = 4.0,
+    solver: str = "batch",
 ) -> SigmoidFit:
     """Fit the floored sigmoid of `y` against log10 `x` (x > 0: FLOPs or parameters).
 
@@ -251,7 +267,11 @@ def fit_floored_sigmoid(
     the large-scale asymptote cannot pass (default 1.0 when increasing, 0.0 when not).
     The midpoint is bounded to [min log10 x - mid_margin, max log10 x + mid_margin] decades.
     n_bootstrap residual-bootstrap refits give `ci95` and `boot_params` (0 disables them).
+    solver "batch" (default) solves every start and every refit together
+    (analysis.sigmoid_batch); "scipy" calls scipy's least_squares once per start and refit.
     """
+    if solver not in ("batch", "scipy"):
+        raise ValueError(f"solver must be 'batch' or 'scipy', got {solver!r}")
     xa = np.asarray(x, dtype=float)
     ya = np.asarray(y, dtype=float)
     if xa.shape != ya.shape or xa.ndim != 1:
@@ -287,7 +307,12 @@ def fit_floored_sigmoid(
         mid_bounds=(float(lx.min()) - mid_margin_decades, float(lx.max()) + mid_margin_decades),
         floor_bounds=floor_bounds,
     )
-    theta = _solve(problem, ys, problem.starts(ys))
+    if solver == "scipy":
+        theta = _solve(problem, ys, problem.starts(ys))
+    else:
+        found = _solve_batch(problem, ys, problem.starts(ys))
+        costs = [float(np.sum(problem.residuals(t, ys) ** 2)) for t in found]
+        theta = found[int(np.nanargmin(costs))]
     fitted = ys + problem.residuals(theta, ys)
     resid = ys - fitted
 
@@ -300,9 +325,13 @@ def fit_floored_sigmoid(
     if n_bootstrap > 0:
         rng = np.random.default_rng(seed)
         centred = resid - resid.mean()
-        for _ in range(n_bootstrap):
-            yb = fitted + rng.choice(centred, size=centred.size, replace=True)
-            boot.append(to_params(_solve(problem, yb, [theta])))
+        draws = [fitted + rng.choice(centred, size=centred.size, replace=True)
+                 for _ in range(n_bootstrap)]  # the same random stream as one at a time
+        if solver == "scipy":
+            boot = [to_params(_solve(problem, yb, [theta])) for yb in draws]
+        else:
+            solved = _solve_batch(problem, np.array(draws), [theta] * n_bootstrap)
+            boot = [to_params(th) for th in solved]
     names = ("floor", "ceil", "k", "log10_mid")
     params = dict(zip(names, (f, c, k, m), strict=True))
     if boot:

@@ -7,7 +7,9 @@ paths written.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -59,7 +61,7 @@ def _draw_task(
     ax.set_xscale("log")
     ax.set_xlabel(x_label)
     tag = " (emergent)" if result.emergent else ""
-    ax.set_title(f"{result.task} [{result.metric}]: {result.label}{tag}", fontsize=9)
+    ax.set_title(f"{result.title}: {result.label}{tag}", fontsize=9)
     ax.grid(alpha=0.3, which="both", lw=0.4)
 
 
@@ -77,7 +79,7 @@ def plot_task_emergence(
 
 def plot_tasks_emergence(
     df: pd.DataFrame,
-    results: dict[str, TaskClassification],
+    results: Mapping[Any, TaskClassification],
     path: str | Path,
     *,
     task_col: str = "task",
@@ -85,18 +87,29 @@ def plot_tasks_emergence(
     value_col: str = "value",
     x_label: str = "training compute C (FLOPs)",
     ncols: int = 3,
+    metric_col: str | None = "metric",
+    shot_col: str | None = "n_shot",
 ) -> list[Path]:
-    """A grid of panels, one per task in `results` (task name -> classification)."""
+    """A grid of panels, one per classified curve in `results` (values: classifications; keys
+    are not read). Each panel draws only its own curve's rows: the result's task, and its
+    metric and shot count where `metric_col` / `shot_col` are columns of `df`, so metrics and
+    shot counts are never mixed in one panel."""
     if not results:
         raise DataError("no task results to plot")
-    names = list(results)
-    nrows = math.ceil(len(names) / ncols)
+    items = list(results.values())
+    nrows = math.ceil(len(items) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
-    for ax, name in zip(axes.flat, names, strict=False):
-        g = df[df[task_col].astype(str) == name]
-        _draw_task(ax, g[x_col].to_numpy(float), g[value_col].to_numpy(float), results[name],
+    for ax, result in zip(axes.flat, items, strict=False):
+        keep = (df[task_col].astype(str) == result.task).to_numpy().copy()
+        if metric_col is not None and metric_col in df.columns:
+            keep &= (df[metric_col].astype(str) == result.metric).to_numpy()
+        if shot_col is not None and shot_col in df.columns and result.shot is not None:
+            keep &= (pd.to_numeric(df[shot_col], errors="coerce") == result.shot).to_numpy()
+        g = df[keep]
+        _draw_task(ax, g[x_col].to_numpy(float), g[value_col].to_numpy(float), result,
                    x_label)
-    for ax in list(axes.flat)[len(names):]:
+        ax.set_ylabel(result.metric, fontsize=8)
+    for ax in list(axes.flat)[len(items):]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=6, loc="upper left")
     fig.tight_layout()

@@ -104,6 +104,21 @@ def classify_points(
     return IdeaOutlook(result.label, crossing if not math.isnan(crossing) else None)
 
 
+def _passed_outlook(look: IdeaOutlook, attempts: pd.DataFrame, idea_id: int) -> IdeaOutlook:
+    """A passed idea's outlook: 'past', crossed no later than its first passing attempt."""
+    mine = attempts[(attempts["idea_id"] == idea_id) & attempts["passed"].astype(bool)] \
+        if len(attempts) else attempts
+    scales = [checkpoint_scale(n, d, c).compute
+              for n, d, c in zip(mine.get("N", []), mine.get("tokens", []),
+                                 mine.get("flops", []), strict=True)]
+    scales = [c for c in scales if is_finite(c) and c > 0]
+    first = min(scales) if scales else None
+    crossing = look.crossing_flops
+    if first is not None:
+        crossing = first if crossing is None else min(crossing, first)
+    return IdeaOutlook("past", crossing)
+
+
 def ideas_table(store: StoreLike, *, refresh: bool = True, outlook: bool = True) -> pd.DataFrame:
     """One row per idea: id, title, task, metric, direction, threshold, status, best_value,
     attempts, max_N_tried, max_flops_tried (FLOPs), class, predicted_crossing (FLOPs)."""
@@ -119,6 +134,8 @@ def ideas_table(store: StoreLike, *, refresh: bool = True, outlook: bool = True)
     rows = []
     for idea in idea_records(store):
         look = idea_outlook(store, idea) if outlook else IdeaOutlook("-", None)
+        if idea.status == "works":  # it passed: no crossing lies in its future
+            look = _passed_outlook(look, attempts, int(idea.id))
         rows.append({
             "id": int(idea.id), "title": idea.title, "task": idea.task, "metric": idea.metric,
             "direction": idea.direction, "threshold": float(idea.threshold),

@@ -114,8 +114,8 @@ def classification(data: Path, out: Path, n_bootstrap: int) -> None:
         print("ObsScaling emergent tasks (84 models, all families pooled):")
         print(table[cols].to_string(float_format="{:.3g}".format))
     print(f"({len(res)} tasks, {n_bootstrap} bootstrap refits each: {dt:.1f} s)")
-    written = plot_tasks_emergence(obs, {k[0]: v for k, v in res.items()}, out / "obsscaling",
-                                   task_col="source_column", x_col="train_flops")
+    written = plot_tasks_emergence(obs, res, out / "obsscaling", task_col="source_column",
+                                   x_col="train_flops", metric_col=None)
     std = pd.read_csv(data / "obsscaling_standard_benchmarks.csv").dropna(subset=["train_flops"])
     st = classify_tasks(std, **{**kw, "task_col": "benchmark"}).set_index("task")
     with pd.option_context(*sum(fmt.items(), ())):

@@ -23,15 +23,18 @@ def _sci(v: float) -> str:
 
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:
-    """Compact text columns for the terminal: task, class, bar (threshold), largest scale
-    tried, crossing scale and its 95% interval, steepness k per decade, emergent."""
+    """Compact text columns for the terminal: task, metric, shots (when known), class, bar
+    (threshold), largest scale tried, crossing scale and its 95% interval, steepness k per
+    decade, emergent."""
     import pandas as pd
 
-    task = table["task"].astype(str)
-    if table["metric"].nunique() > 1:
-        task = task + " [" + table["metric"].astype(str) + "]"
+    cols: dict[str, object] = {"task": table["task"].astype(str)}
+    if table["metric"].nunique() > 1 or "shot" in table and table["shot"].notna().any():
+        cols["metric"] = table["metric"].astype(str)
+    if "shot" in table and table["shot"].notna().any():
+        cols["shots"] = table["shot"].map(lambda v: "-" if v is None or v != v else str(int(v)))
     return pd.DataFrame({
-        "task": task,
+        **cols,
         "class": table["label"],
         "bar": table["threshold"].map(lambda v: f"{v:.3g}"),
         "max x": table["x_max"].map(_sci),
@@ -43,6 +46,47 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+class _Progress:
+    """Progress of the classification on stderr: a bar on a terminal, otherwise a line about
+    every 5 s (so a log shows it is alive; none with --json)."""
+
+    def __init__(self, *, lines: bool = True) -> None:
+        import time
+
+        self._lines = lines  # off for --json in a pipe: machine output stays clean
+        self._time = time.monotonic
+        self._start = self._last = self._time()
+        self._bar: object | None = None
+        self._task: object | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if err_console.is_terminal:
+            if self._bar is None:
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TimeElapsedColumn,
+                )
+
+                self._bar = Progress("classifying (task, metric, shot) curves", BarColumn(),
+                                     MofNCompleteColumn(), TimeElapsedColumn(),
+                                     console=err_console, transient=True)
+                self._bar.start()  # type: ignore[attr-defined]
+                self._task = self._bar.add_task("", total=total)  # type: ignore[attr-defined]
+            self._bar.update(self._task, completed=done)  # type: ignore[attr-defined]
+            return
+        now = self._time()
+        if self._lines and (done in (0, total) or now - self._last >= 5.0):
+            self._last = now
+            err_console.print(f"classifying: {done}/{total} curves ({now - self._start:.0f} s)",
+                              markup=False, highlight=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()  # type: ignore[attr-defined]
+
+
 def _print(df: pd.DataFrame, title: str) -> None:
     """A rich table whose long task names fold onto a second line instead of being cut."""
     from rich.table import Table
@@ -50,11 +94,20 @@ def _print(df: pd.DataFrame, title: str) -> None:
 
     table = Table(title=Text(title), header_style="bold")
     for col in df.columns:
-        table.add_column(col, overflow="fold", no_wrap=col != "task",
-                         justify="left" if col in ("task", "class") else "right")
+        text = col in ("task", "metric")
+        widest = int(df[col].astype(str).str.len().max()) if len(df) else len(col)
+        table.add_column(col, overflow="fold", no_wrap=col in ("class", "shots"),
+                         min_width=min(max(widest, len(col)), 14 if col == "task" else 8)
+                         if text else None,
+                         justify="left" if text or col == "class" else "right")
     for row in df.itertuples(index=False):
         table.add_row(*(Text(str(v)) for v in row))  # task names are user text, not markup
-    console.print(table)
+    if console.is_terminal:
+        console.print(table)
+    else:  # a pipe or a file has no width: the table whole rather than folded into 80 columns
+        from rich.console import Console
+
+        Console(width=max(console.width, 160), no_color=True, highlight=False).print(table)
 
 
 def emergence(
@@ -63,7 +116,8 @@ def emergence(
     metric_col: str | None = typer.Option(
         None, "--metric-col", help="Column naming the metric (optional; groups by it too)."
     ),
-    x_col: str = typer.Option("flops", "--x-col", help="Scale column: FLOPs (or N)."),
+    x_col: str = typer.Option("flops", "--x-col", help="Scale column: FLOPs (or N). With "
+                              "--store: C, the checkpoint's FLOPs (6 N D where not recorded)."),
     value_col: str = typer.Option("value", "--value-col", help="Metric value column."),
     chance_col: str | None = typer.Option(
         None, "--chance-col", help="Column with each task's chance level (floor)."
@@ -91,24 +145,19 @@ def emergence(
     from scaletrack.analysis.classify import classify_groups
     from scaletrack.store.csv_import import read_csv_table
 
+    shot_col: str | None = None
     if csv is not None:
         df = read_csv_table(csv)
         source = str(csv)
     else:
+        from scaletrack.analysis.classify import eval_points
+
         with store_session(store, create=False) as st:
-            df = st.evals(task=task)
+            df = eval_points(st.evals(task=task))
             source = st.url
-        if x_col not in df.columns:
-            x_col = "flops"
-        metric_col = metric_col or "metric"
-        if not df.empty and df["n_shot"].dropna().nunique() > 1:
-            # imported results at several shot counts: one curve per task x metric x shots
-            shots = df["n_shot"].map(lambda k: "" if pd.isna(k) else f" {int(k)}-shot")
-            df = df.assign(metric=df["metric"].astype(str) + shots)
-        if x_col == "flops" and not df.empty:
-            # checkpoints registered without FLOPs: use C = 6 N D
-            approx = 6.0 * df["N"].astype(float) * df["tokens"].astype(float)
-            df = df.assign(flops=df["flops"].astype(float).fillna(approx))
+        # one curve per (task, metric, shot count); C: the checkpoint's FLOPs, else 6 N D
+        x_col = x_col if x_col in df.columns else "C"
+        metric_col, shot_col = metric_col or "metric", "n_shot"
     if df.empty:
         raise DataError(f"no evaluation rows in {source}" + (f" for task {task!r}" if task else ""))
     for col in (task_col, x_col, value_col):
@@ -119,15 +168,22 @@ def emergence(
         raise ConfigError(f"metric column {metric_col!r} not in {source}")
     df = df.assign(**{x_col: pd.to_numeric(df[x_col], errors="coerce"),
                       value_col: pd.to_numeric(df[value_col], errors="coerce")})
-    results = classify_groups(
-        df, task_col=task_col, metric_col=metric_col, x_col=x_col, value_col=value_col,
-        chance=chance, chance_col=chance_col, threshold=threshold,
-        near_factor=near_factor, n_bootstrap=n_bootstrap,
-        lower_is_better=dict.fromkeys(lower_is_better or [], True) or None,
-    )
+    progress = _Progress(lines=not as_json)
+    try:
+        results = classify_groups(
+            df, task_col=task_col, metric_col=metric_col, x_col=x_col, value_col=value_col,
+            chance=chance, chance_col=chance_col, threshold=threshold,
+            near_factor=near_factor, n_bootstrap=n_bootstrap,
+            lower_is_better=dict.fromkeys(lower_is_better or [], True) or None,
+            shot_col=shot_col, progress=progress,
+        )
+    finally:
+        progress.close()
     left_out = results.left_out
     if left_out and not as_json:
-        shown = ", ".join(f"{t}/{m}" for t, m in left_out[:5])
+        shown = ", ".join(f"{key[0]}/{key[1]}" + (f" {key[2]}-shot" if len(key) > 2
+                                                   and key[2] is not None else "")
+                          for key in left_out[:5])
         more = f" and {len(left_out) - 5} more" if len(left_out) > 5 else ""
         err_console.print(f"note: left out {len(left_out)} loss-like metric(s) ({shown}{more}); "
                           "name them with --lower-is-better to classify them inverted",
@@ -136,9 +192,9 @@ def emergence(
     if plot is not None:
         from scaletrack.analysis.emergence_plots import plot_tasks_emergence
 
-        panels = {name: r for (name, _metric), r in results.items()}
-        written = plot_tasks_emergence(df, panels, plot, task_col=task_col, x_col=x_col,
-                                       value_col=value_col, x_label=x_col)
+        written = plot_tasks_emergence(df, results, plot, task_col=task_col, x_col=x_col,
+                                       value_col=value_col, x_label=x_col,
+                                       metric_col=metric_col, shot_col=shot_col)
         if not as_json:
             console.print("wrote " + ", ".join(str(p) for p in written))
     if as_json:
