@@ -244,3 +244,16 @@ def test_ctrl_c_stops_a_guarded_cell_and_releases_it(tmp_path: Path) -> None:
     assert run["status"] == "failed" and run["error"] == "interrupted"  # resumable
     log = (log_dir(default_checkpoint_root(url), run["run_key"]) / "command.log").read_text()
     assert "got SIGTERM" in log, log
+
+
+@pytest.mark.slow
+def test_a_missing_program_is_one_clear_error(tmp_path: Path) -> None:
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID.format(command="no-such-program-here --tokens {tokens}"))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    output = _sweep(grid, url).communicate(timeout=120)[0]
+    with Store.open(url) as store:
+        run = store.runs().iloc[0]
+    assert run["status"] == "failed", output
+    assert run["error"] == ("cannot start command 'no-such-program-here': No such file or "
+                            "directory")
