@@ -70,11 +70,14 @@ def whole(value: Any, where: str, *, minimum: int = 0, maximum: int = INT64_MAX,
         if required:
             raise DataError(f"{where}: missing (a whole number is needed)")
         return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # numpy scalars: exact Python ints and floats
     if isinstance(value, bool):
         raise DataError(f"{where}: expected a whole number, got {value!r}")
     try:
+        # a float converts exactly (2.0**62 stays 2**62); numpy numbers through float/int
         number = Decimal(value.strip() if isinstance(value, str) else
-                         value if isinstance(value, int) else repr(float(value)))
+                         value if isinstance(value, int) else float(value))
     except (InvalidOperation, TypeError, ValueError):
         raise DataError(f"{where}: expected a whole number, got {_show(value)}") from None
     if number.is_nan():
