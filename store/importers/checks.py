@@ -180,11 +180,14 @@ def _depth(data: Any) -> int:
     return deepest
 
 
+_VALUE_DECODER = json.JSONDecoder(parse_int=lambda s: int(s) if len(s) <= 19 else float(s))
+
+
 def loads_value(raw: str, where: str) -> Any:
     """One JSON value (a W&B history or config item): integers held to 64 bits (a bigger one
     becomes a float, as W&B itself treats it), NaN/Infinity as floats; DataError otherwise."""
     try:
-        return json.loads(raw, parse_int=lambda s: int(s) if len(s) <= 19 else float(s))
+        return _VALUE_DECODER.decode(raw)
     except RecursionError:
         raise DataError(f"{where}: nested too deep") from None
     except ValueError as exc:

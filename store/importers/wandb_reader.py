@@ -147,28 +147,34 @@ def _key(item: Any) -> str:
     return ".".join(item.nested_key) if len(item.nested_key) else item.key
 
 
-def _set(tree: dict, item: Any, value: Any) -> None:
-    keys = list(item.nested_key) if len(item.nested_key) else [item.key]
-    for k in keys[:-1]:
-        child = tree.get(k)
-        if not isinstance(child, dict):
-            child = tree[k] = {}
-        tree = child
-    tree[keys[-1]] = value
+def _keys(item: Any) -> tuple[str, ...]:
+    return tuple(item.nested_key) if len(item.nested_key) else (item.key,)
 
 
-def _remove(tree: dict, item: Any) -> None:
-    keys = list(item.nested_key) if len(item.nested_key) else [item.key]
-    for k in keys[:-1]:
-        tree = tree.get(k) if isinstance(tree.get(k), dict) else {}
-    tree.pop(keys[-1], None)
-
-
-def _apply_updates(tree: dict, block: Any, path: Path, what: str) -> None:
+def _apply_updates(raw: dict[tuple[str, ...], str], block: Any) -> None:
+    """Replay a config or summary block onto `raw` (key path -> JSON text): decoding waits
+    for the end, since W&B rewrites the summary at every logged step."""
     for item in block.update:
-        _set(tree, item, checks.loads_value(item.value_json, f"{path}: {what} {_key(item)!r}"))
+        raw[_keys(item)] = item.value_json
     for item in block.remove:
-        _remove(tree, item)
+        gone = _keys(item)
+        for keys in [k for k in raw if k[:len(gone)] == gone]:
+            del raw[keys]
+
+
+def _tree(raw: dict[tuple[str, ...], str], path: Path, what: str) -> dict:
+    """The nested dict of a replayed config or summary, each value decoded and checked."""
+    tree: dict = {}
+    for keys, text in raw.items():
+        value = checks.loads_value(text, f"{path}: {what} {'.'.join(keys)!r}")
+        node = tree
+        for k in keys[:-1]:
+            child = node.get(k)
+            if not isinstance(child, dict):
+                child = node[k] = {}
+            node = child
+        node[keys[-1]] = value
+    return tree
 
 
 def read_run(path: str | Path) -> WandbRun:
@@ -176,6 +182,8 @@ def read_run(path: str | Path) -> WandbRun:
     naming the file on a damaged log, a bad value or a step beyond 64 bits."""
     path = checks.regular_file(path, "W&B transaction log")
     run = WandbRun(path=path)
+    config: dict[tuple[str, ...], str] = {}
+    summary: dict[tuple[str, ...], str] = {}
     seen_run = False
     for record, torn in _records(path):
         if torn:
@@ -190,12 +198,12 @@ def read_run(path: str | Path) -> WandbRun:
             run.tags, run.notes = tuple(r.tags), r.notes
             if r.HasField("start_time"):
                 run.start_time = r.start_time.seconds + r.start_time.nanos / 1e9
-            _apply_updates(run.config, r.config, path, "config")
-            _apply_updates(run.summary, r.summary, path, "summary")
+            _apply_updates(config, r.config)
+            _apply_updates(summary, r.summary)
         elif kind == "config":
-            _apply_updates(run.config, record.config, path, "config")
+            _apply_updates(config, record.config)
         elif kind == "summary":
-            _apply_updates(run.summary, record.summary, path, "summary")
+            _apply_updates(summary, record.summary)
         elif kind == "history":
             row: dict[str, Any] = {}
             for item in record.history.item:
@@ -213,4 +221,5 @@ def read_run(path: str | Path) -> WandbRun:
             run.exit_code = int(record.exit.exit_code)
     if not seen_run:
         raise DataError(f"{path}: no run record (not a W&B run log, or empty)")
+    run.config, run.summary = _tree(config, path, "config"), _tree(summary, path, "summary")
     return run
