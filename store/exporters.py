@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pandas as pd
 
@@ -111,6 +112,27 @@ def write_frame(frame: pd.DataFrame, path: str | Path, fmt: str | None = None) -
         except ImportError:
             raise ConfigError("parquet needs pyarrow: pip install 'scaletrack[parquet]'") \
                 from None
+
+    def write(fh: BinaryIO) -> None:
+        if fmt == "csv":
+            _flat(frame, ";").to_csv(fh, index=False)
+        elif fmt == "parquet":
+            _flat(frame, None).to_parquet(fh, index=False)
+        else:  # json.dumps writes the shortest repr that reads back to the same float64
+            for record in frame.to_dict(orient="records"):
+                fh.write((json.dumps({k: _plain(v) for k, v in record.items()},
+                                     default=str) + "\n").encode("utf-8"))
+
+    write_atomically(path, write)
+    return path
+
+
+def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Call `write(file)` on a temporary file in `path`'s folder, flush it to disk and rename
+    it over `path` (symlinks followed): a failure (a full disk, an exception, a kill) leaves
+    any previous file as it was and no temporary file behind. A `path` that is a folder, a
+    FIFO or a device is refused with a DataError before anything is written."""
+    path = Path(path)
     real = check_target(path)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
@@ -120,14 +142,7 @@ def write_frame(frame: pd.DataFrame, path: str | Path, fmt: str | None = None) -
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
-            if fmt == "csv":
-                _flat(frame, ";").to_csv(fh, index=False)
-            elif fmt == "parquet":
-                _flat(frame, None).to_parquet(fh, index=False)
-            else:  # json.dumps writes the shortest repr that reads back to the same float64
-                for record in frame.to_dict(orient="records"):
-                    fh.write((json.dumps({k: _plain(v) for k, v in record.items()},
-                                         default=str) + "\n").encode("utf-8"))
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         mode = real.stat().st_mode & 0o777 if real.exists() else 0o666 & ~_umask()

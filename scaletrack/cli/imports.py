@@ -175,8 +175,9 @@ def mlflow_command(
     store: str | None = StoreOption,
 ) -> None:
     """Import MLflow runs (params, metric histories, status) through the mlflow client."""
-    from scaletrack.store.importers.mlflow import import_mlflow
+    from scaletrack.store.importers.mlflow import check_location, import_mlflow
 
+    check_location(tracking_uri)  # a missing file store or a dead server: before the store
     with store_session(store) as st:
         report = import_mlflow(st, tracking_uri, experiments=experiment or None, sweep=sweep,
                                params_key=params_key, tokens_key=tokens_key)
