@@ -3,6 +3,7 @@ compute-optimal allocation, back-tests and plots. Fits are plain functions over 
 with columns N (params), D (tokens), C (FLOPs), loss (nats/token) returning `FitResult`."""
 
 from scaletrack.analysis.backtest import BacktestResult, backtest
+from scaletrack.analysis.calibration import calibrate_scatter
 from scaletrack.analysis.chinchilla import fit_chinchilla
 from scaletrack.analysis.io import load_epoch_chinchilla, read_fit_csv, validate_frame
 from scaletrack.analysis.isoflop import (
@@ -20,6 +21,7 @@ __all__ = [
     "BacktestResult",
     "FitResult",
     "backtest",
+    "calibrate_scatter",
     "chinchilla_allocation",
     "compute_frontier",
     "compute_optimal",

@@ -1,15 +1,16 @@
 """Back-test a loss law: fit on the runs below a compute threshold, predict the larger ones.
 
 The threshold is a compute value C (FLOPs) or, with `holdout_top`, the (1 - fraction)
-quantile of the runs' compute. The held-out runs get the fit's prediction with a 95%
-prediction band (where a new run should land; scatter calibrated on inner hold-outs of the
-training runs, see `scaletrack.analysis.calibration`) and a 95% confidence band (the mean
-curve). Summary keys: n_train, n_test, mape (mean |pred - loss| / loss), coverage_prediction,
-coverage_confidence (fractions of held-out runs inside each band), plus the threshold and
-error detail, and the mean band widths width_prediction and width_confidence (mean of
-(hi - lo) / predicted over the held-out runs: a fraction of the predicted loss) and the
-residual_model the prediction band used (see `scaletrack.analysis.calibration`). `rescore`
-scores the same fit under another residual model without refitting.
+quantile of the runs' compute (or, with `holdout_by="N"`, of their model sizes). The
+held-out runs get the fit's prediction with a 95% prediction band (where a new run should
+land; scatter calibrated on inner hold-outs of the training runs, see
+`scaletrack.analysis.calibration`) and a 95% confidence band (the mean curve). Summary keys:
+n_train, n_test, mape (mean |pred - loss| / loss), coverage_prediction, coverage_confidence
+(fractions of held-out runs inside each band), plus the threshold and error detail, the band
+widths width_prediction, width_confidence (means of (hi - lo) / predicted over the held-out
+runs: fractions of the predicted loss) and median_width_prediction, and the residual_model
+the prediction band used. `rescore` scores the same fit under another residual model
+without refitting.
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ class BacktestResult:
 
 def _fit(form: str, data: pd.DataFrame, n_bootstrap: int, fit_kwargs: dict) -> FitResult:
     if form == "chinchilla":
-        return fit_chinchilla(data, n_bootstrap=n_bootstrap, **fit_kwargs)
+        return fit_chinchilla(data, n_bootstrap=n_bootstrap, calibrate=False, **fit_kwargs)
     x = {"compute": "C", "power_N": "N", "power_D": "D"}[form]
-    return fit_power_law(data, x, n_bootstrap=n_bootstrap, **fit_kwargs)
+    return fit_power_law(data, x, n_bootstrap=n_bootstrap, calibrate=False, **fit_kwargs)
 
 
 def backtest(
@@ -65,6 +66,7 @@ def backtest(
     threshold_C: float | None = None,
     *,
     holdout_top: float | None = None,
+    holdout_by: str = "C",
     n_bootstrap: int = 200,
     level: float = 0.95,
     calibrate: bool = True,
@@ -73,7 +75,8 @@ def backtest(
 ) -> BacktestResult:
     """Fit `form` on rows with C < threshold (FLOPs) and score the loss (nats) of the rest.
 
-    Give `threshold_C`, or `holdout_top` in (0, 1): hold out that fraction of runs by compute.
+    Give `threshold_C`, or `holdout_top` in (0, 1): hold out that fraction of runs by compute
+    (`holdout_by="C"`) or by model size (`holdout_by="N"`: the largest models).
     `calibrate` sets the prediction band's scatter from inner hold-outs of the training runs,
     shaped by `residual_model` (one of `calibration.RESIDUAL_MODELS`).
     """
@@ -87,23 +90,30 @@ def backtest(
         raise DataError("back-test needs column 'C' (or N and D to derive C = 6·N·D)")
     if (threshold_C is None) == (holdout_top is None):
         raise DataError("give exactly one of threshold_C (FLOPs) or holdout_top (a fraction)")
+    if holdout_by not in ("C", "N") or (holdout_by == "N" and "N" not in data.columns):
+        raise DataError(f"holdout_by must be 'C' or 'N' (with an N column), got {holdout_by!r}")
+    if holdout_by == "N" and threshold_C is not None:
+        raise DataError("holdout_by='N' takes holdout_top, not threshold_C")
     if holdout_top is not None:
         if not 0.0 < holdout_top < 1.0:
             raise DataError(f"holdout_top must be a fraction in (0, 1), got {holdout_top:g}")
-        threshold_C = float(np.quantile(data["C"].to_numpy(float), 1.0 - holdout_top))
-    train = data[data["C"] < threshold_C]
-    test = data[data["C"] >= threshold_C]
+        threshold_C = float(np.quantile(data[holdout_by].to_numpy(float), 1.0 - holdout_top))
+    unit = "FLOPs" if holdout_by == "C" else "parameters"
+    train = data[data[holdout_by] < threshold_C]
+    test = data[data[holdout_by] >= threshold_C]
     if test.empty:
-        raise DataError(f"no runs at or above the threshold C = {threshold_C:.3g} FLOPs to predict")
-    need = 5 if form == "chinchilla" else 3
+        raise DataError(f"no runs at or above the threshold {holdout_by} = {threshold_C:.3g} "
+                        f"{unit} to predict")
+    need = 7 if form == "chinchilla" else 5
     if len(train) < need:
-        raise DataError(f"need at least {need} runs below C = {threshold_C:.3g}, got {len(train)}")
+        raise DataError(f"need at least {need} runs below {holdout_by} = {threshold_C:.3g}, "
+                        f"got {len(train)}")
     fit = _fit(form, train, n_bootstrap, fit_kwargs)
     if calibrate:
         fit = calibrate_scatter(fit, train, lambda d: _fit(form, d, 0, fit_kwargs),
                                 residual_model=residual_model)
     head = {"form": form, "threshold_C": float(threshold_C), "holdout_top": holdout_top,
-            "n_train": len(train), "level": level}
+            "holdout_by": holdout_by, "n_train": len(train), "level": level}
     return _score(fit, test, head)
 
 
@@ -112,8 +122,8 @@ def rescore(result: BacktestResult, residual_model: str) -> BacktestResult:
     drawn from another residual model; needs a calibrated fit."""
     fit = use_residual_model(result.fit, residual_model)
     cols = [c for c in result.frame.columns if c not in _ADDED]
-    head = {k: result.summary[k] for k in ("form", "threshold_C", "holdout_top", "n_train",
-                                           "level")}
+    head = {k: result.summary[k] for k in ("form", "threshold_C", "holdout_top", "holdout_by",
+                                           "n_train", "level")}
     return _score(fit, result.frame[cols], head)
 
 
@@ -146,6 +156,8 @@ def _score(fit: FitResult, test: pd.DataFrame, head: dict[str, Any]) -> Backtest
         "coverage_confidence": coverage("conf_lo", "conf_hi"),
         "width_prediction": width("pred_lo", "pred_hi"),
         "width_confidence": width("conf_lo", "conf_hi"),
+        "median_width_prediction": float(np.median(
+            (frame["pred_hi"] - frame["pred_lo"]) / frame["predicted"])),
         "status": fit.status, "status_reason": fit.status_reason,
         "mean_abs_rel_error": float(err.mean()),
         "median_abs_rel_error": float(np.median(err)), "max_abs_rel_error": float(err.max()),

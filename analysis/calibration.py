@@ -19,6 +19,12 @@ pairs into the deviation a new run at distance d gets in `FitResult.predict_inte
   sigma(d) at the point predicted.
 - "distance_signed": as "distance" plus a bias that grows linearly with distance,
   r = m·d + sigma(d)·z (m in log loss per decade; m > 0: the law over-predicts far out).
+- "reach": the form's extrapolation error learnt from nested back-tests at matching reach:
+  inner hold-outs by compute (as above) and by model size (top 10, 20, 30 % of N), with
+  d = max(decades of compute, decades of N) beyond the inner training runs; "distance" in
+  d, plus the bias of "distance_signed" only where every inner split agrees on its sign
+  (then the band is asymmetric). `FitResult.extrapolation_distance` measures the same
+  reach at the point predicted.
 
 `DEFAULT_RESIDUAL_MODEL` is chosen by bench/bench_interval_selection.py on data sets other
 than the Epoch AI points that bench/bench_backtest.py reports (Porian et al. and Open-Athena
@@ -45,7 +51,8 @@ from scaletrack.analysis.result import FitResult
 from scaletrack.errors import ConfigError, DataError
 
 INNER_HOLDOUTS = (0.1, 0.2, 0.3, 0.5)
-RESIDUAL_MODELS = ("pooled", "distance", "distance_signed")
+INNER_HOLDOUTS_N = (0.1, 0.2, 0.3)  # the "reach" model also holds out the largest models
+RESIDUAL_MODELS = ("pooled", "distance", "distance_signed", "reach")
 DEFAULT_RESIDUAL_MODEL = "pooled"  # see the module docstring and the selection bench
 _MIN_RESIDUALS = 5
 
@@ -69,8 +76,9 @@ def inner_holdout_pairs(
     d = extrapolation distance in decades beyond the inner training runs (C in FLOPs).
 
     A split with fewer than `min_train` training runs, no held-out run or a failed or
-    degenerate fit contributes nothing."""
-    c = data["C"].to_numpy(float)
+    degenerate fit contributes nothing. Runs are ordered by the law's scale variable (C from
+    the frame, else 6·N·D for Chinchilla, N or D for the one-variable laws)."""
+    c = _scale(data)
     rs, ds = [], []
     for h in holdouts:
         cut = np.quantile(c, 1.0 - h)
@@ -95,6 +103,99 @@ def inner_holdout_pairs(
     return np.concatenate(rs), np.concatenate(ds)
 
 
+def inner_reach_pairs(
+    data: pd.DataFrame,
+    refit: Callable[[pd.DataFrame], FitResult],
+    holdouts: Sequence[float] = INNER_HOLDOUTS,
+    holdouts_n: Sequence[float] = INNER_HOLDOUTS_N,
+    *,
+    min_train: int = 5,
+) -> dict[str, list]:
+    """Inner hold-outs by compute and by model size with each residual's reach.
+
+    Returns lists r (log predicted - log observed), d (decades of the law's scale beyond the
+    inner training runs, as `inner_holdout_pairs`), d_n (decades of N beyond the largest
+    inner training model; 0 without an N column) and split (which hold-out, "C0.1", "N0.2",
+    ...) per held-out run. Splits that cannot be fitted contribute nothing."""
+    out: dict[str, list] = {"r": [], "d": [], "d_n": [], "split": []}
+    has_n = "N" in data.columns
+    orders = [("C", h, _scale(data)) for h in holdouts]
+    if has_n:
+        orders += [("N", h, data["N"].to_numpy(float)) for h in holdouts_n]
+    for by, h, key in orders:
+        cut = np.quantile(key, 1.0 - h)
+        train, test = data[key < cut], data[key >= cut]
+        if len(train) < min_train or test.empty:
+            continue
+        try:
+            inner = refit(train)
+        except DataError:
+            continue
+        if inner.degenerate:
+            continue
+        with np.errstate(all="ignore"):
+            r = np.log(inner.predict(test)) - np.log(test["loss"].to_numpy(float))
+            d = np.maximum(inner.log10_scale(test) - float(np.max(inner.log10_scale(train))),
+                           0.0)
+            d_n = (np.maximum(np.log10(test["N"].to_numpy(float))
+                              - np.log10(train["N"].to_numpy(float)).max(), 0.0)
+                   if has_n else np.zeros(len(test)))
+        ok = np.isfinite(r) & np.isfinite(d) & np.isfinite(d_n)
+        out["r"] += r[ok].tolist()
+        out["d"] += d[ok].tolist()
+        out["d_n"] += d_n[ok].tolist()
+        out["split"] += [f"{by}{h:g}"] * int(ok.sum())
+    return out
+
+
+def _scale(data: pd.DataFrame) -> np.ndarray:
+    """Each run's compute (FLOPs): column C, else 6·N·D, else the one size column there is."""
+    if "C" in data.columns:
+        return data["C"].to_numpy(float)
+    if {"N", "D"} <= set(data.columns):
+        return 6.0 * data["N"].to_numpy(float) * data["D"].to_numpy(float)
+    for col in ("N", "D"):
+        if col in data.columns:
+            return data[col].to_numpy(float)
+    raise DataError(f"calibration needs a compute column C (or N and D); have "
+                    f"{list(map(str, data.columns))}")
+
+
+def seed_scatter(data: pd.DataFrame) -> dict[str, float] | None:
+    """The per-run scatter hidden by seed averaging, from `select_points`' columns n_seeds
+    and seed_log_var: {"sd": pooled within-point SD of log loss, "inv_seeds": mean 1/n_seeds
+    over the points}; None when no point averaged two or more seeds."""
+    if not {"n_seeds", "seed_log_var"} <= set(data.columns):
+        return None
+    k = data["n_seeds"].to_numpy(float)
+    var = data["seed_log_var"].to_numpy(float)
+    ok = (k >= 2) & np.isfinite(var)
+    if not ok.any():
+        return None
+    pooled = float(np.sum((k[ok] - 1) * var[ok]) / np.sum(k[ok] - 1))
+    inv = np.where(k >= 1, 1.0 / np.maximum(k, 1.0), 1.0)
+    return {"sd": float(np.sqrt(pooled)), "inv_seeds": float(inv.mean())}
+
+
+def fit_reach_model(pairs: dict[str, list]) -> dict[str, Any]:
+    """The "reach" model from `inner_reach_pairs`: reach d = max(decades of compute, decades
+    of N) beyond the inner training runs; sigma(d)^2 = s0^2 + (k·d)^2 fitted by Gaussian
+    maximum likelihood; a bias m·d only when every inner split's mean residual beyond its
+    training runs (d > 0) has the same sign (at least 3 splits), else m = 0."""
+    r = np.asarray(pairs["r"], dtype=float)
+    d = np.maximum(np.asarray(pairs["d"], dtype=float), np.asarray(pairs["d_n"], dtype=float))
+    split = np.asarray(pairs["split"])
+    signs = []
+    for name in dict.fromkeys(split.tolist()):
+        sel = (split == name) & (d > 0)
+        if sel.any():
+            signs.append(np.sign(r[sel].mean()))
+    agree = len(signs) >= 3 and (all(x > 0 for x in signs) or all(x < 0 for x in signs))
+    model = fit_residual_model("distance_signed" if agree else "distance", r, d)
+    return {**model, "name": "reach", "bias_sign_agreed": bool(agree),
+            "n_splits": len(signs)}
+
+
 def fit_residual_model(name: str, r: np.ndarray, d: np.ndarray) -> dict[str, Any]:
     """Fit residual model `name` to residuals r (log loss) at distances d (decades).
 
@@ -102,6 +203,9 @@ def fit_residual_model(name: str, r: np.ndarray, d: np.ndarray) -> dict[str, Any
     symmetrised standardised residuals z = (r - m·d) / sigma(d) the bands draw from
     ("pooled": k = m = 0 and s0 the RMS of r, so s0·z are the residuals themselves)."""
     check_residual_model(name)
+    if name == "reach":
+        raise ConfigError("the reach model needs the pairs of inner_reach_pairs: "
+                          "use fit_reach_model")
     r, d = np.asarray(r, dtype=float), np.asarray(d, dtype=float)
     if r.size < _MIN_RESIDUALS:
         raise DataError(f"need at least {_MIN_RESIDUALS} held-out residuals, got {r.size}")
@@ -140,13 +244,16 @@ def calibrate_scatter(
 ) -> FitResult:
     """Return `fit` with its prediction-band scatter calibrated on inner compute hold-outs.
 
-    data: the points `fit` was fitted on (C, loss and what `refit` needs); refit: fits the
+    data: the points `fit` was fitted on (loss and what `refit` needs; C optional); refit: fits the
     same law, without bootstrap; residual_model: one of RESIDUAL_MODELS. Sets
     `extra["scatter_residuals"]` (the pooled symmetrised residuals), `extra["inner_holdout"]`
     (the r and d pairs), `extra["scatter_model"]` and `extra["scatter_calibration"]`. With no
     usable split the fit keeps its in-sample scatter (as the calibration note says)."""
     check_residual_model(residual_model)
-    r, d = inner_holdout_pairs(data, refit, holdouts)
+    reach = inner_reach_pairs(data, refit, holdouts)
+    is_c = np.array([sp.startswith("C") for sp in reach["split"]], dtype=bool)
+    r = np.asarray(reach["r"], dtype=float)[is_c]
+    d = np.asarray(reach["d"], dtype=float)[is_c]
     extra = dict(fit.extra)
     if r.size < _MIN_RESIDUALS:
         extra["scatter_calibration"] = "in-sample residuals (too few runs for inner hold-outs)"
@@ -156,7 +263,10 @@ def calibrate_scatter(
         + " of training compute")
     extra["scatter_residuals"] = np.concatenate([r, -r]).tolist()
     extra["inner_holdout"] = {"r": r.tolist(), "d": d.tolist()}
+    extra["inner_reach"] = reach
     extra["log10_scale_max"] = float(np.max(fit.log10_scale(data)))
+    if "N" in data.columns:
+        extra["log10_N_max"] = float(np.log10(data["N"].to_numpy(float).max()))
     return use_residual_model(dataclasses.replace(fit, extra=extra), residual_model)
 
 
@@ -167,5 +277,11 @@ def use_residual_model(fit: FitResult, name: str) -> FitResult:
     pairs = fit.extra.get("inner_holdout")
     if not pairs:
         raise DataError("the fit has no inner hold-out residuals; run calibrate_scatter first")
-    model = fit_residual_model(name, np.asarray(pairs["r"]), np.asarray(pairs["d"]))
+    if name == "reach":
+        reach = fit.extra.get("inner_reach")
+        if not reach or len(reach["r"]) < _MIN_RESIDUALS:
+            raise DataError("the fit has no inner reach residuals; run calibrate_scatter again")
+        model = fit_reach_model(reach)
+    else:
+        model = fit_residual_model(name, np.asarray(pairs["r"]), np.asarray(pairs["d"]))
     return dataclasses.replace(fit, extra={**fit.extra, "scatter_model": model})

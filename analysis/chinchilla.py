@@ -15,12 +15,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from scaletrack.analysis.bootstrap import percentile_interval, resample_counts
+from scaletrack.analysis.calibration import calibrate_scatter, seed_scatter
 from scaletrack.analysis.io import validate_frame
 from scaletrack.analysis.result import FitResult
 from scaletrack.analysis.status import assess_fit
@@ -31,9 +33,19 @@ PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
 ALPHA_GRID = tuple(np.arange(0.0, 2.01, 0.5))
 E_GRID = tuple(np.arange(-1.0, 1.01, 0.5))
 AB_GRID = tuple(np.arange(0.0, 25.01, 5.0))
-SCREEN = ((10, 450), (20, 100), (40, 20))  # (iteration, starts kept): see `fit_chinchilla`
-# S starts x points per block in `_evaluate`: ~20 float64 work arrays of this size (~0.4 GB)
-BLOCK_ELEMENTS = 2_500_000
+# (iteration, starts kept), see `fit_chinchilla`. Chosen as the cheapest of nine schedules
+# that reached the exhaustive optimum (every start to convergence) on all 19 sets tried
+# (Epoch's 240 points, Porian et al.'s 10 and Open-Athena's 5 sets, three simulated 6x6
+# grids) while the next more aggressive schedule, ((0, 450), (5, 100), (15, 20)), also did.
+SCREEN = ((1, 450), (6, 100), (15, 20))
+# above this many points the starts are ranked on a subsample of this size (see `_screen`)
+# and bootstrap refits take BOOT_LARGE_STEPS Newton steps from the optimum (`_bootstrap`)
+SCREEN_POINTS = 1_000
+BOOT_LARGE_STEPS = 3
+WARM_STARTS = 5  # the full fit's best distinct optima: the starts of calibration refits
+BOOT_SCREEN_STEPS = 3  # steps each bootstrap resample takes from every warm start
+# S starts x points per block in `_evaluate`: ~17 float64 arrays of this size (~0.14 GB)
+BLOCK_ELEMENTS = 1_000_000
 # above this many points the 4,500-start fit, its calibration and bootstrap take hours
 # (5,000 points: ~9 min on one busy core); refuse instead
 MAX_POINTS = 20_000
@@ -113,57 +125,85 @@ def _evaluate(
 def _evaluate_block(
     prob: _Problem, theta: np.ndarray, weights: np.ndarray | None, hessian: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """`_evaluate` on all of `prob`'s points at once."""
+    """`_evaluate` on all of `prob`'s points at once.
+
+    The per-point products (gradient weights h'·w_k, Hessian weights (h'' - h')·w_j·w_k, with
+    w the softmax weights of the three terms) are stacked and reduced against the moments
+    [1, x1, x2, x1², x1·x2, x2²] in one matrix product: a few passes over S x points arrays.
+    """
+    s, n = theta.shape[0], prob.y.size
     a, b, e, al, be = (theta[:, i : i + 1] for i in range(5))
-    x1, x2 = prob.x1[None, :], prob.x2[None, :]
+    x1, x2 = prob.x1, prob.x2
     u1 = a - al * x1
     u2 = b - be * x2
-    m = np.maximum(np.maximum(u1, u2), e)
-    e1, e2, e3 = np.exp(u1 - m), np.exp(u2 - m), np.exp(e - m)
-    z = e1 + e2 + e3
-    r = m + np.log(z) - prob.y[None, :]
+    m = np.maximum(u1, u2)
+    np.maximum(m, e, out=m)
+    u1 -= m
+    u2 -= m
+    e1 = np.exp(u1, out=u1)
+    e2 = np.exp(u2, out=u2)
+    e3 = np.exp(e - m)
+    z = e1 + e2
+    z += e3
+    r = np.log(z)
+    r += m
+    r -= prob.y
+    np.reciprocal(z, out=z)
+    w1 = np.multiply(e1, z, out=e1)
+    w2 = np.multiply(e2, z, out=e2)
+    w3 = np.multiply(e3, z, out=e3)
     delta = prob.delta
-    absr = np.abs(r)
-    quad = absr <= delta
-    h = np.where(quad, 0.5 * r * r, delta * (absr - 0.5 * delta))
-    h1 = np.clip(r, -delta, delta)
+    h1 = np.clip(r, -delta, delta, out=m)  # h'(r)
+    # Huber: 0.5 r^2 for |r| <= delta, delta (|r| - delta/2) beyond; both are h' (r - h'/2)
+    h = np.multiply(h1, r - 0.5 * h1, out=z)
     if weights is not None:
-        h = h * weights
-        h1 = h1 * weights
+        h *= weights
     f = h.sum(axis=1)
-    w1, w2, w3 = e1 / z, e2 / z, e3 / z
-    p1, p2 = h1 * w1, h1 * w2
-    g = np.stack(
-        [p1.sum(1), p2.sum(1), (h1 * w3).sum(1), -(p1 @ prob.x1), -(p2 @ prob.x2)],
-        axis=1,
-    )
+    k = 9 if hessian else 3
+    prods = np.empty((s, k, n))
+    hw = h1 if weights is None else np.multiply(h1, weights, out=h)
+    np.multiply(hw, w1, out=prods[:, 0])
+    np.multiply(hw, w2, out=prods[:, 1])
+    np.multiply(hw, w3, out=prods[:, 2])
+    if hessian:
+        q = np.less_equal(np.abs(r, out=r), delta).astype(float)
+        q -= h1  # h'' - h'
+        if weights is not None:
+            q *= weights
+        qw = np.multiply(q, w1, out=h1)
+        np.multiply(qw, w1, out=prods[:, 3])
+        np.multiply(qw, w2, out=prods[:, 4])
+        np.multiply(qw, w3, out=prods[:, 5])
+        np.multiply(q, w2, out=qw)
+        np.multiply(qw, w2, out=prods[:, 6])
+        np.multiply(qw, w3, out=prods[:, 7])
+        np.multiply(q, w3, out=qw)
+        np.multiply(qw, w3, out=prods[:, 8])
+    cols = [np.ones(n), x1, x2] + ([x1 * x1, x1 * x2, x2 * x2] if hessian else [])
+    mom = (prods.reshape(s * k, n) @ np.stack(cols, axis=1)).reshape(s, k, len(cols))
+    g = np.stack([mom[:, 0, 0], mom[:, 1, 0], mom[:, 2, 0], -mom[:, 0, 1], -mom[:, 1, 2]],
+                 axis=1)
     if not hessian:
         return f, g, None
-    h2 = quad.astype(float)
-    if weights is not None:
-        h2 = h2 * weights
-    q = h2 - h1
-    x1v, x2v = prob.x1, prob.x2
-    qw1, qw2 = q * w1, q * w2
-    p11, p12, p13 = qw1 * w1, qw1 * w2, qw1 * w3
-    p22, p23, p33 = qw2 * w2, qw2 * w3, q * w3 * w3
-    hess = np.empty((theta.shape[0], 5, 5))
+    one, c1, c2, c11, c12, c22 = range(6)
+    p1, p2, p11, p12, p13, p22, p23, p33 = (mom[:, i] for i in (0, 1, 3, 4, 5, 6, 7, 8))
+    hess = np.empty((s, 5, 5))
     entries = {
-        (0, 0): p11.sum(1) + g[:, 0],
-        (0, 1): p12.sum(1),
-        (0, 2): p13.sum(1),
-        (0, 3): -(p11 @ x1v) + g[:, 3],
-        (0, 4): -(p12 @ x2v),
-        (1, 1): p22.sum(1) + g[:, 1],
-        (1, 2): p23.sum(1),
-        (1, 3): -(p12 @ x1v),
-        (1, 4): -(p22 @ x2v) + g[:, 4],
-        (2, 2): p33.sum(1) + g[:, 2],
-        (2, 3): -(p13 @ x1v),
-        (2, 4): -(p23 @ x2v),
-        (3, 3): p11 @ (x1v * x1v) + p1 @ (x1v * x1v),
-        (3, 4): p12 @ (x1v * x2v),
-        (4, 4): p22 @ (x2v * x2v) + p2 @ (x2v * x2v),
+        (0, 0): p11[:, one] + g[:, 0],
+        (0, 1): p12[:, one],
+        (0, 2): p13[:, one],
+        (0, 3): -p11[:, c1] + g[:, 3],
+        (0, 4): -p12[:, c2],
+        (1, 1): p22[:, one] + g[:, 1],
+        (1, 2): p23[:, one],
+        (1, 3): -p12[:, c1],
+        (1, 4): -p22[:, c2] + g[:, 4],
+        (2, 2): p33[:, one] + g[:, 2],
+        (2, 3): -p13[:, c1],
+        (2, 4): -p23[:, c2],
+        (3, 3): p11[:, c11] + p1[:, c11],
+        (3, 4): p12[:, c12],
+        (4, 4): p22[:, c22] + p2[:, c22],
     }
     for (i, j), value in entries.items():
         hess[:, i, j] = value
@@ -180,16 +220,22 @@ def _newton(
     gtol: float = 1e-12,
     ftol: float = 1e-15,
     prune: tuple[tuple[int, int], ...] = (),
+    free: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Batched Levenberg-damped Newton with exact derivatives, run per row to convergence.
 
     Returns (theta, objective, max |gradient|, converged) per row (centred coordinates).
     A row stops when |gradient| <= gtol, or a step changes the objective by <= ftol·f with
-    steps below 1e-10, or damping cannot find a decrease any more.
+    steps below 1e-10, or damping cannot find a decrease any more. `free` (5 booleans) holds
+    the other coordinates at their starting values.
     """
     theta = np.array(theta0, dtype=float, copy=True)
     s = theta.shape[0]
-    f, g, hess = _evaluate(prob, theta, weights)
+
+    def evaluate(t: np.ndarray, w: np.ndarray | None) -> tuple:
+        return _hold(*_evaluate(prob, t, w), free)
+
+    f, g, hess = evaluate(theta, weights)
     lam = np.full(s, 1e-6)
     converged = np.zeros(s, dtype=bool)
     active = np.arange(s)
@@ -214,7 +260,7 @@ def _newton(
         step /= np.maximum(too_big, 1.0)[:, None]
         trial = theta[active] + step
         w = None if weights is None else weights[active]
-        ft, gt, ht = _evaluate(prob, trial, w)
+        ft, gt, ht = evaluate(trial, w)
         ok = np.isfinite(ft) & (ft <= f[active])
         acc = active[ok]
         gain = f[acc] - ft[ok]
@@ -232,6 +278,20 @@ def _newton(
     return theta, f, gmax, converged
 
 
+def _hold(f: np.ndarray, g: np.ndarray, hess: np.ndarray | None, free: np.ndarray | None
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Zero the gradient and decouple the Hessian of held coordinates, so steps leave them."""
+    if free is None or free.all():
+        return f, g, hess
+    g[:, ~free] = 0.0
+    if hess is not None:
+        hess[:, ~free, :] = 0.0
+        hess[:, :, ~free] = 0.0
+        for i in np.flatnonzero(~free):
+            hess[:, i, i] = 1.0
+    return f, g, hess
+
+
 def _to_params(theta: np.ndarray) -> dict[str, float]:
     a, b, e, al, be = (float(v) for v in theta)
     return {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)),
@@ -239,16 +299,70 @@ def _to_params(theta: np.ndarray) -> dict[str, float]:
 
 
 def _distinct(theta: np.ndarray, f: np.ndarray, k: int, tol: float = 1e-4) -> np.ndarray:
-    """Indices of the k best rows whose parameters differ by more than tol."""
+    """Indices of the k best rows whose parameters differ by more than tol (held
+    coordinates, equal in every row and possibly infinite, are ignored)."""
+    cols = np.all(np.isfinite(theta), axis=0)
     chosen: list[int] = []
     for i in np.argsort(f):
         if not np.isfinite(f[i]):
             break
-        if all(np.max(np.abs(theta[i] - theta[j])) > tol for j in chosen):
+        if all(np.max(np.abs(theta[i, cols] - theta[j, cols]), initial=0.0) > tol
+               for j in chosen):
             chosen.append(int(i))
         if len(chosen) == k:
             break
     return np.asarray(chosen, dtype=int)
+
+
+def parse_fixed(fix: Mapping[str, float] | None) -> dict[str, float]:
+    """Check `fix` (parameter name -> value in natural units) for the Chinchilla form."""
+    out: dict[str, float] = {}
+    for name, value in (fix or {}).items():
+        if name not in PARAM_NAMES:
+            raise DataError(f"cannot fix {name!r}: the chinchilla parameters are "
+                            f"{', '.join(PARAM_NAMES)}")
+        v = float(value)
+        if not np.isfinite(v) or v < 0 or (v == 0 and name in ("A", "B")):
+            raise DataError(f"fixed {name} must be finite and >= 0 (> 0 for A, B); got {value}")
+        out[name] = v
+    return out
+
+
+def _theta_fixed(fixed: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(free mask, values) over (a, b, e, alpha, beta) for fixed natural parameters."""
+    free = np.ones(5, dtype=bool)
+    values = np.zeros(5)
+    for name, v in fixed.items():
+        i = _INDEX[name]
+        free[i] = False
+        with np.errstate(divide="ignore"):
+            values[i] = np.log(v) if name in ("E", "A", "B") else v
+    return free, values
+
+
+_INDEX = {"A": 0, "B": 1, "E": 2, "alpha": 3, "beta": 4}
+
+
+def _screen(prob: _Problem, grid: np.ndarray, free: np.ndarray, keep: int, *,
+            max_iter: int, exhaustive: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                       np.ndarray, np.ndarray]:
+    """Run the starts (centred rows) and return (theta, f, gmax, converged, best rows).
+
+    Above SCREEN_POINTS points the starts are screened on an evenly spread subsample of
+    SCREEN_POINTS points (the same every time) and only the best `SCREEN[-1][1]` distinct
+    optima are polished on all points: the screen only ranks starts."""
+    n = prob.y.size
+    prune = () if exhaustive else SCREEN
+    if n <= SCREEN_POINTS or exhaustive:
+        theta, f, gmax, conv = _newton(prob, grid, max_iter=max_iter, prune=prune, free=free)
+        return theta, f, gmax, conv, _distinct(theta, f, keep)
+    order = np.argsort(prob.y, kind="stable")
+    pick = order[np.linspace(0, n - 1, SCREEN_POINTS).round().astype(int)]
+    sub = dataclasses.replace(prob, x1=prob.x1[pick], x2=prob.x2[pick], y=prob.y[pick])
+    theta, f, _, _ = _newton(sub, grid, max_iter=max_iter, prune=prune, free=free)
+    rows = _distinct(theta, f, max(keep, SCREEN[-1][1]))
+    theta, f, gmax, conv = _newton(prob, theta[rows], max_iter=max_iter, free=free)
+    return theta, f, gmax, conv, _distinct(theta, f, keep)
 
 
 def fit_chinchilla(
@@ -261,20 +375,34 @@ def fit_chinchilla(
     bootstrap_starts: int = 3,
     max_iter: int = 500,
     exhaustive: bool = False,
+    fix: Mapping[str, float] | None = None,
+    target_C: float | None = None,
+    calibrate: bool | None = None,
 ) -> FitResult:
     """Fit L(N, D) = E + A/N^alpha + B/D^beta (N params, D tokens, loss nats) to `df`.
 
-    Needs columns N, D, loss. `starts` overrides the 4,500-point published grid (rows a, b,
-    e, alpha, beta). Intervals are bootstrap percentiles over `n_bootstrap` resamples of the
-    points (0 disables them), each started from the full-data optimum plus the next
-    `bootstrap_starts - 1` distinct optima. Residuals are log L_hat - log L.
+    Needs columns N, D, loss, and at least (free parameters + 2) points. `fix` holds
+    parameters at given values (natural units, e.g. {"E": 0.0}: no irreducible loss).
+    `starts` overrides the 4,500-point published grid (rows a, b, e, alpha, beta). Intervals
+    are bootstrap percentiles over `n_bootstrap` resamples of the points (0 disables them),
+    each started from the full-data optimum plus the next `bootstrap_starts - 1` distinct
+    optima and run to convergence; above SCREEN_POINTS points each takes BOOT_LARGE_STEPS
+    Newton steps from the optimum alone (a k-step bootstrap, Andrews 2002: its error is
+    O(1/n), far inside the O(1/sqrt(n)) spread). Residuals are log L_hat - log L.
+    `target_C` (FLOPs; default 10x the largest training compute) is where the identification
+    check of `scaletrack.analysis.status` judges the prediction band. `calibrate` (default:
+    whenever there are bootstrap refits, as the CLI does) sets the prediction band's scatter
+    from inner hold-outs of these points (`scaletrack.analysis.calibration`), refitting each
+    from the WARM_STARTS best optima of the full fit.
 
-    All starts take 10 batched Newton steps; then the best 450 continue, after 20 steps the
-    best 100, after 40 the best 20, which run to convergence (|gradient| ~ 1e-12).
-    `exhaustive=True` runs every start to convergence instead (about 15x slower; on the
-    Epoch data both give the same optimum).
+    All starts take SCREEN[0][0] batched Newton steps; then the best SCREEN[0][1] continue,
+    and so on; the last ones run to convergence (|gradient| ~ 1e-12). `exhaustive=True` runs
+    every start to convergence instead (on the Epoch data both give the same optimum).
     """
-    data = validate_frame(df, ("N", "D", "loss"), min_rows=5)
+    fixed = parse_fixed(fix)
+    n_free = len(PARAM_NAMES) - len(fixed)
+    data = validate_frame(df, ("N", "D", "loss"))
+    check_degrees_of_freedom("chinchilla", len(data), n_free)
     if len(data) > MAX_POINTS:
         raise DataError(
             f"the Chinchilla fit takes at most {MAX_POINTS:,} points (got {len(data):,}): "
@@ -282,13 +410,22 @@ def fit_chinchilla(
         )
     n, d, loss = (data[c].to_numpy(float) for c in ("N", "D", "loss"))
     prob = _make_problem(n, d, loss, delta)
+    if "A" in fixed:  # a fixed A with a free alpha: do not centre log N
+        prob = dataclasses.replace(prob, x1=prob.x1 + prob.x1_mean, x1_mean=0.0)
+    if "B" in fixed:
+        prob = dataclasses.replace(prob, x2=prob.x2 + prob.x2_mean, x2_mean=0.0)
+    free, held = _theta_fixed(fixed)
     grid = start_grid() if starts is None else np.atleast_2d(np.asarray(starts, dtype=float))
+    grid = grid.copy()
+    grid[:, ~free] = held[~free]
+    grid = np.unique(grid, axis=0) if not free.all() else grid
     t0 = time.perf_counter()
-    theta, f, gmax, conv = _newton(
-        prob, prob.to_centred(grid), max_iter=max_iter, prune=() if exhaustive else SCREEN
-    )
-    best_rows = _distinct(theta, f, max(bootstrap_starts, 1))
+    large = len(loss) > SCREEN_POINTS
+    keep = 1 if large else max(bootstrap_starts, 1)
+    theta, f, gmax, conv, best_rows = _screen(prob, prob.to_centred(grid), free, keep,
+                                              max_iter=max_iter, exhaustive=exhaustive)
     best = best_rows[0]
+    warm = prob.from_centred(theta[_distinct(theta, f, WARM_STARTS)])
     fit_seconds = time.perf_counter() - t0
     params = _to_params(prob.from_centred(theta[best]))
 
@@ -298,35 +435,24 @@ def fit_chinchilla(
     boot_rows: list[list[float]] = []
     if n_bootstrap > 0:
         t1 = time.perf_counter()
-        m = len(best_rows)
-        # resamples in batches so the (resamples x points) weight matrices stay bounded
-        batch = max(1, min(n_bootstrap, 4 * BLOCK_ELEMENTS // (m * len(loss))))
-        rng = np.random.default_rng(seed)
-        solved, conv_parts = [], []
-        for done in range(0, n_bootstrap, batch):
-            k = min(batch, n_bootstrap - done)
-            counts = resample_counts(len(loss), k, rng)
-            weights = np.repeat(counts, m, axis=0)
-            # a few steps from every start, then only each resample's best start to convergence
-            tb, fb, _, _ = _newton(prob, np.tile(theta[best_rows], (k, 1)), weights, max_iter=8)
-            pick = np.argmin(fb.reshape(k, m), axis=1)
-            tb = tb.reshape(k, m, 5)[np.arange(k), pick]
-            tb, _, _, conv_b = _newton(prob, tb, counts, max_iter=max_iter)
-            solved.append(tb)
-            conv_parts.append(conv_b)
-        tb, conv_b = np.concatenate(solved), np.concatenate(conv_parts)
+        steps = BOOT_LARGE_STEPS if large else max_iter
+        tb, conv_b = _bootstrap(prob, theta[best_rows], n_bootstrap, seed, steps, free)
         chosen = prob.from_centred(tb)
-        samples = {
-            "E": np.exp(chosen[:, 2]), "A": np.exp(chosen[:, 0]), "B": np.exp(chosen[:, 1]),
-            "alpha": chosen[:, 3], "beta": chosen[:, 4],
-        }
+        with np.errstate(over="ignore", divide="ignore"):
+            samples = {
+                "E": np.exp(chosen[:, 2]), "A": np.exp(chosen[:, 0]), "B": np.exp(chosen[:, 1]),
+                "alpha": chosen[:, 3], "beta": chosen[:, 4],
+            }
         ci = {k: percentile_interval(v) for k, v in samples.items()}
         n_boot_conv = int(conv_b.sum())
         boot_rows = np.stack([samples[k] for k in PARAM_NAMES], axis=1).tolist()
         boot_seconds = time.perf_counter() - t1
+    for name, v in fixed.items():
+        ci[name] = (v, v)
 
     log_pred = np.log(params["E"] + params["A"] * n ** -params["alpha"]
                       + params["B"] * d ** -params["beta"])
+    c = data["C"].to_numpy(float)
     fit = FitResult(
         form="chinchilla",
         params=params,
@@ -340,17 +466,65 @@ def fit_chinchilla(
             "converged": bool(conv[best]),
             "n_starts": int(grid.shape[0]),
             "n_starts_converged": int(conv.sum()),
+            "screened_on_points": min(len(loss), SCREEN_POINTS) if not exhaustive
+            else len(loss),
             "huber_delta": float(delta),
             "n_bootstrap": int(n_bootstrap),
             "seed": seed,
             "fit_seconds": fit_seconds,
             "bootstrap_seconds": boot_seconds,
             "n_bootstrap_converged": n_boot_conv,
+            "bootstrap_method": (f"{BOOT_LARGE_STEPS}-step (Newton steps from the optimum)"
+                                 if large else "refits run to convergence"),
             "bootstrap_params": boot_rows,  # rows (E, A, B, alpha, beta), for prediction bands
+            "fixed": dict(fixed),
+            "seed_scatter": seed_scatter(data),
+            "log10_C_max": float(np.log10(c.max())),
+            "log10_N_range": [float(np.log10(n.min())), float(np.log10(n.max()))],
         },
     )
+    if calibrate if calibrate is not None else n_bootstrap > 0:
+        fit = calibrate_scatter(fit, data, lambda sub: fit_chinchilla(
+            sub, n_bootstrap=0, delta=delta, starts=warm, max_iter=max_iter, fix=fixed,
+            calibrate=False))
     design = {"n_distinct_N": int(np.unique(n).size), "n_distinct_D": int(np.unique(d).size)}
-    return assess_fit(fit, design=design, min_loss=float(loss.min()))
+    return assess_fit(fit, design=design, min_loss=float(loss.min()), target_C=target_C)
+
+
+def _bootstrap(prob: _Problem, starts: np.ndarray, n_bootstrap: int, seed: int | None,
+               max_iter: int, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Refit `n_bootstrap` resamples of the points (centred rows, converged flags).
+
+    Each resample takes BOOT_SCREEN_STEPS steps from every start in `starts`; its best row
+    then runs to convergence. Resamples go in batches so the (resamples x points) weight and
+    work arrays stay within BLOCK_ELEMENTS-sized blocks."""
+    m, n = starts.shape[0], prob.y.size
+    batch = max(1, min(n_bootstrap, 4 * BLOCK_ELEMENTS // (m * n)))
+    rng = np.random.default_rng(seed)
+    solved, conv_parts = [], []
+    for done in range(0, n_bootstrap, batch):
+        k = min(batch, n_bootstrap - done)
+        counts = resample_counts(n, k, rng)
+        tb = np.tile(starts, (k, 1))
+        if m > 1:  # a few steps from every start, then each resample's best start
+            tb, fb, _, _ = _newton(prob, tb, np.repeat(counts, m, axis=0),
+                                   max_iter=BOOT_SCREEN_STEPS, free=free)
+            pick = np.argmin(fb.reshape(k, m), axis=1)
+            tb = tb.reshape(k, m, 5)[np.arange(k), pick]
+        tb, _, _, conv_b = _newton(prob, tb, counts, max_iter=max_iter, free=free)
+        solved.append(tb)
+        conv_parts.append(conv_b)
+    return np.concatenate(solved), np.concatenate(conv_parts)
+
+
+def check_degrees_of_freedom(form: str, n_points: int, n_free: int) -> None:
+    """Refuse a fit with fewer than n_free + 2 points: with fewer, the residuals cannot
+    tell the law from the noise (one line, naming the remedy)."""
+    need = n_free + 2
+    if n_points < need:
+        raise DataError(
+            f"a {form} fit with {n_free} free parameters needs at least {need} points, got "
+            f"{n_points}: add runs, or fix parameters (e.g. --fix E=0)")
 
 
 def _label(value: object) -> object:

@@ -100,11 +100,13 @@ def read_fit_csv(
     return validate_frame(df, [*required, *present])
 
 
-def load_epoch_chinchilla(path: str | Path, *, drop_highest_loss: int = 5) -> pd.DataFrame:
+def load_epoch_chinchilla(path: str | Path, *, drop_highest_loss: int = 0) -> pd.DataFrame:
     """The Epoch AI replication data (points read off Hoffmann et al. Fig. 4) as N, D, C, loss.
 
-    N = `Model Size`, C = `Training FLOP`, D = C/(6N) tokens; the `drop_highest_loss` rows with
-    the largest loss are removed, as in Besiroglu et al. 2024 (245 -> 240 rows).
+    N = `Model Size`, C = `Training FLOP`, D = C/(6N) tokens. Every row is kept by default,
+    as `scaletrack fit --csv` keeps every row; Besiroglu et al. 2024 remove the 5 rows with
+    the largest loss (245 -> 240 rows): `drop_highest_loss=5`, on the CLI
+    `--drop-highest-loss 5`.
     """
     raw = pd.read_csv(path)
     df = pd.DataFrame(

@@ -20,7 +20,10 @@ percentiles, NaN where not computed. `predict_interval` gives bands for new poin
   point's `extrapolation_distance` (decades beyond the training runs); else it is drawn from
   `extra["scatter_residuals"]` when present, else from the fit's own residuals rescaled by
   sqrt(n / (n - p)) for p fitted parameters. Percentiles of the sums give the band (a
-  residual bootstrap). bench/bench_backtest.py measures the coverage this reaches when
+  residual bootstrap). Where the fitted points were seed means (`extra["seed_scatter"]`, see
+  `calibration.seed_scatter`), a single new run's own seed noise is added: normal with
+  variance sd^2·(1 - mean 1/n_seeds), the part of the per-run scatter averaging removed.
+  bench/bench_backtest.py measures the coverage this reaches when
   extrapolating Epoch's points to larger compute.
 
 `status` is "ok" or "degenerate" (with `status_reason`, see `scaletrack.analysis.status`):
@@ -207,18 +210,37 @@ class FitResult:
 
     def extrapolation_distance(self, *args: Any, **kwargs: Any) -> np.ndarray:
         """Decades beyond the largest training run, max(0, log10 x - log10 x_max) (see
-        `log10_scale`); zero everywhere when the training reach was not recorded."""
+        `log10_scale`); zero everywhere when the training reach was not recorded. Under the
+        "reach" residual model a Chinchilla fit's distance is the larger of that and the
+        decades of N beyond its largest training model."""
         x = np.asarray(self.log10_scale(*args, **kwargs), dtype=float)
         x_max = self.extra.get("log10_scale_max")
         if x_max is None:
             return np.zeros_like(x)
-        return np.maximum(x - float(x_max), 0.0)
+        d = np.maximum(x - float(x_max), 0.0)
+        model = self.extra.get("scatter_model") or {}
+        n_max = self.extra.get("log10_N_max")
+        if model.get("name") == "reach" and n_max is not None and self.form == "chinchilla":
+            n, _ = _two_arrays(args, kwargs)
+            with np.errstate(all="ignore"):
+                d = np.maximum(d, np.log10(n) - float(n_max))
+        return d
 
     def _scatter_draws(self, shape: tuple[int, int], seed: int,
                        distance: np.ndarray | None = None) -> np.ndarray:
         """Residual draws (log observed deviations), one per refit row; (rows, 1) broadcast
         over points, or (rows, points) when a residual model scales them by distance."""
         rng = np.random.default_rng(seed)
+        draws = self._fit_scatter_draws(shape, rng, distance)
+        per_run = self.extra.get("seed_scatter")
+        if per_run:  # a single new run: add the seed scatter that averaging took out
+            sd = float(per_run["sd"]) * math.sqrt(max(1.0 - float(per_run["inv_seeds"]), 0.0))
+            draws = draws + sd * rng.standard_normal((shape[0], 1))
+        return draws
+
+    def _fit_scatter_draws(self, shape: tuple[int, int], rng: np.random.Generator,
+                           distance: np.ndarray | None) -> np.ndarray:
+        """Deviations of the fitted points (seed means where seeds were averaged)."""
         model = self.extra.get("scatter_model")
         if model and model.get("z"):
             z = np.asarray(model["z"], dtype=float)

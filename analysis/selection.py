@@ -1,7 +1,9 @@
 """One point selection for `fit`, `plot` and `backtest` (N params, D tokens, C FLOPs, loss nats).
 
 1. Seeds: runs that differ only by seed are averaged (loss mean over seeds) — `seeds="mean"`;
-   `seeds="all"` keeps every run as its own point.
+   `seeds="all"` keeps every run as its own point. Averaging keeps each point's n_seeds and
+   seed_log_var (sample variance of log loss over its seeds), from which the fits learn the
+   per-run scatter a single new run has (`calibration.seed_scatter`).
 2. Learning rates: where runs of the same (N, D) used several learning rates, the one with the
    lowest (seed-averaged) loss is kept — `lr="best"`; `lr="all"` keeps them all (and says so).
 3. Compute laws (`compute`, `power_*`) are fitted on the compute-efficient frontier by default
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from scaletrack.analysis.isoflop import compute_frontier
@@ -41,9 +44,11 @@ def select_points(
         group = keys + (["lr"] if has_lr else [])
         data = (data.assign(lr=data["lr"].fillna(-1.0)) if has_lr else data)
         carried = {c: (c, "first") for c in keep if c in data.columns and c not in group}
+        data = data.assign(_log_loss=np.log(data["loss"].to_numpy(float)))
         data = data.groupby(group, as_index=False).agg(
-            loss=("loss", "mean"), C=("C", "mean"), n_seeds=("loss", "size"), **carried)
-        notes.append(f"seeds averaged -> {len(data)} points")
+            loss=("loss", "mean"), C=("C", "mean"), n_seeds=("loss", "size"),
+            seed_log_var=("_log_loss", "var"), **carried)
+        notes.append(f"seeds averaged -> {len(data)} points (per-run scatter kept for bands)")
     if has_lr and data["lr"].nunique() > 1:
         if lr == "best":
             data = data.loc[data.groupby(keys)["loss"].idxmin()]

@@ -14,7 +14,8 @@ Sweeps
                                      each checkpoint; re-check due "not yet" ideas
 Fits (DataFrames with N params, D tokens, C FLOPs, loss nats/token -> FitResult)
     fit_chinchilla, fit_compute_law, fit_power_law, fit_isoflop, fit_envelope,
-    compute_optimal, compute_frontier, backtest, sweep_points(store, sweep), read_fit_csv,
+    compute_optimal, compute_frontier, backtest, calibrate_scatter (fits calibrate their
+    prediction bands by default), sweep_points(store, sweep), read_fit_csv,
     select_points(df, form)          the points a fit uses (best lr per (N, D), seeds
                                      averaged, compute laws on the frontier), as the CLI does
 Emergence
@@ -68,6 +69,7 @@ _LAZY: dict[str, str] = {
     "compute_frontier": "scaletrack.analysis.isoflop:compute_frontier",
     "compute_optimal": "scaletrack.analysis.optimal:compute_optimal",
     "backtest": "scaletrack.analysis.backtest:backtest",
+    "calibrate_scatter": "scaletrack.analysis.calibration:calibrate_scatter",
     "sweep_points": "scaletrack.analysis.points:sweep_points",
     "select_points": "scaletrack.analysis.selection:select_points",
     "read_fit_csv": "scaletrack.analysis.io:read_fit_csv",

@@ -49,7 +49,7 @@ def test_nan_loss_names_row():
 
 
 def test_too_few_rows():
-    with pytest.raises(DataError, match="at least 5 rows"):
+    with pytest.raises(DataError, match="needs at least 7 points"):
         fit_chinchilla(good().head(3), n_bootstrap=0)
 
 

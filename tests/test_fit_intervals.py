@@ -92,8 +92,9 @@ def test_two_model_sizes_cannot_identify_chinchilla():
 
 
 def test_wild_compute_fit_is_degenerate_and_quiet(recwarn):
-    # four runs, loss flat then dropping: the 3-parameter law runs to a bound
-    df = pd.DataFrame({"C": [1e11, 2e11, 4e11, 8e11], "loss": [3.50, 3.49, 3.21, 3.22]})
+    # six runs, loss flat, dropping, flat, dropping: the 3-parameter law runs to a bound
+    df = pd.DataFrame({"C": [1e11, 2e11, 4e11, 8e11, 1.6e12, 3.2e12],
+                       "loss": [3.50, 3.49, 3.21, 3.22, 3.23, 2.90]})
     fit = fit_compute_law(df, n_bootstrap=50)
     assert fit.status == "degenerate"
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

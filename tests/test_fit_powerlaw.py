@@ -28,7 +28,7 @@ def test_compute_law_recovers_parameters_within_intervals():
 
 
 def test_compute_law_defaults_c_to_6nd():
-    df = pd.DataFrame({"N": [1e6, 1e7, 1e8, 1e9], "D": [1e8, 1e9, 1e10, 1e11]})
+    df = pd.DataFrame({"N": [1e6, 1e7, 1e8, 1e9, 1e10], "D": [1e8, 1e9, 1e10, 1e11, 1e12]})
     df["loss"] = 1.5 + 30 * (6 * df["N"] * df["D"]) ** -0.1
     fit = fit_compute_law(df, n_bootstrap=0)
     assert fit.params["alpha"] == pytest.approx(0.1, rel=1e-4)

@@ -49,8 +49,8 @@ def test_known_floor_is_drawn_and_checked(tmp_path):
 
 
 def test_degenerate_law_is_not_drawn(tmp_path):
-    df = pd.DataFrame({"N": [1e4, 2e4, 4e4, 8e4], "D": [1e6] * 4,
-                       "loss": [3.50, 3.49, 3.21, 3.22]})
+    df = pd.DataFrame({"N": [1e4, 2e4, 4e4, 8e4, 1.6e5, 3.2e5], "D": [1e6] * 6,
+                       "loss": [3.50, 3.49, 3.21, 3.22, 3.23, 2.90]})
     fit = fit_compute_law(df.assign(C=6 * df.N * df.D), n_bootstrap=30)
     assert fit.degenerate
     svg = _check(plot_loss_vs_compute(df, tmp_path / "deg.png", fit=fit), "deg")

@@ -94,24 +94,36 @@ def _budgets(df: pd.DataFrame, extra: list[float] | None) -> list[float]:
     return sorted({float(df["C"].min()), *decades, float(df["C"].max()), *(extra or [])})
 
 
-def _fit(form: str, df: pd.DataFrame, bootstrap: int, seed: int):
+def parse_fix(items: list[str] | None) -> dict[str, float]:
+    """`--fix NAME=VALUE` options as {name: value}; a malformed one is a one-line ConfigError."""
+    out: dict[str, float] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--fix takes NAME=VALUE (e.g. --fix E=0), got {item!r}") from None
+    return out
+
+
+def _fit(form: str, df: pd.DataFrame, bootstrap: int, seed: int,
+         fix: dict[str, float] | None = None, target_C: float | None = None):
     import warnings
 
     from scaletrack.analysis import fit_chinchilla, fit_compute_law, fit_envelope, fit_isoflop
-    from scaletrack.analysis.calibration import calibrate_scatter
 
+    if fix and form not in ("chinchilla", "compute"):
+        raise ConfigError(f"--fix applies to --form chinchilla or compute, not {form}")
     with warnings.catch_warnings():  # a wild refit is reported through the fit's status
         warnings.simplefilter("ignore", RuntimeWarning)
         if form == "chinchilla":
-            fit = fit_chinchilla(df, n_bootstrap=bootstrap, seed=seed)
-            if not fit.degenerate and bootstrap:
-                fit = calibrate_scatter(fit, df, lambda d: fit_chinchilla(d, n_bootstrap=0))
-            return fit
+            return fit_chinchilla(df, n_bootstrap=bootstrap, seed=seed, fix=fix,
+                                  target_C=target_C)
         if form == "compute":
-            fit = fit_compute_law(df, n_bootstrap=bootstrap, seed=seed)
-            if not fit.degenerate and bootstrap:
-                fit = calibrate_scatter(fit, df, lambda d: fit_compute_law(d, n_bootstrap=0))
-            return fit
+            return fit_compute_law(df, n_bootstrap=bootstrap, seed=seed, fix=fix,
+                                   target_C=target_C)
         if form == "isoflop":
             return fit_isoflop(df, n_bootstrap=bootstrap, seed=seed)
         return fit_envelope(df, n_bootstrap=bootstrap, seed=seed)
@@ -139,6 +151,11 @@ def fit_command(
                                         "for the allocation table; repeatable."),
     lr: str = LrOpt, seeds: str = SeedsOpt, frontier: bool | None = FrontierOpt,
     drop_highest_loss: int = DropOpt,
+    fix: list[str] = typer.Option(None, "--fix", help="Hold a parameter at a value, "
+                                  "NAME=VALUE (e.g. E=0: no irreducible loss); repeatable."),
+    target_c: float | None = typer.Option(None, "--target-C", min=0.0, help="Compute (FLOPs) "
+                                          "where the prediction band is judged and printed "
+                                          "(default 10x the largest run)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     store: str | None = StoreOption,
     n_col: str = NCol, d_col: str = DCol, loss_col: str = LossCol, c_col: str = CCol,
@@ -146,9 +163,10 @@ def fit_command(
     """Fit a scaling law with 95% bootstrap intervals; with --sweep the fit is saved."""
     from scaletrack.analysis.status import degenerate_message
 
+    fixed = parse_fix(fix)
     df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col), drop_highest_loss)
     points, how = _selected(df, form.value, lr, seeds, frontier)
-    result = _fit(form.value, points, bootstrap, seed)
+    result = _fit(form.value, points, bootstrap, seed, fixed, target_c)
     fit_id = None
     if sweep is not None:
         with store_session(store, create=False) as st:
@@ -163,6 +181,8 @@ def fit_command(
             "points": how,
             "status": result.status,
             "status_reason": result.status_reason,
+            "fixed": dict(result.extra.get("fixed") or {}),
+            "target": result.extra.get("target"),
         }
         if result.form == "isoflop":
             out["budget_snapping"] = result.extra.get("budget_snapping")
@@ -178,6 +198,12 @@ def fit_command(
             console.print(f"left out budget C = {b['C']:.3g} FLOPs: vertex N = {b['N_opt']:.3g}"
                           f" outside the sampled sizes [{b['N_min']:.3g}, {b['N_max']:.3g}]",
                           markup=False)
+    target = result.extra.get("target")
+    if target and not message:
+        where = ", ".join(f"{k} = {target[k]:.3g}" for k in ("C", "N", "D") if k in target)
+        console.print(f"prediction at the target ({where}): loss {target['pred']:.4g} nats, "
+                      f"95% band [{target['lo']:.4g}, {target['hi']:.4g}]", markup=False,
+                      highlight=False, soft_wrap=True)
     if message:  # an unidentified fit's numbers mean nothing: print why, not them
         console.print(message, markup=False, soft_wrap=True)
         console.print("(parameters and status are in --json and the saved fit)", markup=False)

@@ -59,7 +59,7 @@ def plot_command(
             paths = plot_isoflop(points, output, budget_col=budget_col)
         else:
             fits = [fit_isoflop(points, budget_col=budget_col, n_bootstrap=bootstrap)]
-            if "D" in points.columns and len(points) >= 5:
+            if "D" in points.columns and len(points) >= 7:
                 fits.append(fit_chinchilla(points, n_bootstrap=bootstrap))
             paths = plot_optimal(fits, output)
     for path in paths:
