@@ -20,8 +20,10 @@ import_app = typer.Typer(
 
 
 def say(text: str) -> None:
-    """Print a result line: user text literally (no Rich markup, no highlighting)."""
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    """Print a result line: user text literally (no Rich markup, no highlighting, control
+    characters such as ESC shown escaped, never sent to the terminal)."""
+    shown = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    console.print(shown, markup=False, highlight=False, soft_wrap=True)
 
 
 def skipped_values(count: int, first: Sequence[tuple[str, str]]) -> str:

@@ -5,8 +5,9 @@ Each W&B run (read by `wandb_reader` through the wandb SDK) becomes one run: fam
 resumed run's later folders are the same run; named after the W&B display name; filed under
 the W&B project unless a sweep is given; its W&B tags become tags and its notes the note;
 config and summary (NaN/inf as null) kept in the run's config. Every numeric history key
-(keys starting with "_" aside) becomes metric rows (step = `_step`, wall_time = `_runtime`
-seconds); NaN/±inf values are skipped and counted; text and media keys are skipped and named.
+(keys starting with "_" aside; nested dicts as dotted keys) becomes metric rows (step =
+`_step`, wall_time = `_runtime` seconds); NaN/±inf values are skipped and counted; text and
+media keys are skipped and named.
 Status: exit code 0 -> finished, another -> failed, no exit yet -> running (the next import
 refreshes it). Final loss (nats/token): the last finite value of `loss_key` (default: the
 first of FINAL_LOSS_METRICS the run logged), else its summary value.
@@ -84,6 +85,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _flat(row: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A history row with nested dicts flattened to dotted keys ({"eval": {"loss": 1}} ->
+    "eval.loss", as W&B shows them); media values (dicts with "_type") stay whole."""
+    out: list[tuple[str, Any]] = []
+    stack = list(row.items())[::-1]
+    while stack:
+        key, value = stack.pop()
+        if isinstance(value, dict) and "_type" not in value and value:
+            stack.extend((f"{key}.{k}", v) for k, v in reversed(list(value.items())))
+        else:
+            out.append((key, value))
+    return out
+
+
 def _merge(runs: list[WandbRun]) -> WandbRun:
     """One run from the folders of one run id (resumed runs), in start order."""
     runs = sorted(runs, key=lambda r: (r.start_time, str(r.path)))
@@ -146,7 +161,7 @@ def import_wandb(store: Store, paths: Iterable[str | Path], *, sweep: str | None
                             f"{checks.JSON_MAX_DEPTH} levels")
         names, steps, values, walls = [], [], [], []
         for step, runtime, row in run.history:
-            for key, value in row.items():
+            for key, value in _flat(row):
                 if key.startswith("_"):
                     continue
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
