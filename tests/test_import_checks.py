@@ -208,3 +208,16 @@ def test_export_refusals_keep_the_previous_file(tmp_path: Path) -> None:
         res = _cli("export", "runs", "-o", path, *extra, "--store", url)
         assert res.exit_code in (1, 2) and message in res.output, res.output
     assert not (tmp_path / "m.xlsx").exists()
+
+
+def test_wandb_without_the_sdk_reader_names_the_extra(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """wandb >= 0.30 (or none) has no wandb.sdk.internal.datastore: one line naming the extra."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "wandb.sdk.internal.datastore", None)
+    run_dir = tmp_path / "wandb" / "offline-run-1-x"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run-x.wandb").write_bytes(b":W&B\xe1\xbe\x00")
+    res = _cli("import", "wandb", str(run_dir), "--store", f"sqlite:///{tmp_path / 's.db'}")
+    assert res.exit_code == 1 and "pip install 'scaletrack[wandb]' (wandb < 0.30" in res.output

@@ -1,4 +1,5 @@
-"""`scaletrack import lm-eval | mlflow | history`: results that live elsewhere, into the store."""
+"""`scaletrack import wandb | lm-eval | mlflow | history`: results that live elsewhere, into the
+store (each importer checks every value, then writes in one transaction)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ PROGRESS_AFTER_S = 2.0  # an import shorter than this shows no progress
 PROGRESS_EVERY_S = 5.0  # seconds between plain progress lines (stderr not a terminal)
 
 import_app = typer.Typer(
-    help="Import results from lm-evaluation-harness, MLflow or a long history table.",
+    help="Import results from W&B runs on disk, lm-evaluation-harness, MLflow or a long "
+    "history table: every value checked first, then one transaction per import.",
     no_args_is_help=True,
 )
 
