@@ -1,24 +1,32 @@
-"""Dashboard benchmark: a store of 1,000 runs and 2M metric rows; `scaletrack ui` start-up,
-server answer times of the JSON API (runs view, a run's curve, the scaling view, cold and
-warm) and the draw time of each view in headless Chromium. Prints figures; asserts nothing.
+"""Dashboard benchmark: a store of N runs (1,000 with 2M metric rows by default; 200,000 with
+`--runs 200000 --curves 200`); each view's server answer, cold (first ask after a fresh
+`scaletrack ui`: nothing cached in the process; fits not yet computed) and warm (median of
+the next five), the Host-header guard, the stop after SIGTERM with an answer in flight, and
+the draw time of each view in headless Chromium. Prints figures; asserts nothing.
 
-Targets (issue): runs view and a scaling view answer in < 300 ms and draw in < 2 s.
-Needs Debian's `chromium` (/usr/bin/chromium) and `pip install playwright` for the draw times.
+Targets (issue 25): < 300 ms warm and < 1 s cold at 1,000 runs; runs page and grouping
+< 1 s at 200,000 runs; `scaletrack ui` gone within 2 s of SIGTERM.
+Needs Debian's `chromium` (/usr/bin/chromium) and `pip install playwright` for the draw
+times (`--no-browser` skips them). `--shots DIR --store URL` instead writes a screenshot of
+every view of an existing store (`--shots-only` skips the timings).
 
-Run: .venv/bin/python bench/bench_ui.py [--runs 1000] [--steps 2000] [--keep DIR]
+Run: .venv/bin/python bench/bench_ui.py [--runs 1000] [--steps 2000] [--curves N] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -32,8 +40,10 @@ CHROMIUM_FLAGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-sync", "--disable-dev-shm-usage")
 
 
-def build_store(path: Path, runs: int, steps: int) -> tuple[str, float]:
-    """`runs` finished runs on a grid of N x D x seed with Chinchilla-like final losses and one
+def build_store(path: Path, runs: int, steps: int,
+                curves: int | None = None) -> tuple[str, float, int]:
+    """`runs` finished runs on a grid of N x D x seed with Chinchilla-like final losses (a few
+    failed), written in batches with Store.ensure_runs; the first `curves` (default all) get a
     `train/loss` curve of `steps` rows each, written with Store.write_metrics."""
     url = f"sqlite:///{path}"
     rng = np.random.default_rng(0)
@@ -43,20 +53,25 @@ def build_store(path: Path, runs: int, steps: int) -> tuple[str, float]:
     t0 = time.perf_counter()
     with Store.open(url) as store:
         store.upsert_sweep("bench", {"runs": runs})
-        keys = []
+        keys, records = [], []
         for i in range(runs):
             n = float(sizes[i % n_sizes])
             d = float(budgets[(i // n_sizes) % n_sizes])
             seed = i // (n_sizes * n_sizes)
             loss = 1.8 + 480 / n**0.34 + 2100 / d**0.37
-            config = {"i": i, "N": n, "D": d, "seed": seed, "lr": 3e-4}
+            config = {"i": i, "N": n, "D": d, "seed": seed, "lr": 3e-4,
+                      "model": {"n_layer": 2 + i % 6, "d_model": 64 * (1 + i % 4)},
+                      "train": {"batch_size": 8 * (1 + i % 3)}}
             key = make_run_key(config)
-            store.ensure_run(RunRecord(
+            records.append(RunRecord(
                 run_key=key, sweep="bench", family="gpt", config=config, N=int(n),
                 N_total=int(n * 1.1), D=int(d), C=6 * n * d, seed=seed, lr=3e-4,
-                status="finished", final_loss=float(loss * np.exp(rng.normal(0, 0.01))),
+                status="failed" if i % 97 == 5 else "finished", name=f"bench-{i}",
+                final_loss=float(loss * np.exp(rng.normal(0, 0.01))),
             ))
             keys.append(key)
+        store.ensure_runs(records)
+        keys = keys[:curves] if curves is not None else keys
         step = np.arange(steps)
         frames = []
         for key in keys:
@@ -133,66 +148,173 @@ def draw_times(
     return out, inapp
 
 
+def start_ui(url: str, port: int, host: str = "127.0.0.1") -> tuple[subprocess.Popen, float]:
+    """`scaletrack ui` on `port`; (process, seconds from the command to its first answer)."""
+    exe = Path(sys.executable).with_name("scaletrack")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([str(exe), "ui", "--store", url, "--port", str(port), "--host", host],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc.stdout.readline()
+    get(f"http://127.0.0.1:{port}/api/info")
+    return proc, time.perf_counter() - t0
+
+
+def stop_ui(proc: subprocess.Popen) -> float:
+    """SIGTERM, then seconds until the process is gone."""
+    t0 = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return math.inf
+    return time.perf_counter() - t0
+
+
+def status_of(url: str, host: str) -> int:
+    request = urllib.request.Request(url, headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def answer_times(url: str, views: list[tuple[str, str]]) -> None:
+    """Each view cold in a fresh server (nothing computed or cached in the process), then
+    warm (median of five more)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    rows = []
+    for label, path in views:
+        proc, _ = start_ui(url, port)
+        try:
+            cold, size = get(base + path)
+            warm = statistics.median(get(base + path)[0] for _ in range(5))
+        finally:
+            stop_ui(proc)
+        rows.append((label, cold, warm, size))
+        print(f"  {label:44s} cold {cold * 1000:8.0f} ms   warm {warm * 1000:7.0f} ms "
+              f"({size / 1e3:,.0f} kB)", flush=True)
+
+
+def screenshots(url: str, folder: Path, hashes: dict[str, str]) -> None:
+    """A full-page PNG of each view (name -> hash) of a running `scaletrack ui`."""
+    from playwright.sync_api import sync_playwright
+
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    proc, _ = start_ui(url, port)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=shutil.which("chromium") or
+                                         "/usr/bin/chromium", headless=True, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            for name, hash_ in hashes.items():
+                page.goto(f"http://127.0.0.1:{port}/{hash_}")
+                page.wait_for_selector("#view[data-ready='1']", timeout=600_000)
+                page.wait_for_timeout(2500)  # late charts (compute-optimal) and Plotly's draw
+                page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+                print(f"  wrote {folder / name}.png", flush=True)
+            browser.close()
+    finally:
+        stop_ui(proc)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
-    parser.add_argument("--steps", type=int, default=2000, help="metric rows per run")
+    parser.add_argument("--steps", type=int, default=2000, help="metric rows per curve")
+    parser.add_argument("--curves", type=int, default=None,
+                        help="runs that get a train/loss curve (default: all)")
     parser.add_argument("--keep", type=Path, help="build (or reuse) the store in this folder")
+    parser.add_argument("--store", help="use this store instead of building one")
+    parser.add_argument("--no-browser", action="store_true", help="skip the Chromium draw times")
+    parser.add_argument("--shots", type=Path, help="write screenshots of every view here")
+    parser.add_argument("--shots-only", action="store_true", help="only the screenshots")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-ui-"))
     folder.mkdir(parents=True, exist_ok=True)
     db = folder / "bench-ui.db"
-    if db.exists():
+    if args.store:
+        url = args.store
+    elif db.exists():
         url = f"sqlite:///{db}"
         with Store.open(url) as store:
             rows = store.count_metrics()
         print(f"store: reusing {db} ({rows:,} metric rows)")
     else:
-        url, seconds, rows = build_store(db, args.runs, args.steps)
+        url, seconds, rows = build_store(db, args.runs, args.steps, args.curves)
         print(f"store: {args.runs:,} runs, {rows:,} metric rows written in {seconds:.1f} s "
-              f"({db.stat().st_size / 1e6:.0f} MB)")
-
-    port = free_port()
-    exe = Path(sys.executable).with_name("scaletrack")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([str(exe), "ui", "--store", url, "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              f"({db.stat().st_size / 1e6:.0f} MB)", flush=True)
     try:
-        line = proc.stdout.readline()
+        port = free_port()
+        proc, started = start_ui(url, port)
         base = f"http://127.0.0.1:{port}"
-        get(base + "/api/info")
-        print(f"scaletrack ui start-up (command to first answer): "
-              f"{time.perf_counter() - t0:.2f} s  [{line.strip()}]")
+        print(f"scaletrack ui start-up (command to first answer): {started:.2f} s")
         with urllib.request.urlopen(base + "/api/runs?limit=1&sort=final_loss") as r:
-            key = json.loads(r.read())["rows"][0]["run_key"]
-        print("server answer times (wall, measured by an HTTP client on the same machine):")
-        for label, path in (
+            found = json.loads(r.read())["rows"]
+        key = found[0]["run_key"] if found else "none"
+        with urllib.request.urlopen(base + "/api/sweeps") as r:
+            sweeps = [s["name"] for s in json.loads(r.read())["sweeps"] if s["name"]]
+        sweep = "bench" if "bench" in sweeps else (sweeps[0] if sweeps else "")
+        hosts = {h: status_of(base + "/api/sweeps", h) for h in (
+            "attacker.example", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}")}
+        print("Host header -> status: " + ", ".join(f"{h} {c}" for h, c in hosts.items()))
+        stop_ui(proc)
+        if args.shots:
+            print("screenshots:")
+            screenshots(url, args.shots, {
+                "runs": "#/runs", "runs_grouped": "#/runs?group=N&sort=final_loss",
+                "run": f"#/run/{key}", "compare": "#/compare",
+                "scaling": f"#/scaling?sweep={sweep}", "emergence": "#/emergence",
+                "emergence_lambada": "#/emergence?q=lambada", "ideas": "#/ideas"})
+            if args.shots_only:
+                return
+        print("server answer times (wall, one HTTP client on the same machine):", flush=True)
+        answer_times(url, [
+            ("sweeps", "/api/sweeps"),
             ("runs view, page of 50", "/api/runs?limit=50"),
-            ("runs view, sorted + grouped by N", "/api/runs?limit=50&sort=final_loss&group=N"),
-            ("runs view, config filter", "/api/runs?limit=50&where=seed%3D0"),
+            ("runs view, sorted by final loss", "/api/runs?limit=50&sort=final_loss"),
+            ("runs view, grouped by N", "/api/runs?limit=50&sort=final_loss&group=N"),
+            ("runs view, config filter", "/api/runs?limit=50&where=model.n_layer%3D3"),
+            ("runs view, search", "/api/runs?limit=50&q=bench-99"),
+            ("runs view, last page", "/api/runs?limit=50&offset=" + str(max(0, args.runs - 50))),
             ("run detail", f"/api/runs/{key}"),
             ("curve, downsampled to 1000 pts", f"/api/metrics?run={key}&name=train/loss"),
-            ("scaling view (fits cold, then cached)", "/api/scaling?sweep=bench"),
-            ("compute-optimal (Chinchilla fit, cold)", "/api/optimal?sweep=bench"),
-        ):
-            print(f"  {label:40s} {timed(base + path)}")
-        views = {
-            "runs view": ("#/runs", "#runs tr[data-key]"),
-            "run view (curve)": (f"#/run/{key}", "#chart-main[data-drawn]"),
-            "scaling view (1,000 points, fit, bands)": ("#/scaling?sweep=bench",
-                                                        "#chart-scaling[data-drawn]"),
-            "scaling view, all three charts": ("#/scaling?sweep=bench",
-                                               "#chart-optimal[data-drawn]"),
-        }
-        loads, inapp = draw_times(base, views)
-        print("headless Chromium, median of 3 (server warm):")
-        print(f"  {'view':40s} {'page load':>10s} {'in-app':>8s}")
-        for name in views:
-            print(f"  {name:40s} {loads[name]:8.2f} s {inapp[name]:6.2f} s")
+            ("scaling view (power laws, back-test)", f"/api/scaling?sweep={sweep}"),
+            ("compute-optimal (Chinchilla fit)", f"/api/optimal?sweep={sweep}"),
+            ("emergence, first page", "/api/emergence"),
+            ("ideas", "/api/ideas"),
+        ])
+        proc, _ = start_ui(url, port)
+        # a slow answer in flight (a cold Chinchilla fit), then SIGTERM
+        fetch = subprocess.Popen(["curl", "-s", "-o", "/dev/null", f"{base}/api/optimal?"
+                                  f"sweep={sweep}&fresh=1"])
+        time.sleep(0.5)
+        print(f"SIGTERM with an answer in flight: gone after {stop_ui(proc):.2f} s")
+        fetch.wait()
+        if not args.no_browser:
+            views = {
+                "runs view": ("#/runs", "#runs tr[data-key]"),
+                "run view (curve)": (f"#/run/{key}", "#chart-main[data-drawn]"),
+                "scaling view (points, fit, bands)": (f"#/scaling?sweep={sweep}",
+                                                      "#chart-scaling[data-drawn]"),
+                "scaling view, all three charts": (f"#/scaling?sweep={sweep}",
+                                                   "#chart-optimal[data-drawn]"),
+            }
+            proc, _ = start_ui(url, port)
+            try:
+                loads, inapp = draw_times(base, views)
+            finally:
+                stop_ui(proc)
+            print("headless Chromium, median of 3 (server warm):")
+            print(f"  {'view':40s} {'page load':>10s} {'in-app':>8s}")
+            for name in views:
+                print(f"  {name:40s} {loads[name]:8.2f} s {inapp[name]:6.2f} s")
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if args.keep is None:
+        if args.keep is None and not args.store:
             shutil.rmtree(folder, ignore_errors=True)
 
 

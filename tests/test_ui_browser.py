@@ -78,7 +78,8 @@ class Watched:
         self.until(f"!!document.getElementById('{div}')?.dataset.drawn")
         return self.page.evaluate(
             f"(() => {{ const d = document.getElementById('{div}');"
-            " return {data: d.data.map(t => ({x: t.x, y: t.y, name: t.name, mode: t.mode})),"
+            " return {data: d.data.map(t => ({x: t.x, y: t.y, name: t.name, mode: t.mode,"
+            " opacity: t.opacity})),"
             " xtype: d.layout.xaxis.type, ytype: d.layout.yaxis.type}; })()"
         )
 
@@ -142,7 +143,7 @@ def test_every_view_in_chromium(chromium, ui_url: str, shots: Path) -> None:  # 
         page.click("#compare-selected")
         w.wait()
         compared = w.plot("chart-main")
-        assert len([t for t in compared["data"] if t["mode"] == "lines"]) == 2
+        assert len([t for t in compared["data"] if t["mode"].startswith("lines")]) == 2
         page.screenshot(path=shots / "compare.png", full_page=True)
 
         # a run: curve equals the store; x and log toggles; smoothing
@@ -158,7 +159,9 @@ def test_every_view_in_chromium(chromium, ui_url: str, shots: Path) -> None:  # 
         assert w.redraw("chart-main", lambda: page.check("#logx"))["xtype"] == "log"
         assert w.redraw("chart-main", lambda: page.check("#logy"))["ytype"] == "log"
         smoothed = w.redraw("chart-main", lambda: page.fill("#smoothing", "0.9"))
-        assert not np.allclose(smoothed["data"][0]["y"], curve["value"])
+        raw, smooth = smoothed["data"][0], smoothed["data"][1]  # the raw curve faint, beneath
+        assert np.allclose(raw["y"], curve["value"]) and raw["opacity"] < 0.5
+        assert not np.allclose(smooth["y"], curve["value"])
         grad = w.redraw("chart-main", lambda: page.select_option("#metric", "grad_norm"))
         assert len(grad["data"][0]["y"]) == len(curve)
         assert page.locator("#checkpoints tr").count() - 1 == 4
@@ -218,7 +221,7 @@ def test_user_strings_show_as_text(chromium, ui_url: str, shots: Path) -> None: 
         w.open("#/runs")
         page.select_option("#f-sweep", SCRIPT)
         w.wait_total(1)
-        assert page.locator("#runs td", has_text=SCRIPT).count() == 2  # sweep and tags cells
+        assert page.locator("#runs td", has_text=SCRIPT).count() == 3  # name, sweep and tags
         key = page.get_attribute("#runs tr[data-key]", "data-key")
         w.open(f"#/run/{key}")
         assert SCRIPT in page.text_content("#view")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,12 +23,12 @@ if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
 
 RUN_LIST_COLUMNS = (
-    "run_key", "sweep", "family", "status", "N", "D", "C", "seed", "lr", "final_loss",
-    "attempts", "updated_at", "tags", "role",
+    "run_key", "name", "sweep", "family", "status", "N", "D", "C", "seed", "lr", "final_loss",
+    "attempts", "created_at", "updated_at", "tags", "role", "parent_run_key", "config",
 )
-GROUP_FIELDS = ("N", "D", "lr", "seed", "sweep", "family", "status")
-SORTABLE = ("run_key", "sweep", "family", "status", "N", "D", "C", "seed", "lr", "final_loss",
-            "attempts", "updated_at", "created_at")
+GROUP_FIELDS = ("N", "D", "lr", "seed", "sweep", "family", "status", "role")
+SORTABLE = ("run_key", "name", "sweep", "family", "status", "role", "N", "D", "C", "seed",
+            "lr", "final_loss", "attempts", "updated_at", "created_at")
 MAX_PAGE = 1000
 DEFAULT_POINTS = 1000
 MAX_POINTS = 20_000
@@ -73,50 +73,19 @@ def _tags(row: Mapping[str, Any]) -> list[str]:
     return [str(t) for t in raw]
 
 
-def _runs_frame(store: StoreLike, sweep: str | None = None) -> pd.DataFrame:
-    runs = store.runs(sweep=sweep)
-    runs["tags"] = [_tags(r) for r in runs.to_dict("records")]
-    return runs
-
-
 def sweeps_summary(store: StoreLike) -> dict[str, Any]:
-    """Sweeps with their run counts per status; runs outside any sweep are under null."""
-    runs = store.runs()
-    counts: dict[Any, dict[str, int]] = {}
-    for sweep, status in zip(runs["sweep"], runs["status"], strict=True):
-        key = None if sweep is None or (isinstance(sweep, float) and math.isnan(sweep)) else sweep
-        counts.setdefault(key, {}).setdefault(status, 0)
-        counts[key][status] += 1
+    """Sweeps with their run counts per status; runs outside any sweep are under null
+    (counted in the database)."""
+    from scaletrack.store.run_pages import status_counts_by_sweep
+
+    counts = status_counts_by_sweep(store.engine)
     sweeps = store.sweeps()
     names = list(sweeps["name"]) if "name" in sweeps.columns else []
     out = []
     for name in names + [k for k in counts if k not in names]:
         by_status = counts.get(name, {})
         out.append({"name": name, "runs": sum(by_status.values()), "by_status": by_status})
-    return {"sweeps": out, "total_runs": len(runs)}
-
-
-def _config_value(config: Any, path: str) -> Any:
-    value: Any = config
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
-def _matches(value: Any, wanted: str) -> bool:
-    """Loose equality between a stored value and the text of a filter."""
-    if value is None:
-        return wanted in ("", "none", "null")
-    if isinstance(value, (list, tuple)):
-        return any(_matches(v, wanted) for v in value)
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        try:
-            return math.isclose(float(value), float(wanted), rel_tol=1e-9)
-        except ValueError:
-            return False
-    return str(value) == wanted
+    return {"sweeps": out, "total_runs": sum(sum(v.values()) for v in counts.values())}
 
 
 def parse_where(items: Sequence[str]) -> list[tuple[str, str]]:
@@ -145,59 +114,30 @@ def runs_page(
     limit: int = 100,
 ) -> dict[str, Any]:
     """One page of runs after filtering and sorting; with `group`, per-group summaries of
-    every matching run (count, statuses, best and mean final loss in nats)."""
+    every matching run (count, statuses, best and mean final loss in nats). Filtering,
+    sorting, grouping and paging all happen in the database (`store.run_pages`)."""
+    from scaletrack.store.errors import StoreError
+    from scaletrack.store.run_pages import RunFilter
+    from scaletrack.store.run_pages import runs_page as sql_page
+
     if sort not in SORTABLE:
         raise DataError(f"cannot sort runs by {sort!r} (one of {', '.join(SORTABLE)})")
     if group is not None and group not in GROUP_FIELDS:
         raise DataError(f"cannot group runs by {group!r} (one of {', '.join(GROUP_FIELDS)})")
     if offset < 0 or not 1 <= limit <= MAX_PAGE:
         raise DataError(f"page offset must be >= 0 and limit between 1 and {MAX_PAGE}")
-    runs = _runs_frame(store, sweep)
-    keep = np.ones(len(runs), dtype=bool)
-    if status:
-        keep &= (runs["status"] == status).to_numpy()
-    if tag:
-        keep &= np.array([tag in tags for tags in runs["tags"]], dtype=bool)
-    for field, wanted in where:
-        if field in runs.columns and field != "config":
-            values = runs[field].tolist()
-        else:
-            values = [_config_value(c, field) for c in runs["config"]]
-        keep &= np.array([_matches(v, wanted) for v in values], dtype=bool)
-    if search:
-        needle = search.lower()
-        keep &= np.array([
-            needle in str(k).lower() or needle in str(s).lower()
-            for k, s in zip(runs["run_key"], runs["sweep"], strict=True)
-        ], dtype=bool)
-    matched = runs[keep]
-    order = [group, sort] if group else [sort]
-    matched = matched.sort_values(
-        order, ascending=[True, not descending] if group else not descending,
-        kind="stable", na_position="last",
-    )
-    page = matched.iloc[offset:offset + limit]
-    rows = [
-        {col: plain(rec.get(col)) for col in RUN_LIST_COLUMNS}
-        for rec in page.to_dict("records")
-    ]
-    groups = None
-    if group:
-        groups = []
-        for value, part in matched.groupby(group, dropna=False, sort=True):
-            loss = part["final_loss"].to_numpy(float)
-            finite = loss[np.isfinite(loss)]
-            groups.append({
-                "value": plain(value), "count": len(part),
-                "by_status": plain(part["status"].value_counts().to_dict()),
-                "best_final_loss": plain(finite.min()) if finite.size else None,
-                "mean_final_loss": plain(finite.mean()) if finite.size else None,
-            })
+    try:
+        found = sql_page(store.engine, RunFilter(sweep, status, tag, search, tuple(where)),
+                         sort=sort, descending=descending, group=group, offset=offset,
+                         limit=limit)
+    except StoreError as exc:
+        raise DataError(str(exc)) from None
+    rows = [{col: plain(rec.get(col)) for col in RUN_LIST_COLUMNS} for rec in found["rows"]]
     return {
-        "total": int(len(matched)), "offset": offset, "limit": limit, "columns":
-        list(RUN_LIST_COLUMNS), "rows": rows, "group": group, "groups": groups,
-        "statuses": plain(runs["status"].value_counts().to_dict()),
-        "tags": sorted({t for tags in runs["tags"] for t in tags}),
+        "total": found["total"], "offset": offset, "limit": limit,
+        "columns": list(RUN_LIST_COLUMNS), "rows": rows, "group": group,
+        "groups": plain(found["groups"]) if found["groups"] is not None else None,
+        "statuses": found["statuses"], "tags": found["tags"],
     }
 
 
@@ -310,28 +250,19 @@ def scaling_points(store: StoreLike, sweep: str | None = None) -> pd.DataFrame:
     return df[ok].reset_index(drop=True)
 
 
-def _law_curve(fit: Any, x_lo: float, x_hi: float, residuals: np.ndarray) -> dict[str, Any]:
-    """The fitted law over [x_lo, x_hi] with 95 % confidence band (bootstrap of the law) and
-    95 % prediction band (bootstrap law times a resampled log-residual)."""
-    grid = np.geomspace(x_lo, x_hi, 120)
-    mid = fit.predict(grid)
-    boot = np.asarray(fit.extra.get("bootstrap_params") or [], dtype=float)
-    out: dict[str, Any] = {"x": _floats(grid), "y": _floats(mid)}
-    if boot.ndim == 2 and len(boot) >= 20:
-        names = list(fit.params)
-        e, a, alpha = (boot[:, names.index(k)] for k in ("E", "a", "alpha"))
-        ok = np.isfinite(e) & np.isfinite(a) & np.isfinite(alpha)
-        with np.errstate(over="ignore", invalid="ignore"):
-            curves = e[ok, None] + a[ok, None] * grid[None, :] ** (-alpha[ok, None])
-        lo, hi = np.nanpercentile(curves, [2.5, 97.5], axis=0)
-        # Every bootstrap law times every (up to 100) observed residual factor: residuals
-        # are log(pred) - log(obs), so an observation is pred * exp(-residual).
-        noise = -residuals[np.linspace(0, residuals.size - 1, min(residuals.size, 100))
-                           .astype(int)] if residuals.size else np.zeros(1)
-        pred = (curves[:, None, :] * np.exp(noise)[None, :, None]).reshape(-1, grid.size)
-        plo, phi = np.nanpercentile(pred, [2.5, 97.5], axis=0)
-        out.update(conf_lo=_floats(lo), conf_hi=_floats(hi), pred_lo=_floats(plo),
-                   pred_hi=_floats(phi))
+def law_curve(fit: Any, x_lo: float, x_hi: float, x_max: float, *,
+              points: int = 120) -> dict[str, Any]:
+    """The fitted law over [x_lo, x_hi] with its 95 % confidence and prediction bands, both
+    from `FitResult.predict_interval` (the calibrated bands the CLI and the plots draw);
+    `extrapolate_from`: the largest x fitted (beyond it the curve is an extrapolation)."""
+    grid = np.geomspace(x_lo, x_hi, points)
+    out: dict[str, Any] = {"x": _floats(grid), "y": _floats(fit.predict(grid)),
+                           "extrapolate_from": float(x_max)}
+    if fit.bootstrap_samples():
+        conf = fit.predict_interval(grid, kind="confidence")
+        pred = fit.predict_interval(grid, kind="prediction")
+        out.update(conf_lo=_floats(conf["lo"]), conf_hi=_floats(conf["hi"]),
+                   pred_lo=_floats(pred["lo"]), pred_hi=_floats(pred["hi"]))
     return out
 
 
@@ -356,11 +287,11 @@ def _power_fit(df: pd.DataFrame, x: str) -> dict[str, Any]:
     if fit.status == "degenerate":
         return {"x": x, "status": "failed", "reason": degenerate_message(fit), "points": how}
     xs = points[x].to_numpy(float)
-    curve = _law_curve(fit, xs.min() / 1.5, xs.max() * 10, np.asarray(fit.residuals))
+    curve = law_curve(fit, xs.min() / 1.5, xs.max() * 10, xs.max())
     return {
         "x": x, "status": "ok", "form": fit.form, "params": plain(dict(fit.params)),
         "ci95": plain({k: list(v) for k, v in fit.ci95.items()}), "n_points": fit.n_points,
-        "curve": curve, "points": how,
+        "curve": curve, "points": how, "_fit": fit,
         "label": f"L({x}) = {fit.params['E']:.3g} + {fit.params['a']:.3g}·{x}^-"
                  f"{fit.params['alpha']:.3g}",
     }
@@ -440,10 +371,6 @@ def _optimal(df: pd.DataFrame) -> dict[str, Any]:
         return {"status": "failed", "reason": "the Chinchilla fit did not converge"}
     if fit.status == "degenerate":
         return {"status": "failed", "reason": degenerate_message(fit), "points": how}
-    if max(fit.params["alpha"], fit.params["beta"]) > 2.0:
-        return {"status": "failed", "points": how, "reason": (
-            f"these runs do not identify L(N, D): fitted exponents alpha = "
-            f"{fit.params['alpha']:.3g}, beta = {fit.params['beta']:.3g} (implausible above 2)")}
     return {
         "status": "ok", "params": plain(dict(fit.params)), "points": how,
         "C": _floats(table["C"]), "N_opt": _floats(table["N_opt"]),
@@ -451,7 +378,8 @@ def _optimal(df: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def scaling(store: StoreLike, sweep: str | None = None) -> dict[str, Any]:
+def scaling(store: StoreLike, sweep: str | None = None, *,
+            should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Final loss of finished runs against N, D and C, with the compute frontier, a power
     law per axis (confidence and prediction bands), a back-test in C, IsoFLOP profiles and
     their minima. (Compute-optimal N and D, a slower fit, come from `optimal`.)"""
@@ -472,14 +400,49 @@ def scaling(store: StoreLike, sweep: str | None = None) -> dict[str, Any]:
         from scaletrack.analysis import compute_frontier
 
         frontier = compute_frontier(df[["N", "D", "C", "loss"]])
+        fits = {}
+        for x in ("N", "D", "C"):
+            if should_stop is not None and should_stop():
+                raise DataError("the request was abandoned")
+            fits[x] = _power_fit(df, x)
         return {
-            "fits": {x: _power_fit(df, x) for x in ("N", "D", "C")},
+            "fits": fits,
             "frontier": {"C": _floats(frontier["C"]), "loss": _floats(frontier["loss"]),
                          "N": _floats(frontier["N"]), "D": _floats(frontier["D"])},
             "backtest": _backtest(df), "isoflop": _isoflop(df),
         }
 
-    return {"sweep": sweep, "n": len(df), "points": points, **_cached(key, compute)}
+    found = _cached(key, compute)
+    fits = {x: {k: v for k, v in f.items() if k != "_fit"} for x, f in found["fits"].items()}
+    return {"sweep": sweep, "n": len(df), "points": points, **found, "fits": fits}
+
+
+def predict_at(store: StoreLike, sweep: str | None, x: str, at: float) -> dict[str, Any]:
+    """The scaling view's "predict at" box: the fitted L(x) at x = `at` with its 95 %
+    confidence and prediction intervals (`FitResult.predict_interval`), and how far beyond
+    the largest fitted x that is (decades)."""
+    if x not in ("N", "D", "C"):
+        raise DataError(f"x must be one of N, D, C, got {x!r}")
+    if not (math.isfinite(at) and at > 0):
+        raise DataError(f"predict at {x} = {at!r}: a positive number is needed")
+    df = scaling_points(store, sweep)
+    if len(df) < 3:
+        raise DataError("fewer than 3 finished runs with N, D, C and a final loss")
+    scaling(store, sweep)  # fits (cached) and the key they are cached under
+    key = (store.url, sweep, len(df), float(df["loss"].sum()), float(df["C"].sum()))
+    with _cache_lock:
+        entry = _fit_cache.get(key)
+    fit = (entry or {}).get("fits", {}).get(x, {}).get("_fit")
+    if fit is None:
+        raise DataError(f"no L({x}) fit for these runs")
+    conf = fit.predict_interval(np.array([at]), kind="confidence")
+    pred = fit.predict_interval(np.array([at]), kind="prediction")
+    x_max = float(np.max(df[x].to_numpy(float)))
+    return {"x": x, "at": float(at), "loss": plain(float(conf["pred"].iloc[0])),
+            "conf": [plain(conf["lo"].iloc[0]), plain(conf["hi"].iloc[0])],
+            "pred": [plain(pred["lo"].iloc[0]), plain(pred["hi"].iloc[0])],
+            "decades_beyond": plain(math.log10(at / x_max)) if at > x_max else 0.0,
+            "label": f"L({x})"}
 
 
 def optimal(store: StoreLike, sweep: str | None = None) -> dict[str, Any]:
@@ -508,52 +471,13 @@ def stored_fits(store: StoreLike, form: str | None = None) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ emergence
 
 
-def emergence(store: StoreLike) -> dict[str, Any]:
-    """Per (task, metric) of the evals table: values against compute (FLOPs), the fitted
-    floored sigmoid, the class (past / near / far) and the predicted crossing (FLOPs)."""
-    from scaletrack.analysis import classify_tasks, sigmoid_value
+def emergence(store: StoreLike, **page: Any) -> dict[str, Any]:
+    """Per (task, metric, shot) curve of the evals table: values against compute (FLOPs), the
+    fitted floored sigmoid, the class and the predicted crossing (`ui.emergence_data`);
+    every curve unless a page (offset, limit, search) is asked for."""
+    from scaletrack.ui.emergence_data import emergence as emergence_page
 
-    evals = store.evals()
-    if evals.empty:
-        return {"tasks": []}
-    df = evals.copy()
-    flops = df["flops"].to_numpy(float)
-    approx = 6.0 * df["N"].to_numpy(dtype=float, na_value=np.nan) * df["tokens"].to_numpy(
-        dtype=float, na_value=np.nan)
-    df["C"] = np.where(np.isfinite(flops) & (flops > 0), flops, approx)
-    df = df[np.isfinite(df["C"]) & (df["C"] > 0) & np.isfinite(df["value"])]
-    if df.empty:
-        return {"tasks": []}
-    key = (store.url, "emergence", len(df), float(df["value"].sum()), float(df["C"].sum()))
-
-    def compute() -> list[dict[str, Any]]:
-        try:
-            table = classify_tasks(df[["task", "metric", "C", "value"]], n_bootstrap=100)
-        except (ScaletrackError, ValueError):
-            table = pd.DataFrame()
-        by_group = {(r["task"], r["metric"]): r for r in table.to_dict("records")}
-        tasks = []
-        for (task, metric), part in df.groupby(["task", "metric"], sort=True):
-            part = part.sort_values("C")
-            row = by_group.get((task, metric), {})
-            entry: dict[str, Any] = {
-                "task": task, "metric": metric, "C": _floats(part["C"]),
-                "value": _floats(part["value"]), "run_key": [plain(k) for k in part["run_key"]],
-                "label": plain(row.get("label", "-")), "crossing": plain(row.get("crossing")),
-                "crossing_lo": plain(row.get("crossing_lo")),
-                "crossing_hi": plain(row.get("crossing_hi")),
-                "threshold": plain(row.get("threshold")), "reason": plain(row.get("reason")),
-                "curve": None,
-            }
-            if row.get("fit_k") is not None and math.isfinite(float(row["fit_k"])):
-                c = part["C"].to_numpy(float)
-                grid = np.geomspace(c.min(), c.max() * 100, 100)
-                entry["curve"] = {"C": _floats(grid), "value": _floats(sigmoid_value(
-                    grid, row["fit_floor"], row["fit_ceil"], row["fit_k"], row["fit_log10_mid"]))}
-            tasks.append(entry)
-        return tasks
-
-    return {"tasks": _cached(key, compute)}
+    return emergence_page(store, **{"limit": None, **page})
 
 
 # ------------------------------------------------------------------------------ ideas

@@ -15,21 +15,35 @@ JSON API (all GET; errors are {"error": "..."} with status 400 or 404):
   (MinMax-LTTB) with x as step, tokens, flops and wall_time.
 - `/api/scaling?sweep=`: final losses vs N, D, C; frontier; fitted laws with confidence
   and prediction bands; back-test; IsoFLOP profiles and their minima.
+- `/api/predict?sweep=&x=C&at=1e21`: the fitted L(x) at one x with its 95 % confidence and
+  prediction intervals (`FitResult.predict_interval`).
 - `/api/optimal?sweep=`: compute-optimal N and D against C from a Chinchilla fit.
 - `/api/fits?form=`: fits saved in the store.
-- `/api/emergence`: per task, values vs compute, fitted curve, class, predicted crossing.
+- `/api/emergence?offset=&limit=&q=`: curves per (task, metric, shot), a page at a time:
+  values vs compute, fitted curve, class, predicted crossing.
 - `/api/ideas`: the "not yet" registry with each idea's attempts.
 - `/api/info`: the store (password hidden) and the scaletrack version.
+
+Only requests whose Host header names this server are answered (localhost, 127.0.0.1, [::1]
+and the --host it was started with; anything else is a 403), so a page on another site that
+rebinds its DNS name to 127.0.0.1 reads nothing. Identical requests in flight share one
+computation; one whose every client has gone away is told to stop (the analysis checks
+between curves and fits), and its thread never holds up the process's exit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import socket
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -73,17 +87,105 @@ def _int(request: Request, name: str, default: int) -> int:
         raise ScaletrackError(f"query parameter {name}={raw!r} is not an integer") from None
 
 
-def create_app(store: StoreLike) -> Starlette:
-    """The app over an opened (read-only) Store; the caller closes the store."""
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+POLL_S = 0.2  # how often a waiting request checks whether its client is still there
 
-    async def answer(fn: Callable[[], Any]) -> Response:
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without port or IPv6 brackets, lower case."""
+    h = header.strip().lower()
+    if h.startswith("["):
+        return h[1:h.find("]")] if "]" in h else h
+    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+
+
+class HostCheck:
+    """ASGI middleware: answer only requests whose Host is one of `allowed` (403 otherwise)."""
+
+    def __init__(self, app: Any, allowed: set[str]) -> None:
+        self.app, self.allowed = app, allowed
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or [])
+            raw = headers.get(b"host", b"").decode("latin-1")
+            if host_name(raw) not in self.allowed:
+                response = JSON({"error": f"host {raw!r} is not this dashboard's (DNS "
+                                          "rebinding guard)"}, status_code=403,
+                                headers=_SECURITY_HEADERS)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class Abandoned(Exception):  # noqa: N818 - the reason, not an error
+    """Every client of a computation went away."""
+
+
+@dataclass
+class _Flight:
+    future: asyncio.Future
+    stop: threading.Event = field(default_factory=threading.Event)
+    waiters: int = 0
+
+
+def create_app(store: StoreLike, host: str | None = "127.0.0.1") -> Starlette:
+    """The app over an opened (read-only) Store; the caller closes the store. `host`: the
+    address it is served on (its name is accepted in the Host header, beside loopback)."""
+    inflight: dict[str, _Flight] = {}
+    allowed = {*LOOPBACK_NAMES, *((host_name(host),) if host else ())}
+
+    def start(key: str, fn: Callable[[Callable[[], bool]], Any]) -> _Flight:
+        loop = asyncio.get_running_loop()
+        flight = _Flight(loop.create_future())
+
+        def settle(outcome: tuple[bool, Any]) -> None:
+            if inflight.get(key) is flight:
+                del inflight[key]
+            if not flight.future.done():
+                flight.future.set_result(outcome)
+
+        def work() -> None:
+            try:
+                outcome: tuple[bool, Any] = (True, fn(flight.stop.is_set))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
+                outcome = (False, exc)
+            if not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                    loop.call_soon_threadsafe(settle, outcome)
+
+        inflight[key] = flight
+        # a daemon thread: a computation nobody waits for never holds up shutdown
+        threading.Thread(target=work, name="scaletrack-ui-answer", daemon=True).start()
+        return flight
+
+    async def answer(request: Request, fn: Callable[[Callable[[], bool]], Any]) -> Response:
+        """Run fn(should_stop) off the event loop; identical requests share one run, and a
+        run whose clients all left is asked to stop."""
+        key = request.url.path + "?" + "&".join(
+            f"{k}={v}" for k, v in sorted(request.query_params.multi_items()))
+        flight = inflight.get(key) or start(key, fn)
+        flight.waiters += 1
         try:
-            # Store readers block; keep the event loop free for other requests.
-            payload = await asyncio.to_thread(fn)
-        except ScaletrackError as exc:
-            status = 404 if str(exc).startswith("no run with key") else 400
-            return JSON({"error": str(exc)}, status_code=status, headers=_SECURITY_HEADERS)
-        return JSON(payload, headers=_SECURITY_HEADERS)
+            while not flight.future.done():
+                await asyncio.wait({flight.future}, timeout=POLL_S)
+                if not flight.future.done() and await request.is_disconnected():
+                    raise Abandoned
+        except Abandoned:
+            return Response(status_code=499)  # nobody reads it
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.future.done():
+                flight.stop.set()
+                if inflight.get(key) is flight:
+                    del inflight[key]
+        ok, value = flight.future.result()
+        if ok:
+            return JSON(value, headers=_SECURITY_HEADERS)
+        if isinstance(value, ScaletrackError):
+            status = 404 if str(value).startswith("no run with key") else 400
+            return JSON({"error": str(value)}, status_code=status, headers=_SECURITY_HEADERS)
+        raise value
 
     def opt(request: Request, name: str) -> str | None:
         value = request.query_params.get(name)
@@ -93,15 +195,15 @@ def create_app(store: StoreLike) -> Starlette:
         from scaletrack import __version__
         from scaletrack.store.engine import redact_url
 
-        return await answer(lambda: {"store": redact_url(store.url), "version": __version__,
-                                     "read_only": True})
+        return await answer(request, lambda stop: {
+            "store": redact_url(store.url), "version": __version__, "read_only": True})
 
     async def api_sweeps(request: Request) -> Response:
-        return await answer(lambda: data.sweeps_summary(store))
+        return await answer(request, lambda stop: data.sweeps_summary(store))
 
     async def api_runs(request: Request) -> Response:
         q = request.query_params
-        return await answer(lambda: data.runs_page(
+        return await answer(request, lambda stop: data.runs_page(
             store, sweep=opt(request, "sweep"), status=opt(request, "status"),
             tag=opt(request, "tag"), where=data.parse_where(q.getlist("where")),
             search=opt(request, "q"), sort=opt(request, "sort") or "created_at",
@@ -111,29 +213,45 @@ def create_app(store: StoreLike) -> Starlette:
 
     async def api_run(request: Request) -> Response:
         key = request.path_params["run_key"]
-        return await answer(lambda: data.run_detail(store, key))
+        return await answer(request, lambda stop: data.run_detail(store, key))
 
     async def api_metrics(request: Request) -> Response:
         q = request.query_params
-        return await answer(lambda: data.metric_series(
+        return await answer(request, lambda stop: data.metric_series(
             store, q.getlist("run"), q.get("name") or "train/loss",
             points=_int(request, "points", data.DEFAULT_POINTS),
         ))
 
     async def api_scaling(request: Request) -> Response:
-        return await answer(lambda: data.scaling(store, opt(request, "sweep")))
+        return await answer(request, lambda stop: data.scaling(store, opt(request, "sweep"),
+                                                               should_stop=stop))
+
+    async def api_predict(request: Request) -> Response:
+        raw = request.query_params.get("at", "")
+        try:
+            at = float(raw)
+        except ValueError:
+            at = math.nan
+        return await answer(request, lambda stop: data.predict_at(
+            store, opt(request, "sweep"), request.query_params.get("x") or "C", at))
 
     async def api_optimal(request: Request) -> Response:
-        return await answer(lambda: data.optimal(store, opt(request, "sweep")))
+        return await answer(request, lambda stop: data.optimal(store, opt(request, "sweep")))
 
     async def api_fits(request: Request) -> Response:
-        return await answer(lambda: data.stored_fits(store, opt(request, "form")))
+        return await answer(request, lambda stop: data.stored_fits(store, opt(request, "form")))
 
     async def api_emergence(request: Request) -> Response:
-        return await answer(lambda: data.emergence(store))
+        from scaletrack.ui.emergence_data import DEFAULT_PAGE
+        from scaletrack.ui.emergence_data import emergence as emergence_page
+
+        return await answer(request, lambda stop: emergence_page(
+            store, offset=_int(request, "offset", 0),
+            limit=_int(request, "limit", DEFAULT_PAGE), search=opt(request, "q"),
+            should_stop=stop))
 
     async def api_ideas(request: Request) -> Response:
-        return await answer(lambda: data.ideas(store))
+        return await answer(request, lambda stop: data.ideas(store))
 
     async def index(request: Request) -> Response:
         return Response(assets.page(report_data=None), media_type="text/html; charset=utf-8",
@@ -160,11 +278,12 @@ def create_app(store: StoreLike) -> Starlette:
         Route("/api/metrics", api_metrics, methods=get),
         Route("/api/scaling", api_scaling, methods=get),
         Route("/api/optimal", api_optimal, methods=get),
+        Route("/api/predict", api_predict, methods=get),
         Route("/api/fits", api_fits, methods=get),
         Route("/api/emergence", api_emergence, methods=get),
         Route("/api/ideas", api_ideas, methods=get),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(HostCheck, allowed=allowed)])
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -182,6 +301,21 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _warm_imports() -> None:
+    """Import the fitting code (SciPy, the analysis package: seconds) in the background once
+    the server answers, so the first scaling or emergence view does not wait for it."""
+
+    def load() -> None:
+        import importlib
+
+        for name in ("scaletrack.analysis", "scaletrack.analysis.classify",
+                     "scaletrack.analysis.ideas", "scaletrack.ui.emergence_data"):
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+
+    threading.Thread(target=load, name="scaletrack-ui-warm", daemon=True).start()
+
+
 def serve(store_url: str | None, host: str = "127.0.0.1", port: int = 8765,
           on_ready: Callable[[str], None] | None = None) -> None:
     """Open the store read-only and serve the dashboard until interrupted (port 0: any free
@@ -194,8 +328,10 @@ def serve(store_url: str | None, host: str = "127.0.0.1", port: int = 8765,
     try:
         sock = _bind(host, port)  # bound here, so a taken port is one clear error
         bound = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(store), log_level="warning", access_log=False,
-                                lifespan="off")
+        # in-flight answers get 1 s after SIGTERM / Ctrl-C, then the process goes
+        config = uvicorn.Config(create_app(store, host), log_level="warning",
+                                access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=1)
         server = uvicorn.Server(config)
         if on_ready is not None:
             url_host = f"[{host}]" if ":" in host else host
@@ -205,6 +341,7 @@ def serve(store_url: str | None, host: str = "127.0.0.1", port: int = 8765,
                 await original_startup(sockets)
                 if server.started:
                     on_ready(f"http://{url_host}:{bound}/")
+                    _warm_imports()
 
             server.startup = startup  # type: ignore[method-assign]
         server.run(sockets=[sock])

@@ -18,6 +18,8 @@
   const PLOT_CONFIG = { displaylogo: false, responsive: true,
     modeBarButtonsToRemove: ["sendDataToCloud"] };
   let pollTimer = null;
+  let viewAbort = new AbortController();  // aborted when the view changes: its requests stop
+  const inflight = new Map();  // url -> the promise of its answer
   const compareSelection = new Set();
 
   // ------------------------------------------------------------------ small helpers
@@ -80,9 +82,27 @@
   }
   function message(text, cls) { return el("p", { class: cls || "note" }, text); }
   function plot(div, traces, layout) {
-    const base = { margin: { l: 60, r: 20, t: 30, b: 50 }, hovermode: "closest",
-      legend: { orientation: "h", y: -0.2 }, font: { size: 12 } };
-    return Plotly.react(div, traces, Object.assign(base, layout), PLOT_CONFIG).then(() => {
+    // titles sit at the left, under a top margin; the toolbar stands vertically at the right,
+    // so it never covers a title; axes keep their labels apart (automargin, few ticks,
+    // powers of ten on log axes)
+    const base = { margin: { l: 64, r: 36, t: 44, b: 56 }, hovermode: "closest",
+      legend: { orientation: "h", y: -0.3, yanchor: "top" }, font: { size: 12 }, modebar: { orientation: "v" } };
+    const full = Object.assign(base, layout);
+    if (full.title && full.title.text !== undefined) full.title = Object.assign({ x: 0.01, xanchor: "left", y: 0.98, yanchor: "top", font: { size: 13 } }, full.title);
+    const width = div.clientWidth || 600;
+    for (const ax of ["xaxis", "yaxis"]) {
+      full[ax] = Object.assign({ automargin: true, nticks: 7 }, full[ax] || {});
+      if (full[ax].type === "log") {
+        // whole decades only (no crowded 2 and 5 between them), every other one when many
+        const vals = traces.flatMap((t) => (ax === "xaxis" ? t.x : t.y) || []).filter((v) => typeof v === "number" && v > 0);
+        let lo = Infinity, hi = -Infinity;
+        for (const v of vals) { if (v < lo) lo = v; if (v > hi) hi = v; }
+        const decades = vals.length ? Math.log10(hi) - Math.log10(lo) : 1;
+        const room = (ax === "xaxis" ? width : (full.height || 400)) / 55;
+        full[ax] = Object.assign({ exponentformat: "power", dtick: decades > room ? Math.ceil(decades / room) : 1 }, full[ax]);
+      }
+    }
+    return Plotly.react(div, traces, full, PLOT_CONFIG).then(() => {
       div.dataset.drawn = String(Date.now());
     });
   }
@@ -156,7 +176,7 @@
     return { total: rows.length, offset: offset, limit: limit, rows: rows.slice(offset, offset + limit),
       group: group, groups: groups, statuses: statuses, tags: [...tags].sort() };
   }
-  async function api(path, params) {
+  async function api(path, params, signal) {
     params = params || new URLSearchParams();
     if (REPORT) {
       if (path === "/api/info") return REPORT.info;
@@ -178,15 +198,32 @@
         if (!(sweep in table)) throw new Error("sweep " + sweep + " is not in this report");
         return table[sweep];
       }
-      if (path === "/api/emergence") return REPORT.emergence;
+      if (path === "/api/emergence") {
+        const q = (params.get("q") || "").toLowerCase();
+        const all = REPORT.emergence.tasks.filter((t) => !q || t.task.toLowerCase().includes(q));
+        const offset = Number(params.get("offset") || 0), limit = Number(params.get("limit") || 12);
+        return { total: all.length, offset: offset, limit: limit,
+          groups: all.map((t) => ({ task: t.task, metric: t.metric, shot: t.shot, points: t.C.length })),
+          tasks: all.slice(offset, offset + limit) };
+      }
+      if (path === "/api/predict") throw new Error("predictions need the live dashboard (scaletrack ui)");
       if (path === "/api/ideas") return REPORT.ideas;
       throw new Error("not in this report: " + path);
     }
     const q = params.toString();
-    const response = await fetch(path + (q ? "?" + q : ""), { headers: { Accept: "application/json" } });
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.error || response.statusText);
-    return body;
+    const url = path + (q ? "?" + q : "");
+    // never two identical requests in flight: a second asker shares the first one's answer
+    if (inflight.has(url)) return inflight.get(url);
+    const signals = [viewAbort.signal].concat(signal ? [signal] : []);
+    const combined = signals.length > 1 && AbortSignal.any ? AbortSignal.any(signals) : signals[signals.length - 1];
+    const request = (async () => {
+      const response = await fetch(url, { headers: { Accept: "application/json" }, signal: combined });
+      const body = await response.json();
+      if (!response.ok) throw new Error(body.error || response.statusText);
+      return body;
+    })();
+    inflight.set(url, request);
+    try { return await request; } finally { inflight.delete(url); }
   }
 
   // ------------------------------------------------------------------ runs view
@@ -195,7 +232,7 @@
     const state = {
       sweep: params.get("sweep") || "", status: params.get("status") || "",
       tag: params.get("tag") || "", where: params.get("where") || "", q: params.get("q") || "",
-      group: params.get("group") || "", sort: params.get("sort") || "created_at",
+      group: params.get("group") || "", sort: params.get("sort") || "created_at", cols: params.get("cols") || "",
       desc: params.get("desc") === "1", offset: Number(params.get("offset") || 0), limit: 50,
     };
     const bar = el("div", { class: "controls" });
@@ -216,21 +253,25 @@
     function hashParams() {
       const p = query(); p.delete("limit");
       if (state.where) { p.delete("where"); p.set("where", state.where); }
+      if (state.cols) p.set("cols", state.cols);
       return p;
     }
-    const sweepChoices = [["", "all sweeps"]].concat(sweeps.sweeps.map((s) =>
-      [s.name === null ? "" : s.name, (s.name === null ? "(no sweep)" : s.name) + " (" + s.runs + ")"]));
+    const sweepChoices = [["", "all sweeps (" + sweeps.total_runs + ")"]].concat(sweeps.sweeps.filter((s) => s.name !== null).map((s) =>
+      [s.name, s.name + " (" + s.runs + ")"]));
     const statusChoices = [["", "any status"]].concat(Object.keys(STATUS_COLOURS).map((s) => [s, s]));
-    const groupChoices = [["", "no grouping"], ["N", "group by N"], ["D", "group by D"], ["lr", "group by lr"], ["seed", "group by seed"], ["sweep", "group by sweep"]];
+    const groupChoices = [["", "no grouping"], ["N", "group by N"], ["D", "group by D"], ["lr", "group by lr"], ["seed", "group by seed"], ["sweep", "group by sweep"], ["role", "group by role"]];
     const tagSelect = select("f-tag", [["", "any tag"]], state.tag, (e) => { state.tag = e.target.value; state.offset = 0; refresh(); });
     const whereInput = el("input", { id: "f-where", placeholder: "field=value, e.g. lr=0.003 or model.n_layer=2", value: state.where, size: 34 });
-    const searchInput = el("input", { id: "f-search", placeholder: "run key or sweep", value: state.q, size: 16 });
+    const searchInput = el("input", { id: "f-search", placeholder: "run key, name or sweep", value: state.q, size: 18 });
+    const colsInput = el("input", { id: "f-cols", placeholder: "config columns: auto (or e.g. model.n_layer, train.batch_size)", value: state.cols, size: 30 });
+    colsInput.addEventListener("change", () => { state.cols = colsInput.value; refresh(); });
     whereInput.addEventListener("change", () => { state.where = whereInput.value; state.offset = 0; refresh(); });
-    searchInput.addEventListener("input", () => { state.q = searchInput.value; state.offset = 0; refresh(); });
+    let typing = null;  // one request per pause in typing, not one per key
+    searchInput.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(() => { state.q = searchInput.value; state.offset = 0; refresh(); }, 250); });
     bar.append(
       select("f-sweep", sweepChoices, state.sweep, (e) => { state.sweep = e.target.value; state.offset = 0; refresh(); }),
       select("f-status", statusChoices, state.status, (e) => { state.status = e.target.value; state.offset = 0; refresh(); }),
-      tagSelect, whereInput, searchInput,
+      tagSelect, whereInput, searchInput, colsInput,
       select("f-group", groupChoices, state.group, (e) => { state.group = e.target.value; refresh(); }),
       el("button", { id: "compare-selected", onclick: () => {
         if (!compareSelection.size) return;
@@ -238,8 +279,30 @@
       } }, "Compare selected"),
       live);
 
-    const columns = [["run_key", "run"], ["sweep", "sweep"], ["status", "status"], ["N", "N"], ["D", "D"], ["C", "C"], ["lr", "lr"], ["seed", "seed"], ["final_loss", "final loss"], ["tags", "tags"], ["updated_at", "updated"]];
+    const baseColumns = [["run_key", "run"], ["sweep", "sweep"], ["status", "status"], ["role", "role"], ["N", "N"], ["D", "D"], ["C", "C"], ["lr", "lr"], ["seed", "seed"], ["final_loss", "final loss"], ["tags", "tags"], ["updated_at", "updated"]];
+    const SHOWN = new Set(["N", "D", "seed", "lr", "name", "sweep"]);
+    function leaves(obj, prefix, out) {
+      for (const [k, v] of Object.entries(obj || {})) {
+        const key = prefix ? prefix + "." + k : k;
+        if (v !== null && typeof v === "object" && !Array.isArray(v)) leaves(v, key, out);
+        else out[key] = Array.isArray(v) ? JSON.stringify(v) : v;
+      }
+      return out;
+    }
+    function configColumns(rows) {  // the named ones, or up to 6 config values that differ on this page
+      if (state.cols.trim()) return state.cols.split(",").map((c) => c.trim()).filter(Boolean);
+      const seen = new Map();
+      for (const r of rows) for (const [k, v] of Object.entries(leaves(r.config, "", {}))) {
+        if (SHOWN.has(k.split(".").pop())) continue;
+        if (!seen.has(k)) seen.set(k, new Set());
+        seen.get(k).add(String(v));
+      }
+      return [...seen.entries()].filter(([, vals]) => vals.size > 1).map(([k]) => k).slice(0, 6);
+    }
+    let columns = baseColumns;
     function render(page) {
+      const configCols = configColumns(page.rows);
+      columns = baseColumns.slice(0, 10).concat(configCols.map((c) => ["config:" + c, c])).concat(baseColumns.slice(10));
       const tags = [["", "any tag"]].concat(page.tags.map((t) => [t, t]));
       tagSelect.replaceChildren(...tags.map(([v, l]) => option(v, l, v === state.tag)));
       groupsBox.replaceChildren();
@@ -257,6 +320,7 @@
       const head = el("tr", {}, el("th", {}, ""));
       for (const [key, label] of columns) {
         const arrow = state.sort === key ? (state.desc ? " ▼" : " ▲") : "";
+        if (key.startsWith("config:")) { head.append(el("th", { class: "config-col", title: "config value " + label }, label)); continue; }
         head.append(el("th", { class: "sortable", "data-col": key, onclick: () => {
           if (state.sort === key) state.desc = !state.desc; else { state.sort = key; state.desc = false; }
           refresh();
@@ -274,7 +338,9 @@
         const row = el("tr", { "data-key": r.run_key, "data-status": r.status }, el("td", {}, box));
         for (const [key] of columns) {
           let cell;
-          if (key === "run_key") cell = el("td", {}, el("a", { href: "#/run/" + encodeURIComponent(r.run_key) }, r.run_key.slice(0, 10)));
+          if (key === "run_key") cell = el("td", { title: r.run_key }, el("a", { href: "#/run/" + encodeURIComponent(r.run_key) }, r.name || r.run_key.slice(0, 10)), r.name ? el("span", { class: "mono dim" }, " " + r.run_key.slice(0, 8)) : null);
+          else if (key === "role") cell = el("td", { title: r.parent_run_key ? "branch of " + r.parent_run_key : "" }, r.role || "cell");
+          else if (key.startsWith("config:")) { const v = configValue(r.config, key.slice(7)); cell = el("td", { class: typeof v === "number" ? "num" : "" }, v === null ? "-" : (typeof v === "object" ? JSON.stringify(v) : fmt(v))); }
           else if (key === "status") cell = el("td", {}, statusBadge(r.status));
           else if (key === "tags") cell = el("td", {}, (r.tags || []).join(", "));
           else if (key === "updated_at") cell = el("td", {}, r.updated_at ? r.updated_at.slice(0, 19).replace("T", " ") : "-");
@@ -290,17 +356,29 @@
       table.replaceChildren(t, pager);
       table.dataset.total = String(page.total);
     }
+    let current = null;  // the request in flight: {key, ctrl}
     async function refresh() {
       setHash("runs", null, hashParams());
+      const q = query(), key = q.toString();
+      if (current && current.key === key) return;  // the same question is already being answered
+      if (current) current.ctrl.abort();  // a newer question replaces it; the server stops too
+      const mine = { key: key, ctrl: new AbortController() };
+      current = mine;
       try {
-        render(await api("/api/runs", query()));
+        render(await api("/api/runs", q, mine.ctrl.signal));
         live.textContent = REPORT ? "report snapshot" : "live · updated " + new Date().toLocaleTimeString();
       } catch (err) {
-        table.replaceChildren(message(err.message, "error"));
+        if (err.name !== "AbortError") table.replaceChildren(message(err.message, "error"));
+      } finally {
+        if (current === mine) current = null;
       }
     }
+    const view = viewAbort.signal;
+    function poll() {  // the next poll is asked only after the previous answer arrived
+      pollTimer = setTimeout(async () => { if (view.aborted) return; await refresh(); if (!view.aborted) poll(); }, 2000);
+    }
     await refresh();
-    if (!REPORT) pollTimer = setInterval(refresh, 2000);
+    if (!REPORT) poll();
   }
 
   // ------------------------------------------------------------------ curves (run, compare)
@@ -329,8 +407,13 @@
     data.series.forEach((s, i) => {
       const colour = PALETTE[i % PALETTE.length];
       const x = s.x[state.x];
-      traces.push({ type: "scatter", mode: "lines", name: esc(s.label), x: x, y: smooth(s.y, state.smooth),
-        line: { color: colour, width: 1.6 }, meta: s.run_key });
+      const few = s.y.length <= 40;  // a short curve shows its points
+      if (state.smooth > 0) {  // the raw curve, faint, under the smoothed one
+        traces.push({ type: "scatter", mode: few ? "lines+markers" : "lines", name: esc(s.label) + " (raw)", x: x, y: s.y,
+          line: { color: colour, width: 1 }, marker: { size: 4 }, opacity: 0.25, showlegend: false, hoverinfo: "skip" });
+      }
+      traces.push({ type: "scatter", mode: few ? "lines+markers" : "lines", name: esc(s.label), x: x, y: smooth(s.y, state.smooth),
+        line: { color: colour, width: 1.6 }, marker: { size: 5 }, meta: s.run_key });
       if (s.spikes.y.length) {
         traces.push({ type: "scatter", mode: "markers", name: "spikes " + esc(s.run_key.slice(0, 8)), x: s.spikes.x[state.x], y: s.spikes.y,
           marker: { symbol: "x", size: 9, color: "#d62728" } });
@@ -420,7 +503,20 @@
     const iso = el("div", { id: "chart-isoflop", class: "chart half" });
     const opt = el("div", { id: "chart-optimal", class: "chart half" });
     root.append(controls, main, fitBox, el("div", { class: "two-col" }, iso, opt));
-    let data = null, optimal = null;
+    let data = null, optimal = null, predicted = null;
+    const predictInput = el("input", { id: "s-predict", placeholder: "e.g. 1e22", size: 10 });
+    const predictOut = el("span", { id: "s-predicted", class: "note" });
+    async function predictAt() {
+      const at = predictInput.value.trim();
+      if (!at) { predicted = null; predictOut.textContent = ""; redraw(); return; }
+      const p = new URLSearchParams(); if (state.sweep) p.set("sweep", state.sweep);
+      p.set("x", state.x); p.set("at", at);
+      try {
+        predicted = await api("/api/predict", p);
+        predictOut.textContent = predicted.label + " at " + fmt(predicted.at) + ": " + fmt(predicted.loss) + " nats/token; 95% confidence [" + fmt(predicted.conf[0]) + ", " + fmt(predicted.conf[1]) + "], 95% prediction [" + fmt(predicted.pred[0]) + ", " + fmt(predicted.pred[1]) + "]" + (predicted.decades_beyond > 0 ? "; " + fmt(predicted.decades_beyond) + " decades beyond the largest run" : "");
+      } catch (err) { predicted = null; predictOut.textContent = err.message; }
+      redraw();
+    }
     async function refetch() {
       const p = new URLSearchParams(); if (state.sweep) p.set("sweep", state.sweep);
       data = await api("/api/scaling", p);
@@ -454,6 +550,7 @@
       const marker = state.colour === "none" ? { color: "#1f77b4", size: 8 } :
         Object.assign({ size: 8, colorbar: { title: { text: (["N", "D", "C"].includes(state.colour) ? "log10 " : "") + state.colour } } }, colourScale(pts[state.colour]));
       const traces = [{ type: "scatter", mode: "markers", name: "final loss", x: pts[x], y: pts.loss, text: text, marker: marker, meta: "points" }];
+      const shapes = [], annotations = [];
       const fit = data.fits && data.fits[x];
       if (fit && fit.status === "ok") {
         const c = fit.curve;
@@ -464,13 +561,23 @@
           traces.push({ type: "scatter", mode: "lines", x: c.x, y: c.conf_lo, fill: "tonexty", fillcolor: "rgba(255,127,14,0.35)", line: { width: 0 }, name: "95% confidence band", hoverinfo: "skip" });
         }
         traces.push({ type: "scatter", mode: "lines", x: c.x, y: c.y, name: esc(fit.label), line: { color: "#ff7f0e", width: 2 } });
+        if (c.extrapolate_from) {  // beyond the largest fitted run the law is an extrapolation
+          const end = c.x[c.x.length - 1];
+          shapes.push({ type: "rect", xref: "x", yref: "paper", x0: c.extrapolate_from, x1: end, y0: 0, y1: 1, fillcolor: "rgba(120,120,120,0.08)", line: { width: 0 }, layer: "below" });
+          annotations.push({ xref: "x", yref: "paper", x: state.logx ? Math.log10(Math.sqrt(c.extrapolate_from * end)) : (c.extrapolate_from + end) / 2, y: 0.98, text: "extrapolation", showarrow: false, font: { size: 11, color: "#666" } });
+        }
+      }
+      if (predicted && predicted.x === x) {
+        traces.push({ type: "scatter", mode: "markers", name: "predicted at " + x + " = " + fmt(predicted.at) + " (95% prediction interval)", x: [predicted.at], y: [predicted.loss],
+          error_y: { type: "data", symmetric: false, array: [predicted.pred[1] - predicted.loss], arrayminus: [predicted.loss - predicted.pred[0]], color: "#6a1b9a" },
+          marker: { symbol: "star", size: 12, color: "#6a1b9a" } });
       }
       if (data.frontier && x === "C") traces.push({ type: "scatter", mode: "lines+markers", name: "compute frontier", x: data.frontier.C, y: data.frontier.loss, line: { color: "#2ca02c", dash: "dash", shape: "hv" }, marker: { size: 5 } });
       const bt = data.backtest;
       if (bt && bt.status === "ok") {
         traces.push({ type: "scatter", mode: "markers", name: "back-test: predicted (fit on C < " + fmt(bt.threshold_C) + ")", x: bt[x], y: bt.predicted, marker: { symbol: "diamond-open", size: 11, color: "#d62728", line: { width: 2 } } });
       }
-      plot(main, traces, { xaxis: { title: { text: X_LABELS[x] }, type: state.logx ? "log" : "linear" },
+      plot(main, traces, { shapes: shapes, annotations: annotations, xaxis: { title: { text: X_LABELS[x] }, type: state.logx ? "log" : "linear" },
         yaxis: { title: { text: "final loss (nats/token)" }, type: state.logy ? "log" : "linear" }, height: 480,
         title: { text: esc("final loss vs " + x + (state.sweep ? " · " + state.sweep : "")) } });
       fitBox.replaceChildren();
@@ -504,31 +611,76 @@
       el("label", {}, "x ", select("s-x", [["N", "N (params)"], ["D", "D (tokens)"], ["C", "C (FLOPs)"]], state.x, (e) => { state.x = e.target.value; redraw(); })),
       el("label", {}, "colour ", select("s-colour", [["N", "N"], ["D", "D"], ["C", "C"], ["lr", "lr"], ["seed", "seed"], ["none", "none"]], state.colour, (e) => { state.colour = e.target.value; redraw(); })),
       checkbox("s-logx", "log x", state.logx, (e) => { state.logx = e.target.checked; redraw(); }),
-      checkbox("s-logy", "log y", state.logy, (e) => { state.logy = e.target.checked; redraw(); }));
+      checkbox("s-logy", "log y", state.logy, (e) => { state.logy = e.target.checked; redraw(); }),
+      el("label", {}, "predict at x = ", predictInput), el("button", { id: "s-predict-go", onclick: predictAt }, "predict"), predictOut);
+    predictInput.addEventListener("change", predictAt);
     await refetch();
   }
 
   // ------------------------------------------------------------------ emergence view
-  async function viewEmergence(root) {
-    const data = await api("/api/emergence");
+  function curveName(t) { return t.task + " · " + t.metric + (t.shot === null || t.shot === undefined ? "" : " · " + t.shot + "-shot"); }
+  async function viewEmergence(root, params) {
+    const state = { q: params.get("q") || "", offset: Number(params.get("offset") || 0), limit: 12 };
     root.append(el("h1", {}, "Emergence"));
-    if (!data.tasks.length) { root.append(message("No evaluations in this store yet.")); return; }
-    const summary = el("table", { class: "grid", id: "emergence-table" }, el("tr", {}, ...["task", "metric", "class", "threshold", "predicted crossing (FLOPs)", "95% interval", "points"].map((h) => el("th", {}, h))));
-    const charts = el("div", { class: "grid-charts" });
-    root.append(summary, charts);
-    data.tasks.forEach((t, i) => {
-      summary.append(el("tr", {}, el("td", {}, t.task), el("td", {}, t.metric),
-        el("td", {}, el("span", { class: "badge", style: "background:" + (CLASS_COLOURS[t.label] || "#757575") }, t.label)),
-        el("td", {}, fmt(t.threshold)), el("td", {}, fmt(t.crossing)), el("td", {}, t.crossing_lo === null ? "-" : "[" + fmt(t.crossing_lo) + ", " + fmt(t.crossing_hi) + "]"), el("td", {}, t.C.length)));
-      const div = el("div", { class: "chart small", id: "chart-emergence-" + i });
-      charts.append(div);
-      const traces = [{ type: "scatter", mode: "markers", name: "measured", x: t.C, y: t.value, marker: { size: 7 } }];
-      if (t.curve) traces.push({ type: "scatter", mode: "lines", name: "floored sigmoid fit", x: t.curve.C, y: t.curve.value });
-      const shapes = [];
-      if (t.threshold !== null) shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, y0: t.threshold, y1: t.threshold, line: { dash: "dot", color: "#999" } });
-      if (t.crossing !== null && t.crossing > 0) shapes.push({ type: "line", yref: "paper", y0: 0, y1: 1, x0: t.crossing, x1: t.crossing, line: { dash: "dash", color: CLASS_COLOURS[t.label] || "#555" } });
-      plot(div, traces, { title: { text: esc(t.task + " · " + t.metric + " · " + t.label) }, xaxis: { type: "log", title: { text: "C (FLOPs)" } }, yaxis: { title: { text: esc(t.metric) } }, shapes: shapes, height: 320, showlegend: false });
-    });
+    const controls = el("div", { class: "controls" });
+    const info = el("p", { class: "note", id: "emergence-info" });
+    const summary = el("div", { id: "emergence-summary" });
+    const charts = el("div", { class: "grid-charts", id: "emergence-charts" });
+    const pager = el("div", { class: "pager" });
+    const search = el("input", { id: "e-search", placeholder: "task name contains…", value: state.q, size: 24 });
+    let typing = null;
+    search.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(() => { state.q = search.value.trim(); state.offset = 0; load(); }, 300); });
+    controls.append(search, info);
+    root.append(controls, summary, pager, charts);
+    let current = null;
+    async function load() {
+      const hp = new URLSearchParams(); if (state.q) hp.set("q", state.q); if (state.offset) hp.set("offset", String(state.offset));
+      setHash("emergence", null, hp);
+      const p = new URLSearchParams(hp); p.set("limit", String(state.limit));
+      if (current) current.abort();
+      const mine = new AbortController(); current = mine;
+      info.textContent = "classifying this page's curves…";
+      let data;
+      try { data = await api("/api/emergence", p, mine.signal); }
+      catch (err) { if (err.name !== "AbortError") info.textContent = err.message; return; }
+      finally { if (current === mine) current = null; }
+      draw(data);
+    }
+    function draw(data) {
+      if (!data.total) { info.textContent = state.q ? "No curve's task matches." : "No evaluations in this store yet."; summary.replaceChildren(); charts.replaceChildren(); pager.replaceChildren(); return; }
+      const tasks = new Set(data.groups.map((g) => g.task));
+      info.textContent = data.total + " curves (one per task × metric × shot count) over " + tasks.size + " tasks; showing " + (data.offset + 1) + "–" + Math.min(data.offset + data.tasks.length, data.total) + ". Each curve is fitted and classified on its own: metrics and shot counts are never pooled.";
+      const t = el("table", { class: "grid", id: "emergence-table" }, el("tr", {}, ...["task", "metric", "shots", "class", "threshold", "predicted crossing (FLOPs)", "95% interval", "points", "why"].map((h) => el("th", {}, h))));
+      for (const c of data.tasks) {
+        t.append(el("tr", { "data-task": c.task, "data-metric": c.metric, "data-shot": c.shot === null ? "" : String(c.shot) }, el("td", {}, c.task), el("td", {}, c.metric), el("td", {}, c.shot === null ? "-" : String(c.shot)),
+          el("td", {}, el("span", { class: "badge", style: "background:" + (CLASS_COLOURS[c.label] || "#757575") }, c.label)),
+          el("td", {}, fmt(c.threshold)), el("td", {}, fmt(c.crossing)), el("td", {}, c.crossing_lo === null ? "-" : "[" + fmt(c.crossing_lo) + ", " + fmt(c.crossing_hi) + "]"), el("td", {}, c.C.length), el("td", { class: "note" }, c.reason || "")));
+      }
+      summary.replaceChildren(t);
+      pager.replaceChildren(
+        el("button", { id: "e-prev", disabled: data.offset === 0, onclick: () => { state.offset = Math.max(0, state.offset - state.limit); load(); } }, "◀ prev"),
+        el("span", {}, "page " + (Math.floor(data.offset / state.limit) + 1) + " of " + Math.ceil(data.total / state.limit)),
+        el("button", { id: "e-next", disabled: data.offset + state.limit >= data.total, onclick: () => { state.offset += state.limit; load(); } }, "next ▶"));
+      charts.replaceChildren();
+      data.tasks.forEach((c, i) => {
+        const div = el("div", { class: "chart small", id: "chart-emergence-" + i });
+        charts.append(div);
+        const colour = CLASS_COLOURS[c.label] || "#555";
+        const traces = [];
+        if (c.curve && c.curve.lo) {
+          traces.push({ type: "scatter", mode: "lines", x: c.curve.C, y: c.curve.hi, line: { width: 0 }, showlegend: false, hoverinfo: "skip" });
+          traces.push({ type: "scatter", mode: "lines", x: c.curve.C, y: c.curve.lo, fill: "tonexty", fillcolor: "rgba(120,120,120,0.15)", line: { width: 0 }, name: "95% band", hoverinfo: "skip" });
+        }
+        traces.push({ type: "scatter", mode: "markers", name: "measured", x: c.C, y: c.value, marker: { size: c.C.length > 60 ? 4 : 7, color: "#264653", opacity: 0.75 } });
+        if (c.curve) traces.push({ type: "scatter", mode: "lines", name: "floored sigmoid fit", x: c.curve.C, y: c.curve.value, line: { color: colour, width: 2 } });
+        const shapes = [];
+        if (c.threshold !== null) shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, y0: c.threshold, y1: c.threshold, line: { dash: "dot", color: "#999" } });
+        if (c.curve && c.curve.x_max) shapes.push({ type: "rect", xref: "x", yref: "paper", x0: c.curve.x_max, x1: c.curve.C[c.curve.C.length - 1], y0: 0, y1: 1, fillcolor: "rgba(120,120,120,0.07)", line: { width: 0 }, layer: "below" });
+        if (c.crossing !== null && c.crossing > 0) shapes.push({ type: "line", yref: "paper", y0: 0, y1: 1, x0: c.crossing, x1: c.crossing, line: { dash: "dash", color: colour } });
+        plot(div, traces, { title: { text: esc(curveName(c) + " · " + c.label) }, xaxis: { type: "log", title: { text: "C (FLOPs)" } }, yaxis: { title: { text: esc(c.metric) } }, shapes: shapes, height: 320, showlegend: false });
+      });
+    }
+    await load();
   }
 
   // ------------------------------------------------------------------ ideas view
@@ -559,7 +711,9 @@
   // ------------------------------------------------------------------ router
   const VIEWS = { runs: viewRuns, compare: viewCompare, scaling: viewScaling, emergence: viewEmergence, ideas: viewIdeas };
   async function route() {
-    if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
+    if (pollTimer) { clearTimeout(pollTimer); pollTimer = null; }
+    viewAbort.abort();
+    viewAbort = new AbortController();
     const { view, arg, params } = parseHash();
     const root = document.getElementById("view");
     root.replaceChildren();
@@ -570,6 +724,7 @@
       else if (VIEWS[view]) await VIEWS[view](root, params);
       else root.append(message("unknown view " + view, "error"));
     } catch (err) {
+      if (err.name === "AbortError") return;  // a newer view took over
       root.append(message(err.message, "error"));
     }
     root.dataset.ready = "1";
