@@ -162,6 +162,9 @@ class Guard:
             print(f"cannot start command {argv[0]!r}: {exc.strerror or exc}", file=sys.stderr)
             return CANNOT_START
         while self.program_status is None and not self.parent_died:
+            if os.getppid() != self.parent:  # no parent-death signal came (prctl refused?)
+                self.parent_died = True
+                break
             self.reap()
             if self.program_status is not None or self.parent_died:
                 break

@@ -100,8 +100,9 @@ def test_background_children_die_when_the_program_exits() -> None:
 def _worker_with_guarded_tree(mark: str) -> tuple[subprocess.Popen, list[int]]:
     """A stand-in worker (a Python process) running a guarded `bash -c` tree with a trainer
     stand-in and a daemonised child; returns it and the tree's PIDs once all are up."""
-    program = ("python -c 'import time; time.sleep(1000)' & setsid sleep 1000 & "
-               "python -c 'import time; time.sleep(1000)'")
+    python = sys.executable  # not a `python` shim on PATH, whose helpers come and go
+    program = (f"{python} -c 'import time; time.sleep(1000)' & setsid sleep 1000 & "
+               f"{python} -c 'import time; time.sleep(1000)'")
     code = (f"import os, subprocess, sys\n"
             f"p = subprocess.Popen([sys.executable, '-I', {str(GUARD_SCRIPT)!r}, '--parent', "
             f"str(os.getpid()), '--', 'bash', '-c', {program!r}], start_new_session=True)\n"
