@@ -90,8 +90,8 @@ def test_import_all_pythia_files(pythia: Path, tmp_path: Path) -> None:
                                          "--bootstrap", "20", "--json"])
     assert emergence.exit_code == 0, emergence.output
     curves = json.loads(emergence.output)
-    assert {c["metric"] for c in curves} >= {"acc 0-shot", "acc 5-shot"}
-    acc0 = next(c for c in curves if c["metric"] == "acc 0-shot")
+    assert {(c["metric"], c["shot"]) for c in curves} >= {("acc", 0), ("acc", 5)}
+    acc0 = next(c for c in curves if (c["metric"], c["shot"]) == ("acc", 0))
     assert acc0["label"] in ("past", "near", "far") and acc0["x_max"] == pytest.approx(
         6.0 * 11_327_027_200 * 143_000 * TOKENS_PER_STEP)
 
