@@ -86,8 +86,10 @@ def _filtered(engine: sa.Engine, query: sa.Select, f: RunFilter, *,
     if f.search:
         needle = "%" + f.search.lower().replace("\\", "\\\\").replace("%", "\\%") \
             .replace("_", "\\_") + "%"
-        query = query.where(sa.or_(*(sa.func.lower(c).like(needle, escape="\\")
-                                     for c in (t.c.run_key, t.c.sweep, t.c.name))))
+        # SQLite's LIKE ignores ASCII case by itself; elsewhere ILIKE
+        like = (lambda c: c.like(needle, escape="\\")) if engine.dialect.name == "sqlite" \
+            else (lambda c: c.ilike(needle, escape="\\"))
+        query = query.where(sa.or_(*(like(c) for c in (t.c.run_key, t.c.sweep, t.c.name))))
     for field, wanted in f.where:
         if field in FILTERABLE:
             query = query.where(_match(t.c[field], wanted, field in _NUMERIC))
@@ -96,9 +98,11 @@ def _filtered(engine: sa.Engine, query: sa.Select, f: RunFilter, *,
     return query
 
 
-def _order(column: sa.ColumnElement, descending: bool) -> list[sa.ColumnElement]:
-    """Missing values last in either direction."""
-    return [column.is_(None), column.desc() if descending else column.asc()]
+def _order(column: sa.Column, descending: bool) -> list[sa.ColumnElement]:
+    """Missing values last in either direction (a column that cannot be missing is sorted
+    plainly, so its index serves the page)."""
+    key = column.desc() if descending else column.asc()
+    return [column.is_(None), key] if column.nullable else [key]
 
 
 def runs_page(engine: sa.Engine, f: RunFilter, *, sort: str = "created_at",
@@ -117,13 +121,12 @@ def runs_page(engine: sa.Engine, f: RunFilter, *, sort: str = "created_at",
     ids = _filtered(engine, sa.select(t.c.id), f).order_by(*order).limit(limit).offset(offset)
     page = sa.select(*(t.c[c] for c in PAGE_COLUMNS), t.c.id).where(
         t.c.id.in_(ids.scalar_subquery())).order_by(*order)
-    count = _filtered(engine, sa.select(sa.func.count()).select_from(t), f)
     statuses = _filtered(engine, sa.select(t.c.status, sa.func.count()).group_by(t.c.status), f,
                          with_status=False)
     with read_transaction(engine) as conn:
         rows = [dict(r._mapping) for r in conn.execute(page)]
-        total = int(conn.execute(count).scalar_one())
-        by_status = {s: int(n) for s, n in conn.execute(statuses)}
+        by_status = {s: int(n) for s, n in conn.execute(statuses)}  # one scan gives the total
+        total = by_status.get(f.status, 0) if f.status is not None else sum(by_status.values())
         tags_of: dict[int, list[str]] = {}
         if rows:
             tq = sa.select(schema.run_tags.c.run_id, schema.run_tags.c.tag).where(
@@ -176,3 +179,31 @@ def status_counts_by_sweep(engine: sa.Engine) -> dict[str | None, dict[str, int]
         for sweep, status, n in conn.execute(query):
             out.setdefault(sweep, {})[status] = int(n)
     return out
+
+
+FIT_POINT_COLUMNS = ("run_key", "sweep", "N", "D", "C", "final_loss", "lr", "seed")
+
+
+def fit_points(engine: sa.Engine, sweep: str | None = None) -> list[tuple]:
+    """(run_key, sweep, N, D, C, final_loss, lr, seed) of the finished runs that are points of
+    a grid (cells and branches, never cooldown trunks): the columns a fit needs and nothing
+    else (no config to decode), in no particular order."""
+    t = schema.runs
+    query = sa.select(*(t.c[c] for c in FIT_POINT_COLUMNS)).where(
+        t.c.status == "finished", t.c.role != "trunk")
+    if sweep is not None:
+        query = query.where(t.c.sweep == sweep)
+    # unordered: sorting 200,000 rows through the compute index costs a page read per row
+    compiled = query.compile(dialect=engine.dialect)
+    with read_transaction(engine) as conn:
+        # plain numbers and text: the driver's rows as they are, without per-value processing
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            params = compiled.params
+            if compiled.positional:
+                cursor.execute(str(compiled), [params[k] for k in compiled.positiontup or []])
+            else:
+                cursor.execute(str(compiled), params)
+            return [tuple(r) for r in cursor.fetchall()]
+        finally:
+            cursor.close()

@@ -33,6 +33,7 @@ MAX_PAGE = 1000
 DEFAULT_POINTS = 1000
 MAX_POINTS = 20_000
 N_BOOTSTRAP = 200
+MAX_SCATTER = 20_000  # points drawn on the scaling chart (every run is fitted)
 
 
 def plain(value: Any) -> Any:
@@ -241,10 +242,12 @@ def _cached(key: tuple, compute: Any) -> Any:
 def scaling_points(store: StoreLike, sweep: str | None = None) -> pd.DataFrame:
     """Finished runs with positive N, D, C and a finite final loss (columns of the runs table
     plus `loss`); trunks of cooldown branches are left out, as in every fit."""
-    runs = store.fit_runs(sweep=sweep)
-    df = runs.rename(columns={"final_loss": "loss"})
-    for col in ("N", "D", "C"):
-        df[col] = df[col].to_numpy(dtype=float, na_value=np.nan)
+    from scaletrack.store.run_pages import FIT_POINT_COLUMNS, fit_points
+
+    df = pd.DataFrame(fit_points(store.engine, sweep), columns=list(FIT_POINT_COLUMNS))
+    df = df.rename(columns={"final_loss": "loss"})
+    for col in ("N", "D", "C", "loss", "lr"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     ok = np.isfinite(df[["N", "D", "C", "loss"]].to_numpy(float)).all(axis=1)
     ok &= (df[["N", "D", "C", "loss"]].to_numpy(float) > 0).all(axis=1)
     return df[ok].reset_index(drop=True)
@@ -384,11 +387,14 @@ def scaling(store: StoreLike, sweep: str | None = None, *,
     law per axis (confidence and prediction bands), a back-test in C, IsoFLOP profiles and
     their minima. (Compute-optimal N and D, a slower fit, come from `optimal`.)"""
     df = scaling_points(store, sweep)
+    shown = df
+    if len(df) > MAX_SCATTER:  # the fits use every run; the chart draws an even sample
+        shown = df.iloc[np.linspace(0, len(df) - 1, MAX_SCATTER).astype(int)]
     points = {
-        "run_key": df["run_key"].tolist(), "sweep": [plain(s) for s in df["sweep"]],
-        "N": _floats(df["N"]), "D": _floats(df["D"]), "C": _floats(df["C"]),
-        "loss": _floats(df["loss"]), "lr": _floats(df["lr"]),
-        "seed": [plain(s) for s in df["seed"]],
+        "run_key": shown["run_key"].tolist(), "sweep": [plain(s) for s in shown["sweep"]],
+        "N": _floats(shown["N"]), "D": _floats(shown["D"]), "C": _floats(shown["C"]),
+        "loss": _floats(shown["loss"]), "lr": _floats(shown["lr"]),
+        "seed": [plain(s) for s in shown["seed"]], "total": len(df),
     }
     if len(df) < 3:
         return {"sweep": sweep, "n": len(df), "points": points, "fits": {}, "frontier": None,

@@ -99,7 +99,8 @@
         for (const v of vals) { if (v < lo) lo = v; if (v > hi) hi = v; }
         const decades = vals.length ? Math.log10(hi) - Math.log10(lo) : 1;
         const room = (ax === "xaxis" ? width : (full.height || 400)) / 55;
-        full[ax] = Object.assign({ exponentformat: "power", dtick: decades > room ? Math.ceil(decades / room) : 1 }, full[ax]);
+        const tick = decades < 2.5 ? {} : { dtick: decades > room ? Math.ceil(decades / room) : 1 };  // short ranges: Plotly's own ticks
+        full[ax] = Object.assign({ exponentformat: "power" }, tick, full[ax]);
       }
     }
     return Plotly.react(div, traces, full, PLOT_CONFIG).then(() => {
