@@ -4,17 +4,22 @@
 and 0-d torch tensors are kept; None is skipped; nested mappings are flattened to "a/b";
 anything else (a string, a list, a 2-element tensor, a complex number) is refused for that key
 alone. Names are checked against the one limit every backend keeps (`MAX_METRIC_NAME`
-characters, no control characters), so a name SQLite would take and PostgreSQL would refuse
-never reaches a batch. The result says what was refused, so the caller can warn once.
+characters, no control or invisible formatting characters, no lone surrogates), so a name
+SQLite would take and PostgreSQL would refuse never reaches a batch. The result says what was
+refused, so the caller can warn once.
 
-A 0-d torch tensor is kept as the tensor: reading its value would wait for the device, so the
-background writer converts it (`to_float`).
+A value is taken as it is when logged: a CPU tensor is read at once; a 0-d tensor on a device
+is copied there (reading it would wait for the device) and the background writer reads the
+copy (`to_float`), so a later in-place update never changes a logged value.
 """
 
 from __future__ import annotations
 
+import decimal
+import math
 import numbers
 import sys
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +49,19 @@ class CoercedValues:
 _CHECKED_NAMES: set[str] = set()
 
 
+def unsafe_text(text: str) -> str | None:
+    """Why `text` cannot be stored and shown as a name (None when it can): control and
+    invisible formatting characters (C0, C1, bidirectional overrides, zero-width marks, line
+    separators) and lone surrogates, which no database encodes."""
+    for c in text:
+        if unicodedata.category(c) in _UNSAFE_CATEGORIES:
+            return f"contains the control or formatting character U+{ord(c):04X}"
+    return None
+
+
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
 def check_metric_name(name: Any) -> str | None:
     """Why `name` cannot be a metric name (None when it can)."""
     if not isinstance(name, str):
@@ -52,13 +70,14 @@ def check_metric_name(name: Any) -> str | None:
         return "a metric name must not be empty"
     if len(name) > MAX_METRIC_NAME:
         return f"a metric name has at most {MAX_METRIC_NAME} characters (got {len(name)})"
-    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
-        return "a metric name must not contain control characters"
-    return None
+    why = unsafe_text(name)
+    return None if why is None else f"a metric name {why}"
 
 
 def _torch_scalar(value: Any) -> tuple[Any, str | None]:
-    """(the tensor, None) for a 0-d real tensor, else (None, why not)."""
+    """(value, None) for a 0-d real tensor, else (None, why not). A CPU tensor is read now
+    (no device to wait for); a device tensor is copied on its device, without waiting, so a
+    later in-place update (an optimiser step, `acc.zero_()`) cannot change what was logged."""
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(value, torch.Tensor):
         return None, "not a tensor"
@@ -67,29 +86,51 @@ def _torch_scalar(value: Any) -> tuple[Any, str | None]:
         return None, f"expected a number or a 0-d tensor, got a tensor of shape {shape}"
     if value.is_complex():
         return None, "expected a real number, got a complex tensor"
-    return value.detach(), None
+    try:
+        if value.device.type == "cpu":
+            return _real(value.item())
+        if value.device.type == "meta":
+            return None, "a tensor on the meta device has no value"
+        return value.detach().clone(), None
+    except Exception as exc:  # noqa: BLE001 - a value that cannot be read is refused alone
+        return None, f"the tensor could not be read ({type(exc).__name__})"
+
+
+def _real(number: Any) -> tuple[Any, str | None]:
+    """float(number), refusing what does not fit a 64-bit float (1e400 is not inf)."""
+    try:
+        converted = float(number)
+    except OverflowError:
+        return None, "expected a number that fits a 64-bit float"
+    except Exception as exc:  # noqa: BLE001 - a __float__ that raises costs only its key
+        return None, f"the value could not be read as a number ({type(exc).__name__})"
+    if math.isinf(converted):
+        try:
+            fits = bool(number == converted)
+        except Exception:  # noqa: BLE001
+            fits = False
+        if not fits:
+            return None, "expected a number that fits a 64-bit float"
+    return converted, None
 
 
 def scalar_value(value: Any) -> tuple[Any, str | None]:
     """(value to store, None) or (None, why it is refused): one logged value by the rules of
-    the module docstring (a 0-d tensor comes back as the tensor)."""
-    if isinstance(value, numbers.Real):  # int, float, bool, numpy real scalars, Fraction
-        try:
-            return float(value), None
-        except (OverflowError, ValueError, TypeError):
-            return None, "expected a number that fits a 64-bit float"
+    the module docstring (a device tensor comes back as a copy, read later by the writer)."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.generic | numpy.ndarray):
+        if value.ndim != 0:
+            return None, f"expected a number or a 0-d array, got an array of shape {value.shape}"
+        if value.dtype.kind not in "biuf":
+            return None, f"expected a real number, got numpy {value.dtype}"
+        return _real(value)
+    if isinstance(value, numbers.Real | decimal.Decimal):  # int, float, bool, Fraction, ...
+        return _real(value)
     tensor, why = _torch_scalar(value)
-    if tensor is not None:
+    if why is None:
         return tensor, None
     if why != "not a tensor":
         return None, why
-    numpy = sys.modules.get("numpy")
-    if numpy is not None and isinstance(value, numpy.generic) and value.dtype.kind in "biuf":
-        return float(value), None
-    if numpy is not None and isinstance(value, numpy.ndarray):
-        if value.ndim == 0 and value.dtype.kind in "biuf":
-            return float(value), None
-        return None, (f"expected a number or a 0-d array, got an array of shape {value.shape}")
     if isinstance(value, numbers.Complex):
         return None, "expected a real number, got a complex number"
     return None, f"expected a number, got {type(value).__name__}"
@@ -103,11 +144,15 @@ def coerce_metric_values(values: Mapping[Any, Any]) -> CoercedValues:
                                                f"{type(values).__name__}"))
         return out
     kept = out.values
-    for key, value in values.items():
-        if type(value) is float and key in _CHECKED_NAMES:  # the common case
-            kept[key] = value
-        else:
-            _one(key, value, "", out, 0)
+    try:
+        for key, value in values.items():
+            if type(value) is float and key in _CHECKED_NAMES:  # the common case
+                kept[key] = value
+            else:
+                _one(key, value, "", out, 0)
+    except Exception as exc:  # noqa: BLE001 - a mapping that cannot be read: keep what was read
+        out.refused.append(Refused("<values>", f"the logged mapping could not be read "
+                                               f"({type(exc).__name__})"))
     return out
 
 
@@ -125,8 +170,12 @@ def _one(key: Any, value: Any, prefix: str, out: CoercedValues, depth: int) -> N
             out.refused.append(Refused(_printable(name),
                                        f"nested more than {_NEST_LIMIT} levels deep"))
             return
-        for k, v in value.items():
-            _one(k, v, f"{name}/", out, depth + 1)
+        try:
+            for k, v in value.items():
+                _one(k, v, f"{name}/", out, depth + 1)
+        except Exception as exc:  # noqa: BLE001 - a nested mapping that cannot be read
+            out.refused.append(Refused(_printable(name), f"the nested mapping could not be "
+                                                         f"read ({type(exc).__name__})"))
         return
     why = None if name in _CHECKED_NAMES else check_metric_name(name)
     kept = None
@@ -140,9 +189,11 @@ def _one(key: Any, value: Any, prefix: str, out: CoercedValues, depth: int) -> N
 
 
 def _printable(name: Any, limit: int = 80) -> str:
-    """A name as it may be printed: control characters escaped, long names cut."""
+    """A name as it may be printed: control and formatting characters escaped, long names
+    cut."""
     text = name if isinstance(name, str) else repr(name)
-    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    if not text.isprintable() or unsafe_text(text) is not None:
+        text = text.encode("unicode_escape", errors="backslashreplace").decode("ascii")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -43,6 +43,7 @@ class MetricWriter:
         self._done = 0  # rows the thread has finished with (written or failed)
         self._flush_wanted = 0  # write everything up to this row count, even a partial batch
         self._error: BaseException | None = None
+        self.unreadable: dict[str, int] = {}  # metric name -> values that could not be read
         self._closed = False
         self._thread = threading.Thread(
             target=self._run, name=f"scaletrack-metrics-{run_key}", daemon=True
@@ -155,9 +156,13 @@ class MetricWriter:
                 try:
                     value = to_float(value)
                 except Exception as exc:  # noqa: BLE001 - one bad value never costs the batch
-                    warnings.warn(f"scaletrack: run {self.run_key}: value of {row[0]!r} at "
-                                  f"step {row[1]} could not be read ({type(exc).__name__}); "
-                                  "that value was dropped", MetricValueWarning, stacklevel=1)
+                    self.unreadable[row[0]] = self.unreadable.get(row[0], 0) + 1
+                    if self.unreadable[row[0]] == 1:
+                        warnings.warn(f"scaletrack: run {self.run_key}: value of {row[0]!r} "
+                                      f"at step {row[1]} could not be read "
+                                      f"({type(exc).__name__}); it was dropped (later ones of "
+                                      "this name are counted in .unreadable, not repeated)",
+                                      MetricValueWarning, stacklevel=1)
                     continue
             out.append((row[0], row[1], value, row[3], row[4]))
         return out

@@ -82,9 +82,9 @@ def test_bad_step_or_tokens_is_one_line_and_keeps_the_run(tmp_path: Path) -> Non
     with scaletrack.init(config={"x": 1}, params=10, store=url) as run:
         run.log({"loss": 1.0}, step=np.int64(3), tokens=torch.tensor(512))
         run.log({"loss": 0.9}, step=4, tokens=1e6)
-        for bad, match in ((-1, "step must be a whole number >= 0"),
-                           ("7", "step must be a whole number >= 0"),
-                           (2.5, "step must be a whole number >= 0")):
+        for bad, match in ((-1, "step must be a whole number from 0"),
+                           ("7", "step must be a whole number from 0"),
+                           (2.5, "step must be a whole number from 0")):
             with pytest.raises(ConfigError, match=match):
                 run.log({"loss": 0.5}, step=bad)
         with pytest.raises(ConfigError, match="tokens must be"):

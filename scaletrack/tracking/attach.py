@@ -18,6 +18,7 @@ from scaletrack.tracking.run import (
     ENV_RUN,
     ENV_WORKER,
     HEARTBEAT_INTERVAL_S,
+    OPEN_RUNS,
     RESUME_MODES,
     Run,
     RunBusyError,
@@ -70,6 +71,8 @@ def distributed_rank() -> tuple[int, int]:
 def _positive_int(value: Any, what: str) -> int | None:
     if value is None:
         return None
+    if isinstance(value, str | bytes | bool):
+        raise ConfigError(f"{what} must be a number, got {type(value).__name__}")
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -132,26 +135,13 @@ def init(
     """
     if resume not in RESUME_MODES:
         raise ConfigError(f"resume must be one of {', '.join(RESUME_MODES)}, got {resume!r}")
-    N = _positive_int(params, "params")
-    D = _positive_int(tokens, "tokens")
-    N_total = N
-    if model is not None:
-        try:
-            counted = count_params(model)
-        except TypeError:
-            raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}"
-                              ) from None
-        N_total = counted.total
-        N = counted.non_embedding if N is None else N
-    if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 200):
-        raise ConfigError("name must be non-empty text of at most 200 characters")
-    cfg = dict(config or {})
-    if flops_per_token is not None:
-        fpt: float | None = float(flops_per_token)
-        if fpt is None or not math.isfinite(fpt) or fpt <= 0:
-            raise ConfigError(f"flops_per_token must be positive, got {flops_per_token!r}")
-    else:
-        fpt = (flops_per_token_of(N, n_layer, d_model, context) if N is not None else None)
+    N, N_total, D = _sizes(params, tokens, model)
+    name, sweep = _checked_text(name, "name"), _checked_text(sweep, "sweep")
+    cfg = _checked_config(config)
+    fpt = _checked_fpt(flops_per_token, N, n_layer, d_model, context)
+    for value, what in ((heartbeat_s, "heartbeat_s"), (stale_after_s, "stale_after_s")):
+        if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{what} must be a positive number of seconds, got {value!r:.40}")
     rank, world = distributed_rank()
     if world > 1 and per_rank:
         cfg["rank"] = rank
@@ -167,10 +157,15 @@ def init(
         if record.status in ("finished", "diverged"):
             raise ConfigError(f"run {record.run_key} is already {record.status}; pass "
                               "resume='new' to start a fresh run of this config")
+        worker = os.environ.get(ENV_WORKER) or f"{socket.gethostname()}:{os.getpid()}:track"
+        earlier = OPEN_RUNS.get(record.run_key)
+        if earlier is not None:  # this process opened the run before (a notebook cell again)
+            earlier.finish("failed", error="superseded by a new scaletrack.init in the same "
+                                           "process")
+            record = st.get_run(record.run_key) or record
+        _claim(st, record, worker, stale_after_s)  # first: nothing is written for a busy run
         record, fpt = _fill_from_caller(st, record, N=N, N_total=N_total, D=D, fpt=fpt,
                                         name=name, in_cell=bool(os.environ.get(ENV_RUN)))
-        worker = os.environ.get(ENV_WORKER) or f"{socket.gethostname()}:{os.getpid()}:track"
-        _claim(st, record, worker, stale_after_s)
         if tags or note is not None:
             st.tag(run_key=record.run_key, add=list(tags), note=note)
         resume_from, resume_step = _resume_point(st, record.run_key)
@@ -318,6 +313,77 @@ def _follower(sweep: str | None, cfg: dict[str, Any], N: int | None, D: int | No
     return Run(None, None, worker="", run_key=key, fpt=None, heartbeat_s=0.0, owns_store=False,
                resume_from=resume_from, resume_step=resume_step,
                checkpoint_dir=Path(ckpt_env) if ckpt_env else None, rank=rank)
+
+
+def _sizes(params: Any, tokens: Any, model: Any) -> tuple[int | None, int | None, int | None]:
+    """(N, N_total, D) from init's `params`, `tokens` and `model`."""
+    N = _positive_int(params, "params")
+    D = _positive_int(tokens, "tokens")
+    N_total = N
+    if model is not None:
+        try:
+            counted = count_params(model)
+        except TypeError:
+            raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}"
+                              ) from None
+        except (ValueError, RuntimeError) as exc:  # a lazy module has no sizes yet
+            raise ConfigError(f"cannot count the parameters of {type(model).__name__} "
+                              f"({str(exc).splitlines()[0][:120] if str(exc) else exc!r}); "
+                              "pass params=N") from None
+        N_total = counted.total
+        N = counted.non_embedding if N is None else N
+    return N, N_total, D
+
+
+def _checked_text(value: Any, what: str) -> str | None:
+    """A run name or sweep name: text of 1-200 characters with nothing a terminal or a
+    database would misread (no control or formatting characters)."""
+    from scaletrack.store.metric_values import unsafe_text
+
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 200:
+        raise ConfigError(f"{what} must be non-empty text of at most 200 characters")
+    why = unsafe_text(value)
+    if why is not None:
+        raise ConfigError(f"{what} {why}")
+    return value
+
+
+def _checked_config(config: Any) -> dict[str, Any]:
+    """The config as a JSON-able dict (an argparse Namespace is taken as its attributes)."""
+    import json
+
+    if config is None:
+        return {}
+    if hasattr(config, "__dict__") and not isinstance(config, Mapping):
+        config = vars(config)  # argparse.Namespace, a simple options object
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"config must be a dict, got {type(config).__name__}")
+    cfg = dict(config)
+    bad = next((k for k in cfg if not isinstance(k, str)), None)
+    if bad is not None:
+        raise ConfigError(f"config keys must be text, got {bad!r:.40}")
+    try:
+        json.dumps(cfg, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config must be JSON data (numbers, text, lists, dicts): "
+                          f"{str(exc)[:160]}") from None
+    return cfg
+
+
+def _checked_fpt(flops_per_token: Any, N: int | None, n_layer: int | None,
+                 d_model: int | None, context: int | None) -> float | None:
+    """FLOPs per token: the caller's, else 6N (+ attention when the shape is given)."""
+    if flops_per_token is None:
+        return flops_per_token_of(N, n_layer, d_model, context) if N is not None else None
+    if isinstance(flops_per_token, bool) or not isinstance(flops_per_token, int | float):
+        raise ConfigError(f"flops_per_token must be a number, got "
+                          f"{type(flops_per_token).__name__}")
+    fpt = float(flops_per_token)
+    if not math.isfinite(fpt) or fpt <= 0:
+        raise ConfigError(f"flops_per_token must be positive, got {flops_per_token!r}")
+    return fpt
 
 
 def flops_per_token_of(N: int, n_layer: int | None, d_model: int | None,

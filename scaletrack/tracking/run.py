@@ -38,6 +38,7 @@ ENV_CHECKPOINT_DIR = "SCALETRACK_CHECKPOINT_DIR"
 ENV_RESUME_FROM = "SCALETRACK_RESUME_FROM"
 RESUME_MODES = ("allow", "never", "must", "new")
 HEARTBEAT_INTERVAL_S = 10.0
+MAX_COUNT = 2**63 - 1  # steps and tokens are 64-bit integers in every backend
 FINAL_LOSS_METRICS = ("val/loss", "eval/loss", "loss", "train/loss")
 
 
@@ -49,20 +50,20 @@ class RunBusyError(ScaletrackError):
 def _count(value: Any, what: str) -> int:
     """A step or token count: a whole number >= 0 (ints, numpy and 0-d tensor integers, and
     whole floats such as 1e6)."""
-    if type(value) is int and value >= 0:  # the common case, first
+    if type(value) is int and 0 <= value <= MAX_COUNT:  # the common case, first
         return value
     if isinstance(value, bool):
-        raise ConfigError(f"{what} must be a whole number >= 0, got a bool")
+        raise ConfigError(f"{what} must be a whole number from 0 to 2**63 - 1, got a bool")
     try:
         number = operator.index(value)
     except TypeError:
         if not (isinstance(value, numbers.Real) and math.isfinite(float(value))
                 and float(value) == int(float(value))):
-            raise ConfigError(f"{what} must be a whole number >= 0, got "
+            raise ConfigError(f"{what} must be a whole number from 0 to 2**63 - 1, got "
                               f"{value!r:.40}") from None
         number = int(float(value))
-    if number < 0:
-        raise ConfigError(f"{what} must be a whole number >= 0, got {number}")
+    if number < 0 or number > MAX_COUNT:
+        raise ConfigError(f"{what} must be a whole number from 0 to 2**63 - 1, got {number}")
     return number
 
 
@@ -113,8 +114,9 @@ class Run:
         self._heartbeat = threading.Thread(target=self._beat, args=(heartbeat_s,), daemon=True,
                                            name=f"scaletrack-heartbeat-{run_key}")
         self._heartbeat.start()
-        self._restore_signal = _install_sigterm()
+        self._restore_signal = _install_handlers()
         atexit.register(self._at_exit)
+        OPEN_RUNS[run_key] = self
 
     @property
     def closed(self) -> bool:
@@ -240,10 +242,13 @@ class Run:
         )))
 
     # ------------------------------------------------------------------ ending
-    def finish(self, status: str = "finished", *, final_loss: float | None = None,
+    def finish(self, status: str | None = None, *, final_loss: float | None = None,
                error: str | None = None) -> None:
         """Flush metrics, stop the heartbeat and record the final status. Idempotent; does
         nothing in a forked child or on a rank that does not log.
+
+        `status` defaults to finished, or failed when called while an exception propagates
+        (`try: ... finally: run.finish()`) or after SIGTERM.
 
         `final_loss` defaults to the last value logged of val/loss, eval/loss, loss or
         train/loss (nats/token). Raises ClaimLost when the run was taken over meanwhile and
@@ -252,6 +257,9 @@ class Run:
         if self._closed or os.getpid() != self._pid or self._store is None:
             return
         from scaletrack.store import ClaimLost
+
+        if status is None:
+            status, error = _status_now(error)
 
         self._closed = True
         self._stop_heartbeat.set()
@@ -273,6 +281,7 @@ class Run:
                 else:
                     self._record_tokens_seen(status)
         finally:
+            OPEN_RUNS.pop(self.run_key, None)
             self._heartbeat.join(timeout=5)
             atexit.unregister(self._at_exit)
             self._restore_signal()
@@ -300,20 +309,23 @@ class Run:
                     return  # taken over: the next write says so
 
     def _at_exit(self) -> None:
-        """Interpreter exit without finish(): an uncaught exception means failed."""
+        """Interpreter exit without finish(): an uncaught exception, a non-zero sys.exit or
+        SIGTERM means failed."""
         if self._closed or os.getpid() != self._pid:
             return
-        failed = getattr(sys, "last_value", None) is not None or _UNCAUGHT.is_set()
+        why = _exit_failure()
         with contextlib.suppress(ScaletrackError):  # at exit there is no one left to tell
-            self.finish("failed" if failed else "finished",
-                        error="uncaught exception" if failed else None)
+            self.finish("failed" if why else "finished", error=why)
 
     def __enter__(self) -> Run:
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc_type is None:
-            self.finish("finished")
+            if _TERMINATED.is_set():  # the user's SIGTERM handler let the block end
+                self.finish("failed", error="terminated (SIGTERM)")
+            else:
+                self.finish("finished")
         elif issubclass(exc_type, _Terminated):
             self.finish("failed", error="terminated (SIGTERM)")
         elif issubclass(exc_type, SystemExit):
@@ -325,12 +337,33 @@ class Run:
         elif issubclass(exc_type, KeyboardInterrupt):
             self.finish("failed", error="interrupted")
         else:
-            text = str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else ""
-            self.finish("failed", error=f"{exc_type.__name__}: {text:.500}" if text
+            self.finish("failed", error=_describe(exc) if exc is not None
                         else exc_type.__name__)
 
     def __repr__(self) -> str:
         return f"Run({self.run_key!r}, sweep={self.sweep!r})"
+
+
+def _status_now(error: str | None) -> tuple[str, str | None]:
+    """The status `finish()` records when none is given, with its error text."""
+    exc = sys.exc_info()[1]
+    if _TERMINATED.is_set() or isinstance(exc, _Terminated):
+        return "failed", error or "terminated (SIGTERM)"
+    if isinstance(exc, SystemExit):
+        if exc.code in (None, 0):
+            return "finished", error
+        return "failed", error or f"exited with status {exc.code!r:.200}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "failed", error or "interrupted"
+    if exc is not None:
+        return "failed", error or _describe(exc)
+    return "finished", error
+
+
+def _describe(exc: BaseException) -> str:
+    """'ValueError: its first line' (500 characters at most)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text:.500}" if text else type(exc).__name__
 
 
 class _Terminated(SystemExit):
@@ -340,8 +373,11 @@ class _Terminated(SystemExit):
         super().__init__(143)
 
 
-_UNCAUGHT = threading.Event()
+_UNCAUGHT = threading.Event()  # an exception reached the interpreter's top level
+_TERMINATED = threading.Event()  # SIGTERM arrived while a run was open
+_EXIT_CODES: list[Any] = []  # codes passed to sys.exit while a run was open
 _previous_excepthook = sys.excepthook
+_real_exit = sys.exit
 
 
 def _excepthook(*args: Any) -> None:
@@ -349,20 +385,104 @@ def _excepthook(*args: Any) -> None:
     _previous_excepthook(*args)
 
 
-def _install_sigterm():
-    """Turn SIGTERM into an exception so `with init(...)` marks the run failed; returns a
-    function that restores the previous handler. Only possible in the main thread."""
+def _recording_exit(status: Any = None) -> None:
+    """sys.exit, noting the status: a run left open ends `failed` on a non-zero exit (the
+    interpreter tells exit handlers nothing about it)."""
+    _EXIT_CODES.append(status)
+    _real_exit(status)
+
+
+def _exit_failure() -> str | None:
+    """Why a run still open at interpreter exit failed (None: it finished)."""
+    if _TERMINATED.is_set():
+        return "terminated (SIGTERM)"
+    if getattr(sys, "last_value", None) is not None or _UNCAUGHT.is_set():
+        return "uncaught exception"
+    if _EXIT_CODES and _EXIT_CODES[-1] not in (None, 0):
+        return f"exited with status {_EXIT_CODES[-1]!r:.200}"
+    return None
+
+
+def _install_handlers():
+    """Make SIGTERM end the run as failed and note sys.exit's status; returns a function that
+    restores the previous SIGTERM handler. Only possible in the main thread.
+
+    A SIGTERM handler the user installed before `init` still runs (and decides whether the
+    process stops); a process forked from this one (a multiprocessing worker) gets the
+    behaviour it had before `init`."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     sys.excepthook = _excepthook
+    sys.exit = _recording_exit
+    owner = os.getpid()
 
     def on_term(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:  # a forked child: as if scaletrack were not there
+            _deliver(previous, signum, frame)
+            return
+        _TERMINATED.set()
+        if callable(previous):
+            previous(signum, frame)
+            return
+        if previous == signal.SIG_IGN:
+            return
         raise _Terminated()
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    _HANDLERS[on_term] = previous
 
     def restore() -> None:
         with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, previous)
+            if signal.getsignal(signal.SIGTERM) is on_term:
+                signal.signal(signal.SIGTERM, previous)
 
     return restore
+
+
+# Our SIGTERM handlers -> the disposition each replaced. A forked child gets the disposition
+# from before `init` at once, in the kernel: SIGTERM is held back across fork(), so one sent to
+# a child that is still starting (a pool worker, terminated as soon as it exists) is neither
+# lost nor left to a Python handler that cannot run in a process blocked on a lock.
+_HANDLERS: dict[Any, Any] = {}
+_FORK_MASKED: list[bool] = []
+
+
+def _before_fork() -> None:
+    if _HANDLERS:
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        _FORK_MASKED.append(signal.SIGTERM not in held)
+
+
+def _after_fork_in_parent() -> None:
+    if _FORK_MASKED and _FORK_MASKED.pop():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+def _after_fork_in_child() -> None:
+    if not _FORK_MASKED:
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    while handler in _HANDLERS:
+        handler = _HANDLERS[handler]
+    with contextlib.suppress(ValueError, TypeError):
+        signal.signal(signal.SIGTERM, handler)
+    if _FORK_MASKED.pop():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)
+
+
+def _deliver(handler: Any, signum: int, frame: Any) -> None:
+    """Act on a signal as `handler` (a previous disposition) would."""
+    if callable(handler):
+        handler(signum, frame)
+    elif handler != signal.SIG_IGN:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+# Runs open in this process, by key: a second `init` of the same run (a notebook cell run
+# again) ends the first, so its buffered rows are written, not silently fenced out.
+OPEN_RUNS: dict[str, Run] = {}
