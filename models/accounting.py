@@ -6,9 +6,12 @@ Conventions (Kaplan et al. 2020, "Scaling Laws for Neural Language Models", Tabl
   The output head is tied to the token table, so it adds no parameters.
 - Training FLOPs per token = 3 x forward (backward costs twice the forward), with the forward
   = 2 N (one multiply-add per parameter) + 2 n_layer context d_model (attention scores and
-  weighted sum at full context). So ``6 N + 6 n_layer context d_model``. Embedding lookups,
-  the tied output projection (2 d_model vocab), softmax and LayerNorm are not counted, as in
-  Kaplan. ``include_logits=True`` adds the output projection (6 d_model vocab).
+  weighted sum at full context) + 2 d_model vocab (the output layer's logits: the tied head
+  is not in N but its matmul is real work). The convention is a named option,
+  ``FLOP_CONVENTIONS``: "full" (the default) = ``6 N + 6 n_layer context d_model + 6 d_model
+  vocab``; "kaplan" = the same without the logit term, as Kaplan et al. count (Porian et al.
+  2024 show that leaving it out is part of the Kaplan-Chinchilla disagreement: it
+  undercounts small models most). Embedding lookups, softmax and LayerNorm are not counted.
 - LSTM: forward = 2 N (every recurrent weight is used once per token per layer; the biases
   and elementwise gate maths are < 1%), training 6 N; there is no attention term.
 All counts are per token; FLOPs are floating-point operations (a multiply-add is 2).
@@ -55,8 +58,32 @@ def lstm_params(cfg: LSTMConfig) -> ParamCount:
     return ParamCount(non_embedding + embedding, non_embedding, embedding)
 
 
-def gpt_flops_per_token(cfg: GPTConfig, *, include_logits: bool = False) -> float:
-    """Training FLOPs per token: 6 N + 6 n_layer context d_model (see module docstring)."""
+FLOP_CONVENTIONS = {
+    "full": "6N + attention + output-layer logits (6·d_model·vocab) per token",
+    "kaplan": "6N + attention per token (Kaplan et al. 2020: output layer not counted)",
+}
+DEFAULT_FLOP_CONVENTION = "full"
+
+
+def check_flop_convention(name: str) -> str:
+    """Return `name` if it is one of FLOP_CONVENTIONS, else raise ValueError naming them."""
+    if name not in FLOP_CONVENTIONS:
+        raise ValueError(f"FLOP convention must be one of {', '.join(FLOP_CONVENTIONS)}; "
+                         f"got {name!r}")
+    return name
+
+
+def _logits(include_logits: bool | None, convention: str) -> bool:
+    if include_logits is not None:
+        return bool(include_logits)
+    return check_flop_convention(convention) == "full"
+
+
+def gpt_flops_per_token(cfg: GPTConfig, *, include_logits: bool | None = None,
+                        convention: str = DEFAULT_FLOP_CONVENTION) -> float:
+    """Training FLOPs per token: 6 N + 6 n_layer context d_model, plus 6 d_model vocab under
+    the "full" convention (see module docstring); `include_logits` overrides it."""
+    include_logits = _logits(include_logits, convention)
     n = gpt_params(cfg).non_embedding
     flops = 6 * n + 6 * cfg.n_layer * cfg.context * cfg.d_model
     if include_logits:
@@ -64,8 +91,10 @@ def gpt_flops_per_token(cfg: GPTConfig, *, include_logits: bool = False) -> floa
     return float(flops)
 
 
-def lstm_flops_per_token(cfg: LSTMConfig, *, include_logits: bool = False) -> float:
-    """Training FLOPs per token of the LSTM: 6 N (see module docstring)."""
+def lstm_flops_per_token(cfg: LSTMConfig, *, include_logits: bool | None = None,
+                         convention: str = DEFAULT_FLOP_CONVENTION) -> float:
+    """Training FLOPs per token of the LSTM: 6 N, plus 6 d_hidden vocab under "full"."""
+    include_logits = _logits(include_logits, convention)
     flops = 6 * lstm_params(cfg).non_embedding
     if include_logits:
         flops += 6 * cfg.d_hidden * cfg.vocab_size
@@ -111,10 +140,12 @@ def count_params(model: GPTConfig | LSTMConfig | nn.Module) -> ParamCount:
     raise TypeError(f"no parameter accounting for {type(model).__name__}")
 
 
-def flops_per_token(cfg: GPTConfig | LSTMConfig, *, include_logits: bool = False) -> float:
-    """Training FLOPs per token for either family's config."""
+def flops_per_token(cfg: GPTConfig | LSTMConfig, *, include_logits: bool | None = None,
+                    convention: str = DEFAULT_FLOP_CONVENTION) -> float:
+    """Training FLOPs per token for either family's config, under `convention` (one of
+    FLOP_CONVENTIONS; `include_logits` overrides it)."""
     if isinstance(cfg, GPTConfig):
-        return gpt_flops_per_token(cfg, include_logits=include_logits)
+        return gpt_flops_per_token(cfg, include_logits=include_logits, convention=convention)
     if isinstance(cfg, LSTMConfig):
-        return lstm_flops_per_token(cfg, include_logits=include_logits)
+        return lstm_flops_per_token(cfg, include_logits=include_logits, convention=convention)
     raise TypeError(f"no FLOP accounting for {type(cfg).__name__}")

@@ -105,3 +105,12 @@ def test_api_calibrates_like_the_cli_and_calibrate_scatter_is_public():
                        atol=1e-7)
     band = fit.predict_interval(N=[1e11], D=[2e12])
     assert np.allclose(band, again.predict_interval(N=[1e11], D=[2e12]), rtol=1e-6)
+
+
+def test_fit_says_where_compute_comes_from(tmp_path):
+    path = tmp_path / "grid.csv"
+    grid_6x6(2).to_csv(path, index=False)
+    res = runner.invoke(app, ["fit", "--form", "chinchilla", "--csv", str(path),
+                              "--bootstrap", "0", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "C = 6·N·D (no attention or output-layer terms)" in json.loads(res.stdout)["points"]

@@ -34,9 +34,12 @@ def test_gpt_hand_count() -> None:
     counts = count_params(cfg)
     assert counts.non_embedding == 3280 + 32
     assert counts.embedding == 256 * 16 + 8 * 16
-    # FLOPs/token: 6 N + 6 L ctx d = 6*3312 + 6*1*8*16
-    assert flops_per_token(cfg) == 6 * 3312 + 768
-    assert flops_per_token(cfg, include_logits=True) == 6 * 3312 + 768 + 6 * 16 * 256
+    # FLOPs/token, "full" (default): 6 N + 6 L ctx d + 6 d V = 6*3312 + 6*1*8*16 + 6*16*256
+    assert flops_per_token(cfg) == 6 * 3312 + 768 + 6 * 16 * 256
+    assert flops_per_token(cfg, convention="kaplan") == 6 * 3312 + 768
+    assert flops_per_token(cfg, include_logits=False) == 6 * 3312 + 768
+    with pytest.raises(ValueError, match="full, kaplan"):
+        flops_per_token(cfg, convention="chinchilla")
 
 
 def test_lstm_counts_match_numel_and_hand_count() -> None:
@@ -47,7 +50,8 @@ def test_lstm_counts_match_numel_and_hand_count() -> None:
     # per layer: W_ih 40x10 + W_hh 40x10 + two biases of 40 = 880
     assert counts.non_embedding == 2 * 880
     assert counts.embedding == 2560
-    assert flops_per_token(cfg) == 6 * 1760
+    assert flops_per_token(cfg) == 6 * 1760 + 6 * 10 * 256
+    assert flops_per_token(cfg, convention="kaplan") == 6 * 1760
 
 
 @pytest.mark.parametrize("target", [100_000, 1_000_000, 5_000_000, 50_000_000])

@@ -78,6 +78,23 @@ def _load(sweep: str | None, csv: Path | None, store: str | None, cols: tuple,
     return df
 
 
+def compute_note(sweep: str | None, csv: Path | None, c_col: str) -> str:
+    """Where the fit's compute C comes from, in words (the FLOP convention)."""
+    from scaletrack.models.accounting import DEFAULT_FLOP_CONVENTION, FLOP_CONVENTIONS
+
+    if sweep is not None:
+        return (f"C: planned FLOPs; built-in models count {DEFAULT_FLOP_CONVENTION!r} = "
+                f"{FLOP_CONVENTIONS[DEFAULT_FLOP_CONVENTION]}; command and imported runs as "
+                "they recorded")
+    import csv as csv_mod
+
+    with open(csv, newline="", encoding="utf-8") as fh:  # type: ignore[arg-type]
+        header = next(csv_mod.reader(fh), [])
+    if c_col in header:
+        return f"C: the file's column {c_col!r}"
+    return "C = 6·N·D (no attention or output-layer terms)"
+
+
 def _selected(df: pd.DataFrame, form: str, lr: str, seeds: str,
               frontier: bool | None) -> tuple[pd.DataFrame, str]:
     from scaletrack.analysis.selection import select_points
@@ -166,6 +183,7 @@ def fit_command(
     fixed = parse_fix(fix)
     df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col), drop_highest_loss)
     points, how = _selected(df, form.value, lr, seeds, frontier)
+    how = f"{how}; {compute_note(sweep, csv, c_col)}"
     result = _fit(form.value, points, bootstrap, seed, fixed, target_c)
     fit_id = None
     if sweep is not None:

@@ -1,0 +1,42 @@
+"""Stores written before the full FLOP count get their built-in runs' C recomputed on
+upgrade (migration 0006), with a note; imported runs keep theirs."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from alembic import command
+
+from scaletrack.models.accounting import flops_per_token
+from scaletrack.store import Store
+from scaletrack.store.migrate import alembic_config
+from scaletrack.sweeps.train import TrainConfig, model_config
+
+
+def test_upgrade_recomputes_builtin_compute_with_a_note(store_url):
+    Store.open(store_url).close()
+    engine = sa.create_engine(store_url)
+    cfg = TrainConfig(family="gpt", model={"n_layer": 1, "n_head": 2, "d_model": 16},
+                      data={"corpus": "stdlib"}, context=8, tokens=1000)
+    mcfg = model_config(cfg)
+    kaplan = flops_per_token(mcfg, convention="kaplan") * 1000
+    full = flops_per_token(mcfg) * 1000
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0005_branches")
+        for key, family, c in (("a" * 64, "gpt", kaplan), ("b" * 64, "imported", 123.0)):
+            conn.execute(sa.text(
+                "INSERT INTO runs (run_key, family, status, attempts, claim, \"N\", \"D\", "
+                "\"C\", config, created_at, updated_at, role) VALUES (:k, :f, 'finished', 1, 0, "
+                "10, 1000, :c, :cfg, :t, :t, 'cell')"),
+                {"k": key, "f": family, "c": c, "cfg": json.dumps(cfg.to_dict()), "t": now})
+        command.upgrade(alembic_config(conn), "head")
+        rows = dict(conn.execute(sa.text('SELECT family, "C" FROM runs')).fetchall())
+        notes = dict(conn.execute(sa.text("SELECT family, note FROM runs")).fetchall())
+    assert full > kaplan
+    assert abs(rows["gpt"] - full) < 1e-6 * full
+    assert rows["imported"] == 123.0 and notes["imported"] is None
+    assert "output-layer FLOPs" in notes["gpt"]
+    engine.dispose()
