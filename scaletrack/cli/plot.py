@@ -42,18 +42,20 @@ def plot_command(
     from scaletrack.analysis import fit_chinchilla, fit_isoflop
     from scaletrack.analysis.plots import plot_isoflop, plot_loss_vs_compute, plot_optimal
     from scaletrack.analysis.selection import select_points
-    from scaletrack.cli.fit import _fit, _load
+    from scaletrack.cli.fit import _fit, _load, compute_note
 
     df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col))
     keep = (budget_col,) if budget_col else ()
     if kind is PlotKind.compute:
         runs, _ = select_points(df, "compute", lr=lr, seeds=seeds, frontier=False)
         points, how = select_points(df, "compute", lr=lr, seeds=seeds)
+        how = f"{how}; {compute_note(sweep, csv, c_col)}"
         fit = _fit("compute", points, bootstrap, 0)
         console.print(f"points: {how}", markup=False, highlight=False, soft_wrap=True)
         paths = plot_loss_vs_compute(runs, output, fit=fit)
     else:
         points, how = select_points(df, "isoflop", lr=lr, seeds=seeds, keep=keep)
+        how = f"{how}; {compute_note(sweep, csv, c_col)}"
         console.print(f"points: {how}", markup=False, highlight=False, soft_wrap=True)
         if kind is PlotKind.isoflop:
             paths = plot_isoflop(points, output, budget_col=budget_col)
