@@ -328,3 +328,41 @@ def test_emergence_is_paged_by_task_metric_shot(client: TestClient) -> None:
     assert set(g) == {"task", "metric", "shot", "points"}
     assert client.get("/api/emergence", params={"q": "no-such-task"}).json()["total"] == 0
     assert client.get("/api/emergence", params={"limit": 0}).status_code == 400
+
+
+def test_ui_stops_on_sigterm_with_an_answer_in_flight(ui_url: str) -> None:
+    """SIGTERM stops `scaletrack ui` even while an answer is being computed, quietly (the
+    2 s target is measured by bench/bench_ui.py, not asserted here)."""
+    import contextlib
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    exe = Path(sys.executable).with_name("scaletrack")
+    proc = subprocess.Popen([str(exe), "ui", "--store", ui_url, "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "serving" in proc.stdout.readline()
+
+        def ask() -> None:
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/optimal?sweep={EPOCH}",
+                                       timeout=60).read()
+
+        threading.Thread(target=ask, daemon=True).start()
+        import time
+
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        assert "Traceback" not in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import socket
 import threading
@@ -173,6 +174,10 @@ def create_app(store: StoreLike, host: str | None = "127.0.0.1") -> Starlette:
                     raise Abandoned
         except Abandoned:
             return Response(status_code=499)  # nobody reads it
+        except asyncio.CancelledError:  # the server is stopping: tell the work, answer 503
+            flight.stop.set()
+            return JSON({"error": "the dashboard is stopping"}, status_code=503,
+                        headers=_SECURITY_HEADERS)
         finally:
             flight.waiters -= 1
             if flight.waiters == 0 and not flight.future.done():
@@ -301,6 +306,11 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _quiet_shutdown(record: logging.LogRecord) -> bool:
+    """Drop uvicorn's line about cancelling answers at Ctrl-C: stopping them is intended."""
+    return "timeout graceful shutdown exceeded" not in record.getMessage()
+
+
 def _warm_imports() -> None:
     """Import the fitting code (SciPy, the analysis package: seconds) in the background once
     the server answers, so the first scaling or emergence view does not wait for it."""
@@ -328,11 +338,13 @@ def serve(store_url: str | None, host: str = "127.0.0.1", port: int = 8765,
     try:
         sock = _bind(host, port)  # bound here, so a taken port is one clear error
         bound = sock.getsockname()[1]
-        # in-flight answers get 1 s after SIGTERM / Ctrl-C, then the process goes
+        # in-flight answers get half a second after SIGTERM / Ctrl-C, then the process goes
+        # (their daemon threads never hold it up)
         config = uvicorn.Config(create_app(store, host), log_level="warning",
                                 access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=1)
+                                timeout_graceful_shutdown=0.5)
         server = uvicorn.Server(config)
+        logging.getLogger("uvicorn.error").addFilter(_quiet_shutdown)
         if on_ready is not None:
             url_host = f"[{host}]" if ":" in host else host
             original_startup = server.startup
