@@ -212,7 +212,7 @@ def test_init_arguments_are_one_line_errors(tmp_path: Path) -> None:
         ({"config": {1: "a"}, "params": 10}, "config keys must be text"),
         ({"config": {"f": lambda: 0}, "params": 10}, "config must be JSON data"),
         ({"config": {"x": 1}, "params": "1e6"}, "params must be a number"),
-        ({"config": {"x": 1}, "params": 10, "heartbeat_s": 0}, "heartbeat_s must be a positive number"),
+        ({"config": {"x": 1}, "params": 10, "heartbeat_s": 0}, "heartbeat_s must be a positive"),
         ({"config": {"x": 1}, "model": torch.nn.LazyLinear(3)}, "cannot count the parameters"),
         ({"config": {"x": 1}, "params": 10, "name": "x\n\x1b[31mFAKE"}, "name contains"),
         ({"config": {"x": 1}, "params": 10, "sweep": "a\nb"}, "sweep contains"),
