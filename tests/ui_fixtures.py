@@ -36,7 +36,9 @@ def build_ui_store(root: Path, shared_data: Path) -> str:
     report = run_sweep(load_grid(grid_file), url, workers=2)
     assert report.ok, report
 
-    epoch = load_epoch_chinchilla(shared_data / "epoch_chinchilla_svg_extracted_data.csv")
+    # Epoch's 240-point procedure (their five highest-loss points left out), as published
+    epoch = load_epoch_chinchilla(shared_data / "epoch_chinchilla_svg_extracted_data.csv",
+                                  drop_highest_loss=5)
     csv = root / "epoch.csv"
     epoch.to_csv(csv, index=False)
     runner = CliRunner()
