@@ -51,9 +51,11 @@ class WandbRun:
 
 
 def _sdk() -> tuple[Any, Any]:
+    import importlib
+
     try:
-        from wandb.proto import wandb_internal_pb2
-        from wandb.sdk.internal import datastore
+        datastore = importlib.import_module("wandb.sdk.internal.datastore")
+        wandb_internal_pb2 = importlib.import_module("wandb.proto.wandb_internal_pb2")
     except ImportError:
         raise ConfigError(f"importing W&B runs needs the wandb SDK: {WANDB_EXTRA}") from None
     return datastore, wandb_internal_pb2
