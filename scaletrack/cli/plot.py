@@ -43,6 +43,7 @@ def plot_command(
     from scaletrack.analysis.plots import plot_isoflop, plot_loss_vs_compute, plot_optimal
     from scaletrack.analysis.selection import select_points
     from scaletrack.cli.fit import _fit, _load, compute_note
+    from scaletrack.errors import DataError
 
     df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col))
     keep = (budget_col,) if budget_col else ()
@@ -50,8 +51,13 @@ def plot_command(
         runs, _ = select_points(df, "compute", lr=lr, seeds=seeds, frontier=False)
         points, how = select_points(df, "compute", lr=lr, seeds=seeds)
         how = f"{how}; {compute_note(sweep, csv, c_col)}"
-        fit = _fit("compute", points, bootstrap, 0)
         console.print(f"points: {how}", markup=False, highlight=False, soft_wrap=True)
+        try:
+            fit = _fit("compute", points, bootstrap, 0)
+        except DataError as exc:  # too few points for a law: draw the points, say why
+            fit = None
+            console.print(f"no L(C) law drawn: {exc}", markup=False, highlight=False,
+                          soft_wrap=True)
         paths = plot_loss_vs_compute(runs, output, fit=fit)
     else:
         points, how = select_points(df, "isoflop", lr=lr, seeds=seeds, keep=keep)

@@ -139,9 +139,12 @@ def init(
     name, sweep = _checked_text(name, "name"), _checked_text(sweep, "sweep")
     cfg = _checked_config(config)
     fpt = _checked_fpt(flops_per_token, N, n_layer, d_model, context)
-    for value, what in ((heartbeat_s, "heartbeat_s"), (stale_after_s, "stale_after_s")):
-        if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-            raise ConfigError(f"{what} must be a positive number of seconds, got {value!r:.40}")
+    for value, what, zero_ok in ((heartbeat_s, "heartbeat_s", False),
+                                 (stale_after_s, "stale_after_s", True)):
+        number_ok = isinstance(value, int | float) and math.isfinite(value)
+        if not number_ok or value < 0 or (value == 0 and not zero_ok):
+            kind = "non-negative" if zero_ok else "positive"
+            raise ConfigError(f"{what} must be a {kind} number of seconds, got {value!r:.40}")
     rank, world = distributed_rank()
     if world > 1 and per_rank:
         cfg["rank"] = rank
@@ -159,7 +162,8 @@ def init(
                               "resume='new' to start a fresh run of this config")
         worker = os.environ.get(ENV_WORKER) or f"{socket.gethostname()}:{os.getpid()}:track"
         earlier = OPEN_RUNS.get(record.run_key)
-        if earlier is not None:  # this process opened the run before (a notebook cell again)
+        if earlier is not None and earlier.worker == worker:  # opened here before (a notebook
+            # cell run again): end it, so its buffered rows are written, not fenced out
             earlier.finish("failed", error="superseded by a new scaletrack.init in the same "
                                            "process")
             record = st.get_run(record.run_key) or record
