@@ -77,10 +77,11 @@ class MetricWriter:
                 raise StoreError(f"metric writer for run {self.run_key} is closed")
             if isinstance(self._error, ClaimLost):  # stop the caller at once: nothing is kept
                 raise self._error
+            rows = [(n, step, v, tokens, wall_time) for n, v in values.items()]
             before = len(self._buffer)
-            self._buffer.extend((n, step, v, tokens, wall_time) for n, v in values.items())
-            self._logged += len(self._buffer) - before
-            if before < self.batch_size <= len(self._buffer):
+            self._buffer += rows
+            self._logged += len(rows)
+            if before < self.batch_size <= before + len(rows):
                 self._cond.notify()
 
     def flush(self) -> None:

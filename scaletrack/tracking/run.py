@@ -131,8 +131,10 @@ class Run:
         Never waits for the database and never loses a good value: a value that is not a
         number is refused alone, with one warning per metric name (see the module docstring).
         """
-        if self._closed or not self._owner("log"):
-            if self.active and self._closed and os.getpid() == self._pid:
+        if self._closed or os.getpid() != self._pid:
+            if not self._closed:
+                self._owner("log")  # a forked child: warn once, log nothing
+            elif self.active and os.getpid() == self._pid:
                 from scaletrack.store import StoreError
 
                 raise StoreError(f"run {self.run_key} is finished; it logs nothing more")
