@@ -87,20 +87,10 @@ def inner_holdout_pairs(
     c = _scale(data)
     rs, ds = [], []
     for h in holdouts:
-        cut = np.quantile(c, 1.0 - h)
-        train, test = data[c < cut], data[c >= cut]
-        if len(train) < min_train or test.empty:
+        split = _inner_split(data, refit, c, h, min_train)
+        if split is None:
             continue
-        try:
-            inner = refit(train)
-        except DataError:
-            continue
-        if inner.degenerate:
-            continue
-        with np.errstate(all="ignore"):
-            r = np.log(inner.predict(test)) - np.log(test["loss"].to_numpy(float))
-            x_max = float(np.max(inner.log10_scale(train)))
-            d = np.maximum(inner.log10_scale(test) - x_max, 0.0)
+        _, _, r, d = split
         ok = np.isfinite(r) & np.isfinite(d)
         rs.append(r[ok])
         ds.append(d[ok])
@@ -129,20 +119,11 @@ def inner_reach_pairs(
     if has_n:
         orders += [("N", h, data["N"].to_numpy(float)) for h in holdouts_n]
     for by, h, key in orders:
-        cut = np.quantile(key, 1.0 - h)
-        train, test = data[key < cut], data[key >= cut]
-        if len(train) < min_train or test.empty:
+        split = _inner_split(data, refit, key, h, min_train)
+        if split is None:
             continue
-        try:
-            inner = refit(train)
-        except DataError:
-            continue
-        if inner.degenerate:
-            continue
+        train, test, r, d = split
         with np.errstate(all="ignore"):
-            r = np.log(inner.predict(test)) - np.log(test["loss"].to_numpy(float))
-            d = np.maximum(inner.log10_scale(test) - float(np.max(inner.log10_scale(train))),
-                           0.0)
             d_n = (np.maximum(np.log10(test["N"].to_numpy(float))
                               - np.log10(train["N"].to_numpy(float)).max(), 0.0)
                    if has_n else np.zeros(len(test)))
@@ -152,6 +133,30 @@ def inner_reach_pairs(
         out["d_n"] += d_n[ok].tolist()
         out["split"] += [f"{by}{h:g}"] * int(ok.sum())
     return out
+
+
+def _inner_split(
+    data: pd.DataFrame, refit: Callable[[pd.DataFrame], FitResult], key: np.ndarray, h: float,
+    min_train: int,
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray] | None:
+    """Hold out the top fraction `h` of runs by `key`, refit on the rest: (train, test, r, d)
+    with r = log(predicted) - log(observed) and d = decades of the law's scale beyond the
+    training runs; None when the split is too small or its fit fails or is degenerate."""
+    cut = np.quantile(key, 1.0 - h)
+    train, test = data[key < cut], data[key >= cut]
+    if len(train) < min_train or test.empty:
+        return None
+    try:
+        inner = refit(train)
+    except DataError:
+        return None
+    if inner.degenerate:
+        return None
+    with np.errstate(all="ignore"):
+        r = np.log(inner.predict(test)) - np.log(test["loss"].to_numpy(float))
+        x_max = float(np.max(inner.log10_scale(train)))
+        d = np.maximum(inner.log10_scale(test) - x_max, 0.0)
+    return train, test, r, d
 
 
 def _scale(data: pd.DataFrame) -> np.ndarray:
