@@ -368,7 +368,7 @@ def _expand_own_model(spec: GridSpec, source: str, base_dir: Path) -> Grid:
     """The cells of a command grid whose model is the program's own (see the module doc)."""
     from scaletrack.store import make_run_key
     from scaletrack.sweeps.command import CommandConfig, fill
-    from scaletrack.sweeps.spec import CustomModelSpec
+    from scaletrack.sweeps.spec_sections import CustomModelSpec
 
     assert spec.train.command is not None
     sizes: list[tuple[str, dict[str, Any]]] = []

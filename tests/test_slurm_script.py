@@ -24,7 +24,7 @@ from scaletrack.sweeps.executors import SweepJob
 from scaletrack.sweeps.executors.registry import make_executor
 from scaletrack.sweeps.grid import load_grid
 from scaletrack.sweeps.runner import cell_task
-from scaletrack.sweeps.spec import ExecutorSpec, control_character
+from scaletrack.sweeps.spec_sections import ExecutorSpec, control_character
 
 submitit = pytest.importorskip("submitit")
 from scaletrack.sweeps.executors.slurm import (  # noqa: E402

@@ -52,7 +52,7 @@ from scaletrack.sweeps.executors import (
     WorkerLost,
     run_cell,
 )
-from scaletrack.sweeps.spec import control_character
+from scaletrack.sweeps.spec_sections import control_character
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
