@@ -324,12 +324,38 @@ def expand(
     for (label, shape), seed, lr, axes in itertools.product(
         shapes, spec.axes.seeds, spec.axes.lrs, _custom_points(spec)
     ):
+        budgets = planned_budgets(spec, label)
         if not spec.schedule.branches:
-            for budget in spec.axes.tokens:
+            for budget in budgets:
                 cells.append(make_cell(label, shape, budget, seed, lr, axes))
             continue
-        cells.extend(_branch_cells(spec, make_cell, label, shape, seed, lr, step_tokens))
+        if budgets:
+            cells.extend(_branch_cells(spec, make_cell, label, shape, seed, lr, step_tokens,
+                                       budgets))
+    _check_planned(spec, source, [label for label, _ in shapes])
     return _ordered(spec, source, cells)
+
+
+def planned_budgets(spec: GridSpec, size_label: str) -> list[int]:
+    """The token budgets of a size that are cells of the grid: every budget, or with
+    `[plan] cells` only those listed for that size (sweeps.plan_spec)."""
+    if spec.plan is None or spec.plan.cells is None:
+        return list(spec.axes.tokens)
+    chosen = {c.tokens for c in spec.plan.cells if c.size == size_label}
+    return [d for d in spec.axes.tokens if d in chosen]
+
+
+def _check_planned(spec: GridSpec, source: str, labels: Sequence[str]) -> None:
+    """Every `[plan] cells` entry names a size label and a budget of `[axes] tokens`."""
+    if spec.plan is None or spec.plan.cells is None:
+        return
+    for i, c in enumerate(spec.plan.cells):
+        if c.size not in labels:
+            raise _fail(source, f"plan.cells[{i}].size", f"{c.size!r} is not a size of [model] "
+                        f"(sizes: {', '.join(labels)})")
+        if c.tokens not in spec.axes.tokens:
+            raise _fail(source, f"plan.cells[{i}].tokens", f"{c.tokens} is not one of "
+                        "[axes] tokens")
 
 
 def _custom_points(spec: GridSpec) -> list[tuple[tuple[str, Any], ...]]:
@@ -393,6 +419,8 @@ def _expand_own_model(spec: GridSpec, source: str, base_dir: Path) -> Grid:
     for (label, size), budget, seed, lr, axes in itertools.product(
         sizes, spec.axes.tokens, seeds, lrs, _custom_points(spec)
     ):
+        if budget not in planned_budgets(spec, label):
+            continue
         n = int(size["params"]) if "params" in size else None
         values: dict[str, Any] = {**size, "tokens": int(budget)}
         if seed is not None:
@@ -414,6 +442,7 @@ def _expand_own_model(spec: GridSpec, source: str, base_dir: Path) -> Grid:
             family="custom", config=cfg, size_label=label, N=n, N_total=None, D=int(budget),
             C=C, steps=None, seed=seed, lr=lr, command=command, workdir=workdir, axes=axes,
         ))
+    _check_planned(spec, source, [label for label, _ in sizes])
     keys = [c.run_key for c in cells]
     if len(set(keys)) != len(keys):  # cannot happen with distinct axis values; say so if it does
         raise _fail(source, "axes", "two cells have the same settings")
@@ -421,16 +450,19 @@ def _expand_own_model(spec: GridSpec, source: str, base_dir: Path) -> Grid:
 
 
 def _branch_cells(spec: GridSpec, make_cell: Any, label: str, shape: dict[str, Any],
-                  seed: int, lr: float, step_tokens: int) -> list[Cell]:
-    """One trunk and one branch per budget for a size x seed x lr (see the module docstring)."""
+                  seed: int, lr: float, step_tokens: int,
+                  chosen: Sequence[int] | None = None) -> list[Cell]:
+    """One trunk and one branch per budget for a size x seed x lr (see the module docstring);
+    with `chosen`, only those budgets (the trunk then ends at the largest one's branch point)."""
     from scaletrack.sweeps.schedule import branch_point
 
-    budgets = sorted(spec.axes.tokens)
+    budgets = sorted(spec.axes.tokens if chosen is None else chosen)
     steps = {d: -(-d // step_tokens) for d in budgets}  # ceil: as plan_run
     points = {d: branch_point(steps[d], spec.schedule.decay_frac) for d in budgets}
     warmup = spec.schedule.warmup_steps
     if warmup is None:
-        warmup = int(round(spec.schedule.warmup_frac * steps[budgets[0]]))
+        first = -(-min(spec.axes.tokens) // step_tokens)  # the grid's smallest budget
+        warmup = int(round(spec.schedule.warmup_frac * first))
     trunk_steps = max(points.values())
     out: list[Cell] = []
     trunk = None

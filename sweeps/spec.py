@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import Field, ValidationError, model_validator
 
 from scaletrack.errors import ConfigError
+from scaletrack.sweeps.plan_spec import PlanSpec
 from scaletrack.sweeps.spec_sections import (
     MAX_ERRORS_SHOWN,
     NAME_PATTERN,
@@ -80,6 +81,7 @@ class GridSpec(_Section):
     eval: EvalSpec = Field(default_factory=EvalSpec)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    plan: PlanSpec | None = None  # sweeps.plan_spec: planned cells, adaptive stop
 
     @model_validator(mode="before")
     @classmethod
