@@ -14,17 +14,21 @@ from scaletrack.analysis.isoflop import (
     snap_budgets,
 )
 from scaletrack.analysis.optimal import chinchilla_allocation, compute_optimal
+from scaletrack.analysis.plan import Plan, PlannedCell, expected_band_width, plan_runs
 from scaletrack.analysis.powerlaw import fit_compute_law, fit_power_law
 from scaletrack.analysis.result import FitResult
 
 __all__ = [
     "BacktestResult",
     "FitResult",
+    "Plan",
+    "PlannedCell",
     "backtest",
     "calibrate_scatter",
     "chinchilla_allocation",
     "compute_frontier",
     "compute_optimal",
+    "expected_band_width",
     "fit_chinchilla",
     "fit_compute_law",
     "fit_envelope",
@@ -32,6 +36,7 @@ __all__ = [
     "fit_power_law",
     "isoflop_minima",
     "load_epoch_chinchilla",
+    "plan_runs",
     "read_fit_csv",
     "snap_budgets",
     "validate_frame",
