@@ -20,7 +20,9 @@ import pandas as pd  # noqa: E402
 
 from scaletrack.analysis.classify import TaskClassification  # noqa: E402
 from scaletrack.analysis.figures import save_figure  # noqa: E402
+from scaletrack.analysis.number_ticks import label_log_axis  # noqa: E402
 from scaletrack.errors import DataError  # noqa: E402
+from scaletrack.number_format import fmt_number  # noqa: E402
 
 _LABEL_COLOURS = {"past": "#2a9d8f", "near": "#e9a23b", "far": "#8d99ae"}
 
@@ -44,21 +46,22 @@ def _draw_task(
         right = min(right, hi_x * 1e4)
         grid = np.logspace(math.log10(lo_x) - 0.2, math.log10(right), 200)
         ax.plot(grid, fit.predict(grid), color=colour, lw=2, label="floored sigmoid fit")
-        lo, hi = fit.predict_ci95(grid)
-        if np.all(np.isfinite(lo)):
-            ax.fill_between(grid, lo, hi, color=colour, alpha=0.15, lw=0)
+        band = fit.predict_interval(grid, kind="confidence")
+        if band["lo"].notna().all():
+            ax.fill_between(grid, band["lo"], band["hi"], color=colour, alpha=0.15, lw=0)
     if math.isfinite(result.threshold):
         ax.axhline(result.threshold, color="#e76f51", ls="--", lw=1,
-                   label=f"threshold ({result.threshold_source}) {result.threshold:.3g}")
+                   label=f"threshold ({result.threshold_source}) {fmt_number(result.threshold)}")
     ax.axvline(hi_x, color="#555555", ls=":", lw=1, label="largest tried")
     c_lo, c_hi = result.crossing_ci95
     if math.isfinite(result.crossing) and result.crossing > 0:
         ax.axvline(result.crossing, color=colour, lw=1.2,
-                   label=f"predicted crossing {result.crossing:.2g}")
+                   label=f"predicted crossing {fmt_number(result.crossing)}")
         span_lo = c_lo if math.isfinite(c_lo) and c_lo > 0 else result.crossing
         span_hi = c_hi if math.isfinite(c_hi) else ax.get_xlim()[1]
         ax.axvspan(span_lo, span_hi, color=colour, alpha=0.1, label="crossing 95% interval")
     ax.set_xscale("log")
+    label_log_axis(ax.xaxis)
     ax.set_xlabel(x_label)
     tag = " (emergent)" if result.emergent else ""
     ax.set_title(f"{result.title}: {result.label}{tag}", fontsize=9)
@@ -137,7 +140,7 @@ def plot_idea_timeline(
     for ax, idea in zip(axes[:, 0], ideas.itertuples(index=False), strict=False):
         att = attempts_df[attempts_df["idea_id"] == idea.id].sort_values("created_at")
         ax.axhline(float(idea.threshold), color="#e76f51", ls="--", lw=1,
-                   label=f"threshold ({idea.direction}) {float(idea.threshold):.3g}")
+                   label=f"threshold ({idea.direction}) {fmt_number(float(idea.threshold))}")
         if len(att):
             flops = att["flops"].astype(float).to_numpy()
             vals = att["value"].astype(float).to_numpy()
@@ -153,6 +156,7 @@ def plot_idea_timeline(
                             fontsize=7)
             if ok.any():
                 ax.set_xscale("log")
+                label_log_axis(ax.xaxis)
         else:
             ax.text(0.5, 0.5, "no attempts yet", transform=ax.transAxes, ha="center",
                     va="center", fontsize=9, color="#777777")

@@ -20,14 +20,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import LogLocator, NullFormatter  # noqa: E402
 
 from scaletrack.analysis.figures import save_figure  # noqa: E402
 from scaletrack.analysis.io import validate_frame  # noqa: E402
 from scaletrack.analysis.isoflop import compute_frontier, isoflop_minima  # noqa: E402
+from scaletrack.analysis.number_ticks import label_log_axis, number_formatter  # noqa: E402
 from scaletrack.analysis.optimal import chinchilla_allocation, compute_optimal  # noqa: E402
 from scaletrack.analysis.result import FitResult  # noqa: E402
 from scaletrack.errors import DataError  # noqa: E402
+from scaletrack.number_format import fmt_number  # noqa: E402
 
 FIT_COLOR = "#d62728"
 FRONTIER_COLOR = "#222222"
@@ -38,29 +40,13 @@ _STYLE = {
 }
 
 
-def _si(value: float, _pos: object = None) -> str:
-    """1.2e9 -> '1.2B' style labels for parameter/token counts."""
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:g}{unit}"
-    return f"{value:g}"
-
-
 def _plain_loss_axis(ax: plt.Axes) -> None:
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_major_formatter(number_formatter())
+    ax.yaxis.set_minor_formatter(number_formatter())
     ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)))
     ymin, ymax = ax.get_ylim()
     if ymax / ymin > 4:
         ax.yaxis.set_minor_formatter(NullFormatter())
-
-
-def _tex_num(value: float) -> str:
-    """1800 -> '1.8\\times10^{3}' for mathtext labels."""
-    if value == 0 or 1e-2 <= abs(value) < 1e4:
-        return f"{value:.4g}"
-    exp = int(np.floor(np.log10(abs(value))))
-    return f"{value / 10**exp:.2g}\\times10^{{{exp}}}"
 
 
 def _band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +60,8 @@ def _law_curve(fit: FitResult, c: np.ndarray) -> tuple[np.ndarray, np.ndarray | 
     p = fit.params
     if fit.form == "compute":
         central = fit.predict(c)
-        label = f"fit: $L = {p['E']:.3g} + {_tex_num(p['a'])}\\,C^{{-{p['alpha']:.3f}}}$"
+        label = (f"fit: $L = {fmt_number(p['E'])} + \\mathrm{{{fmt_number(p['a'])}}}"
+                 f"\\,C^{{-{p['alpha']:.3f}}}$")
         curves = None
         if rows.size:
             e, a, al = rows[:, 0:1], rows[:, 1:2], rows[:, 2:3]
@@ -124,7 +111,7 @@ def plot_loss_vs_compute(
                    label=f"runs ({len(data)}; colour = N)")  # neutral legend entry
         cbar = fig.colorbar(sc, ax=ax, pad=0.02)
         cbar.set_label("model size N (parameters)")
-        cbar.ax.yaxis.set_major_formatter(FuncFormatter(_si))
+        label_log_axis(cbar.ax.yaxis)
         front = compute_frontier(data)
         if len(front) >= 2:
             ax.plot(front["C"], front["loss"], color=FRONTIER_COLOR, lw=1.4, ls="-",
@@ -158,6 +145,7 @@ def plot_loss_vs_compute(
                        label=f"best possible loss ({floor:.3f}, known)")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        label_log_axis(ax.xaxis)
         ax.set_xlabel("training compute C (FLOPs)")
         ax.set_ylabel("final loss (nats/token)")
         ax.set_title(title)
@@ -193,12 +181,12 @@ def plot_isoflop(
             ax.scatter(part["N"], part["loss"], color=color, s=20, alpha=0.8, zorder=3)
             u = np.linspace(np.log(row.N_min) - 0.15, np.log(row.N_max) + 0.15, 100)
             ax.plot(np.exp(u), np.polyval(row.coef, u - row.logN_center), color=color, lw=1.6,
-                    label=f"C = {row.C:.2g}" if len(minima) <= 10 else None)
+                    label=f"C = {fmt_number(row.C)}" if len(minima) <= 10 else None)
         ax.scatter(minima["N_opt"], minima["loss_opt"], marker="*", s=170, color="black",
                    edgecolors="white", linewidths=0.8, zorder=6, label="minimum N_opt(C)")
         ax.plot(minima["N_opt"], minima["loss_opt"], color="black", lw=0.8, ls=":", zorder=5)
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(_si))
+        label_log_axis(ax.xaxis)
         ax.set_xlabel("model size N (parameters)")
         ax.set_ylabel("final loss (nats/token)")
         lo = min(data["loss"].min(), minima["loss_opt"].min())
@@ -210,7 +198,9 @@ def plot_isoflop(
                       frameon=False)
         else:  # many budgets: a colour bar reads better than a long legend
             mappable = plt.cm.ScalarMappable(norm=norm, cmap=_truncated(cmap))
-            fig.colorbar(mappable, ax=ax, pad=0.02).set_label("compute budget C (FLOPs)")
+            budget_bar = fig.colorbar(mappable, ax=ax, pad=0.02)
+            budget_bar.set_label("compute budget C (FLOPs)")
+            label_log_axis(budget_bar.ax.yaxis)
             ax.legend(loc="upper right", frameon=True, framealpha=0.9)
         return save_figure(fig, path)
 
@@ -259,7 +249,8 @@ def plot_optimal(
         for ax, what in zip(axes, ("N_opt (parameters)", "D_opt (tokens)"), strict=True):
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.yaxis.set_major_formatter(FuncFormatter(_si))
+            label_log_axis(ax.xaxis)
+            label_log_axis(ax.yaxis)
             ax.set_xlabel("training compute C (FLOPs)")
             ax.set_ylabel(what)
         axes[0].legend(loc="upper left", frameon=False)
@@ -311,6 +302,7 @@ def plot_backtest(df: pd.DataFrame, result: object, path: str | Path) -> list[Pa
         ax.axvline(summary["threshold_C"], color="0.5", lw=0.8, ls=":")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        label_log_axis(ax.xaxis)
         ax.set_xlabel("training compute C (FLOPs)")
         ax.set_ylabel("final loss (nats/token)")
         ax.set_title(f"{summary['form']} back-test: MAPE {100 * summary['mape']:.2f}%, "

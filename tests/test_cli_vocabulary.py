@@ -78,16 +78,4 @@ def test_checkpoint_counts_take_scientific_notation(imported: str, tmp_path: Pat
     res = runner.invoke(app, ["checkpoints", "add", str(ckpt), "--params", "5e7", "--tokens",
                               "1_000_000_000", "--store", imported])
     assert res.exit_code == 0, res.output
-    assert "N=50,000,000" in res.output and "D=1,000,000,000" in res.output
-
-
-@pytest.mark.parametrize(
-    ("value", "shown"),
-    [(12_768, "12.8k"), (400_000, "400k"), (999_999, "1M"), (1_500_000, "1.5M"),
-     (4_000_000, "4M"), (6_400_000, "6.4M"), (999_999_999, "1e9"), (3.2e12, "3.2e12"),
-     (2500, "2500"), (2.211, "2.211"), (0.0004, "4e-4")],
-)
-def test_table_numbers_are_compact_and_readable(value: float, shown: str) -> None:
-    from scaletrack.cli.common import _compact
-
-    assert _compact(value) == shown
+    assert "N=5e7" in res.output and "D=1e9" in res.output

@@ -15,6 +15,7 @@ from scaletrack.cli.common import (
     print_table,
     store_session,
 )
+from scaletrack.number_format import fmt_number
 
 checkpoints_app = typer.Typer(
     help="Checkpoints: trained here or registered from elsewhere; task evaluations on them.",
@@ -55,8 +56,8 @@ def add(
             return
         record = store.get_checkpoint(ckpt_id)
         console.print(
-            f"registered checkpoint {ckpt_id} (external, N={record.N:,}, D={record.tokens:,}, "
-            f"C={'-' if record.flops is None else format(record.flops, '.3g')}, "
+            f"registered checkpoint {ckpt_id} (external, N={fmt_number(record.N)}, "
+            f"D={fmt_number(record.tokens)}, C={fmt_number(record.flops)}, "
             f"sha256 {record.sha256[:12]}...)",
             highlight=False,
         )
@@ -129,7 +130,7 @@ def eval_(
     with store_session(store_url, create=False) as store:
         results = evaluate_checkpoint(store, checkpoint_id, task, device=device)
         for task_name, metrics in results.items():
-            shown = ", ".join(f"{m}={v:.4g}" for m, v in metrics.items())
+            shown = ", ".join(f"{m}={fmt_number(v)}" for m, v in metrics.items())
             console.print(f"checkpoint {checkpoint_id} {task_name}: {shown}", highlight=False)
 
 

@@ -21,6 +21,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from scaletrack.errors import ConfigError, ScaletrackError
+from scaletrack.number_format import MISSING, fmt_number
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -102,58 +103,33 @@ def runs_for_display(frame: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def _compact(value: float) -> str:
-    """A number in at most ~6 characters: 0, 12.8k, 1.7M, 3.2e12, 0.003, 2.211."""
-    if value == 0 or not math.isfinite(value):
-        return "0" if value == 0 else str(value)
-    magnitude = abs(value)
-    if float(value).is_integer() and 1e4 <= magnitude < 1e9:
-        # Three significant digits; a value that rounds up to 1000 of a unit takes the next
-        # unit (999,999 is 1M, not 1e+03k).
-        scaled, suffix = (value / 1e6, "M") if magnitude >= 1e6 else (value / 1e3, "k")
-        if abs(_three_digits(scaled)) >= 1000:
-            if suffix == "M":
-                return _scientific(value)
-            scaled, suffix = value / 1e6, "M"
-        return f"{_three_digits(scaled):g}{suffix}"
-    if magnitude >= 1e9 or magnitude < 1e-3:
-        return _scientific(value)
-    if float(value).is_integer():
-        return f"{int(value)}"
-    return f"{value:.4g}"
+def cell_text(value: Any) -> str:
+    """One table value as plain text (not Rich markup): missing values (None, NaN, pandas' NA
+    and NaT) as "-", numbers by `fmt_number`, times to the second, anything else as text."""
+    import pandas as pd
 
-
-def _three_digits(value: float) -> float:
-    return float(f"{value:.3g}")
-
-
-def _scientific(value: float) -> str:
-    mantissa, exponent = f"{value:.2e}".split("e")
-    return f"{float(mantissa):g}e{int(exponent)}"
-
-
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return MISSING
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, (int, float)) or hasattr(value, "dtype"):
         try:
-            return _compact(float(value))
+            return fmt_number(float(value))
         except (TypeError, ValueError):
             return str(value)
     if hasattr(value, "strftime"):  # pandas Timestamp / datetime
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    return escape(str(value))
+    return str(value)
 
 
 def print_table(
     df: pd.DataFrame, title: str | None = None, columns: Iterable[str] | None = None
 ) -> None:
-    """Print a DataFrame as a compact rich table (large counts as 12.8k, 1.7M; floats 4 digits)."""
+    """Print a DataFrame as a compact rich table (numbers by `fmt_number`: 5.33e8, 2.211)."""
     import pandas as pd
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     cols = list(columns) if columns is not None else list(df.columns)
     table = Table(title=None if title is None else escape(title), box=box.SIMPLE_HEAD,
@@ -162,7 +138,7 @@ def print_table(
         numeric = col in df.columns and pd.api.types.is_numeric_dtype(df[col])
         table.add_column(escape(str(col)), justify="right" if numeric else "left")
     for row in df[cols].itertuples(index=False):
-        table.add_row(*(_cell(v) for v in row))
+        table.add_row(*(Text(cell_text(v)) for v in row))
     console.print(table)
 
 

@@ -9,17 +9,10 @@ import typer
 
 from scaletrack.cli.common import StoreOption, console, err_console, print_json, store_session
 from scaletrack.errors import ConfigError, DataError
+from scaletrack.number_format import fmt_number
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-def _sci(v: float) -> str:
-    if v is None or v != v:  # NaN
-        return "-"
-    if v == float("inf"):
-        return "inf"
-    return f"{v:.2g}"
 
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:
@@ -36,12 +29,12 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         **cols,
         "class": table["label"],
-        "bar": table["threshold"].map(lambda v: f"{v:.3g}"),
-        "max x": table["x_max"].map(_sci),
-        "crossing": table["crossing"].map(_sci),
-        "95% CI": [f"{_sci(a)}-{_sci(b)}"
+        "bar": table["threshold"].map(fmt_number),
+        "max x": table["x_max"].map(fmt_number),
+        "crossing": table["crossing"].map(fmt_number),
+        "95% CI": [f"{fmt_number(a)}-{fmt_number(b)}"
                    for a, b in zip(table["crossing_lo"], table["crossing_hi"], strict=True)],
-        "k": table["suddenness"].map(lambda v: f"{v:.2g}"),
+        "k": table["suddenness"].map(fmt_number),
         "emerg.": table["emergent"].map(lambda v: "yes" if v else "no"),
     })
 

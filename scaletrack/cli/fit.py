@@ -23,6 +23,7 @@ from scaletrack.cli.common import (
     store_session,
 )
 from scaletrack.errors import ConfigError, DataError
+from scaletrack.number_format import fmt_number
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -213,15 +214,17 @@ def fit_command(
     if result.form == "isoflop":
         console.print(f"budgets: {result.extra.get('budget_snapping', '')}", markup=False)
         for b in result.extra.get("out_of_range_budgets", []):
-            console.print(f"left out budget C = {b['C']:.3g} FLOPs: vertex N = {b['N_opt']:.3g}"
-                          f" outside the sampled sizes [{b['N_min']:.3g}, {b['N_max']:.3g}]",
+            console.print(f"left out budget C = {fmt_number(b['C'])} FLOPs: vertex N = "
+                          f"{fmt_number(b['N_opt'])} outside the sampled sizes "
+                          f"[{fmt_number(b['N_min'])}, {fmt_number(b['N_max'])}]",
                           markup=False)
     target = result.extra.get("target")
     if target and not message:
-        where = ", ".join(f"{k} = {target[k]:.3g}" for k in ("C", "N", "D") if k in target)
-        console.print(f"prediction at the target ({where}): loss {target['pred']:.4g} nats, "
-                      f"95% band [{target['lo']:.4g}, {target['hi']:.4g}]", markup=False,
-                      highlight=False, soft_wrap=True)
+        where = ", ".join(f"{k} = {fmt_number(target[k])}"
+                          for k in ("C", "N", "D") if k in target)
+        console.print(f"prediction at the target ({where}): loss {fmt_number(target['pred'])} "
+                      f"nats, 95% band [{fmt_number(target['lo'])}, {fmt_number(target['hi'])}]",
+                      markup=False, highlight=False, soft_wrap=True)
     if message:  # an unidentified fit's numbers mean nothing: print why, not them
         console.print(message, markup=False, soft_wrap=True)
         console.print("(parameters and status are in --json and the saved fit)", markup=False)
@@ -288,7 +291,8 @@ def backtest_command(
         return
     console.print(f"points: {how}", markup=False, highlight=False, soft_wrap=True)
     console.print(
-        f"{form.value} back-test: fit on {s['n_train']} runs below C = {s['threshold_C']:.3g} "
+        f"{form.value} back-test: fit on {s['n_train']} runs below "
+        f"C = {fmt_number(s['threshold_C'])} "
         f"FLOPs, predicted {s['n_test']}: MAPE {100 * s['mape']:.2f}%, 95% prediction band "
         f"covers {100 * s['coverage_prediction']:.0f}%, confidence band "
         f"{100 * s['coverage_confidence']:.0f}%", markup=False)

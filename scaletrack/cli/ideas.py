@@ -17,6 +17,7 @@ from scaletrack.cli.common import (
     report_error,
     store_session,
 )
+from scaletrack.number_format import fmt_number
 
 ideas_app = typer.Typer(
     help="Ideas that do not work yet: a bar to clear, re-checked on larger checkpoints.",
@@ -25,11 +26,9 @@ ideas_app = typer.Typer(
 
 
 def _fmt_crossing(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if math.isinf(value):
+    if isinstance(value, float) and math.isinf(value) and value > 0:
         return "never"
-    return f"{value:.2g}"
+    return fmt_number(value)
 
 
 def _display(table: Any) -> Any:
@@ -38,15 +37,12 @@ def _display(table: Any) -> Any:
 
     def bar(r: dict) -> str:
         sign = ">=" if r["direction"] == "above" else "<="
-        return f"{r['task']}/{r['metric']} {sign} {r['threshold']:g}"
-
-    def num(v: Any, fmt: str) -> str:
-        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+        return f"{r['task']}/{r['metric']} {sign} {fmt_number(r['threshold'])}"
 
     rows = [
         {
             "id": int(r["id"]), "title": r["title"], "status": r["status"], "bar": bar(r),
-            "best": num(r["best_value"], ".4g"), "tried C": num(r["max_flops_tried"], ".2g"),
+            "best": fmt_number(r["best_value"]), "tried C": fmt_number(r["max_flops_tried"]),
             "class": r["class"], "crossing C": _fmt_crossing(r["predicted_crossing"]),
         }
         for r in table.to_dict(orient="records")
@@ -128,9 +124,10 @@ def rerun(
         for a in report.attempts:
             verdict = "[green]works[/]" if a.passed else "[yellow]not yet[/]"
             console.print(
-                f"idea {a.idea_id} {literal(repr(a.title))}: value {a.value:.4g} vs threshold "
-                f"{a.threshold:g} ({a.direction}) on checkpoint {a.checkpoint_id} "
-                f"(N={a.N:,}, D={a.tokens:,}, C={a.flops:.3g} FLOPs) -> {verdict}",
+                f"idea {a.idea_id} {literal(repr(a.title))}: value {fmt_number(a.value)} vs "
+                f"threshold {fmt_number(a.threshold)} ({a.direction}) on checkpoint "
+                f"{a.checkpoint_id} (N={fmt_number(a.N)}, D={fmt_number(a.tokens)}, "
+                f"C={fmt_number(a.flops)} FLOPs) -> {verdict}",
                 highlight=False,
             )
         if report.errors:

@@ -6,6 +6,7 @@ import typer
 
 from scaletrack.cli.common import (
     StoreOption,
+    cell_text,
     print_json,
     print_table,
     runs_for_display,
@@ -72,7 +73,7 @@ def runs_command(
     for col in ("sweep", "family", "status"):
         if shown[col].nunique(dropna=False) == 1:
             columns.remove(col)
-            title += f" · {col} {shown[col].iloc[0]}"
+            title += f" · {col} {cell_text(shown[col].iloc[0])}"
     print_table(shown, title=title, columns=columns)
     footer = page_footer(len(frame), offset, total, "runs")
     if footer:

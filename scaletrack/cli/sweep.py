@@ -21,6 +21,7 @@ from scaletrack.cli.common import (
 )
 from scaletrack.cli.runs import page_footer
 from scaletrack.errors import ConfigError, DataError
+from scaletrack.number_format import fmt_number
 
 sweep_app = typer.Typer(help="Run, validate and inspect grid sweeps.", no_args_is_help=True)
 
@@ -134,7 +135,7 @@ def validate_command(
     print_table(pd.DataFrame(rows), title=f"sweep {grid.name}: cells in schedule order")
     total_c = sum(c.spent_flops for c in grid.cells)  # a branch pays only for its cooldown
     console.print(f"[green]ok[/]: {literal(file)} is valid: {len(grid.cells)} cells, "
-                  f"{total_c:.3g} FLOPs planned, executor {grid.spec.executor.kind} "
+                  f"{fmt_number(total_c)} FLOPs planned, executor {grid.spec.executor.kind} "
                   f"x{grid.spec.executor.workers}")
 
 
@@ -177,8 +178,8 @@ def status_command(
     if branched is not None:  # cooldown branches: say which run is which
         columns.insert(1, "role")
         cells = branched[branched["role"] != "trunk"]
-        console.print(f"FLOPs trained {flops_spent(branched):.3g} (one from-scratch run per "
-                      f"cell: {cells['C'].sum():.3g})")
+        console.print(f"FLOPs trained {fmt_number(flops_spent(branched))} (one from-scratch "
+                      f"run per cell: {fmt_number(cells['C'].sum())})")
     if runs["error"].notna().any():
         columns.append("error")
     print_table(runs_for_display(runs), title=f"cells of {name}", columns=columns)
@@ -214,14 +215,14 @@ def show_command(
             record = st.get_run(matches[0])
         assert record is not None
         metrics = st.metrics([record.run_key], names=list(CURVE_METRICS))
-    loss = f"{record.final_loss:.4f}" if record.final_loss is not None else "-"
-    compute = f"{record.C:.3g}" if record.C is not None else "-"
     console.print(f"run [bold]{record.run_key}[/]  sweep {literal(record.sweep)}  "
                   f"family {literal(record.family)}  "
                   f"status {record.status}  attempts {record.attempts}", soft_wrap=True,
                   highlight=False)
-    console.print(f"N {record.N}  N_total {record.N_total}  D {record.D}  C {compute}  "
-                  f"seed {record.seed}  lr {record.lr}  final loss {loss}", soft_wrap=True)
+    console.print(f"N {fmt_number(record.N)}  N_total {fmt_number(record.N_total)}  "
+                  f"D {fmt_number(record.D)}  C {fmt_number(record.C)}  seed {record.seed}  "
+                  f"lr {fmt_number(record.lr)}  final loss {fmt_number(record.final_loss)}",
+                  soft_wrap=True)
     if record.error:
         console.print(f"[red]error[/]: {literal(record.error)}", soft_wrap=True, highlight=False)
     typer.echo(to_json(record.config))

@@ -42,14 +42,15 @@
   function esc(s) {  // for Plotly labels and hover text only
     return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   }
-  function fmt(v) {
-    if (v === null || v === undefined) return "-";
+  function fmt(v) {  // scaletrack/number_format.py's rule, digit for digit: 2.211, 2500, 5.33e8, 4e-4
+    if (v === null || v === undefined || Number.isNaN(v)) return "-";
     if (typeof v !== "number") return String(v);
+    if (!Number.isFinite(v)) return v > 0 ? "inf" : "-inf";
     if (v === 0) return "0";
-    const a = Math.abs(v);
-    if (a >= 1e6 || a < 1e-3) return v.toExponential(2).replace("e+", "e");
-    if (Number.isInteger(v)) return String(v);
-    return String(Number(v.toPrecision(4)));
+    const plain = Number(v.toPrecision(4));
+    if (Math.abs(v) >= 1e-3 && Math.abs(plain) < 1e4) return String(plain);
+    const [mantissa, exponent] = v.toExponential(2).split("e");
+    return String(Number(mantissa)) + "e" + String(Number(exponent));
   }
   function option(value, label, selected) {
     return el("option", { value: value, selected: selected }, label);
