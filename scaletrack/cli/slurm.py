@@ -22,7 +22,7 @@ def slurm_task_table(store: StoreLike, sweep: str) -> pd.DataFrame:
     Columns: run_key, job_id, state, restarts, node, stdout (the task's log file).
     """
     from scaletrack.store.slurm_tasks import slurm_tasks
-    from scaletrack.sweeps.executors.slurm import LIVE_STATES, squeue_states
+    from scaletrack.sweeps.executors.slurm_queue import LIVE_STATES, squeue_states
 
     tasks = slurm_tasks(store, sweep)
     if tasks.empty:
@@ -57,7 +57,7 @@ def cancel_command(
     store: str | None = StoreOption,
 ) -> None:
     """Cancel the sweep's Slurm tasks; running cells checkpoint and can be resumed."""
-    from scaletrack.sweeps.executors.slurm import cancel_sweep
+    from scaletrack.sweeps.executors.slurm_queue import cancel_sweep
 
     with store_session(store) as st:
         known = st.sweeps()
