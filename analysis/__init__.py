@@ -16,10 +16,11 @@ from scaletrack.analysis.isoflop import (
 from scaletrack.analysis.optimal import chinchilla_allocation, compute_optimal
 from scaletrack.analysis.plan import Plan, PlannedCell, expected_band_width, plan_runs
 from scaletrack.analysis.powerlaw import fit_compute_law, fit_power_law
-from scaletrack.analysis.result import FitResult
+from scaletrack.analysis.result import BootstrapFit, FitResult
 
 __all__ = [
     "BacktestResult",
+    "BootstrapFit",
     "FitResult",
     "Plan",
     "PlannedCell",
@@ -59,13 +60,8 @@ from scaletrack.analysis.emergence import (  # noqa: E402
 )
 from scaletrack.analysis.two_step import (  # noqa: E402
     LADDER_FOLDS,
-    AccuracyFit,
     LadderFold,
     MethodSelection,
-    TaskLossFit,
-    TwoStepFit,
-    fit_loss_to_accuracy,
-    fit_task_loss,
     fit_two_step,
     holdout_validation,
     ladder_backtest,
@@ -74,6 +70,13 @@ from scaletrack.analysis.two_step import (  # noqa: E402
     predict_two_step,
     select_two_step_method,
     split_ladder,
+)
+from scaletrack.analysis.two_step_fit import (  # noqa: E402
+    AccuracyFit,
+    TaskLossFit,
+    TwoStepFit,
+    fit_loss_to_accuracy,
+    fit_task_loss,
 )
 
 __all__ += [

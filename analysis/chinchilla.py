@@ -456,8 +456,9 @@ def fit_chinchilla(
     fit = FitResult(
         form="chinchilla",
         params=params,
-        ci95=ci,
+        ci=ci,
         residuals=tuple(log_pred - np.log(loss)),
+        boot_params=np.array(boot_rows, dtype=float).reshape(len(boot_rows), len(params)),
         selection={"index": [_label(i) for i in data.index], "columns": ["N", "D", "loss"]},
         n_points=len(loss),
         extra={
@@ -476,7 +477,6 @@ def fit_chinchilla(
             "n_bootstrap_converged": n_boot_conv,
             "bootstrap_method": (f"{BOOT_LARGE_STEPS}-step (Newton steps from the optimum)"
                                  if large else "refits run to convergence"),
-            "bootstrap_params": boot_rows,  # rows (E, A, B, alpha, beta), for prediction bands
             "fixed": dict(fixed),
             "seed_scatter": seed_scatter(data),
             "log10_C_max": float(np.log10(c.max())),

@@ -14,16 +14,16 @@ bootstrap (refit on fitted values plus resampled residuals).
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy.optimize import least_squares
 from scipy.special import expit, logit
 
+from scaletrack.analysis.result import BootstrapFit
 from scaletrack.errors import DataError
 
 FORM = "floored_sigmoid_log10"
@@ -52,29 +52,29 @@ def _quantile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, 
     return (float(lo), float(hi))
 
 
-@dataclass(frozen=True)
-class SigmoidFit:
-    """A fitted floored sigmoid in log10 of scale; a value that predicts and serialises.
+@dataclass(frozen=True, kw_only=True, eq=False)
+class SigmoidFit(BootstrapFit):
+    """A fitted floored sigmoid in log10 of scale (a `BootstrapFit`).
 
     params: floor, ceil, k (per decade), log10_mid. x is in the units of `selection["x"]`
-    (FLOPs for "C", parameters for "N"). `boot_params` holds the bootstrap refits
-    (floor, ceil, k, log10_mid) used for intervals on derived quantities.
+    (FLOPs for "C", parameters for "N"); values in the metric's units. `boot_params` holds
+    the bootstrap refits (floor, ceil, k, log10_mid) used for the bands and for intervals on
+    derived quantities; `rmse` is the root mean square residual (metric units).
     """
 
-    params: dict[str, float]
-    ci95: dict[str, tuple[float, float]]
-    residuals: tuple[float, ...]
-    selection: dict[str, Any]
-    n_points: int
-    rmse: float
-    boot_params: tuple[tuple[float, float, float, float], ...] = ()
     form: str = FORM
+    rmse: float = math.nan
 
     # prediction -------------------------------------------------------------------------
     def predict(self, x: np.ndarray | float) -> np.ndarray:
         """Metric value at scale `x`."""
         p = self.params
         return sigmoid_value(x, p["floor"], p["ceil"], p["k"], p["log10_mid"])
+
+    def _curves(self, rows: np.ndarray, args: tuple, kwargs: dict) -> np.ndarray:
+        x = kwargs["x"] if "x" in kwargs else args[0]
+        xs = np.atleast_1d(np.asarray(x, dtype=float))
+        return np.array([sigmoid_value(xs, *row) for row in rows]).reshape(len(rows), -1)
 
     @property
     def increasing(self) -> bool:
@@ -115,46 +115,17 @@ class SigmoidFit:
 
     def crossing_ci95(self, threshold: float) -> tuple[float, float]:
         """95% bootstrap interval of the crossing scale (bounds may be inf)."""
-        if not self.boot_params:
+        if not self.n_boot:
             return (math.nan, math.nan)
         return _quantile_interval(self.crossing_samples(threshold))
 
-    def predict_ci95(self, x: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
-        """Pointwise 95% bootstrap band of the curve at `x`."""
-        xs = np.atleast_1d(np.asarray(x, dtype=float))
-        if not self.boot_params:
-            nan = np.full_like(xs, np.nan)
-            return nan, nan
-        curves = np.array([sigmoid_value(xs, *bp) for bp in self.boot_params])
-        return np.quantile(curves, 0.025, axis=0), np.quantile(curves, 0.975, axis=0)
-
     # serialisation ----------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["ci95"] = {k: list(v) for k, v in self.ci95.items()}
-        d["residuals"] = list(self.residuals)
-        d["boot_params"] = [list(b) for b in self.boot_params]
-        return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
+    def _payload(self) -> dict[str, Any]:
+        return {"rmse": self.rmse}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SigmoidFit:
-        return cls(
-            params={k: float(v) for k, v in d["params"].items()},
-            ci95={k: (float(v[0]), float(v[1])) for k, v in d["ci95"].items()},
-            residuals=tuple(float(r) for r in d["residuals"]),
-            selection=dict(d["selection"]),
-            n_points=int(d["n_points"]),
-            rmse=float(d["rmse"]),
-            boot_params=tuple(tuple(float(x) for x in b) for b in d.get("boot_params", ())),
-            form=d.get("form", FORM),
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> SigmoidFit:
-        return cls.from_dict(json.loads(text))
+    def _fields(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {**super()._fields({"form": FORM, **data}), "rmse": float(data["rmse"])}
 
 
 def _crossing(floor: float, ceil: float, k: float, log10_mid: float, threshold: float) -> float:
@@ -266,7 +237,7 @@ def fit_floored_sigmoid(
     floor: the small-scale value (chance) if known; fitted otherwise. ceil_limit: the bound
     the large-scale asymptote cannot pass (default 1.0 when increasing, 0.0 when not).
     The midpoint is bounded to [min log10 x - mid_margin, max log10 x + mid_margin] decades.
-    n_bootstrap residual-bootstrap refits give `ci95` and `boot_params` (0 disables them).
+    n_bootstrap residual-bootstrap refits give `ci` and `boot_params` (0 disables them).
     solver "batch" (default) solves every start and every refit together
     (analysis.sigmoid_batch); "scipy" calls scipy's least_squares once per start and refit.
     """
@@ -336,14 +307,14 @@ def fit_floored_sigmoid(
     params = dict(zip(names, (f, c, k, m), strict=True))
     if boot:
         arr = np.array(boot)
-        ci95 = {n: _quantile_interval(arr[:, i]) for i, n in enumerate(names)}
+        ci = {n: _quantile_interval(arr[:, i]) for i, n in enumerate(names)}
     else:
-        ci95 = {n: (math.nan, math.nan) for n in names}
+        ci = {n: (math.nan, math.nan) for n in names}
     if floor is not None:
-        ci95["floor"] = (float(floor), float(floor))
+        ci["floor"] = (float(floor), float(floor))
     return SigmoidFit(
         params=params,
-        ci95=ci95,
+        ci=ci,
         residuals=tuple(float(r) for r in sign * resid),
         selection={
             "x": x_name,
@@ -357,7 +328,7 @@ def fit_floored_sigmoid(
         },
         n_points=int(xa.size),
         rmse=float(np.sqrt(np.mean(resid**2))),
-        boot_params=tuple(boot),
+        boot_params=np.array(boot, dtype=float).reshape(len(boot), len(names)),
     )
 
 
@@ -367,7 +338,8 @@ class EmergenceProfile:
 
     at_chance_until: largest scale (FLOPs or N) up to which the binned median stays within
     `margin` of the floor (None if even the smallest scale is above it). decades_at_chance:
-    decades of scale spent there. rise: best binned median minus the floor (sign-corrected).
+    decades of scale spent there. rise: the best single point minus the floor (sign-corrected;
+    raw points, so one large model is not hidden by the median of its bin).
     emergent: near the floor for at least `min_decades` then a rise of at least `min_rise`.
     """
 
@@ -395,8 +367,9 @@ def emergence_profile(
     """Bin points by `bin_decades` of log10 x, take medians, and measure the flat start.
 
     margin defaults to max(0.02, 0.05 * scale_range) in metric units (scale_range: the
-    metric's usable range, 1 - chance for accuracy). A rise counts once a bin median is
-    `min_rise` (same units, times scale_range) past the floor.
+    metric's usable range, 1 - chance for accuracy). A rise counts once a point is
+    `min_rise` (same units, times scale_range) past the floor; the flat start is read from
+    the bin medians.
     """
     xa = np.asarray(x, dtype=float)
     ya = np.asarray(y, dtype=float)
@@ -415,7 +388,7 @@ def emergence_profile(
     for b in np.unique(idx):
         sel = idx == b
         bins.append((float(lx[sel].mean()), float(np.median(gain[sel])), float(lx[sel].max())))
-    rise = max(g for _, g, _ in bins)
+    rise = float(gain.max())  # raw points: a bin's median would hide its largest model
     until: float | None = None
     for _, g, top in bins:
         if g <= margin:

@@ -179,13 +179,12 @@ def _allocation_result(
     return FitResult(
         form=form,
         params=params,
-        ci95=ci,
+        ci=ci,
         residuals=tuple(np.log(k_n * c**a) - np.log(n_opt)),
         selection={"index": [_label(i) for i in data.index], **selection},
         n_points=len(data),
-        extra={**extra, "points": _records(points),
-           "bootstrap_params": [] if not samples else
-           np.stack([samples[k] for k in params], axis=1).tolist()},
+        extra={**extra, "points": _records(points)},
+        boot_params=np.stack([samples[k] for k in params], axis=1) if samples else None,
     )
 
 

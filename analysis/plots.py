@@ -56,7 +56,7 @@ def _band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _law_curve(fit: FitResult, c: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, str]:
     """Loss along compute for a loss law: (central, bootstrap curves or None, label)."""
-    rows = np.asarray(fit.extra.get("bootstrap_params") or [], dtype=float)
+    rows = fit.boot_params
     p = fit.params
     if fit.form == "compute":
         central = fit.predict(c)
@@ -267,7 +267,7 @@ def _truncated(cmap: matplotlib.colors.Colormap) -> matplotlib.colors.Colormap:
 
 
 def _allocation_bands(fit: FitResult, grid: np.ndarray) -> dict | None:
-    rows = np.asarray(fit.extra.get("bootstrap_params") or [], dtype=float)
+    rows = fit.boot_params
     if not rows.size:
         return None
     if fit.form in ("isoflop", "envelope"):

@@ -157,18 +157,19 @@ def fit_power_law(
     with np.errstate(all="ignore"):
         pred = params["E"] + params["a"] * np.exp(lx) ** (-params["alpha"])
     extra: dict = {"irreducible": irreducible, "n_bootstrap": n_bootstrap, "seed": seed,
-                   "bootstrap_params": samples_out, "x_range": [float(lx.min()), float(lx.max())],
+                   "x_range": [float(lx.min()), float(lx.max())],
                    "fixed": dict(fixed), "seed_scatter": seed_scatter(data)}
     if not irreducible and params["alpha"] != 0:
         extra["x_c"] = float(params["a"] ** (1.0 / params["alpha"]))
     fit = FitResult(
         form=form,
         params=params,
-        ci95=ci,
+        ci=ci,
         residuals=tuple(_safe_log(pred) - y),
         selection={"index": [_label(i) for i in data.index], "x": x, "columns": [x, "loss"]},
         n_points=len(y),
         extra=extra,
+        boot_params=np.array(samples_out, dtype=float).reshape(len(samples_out), len(params)),
     )
     if calibrate if calibrate is not None else n_bootstrap > 0:
         fit = calibrate_scatter(fit, data, lambda sub: fit_power_law(

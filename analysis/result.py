@@ -1,6 +1,21 @@
-"""`FitResult`: a fitted scaling law as an immutable value that predicts and serialises.
+"""Fitted results as immutable values: the base every fit shares, and the scaling-law fit.
 
-Forms and what `predict` takes/returns (N params, D tokens, C FLOPs, loss nats/token):
+`BootstrapFit` is the one result family. Every fit scaletrack returns builds on it
+(`FitResult` here; `SigmoidFit` in `analysis.emergence`; `TaskLossFit`, `AccuracyFit` and
+`TwoStepFit` in `analysis.two_step_fit`) and carries:
+
+- `params`: name -> fitted value; `param_names` their order;
+- `ci`: name -> (low, high), the 95% bootstrap percentile interval (NaN where not computed;
+  `ci95` is the same mapping);
+- `boot_params`: the bootstrap refits, a read-only float array of shape (n_boot, n_params),
+  columns in `param_names` order, (0, n_params) when no bootstrap was run;
+- `residuals`, `selection` (the data and options the fit used), `n_points`;
+- one interval method, `predict_interval(..., kind="prediction" | "confidence", level=0.95)`:
+  a DataFrame with columns pred, lo, hi in the units of `predict`;
+- `to_dict` / `from_dict` (JSON-able; the key "ci95" holds `ci`, "boot_params" the draws).
+
+`FitResult` is a scaling law. Forms and what `predict` takes/returns (N params, D tokens,
+C FLOPs, loss nats/token):
 
 - "chinchilla": L(N, D) = E + A/N^alpha + B/D^beta; `predict(N, D)` or `predict(df)` -> loss.
 - "compute":    L(C) = E + a·C^(-alpha);               `predict(C)` -> loss.
@@ -8,11 +23,10 @@ Forms and what `predict` takes/returns (N params, D tokens, C FLOPs, loss nats/t
   irreducible term); `predict(x)` -> loss.
 - "isoflop", "envelope": N_opt(C) = k_N·C^a, D_opt(C) = k_D·C^b; `predict(C)` -> N_opt.
 
-Intervals follow one convention across result types: `ci95[name] = (lo, hi)`, 95% bootstrap
-percentiles, NaN where not computed. `predict_interval` gives bands for new points:
+Its `predict_interval` bands:
 
-- "confidence": the spread of the mean curve, from the bootstrap refits kept in
-  `extra["bootstrap_params"]` (percentiles of their predictions).
+- "confidence": the spread of the mean curve, percentiles of the bootstrap refits'
+  predictions (`boot_params`).
 - "prediction": the range where a *new run* should land. Each bootstrap refit's prediction
   (in log loss) is paired with a run-to-run deviation: with `extra["scatter_model"]` (set by
   `scaletrack.analysis.calibration.calibrate_scatter`) it is m·d + sigma(d)·z, z drawn from
@@ -27,7 +41,8 @@ percentiles, NaN where not computed. `predict_interval` gives bands for new poin
   extrapolating Epoch's points to larger compute.
 
 `status` is "ok" or "degenerate" (with `status_reason`, see `scaletrack.analysis.status`):
-a degenerate law is reported, never trusted.
+a degenerate law is reported, never trusted. Payloads written before the draws had their own
+field (schema 1: `extra["bootstrap_params"]`) load unchanged.
 """
 
 from __future__ import annotations
@@ -37,7 +52,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -45,7 +60,7 @@ import pandas as pd
 LOSS_FORMS = ("chinchilla", "compute", "power_N", "power_D")
 ALLOCATION_FORMS = ("isoflop", "envelope")
 FORMS = LOSS_FORMS + ALLOCATION_FORMS
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: bootstrap draws in their own field (1: in extra)
 STATUSES = ("ok", "degenerate")
 INTERVAL_KINDS = ("prediction", "confidence")
 _MIN_DRAWS = 2000
@@ -68,21 +83,206 @@ def _float(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
-@dataclass(frozen=True)
-class FitResult:
-    """A fitted law: parameters, 95% bootstrap intervals, residuals and the data it came from.
+def _draws_array(rows: Any, n_params: int) -> np.ndarray:
+    """Bootstrap draws as a read-only (n_boot, n_params) float array."""
+    arr = np.array([] if rows is None else rows, dtype=float)
+    if arr.size == 0:
+        arr = arr.reshape(0, n_params)
+    if arr.ndim != 2 or arr.shape[1] != n_params:
+        raise ValueError(f"boot_params must have shape (n_boot, {n_params}), got {arr.shape}")
+    arr.setflags(write=False)
+    return arr
 
-    `residuals` are log(predicted) - log(observed) per selected point, in the order of
-    `selection["index"]`. `extra` holds form-specific detail (objective, convergence,
-    per-budget minima) and is carried through JSON.
+
+def check_interval_request(kind: str, level: float) -> None:
+    """Raise ValueError unless `kind` is one of INTERVAL_KINDS and 0 < level < 1."""
+    if kind not in INTERVAL_KINDS:
+        raise ValueError(f"kind must be one of {INTERVAL_KINDS}, got {kind!r}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class BootstrapFit:
+    """A fitted model with bootstrap intervals: the base of every fit result.
+
+    Subclasses give `predict` and `_curves` (predictions for many parameter rows at once);
+    the base gives the intervals, the draws by name, a summary table and serialisation.
+    Two results are equal when their `to_dict` payloads are.
     """
 
     form: str
     params: Mapping[str, float]
-    ci95: Mapping[str, tuple[float, float]]
-    residuals: tuple[float, ...]
-    selection: Mapping[str, Any]
-    n_points: int
+    ci: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    residuals: tuple[float, ...] = ()
+    selection: Mapping[str, Any] = field(default_factory=dict)
+    n_points: int = 0
+    boot_params: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+
+    def __post_init__(self) -> None:
+        params = {str(k): float(v) for k, v in self.params.items()}
+        ci = {str(k): (_float(v[0]), _float(v[1])) for k, v in self.ci.items()}
+        object.__setattr__(self, "params", MappingProxyType(params))
+        object.__setattr__(self, "ci", MappingProxyType(ci))
+        object.__setattr__(self, "residuals", tuple(float(r) for r in self.residuals))
+        object.__setattr__(self, "selection", MappingProxyType(dict(self.selection)))
+        object.__setattr__(self, "n_points", int(self.n_points))
+        object.__setattr__(self, "boot_params", _draws_array(self.boot_params, len(params)))
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """Parameter names, in the column order of `boot_params`."""
+        return tuple(self.params)
+
+    @property
+    def ci95(self) -> Mapping[str, tuple[float, float]]:
+        """The same mapping as `ci` (every interval here is a 95% one)."""
+        return self.ci
+
+    @property
+    def n_boot(self) -> int:
+        """Number of bootstrap refits kept (rows of `boot_params`)."""
+        return int(self.boot_params.shape[0])
+
+    def bootstrap_samples(self) -> dict[str, np.ndarray]:
+        """The bootstrap refits' parameters, one array per name (empty when none were kept)."""
+        if self.n_boot == 0:
+            return {}
+        return {k: self.boot_params[:, i] for i, k in enumerate(self.param_names)}
+
+    def summary(self) -> pd.DataFrame:
+        """One row per parameter: param, value, ci_low, ci_high."""
+        rows = [
+            {
+                "param": k,
+                "value": v,
+                "ci_low": self.ci.get(k, (math.nan, math.nan))[0],
+                "ci_high": self.ci.get(k, (math.nan, math.nan))[1],
+            }
+            for k, v in self.params.items()
+        ]
+        return pd.DataFrame(rows, columns=["param", "value", "ci_low", "ci_high"])
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """The fitted curve at the given points (see the subclass for its arguments)."""
+        raise NotImplementedError
+
+    def _curves(self, rows: np.ndarray, args: tuple, kwargs: dict) -> np.ndarray:
+        """Predictions for many parameter rows (columns in `param_names` order) at the
+        points `args`/`kwargs` name: shape (n_rows, n_points)."""
+        raise NotImplementedError
+
+    def predict_interval(
+        self, *args: Any, kind: str = "prediction", level: float = 0.95, seed: int = 0,
+        **kwargs: Any,
+    ) -> pd.DataFrame:
+        """Predictions with a band: a DataFrame with columns pred, lo, hi (units of `predict`),
+        one row per point. Arguments as for `predict`.
+
+        kind "confidence": where the fitted curve lies (percentiles of the bootstrap refits'
+        curves); "prediction": where a new observation lands (the refits' curves plus drawn
+        residual scatter). lo and hi are NaN when there are no refits to draw from.
+        """
+        check_interval_request(kind, level)
+        pred = np.atleast_1d(np.asarray(self.predict(*args, **kwargs), dtype=float)).ravel()
+        draws = self._interval_draws(pred, kind, seed, args, kwargs)
+        tail = 50.0 * (1.0 - level)
+        if draws.shape[0] < 2:
+            lo = hi = np.full(pred.size, np.nan)
+        else:
+            lo, hi = self._from_draw_scale(np.percentile(draws, [tail, 100.0 - tail], axis=0))
+        return pd.DataFrame({"pred": pred, "lo": lo, "hi": hi})
+
+    def _interval_draws(self, pred: np.ndarray, kind: str, seed: int, args: tuple,
+                        kwargs: dict) -> np.ndarray:
+        """Draws whose percentiles make the band: the refits' curves, plus for "prediction"
+        the residuals (symmetrised, one per drawn curve; at least 2,000 curves)."""
+        if self.n_boot == 0:
+            return np.empty((0, pred.size))
+        curves = np.asarray(self._curves(self.boot_params, args, kwargs), dtype=float)
+        curves = curves.reshape(self.n_boot, -1)
+        if kind == "prediction":
+            r = np.asarray(self.residuals, dtype=float)
+            r = np.concatenate([r, -r])
+            if r.size:
+                curves = np.tile(curves, (max(1, -(-_MIN_DRAWS // curves.shape[0])), 1))
+                rng = np.random.default_rng(seed)
+                curves = curves + r[rng.integers(0, r.size, size=(curves.shape[0], 1))]
+        return curves
+
+    def _from_draw_scale(self, values: np.ndarray) -> np.ndarray:
+        """Map band percentiles from the scale the draws live on to `predict`'s units."""
+        return values
+
+    # ------------------------------------------------------------------ serialisation
+    def _payload(self) -> dict[str, Any]:
+        """Fields a subclass adds to `to_dict`."""
+        return {}
+
+    @classmethod
+    def _fields(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Constructor arguments from a `to_dict` payload; subclasses add theirs."""
+        params = {k: _float(v) for k, v in data["params"].items()}
+        ci = data.get("ci95", data.get("ci", {}))
+        rows = [[_float(x) for x in row] for row in data.get("boot_params") or []]
+        return {
+            "form": data["form"],
+            "params": params,
+            "ci": {k: (_float(v[0]), _float(v[1])) for k, v in ci.items()},
+            "residuals": tuple(_float(r) for r in data.get("residuals", [])),
+            "selection": data.get("selection", {}),
+            "n_points": data.get("n_points", len(data.get("residuals", []))),
+            "boot_params": np.array(rows, dtype=float).reshape(len(rows), len(params)),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (non-finite numbers become null); inverse of `from_dict`."""
+        return _plain({
+            "schema": SCHEMA_VERSION,
+            "form": self.form,
+            "params": dict(self.params),
+            "ci95": {k: list(v) for k, v in self.ci.items()},
+            "residuals": list(self.residuals),
+            "selection": dict(self.selection),
+            "n_points": self.n_points,
+            "boot_params": self.boot_params.tolist(),
+            **self._payload(),
+        })
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Rebuild a result written by `to_dict`."""
+        return cls(**cls._fields(data))
+
+    def to_json(self) -> str:
+        """Strict JSON text (no NaN literals)."""
+        return json.dumps(self.to_dict(), allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        """Inverse of `to_json`."""
+        return cls.from_dict(json.loads(text))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BootstrapFit) or type(other) is not type(self):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class FitResult(BootstrapFit):
+    """A fitted scaling law: parameters, 95% bootstrap intervals, residuals and the data it
+    came from.
+
+    `residuals` are log(predicted) - log(observed) per selected point, in the order of
+    `selection["index"]`. `extra` holds form-specific detail (objective, convergence,
+    per-budget minima, the scatter model of prediction bands) and is carried through JSON.
+    """
+
     extra: Mapping[str, Any] = field(default_factory=dict)
     status: str = "ok"
     status_reason: str = ""
@@ -90,21 +290,15 @@ class FitResult:
     def __post_init__(self) -> None:
         if self.form not in FORMS:
             raise ValueError(f"unknown fit form {self.form!r}; expected one of {FORMS}")
-        params = {str(k): float(v) for k, v in self.params.items()}
-        ci = {str(k): (_float(v[0]), _float(v[1])) for k, v in self.ci95.items()}
-        object.__setattr__(self, "params", MappingProxyType(params))
-        object.__setattr__(self, "ci95", MappingProxyType(ci))
-        object.__setattr__(self, "residuals", tuple(float(r) for r in self.residuals))
-        object.__setattr__(self, "selection", MappingProxyType(dict(self.selection)))
+        super().__post_init__()
         object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
-        object.__setattr__(self, "n_points", int(self.n_points))
         if self.status not in STATUSES:
             raise ValueError(f"unknown fit status {self.status!r}; expected one of {STATUSES}")
 
     def __repr__(self) -> str:
         parts = []
         for k, v in self.params.items():
-            lo, hi = self.ci95.get(k, (math.nan, math.nan))
+            lo, hi = self.ci.get(k, (math.nan, math.nan))
             parts.append(f"{k}={v:.4g} [{lo:.3g}, {hi:.3g}]")
         status = self.status + (f" ({self.status_reason})" if self.status_reason else "")
         return (f"FitResult(form={self.form!r}, n_points={self.n_points}, status={status!r}, "
@@ -127,10 +321,8 @@ class FitResult:
             return p["E"] + p["a"] * x ** (-p["alpha"])
         return p["k_N"] * x ** p["a"]
 
-    def _predict_with(self, params: Mapping[str, np.ndarray], args: tuple, kwargs: dict
-                      ) -> np.ndarray:
-        """Predictions for many parameter rows at once: (n_rows, n_points)."""
-        p = {k: np.asarray(v, dtype=float)[:, None] for k, v in params.items()}
+    def _curves(self, rows: np.ndarray, args: tuple, kwargs: dict) -> np.ndarray:
+        p = {k: rows[:, i][:, None] for i, k in enumerate(self.param_names)}
         with np.errstate(all="ignore"):
             if self.form == "chinchilla":
                 n, d = _two_arrays(args, kwargs)
@@ -141,51 +333,27 @@ class FitResult:
                 return p["E"] + p["a"] * x ** (-p["alpha"])
             return p["k_N"] * x ** p["a"]
 
-    def bootstrap_samples(self) -> dict[str, np.ndarray]:
-        """The bootstrap refits' parameters, one array per name (empty when not kept)."""
-        rows = np.asarray(self.extra.get("bootstrap_params") or [], dtype=float)
-        names = list(self.params)
-        if rows.ndim != 2 or rows.shape[1] != len(names):
-            return {}
-        return {k: rows[:, i] for i, k in enumerate(names)}
-
-    def predict_interval(
-        self, *args: Any, kind: str = "prediction", level: float = 0.95, seed: int = 0,
-        **kwargs: Any,
-    ) -> pd.DataFrame:
-        """Predictions with a band: a DataFrame with columns pred, lo, hi (units of `predict`).
-
-        kind "confidence": where the mean curve lies; "prediction": where a new run lands
-        (see the module docstring for the calibration). Arguments as for `predict`.
-        """
-        if kind not in INTERVAL_KINDS:
-            raise ValueError(f"kind must be one of {INTERVAL_KINDS}, got {kind!r}")
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"level must be in (0, 1), got {level!r}")
-        pred = np.asarray(self.predict(*args, **kwargs), dtype=float).ravel()
-        samples = self.bootstrap_samples()
+    def _interval_draws(self, pred: np.ndarray, kind: str, seed: int, args: tuple,
+                        kwargs: dict) -> np.ndarray:
+        """Log-loss draws: the refits' curves, plus for "prediction" the calibrated scatter."""
         with np.errstate(all="ignore"):
-            if samples:
-                log_curves = np.log(self._predict_with(samples, args, kwargs))
+            if self.n_boot:
+                log_curves = np.log(self._curves(self.boot_params, args, kwargs))
                 log_curves = log_curves[np.all(np.isfinite(log_curves), axis=1)]
             else:
                 log_curves = np.empty((0, pred.size))
             if kind == "confidence":
-                draws = log_curves
-            else:
-                if log_curves.shape[0] == 0:  # no refits: the point fit with residual scatter
-                    log_curves = np.log(pred)[None, :]
-                # at least 2,000 (refit, residual) pairs so the band's tails are smooth
-                reps = -(-_MIN_DRAWS // log_curves.shape[0])
-                log_curves = np.tile(log_curves, (reps, 1))
-                distance = self.extrapolation_distance(*args, **kwargs).ravel()
-                draws = log_curves - self._scatter_draws(log_curves.shape, seed, distance)
-        tail = 50.0 * (1.0 - level)
-        if draws.shape[0] < 2:
-            lo = hi = np.full(pred.size, np.nan)
-        else:
-            lo, hi = np.exp(np.percentile(draws, [tail, 100.0 - tail], axis=0))
-        return pd.DataFrame({"pred": pred, "lo": lo, "hi": hi})
+                return log_curves
+            if log_curves.shape[0] == 0:  # no refits: the point fit with residual scatter
+                log_curves = np.log(pred)[None, :]
+            # at least 2,000 (refit, residual) pairs so the band's tails are smooth
+            reps = -(-_MIN_DRAWS // log_curves.shape[0])
+            log_curves = np.tile(log_curves, (reps, 1))
+            distance = self.extrapolation_distance(*args, **kwargs).ravel()
+            return log_curves - self._scatter_draws(log_curves.shape, seed, distance)
+
+    def _from_draw_scale(self, values: np.ndarray) -> np.ndarray:
+        return np.exp(values)
 
     def scatter_scale(self) -> float:
         """The run-to-run scatter in log loss used by prediction intervals (RMS, rescaled)."""
@@ -263,66 +431,21 @@ class FitResult:
         return (r - r.mean())[rng.integers(0, n, size=(shape[0], 1))] * scale
 
     # ------------------------------------------------------------------ serialisation
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (non-finite numbers become null); inverse of `from_dict`."""
-        return _plain(
-            {
-                "schema": SCHEMA_VERSION,
-                "form": self.form,
-                "params": dict(self.params),
-                "ci95": {k: list(v) for k, v in self.ci95.items()},
-                "residuals": list(self.residuals),
-                "selection": dict(self.selection),
-                "n_points": self.n_points,
-                "extra": dict(self.extra),
-                "status": self.status,
-                "status_reason": self.status_reason,
-            }
-        )
+    def _payload(self) -> dict[str, Any]:
+        return {"extra": dict(self.extra), "status": self.status,
+                "status_reason": self.status_reason}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FitResult:
-        """Rebuild a result written by `to_dict` (e.g. `store.fits()` payloads)."""
-        return cls(
-            form=data["form"],
-            params={k: _float(v) for k, v in data["params"].items()},
-            ci95={k: (_float(v[0]), _float(v[1])) for k, v in data.get("ci95", {}).items()},
-            residuals=tuple(_float(r) for r in data.get("residuals", [])),
-            selection=data.get("selection", {}),
-            n_points=data.get("n_points", len(data.get("residuals", []))),
-            extra=data.get("extra", {}),
-            status=data.get("status", "ok"),
-            status_reason=data.get("status_reason", ""),
-        )
-
-    def to_json(self) -> str:
-        """Strict JSON text (no NaN literals)."""
-        return json.dumps(self.to_dict(), allow_nan=False)
-
-    @classmethod
-    def from_json(cls, text: str) -> FitResult:
-        """Inverse of `to_json`."""
-        return cls.from_dict(json.loads(text))
-
-    def summary(self) -> pd.DataFrame:
-        """One row per parameter: name, value, ci_low, ci_high."""
-        rows = [
-            {
-                "param": k,
-                "value": v,
-                "ci_low": self.ci95.get(k, (math.nan, math.nan))[0],
-                "ci_high": self.ci95.get(k, (math.nan, math.nan))[1],
-            }
-            for k, v in self.params.items()
-        ]
-        return pd.DataFrame(rows)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, FitResult):
-            return NotImplemented
-        return self.to_dict() == other.to_dict()
-
-    __hash__ = None  # type: ignore[assignment]
+    def _fields(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        extra = dict(data.get("extra", {}))
+        old_rows = extra.pop("bootstrap_params", None)  # schema 1 kept the draws in extra
+        if old_rows and not data.get("boot_params"):
+            rows = np.asarray(old_rows, dtype=float)
+            if rows.ndim == 2 and rows.shape[1] == len(data["params"]):  # else never used
+                data = {**data, "boot_params": old_rows}
+        return {**super()._fields(data), "extra": extra,
+                "status": data.get("status", "ok"),
+                "status_reason": data.get("status_reason", "")}
 
 
 def _column(df: pd.DataFrame, col: str) -> np.ndarray:

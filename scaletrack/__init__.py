@@ -13,6 +13,8 @@ Sweeps
     run_sweep(grid, store_url=None)  train every unfinished cell; evaluate the grid's tasks on
                                      each checkpoint; re-check due "not yet" ideas
 Fits (DataFrames with N params, D tokens, C FLOPs, loss nats/token -> FitResult)
+    BootstrapFit                     the base of every result: params, ci, boot_params,
+                                     predict_interval, to_dict/from_dict
     fit_chinchilla, fit_compute_law, fit_power_law, fit_isoflop, fit_envelope,
     compute_optimal, compute_frontier, backtest, calibrate_scatter (fits calibrate their
     prediction bands by default), sweep_points(store, sweep), read_fit_csv,
@@ -23,6 +25,7 @@ Emergence
                                      (task, metric) group of a long table
     classify_task(x, y, ...)         one task's curve
     fit_two_step, predict_two_step   (N, D) -> task loss -> accuracy
+    SigmoidFit, TaskClassification, TaskLossFit, AccuracyFit, TwoStepFit   their results
 Plots (each writes PNG + SVG and returns the paths)
     plot_loss_vs_compute, plot_isoflop, plot_optimal, plot_tasks_emergence,
     plot_loss_curves, plot_ideas
@@ -61,6 +64,7 @@ _LAZY: dict[str, str] = {
     "run_sweep": "scaletrack.workflows:run_sweep",
     # fits
     "FitResult": "scaletrack.analysis.result:FitResult",
+    "BootstrapFit": "scaletrack.analysis.result:BootstrapFit",
     "fit_chinchilla": "scaletrack.analysis.chinchilla:fit_chinchilla",
     "fit_compute_law": "scaletrack.analysis.powerlaw:fit_compute_law",
     "fit_power_law": "scaletrack.analysis.powerlaw:fit_power_law",
@@ -78,6 +82,11 @@ _LAZY: dict[str, str] = {
     "classify_task": "scaletrack.analysis.classify:classify_task",
     "fit_two_step": "scaletrack.analysis.two_step:fit_two_step",
     "predict_two_step": "scaletrack.analysis.two_step:predict_two_step",
+    "SigmoidFit": "scaletrack.analysis.emergence:SigmoidFit",
+    "TaskClassification": "scaletrack.analysis.classify:TaskClassification",
+    "TaskLossFit": "scaletrack.analysis.two_step_fit:TaskLossFit",
+    "AccuracyFit": "scaletrack.analysis.two_step_fit:AccuracyFit",
+    "TwoStepFit": "scaletrack.analysis.two_step_fit:TwoStepFit",
     # plots
     "plot_loss_vs_compute": "scaletrack.analysis.plots:plot_loss_vs_compute",
     "plot_isoflop": "scaletrack.analysis.plots:plot_isoflop",

@@ -35,7 +35,7 @@ def growing_pairs(seed: int = 0, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
 
 def law_with(model: dict, x_max: float = 21.0) -> FitResult:
     """A compute law without bootstrap refits, trained up to 10^x_max FLOPs."""
-    return FitResult(form="compute", params=LAW, ci95={}, residuals=(0.01, -0.01) * 10,
+    return FitResult(form="compute", params=LAW, ci={}, residuals=(0.01, -0.01) * 10,
                      selection={}, n_points=20,
                      extra={"scatter_model": model, "log10_scale_max": x_max})
 

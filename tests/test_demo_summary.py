@@ -14,7 +14,7 @@ from scaletrack.demo import DemoOutcome, print_summary
 
 def _fit(form: str, params: dict[str, float], status: str = "ok", reason: str = "") -> FitResult:
     ci = {k: (0.9 * v, 1.1 * v) for k, v in params.items()}
-    return FitResult(form=form, params=params, ci95=ci, residuals=(), selection={},
+    return FitResult(form=form, params=params, ci=ci, residuals=(), selection={},
                      n_points=20, status=status, status_reason=reason)
 
 

@@ -11,8 +11,6 @@ import pytest
 from scaletrack.analysis.two_step import (
     LADDER_FOLDS,
     LadderFold,
-    fit_loss_to_accuracy,
-    fit_task_loss,
     fit_two_step,
     holdout_validation,
     ladder_score,
@@ -21,6 +19,7 @@ from scaletrack.analysis.two_step import (
     select_two_step_method,
     split_ladder,
 )
+from scaletrack.analysis.two_step_fit import fit_loss_to_accuracy, fit_task_loss
 from scaletrack.errors import DataError
 
 E, A, ALPHA, B, BETA = 0.6, 400.0, 0.35, 900.0, 0.3
@@ -77,7 +76,8 @@ def test_chained_prediction_of_a_bigger_target() -> None:
     N, D = 1.3e10, 5e12
     truth = float(_acc(_loss(N, D)))
     pred = float(fit.predict(N=N, D=D))
-    lo, hi = fit.predict_ci95(N=N, D=D)
+    band = fit.predict_interval(N=N, D=D, kind="confidence")
+    lo, hi = band["lo"].iloc[0], band["hi"].iloc[0]
     assert abs(pred - truth) < 0.03
     assert float(lo) <= pred <= float(hi)
     table = predict_two_step(df, C=6 * N * D, n_bootstrap=0)  # compute form
@@ -203,3 +203,34 @@ def test_two_step_prediction_band_contains_confidence_band() -> None:
     assert list(pred.columns) == ["pred", "lo", "hi"]
     assert pred.loc[0, "lo"] <= conf.loc[0, "lo"] <= conf.loc[0, "hi"] <= pred.loc[0, "hi"]
     assert pred.loc[0, "hi"] - pred.loc[0, "lo"] > conf.loc[0, "hi"] - conf.loc[0, "lo"]
+
+
+def test_two_step_results_are_one_result_family() -> None:
+    from scaletrack.analysis import BootstrapFit, fit_floored_sigmoid
+    from scaletrack.analysis.two_step_fit import AccuracyFit, TaskLossFit, TwoStepFit
+
+    fit = fit_two_step(_ladder(), task="t", final_window=1, n_bootstrap=12)
+    x = np.geomspace(1e18, 1e21, 6)
+    sig = fit_floored_sigmoid(x, 0.25 + 0.7 / (1 + (x / 1e20) ** -1.5), floor=0.25,
+                              n_bootstrap=12)
+    for result in (fit, fit.step1, fit.step2, sig):
+        assert isinstance(result, BootstrapFit)
+        assert result.boot_params.shape == (12, len(result.params))
+        assert set(result.ci) == set(result.params)
+        back = type(result).from_json(result.to_json())
+        assert back == result
+        assert np.array_equal(back.boot_params, result.boot_params)
+    assert fit.param_names == tuple(f"s1_{k}" for k in fit.step1.params) + tuple(
+        f"s2_{k}" for k in fit.step2.params)
+    # the chain's draws pair step 1's i-th refit with step 2's i-th
+    conf = fit.predict_interval(N=[1e9, 1e10], D=[2e10, 2e11], kind="confidence")
+    chained = np.array([
+        AccuracyFit(params=dict(zip(fit.step2.params, row[5:], strict=True))).predict(
+            TaskLossFit(form=fit.step1.form,
+                        params=dict(zip(fit.step1.params, row[:5], strict=True))
+                        ).predict(N=[1e9, 1e10], D=[2e10, 2e11]))
+        for row in fit.boot_params])
+    assert np.allclose(conf["lo"], np.percentile(chained, 2.5, axis=0))
+    assert isinstance(TwoStepFit.from_dict(fit.to_dict()).step2, AccuracyFit)
+    band = sig.predict_interval(x, kind="confidence")
+    assert list(band.columns) == ["pred", "lo", "hi"] and band["lo"].le(band["hi"]).all()

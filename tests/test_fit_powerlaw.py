@@ -24,7 +24,7 @@ def test_compute_law_recovers_parameters_within_intervals():
         assert lo <= true <= hi, (name, lo, hi)
     assert fit.predict(np.array([1e20, 1e21])).shape == (2,)
     assert fit.predict(1e21) < fit.predict(1e20)
-    assert len(fit.extra["bootstrap_params"]) == 300
+    assert fit.boot_params.shape == (300, len(fit.params))
 
 
 def test_compute_law_defaults_c_to_6nd():

@@ -83,7 +83,7 @@ def test_summary_lists_parameters(fits):
 
 def test_unknown_form_rejected():
     with pytest.raises(ValueError, match="unknown fit form"):
-        FitResult(form="cubic", params={}, ci95={}, residuals=(), selection={}, n_points=0)
+        FitResult(form="cubic", params={}, ci={}, residuals=(), selection={}, n_points=0)
 
 
 def test_stored_fit_round_trips_through_the_store(tmp_path, fits):
@@ -92,3 +92,48 @@ def test_stored_fit_round_trips_through_the_store(tmp_path, fits):
         fit_id = st.save_fit(fits[0].form, fits[0].to_dict(), sweep=None, label="test")
         row = st.fits(form="chinchilla").set_index("id").loc[fit_id]
     assert FitResult.from_dict(row["payload"]) == fits[0]
+
+
+def _schema_1_payload(fit: FitResult) -> dict:
+    """The payload an earlier version stored: draws in extra["bootstrap_params"], schema 1."""
+    data = fit.to_dict()
+    data["schema"] = 1
+    data["extra"]["bootstrap_params"] = data.pop("boot_params")
+    return data
+
+
+def test_bootstrap_draws_are_a_typed_array(fits):
+    for fit in fits:
+        assert isinstance(fit.boot_params, np.ndarray)
+        assert fit.boot_params.shape == (20, len(fit.params))
+        assert fit.param_names == tuple(fit.params)
+        assert "bootstrap_params" not in fit.extra
+        with pytest.raises(ValueError):
+            fit.boot_params[0, 0] = 1.0  # read-only
+        samples = fit.bootstrap_samples()
+        assert np.array_equal(samples[fit.param_names[-1]], fit.boot_params[:, -1],
+                              equal_nan=True)
+
+
+def test_payload_stored_by_an_earlier_version_loads(tmp_path, fits):
+    import scaletrack.store as store_mod
+    chin, comp = fits[0], fits[1]
+    with store_mod.Store.open(f"sqlite:///{tmp_path / 'old.db'}") as st:
+        for fit in (chin, comp):
+            st.save_fit(fit.form, _schema_1_payload(fit), sweep=None, label="old")
+        stored = st.fits().sort_values("id")["payload"].tolist()
+    for fit, payload in zip((chin, comp), stored, strict=True):
+        assert "boot_params" not in payload and payload["schema"] == 1
+        back = FitResult.from_dict(payload)
+        assert back == fit
+        assert np.array_equal(back.boot_params, fit.boot_params, equal_nan=True)
+        assert "bootstrap_params" not in back.extra
+    band_old = FitResult.from_dict(stored[1]).predict_interval([1e22, 1e23], kind="confidence")
+    band_now = comp.predict_interval([1e22, 1e23], kind="confidence")
+    assert band_old.equals(band_now) and band_old["lo"].notna().all()
+
+
+def test_draws_of_the_wrong_shape_are_refused():
+    with pytest.raises(ValueError, match="boot_params"):
+        FitResult(form="compute", params={"E": 1.0, "a": 2.0, "alpha": 0.1},
+                  boot_params=np.ones((4, 2)))

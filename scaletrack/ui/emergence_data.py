@@ -71,7 +71,8 @@ def _entry(task: str, metric: str, shot: int | None, part: pd.DataFrame,
     if result.fit is not None:
         c = part["C"].to_numpy(float)
         grid = np.geomspace(c.min(), c.max() * 100, 100)
-        lo, hi = result.fit.predict_ci95(grid)
+        band = result.fit.predict_interval(grid, kind="confidence")
+        lo, hi = band["lo"].to_numpy(), band["hi"].to_numpy()
         entry["curve"] = {"C": _floats(grid), "value": _floats(result.fit.predict(grid)),
                           "lo": _floats(lo), "hi": _floats(hi), "x_max": float(c.max())}
     return entry
