@@ -8,65 +8,58 @@ and sequences in one ``scaled_dot_product_attention`` call. (``torch.func.vmap``
 kernel, so it falls back to a per-member loop and was slower.)
 
 Members may differ in ``seed`` (initialisation and data order), ``lr``, ``weight_decay`` and
-``grad_clip``; everything else in their TrainConfigs must match. Each member starts from the
-same weights and draws the same batches as ``train_run`` would give it, and is logged under
-its own run key with the same metrics; AdamW and clipping are applied per member. On CUDA
-the forward runs under bf16 autocast, as in ``train_run``.
+``grad_clip``; everything else in their TrainConfigs must match. The loop is ``train_run``'s
+(:class:`scaletrack.sweeps.train_loop.TrainingLoop`) with M members and a
+:class:`StackedStepper`: each member starts from its run's initial weights, draws its batches
+from its own data generator, is logged under its own run key with the same metrics at the same
+cadence, and saves checkpoints in the same format, so a branch (or ``train_run``) can start
+from any of them. AdamW and clipping are applied per member. On CUDA the forward runs under
+bf16 autocast.
 
-Checkpoints are ``train_run``'s, per member: at every ``checkpoint_every`` steps, at the
-steps in ``checkpoint_at`` (a trunk's branch points), at the end and when stopped, each member
-saves its weights, its AdamW state, its data generator and spike history in the same file
-format, so a branch (or ``train_run``) can start from any of them. Resume is per member and
-exact: the group restarts from the newest step at which every unfinished member has a usable
-checkpoint, each member from its own state; a member that diverged stays diverged and the
-others go on.
+Resume is per member and exact: the group restarts from the newest step at which every
+unfinished member has a usable checkpoint, each member from its own state; a member that
+diverged stays diverged and the others go on.
 
-Claims are per member, as in ``train_run``: every write is fenced by the member's claim, and
-the claims are checked at every heartbeat and before every checkpoint. A member whose claim
-another worker took over (this process was paused past the stale limit) stops writing at once
-and comes back with status "lost"; the other members go on. A failing store (ClaimLost of the
-whole group, StoreError) is raised to the caller, which decides.
+Claims are per member: every write is fenced by the member's claim, and the claims are checked
+at every heartbeat and before every checkpoint. A member whose claim another worker took over
+(this process was paused past the stale limit) stops writing at once and comes back with
+status "lost"; the other members go on. A failing store (ClaimLost of the whole group,
+StoreError) is raised to the caller, which decides.
 """
-
 from __future__ import annotations
 
 import contextlib
 import logging
 import math
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from scaletrack.errors import ConfigError, DataError
-from scaletrack.models.checkpoint import TrainingState, load_checkpoint, save_checkpoint
-from scaletrack.models.data import eval_batches, load_tokens, sample_batch
+from scaletrack.errors import ConfigError
+from scaletrack.models.checkpoint import TrainingState
+from scaletrack.models.data import eval_batches, load_tokens
 from scaletrack.models.gpt import GPT, GPTConfig
-from scaletrack.sweeps.schedule import lr_at
-from scaletrack.sweeps.spikes import SpikeDetector
+from scaletrack.store import ClaimLost, StoreError
 from scaletrack.sweeps.train import (
-    DIVERGENCE_FACTOR,
-    HEARTBEAT_INTERVAL_S,
     RunBusyError,
+    RunPlan,
     TrainConfig,
-    TrainResult,
-    _checkpoint_meta,
     _ensure_claimed,
-    _same_training,
     autocast_for,
     init_model,
     make_optimizer,
     plan_run,
 )
+from scaletrack.sweeps.train_loop import Batch, Member, TrainingLoop, TrainResult, usable_state
 
 if TYPE_CHECKING:
-    from scaletrack.store import Store
+    from scaletrack.store.protocol import StoreLike
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +123,7 @@ def _member_view(t: torch.Tensor, dims: int) -> torch.Tensor:
 
 def train_group(
     configs: Sequence[TrainConfig],
-    store: Store,
+    store: StoreLike,
     run_keys: Sequence[str],
     checkpoint_dir: Path,
     *,
@@ -141,8 +134,6 @@ def train_group(
     """Train the members together; one TrainResult per member, in order (see module docstring):
     status finished, diverged, interrupted (stopped, released) or lost (its claim was taken
     over; it wrote nothing after that)."""
-    from scaletrack.store import ClaimLost, StoreError
-
     if len(configs) != len(run_keys):
         raise ConfigError("train_group needs one run key per config")
     _check_group(configs)
@@ -190,23 +181,16 @@ def train_group(
 
 
 def _common_resume_point(
-    configs: list[TrainConfig], run_keys: list[str], store: Store
+    configs: list[TrainConfig], run_keys: list[str], store: StoreLike
 ) -> list[TrainingState] | None:
     """Each member's state at the newest step where every member has a usable checkpoint."""
     records = [{rec.step: rec for rec in store.latest_checkpoints(k)} for k in run_keys]
-    common = set(records[0]).intersection(*records[1:]) - {None}
+    common = {s for s in set(records[0]).intersection(*records[1:]) if s is not None}
     for step in sorted(common, reverse=True):
         states = []
-        for cfg, key, recs in zip(configs, run_keys, records, strict=True):
-            rec = recs[step]
-            try:
-                state = load_checkpoint(rec.path, rec.sha256)
-            except DataError as exc:  # corrupt or missing: try an older common step
-                log.warning("run %s: skipping checkpoint at step %s: %s", key, step, exc)
-                break
-            if not _same_training(state.meta.get("train"), cfg) or state.optimizer is None:
-                log.warning("run %s: skipping checkpoint at step %s: written by another "
-                            "training configuration", key, step)
+        for cfg, recs in zip(configs, records, strict=True):
+            state = usable_state(recs[step], cfg)
+            if state is None:  # corrupt, missing or another config: try an older common step
                 break
             states.append(state)
         else:
@@ -217,263 +201,132 @@ def _common_resume_point(
     return None
 
 
+class StackedStepper:
+    """M GPTs of one shape, parameters stacked on a leading member axis, each under its own
+    AdamW (the arithmetic of ``torch.optim.AdamW``, per member lr, decay and clipping)."""
+
+    def __init__(self, configs: list[TrainConfig], mcfg: GPTConfig, device: torch.device,
+                 val_sets: list[Batch], states: list[TrainingState] | None) -> None:
+        self.configs, self.mcfg, self.device, self.val_sets = configs, mcfg, device, val_sets
+        self.M = len(configs)
+        models = [init_model(c, mcfg) for c in configs]
+        names = [n for n, _ in models[0].named_parameters()]
+        moments: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
+        for model, cfg, state in zip(models, configs, states or [], strict=False):
+            assert state.optimizer is not None  # usable_state checked it
+            model.load_state_dict(state.model)
+            opt = make_optimizer(model, cfg)
+            opt.load_state_dict(state.optimizer)
+            moments.append({n: (opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"])
+                            for n, p in model.named_parameters()})
+        self.params = {
+            n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).to(device)
+            .requires_grad_(True)
+            for n in names
+        }
+        if moments:
+            self.exp_avg = {n: torch.stack([mo[n][0] for mo in moments]).to(device)
+                            for n in names}
+            self.exp_avg_sq = {n: torch.stack([mo[n][1] for mo in moments]).to(device)
+                               for n in names}
+        else:
+            self.exp_avg = {n: torch.zeros_like(p) for n, p in self.params.items()}
+            self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in self.params.items()}
+        self.wd = torch.tensor([c.weight_decay for c in configs], device=device)
+        self.clip = torch.tensor([c.grad_clip if c.grad_clip > 0 else math.inf for c in configs],
+                                 device=device)
+
+    def step(self, step: int, lrs: Sequence[float], batches: Sequence[Batch]
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One AdamW update of every member on its own batch; losses and grad norms (M,)."""
+        M, params = self.M, self.params
+        x = torch.stack([b[0] for b in batches]).to(self.device)  # (M, B, T)
+        y = torch.stack([b[1] for b in batches]).to(self.device)
+        with autocast_for(self.device):
+            logits = stacked_gpt_forward(params, self.mcfg, x)
+        ce = F.cross_entropy(logits.float().flatten(0, 2), y.flatten(), reduction="none")
+        losses = ce.view(M, -1).mean(1)  # (M,)
+        for p in params.values():
+            p.grad = None
+        torch.autograd.backward(losses.sum())  # members are independent: each gets its own gradient
+        with torch.no_grad():
+            grads = {n: p.grad for n, p in params.items() if p.grad is not None}
+            sq = torch.zeros(M, device=self.device)
+            for g in grads.values():
+                sq = sq + g.pow(2).flatten(1).sum(1)
+            gnorm = sq.sqrt()  # (M,)
+            scale = (self.clip / (gnorm + 1e-6)).clamp(max=1.0)
+            lr_t = torch.tensor(list(lrs), device=self.device)
+            bc1, bc2 = 1 - BETAS[0] ** (step + 1), 1 - BETAS[1] ** (step + 1)
+            for n, p in params.items():
+                g = grads[n] * _member_view(scale, p.dim())
+                self.exp_avg[n].lerp_(g, 1 - BETAS[0])
+                self.exp_avg_sq[n].mul_(BETAS[1]).addcmul_(g, g, value=1 - BETAS[1])
+                lr_p = _member_view(lr_t, p.dim())
+                if p.dim() >= 3:  # matrices (stacked): decoupled weight decay
+                    p.mul_(1 - lr_p * _member_view(self.wd, p.dim()))
+                denom = (self.exp_avg_sq[n].sqrt() / math.sqrt(bc2)).add_(EPS)
+                p.addcdiv_(self.exp_avg[n] * (lr_p / bc1), denom, value=-1.0)
+        return losses.detach(), gnorm
+
+    @torch.no_grad()
+    def evaluate(self) -> list[float]:
+        M = self.M
+        total_loss = torch.zeros(M, device=self.device)
+        for x, y in self.val_sets:
+            xs = x.expand(M, *x.shape)
+            with autocast_for(self.device):
+                logits = stacked_gpt_forward(self.params, self.mcfg, xs)
+            ce = F.cross_entropy(logits.float().flatten(0, 2), y.expand(M, *y.shape).flatten(),
+                                 reduction="none")
+            total_loss += ce.view(M, -1).mean(1)
+        result: list[float] = (total_loss / len(self.val_sets)).tolist()
+        return result
+
+    def member_state(self, m: int, step_done: int, lr: float
+                     ) -> tuple[nn.Module, torch.optim.Optimizer]:
+        """Member ``m`` as a ``GPT`` with a ``torch.optim.AdamW`` holding its moments."""
+        model = GPT(self.mcfg)
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(self.params[n][m].detach().cpu())
+        opt = make_optimizer(model, self.configs[m])
+        for n, p in model.named_parameters():  # hand the member's AdamW state over
+            opt.state[p] = {"step": torch.tensor(float(step_done)),
+                            "exp_avg": self.exp_avg[n][m].detach().cpu().clone(),
+                            "exp_avg_sq": self.exp_avg_sq[n][m].detach().cpu().clone()}
+        for group in opt.param_groups:
+            group["lr"] = lr
+        return model, opt
+
+
 def _train_stacked(
     configs: list[TrainConfig],
     run_keys: list[str],
-    plan: Any,
-    store: Store,
+    plan: RunPlan,
+    store: StoreLike,
     checkpoint_dir: Path,
     worker: str,
     stop_event: threading.Event | None,
     on_step: Callable[[int, int], None] | None,
     states: list[TrainingState] | None = None,
 ) -> list[TrainResult]:
-    from scaletrack.store import CheckpointRecord, ClaimLost
-
     cfg0 = configs[0]
-    M = len(configs)
-    mcfg: GPTConfig = plan.model_config
+    mcfg = plan.model_config
+    if not isinstance(mcfg, GPTConfig):
+        raise ConfigError(f"train_group trains GPTs only, got a {type(mcfg).__name__}")
     device = torch.device(cfg0.device)
     data = load_tokens(cfg0.data)
-    total, tps, fpt = plan.steps, plan.tokens_per_step, plan.flops_per_token
-    diverge_at = DIVERGENCE_FACTOR * math.log(mcfg.vocab_size)
-
-    models = [init_model(c, mcfg) for c in configs]
-    names = [n for n, _ in models[0].named_parameters()]
-    start = 0
-    moments: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
-    if states is not None:
-        start = int(states[0].meta["step"])
-        for model, cfg, state in zip(models, configs, states, strict=True):
-            model.load_state_dict(state.model)
-            opt = make_optimizer(model, cfg)
-            opt.load_state_dict(state.optimizer)
-            moments.append({n: (opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"])
-                            for n, p in model.named_parameters()})
-    params = {
-        n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).to(device)
-        .requires_grad_(True)
-        for n in names
-    }
-    if moments:
-        exp_avg = {n: torch.stack([mo[n][0] for mo in moments]).to(device) for n in names}
-        exp_avg_sq = {n: torch.stack([mo[n][1] for mo in moments]).to(device) for n in names}
-    else:
-        exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
-        exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
-    wd = torch.tensor([c.weight_decay for c in configs], device=device)
-    clip = torch.tensor([c.grad_clip if c.grad_clip > 0 else math.inf for c in configs],
-                        device=device)
-    gens = [torch.Generator().manual_seed(c.seed) for c in configs]
-    spikes = [SpikeDetector() for _ in configs]
-    alive = [True] * M
-    results: list[TrainResult | None] = [None] * M
-    writers: list[Any] = []
-
-    def drop(m: int, step_done: int) -> None:
-        """Member `m` lost its claim to another worker: it writes nothing more."""
-        alive[m] = False
-        results[m] = TrainResult("lost", None, step_done, step_done * tps,
-                                 step_done * tps * fpt, None)
-        log.warning("run %s: claim taken over by another worker at step %d; this member "
-                    "stopped without writing", run_keys[m], step_done)
-        if m < len(writers):
-            with contextlib.suppress(ClaimLost):  # its unwritten rows are refused, not kept
-                writers[m].close()
-
-    def guarded(m: int, step_done: int, write: Callable[[], Any]) -> None:
-        """One member's store write; a claim taken over drops that member, not the group."""
-        try:
-            write()
-        except ClaimLost:
-            drop(m, step_done)
-
-    def check_claims(step_done: int) -> None:
-        """Heartbeat every alive member; drop those whose claim another worker holds now."""
-        for m in range(M):
-            if alive[m] and not store.heartbeat(run_keys[m], worker):
-                drop(m, step_done)
-
-    if states is not None:
-        for m, state in enumerate(states):
-            gens[m].set_state(state.rng["data"])
-            spikes[m] = SpikeDetector.from_state(state.meta["spikes"])
-        for m, key in enumerate(run_keys):
-            guarded(m, start, lambda key=key: store.delete_metrics_after(key, start))
+    start = 0 if states is None else int(states[0].meta["step"])
     val_sets = [
         (x.to(device), y.to(device))
         for x, y in eval_batches(data.val, cfg0.eval_batches, cfg0.batch_size, cfg0.context)
     ]
-    sched = cfg0.schedule_kwargs()
-    writers.extend(store.metric_writer(k) for k in run_keys)
-    for m in range(M):
-        if not alive[m]:  # lost before training started
-            with contextlib.suppress(ClaimLost):
-                writers[m].close()
-    t0 = last_hb = time.perf_counter()
-    # (step, lrs, losses, grad norms, wall s): each step keeps its own clock reading
-    pending: list[tuple[int, list[float], torch.Tensor, torch.Tensor, float]] = []
-    extra_ckpts = set(cfg0.checkpoint_at)
-    last_saved = start
-    lrs = [0.0] * M
-
-    def save(step_done: int) -> None:
-        """Each alive member's checkpoint at ``step_done``, in train_run's format."""
-        nonlocal last_saved
-        for m in range(M):
-            if alive[m]:
-                guarded(m, step_done, writers[m].flush)
-        check_claims(step_done)  # never overwrite a new holder's checkpoint files
-        for m, cfg in enumerate(configs):
-            if not alive[m]:
-                continue
-            model = GPT(mcfg)
-            with torch.no_grad():
-                for n, p in model.named_parameters():
-                    p.copy_(params[n][m].detach().cpu())
-            opt = make_optimizer(model, cfg)
-            for n, p in model.named_parameters():  # hand the member's AdamW state over
-                opt.state[p] = {"step": torch.tensor(float(step_done)),
-                                "exp_avg": exp_avg[n][m].detach().cpu().clone(),
-                                "exp_avg_sq": exp_avg_sq[n][m].detach().cpu().clone()}
-            for group in opt.param_groups:
-                group["lr"] = lrs[m]
-            path = checkpoint_dir / run_keys[m] / f"step_{step_done:08d}.safetensors"
-            meta = _checkpoint_meta(cfg, mcfg)
-            sha = save_checkpoint(path, model, optimizer=opt, rng={"data": gens[m].get_state()},
-                                  meta={**meta, "step": step_done, "spikes": spikes[m].state()})
-            record = CheckpointRecord(
-                id=None, run_key=run_keys[m], kind="own", N=plan.N, tokens=step_done * tps,
-                flops=step_done * tps * fpt, step=step_done, path=str(path), sha256=sha,
-                loader="gpt", meta=meta)
-            guarded(m, step_done, lambda record=record: store.add_checkpoint(record))
-        last_saved = step_done
-
-    @torch.no_grad()
-    def val_losses() -> list[float]:
-        total_loss = torch.zeros(M, device=device)
-        for x, y in val_sets:
-            xs = x.expand(M, *x.shape)
-            with autocast_for(device):
-                logits = stacked_gpt_forward(params, mcfg, xs)
-            ce = F.cross_entropy(logits.float().flatten(0, 2), y.expand(M, *y.shape).flatten(),
-                                 reduction="none")
-            total_loss += ce.view(M, -1).mean(1)
-        return (total_loss / len(val_sets)).tolist()
-
-    def flush() -> None:
-        if not pending:
-            return
-        losses = torch.stack([lo for _, _, lo, _, _ in pending]).tolist()  # (S, M), one sync
-        norms = torch.stack([gn for _, _, _, gn, _ in pending]).tolist()
-        for (step, lrs, _, _, wall), lrow, grow in zip(pending, losses, norms, strict=True):
-            for m in range(M):
-                if not alive[m]:
-                    continue
-                vals = {"train/loss": lrow[m], "lr": lrs[m], "grad_norm": grow[m]}
-                bad = not math.isfinite(lrow[m]) or lrow[m] > diverge_at
-                if not bad and spikes[m].update(lrow[m]):
-                    vals["spike"] = 1.0
-                try:
-                    writers[m].log_many(step, vals, tokens=step * tps, wall_time=wall)
-                    if bad:
-                        writers[m].flush()
-                        store.finish_run(run_keys[m], "diverged",
-                                         error=f"training loss not finite or > "
-                                         f"{diverge_at:.1f} nats at step {step}")
-                except ClaimLost:
-                    drop(m, step)
-                    continue
-                if bad:
-                    alive[m] = False
-                    results[m] = TrainResult("diverged", None, step, step * tps,
-                                             step * tps * fpt, None)
-        pending.clear()
-
-    vals: list[float] = []
-    try:
-        for step in range(start, total):
-            lrs = [lr_at(step, total, c.lr, c.schedule, **sched) if alive[m] else 0.0
-                   for m, c in enumerate(configs)]
-            batches = [sample_batch(data.train, cfg0.batch_size, cfg0.context, g) for g in gens]
-            x = torch.stack([b[0] for b in batches]).to(device)  # (M, B, T)
-            y = torch.stack([b[1] for b in batches]).to(device)
-            with autocast_for(device):
-                logits = stacked_gpt_forward(params, mcfg, x)
-            ce = F.cross_entropy(logits.float().flatten(0, 2), y.flatten(), reduction="none")
-            losses = ce.view(M, -1).mean(1)  # (M,)
-            for p in params.values():
-                p.grad = None
-            losses.sum().backward()  # members are independent: each gets its own gradient
-            with torch.no_grad():
-                sq = sum(p.grad.pow(2).flatten(1).sum(1) for p in params.values())
-                gnorm = sq.sqrt()  # (M,)
-                scale = (clip / (gnorm + 1e-6)).clamp(max=1.0)
-                lr_t = torch.tensor(lrs, device=device)
-                bc1, bc2 = 1 - BETAS[0] ** (step + 1), 1 - BETAS[1] ** (step + 1)
-                for n, p in params.items():
-                    g = p.grad * _member_view(scale, p.dim())
-                    exp_avg[n].lerp_(g, 1 - BETAS[0])
-                    exp_avg_sq[n].mul_(BETAS[1]).addcmul_(g, g, value=1 - BETAS[1])
-                    lr_p = _member_view(lr_t, p.dim())
-                    if p.dim() >= 3:  # matrices (stacked): decoupled weight decay
-                        p.mul_(1 - lr_p * _member_view(wd, p.dim()))
-                    denom = (exp_avg_sq[n].sqrt() / math.sqrt(bc2)).add_(EPS)
-                    p.addcdiv_(exp_avg[n] * (lr_p / bc1), denom, value=-1.0)
-            pending.append((step, lrs, losses.detach(), gnorm, time.perf_counter() - t0))
-            done = step + 1
-            at_eval = done % cfg0.eval_every == 0 or done == total
-            at_ckpt = done % cfg0.checkpoint_every == 0 or done == total or done in extra_ckpts
-            if len(pending) >= cfg0.log_every or at_eval or at_ckpt:
-                flush()
-            if at_eval:
-                vals = val_losses()
-                wall = time.perf_counter() - t0
-                for m in range(M):
-                    if alive[m]:
-                        row = {"val/loss": vals[m], "tokens": float(done * tps),
-                               "flops": float(done * tps * fpt)}
-                        guarded(m, done, partial(writers[m].log_many, done, row,
-                                                 tokens=done * tps, wall_time=wall))
-            if at_ckpt and any(alive):
-                save(done)
-            now = time.perf_counter()
-            if now - last_hb >= HEARTBEAT_INTERVAL_S:
-                check_claims(done)
-                last_hb = now
-            if on_step is not None:
-                on_step(done, total)
-            if not any(alive):
-                break
-            if stop_event is not None and stop_event.is_set() and done < total:
-                flush()
-                if last_saved != done and any(alive):
-                    save(done)
-                for m in range(M):
-                    if alive[m]:
-                        results[m] = TrainResult("interrupted", None, done, done * tps,
-                                                 done * tps * fpt, None)
-                        guarded(m, done, writers[m].flush)
-                        with contextlib.suppress(ClaimLost):  # taken over: nothing to release
-                            store.release_run(run_keys[m], worker)
-                return [r for r in results if r is not None]
-        flush()
-        if start >= total:  # resumed from the final checkpoint: only the final eval is left
-            vals = val_losses()
-        for m in range(M):
-            if not alive[m]:
-                continue
-            guarded(m, total, writers[m].flush)
-            guarded(m, total, lambda m=m: store.finish_run(run_keys[m], "finished",
-                                                          final_loss=vals[m]))
-            if alive[m]:
-                results[m] = TrainResult("finished", vals[m], total, total * tps,
-                                         total * tps * fpt, None)
-    finally:
-        for m, w in enumerate(writers):
-            if alive[m]:
-                w.close()
-            else:  # diverged (flushed) or lost (refused): nothing left to write
-                with contextlib.suppress(ClaimLost):
-                    w.close()
-    return [r for r in results if r is not None]
+    members = [Member.start(cfg, key, None if states is None else states[m])
+               for m, (cfg, key) in enumerate(zip(configs, run_keys, strict=True))]
+    loop = TrainingLoop(
+        StackedStepper(configs, mcfg, device, val_sets, states), members, plan, store,
+        checkpoint_dir, worker, start=start, train_tokens=data.train, on_lost="drop",
+        stop_event=stop_event, on_step=on_step,
+    )
+    return loop.run(clear_after=None if states is None else start)

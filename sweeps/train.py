@@ -1,16 +1,16 @@
-"""The training loop: one run of one model on one data budget, tracked in the store.
+"""One run of one model on one data budget, tracked in the store: its config, plan and setup.
 
 ``train_run`` trains with AdamW (decay on matrices only), gradient clipping and the run's lr
 schedule, logs every step's ``train/loss``, ``lr``, ``grad_norm`` (and ``spike`` where a loss
 spike is flagged) and, every ``eval_every`` steps and at the end, ``val/loss``, ``tokens`` and
-``flops`` (cumulative) through ``store.metric_writer``. The ``step`` of a metric is the number
-of optimizer updates applied to the model that produced it; its ``tokens`` are the tokens
-that model has trained on.
+``flops`` (cumulative). The loop itself (batches, logging cadence, evaluation, checkpoints,
+divergence, claims, stopping) is :class:`scaletrack.sweeps.train_loop.TrainingLoop`, shared
+with the stacked groups of :mod:`scaletrack.sweeps.multi`; this module gives it a
+:class:`ModuleStepper` (one ``nn.Module`` under torch's AdamW) and one member.
 
 Exact resume: a checkpoint holds the model, the AdamW state, the data generator state, the
 step and the spike detector's history; every random draw after initialisation comes from the
 data generator, so a run resumed from a checkpoint takes the same steps as one never stopped.
-Losses are moved to the host once every ``log_every`` steps (one sync), not every step.
 
 Cooldown branches: a run whose config names ``branch_from`` (a trunk's run key) and
 ``branch_step`` starts, unless it has checkpoints of its own, from the trunk's checkpoint at
@@ -24,15 +24,12 @@ Divergence: a training loss that is not finite or exceeds ``DIVERGENCE_FACTOR * 
 (4x the loss of a uniform guess) marks the run ``diverged``; its metrics are kept.
 On CUDA the forward runs under bf16 autocast.
 """
-
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -45,21 +42,30 @@ from torch import nn
 from scaletrack.errors import ConfigError, DataError, ScaletrackError
 from scaletrack.models.accounting import count_params, flops_per_token
 from scaletrack.models.build import build_model
-from scaletrack.models.checkpoint import load_checkpoint, save_checkpoint
-from scaletrack.models.data import eval_batches, load_tokens, sample_batch
+from scaletrack.models.checkpoint import TrainingState, load_checkpoint
+from scaletrack.models.data import eval_batches, load_tokens
 from scaletrack.models.gpt import GPTConfig
 from scaletrack.models.ladder import shape_for
 from scaletrack.models.lstm import LSTMConfig
-from scaletrack.sweeps.schedule import COOLDOWNS, SCHEDULES, lr_at
-from scaletrack.sweeps.spikes import SpikeDetector
+from scaletrack.store import CheckpointRecord, ClaimLost, RunRecord, StoreError
+from scaletrack.sweeps.schedule import COOLDOWNS, SCHEDULES
+from scaletrack.sweeps.train_loop import (
+    DIVERGENCE_FACTOR,
+    HEARTBEAT_INTERVAL_S,
+    Batch,
+    Member,
+    TrainingLoop,
+    TrainResult,
+    usable_state,
+)
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
 
-DIVERGENCE_FACTOR = 4.0
-HEARTBEAT_INTERVAL_S = 10.0
+__all__ = ["DIVERGENCE_FACTOR", "HEARTBEAT_INTERVAL_S", "ModuleStepper", "RunBusyError",
+           "RunPlan", "TrainConfig", "TrainResult", "model_config", "plan_run", "train_run"]
 
 
 class RunBusyError(ScaletrackError):
@@ -71,8 +77,10 @@ class TrainConfig:
     """Everything that determines a run. Token counts are tokens; lr is the peak lr."""
 
     family: str  # "gpt" | "lstm"
-    model: dict  # shape kwargs (n_layer, n_head, d_model | n_layer, d_hidden) or {"params": N}
-    data: dict  # {"corpus": "stdlib"} | {"path": ...} | {"tokens": "x.bin"} | {"task": ...}
+    # shape kwargs (n_layer, n_head, d_model | n_layer, d_hidden) or {"params": N}
+    model: dict[str, Any]
+    # {"corpus": "stdlib"} | {"path": ...} | {"tokens": "x.bin"} | {"task": ...}
+    data: dict[str, Any]
     context: int = 128
     batch_size: int = 16  # sequences per step
     tokens: int = 1_000_000  # D, the training budget
@@ -160,17 +168,7 @@ class RunPlan:
     model_config: GPTConfig | LSTMConfig
 
 
-@dataclass(frozen=True)
-class TrainResult:
-    status: str  # "finished" | "diverged" | "interrupted" | "lost" (packed member, claim taken)
-    final_loss: float | None  # final validation loss, nats/token
-    steps: int
-    tokens: int
-    flops: float
-    resumed_from_step: int | None
-
-
-def _vocab_size(data: dict) -> int:
+def _vocab_size(data: dict[str, Any]) -> int:
     if "vocab_size" in data:
         return int(data["vocab_size"])
     if "tokens" in data:
@@ -181,7 +179,7 @@ def _vocab_size(data: dict) -> int:
 def model_config(cfg: TrainConfig) -> GPTConfig | LSTMConfig:
     """The model config of a run: its shape (or ladder target) with the run's context and vocab."""
     model = dict(cfg.model)
-    size: int | dict = int(model.pop("params")) if "params" in model else model
+    size: int | dict[str, Any] = int(model.pop("params")) if "params" in model else model
     return shape_for(cfg.family, size, context=cfg.context, vocab_size=_vocab_size(cfg.data))
 
 
@@ -243,24 +241,11 @@ def evaluate_loss(
     return float(total) / len(batches)
 
 
-def _checkpoint_meta(cfg: TrainConfig, mcfg: GPTConfig | LSTMConfig) -> dict[str, Any]:
-    return {"family": cfg.family, "model": mcfg.to_dict(), "train": cfg.to_dict()}
-
-
-def _same_training(saved: Any, cfg: TrainConfig) -> bool:
-    """Whether a checkpoint's saved TrainConfig is this run's (the device may differ)."""
-    if not isinstance(saved, dict):
-        return False
-    ours = {k: v for k, v in cfg.to_dict().items() if k != "device"}
-    theirs = {k: v for k, v in saved.items() if k != "device"}
-    return json.dumps(ours, sort_keys=True) == json.dumps(theirs, sort_keys=True)
-
-
-def _ensure_claimed(cfg: TrainConfig, plan: RunPlan, store: StoreLike, run_key: str, worker: str):
+def _ensure_claimed(
+    cfg: TrainConfig, plan: RunPlan, store: StoreLike, run_key: str, worker: str
+) -> RunRecord | None:
     """Create the run row if absent and claim it; return the stored row if already done."""
-    from scaletrack.store import RunRecord
-
-    run = store.get_run(run_key)
+    run: RunRecord | None = store.get_run(run_key)
     if run is None:
         run = store.ensure_run(
             RunRecord(
@@ -277,7 +262,7 @@ def _ensure_claimed(cfg: TrainConfig, plan: RunPlan, store: StoreLike, run_key: 
     return None
 
 
-def branch_point_checkpoint(store: StoreLike, cfg: TrainConfig) -> Any:
+def branch_point_checkpoint(store: StoreLike, cfg: TrainConfig) -> CheckpointRecord | None:
     """The trunk's checkpoint record at ``cfg.branch_step``, or None if not saved yet."""
     if cfg.branch_from is None:
         return None
@@ -287,7 +272,7 @@ def branch_point_checkpoint(store: StoreLike, cfg: TrainConfig) -> Any:
     return None
 
 
-def load_branch_point(store: StoreLike, cfg: TrainConfig) -> Any:
+def load_branch_point(store: StoreLike, cfg: TrainConfig) -> TrainingState:
     """The trunk's state at the branch point (models.checkpoint state); DataError if absent."""
     rec = branch_point_checkpoint(store, cfg)
     if rec is None:
@@ -298,6 +283,40 @@ def load_branch_point(store: StoreLike, cfg: TrainConfig) -> Any:
         raise DataError(f"trunk {cfg.branch_from}: checkpoint {rec.path} is not a resumable "
                         f"state at step {cfg.branch_step}")
     return state
+
+
+class ModuleStepper:
+    """One ``nn.Module`` under torch's AdamW: the numerics of a single run (M = 1)."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+                 device: torch.device, val_sets: list[Batch]) -> None:
+        self.model, self.optimizer, self.device, self.val_sets = model, optimizer, device, val_sets
+        self.params = list(model.parameters())
+        self.clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+
+    def step(self, step: int, lrs: Sequence[float], batches: Sequence[Batch]
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One AdamW update at ``lrs[0]`` on ``batches[0]``; loss and grad norm, shape (1,)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lrs[0]
+        x, y = batches[0]
+        if self.device.type == "cuda":
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        with autocast_for(self.device):
+            logits = self.model(x)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.autograd.backward(loss)
+        gnorm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        self.optimizer.step()
+        return loss.detach().reshape(1), gnorm.detach().float().reshape(1)
+
+    def evaluate(self) -> list[float]:
+        return [evaluate_loss(self.model, self.val_sets, self.device)]
+
+    def member_state(self, m: int, step_done: int, lr: float
+                     ) -> tuple[nn.Module, torch.optim.Optimizer]:
+        return self.model, self.optimizer
 
 
 def train_run(
@@ -315,8 +334,6 @@ def train_run(
     done_run = _ensure_claimed(cfg, plan, store, run_key, worker)
     if done_run is not None:
         return TrainResult(done_run.status, done_run.final_loss, 0, 0, 0.0, None)
-    from scaletrack.store import ClaimLost, StoreError
-
     try:
         return _train(cfg, plan, store, run_key, Path(checkpoint_dir), worker, stop_event, on_step)
     except (ClaimLost, StoreError):  # taken over, or the store failing: the caller decides
@@ -325,8 +342,9 @@ def train_run(
         store.release_run(run_key, worker)
         raise
     except Exception as exc:
-        if isinstance(exc.__cause__ or exc.__context__, ClaimLost):
-            raise exc.__cause__ or exc.__context__ from None
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ClaimLost):
+            raise cause from None
         store.finish_run(run_key, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
 
@@ -341,8 +359,6 @@ def _train(
     stop_event: threading.Event | None,
     on_step: Callable[[int, int], None] | None,
 ) -> TrainResult:
-    from scaletrack.store import CheckpointRecord
-
     device = torch.device(cfg.device)
     mcfg = plan.model_config
     data = load_tokens(cfg.data)
@@ -350,35 +366,17 @@ def _train(
         raise DataError(f"corpus vocab {data.vocab_size} exceeds the model's {mcfg.vocab_size}")
     model = init_model(cfg, mcfg).to(device)
     optimizer = make_optimizer(model, cfg)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    spikes = SpikeDetector()
-    meta = _checkpoint_meta(cfg, mcfg)
-    total, tps, fpt = plan.steps, plan.tokens_per_step, plan.flops_per_token
-    diverge_at = DIVERGENCE_FACTOR * math.log(mcfg.vocab_size)
 
-    start, resumed_from = 0, None
+    state, start, resumed_from = None, 0, None
     records = store.latest_checkpoints(run_key)
     for rec in records:
-        try:
-            state = load_checkpoint(rec.path, rec.sha256)
-        except DataError as exc:  # corrupt or missing: fall back to an older checkpoint
-            log.warning("run %s: skipping checkpoint at step %s: %s", run_key, rec.step, exc)
-            continue
-        if not _same_training(state.meta.get("train"), cfg) or state.optimizer is None:
-            log.warning("run %s: skipping checkpoint at step %s: it was written by another "
-                        "training configuration", run_key, rec.step)
-            continue
-        model.load_state_dict(state.model)
-        optimizer.load_state_dict(state.optimizer)
-        gen.set_state(state.rng["data"])
-        spikes = SpikeDetector.from_state(state.meta["spikes"])
-        start = resumed_from = int(state.meta["step"])
-        break
+        state = usable_state(rec, cfg)
+        if state is not None:
+            start = resumed_from = int(state.meta["step"])
+            break
     if records and resumed_from is None:
         log.warning("run %s: none of its %d checkpoints is usable; restarting from step 0",
                     run_key, len(records))
-    if resumed_from is not None:
-        store.delete_metrics_after(run_key, resumed_from)
     if resumed_from is None and cfg.branch_from is not None:
         trunk = store.get_run(cfg.branch_from)
         if trunk is not None and trunk.status == "diverged" and (
@@ -388,133 +386,21 @@ def _train(
             store.finish_run(run_key, "diverged", error=msg)
             return TrainResult("diverged", None, 0, 0, 0.0, None)
         state = load_branch_point(store, cfg)
+        start = cfg.branch_step
+    if state is not None:
+        assert state.optimizer is not None  # usable_state and load_branch_point checked it
         model.load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
-        gen.set_state(state.rng["data"])
-        spikes = SpikeDetector.from_state(state.meta["spikes"])
-        start = cfg.branch_step
-        if hasattr(store, "delete_metrics_after"):
-            store.delete_metrics_after(run_key, start)
 
     val_sets = [
         (x.to(device), y.to(device))
         for x, y in eval_batches(data.val, cfg.eval_batches, cfg.batch_size, cfg.context)
     ]
-    train_tokens = data.train.to(device) if device.type == "cuda" else data.train
-    params = [p for p in model.parameters()]
-    clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-    sched = cfg.schedule_kwargs()
-    extra_ckpts = set(cfg.checkpoint_at)
-    t0 = last_hb = time.perf_counter()
-    last_saved = start if resumed_from is not None or cfg.branch_from is not None else -1
-    # (step, lr, loss, grad norm, wall s): each step keeps its own clock reading, so rows
-    # flushed together still have distinct wall times
-    pending: list[tuple[int, float, torch.Tensor, torch.Tensor, float]] = []
-
-    def still_ours() -> None:
-        """Stop at once, writing nothing, when another worker took the run over (this one was
-        paused longer than the stale limit: a suspended VM, SIGSTOP, swap storms)."""
-        if not store.heartbeat(run_key, worker):
-            from scaletrack.store import ClaimLost
-
-            raise ClaimLost(f"worker {worker} lost its claim on run {run_key}; "
-                            "it stopped without writing")
-
-    def save(step_done: int) -> None:
-        nonlocal last_saved
-        still_ours()  # never overwrite the new holder's checkpoint files
-        path = checkpoint_dir / run_key / f"step_{step_done:08d}.safetensors"
-        file_meta = {**meta, "step": step_done, "spikes": spikes.state()}
-        sha = save_checkpoint(path, model, optimizer=optimizer, rng={"data": gen.get_state()},
-                              meta=file_meta)
-        store.add_checkpoint(
-            CheckpointRecord(
-                id=None, run_key=run_key, kind="own", N=plan.N, tokens=step_done * tps,
-                flops=step_done * tps * fpt, step=step_done, path=str(path), sha256=sha,
-                loader=cfg.family, meta=meta,
-            )
-        )
-        last_saved = step_done
-
-    def flush_pending(writer: Any) -> int | None:
-        """Log buffered steps; return the first diverged step, if any."""
-        if not pending:
-            return None
-        values = torch.stack([torch.stack([lo.float(), gn.float()])
-                              for _, _, lo, gn, _ in pending])
-        rows = values.tolist()  # the one host sync
-        bad = None
-        for (step, lr, _, _, wall), (loss, gnorm) in zip(pending, rows, strict=True):
-            vals = {"train/loss": loss, "lr": lr, "grad_norm": gnorm}
-            if not math.isfinite(loss) or loss > diverge_at:
-                bad = step if bad is None else bad
-            elif spikes.update(loss):
-                vals["spike"] = 1.0
-            writer.log_many(step, vals, tokens=step * tps, wall_time=wall)
-            if bad is not None:
-                break
-        pending.clear()
-        return bad
-
-    def diverged(writer: Any, bad: int) -> TrainResult:
-        writer.flush()
-        msg = f"training loss not finite or > {diverge_at:.1f} nats at step {bad}"
-        store.finish_run(run_key, "diverged", error=msg)
-        return TrainResult("diverged", None, bad, bad * tps, bad * tps * fpt, resumed_from)
-
-    with store.metric_writer(run_key) as writer:
-        model.train()
-        for step in range(start, total):
-            lr = lr_at(step, total, cfg.lr, cfg.schedule, **sched)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = sample_batch(train_tokens, cfg.batch_size, cfg.context, gen)
-            if device.type == "cuda":
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with autocast_for(device):
-                logits = model(x)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(params, clip)
-            optimizer.step()
-            pending.append((step, lr, loss.detach(), gnorm.detach(),
-                            time.perf_counter() - t0))
-            done = step + 1
-            at_eval = done % cfg.eval_every == 0 or done == total
-            at_ckpt = done % cfg.checkpoint_every == 0 or done == total or done in extra_ckpts
-            if len(pending) >= cfg.log_every or at_eval or at_ckpt:
-                bad = flush_pending(writer)
-                if bad is not None:
-                    return diverged(writer, bad)
-            if at_eval:
-                val = evaluate_loss(model, val_sets, device)
-                writer.log_many(
-                    done, {"val/loss": val, "tokens": float(done * tps),
-                           "flops": float(done * tps * fpt)},
-                    tokens=done * tps, wall_time=time.perf_counter() - t0,
-                )
-            if at_ckpt:
-                writer.flush()
-                save(done)
-            now = time.perf_counter()
-            if now - last_hb >= HEARTBEAT_INTERVAL_S:
-                still_ours()
-                last_hb = now
-            if on_step is not None:
-                on_step(done, total)
-            if stop_event is not None and stop_event.is_set() and done < total:
-                bad = flush_pending(writer)
-                if bad is not None:
-                    return diverged(writer, bad)
-                writer.flush()
-                if last_saved != done:
-                    save(done)
-                store.release_run(run_key, worker)
-                return TrainResult("interrupted", None, done, done * tps, done * tps * fpt,
-                                   resumed_from)
-        # resumed from the final checkpoint: only the final eval is left
-        final = val if start < total else evaluate_loss(model, val_sets, device)
-        writer.flush()
-    store.finish_run(run_key, "finished", final_loss=final)
-    return TrainResult("finished", final, total, total * tps, total * tps * fpt, resumed_from)
+    loop = TrainingLoop(
+        ModuleStepper(model, optimizer, cfg, device, val_sets),
+        [Member.start(cfg, run_key, state, resumed_from)], plan, store, checkpoint_dir, worker,
+        start=start, train_tokens=data.train.to(device) if device.type == "cuda" else data.train,
+        on_lost="raise", stop_event=stop_event, on_step=on_step,
+    )
+    (result,) = loop.run(clear_after=None if state is None else start)
+    return result
