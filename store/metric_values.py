@@ -19,10 +19,11 @@ import decimal
 import math
 import numbers
 import sys
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from scaletrack.safe_text import code_point, first_unsafe, shown
 
 MAX_METRIC_NAME = 200  # characters; the metrics.name column (store.schema)
 _NEST_LIMIT = 16  # nesting depth of a logged mapping
@@ -50,16 +51,13 @@ _CHECKED_NAMES: set[str] = set()
 
 
 def unsafe_text(text: str) -> str | None:
-    """Why `text` cannot be stored and shown as a name (None when it can): control and
-    invisible formatting characters (C0, C1, bidirectional overrides, zero-width marks, line
-    separators) and lone surrogates, which no database encodes."""
-    for c in text:
-        if unicodedata.category(c) in _UNSAFE_CATEGORIES:
-            return f"contains the control or formatting character U+{ord(c):04X}"
-    return None
-
-
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+    """Why `text` cannot be stored and shown as a name (None when it can): it holds an unsafe
+    character (`scaletrack.safe_text`: C0 and C1 controls, bidirectional overrides,
+    zero-width marks, line separators, lone surrogates)."""
+    found = first_unsafe(text)
+    if found is None:
+        return None
+    return f"contains the control or formatting character {code_point(found[1])}"
 
 
 def check_metric_name(name: Any) -> str | None:
@@ -191,9 +189,7 @@ def _one(key: Any, value: Any, prefix: str, out: CoercedValues, depth: int) -> N
 def _printable(name: Any, limit: int = 80) -> str:
     """A name as it may be printed: control and formatting characters escaped, long names
     cut."""
-    text = name if isinstance(name, str) else repr(name)
-    if not text.isprintable() or unsafe_text(text) is not None:
-        text = text.encode("unicode_escape", errors="backslashreplace").decode("ascii")
+    text = shown(name if isinstance(name, str) else repr(name))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

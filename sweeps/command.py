@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scaletrack.errors import ConfigError
+from scaletrack.safe_text import LINE_BREAKS, is_unsafe
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
@@ -199,12 +200,15 @@ class CommandConfig:
 
 
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def clean_line(text: str) -> str:
-    """A line without terminal escape sequences and control characters (tab kept)."""
-    return _CONTROL.sub("", _ANSI.sub("", text))
+    """A line without terminal escape sequences and unsafe characters (`scaletrack.safe_text`:
+    controls, invisible formatting; tab kept)."""
+    text = _ANSI.sub("", text)
+    if text.isprintable():
+        return text
+    return "".join(c for c in text if c in LINE_BREAKS or not is_unsafe(c))
 
 
 class StderrTail:

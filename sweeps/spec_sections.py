@@ -18,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from scaletrack.safe_text import first_unsafe
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 TASK_REF_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 MAX_ERRORS_SHOWN = 3
@@ -428,25 +430,26 @@ class CheckpointSpec(_Section):
 SBATCH_FLAG_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
 SLURM_ONLY = ("partition", "time", "cpus_per_task", "gpus_per_task", "mem",
               "array_parallelism", "sbatch", "same_node", "max_retries")
-# Unicode line and paragraph separators: not control characters, but line breaks to many tools
-LINE_SEPARATORS = frozenset("\u2028\u2029")
 
 
 def control_character(text: str) -> str | None:
     """Why `text` cannot go into a Slurm batch script, or None when it can.
 
-    Refused: every C0 control character (NUL, tab, newline, CR, ESC, ...), DEL, every C1
-    control character (e.g. NEL U+0085) and the Unicode line/paragraph separators. A line
+    Refused: every unsafe character (`scaletrack.safe_text`): C0 controls (NUL, tab,
+    newline, CR, ESC, ...), DEL, C1 controls (e.g. NEL U+0085), the Unicode line/paragraph
+    separators and invisible formatting (bidirectional overrides, zero-width marks). A line
     break would end the `#SBATCH` line it sits on (whatever the quoting: submitit quotes
     for the shell, and bash does not read quotes in a comment), turning the rest of the
     value into script lines; the others garble the line or the terminal showing it.
     """
-    for i, char in enumerate(text):
-        if unicodedata.category(char) == "Cc" or char in LINE_SEPARATORS:
-            what = "a line separator" if char in LINE_SEPARATORS else "a control character"
-            return (f"contains {what} ({char!r} at position {i + 1}), which would break the "
-                    "Slurm batch script")
-    return None
+    found = first_unsafe(text)
+    if found is None:
+        return None
+    i, char = found
+    what = {"Cc": "a control character", "Zl": "a line separator",
+            "Zp": "a line separator"}.get(unicodedata.category(char), "a formatting character")
+    return (f"contains {what} ({char!r} at position {i + 1}), which would break the "
+            "Slurm batch script")
 
 
 def _batch_safe(value: Any) -> Any:

@@ -22,14 +22,27 @@ from typer.core import TyperGroup
 
 from scaletrack.errors import ConfigError, ScaletrackError
 from scaletrack.number_format import MISSING, fmt_number
+from scaletrack.safe_text import LINE_BREAKS, shown
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from scaletrack.store.protocol import StoreLike
 
-console = Console()
-err_console = Console(stderr=True)
+
+class LiteralConsole(Console):
+    """A Rich console that never sends a control character of its text to the terminal:
+    every string it prints goes through `shown` (newlines and tabs kept), so text that
+    reached a message without `literal` is still printed escaped. Rich's own styling
+    (colour codes on a terminal) is added after this and is unaffected."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(shown(o, keep=LINE_BREAKS) if isinstance(o, str) else o
+                        for o in objects), **kwargs)
+
+
+console = LiteralConsole()
+err_console = LiteralConsole(stderr=True)
 
 StoreOption = typer.Option(
     None,
@@ -41,9 +54,23 @@ StoreOption = typer.Option(
 )
 
 
-def literal(text: object) -> str:
-    """User text (names, titles, messages) made safe to embed in Rich markup: printed as is."""
-    return escape(str(text))
+def literal(text: object, *, keep: str = "") -> str:
+    """User text (names, titles, messages) made safe to embed in Rich markup: printed as is,
+    control and invisible formatting characters shown escaped (`shown`), never sent to the
+    terminal. `keep=LINE_BREAKS` leaves newlines and tabs of multi-line text (a stderr)."""
+    return escape(shown(text, keep=keep))
+
+
+def echo(text: object, *, err: bool = False) -> None:
+    """`typer.echo` for text that may hold user text: control characters shown escaped
+    (newlines and tabs kept)."""
+    typer.echo(shown(text, keep=LINE_BREAKS), err=err)
+
+
+def say(text: object, *, keep: str = "") -> None:
+    """Print one line of plain text (no Rich markup, no highlighting) with user text in it
+    shown literally (see `literal`)."""
+    console.print(shown(text, keep=keep), markup=False, highlight=False, soft_wrap=True)
 
 
 def report_error(message: str) -> None:
@@ -51,8 +78,8 @@ def report_error(message: str) -> None:
     any URL in it are redacted."""
     from scaletrack.store.engine import redact_secrets
 
-    err_console.print(f"[bold red]error:[/] {escape(redact_secrets(message))}", highlight=False,
-                      soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {literal(redact_secrets(message), keep=LINE_BREAKS)}",
+                      highlight=False, soft_wrap=True)
 
 
 class ScaletrackGroup(TyperGroup):
@@ -105,7 +132,8 @@ def runs_for_display(frame: pd.DataFrame) -> pd.DataFrame:
 
 def cell_text(value: Any) -> str:
     """One table value as plain text (not Rich markup): missing values (None, NaN, pandas' NA
-    and NaT) as "-", numbers by `fmt_number`, times to the second, anything else as text."""
+    and NaT) as "-", numbers by `fmt_number`, times to the second, anything else as text
+    with control characters shown escaped."""
     import pandas as pd
 
     if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
@@ -116,10 +144,10 @@ def cell_text(value: Any) -> str:
         try:
             return fmt_number(float(value))
         except (TypeError, ValueError):
-            return str(value)
+            return shown(value)
     if hasattr(value, "strftime"):  # pandas Timestamp / datetime
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
+    return shown(value)
 
 
 def print_table(
@@ -132,11 +160,11 @@ def print_table(
     from rich.text import Text
 
     cols = list(columns) if columns is not None else list(df.columns)
-    table = Table(title=None if title is None else escape(title), box=box.SIMPLE_HEAD,
+    table = Table(title=None if title is None else literal(title), box=box.SIMPLE_HEAD,
                   padding=(0, 1, 0, 0), pad_edge=False, header_style="bold")
     for col in cols:
         numeric = col in df.columns and pd.api.types.is_numeric_dtype(df[col])
-        table.add_column(escape(str(col)), justify="right" if numeric else "left")
+        table.add_column(literal(col), justify="right" if numeric else "left")
     for row in df[cols].itertuples(index=False):
         table.add_row(*(Text(cell_text(v)) for v in row))
     console.print(table)
@@ -166,5 +194,6 @@ def to_json(obj: Any) -> str:
 
 
 def print_json(obj: Any) -> None:
-    """Print `obj` as JSON on stdout (no colour, so it pipes cleanly)."""
+    """Print `obj` as JSON on stdout (no colour, so it pipes cleanly; control characters in
+    strings are JSON escapes such as \\u001b)."""
     typer.echo(to_json(obj))

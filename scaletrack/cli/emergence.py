@@ -10,6 +10,7 @@ import typer
 from scaletrack.cli.common import StoreOption, console, err_console, print_json, store_session
 from scaletrack.errors import ConfigError, DataError
 from scaletrack.number_format import fmt_number
+from scaletrack.safe_text import shown
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,7 +86,7 @@ def _print(df: pd.DataFrame, title: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=Text(title), header_style="bold")
+    table = Table(title=Text(shown(title)), header_style="bold")
     for col in df.columns:
         text = col in ("task", "metric")
         widest = int(df[col].astype(str).str.len().max()) if len(df) else len(col)
@@ -94,7 +95,7 @@ def _print(df: pd.DataFrame, title: str) -> None:
                          if text else None,
                          justify="left" if text or col == "class" else "right")
     for row in df.itertuples(index=False):
-        table.add_row(*(Text(str(v)) for v in row))  # task names are user text, not markup
+        table.add_row(*(Text(shown(v)) for v in row))  # task names are user text, not markup
     if console.is_terminal:
         console.print(table)
     else:  # a pipe or a file has no width: the table whole rather than folded into 80 columns

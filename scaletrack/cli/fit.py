@@ -17,6 +17,7 @@ import typer
 from scaletrack.cli.common import (
     StoreOption,
     console,
+    echo,
     err_console,
     print_json,
     print_table,
@@ -300,7 +301,7 @@ def backtest_command(
     if message:
         console.print(message, markup=False, soft_wrap=True)
     for path in paths:
-        typer.echo(str(path))
+        echo(path)
 
 
 def import_csv_command(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from scaletrack.cli.common import StoreOption, console, err_console, store_session
+from scaletrack.cli.common import StoreOption, err_console, say, store_session
 
 PROGRESS_AFTER_S = 2.0  # an import shorter than this shows no progress
 PROGRESS_EVERY_S = 5.0  # seconds between plain progress lines (stderr not a terminal)
@@ -19,13 +19,6 @@ import_app = typer.Typer(
     "history table: every value checked first, then one transaction per import.",
     no_args_is_help=True,
 )
-
-
-def say(text: str) -> None:
-    """Print a result line: user text literally (no Rich markup, no highlighting, control
-    characters such as ESC shown escaped, never sent to the terminal)."""
-    shown = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-    console.print(shown, markup=False, highlight=False, soft_wrap=True)
 
 
 def skipped_values(count: int, first: Sequence[tuple[str, str]]) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from scaletrack.cli.common import StoreOption, console
+from scaletrack.cli.common import StoreOption, console, echo
 from scaletrack.cli.fit import CCol, CsvOpt, DCol, LossCol, LrOpt, NCol, SeedsOpt, SweepOpt
 
 
@@ -71,7 +71,7 @@ def plot_command(
                 fits.append(fit_chinchilla(points, n_bootstrap=bootstrap))
             paths = plot_optimal(fits, output)
     for path in paths:
-        typer.echo(str(path))
+        echo(path)
 
 
 def register(app: typer.Typer) -> None:

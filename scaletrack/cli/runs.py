@@ -7,6 +7,7 @@ import typer
 from scaletrack.cli.common import (
     StoreOption,
     cell_text,
+    echo,
     print_json,
     print_table,
     runs_for_display,
@@ -55,14 +56,14 @@ def runs_command(
                  else st.count_runs(sweep=sweep, status=status, tag=tag))
     if keys:
         for key in frame["run_key"] if not frame.empty else ():
-            typer.echo(key)
+            echo(key)
         return
     if as_json:
         records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
         print_json(records)
         return
     if frame.empty:
-        typer.echo("no runs")
+        echo("no runs")
         return
     title = "runs"
     shown = runs_for_display(frame)
@@ -77,7 +78,7 @@ def runs_command(
     print_table(shown, title=title, columns=columns)
     footer = page_footer(len(frame), offset, total, "runs")
     if footer:
-        typer.echo(footer)
+        echo(footer)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ import typer
 from scaletrack.cli.common import (
     StoreOption,
     console,
+    echo,
     fail,
     literal,
     open_store_or_exit,
@@ -22,6 +23,7 @@ from scaletrack.cli.common import (
 from scaletrack.cli.runs import page_footer
 from scaletrack.errors import ConfigError, DataError
 from scaletrack.number_format import fmt_number
+from scaletrack.safe_text import LINE_BREAKS
 
 sweep_app = typer.Typer(help="Run, validate and inspect grid sweeps.", no_args_is_help=True)
 
@@ -185,7 +187,7 @@ def status_command(
     print_table(runs_for_display(runs), title=f"cells of {name}", columns=columns)
     footer = page_footer(len(runs), offset, sum(counts.values()), "cells")
     if footer:
-        typer.echo(footer)
+        echo(footer)
     if not slurm.empty:
         from scaletrack.cli.slurm import print_slurm_tasks
 
@@ -224,7 +226,8 @@ def show_command(
                   f"lr {fmt_number(record.lr)}  final loss {fmt_number(record.final_loss)}",
                   soft_wrap=True)
     if record.error:
-        console.print(f"[red]error[/]: {literal(record.error)}", soft_wrap=True, highlight=False)
+        console.print(f"[red]error[/]: {literal(record.error, keep=LINE_BREAKS)}",
+                      soft_wrap=True, highlight=False)
     typer.echo(to_json(record.config))
     curves = loss_curves(metrics)
     if curves.empty:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from scaletrack.cli.common import StoreOption, console, fail, store_session
+from scaletrack.cli.common import StoreOption, console, echo, fail, store_session
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
@@ -66,10 +66,10 @@ def logs_command(
         if tail is not None:
             lines = lines[-tail:]
         if i:
-            typer.echo("")
-        typer.echo(f"==> {file} <==")
+            echo("")
+        echo(f"==> {file} <==")
         for line in lines:
-            typer.echo(line)
+            echo(line)
 
 
 def tag_command(

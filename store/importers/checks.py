@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from scaletrack.errors import DataError
+from scaletrack.safe_text import code_point, first_unsafe
 
 INT64_MAX = 2**63 - 1
 INT32_MAX = 2**31 - 1
@@ -110,15 +111,18 @@ def finite(value: Any) -> float | None:
 
 
 def text(value: Any, where: str, *, limit: int = TEXT_MAX) -> str:
-    """`value` as text of 1..limit characters without control characters."""
+    """`value` as text of 1..limit characters without an unsafe character (control or
+    invisible formatting, `scaletrack.safe_text`)."""
     out = str(value)
     if not out.strip():
         raise DataError(f"{where}: empty")
     if len(out) > limit:
         raise DataError(f"{where}: {len(out)} characters; at most {limit} are kept "
                         f"({_show(out[:40])}...)")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in out):
-        raise DataError(f"{where}: {_show(out)} contains control characters")
+    found = first_unsafe(out)
+    if found is not None:
+        raise DataError(f"{where}: {_show(out)} contains the control or formatting character "
+                        f"{code_point(found[1])}")
     return out
 
 
