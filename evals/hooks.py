@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from scaletrack.errors import ScaletrackError
 from scaletrack.evals.evaluate import (
@@ -25,9 +24,7 @@ from scaletrack.evals.evaluate import (
     resolve_task,
 )
 from scaletrack.evals.ideas import refresh_idea_statuses, rerun_due
-
-if TYPE_CHECKING:
-    from scaletrack.store.protocol import StoreLike
+from scaletrack.store.protocol import StoreLike
 
 log = logging.getLogger(__name__)
 @dataclass(frozen=True)
@@ -66,7 +63,9 @@ def evaluate_after_checkpoint(
         except ScaletrackError as exc:
             errors[str(name)] = str(exc)
             log.warning("evaluation of checkpoint %s: %s", ckpt_id, exc)
-    due = refresh_idea_statuses(store)
+    # Ideas are marked due where the store holds the registry; a worker behind the Ray hub
+    # has the worker role only (the sweep's own process re-checks ideas after each cell).
+    due = refresh_idea_statuses(store) if isinstance(store, StoreLike) else []
     if rerun_ideas and due:
         rerun_due(store, device=device)
         due = refresh_idea_statuses(store)

@@ -7,7 +7,8 @@ from scaletrack.store.engine import (
     with_absolute_sqlite_path,
 )
 from scaletrack.store.errors import ClaimLost, StoreError
-from scaletrack.store.protocol import MetricLogger, StoreLike
+from scaletrack.store.fits import fit_cache_key
+from scaletrack.store.protocol import MetricLogger, StoreLike, WorkerStore
 from scaletrack.store.readonly import open_read_only
 from scaletrack.store.records import (
     RUN_ROLES,
@@ -37,6 +38,8 @@ __all__ = [
     "StoreError",
     "ClaimLost",
     "StoreLike",
+    "WorkerStore",
+    "fit_cache_key",
     "make_run_key",
     "open_read_only",
     "resolve_store_url",

@@ -168,6 +168,8 @@ fits = sa.Table(
     sa.Column("label", sa.Text, nullable=True),
     sa.Column("payload", JSONText, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # 0007_fit_cache: a hash of the fit's inputs (store.fits.fit_cache_key), for the fit cache
+    sa.Column("key", sa.String(64), nullable=True, index=True),
 )
 
 # 0002_byo: free-form labels on runs and sweeps

@@ -10,8 +10,9 @@ Where metrics go depends on the store:
 
 - a database server (PostgreSQL): every task opens the Store from the URL and writes directly;
 - SQLite: ONE hub actor on the driver's node owns the Store; tasks get a `HubStore`, a
-  stand-in that forwards the Store calls `train_run` makes (metric batches, checkpoints,
-  heartbeats, finish) to that actor. A SQLite file is never opened from another machine.
+  stand-in that forwards the `WorkerStore` protocol (claims, metric batches, checkpoints and
+  evals, heartbeats, finish) to that actor. A SQLite file is never opened from another
+  machine.
 
 The hub actor (on the driver's node, no CPU reserved) also relays progress events to the
 driver and carries the Ctrl-C stop flag.
@@ -40,7 +41,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from scaletrack.errors import ConfigError, ScaletrackError, one_line
-from scaletrack.store.protocol import StoreLike, store_methods
+from scaletrack.store.protocol import StoreLike, WorkerStore, store_methods
 from scaletrack.sweeps.executors import (
     CellDone,
     CellTask,
@@ -58,9 +59,10 @@ STOP_GRACE_S = 300.0  # after Ctrl-C, how long running cells get to checkpoint
 STOP_CHECK_S = 1.0  # how often a running cell asks the hub whether to stop
 MAX_RETRIES = 3  # Ray re-runs a cell this many times after its node or worker died
 
-# Store methods a task may call through the hub: every method of the StoreLike protocol
+# Store methods a task may call through the hub: every method of the WorkerStore protocol
 # except those HubStore implements itself (metric writers buffer in the task; close is local).
-FORWARDED_METHODS = store_methods(StoreLike) - {"metric_writer", "close"}
+# A method added to WorkerStore is forwarded without a change here.
+FORWARDED_METHODS = store_methods(WorkerStore) - {"metric_writer", "close"}
 
 
 def _retryable_exceptions() -> list[type[BaseException]]:
@@ -271,9 +273,9 @@ class HubMetricWriter:
 
 
 class HubStore:
-    """Store stand-in inside a Ray task: every `StoreLike` call runs on the hub actor's Store.
+    """Store stand-in inside a Ray task: every `WorkerStore` call runs on the hub actor's Store.
 
-    The forwarding methods (FORWARDED_METHODS) are generated from the protocol below the class;
+    The forwarding methods (FORWARDED_METHODS) are generated from WorkerStore below the class;
     `metric_writer` and `close` are its own. Open metric writers are flushed before a checkpoint
     is registered or the run is finished, so a registered checkpoint never lacks the metrics
     logged before it.
@@ -322,12 +324,13 @@ class HubStore:
 
 
 def _forwarder(name: str) -> Any:
-    """A HubStore method that runs `name` on the hub's Store (signature and doc from StoreLike)."""
+    """A HubStore method that runs `name` on the hub's Store (signature and doc from
+    WorkerStore)."""
 
     def forward(self: HubStore, *args: Any, **kwargs: Any) -> Any:
         return self._call(name, *args, **kwargs)
 
-    protocol_method = getattr(StoreLike, name)
+    protocol_method = getattr(WorkerStore, name)
     forward.__name__ = forward.__qualname__ = name
     forward.__doc__ = protocol_method.__doc__
     forward.__signature__ = inspect.signature(protocol_method)  # type: ignore[attr-defined]
