@@ -15,6 +15,7 @@ from scaletrack.cli import (
     fit,
     ideas,
     imports,
+    plan,
     plot,
     runs,
     sweep,
@@ -42,7 +43,7 @@ def version() -> None:
 
 
 for _module in (
-    runs, sweep, fit, plot, emergence, ideas, checkpoints, track, imports, export, ui
+    runs, sweep, fit, plan, plot, emergence, ideas, checkpoints, track, imports, export, ui
 ):
     _module.register(app)
 

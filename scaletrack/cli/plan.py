@@ -1,0 +1,173 @@
+"""CLI: `scaletrack plan`: the small runs that predict a target best, written as a grid file."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from scaletrack.cli.common import StoreOption, console, fail, literal, print_table
+
+if TYPE_CHECKING:
+    from scaletrack.planning import PlannedGrid
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # a sweep name (grid format)
+
+
+def parse_flops(option: str, text: str | None) -> float | None:
+    """A positive finite number from an option's text ("1e14", "3.2e12"), or one error line."""
+    if text is None:
+        return None
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        fail(f"{option}: expected a number such as 1e12, got {text!r}")
+    if not math.isfinite(value) or value <= 0:
+        fail(f"{option}: expected a finite number > 0, got {text!r}")
+    return value
+
+
+def parse_width(text: str | None) -> float | None:
+    """A relative band width from "2%" or "0.02" (0 < width < 1), or one error line."""
+    if text is None:
+        return None
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
+    except ValueError:
+        fail(f"--until-width: expected a width such as 2% or 0.02, got {text!r}")
+    if not (math.isfinite(value) and 0.0 < value < 1.0):
+        fail(f"--until-width: expected a width between 0 and 100 %, got {text!r}")
+    return value
+
+
+def parse_sizes(text: str | None) -> list[float] | None:
+    """Parameter counts from "3e3,1e4,3e4", or one error line."""
+    if text is None:
+        return None
+    out = []
+    for item in text.split(","):
+        value = parse_flops("--sizes", item.strip())
+        assert value is not None
+        out.append(value)
+    return out
+
+
+def _pct(x: float) -> str:
+    return "n/a (too few cells to fit)" if not math.isfinite(x) else f"{100 * x:.1f} %"
+
+
+def plan_command(
+    target_compute: str = typer.Option(..., "--target-compute", help="FLOPs of the large run "
+                                       "to predict, e.g. 1e14."),
+    budget: str = typer.Option(..., "--budget", help="FLOPs the small runs may spend."),
+    target_n: str | None = typer.Option(None, "--target-n", help="Parameters N of the target "
+                                        "(default: its compute-optimal split)."),
+    target_d: str | None = typer.Option(None, "--target-d", help="Training tokens D of the "
+                                        "target (default: its compute-optimal split)."),
+    sweep: str | None = typer.Option(None, "--sweep", help="Plan on from this sweep's "
+                                     "finished runs."),
+    csv: Path | None = typer.Option(None, "--csv", help="Plan on from the runs in this CSV "
+                                    "(read as `fit --csv` reads it)."),
+    store: str | None = StoreOption,
+    sizes: str | None = typer.Option(None, "--sizes", help="Candidate model sizes, parameter "
+                                     "counts separated by commas (default: a ladder below the "
+                                     "target's N)."),
+    schedule: str = typer.Option("cosine", "--schedule", help="cosine (each cell from "
+                                 "scratch) or wsd-branches (cells of a size share one trunk, "
+                                 "paid once)."),
+    until_width: str | None = typer.Option(None, "--until-width", help="Write an adaptive "
+                                           "grid: `sweep run` stops once the band at the "
+                                           "target is this narrow (e.g. 2%)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the grid file here."),
+    name: str | None = typer.Option(None, "--name", help="Sweep name in the grid (default: "
+                                    "the output file's name)."),
+    simulations: int = typer.Option(8, "--simulations", min=0, help="Simulated fits per "
+                                    "design for the expected widths (0: linearised widths)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the simulations."),
+) -> None:
+    """Propose the cells (N, D) whose results most narrow the prediction band at a target run
+    for a compute budget; print them with the expected band width against a geometric grid of
+    equal cost, and write a grid file ready for `scaletrack sweep run`. Plans for the built-in
+    GPT on the Zipf-words corpus; without --sweep or --csv it starts from published fits."""
+    from scaletrack.planning import SCHEDULES, load_points, plan_builtin_grid
+
+    c_star = parse_flops("--target-compute", target_compute)
+    flops = parse_flops("--budget", budget)
+    n_star = parse_flops("--target-n", target_n)
+    d_star = parse_flops("--target-d", target_d)
+    width = parse_width(until_width)
+    ladder = parse_sizes(sizes)
+    assert c_star is not None and flops is not None
+    if schedule not in SCHEDULES:
+        fail(f"--schedule: expected one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    if sweep is not None and csv is not None:
+        fail("give at most one of --sweep NAME or --csv FILE")
+    if flops >= c_star:
+        fail(f"--budget {flops:.3g} FLOPs is not below --target-compute {c_star:.3g}: the small "
+             "runs would cost as much as the target")
+    grid_name = name or (output.stem if output is not None else "planned")
+    if not NAME_PATTERN.fullmatch(grid_name):
+        fail(f"--name: {grid_name!r} is not a sweep name (letters, digits, '.', '_', '-'); "
+             "give --name")
+    if output is not None and output.is_dir():
+        fail(f"--output: {str(output)!r} is a folder; give a file name such as next.toml")
+    if output is not None and not output.parent.is_dir():
+        fail(f"--output: folder {str(output.parent)!r} does not exist")
+    points = None
+    if sweep is not None or csv is not None:
+        if csv is not None and not csv.is_file():
+            fail(f"--csv: file {str(csv)!r} not found")
+        points = load_points(store=store, sweep=sweep, points=csv)
+    planned = plan_builtin_grid(
+        target_compute=c_star, budget=flops, points=points, target_n=n_star,
+        target_tokens=d_star, sizes=ladder, schedule=schedule, name=grid_name,
+        until_width=width, n_simulations=simulations, seed=seed,
+    )
+    plan = planned.plan
+    _print_plan(planned)
+    if output is not None:
+        tmp = output.with_name(output.name + ".tmp")
+        tmp.write_text(planned.grid_toml, encoding="utf-8")
+        tmp.replace(output)
+        console.print(f"wrote {literal(output)}: run it with `scaletrack sweep run "
+                      f"{literal(output)}`", highlight=False, soft_wrap=True)
+    elif plan.cells:
+        console.print("(give -o FILE to write the grid file)")
+
+
+def _print_plan(planned: PlannedGrid) -> None:
+    import pandas as pd
+
+    plan = planned.plan
+    rows = [{"order": i + 1, "size": c.size_label, "N": c.N, "D": c.D, "C": c.C, "steps": c.steps}
+            for i, c in enumerate(_in_plan_order(planned))]
+    console.print(f"target: {plan.target_flops:.3g} FLOPs, N = {plan.target_n:.3g} params, "
+                  f"D = {plan.target_tokens:.3g} tokens (law from the {plan.law_source}; "
+                  f"run-to-run noise {100 * plan.noise:.1f} %)", highlight=False)
+    print_table(pd.DataFrame(rows), title="proposed cells, most informative first")
+    how = (f"by {plan.n_simulations} simulated fits" if plan.n_simulations
+           else "linearised")
+    console.print(f"cost {planned.cost_flops:.3g} FLOPs of {plan.budget_flops:.3g}; "
+                  f"expected 95 % band width at the target ({how}): {_pct(plan.expected_width)}",
+                  highlight=False)
+    console.print(f"a geometric grid of equal cost ({len(plan.baseline_cells)} cells, "
+                  f"{planned.baseline_cost_flops:.3g} FLOPs): "
+                  f"{_pct(plan.baseline_width)}", highlight=False)
+
+
+def _in_plan_order(planned: PlannedGrid) -> list[Any]:
+    """The grid's cells (trunks left out) in the planner's order."""
+    plan = planned.plan
+    cells = {(float(c.N), float(c.D)): c for c in planned.cells
+             if c.role != "trunk"}
+    return [cells[(c.n_params, c.tokens)] for c in plan.cells
+            if (c.n_params, c.tokens) in cells]
+
+
+def register(app: typer.Typer) -> None:
+    """Add `plan` to the main app."""
+    app.command("plan")(plan_command)
