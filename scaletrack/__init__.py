@@ -12,6 +12,8 @@ Sweeps
     load_grid(path)                  read and validate a grid file (TOML) completely
     run_sweep(grid, store_url=None)  train every unfinished cell; evaluate the grid's tasks on
                                      each checkpoint; re-check due "not yet" ideas
+    plan(points=None, target_compute=C, budget=FLOPs)  the cells (N, D) that most narrow the
+                                     band at a target run (from a sweep, a frame or the prior)
 Fits (DataFrames with N params, D tokens, C FLOPs, loss nats/token -> FitResult)
     BootstrapFit                     the base of every result: params, ci, boot_params,
                                      predict_interval, to_dict/from_dict
@@ -62,6 +64,7 @@ _LAZY: dict[str, str] = {
     # sweeps (with evaluations and ideas wired in)
     "load_grid": "scaletrack.workflows:load_grid",
     "run_sweep": "scaletrack.workflows:run_sweep",
+    "plan": "scaletrack.planning:plan",
     # fits
     "FitResult": "scaletrack.analysis.result:FitResult",
     "BootstrapFit": "scaletrack.analysis.result:BootstrapFit",
