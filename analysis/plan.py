@@ -16,6 +16,7 @@ adaptive sweep checks after each finished cell.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,9 +31,7 @@ from scaletrack.analysis.io import validate_frame
 from scaletrack.analysis.plan_sim import (
     Criterion,
     DesignProblem,
-    centres,
-    draws_precision,
-    greedy_design,
+    choose_design,
 )
 from scaletrack.analysis.result import FitResult
 from scaletrack.errors import ConfigError, DataError
@@ -353,14 +352,18 @@ def plan_runs(
     problem = DesignProblem(
         laws=laws, cand_n=np.array([c.n_params for c in cands]),
         cand_d=np.array([c.tokens for c in cands]), cand_cost=np.array([c.flops for c in cands]),
-        existing_n=existing_n, existing_d=existing_d, target_n=t_n, target_d=t_d,
-        target_flops=target_flops, sigma=sigma, kappa=kap,
-        existing_max_flops=float(data["C"].max()) if data is not None else 0.0,
+        existing_n=existing_n, existing_d=existing_d,
+        existing_cost=data["C"].to_numpy(float) if data is not None else np.empty(0),
+        target_n=t_n, target_d=t_d, target_flops=target_flops, sigma=sigma, kappa=kap,
         prior_precision=np.zeros((5, 5)))
-    c1, c2 = centres(problem)
-    problem = DesignProblem(**{**problem.__dict__,
-                               "prior_precision": draws_precision(laws, c1, c2)})
-    idx = greedy_design(problem, budget_flops)
+    index = {(c.n_params, c.tokens): i for i, c in enumerate(cands)}
+    base_idx = [index.get((c.n_params, c.tokens)) for c in base_cells]
+    starts = [np.array(base_idx, dtype=int)] if base_idx and None not in base_idx else []
+    idx = choose_design(problem, budget_flops, starts=starts)
+    if idx.size == 0:
+        raise ConfigError(f"no set of candidate cells within the budget ({budget_flops:.3g} "
+                          "FLOPs) identifies the law (at least 7 runs over 3 sizes and 3 "
+                          "token counts): raise the budget or add cheaper cells")
     cells = [cands[i] for i in idx]
     lin = _linear_width(problem, cells)
     lin_base = _linear_width(problem, base_cells)
@@ -394,13 +397,12 @@ def _finite_mean(values: Sequence[float]) -> float:
 
 
 def _linear_width(problem: DesignProblem, cells: Sequence[PlannedCell]) -> float:
-    """The linearised criterion's mean width for arbitrary cells (not only candidates)."""
+    """The linearised criterion's mean width for any cells (not only candidates)."""
     if not cells:
         return math.nan
-    sub = DesignProblem(**{**problem.__dict__,
-                           "cand_n": np.array([c.n_params for c in cells]),
-                           "cand_d": np.array([c.tokens for c in cells]),
-                           "cand_cost": np.array([c.flops for c in cells])})
+    sub = dataclasses.replace(problem, cand_n=np.array([c.n_params for c in cells]),
+                              cand_d=np.array([c.tokens for c in cells]),
+                              cand_cost=np.array([c.flops for c in cells]))
     return float(Criterion(sub).mean_width([np.arange(len(cells))])[0])
 
 

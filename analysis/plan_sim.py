@@ -1,38 +1,43 @@
-"""The planner's numerics: how wide the prediction band at a target will be for a design,
-and which cells to add to make it narrow for the least compute.
+"""The planner's numerics: how wide the 95 % prediction band at a target will be for a
+design (a set of cells), which cells make it narrow for the least compute, and the widths
+realised by simulated fits.
 
-Linearised (c-optimal) design, averaged over law draws. For law parameters theta_k (drawn
-from a fit's bootstrap refits, or from the prior of `analysis.plan_prior`) the Chinchilla
-form log L = log(E + A/N^alpha + B/D^beta) has, at a cell (N, D), the gradient J (in the
-coordinates log A, log B, log E, alpha, beta, with log N and log D centred). A design's
-information about theta is M = M0 + sum_i J_i J_i^T / s^2, with M0 the precision of the
-draws themselves (what is known before the design: the prior, or the existing runs) and s
-the noise of the fit: the Huber fit (delta 1e-3 in log loss) is a least-absolute-deviation
-fit at 1-3 % noise, whose variance is pi/2 times that of least squares under normal noise,
-so s^2 = (pi/2)·sigma^2 for run-to-run scatter sigma (log loss). The log loss predicted at
-the target (gradient g) then has variance v = g^T M^-1 g, and a new run there lands within
+Linearised (c-optimal) criterion, averaged over law draws. For law parameters theta_k
+(a fit's bootstrap refits, or draws from the prior of `analysis.plan`) the Chinchilla form
+log L = log(E + A/N^alpha + B/D^beta) has, at a cell (N, D), the gradient J over
+(log A, log B, log E, alpha, beta) (log N and log D centred). Cells S carry information
+M(S) = sum_{i in S} J_i J_i^T / s^2 (with the existing runs in S; the fit that follows
+uses no prior, so the draws only say where to linearise, never add information), s the
+fit's noise: the Huber fit (delta 1e-3 in log
+loss) is a least-absolute-deviation fit at 1-3 % noise, whose variance is pi/2 times that of
+least squares under normal noise, so s^2 = (pi/2)·sigma^2 for run-to-run scatter sigma (log
+loss). The fitted log loss at a point with gradient g varies by v(S) = g^T M(S)^-1 g.
 
-    w = 2·1.96·sqrt(v + sigma^2 + (kappa·d)^2)
+The band `FitResult.predict_interval` draws is the bootstrap spread at the target plus the
+calibrated scatter: residuals of inner hold-outs (`analysis.calibration`: the runs above the
+design's own 50, 70, 80, 90 % compute quantiles predicted from the rest). The criterion
+models both: a held-out run i of split h deviates by sigma^2 + v_i(S_h) in expectation,
+with S_h the split's training runs (splits the fit would refuse, fewer than MIN_CELLS runs
+or MIN_DISTINCT distinct N or D, are skipped as the calibration skips them), so
 
-(relative width of the 95 % band), where d is the design's reach: decades of compute from
-its largest cell to the target, and kappa the form's extrapolation error per decade (the
-part of the band `calibration` learns from inner hold-outs; the design must not look good
-by ignoring it). Designs are compared by the mean of w over the draws.
+    w = 2·1.96·sqrt(v_target(S) + mean_{h, i} (sigma^2 + v_i(S_h)) + (kappa·d)^2)
 
-`greedy_design` adds, one at a time, the candidate with the largest drop in mean width per
-FLOP that still fits in the budget, then exchanges cells (one out, one in) while that
-narrows the mean band within the budget. Every design it returns has at least
-`MIN_DISTINCT` distinct N and D values and `MIN_CELLS` points with the existing runs, so the
-fit that follows is identified (see `analysis.status`).
+is the relative width of the 95 % band, with d the design's reach (decades of compute from
+its largest cell to the target) and kappa the form's extrapolation error per decade, a
+guard against designs that stop far short of the target. A design with no usable split
+would fall back to in-sample residuals, a band that ignores the form's bias; the criterion
+charges it the target's variance twice instead, and the search never returns one.
 
-Realised widths, by simulation (`simulated_widths`).
+`choose_design` runs a cost-aware greedy (largest drop in mean width per FLOP, or in
+absolute terms) from nothing and an exchange search (swap one cell for another, or add
+one, while the mean width drops within the budget) from each greedy result and from the
+baseline grid when its cells are candidates; the narrowest eligible design wins.
 
-For each simulation s: a law from the draws (rows E, A, B, alpha, beta), losses at the
-design's cells with log-normal run-to-run noise sigma, the existing runs kept as they are,
-a `fit_chinchilla` fit with bootstrap and the library's calibrated scatter, and the relative
+Realised widths (`simulated_widths`): for each simulation s a law from the draws, losses at
+the cells with log-normal noise sigma, the existing runs kept as they are, a
+`fit_chinchilla` fit with bootstrap and the library's calibrated scatter, and the relative
 width (hi - lo) / predicted of its 95 % prediction band at the target. Simulation s uses the
-same law and noise stream whatever the design (common random numbers), so two designs are
-compared on the same draws.
+same law and noise stream whatever the design (common random numbers).
 """
 
 from __future__ import annotations
@@ -44,25 +49,27 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from scaletrack.analysis.calibration import INNER_HOLDOUTS
 from scaletrack.analysis.chinchilla import fit_chinchilla
 from scaletrack.errors import DataError
 
 Z95 = 1.959963984540054
 HUBER_VARIANCE_FACTOR = np.pi / 2.0  # LAD vs least squares under normal noise
 MIN_DISTINCT = 3  # distinct N and D values the Chinchilla form needs (analysis.status)
-MIN_CELLS = 8  # 5 free parameters + 2 points, plus one for the calibration's hold-outs
+MIN_CELLS = 7  # 5 free parameters + 2 points (chinchilla.check_degrees_of_freedom)
+SEARCH_DRAWS = 48  # law draws the search averages over
 _RIDGE = 1e-9
 
 
 @dataclass(frozen=True)
 class DesignProblem:
-    """Everything the linear criterion needs, as arrays.
+    """Everything the criterion needs, as arrays.
 
     laws: (K, 5) rows E, A, B, alpha, beta; cand_n, cand_d, cand_cost: candidate N (params),
-    D (tokens), cost (FLOPs); existing_n, existing_d: runs already done; target_n,
-    target_d, target_flops: the point to predict; sigma: run-to-run scatter (log loss);
-    kappa: extrapolation error per decade of reach (log loss); existing_max_flops: the
-    largest existing run's compute (0 when none); prior_precision: (5, 5) M0.
+    D (tokens), cost (FLOPs); existing_n, existing_d, existing_cost: runs already done;
+    target_n, target_d, target_flops: the point to predict; sigma: run-to-run scatter (log
+    loss); kappa: extrapolation error per decade of reach (log loss); prior_precision:
+    (5, 5) M0 (zeros when runs exist).
     """
 
     laws: np.ndarray
@@ -71,12 +78,12 @@ class DesignProblem:
     cand_cost: np.ndarray
     existing_n: np.ndarray
     existing_d: np.ndarray
+    existing_cost: np.ndarray
     target_n: float
     target_d: float
     target_flops: float
     sigma: float
     kappa: float
-    existing_max_flops: float
     prior_precision: np.ndarray
 
 
@@ -103,7 +110,7 @@ def log_loss_gradient(laws: np.ndarray, n: np.ndarray, d: np.ndarray, c1: float,
 
 def draws_precision(laws: np.ndarray, c1: float, c2: float) -> np.ndarray:
     """Precision (5, 5) of the draws in the criterion's coordinates (centred log A, log B,
-    log E, alpha, beta): what is known about the law before the design."""
+    log E, alpha, beta): what the prior says before any run."""
     with np.errstate(all="ignore"):
         coords = np.stack([np.log(laws[:, 1]) - laws[:, 3] * c1,
                            np.log(laws[:, 2]) - laws[:, 4] * c2,
@@ -113,69 +120,125 @@ def draws_precision(laws: np.ndarray, c1: float, c2: float) -> np.ndarray:
     if coords.shape[0] < 6:
         return np.eye(5) * _RIDGE
     cov = np.cov(coords, rowvar=False)
-    scale = np.maximum(np.diag(cov), 1e-12)
-    cov = cov + np.diag(scale) * 1e-6  # fixed parameters: a tiny, finite spread
+    cov = cov + np.diag(np.maximum(np.diag(cov), 1e-12)) * 1e-6
     return np.linalg.inv(cov)
 
 
 class Criterion:
     """Mean expected 95 % band width at the target over the law draws, for designs given as
-    index arrays into the candidates (existing runs always included)."""
+    index arrays into the candidates (the existing runs are always part of the design)."""
 
-    def __init__(self, problem: DesignProblem) -> None:
+    def __init__(self, problem: DesignProblem, max_draws: int = SEARCH_DRAWS) -> None:
         self.problem = problem
         c1, c2 = centres(problem)
-        laws = problem.laws
+        laws = problem.laws[:max_draws]
         self.s2 = HUBER_VARIANCE_FACTOR * problem.sigma ** 2
-        self.j_cand = log_loss_gradient(laws, problem.cand_n, problem.cand_d, c1, c2)
-        self.g = log_loss_gradient(laws, np.array([problem.target_n]),
-                                   np.array([problem.target_d]), c1, c2)[:, 0, :]
-        base = np.broadcast_to(problem.prior_precision, (laws.shape[0], 5, 5)).copy()
-        if problem.existing_n.size:
-            j_old = log_loss_gradient(laws, problem.existing_n, problem.existing_d, c1, c2)
-            base += np.einsum("kpi,kpj->kij", j_old, j_old) / self.s2
-        self.base = base
-        ok = np.all(np.isfinite(self.j_cand), axis=(1, 2)) & np.all(np.isfinite(self.g), axis=1)
-        ok &= np.all(np.isfinite(base), axis=(1, 2))
-        self.keep = ok
+        n = np.r_[problem.existing_n, problem.cand_n]
+        d = np.r_[problem.existing_d, problem.cand_d]
+        j = log_loss_gradient(laws, n, d, c1, c2)
+        g = log_loss_gradient(laws, np.array([problem.target_n]),
+                              np.array([problem.target_d]), c1, c2)[:, 0, :]
+        ok = np.all(np.isfinite(j), axis=(1, 2)) & np.all(np.isfinite(g), axis=1)
+        self.j, self.g = j[ok], g[ok]
+        # per-cell outer products J J^T / s^2: (K, P, 5, 5)
+        self.outer = np.einsum("kpi,kpj->kpij", self.j, self.j) / self.s2
+        self.n, self.d = n, d
+        self.cost = np.r_[problem.existing_cost, problem.cand_cost]
+        self.n_old = problem.existing_n.size
+        self.m0 = problem.prior_precision + np.eye(5) * _RIDGE
         self.log_target = float(np.log10(problem.target_flops))
 
-    def widths(self, designs: list[np.ndarray]) -> np.ndarray:
-        """Per-draw band widths (relative) for each design: (len(designs), K)."""
-        k = int(self.keep.sum())
-        out = np.empty((len(designs), k))
-        j = self.j_cand[self.keep]
-        g = self.g[self.keep]
-        base = self.base[self.keep]
-        p = self.problem
-        for i, idx in enumerate(designs):
-            idx = np.asarray(idx, dtype=int)
-            m = base + np.einsum("kpi,kpj->kij", j[:, idx], j[:, idx]) / self.s2
-            m += np.eye(5) * _RIDGE
-            v = np.einsum("ki,ki->k", g, np.linalg.solve(m, g[:, :, None])[:, :, 0])
-            top = max(p.existing_max_flops, float(p.cand_cost[idx].max()) if idx.size else 0.0)
-            reach = max(self.log_target - np.log10(top), 0.0) if top > 0 else self.log_target
-            var = np.maximum(v, 0.0) + p.sigma ** 2 + (p.kappa * reach) ** 2
-            out[i] = 2.0 * Z95 * np.sqrt(var)
+    def _rows(self, idx: np.ndarray) -> np.ndarray:
+        return np.r_[np.arange(self.n_old), self.n_old + np.asarray(idx, dtype=int)]
+
+    def eligible(self, idx: np.ndarray) -> bool:
+        """Identified (MIN_CELLS runs, MIN_DISTINCT N and D) with a usable calibration split."""
+        rows = self._rows(idx)
+        return _identified(self.n[rows], self.d[rows]) and bool(self._splits(rows))
+
+    def _splits(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(training rows, held-out rows) of each inner hold-out the fit would use."""
+        c = self.cost[rows]
+        out: list[tuple[np.ndarray, np.ndarray]] = []
+        if rows.size < MIN_CELLS:
+            return out
+        cuts = np.quantile(c, 1.0 - np.asarray(INNER_HOLDOUTS))
+        for cut in cuts:
+            train, test = rows[c < cut], rows[c >= cut]
+            if test.size and _identified(self.n[train], self.d[train]):
+                out.append((train, test))
         return out
 
-    def mean_width(self, designs: list[np.ndarray]) -> np.ndarray:
-        """Mean over draws of `widths` (one number per design)."""
-        return self.widths(designs).mean(axis=1)
+    def design_widths(self, idx: np.ndarray) -> np.ndarray:
+        """Per-draw expected relative widths (K,) of the band for design `idx`."""
+        rows = self._rows(idx)
+        info = self.m0 + self.outer[:, rows].sum(axis=1)
+        v_t = _quad(info, self.g)
+        splits = self._splits(rows)
+        if splits:
+            parts = []
+            for train, test in splits:
+                inv = _inverse(self.m0 + self.outer[:, train].sum(axis=1))
+                jt = self.j[:, test]
+                parts.append(np.einsum("kpi,kij,kpj->kp", jt, inv, jt))
+            scatter = self.problem.sigma ** 2 + np.maximum(np.concatenate(parts, axis=1),
+                                                           0.0).mean(axis=1)
+        else:
+            scatter = self.problem.sigma ** 2 + v_t
+        top = float(self.cost[rows].max()) if rows.size else 0.0
+        reach = max(self.log_target - np.log10(top), 0.0) if top > 0 else self.log_target
+        var = v_t + scatter + (self.problem.kappa * reach) ** 2
+        return 2.0 * Z95 * np.sqrt(var)
+
+    def mean_width(self, designs: Sequence[np.ndarray]) -> np.ndarray:
+        """Mean over draws of `design_widths`, one number per design."""
+        return np.array([float(np.mean(self.design_widths(idx))) for idx in designs])
 
 
-def _identified(problem: DesignProblem, idx: np.ndarray) -> bool:
-    n = np.r_[problem.existing_n, problem.cand_n[idx]]
-    d = np.r_[problem.existing_d, problem.cand_d[idx]]
-    return (n.size >= MIN_CELLS and np.unique(n).size >= MIN_DISTINCT
-            and np.unique(d).size >= MIN_DISTINCT)
+def _inverse(m: np.ndarray) -> np.ndarray:
+    try:
+        return np.linalg.inv(m)
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(m)
 
 
-def greedy_design(problem: DesignProblem, budget: float, *, exchange_passes: int = 3
-                  ) -> np.ndarray:
-    """Indices of the chosen candidates (each used at most once), total cost <= budget."""
+def _quad(m: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """g_k^T m_k^-1 g_k for each draw k (m: (K, 5, 5), g: (K, 5)), floored at 0."""
+    try:
+        sol = np.linalg.solve(m, g[:, :, None])[:, :, 0]
+    except np.linalg.LinAlgError:
+        sol = (np.linalg.pinv(m) @ g[:, :, None])[:, :, 0]
+    return np.maximum(np.einsum("ki,ki->k", g, sol), 0.0)
+
+
+def _identified(n: np.ndarray, d: np.ndarray) -> bool:
+    return (n.size >= MIN_CELLS and len(set(n.tolist())) >= MIN_DISTINCT
+            and len(set(d.tolist())) >= MIN_DISTINCT)
+
+
+def choose_design(problem: DesignProblem, budget: float, *,
+                  starts: Sequence[np.ndarray] = (), max_passes: int = 3) -> np.ndarray:
+    """Indices of the chosen candidates (each at most once), total cost <= budget.
+
+    `starts`: further designs (index arrays) to improve by exchange, e.g. the baseline."""
     crit = Criterion(problem)
-    cost = problem.cand_cost
+    seeds = [_greedy(crit, budget, per_flop=True), _greedy(crit, budget, per_flop=False)]
+    seeds += [np.asarray(s, dtype=int) for s in starts]
+    best, best_w = np.array([], dtype=int), np.inf
+    for start in seeds:
+        if problem.cand_cost[start].sum() > budget:
+            continue
+        idx = _exchange(crit, start, budget, max_passes)
+        w = float(crit.mean_width([idx])[0]) if crit.eligible(idx) else np.inf
+        if w < best_w:
+            best, best_w = idx, w
+    return np.sort(best)
+
+
+def _greedy(crit: Criterion, budget: float, *, per_flop: bool) -> np.ndarray:
+    """Add the candidate with the largest drop in mean width (per FLOP when `per_flop`) until
+    none fits the budget or narrows the band and the design is eligible."""
+    cost = crit.problem.cand_cost
     chosen: list[int] = []
     spent = 0.0
     current = float(crit.mean_width([np.array([], dtype=int)])[0])
@@ -184,48 +247,49 @@ def greedy_design(problem: DesignProblem, budget: float, *, exchange_passes: int
         if not free:
             break
         trial = crit.mean_width([np.array(chosen + [j]) for j in free])
-        gain = (current - trial) / cost[free]
-        if not _identified(problem, np.array(chosen, dtype=int)):
-            gain = current - trial  # first make the fit identifiable, whatever the price
-        best = int(np.argmax(gain))
-        if gain[best] <= 0 and _identified(problem, np.array(chosen, dtype=int)):
+        gain = current - trial
+        ready = crit.eligible(np.array(chosen, dtype=int))
+        score = gain / cost[free] if per_flop and ready else gain
+        if not ready:  # first an identified, calibratable design, cheapest cells first
+            score = gain / np.sqrt(cost[free])
+        best = int(np.argmax(score))
+        if gain[best] <= 0 and ready:
             break
         chosen.append(free[best])
         spent += float(cost[free[best]])
         current = float(trial[best])
-    chosen_arr = np.array(chosen, dtype=int)
-    for _ in range(exchange_passes):
-        chosen_arr, improved = _exchange(crit, problem, chosen_arr, budget)
+    return np.array(chosen, dtype=int)
+
+
+def _exchange(crit: Criterion, chosen: np.ndarray, budget: float, max_passes: int
+              ) -> np.ndarray:
+    """Swap one chosen cell for an unchosen one, or add one, while the mean width drops and
+    the design stays eligible within the budget."""
+    cost = crit.problem.cand_cost
+    chosen = np.asarray(chosen, dtype=int)
+    current = float(crit.mean_width([chosen])[0]) if chosen.size else np.inf
+    for _ in range(max_passes):
+        improved = False
+        spent = float(cost[chosen].sum())
+        outside = np.setdiff1d(np.arange(cost.size), chosen)
+        options = [np.r_[chosen, j] for j in outside if spent + cost[j] <= budget]
+        for pos in range(chosen.size):
+            rest = np.delete(chosen, pos)
+            left = float(cost[rest].sum())
+            options += [np.r_[rest, j] for j in outside if left + cost[j] <= budget]
+        if not options:
+            break
+        widths = crit.mean_width(options)
+        for k in np.argsort(widths):
+            if widths[k] >= current - 1e-9:
+                break
+            if crit.eligible(options[k]):
+                chosen, current, improved = options[k], float(widths[k]), True
+                break
         if not improved:
             break
-    return np.sort(chosen_arr)
+    return chosen
 
-
-def _exchange(crit: Criterion, problem: DesignProblem, chosen: np.ndarray, budget: float
-              ) -> tuple[np.ndarray, bool]:
-    """One pass of single swaps (out i, in j) and single removals that narrow the band."""
-    cost = problem.cand_cost
-    current = float(crit.mean_width([chosen])[0])
-    improved = False
-    out_of = [j for j in range(cost.size) if j not in set(chosen.tolist())]
-    for pos in range(chosen.size):
-        rest = np.delete(chosen, pos)
-        spent = float(cost[rest].sum())
-        options = [np.r_[rest, j] for j in out_of if spent + cost[j] <= budget]
-        if not options:
-            continue
-        widths = crit.mean_width(options)
-        for order in np.argsort(widths):
-            if widths[order] >= current - 1e-9:
-                break
-            if _identified(problem, options[order].astype(int)):
-                leaving = int(chosen[pos])
-                chosen = options[order].astype(int)
-                current = float(widths[order])
-                out_of = [j for j in out_of if j != int(chosen[-1])] + [leaving]
-                improved = True
-                break
-    return chosen, improved
 
 
 def simulate_losses(law: np.ndarray, n: np.ndarray, d: np.ndarray, sigma: float,
@@ -240,19 +304,20 @@ def simulated_widths(cells: Sequence, existing: pd.DataFrame | None, laws: np.nd
                      sigma: float, target: tuple[float, float], n_simulations: int, *,
                      n_bootstrap: int = 100, seed: int = 0) -> tuple[float, ...]:
     """Band widths at target (N params, D tokens) over `n_simulations` simulated fits of the
-    cells (PlannedCell-like: n_params, tokens) added to `existing` runs (N, D, loss).
+    cells (PlannedCell-like: n_params, tokens, flops) added to `existing` runs (N, D, loss).
     A simulation whose fit is refused or degenerate counts as NaN."""
     n = np.array([c.n_params for c in cells], dtype=float)
     d = np.array([c.tokens for c in cells], dtype=float)
+    c = np.array([cell.flops for cell in cells], dtype=float)
     rng = np.random.default_rng(seed)
     pick = rng.integers(0, laws.shape[0], n_simulations)
     out = []
     for s in range(n_simulations):
         sim_rng = np.random.default_rng([seed, s])
         loss = simulate_losses(laws[pick[s]], n, d, sigma, sim_rng)
-        frame = pd.DataFrame({"N": n, "D": d, "loss": loss})
+        frame = pd.DataFrame({"N": n, "D": d, "C": c, "loss": loss})
         if existing is not None:
-            frame = pd.concat([existing[["N", "D", "loss"]], frame], ignore_index=True)
+            frame = pd.concat([existing[["N", "D", "C", "loss"]], frame], ignore_index=True)
         out.append(band_width(frame, target, n_bootstrap=n_bootstrap, seed=seed + s))
     return tuple(out)
 

@@ -1,0 +1,197 @@
+"""The run planner: cells within budget, narrower bands for more compute, the prior when no
+runs exist, and one clear error for bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaletrack.analysis import (
+    Plan,
+    PlannedCell,
+    expected_band_width,
+    fit_chinchilla,
+    plan_runs,
+)
+from scaletrack.analysis.plan import (
+    PUBLISHED_FITS,
+    geometric_baseline,
+    optimal_split,
+    prior_draws,
+    prior_law,
+)
+from scaletrack.errors import ConfigError, DataError, ScaletrackError
+
+LAW = PUBLISHED_FITS["besiroglu2024"]
+SIZES = 3e7 * 10 ** (np.arange(5) / 4)
+TOKENS = 6e8 * 10 ** (np.arange(5) / 4)
+
+
+def candidates() -> list[PlannedCell]:
+    return [PlannedCell(n, d, 6 * n * d) for n in SIZES for d in TOKENS]
+
+
+def simulated_points(seed: int = 0, noise: float = 0.02) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = np.repeat(SIZES[:4], 4)
+    d = np.tile(TOKENS[:4], 4)
+    loss = (LAW["E"] + LAW["A"] * n ** -LAW["alpha"] + LAW["B"] * d ** -LAW["beta"])
+    return pd.DataFrame({"N": n, "D": d, "loss": loss * np.exp(rng.normal(0, noise, n.size))})
+
+
+def grid_cost() -> float:
+    return sum(c.flops for c in candidates())
+
+
+def test_planned_cells_are_candidates_within_budget():
+    budget = 0.3 * grid_cost()
+    target = 100 * 6 * SIZES[-1] * TOKENS[-1]
+    plan = plan_runs(None, target_flops=target, budget_flops=budget, candidates=candidates(),
+                     n_simulations=0)
+    assert isinstance(plan, Plan)
+    assert plan.cells and plan.cost_flops <= budget
+    assert math.isclose(plan.cost_flops, sum(c.flops for c in plan.cells))
+    assert set(plan.cells) <= set(candidates())
+    assert len(set(plan.cells)) == len(plan.cells)
+    assert len(plan.cells) >= 7
+    assert len({c.n_params for c in plan.cells}) >= 3
+    assert len({c.tokens for c in plan.cells}) >= 3
+    assert plan.baseline_cost_flops <= budget
+    assert plan.target_flops == target
+
+
+def test_width_shrinks_with_budget():
+    target = 100 * 6 * SIZES[-1] * TOKENS[-1]
+    widths = [plan_runs(None, target_flops=target, budget_flops=f * grid_cost(),
+                        candidates=candidates(), n_simulations=0).linear_width
+              for f in (0.1, 0.3, 1.0)]
+    assert widths[0] > widths[1] > widths[2] > 0
+
+
+def test_no_points_plans_from_the_prior():
+    target = 100 * 6 * SIZES[-1] * TOKENS[-1]
+    plan = plan_runs(None, target_flops=target, budget_flops=grid_cost(),
+                     candidates=candidates(), n_simulations=0)
+    assert plan.law_source == "prior"
+    assert plan.law == pytest.approx(prior_law())
+    n_opt, d_opt = optimal_split(prior_law(), target)
+    assert plan.target_n == pytest.approx(n_opt, rel=1e-4)
+    assert plan.target_tokens == pytest.approx(d_opt, rel=1e-4)
+    assert plan.target_n * plan.target_tokens * 6 == pytest.approx(target, rel=1e-6)
+
+
+def test_prior_spans_the_published_fits():
+    draws = prior_draws(2000, seed=1)
+    assert draws.shape == (2000, 5)
+    for fit in PUBLISHED_FITS.values():
+        for i, name in enumerate(("E", "A", "B", "alpha", "beta")):
+            assert draws[:, i].min() < fit[name] < draws[:, i].max()
+    share = draws[:, 4] / (draws[:, 3] + draws[:, 4])
+    assert share.min() >= 0.44 and share.max() <= 0.58
+
+
+def test_existing_runs_plan_from_the_fit():
+    points = simulated_points()
+    fit = fit_chinchilla(points, n_bootstrap=100)
+    target = 100 * 6 * SIZES[-1] * TOKENS[-1]
+    plan = plan_runs(points, target_flops=target, budget_flops=0.3 * grid_cost(),
+                     candidates=candidates(), n_simulations=0, fit=fit)
+    assert plan.law_source == "fit"
+    assert plan.law == pytest.approx(dict(fit.params))
+    assert plan.noise == pytest.approx(fit.scatter_scale())
+    assert plan.cost_flops <= 0.3 * grid_cost()
+
+
+def test_target_size_given_fixes_the_tokens():
+    target = 100 * 6 * SIZES[-1] * TOKENS[-1]
+    plan = plan_runs(None, target_flops=target, budget_flops=grid_cost(),
+                     candidates=candidates(), target_n=2e10, n_simulations=0)
+    assert plan.target_n == 2e10
+    assert plan.target_tokens == pytest.approx(target / (6 * 2e10))
+
+
+def test_flops_per_token_sets_the_default_candidates_cost():
+    target = 1e21
+
+    def per_token(n: float) -> float:
+        return 6 * n + 1e6
+
+    plan = plan_runs(None, target_flops=target, budget_flops=1e20,
+                     flops_per_token=per_token, n_simulations=0)
+    for c in plan.cells:
+        assert c.flops == pytest.approx(per_token(c.n_params) * c.tokens)
+    assert per_token(plan.target_n) * plan.target_tokens == pytest.approx(target, rel=1e-6)
+
+
+def test_geometric_baseline_is_a_full_grid_within_budget():
+    cells = geometric_baseline(candidates(), 0.5 * grid_cost())
+    sizes = {c.n_params for c in cells}
+    tokens = {c.tokens for c in cells}
+    assert len(cells) == len(sizes) * len(tokens) > 0
+    assert sum(c.flops for c in cells) <= 0.5 * grid_cost()
+
+
+def test_band_width_grows_with_extrapolation():
+    points = simulated_points()
+    c_max = float((6 * points["N"] * points["D"]).max())
+    near = expected_band_width(points, target_flops=10 * c_max, n_bootstrap=100)
+    far = expected_band_width(points, target_flops=1000 * c_max, n_bootstrap=100)
+    assert 0 < near < far
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"budget_flops": 0.0}, ConfigError, "budget_flops"),
+        ({"budget_flops": -1e20}, ConfigError, "budget_flops"),
+        ({"budget_flops": float("nan")}, ConfigError, "budget_flops"),
+        ({"target_flops": float("nan")}, ConfigError, "target_flops"),
+        ({"target_flops": "big"}, ConfigError, "target_flops"),
+        ({"target_n": -5.0}, ConfigError, "target_n"),
+        ({"budget_flops": 1.0}, ConfigError, "budget"),
+    ],
+)
+def test_bad_arguments_give_one_line(kwargs, error, words):
+    args = {"target_flops": 1e22, "budget_flops": grid_cost(), "candidates": candidates(),
+            "n_simulations": 0, **kwargs}
+    with pytest.raises(error) as info:
+        plan_runs(None, **args)
+    message = str(info.value)
+    assert words in message and "\n" not in message
+
+
+def test_target_below_the_data_is_refused():
+    points = simulated_points()
+    c_max = float((6 * points["N"] * points["D"]).max())
+    with pytest.raises(DataError, match="not beyond"):
+        plan_runs(points, target_flops=c_max / 2, budget_flops=grid_cost(),
+                  candidates=candidates(), n_simulations=0)
+
+
+def test_nan_in_points_is_refused():
+    points = simulated_points()
+    points.loc[3, "loss"] = float("nan")
+    with pytest.raises(ScaletrackError, match="loss"):
+        plan_runs(points, target_flops=1e22, budget_flops=grid_cost(),
+                  candidates=candidates(), n_simulations=0)
+
+
+def test_bad_candidate_is_named():
+    bad = [*candidates(), PlannedCell(1e8, float("inf"), 1e18)]
+    with pytest.raises(ConfigError, match=r"candidates\[25\]\.tokens"):
+        plan_runs(None, target_flops=1e22, budget_flops=grid_cost(), candidates=bad,
+                  n_simulations=0)
+
+
+@pytest.mark.slow
+def test_simulated_widths_of_plan_and_baseline():
+    target = 100 * 6 * SIZES[-1] * TOKENS[-1]
+    plan = plan_runs(None, target_flops=target, budget_flops=grid_cost(),
+                     candidates=candidates(), n_simulations=3, n_bootstrap=50, seed=3)
+    assert plan.n_simulations == 3 and len(plan.widths) == 3 and len(plan.baseline_widths) == 3
+    assert np.isfinite(plan.expected_width) and plan.expected_width > 0
+    assert np.isfinite(plan.baseline_width) and plan.baseline_width > 0
+    assert plan.expected_width == pytest.approx(np.nanmean(plan.widths))
