@@ -68,3 +68,329 @@ printed, marked as including the selection half).
 
     .venv/bin/python bench/bench_emergence_sources.py [--data ../shared/data] [--select-only]
 """
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scaletrack.analysis.classify import TREND_POINTS, TREND_SPACE, classify_task, trend_label
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+NEAR_FACTOR = 10.0
+MIN_K = 3
+LONG = 30  # series longer than this are cut every CUT_DECADES of x_max
+CUT_DECADES = 0.1
+CHANCE = {"lambada_openai": 0.0, "piqa": 0.5, "winogrande": 0.5, "wsc": 0.5,
+          "arc_easy": 0.25, "arc_challenge": 0.25, "sciq": 0.25, "logiqa": 0.25}
+ACC_METRICS = ("acc", "acc_norm")
+SOURCES = ("lm_eval_pythia", "pythia_v1_zero_shot", "ukp_on_emergence_bigbench_base_models",
+           "obsscaling_emergent_tasks", "olmo_ladder_task_bpb_acc")
+NOT_SCORABLE = ("wei2022_table1_emergence_scales", "wei_blog_bigbench_emergent_tasks")
+# (trend points, space) in the tie-break order: the library default first, fewer points,
+# then logit before raw
+CANDIDATES: tuple[tuple[int, str], ...] = ((TREND_POINTS, TREND_SPACE),) + tuple(
+    (p, s) for p in (2, 3, 4, 6, 8) for s in ("logit", "raw")
+    if (p, s) != (TREND_POINTS, TREND_SPACE))
+TIE = 0.01
+
+
+@dataclass(frozen=True)
+class Series:
+    source: str
+    kind: str
+    name: str
+    x: np.ndarray  # sorted ascending, unique
+    y: np.ndarray
+    chance: float
+
+    @property
+    def half(self) -> str:
+        return "selection" if zlib.crc32(self.name.encode()) % 2 == 0 else "scored"
+
+
+def _chance(task: str) -> float | None:
+    return 0.25 if task.startswith("hendrycksTest-") else CHANCE.get(task)
+
+
+def _series(source: str, kind: str, name: str, x: np.ndarray, y: np.ndarray,
+            chance: float) -> Series | None:
+    keep = np.isfinite(x) & np.isfinite(y) & (x > 0)
+    g = pd.DataFrame({"x": x[keep], "y": y[keep]}).groupby("x", as_index=False)["y"].mean()
+    if len(g) <= MIN_K:
+        return None
+    return Series(source, kind, f"{source}/{kind}/{name}", g["x"].to_numpy(float),
+                  g["y"].to_numpy(float), float(chance))
+
+
+def lm_eval_pythia(data: Path) -> Iterator[Series]:
+    from scaletrack.store.importers.lm_eval import find_result_files, parse_file, read_sizes
+
+    sizes = read_sizes(ROOT / "examples" / "lm_eval" / "pythia_sizes.csv")
+    rows = []
+    for path in find_result_files([data / "lm_eval_pythia"]):
+        ev = parse_file(path)
+        size = sizes[ev.model]
+        if ev.step is None or size.tokens_per_step is None:
+            continue
+        c = 6.0 * size.params * ev.step * size.tokens_per_step
+        for task, metric, value, _stderr, shot in ev.rows:
+            if metric in ACC_METRICS and _chance(task) is not None:
+                rows.append((ev.model, task, metric, shot, c, value))
+    df = pd.DataFrame(rows, columns=["model", "task", "metric", "shot", "C", "value"])
+    for (model, task, metric, shot), g in df.groupby(["model", "task", "metric", "shot"]):
+        s = _series("lm_eval_pythia", "training", f"{model}/{task}/{metric}/{shot}-shot",
+                    g["C"].to_numpy(float), g["value"].to_numpy(float), _chance(task))
+        if s is not None:
+            yield s
+
+
+def pythia_v1_zero_shot(data: Path) -> Iterator[Series]:
+    df = pd.read_csv(data / "pythia_v1_zero_shot.csv")
+    df = df[df["metric"].isin(ACC_METRICS)]
+    df = df.assign(C=6.0 * df["model_size_params"].astype(float) * df["tokens_seen"])
+    for (model, dedup, task, metric), g in df.groupby(["model", "deduped", "task", "metric"]):
+        s = _series("pythia_v1_zero_shot", "training",
+                    f"{model}{'-dedup' if dedup else ''}/{task}/{metric}",
+                    g["C"].to_numpy(float), g["value"].to_numpy(float), _chance(task))
+        if s is not None:
+            yield s
+    final = df[df["step"] == 143000]
+    for (dedup, task, metric), g in final.groupby(["deduped", "task", "metric"]):
+        s = _series("pythia_v1_zero_shot", "sizes",
+                    f"{'dedup' if dedup else 'standard'}/{task}/{metric}",
+                    g["C"].to_numpy(float), g["value"].to_numpy(float), _chance(task))
+        if s is not None:
+            yield s
+
+
+def ukp(data: Path) -> Iterator[Series]:
+    df = pd.read_csv(data / "ukp_on_emergence_bigbench_base_models.csv")
+    df = df[df["metric"] == "exact_match_accuracy"]
+    for (task, prompt, shots), g in df.groupby(["task", "prompt_type", "n_shots"]):
+        s = _series("ukp_on_emergence_bigbench_base_models", "sizes",
+                    f"{task}/{prompt}/{shots}-shot", g["params_B"].to_numpy(float) * 1e9,
+                    g["value"].to_numpy(float), 0.0)
+        if s is not None:
+            yield s
+
+
+def obsscaling(data: Path) -> Iterator[Series]:
+    df = pd.read_csv(data / "obsscaling_emergent_tasks.csv")
+    df = df[~df["metric"].str.startswith("bleu")]
+    sizes = df.groupby("model_family")["model"].nunique()
+    df = df[df["model_family"].isin(sizes[sizes >= 4].index)]
+    for (fam, task, metric), g in df.groupby(["model_family", "task", "metric"]):
+        s = _series("obsscaling_emergent_tasks", "sizes", f"{fam}/{task}/{metric}",
+                    g["train_flops"].to_numpy(float), g["value"].to_numpy(float),
+                    float(g["chance"].iloc[0]))
+        if s is not None:
+            yield s
+
+
+def olmo(data: Path) -> Iterator[Series]:
+    df = pd.read_csv(data / "olmo_ladder_task_bpb_acc.csv")
+    for col in ("task_acc_rc", "flops_approx", "chance"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    df = df[np.isfinite(df["task_acc_rc"]) & np.isfinite(df["flops_approx"])]
+    for (run, task), g in df.groupby(["run", "task"]):
+        s = _series("olmo_ladder_task_bpb_acc", "training", f"{run}/{task}",
+                    g["flops_approx"].to_numpy(float), g["task_acc_rc"].to_numpy(float),
+                    float(g["chance"].iloc[0]))
+        if s is not None:
+            yield s
+    final = df[df["step"].notna()].sort_values("step").groupby(["run", "task"]).tail(1)
+    for task, g in final.groupby("task"):
+        s = _series("olmo_ladder_task_bpb_acc", "ladder", str(task),
+                    g["flops_approx"].to_numpy(float), g["task_acc_rc"].to_numpy(float),
+                    float(g["chance"].iloc[0]))
+        if s is not None:
+            yield s
+
+
+READERS: dict[str, Callable[[Path], Iterator[Series]]] = {
+    "lm_eval_pythia": lm_eval_pythia, "pythia_v1_zero_shot": pythia_v1_zero_shot,
+    "ukp_on_emergence_bigbench_base_models": ukp, "obsscaling_emergent_tasks": obsscaling,
+    "olmo_ladder_task_bpb_acc": olmo}
+
+
+def cuts(x: np.ndarray) -> list[int]:
+    """The k (points seen) at which a series is cut."""
+    ks = list(range(MIN_K, x.size))
+    if x.size <= LONG:
+        return ks
+    out, last = [], -math.inf
+    for k in ks:
+        if math.log10(x[k - 1]) >= last + CUT_DECADES:
+            out.append(k)
+            last = math.log10(x[k - 1])
+    return out
+
+
+def bar_of(chance: float) -> float:
+    return chance + 0.25 * (1.0 - chance)
+
+
+def truth(x: np.ndarray, y: np.ndarray, k: int, bar: float) -> str:
+    if y[:k].max() >= bar:
+        return "past"
+    x_max = x[k - 1]
+    hidden_x, hidden_y = x[k:], y[k:]
+    if np.any((hidden_y >= bar) & (hidden_x <= NEAR_FACTOR * x_max)):
+        return "near"
+    if np.any(hidden_y >= bar) or hidden_x.max() >= NEAR_FACTOR * x_max:
+        return "far"
+    return "unknown"
+
+
+def two_point_line(x: np.ndarray, y: np.ndarray, bar: float) -> str:
+    """Baseline: the line through the last two points in (log10 x, y), extrapolated."""
+    lx0, lx1 = math.log10(x[-2]), math.log10(x[-1])
+    slope = (y[-1] - y[-2]) / (lx1 - lx0)
+    if not slope > 0:
+        return "far"
+    return "near" if lx1 + (bar - y[-1]) / slope <= lx1 + math.log10(NEAR_FACTOR) else "far"
+
+
+@dataclass(frozen=True)
+class Case:
+    series: Series
+    k: int
+    truth: str  # near | far
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.series.x[: self.k]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.series.y[: self.k]
+
+
+def cases_of(series: list[Series]) -> list[Case]:
+    out = []
+    for s in series:
+        bar = bar_of(s.chance)
+        for k in cuts(s.x):
+            t = truth(s.x, s.y, k, bar)
+            if t in ("near", "far"):
+                out.append(Case(s, k, t))
+    return out
+
+
+def score(cases: list[Case], labels: list[str]) -> dict[str, float]:
+    t = np.array([c.truth for c in cases])
+    lab = np.array(labels)
+    near, far = t == "near", t == "far"
+    rec_near = float((lab[near] == "near").mean()) if near.any() else math.nan
+    rec_far = float((lab[far] == "far").mean()) if far.any() else math.nan
+    return {"acc": float((lab == t).mean()) if t.size else math.nan, "near_recall": rec_near,
+            "balanced": float(np.nanmean([rec_near, rec_far])) if t.size else math.nan}
+
+
+def rule_labels(cases: list[Case], rule: str, points: int = TREND_POINTS,
+                space: str = TREND_SPACE) -> list[str]:
+    out = []
+    for c in cases:
+        bar = bar_of(c.series.chance)
+        if rule == "far":
+            out.append("far")
+        elif rule == "line2":
+            out.append(two_point_line(c.x, c.y, bar))
+        elif rule == "trend":
+            out.append(trend_label(c.x, c.y, threshold=bar, chance=c.series.chance,
+                                   near_factor=NEAR_FACTOR, trend_points=points,
+                                   trend_space=space)[0])
+        else:  # the classifier as a user calls it
+            out.append(classify_task(c.x, c.y, chance=c.series.chance, threshold=bar,
+                                     near_factor=NEAR_FACTOR, n_bootstrap=0).label)
+    return out
+
+
+def margins(cases: list[Case], labels: list[str]) -> tuple[float, float, float]:
+    """(rule accuracy, better baseline accuracy, margin in points)."""
+    acc = score(cases, labels)["acc"]
+    base = max(score(cases, rule_labels(cases, "far"))["acc"],
+               score(cases, rule_labels(cases, "line2"))["acc"])
+    return acc, base, 100.0 * (acc - base)
+
+
+def select(by_source: dict[str, list[Case]]) -> tuple[int, str]:
+    print("== selection halves: mean margin over sources (points) per candidate")
+    print(f"{'points':>6} {'space':>6} {'mean margin':>11}  " + "  ".join(
+        f"{s[:12]:>12}" for s in by_source))
+    rows = []
+    for points, space in CANDIDATES:
+        per = [margins(cs, rule_labels(cs, "trend", points, space))[2]
+               for cs in by_source.values() if cs]
+        mean = float(np.mean(per))
+        rows.append((points, space, mean))
+        print(f"{points:>6} {space:>6} {mean:>11.1f}  " + "  ".join(f"{m:>12.1f}" for m in per))
+    best = max(r[2] for r in rows)
+    pick = next(r for r in rows if r[2] >= best - 100.0 * TIE)
+    print(f"chosen: trend points {pick[0]}, {pick[1]} (library: {TREND_POINTS}, {TREND_SPACE})")
+    return pick[0], pick[1]
+
+
+def report(title: str, by_source: dict[str, list[Case]]) -> None:
+    print(f"\n== {title}")
+    head = (f"{'source':<40} {'series':>6} {'cases':>6} {'near':>5} {'classifier':>10} "
+            f"{'always far':>10} {'line 2 pts':>10} {'margin':>7} {'near rec':>8} "
+            f"{'bal acc':>7}  target")
+    print(head)
+    for source, cs in by_source.items():
+        if not cs:
+            print(f"{source:<40} no near/far cases")
+            continue
+        for kind in [None, *sorted({c.series.kind for c in cs})]:
+            sub = [c for c in cs if kind is None or c.series.kind == kind]
+            if kind is not None and len({c.series.kind for c in cs}) == 1:
+                continue
+            lab = rule_labels(sub, "classifier")
+            sc, far, line = score(sub, lab), score(sub, rule_labels(sub, "far")), score(
+                sub, rule_labels(sub, "line2"))
+            margin = 100.0 * (sc["acc"] - max(far["acc"], line["acc"]))
+            name = source if kind is None else f"  {kind}"
+            near = sum(c.truth == "near" for c in sub)
+            verdict = ("met" if margin >= 15.0 else "MISSED") if kind is None else ""
+            print(f"{name:<40} {len({c.series.name for c in sub}):>6} {len(sub):>6} "
+                  f"{near:>5} {sc['acc']:>10.1%} {far['acc']:>10.1%} {line['acc']:>10.1%} "
+                  f"{margin:>+7.1f} {sc['near_recall']:>8.1%} {sc['balanced']:>7.1%}  "
+                  f"{verdict}")
+    for name in NOT_SCORABLE:
+        print(f"{name:<40} not scorable: emergence scales only, no values against scale")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--select-only", action="store_true")
+    args = ap.parse_args()
+    if not args.data.is_dir():
+        print(f"skip: {args.data} is absent")
+        return
+    t0 = time.perf_counter()
+    series = {src: list(READERS[src](args.data)) for src in SOURCES}
+    halves = {h: {src: cases_of([s for s in ss if s.half == h]) for src, ss in series.items()}
+              for h in ("selection", "scored")}
+    select(halves["selection"])
+    if args.select_only:
+        return
+    report(f"scored halves, library defaults (trend points {TREND_POINTS}, {TREND_SPACE})",
+           halves["scored"])
+    report("all series (includes the selection halves)",
+           {src: cases_of(ss) for src, ss in series.items()})
+    print(f"({time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

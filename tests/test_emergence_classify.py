@@ -144,14 +144,15 @@ def test_rising_trend_near_chance_is_near() -> None:
 
 
 def test_trend_reads_the_last_trend_points_points() -> None:
-    # a long flat stretch, then a steady rise over the last four points
-    x = np.logspace(19, 22, 7)
-    y = np.array([0.25, 0.25, 0.25, 0.255, 0.27, 0.30, 0.35])
-    assert TREND_POINTS == 4
+    # a long flat stretch, then a steady rise over the last TREND_POINTS points
+    flat = 3
+    x = np.logspace(19, 22, flat + TREND_POINTS)
+    y = np.concatenate([np.full(flat, 0.25), 0.25 + np.geomspace(0.005, 0.1, TREND_POINTS)])
     label, _, cross = trend_label(x, y, threshold=0.4375, chance=0.25)
     assert label == "near" and x.max() < cross < 10 * x.max()
-    # all seven points: the flat start drags the slope down and the crossing out past 10x
-    label_all, _, cross_all = trend_label(x, y, threshold=0.4375, chance=0.25, trend_points=7)
+    # all points: the flat start drags the slope down and the crossing out past 10x
+    label_all, _, cross_all = trend_label(x, y, threshold=0.4375, chance=0.25,
+                                          trend_points=x.size)
     assert label_all == "far" and cross_all > cross
     res = classify_task(x, y, chance=0.25, threshold=0.4375, n_bootstrap=0)
     assert (res.label, res.crossing) == (label, cross)
@@ -252,3 +253,42 @@ def test_known_emergent_benchmarks_flagged(obs_standard: pd.DataFrame) -> None:
     # Wei et al. 2022 Table 1 lists MMLU as emergent; GSM8K stays at zero before rising
     assert bool(obs_standard.loc["MMLU", "emergent"])
     assert bool(obs_standard.loc["GSM8K", "emergent"])
+
+
+def test_rise_is_read_from_raw_points_not_bin_medians() -> None:
+    # three models in the last half-decade bin, only the largest off the floor: its bin's
+    # median is at the floor, but the task has risen (exact match 0.44 is not "no rise")
+    x = np.array([1e8, 1e9, 1e10, 1.5e10, 2e10, 2.5e10])
+    y = np.array([0.0, 0.005, 0.0, 0.01, 0.0, 0.44])
+    res = classify_task(x, y, chance=0.0, n_bootstrap=0)
+    assert res.profile.rise == pytest.approx(y.max())
+    assert res.reason != "no rise off the floor yet"
+    assert max(m for _, m in res.profile.bins) < 0.05  # the medians alone would say flat
+
+
+def test_trend_space_raw_extrapolates_the_metric_itself() -> None:
+    # progress rises by the same step each decade: straight in raw progress, not in logit
+    x = np.logspace(20, 23, 4)
+    step = 0.05
+    y = 0.25 + step * np.arange(4)
+    bar = 0.4375
+    _, _, cross = trend_label(x, y, threshold=bar, chance=0.25, trend_space="raw")
+    assert math.log10(cross) == pytest.approx(20 + (bar - 0.25) / step)
+    _, _, cross_logit = trend_label(x, y, threshold=bar, chance=0.25)
+    assert cross_logit != pytest.approx(cross)
+    with pytest.raises(ValueError, match="trend space"):
+        trend_label(x, y, threshold=bar, chance=0.25, trend_space="linear")
+
+
+def test_a_trend_crossing_comes_with_the_trend_s_own_interval() -> None:
+    from scipy.special import expit
+
+    x = np.logspace(20, 22.5, 6)
+    straight = 0.25 + 0.75 * expit(-3.0 + 0.6 * (np.log10(x) - 20))  # a line in logit progress
+    exact = classify_task(x, straight, chance=0.25, threshold=0.4375, n_bootstrap=100)
+    assert exact.reason.startswith("rising trend")
+    assert exact.crossing_ci95 == pytest.approx((exact.crossing, exact.crossing), rel=1e-6)
+    noisy_y = straight + np.random.default_rng(1).normal(0, 0.01, x.size)
+    noisy = classify_task(x, noisy_y, chance=0.25, threshold=0.4375, n_bootstrap=200)
+    lo, hi = noisy.crossing_ci95
+    assert lo <= noisy.crossing <= hi and hi > 1.5 * lo
