@@ -199,14 +199,15 @@ def plot_step(outcome: DemoOutcome) -> None:
     if outcome.points is None or outcome.points.empty:
         outcome.skipped.append("plot: no finished cells to plot")
         return
+    from scaletrack.analysis.figures import save_figure
     from scaletrack.analysis.plots import plot_loss_vs_compute
 
     fit = outcome.fits.get("compute")
-    paths = plot_loss_vs_compute(
-        outcome.points, outcome.out / "loss_vs_compute", fit=fit, floor=outcome.loss_floor,
+    figure = plot_loss_vs_compute(
+        outcome.points, fit=fit, floor=outcome.loss_floor,
         title="scaletrack demo: loss vs training compute",
     )
-    outcome.files.extend(Path(p) for p in paths)
+    outcome.files.extend(save_figure(figure, outcome.out / "loss_vs_compute"))
 
 
 def register_idea_step(outcome: DemoOutcome, store: StoreLike) -> None:
@@ -221,8 +222,9 @@ def register_idea_step(outcome: DemoOutcome, store: StoreLike) -> None:
 
 def ideas_step(outcome: DemoOutcome, store: StoreLike) -> None:
     """Report the idea's attempts (made by the sweep as cells finished) and plot its timeline."""
-    from scaletrack.analysis.ideas import plot_ideas
+    from scaletrack.analysis.figures import save_figure
     from scaletrack.evals.ideas import attempts_table, rerun_due
+    from scaletrack.evals.ideas_table import plot_ideas
 
     ideas = store.ideas()
     if ideas.empty or IDEA_TITLE not in set(ideas["title"]):
@@ -233,7 +235,7 @@ def ideas_step(outcome: DemoOutcome, store: StoreLike) -> None:
     best = row.get("best_value")
     best_text = f", best {best:.3f}" if best is not None and pd.notna(best) else ""
     outcome.idea = f"{IDEA_TITLE!r}: {row['status']}{best_text}"
-    outcome.files.extend(Path(p) for p in plot_ideas(store, outcome.out / "ideas_timeline"))
+    outcome.files.extend(save_figure(plot_ideas(store), outcome.out / "ideas_timeline"))
 
 
 def run_demo(

@@ -60,6 +60,24 @@ def test_known_floor_is_set_against_the_fitted_e(tmp_path: Path) -> None:
     assert len(degenerate) == 1 and "E =" not in degenerate[0]
 
 
+def test_a_compute_law_whose_e_excludes_the_floor_is_labelled(tmp_path: Path) -> None:
+    law = {"E": 0.642, "a": 40.0, "alpha": 0.66}
+    outcome = DemoOutcome(out=tmp_path, store_url="sqlite:///x.db",
+                          fits={"compute": _fit("compute", law)}, loss_floor=0.568)
+    console = Console(record=True, width=400)
+    print_summary(outcome, console)
+    lines = [line for line in console.export_text().splitlines() if "loss floor" in line]
+    assert len(lines) == 1
+    assert "the compute law's E = 0.642" in lines[0]
+    assert "outside that interval" in lines[0]
+    assert "does not identify the floor" in lines[0]
+    held = dataclasses.replace(outcome, loss_floor=0.65)  # inside [0.578, 0.706]
+    console = Console(record=True, width=400)
+    print_summary(held, console)
+    text = console.export_text()
+    assert "inside that interval" in text and "does not identify" not in text
+
+
 def test_prediction_at_ten_times_compute_comes_from_a_chinchilla_fit_that_holds(
     tmp_path: Path,
 ) -> None:
