@@ -44,17 +44,16 @@ def resolve_store_url(url: str | None) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with every secret replaced by ***, safe to print: the password (all of it up
-    to the last '@', so an '@' inside it leaks nothing) and secret query parameters."""
-    url = str(url)
-    scheme, sep, rest = url.partition("://")
-    if sep:
-        at = rest.rfind("@")
-        if at >= 0 and ":" in rest[:at]:
-            user = rest[:at].split(":", 1)[0]
-            rest = f"{user}:***@{rest[at + 1:]}"
-        url = f"{scheme}{sep}{rest}"
-    return _SECRET_QUERY_RE.sub(r"\1***", url)
+    """The URL safe to print: SQLAlchemy's own rendering with the password hidden (***), and
+    secret query parameters (password=, sslpassword=, token=, ...) replaced by *** as well.
+    A URL SQLAlchemy cannot parse (a port that is not a number, not a URL at all) is redacted
+    by pattern instead (`redact_secrets`), so no secret is printed either way."""
+    text = str(url)
+    try:
+        shown = make_url(_quote_password(text)).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return redact_secrets(text)
+    return _SECRET_QUERY_RE.sub(r"\1***", shown)
 
 
 _URL_PASSWORD_RE = re.compile(r"""(\b[a-zA-Z][\w+.-]*://[^\s:/'"@]*):[^\s'"]*@""")

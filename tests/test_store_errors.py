@@ -39,6 +39,28 @@ def test_bad_url_is_one_line_naming_the_url(url: str, reason: str):
     assert shown in message
 
 
+SECRET_URLS = [
+    ("postgresql://ann:hunter2@db.invalid/x", "postgresql://ann:***@db.invalid/x"),
+    ("postgresql://ann:hun@ter2@db.invalid/x", "postgresql://ann:***@db.invalid/x"),
+    ("postgresql://ann:hun/ter2?@db.invalid/x", "postgresql://ann:***@db.invalid/x"),
+    ("postgresql://ann@db.invalid/x?password=hunter2&token=hunter2",
+     "postgresql://ann@db.invalid/x?password=***&token=***"),
+    # not parseable by SQLAlchemy: redacted by pattern
+    ("postgresql://ann:hunter2@db.invalid:notaport/x",
+     "postgresql://ann:***@db.invalid:notaport/x"),
+    ("not a url", "not a url"),
+]
+
+
+@pytest.mark.parametrize(("url", "shown"), SECRET_URLS)
+def test_redact_url_shows_no_secret(url: str, shown: str):
+    """SQLAlchemy's rendering with the password hidden, secret query parameters masked; a URL
+    SQLAlchemy cannot parse is masked by pattern."""
+    from scaletrack.store.engine import redact_url
+
+    assert redact_url(url) == shown
+
+
 def test_unwritable_sqlite_file(tmp_path: Path):
     locked = tmp_path / "ro"
     locked.mkdir()
