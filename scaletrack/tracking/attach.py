@@ -265,7 +265,8 @@ def _claim(st: StoreLike, record: RunRecord, worker: str, stale_after_s: float) 
     if os.environ.get(ENV_RUN) and claim:
         if not claim.isdigit() or not st.adopt_claim(record.run_key, worker, int(claim)):
             now = st.get_run(record.run_key)
-            holder = f"now {now.status}, held by {now.worker!r}" if now is not None else "gone"
+            holder: str | None = (f"now {now.status}, held by {now.worker!r}"
+                                  if now is not None else "gone")
             raise RunBusyError(f"run {record.run_key}: the cell's claim {claim!r} for worker "
                                f"{worker!r} no longer stands ({holder}); this program stops "
                                "without writing")

@@ -14,9 +14,9 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from scaletrack.errors import ConfigError, ScaletrackError
 from scaletrack.store.metric_values import (
@@ -197,7 +197,7 @@ class Run:
         step = self._step if step is None else _count(step, "step")
         step = max(step, 0)
         found = [c for c in self._store.latest_checkpoints(self.run_key) if c.step == step]
-        ckpt_id = found[0].id if found else self._register(
+        ckpt_id = found[0].id if found and found[0].id is not None else self._register(
             f"scaletrack-run:{self.run_key}/step_{step}", step, tokens, sha256=None,
             meta={"fileless": True})
         self._store.add_eval(int(ckpt_id), str(task), str(metric), value,
@@ -387,7 +387,7 @@ def _excepthook(*args: Any) -> None:
     _previous_excepthook(*args)
 
 
-def _recording_exit(status: Any = None) -> None:
+def _recording_exit(status: Any = None) -> NoReturn:
     """sys.exit, noting the status: a run left open ends `failed` on a non-zero exit (the
     interpreter tells exit handlers nothing about it)."""
     _EXIT_CODES.append(status)
@@ -405,7 +405,7 @@ def _exit_failure() -> str | None:
     return None
 
 
-def _install_handlers():
+def _install_handlers() -> Callable[[], None]:
     """Make SIGTERM end the run as failed and note sys.exit's status; returns a function that
     restores the previous SIGTERM handler. Only possible in the main thread.
 
