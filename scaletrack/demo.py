@@ -292,17 +292,22 @@ def _prediction_line(outcome: DemoOutcome) -> str | None:
 
 
 def _floor_line(outcome: DemoOutcome) -> str:
-    """The known loss floor, set against the Chinchilla fit's E when that fit holds."""
+    """The known loss floor, set against the E of each fit that holds (Chinchilla, compute
+    law); a fit whose E interval excludes the floor is labelled as not identifying it."""
     floor = outcome.loss_floor
     line = (f"loss floor: no model can score below {floor:.3f} nats/token on these validation "
             "windows (exact for the Zipf-words source)")
-    fit = outcome.fits.get("chinchilla")
-    if fit is None or fit.degenerate or "E" not in fit.ci95:
-        return line
-    lo, hi = fit.ci95["E"]
-    where = "inside" if lo <= floor <= hi else "outside"
-    return (f"{line}; the Chinchilla fit's E = {fit.params['E']:.3f} [{lo:.3g}, {hi:.3g}] "
-            f"estimates it: the floor is {where} that interval")
+    for form, name in (("chinchilla", "the Chinchilla fit"), ("compute", "the compute law")):
+        fit = outcome.fits.get(form)
+        if fit is None or fit.degenerate or "E" not in fit.ci95:
+            continue
+        lo, hi = fit.ci95["E"]
+        line += (f"; {name}'s E = {fit.params['E']:.3f} [{lo:.3g}, {hi:.3g}] estimates it: "
+                 f"the floor is {'inside' if lo <= floor <= hi else 'outside'} that interval")
+        if not lo <= floor <= hi:
+            line += (f", so {name} does not identify the floor (its E is an asymptote of the "
+                     "range fitted, not the best possible loss)")
+    return line
 
 
 def print_summary(outcome: DemoOutcome, console: Any) -> None:
