@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 CURVE_METRICS = ("train/loss", "val/loss", "tokens")
 
@@ -34,16 +38,13 @@ def thin_curves(curves: pd.DataFrame, rows: int) -> pd.DataFrame:
     return base.iloc[idx]
 
 
-def plot_loss_curves(curves: pd.DataFrame, path: str | Path, title: str) -> list[Path]:
-    """Train and validation loss against step; writes PNG + SVG, returns the paths."""
-    import matplotlib
+def plot_loss_curves(curves: pd.DataFrame, *, title: str = "", ax: Axes | None = None
+                     ) -> Figure:
+    """Train and validation loss (nats/token) against step. Draws on `ax` (else a new figure)
+    and returns the Figure; `analysis.figures.save_figure` writes it."""
+    from scaletrack.analysis.figures import figure_axes
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from scaletrack.analysis.figures import save_figure
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax,), created = figure_axes(ax, figsize=(6, 4))
     train = curves[curves["train/loss"].notna()]
     val = curves[curves["val/loss"].notna()]
     ax.plot(train["step"], train["train/loss"], label="train", alpha=0.7)
@@ -53,5 +54,6 @@ def plot_loss_curves(curves: pd.DataFrame, path: str | Path, title: str) -> list
     ax.set_ylabel("loss (nats/token)")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    return save_figure(fig, path)
+    if created:
+        fig.tight_layout()
+    return fig

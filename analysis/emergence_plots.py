@@ -1,34 +1,31 @@
 """Figures for emergence: metric vs scale per task, and an idea's attempts over time.
 
-Every function writes a PNG and an SVG beside it (matplotlib Agg backend) and returns the
-paths written.
+Every function draws on `ax=` (a caller's Axes, or one Axes per panel) or on a new Figure
+and returns the Figure; `scaletrack.analysis.figures.save_figure` writes it as PNG + SVG.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from scaletrack.analysis.classify import TaskClassification  # noqa: E402
-from scaletrack.analysis.figures import save_figure  # noqa: E402
-from scaletrack.analysis.number_ticks import label_log_axis  # noqa: E402
-from scaletrack.errors import DataError  # noqa: E402
-from scaletrack.number_format import fmt_number  # noqa: E402
+from scaletrack.analysis.classify import TaskClassification
+from scaletrack.analysis.figures import figure_axes
+from scaletrack.analysis.number_ticks import label_log_axis
+from scaletrack.errors import DataError
+from scaletrack.number_format import fmt_number
 
 _LABEL_COLOURS = {"past": "#2a9d8f", "near": "#e9a23b", "far": "#8d99ae"}
 
 
 def _draw_task(
-    ax: plt.Axes, x: np.ndarray, y: np.ndarray, result: TaskClassification, x_label: str
+    ax: Axes, x: np.ndarray, y: np.ndarray, result: TaskClassification, x_label: str
 ) -> None:
     colour = _LABEL_COLOURS.get(result.label, "#333333")
     keep = np.isfinite(x) & np.isfinite(y) & (x > 0)
@@ -69,21 +66,21 @@ def _draw_task(
 
 
 def plot_task_emergence(
-    x: np.ndarray, y: np.ndarray, result: TaskClassification, path: str | Path,
-    *, x_label: str = "training compute C (FLOPs)",
-) -> list[Path]:
-    """One task: points, fitted sigmoid with band, threshold line, crossing and interval."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    x: np.ndarray, y: np.ndarray, result: TaskClassification,
+    *, x_label: str = "training compute C (FLOPs)", ax: Axes | None = None,
+) -> Figure:
+    """One task: points, fitted sigmoid with band, threshold line, crossing and interval.
+    Draws on `ax` (else a new figure) and returns the Figure."""
+    fig, (ax,), _ = figure_axes(ax, figsize=(6.4, 4.2), dpi=130)
     _draw_task(ax, np.asarray(x, float), np.asarray(y, float), result, x_label)
     ax.set_ylabel(result.metric)
     ax.legend(fontsize=7, loc="best")
-    return save_figure(fig, path, dpi=130)
+    return fig
 
 
 def plot_tasks_emergence(
     df: pd.DataFrame,
     results: Mapping[Any, TaskClassification],
-    path: str | Path,
     *,
     task_col: str = "task",
     x_col: str = "C",
@@ -92,17 +89,20 @@ def plot_tasks_emergence(
     ncols: int = 3,
     metric_col: str | None = "metric",
     shot_col: str | None = "n_shot",
-) -> list[Path]:
+    ax: Sequence[Axes] | None = None,
+) -> Figure:
     """A grid of panels, one per classified curve in `results` (values: classifications; keys
     are not read). Each panel draws only its own curve's rows: the result's task, and its
     metric and shot count where `metric_col` / `shot_col` are columns of `df`, so metrics and
-    shot counts are never mixed in one panel."""
+    shot counts are never mixed in one panel. Draws on `ax` (one Axes per result; else a new
+    figure, `ncols` panels wide) and returns the Figure."""
     if not results:
         raise DataError("no task results to plot")
     items = list(results.values())
     nrows = math.ceil(len(items) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
-    for ax, result in zip(axes.flat, items, strict=False):
+    fig, axes, created = figure_axes(ax, len(items), figsize=(4.6 * ncols, 3.4 * nrows),
+                                     nrows=nrows, ncols=ncols, dpi=130)
+    for ax, result in zip(axes, items, strict=False):
         keep = (df[task_col].astype(str) == result.task).to_numpy().copy()
         if metric_col is not None and metric_col in df.columns:
             keep &= (df[metric_col].astype(str) == result.metric).to_numpy()
@@ -112,18 +112,20 @@ def plot_tasks_emergence(
         _draw_task(ax, g[x_col].to_numpy(float), g[value_col].to_numpy(float), result,
                    x_label)
         ax.set_ylabel(result.metric, fontsize=8)
-    for ax in list(axes.flat)[len(items):]:
+    for ax in axes[len(items):]:
         ax.set_visible(False)
-    axes.flat[0].legend(fontsize=6, loc="upper left")
-    fig.tight_layout()
-    return save_figure(fig, path, dpi=130)
+    axes[0].legend(fontsize=6, loc="upper left")
+    if created:
+        fig.tight_layout()
+    return fig
 
 
 def plot_idea_timeline(
-    attempts_df: pd.DataFrame, ideas_df: pd.DataFrame, path: str | Path,
-) -> list[Path]:
+    attempts_df: pd.DataFrame, ideas_df: pd.DataFrame, *, ax: Sequence[Axes] | None = None,
+) -> Figure:
     """Each idea's attempts: value against the compute (FLOPs) it was tried at, in the order
-    tried, with its threshold; passed attempts filled, failed ones hollow.
+    tried, with its threshold; passed attempts filled, failed ones hollow. Draws on `ax` (one
+    Axes per idea; else a new figure, one row per idea) and returns the Figure.
 
     attempts_df: idea_id, flops, value, passed, created_at. ideas_df: id, title, threshold,
     direction ("above" | "below"), status.
@@ -136,8 +138,8 @@ def plot_idea_timeline(
             raise DataError(f"ideas table lacks column {col!r}")
     ideas = ideas_df.sort_values("id")
     n = max(len(ideas), 1)
-    fig, axes = plt.subplots(n, 1, figsize=(7.0, 2.6 * n), squeeze=False)
-    for ax, idea in zip(axes[:, 0], ideas.itertuples(index=False), strict=False):
+    fig, axes, created = figure_axes(ax, len(ideas), figsize=(7.0, 2.6 * n), nrows=n, dpi=130)
+    for ax, idea in zip(axes, ideas.itertuples(index=False), strict=False):
         att = attempts_df[attempts_df["idea_id"] == idea.id].sort_values("created_at")
         ax.axhline(float(idea.threshold), color="#e76f51", ls="--", lw=1,
                    label=f"threshold ({idea.direction}) {fmt_number(float(idea.threshold))}")
@@ -164,6 +166,8 @@ def plot_idea_timeline(
         ax.set_ylabel("value")
         ax.grid(alpha=0.3, lw=0.4)
         ax.legend(fontsize=7, loc="best")
-    axes[-1, 0].set_xlabel("compute of the checkpoint tried (FLOPs); numbers = order tried")
-    fig.tight_layout()
-    return save_figure(fig, path, dpi=130)
+    axes[max(len(ideas), 1) - 1].set_xlabel(
+        "compute of the checkpoint tried (FLOPs); numbers = order tried")
+    if created:
+        fig.tight_layout()
+    return fig

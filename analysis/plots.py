@@ -1,5 +1,6 @@
-"""Figures for scaling-law work (matplotlib, Agg backend). Each function takes frames / fits
-and a path, writes a PNG and an SVG beside it, and returns both paths.
+"""Figures for scaling-law work (matplotlib). Each function takes frames / fits, draws on
+`ax=` (a caller's Axes; `plot_optimal` takes two) or on a new Figure, and returns the Figure;
+`scaletrack.analysis.figures.save_figure(fig, path)` writes it as PNG + SVG.
 
 - `plot_loss_vs_compute`: every run's loss vs compute (log-log) coloured by model size, the
   compute-efficient frontier, and a fitted law with its extrapolation and bootstrap band.
@@ -10,26 +11,24 @@ and a path, writes a PNG and an SVG beside it, and returns both paths.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import LogLocator, NullFormatter  # noqa: E402
-
-from scaletrack.analysis.figures import save_figure  # noqa: E402
-from scaletrack.analysis.io import validate_frame  # noqa: E402
-from scaletrack.analysis.isoflop import compute_frontier, isoflop_minima  # noqa: E402
-from scaletrack.analysis.number_ticks import label_log_axis, number_formatter  # noqa: E402
-from scaletrack.analysis.optimal import chinchilla_allocation, compute_optimal  # noqa: E402
-from scaletrack.analysis.result import FitResult  # noqa: E402
-from scaletrack.errors import DataError  # noqa: E402
-from scaletrack.number_format import fmt_number  # noqa: E402
+from scaletrack.analysis.figures import figure_axes
+from scaletrack.analysis.io import validate_frame
+from scaletrack.analysis.isoflop import compute_frontier, isoflop_minima
+from scaletrack.analysis.number_ticks import label_log_axis, number_formatter
+from scaletrack.analysis.optimal import chinchilla_allocation, compute_optimal
+from scaletrack.analysis.result import FitResult
+from scaletrack.errors import DataError
+from scaletrack.number_format import fmt_number
 
 FIT_COLOR = "#d62728"
 FRONTIER_COLOR = "#222222"
@@ -40,7 +39,7 @@ _STYLE = {
 }
 
 
-def _plain_loss_axis(ax: plt.Axes) -> None:
+def _plain_loss_axis(ax: Axes) -> None:
     ax.yaxis.set_major_formatter(number_formatter())
     ax.yaxis.set_minor_formatter(number_formatter())
     ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)))
@@ -85,24 +84,25 @@ def _law_curve(fit: FitResult, c: np.ndarray) -> tuple[np.ndarray, np.ndarray | 
 
 def plot_loss_vs_compute(
     df: pd.DataFrame,
-    path: str | Path,
     *,
     fit: FitResult | None = None,
     extrapolate_to: float | None = None,
     floor: float | None = None,
     title: str = "Loss vs training compute",
-) -> list[Path]:
+    ax: Axes | None = None,
+) -> Figure:
     """Scatter of every run (N params, C FLOPs, loss nats) coloured by N, the frontier, and
     `fit` ("compute" or "chinchilla") drawn to `extrapolate_to` FLOPs (default 30x the
     largest run) with its 95% bootstrap band. `floor`: a loss known to be the best possible
-    (nats/token, e.g. a synthetic corpus's), drawn as a line. Returns [png, svg] paths."""
+    (nats/token, e.g. a synthetic corpus's), drawn as a line. Draws on `ax` (else a new
+    figure) and returns the Figure."""
     data = validate_frame(df, ("N", "loss") + (("C",) if "D" not in df.columns else ("D",)))
     if floor is not None and not (np.isfinite(floor) and floor > 0):
         raise DataError(f"floor must be a finite loss > 0 nats/token, got {floor!r}")
     c_min, c_max = float(data["C"].min()), float(data["C"].max())
     c_end = float(extrapolate_to) if extrapolate_to else c_max * 30.0
-    with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(8.5, 5.6))
+    with matplotlib.rc_context(_STYLE):
+        fig, (ax,), _ = figure_axes(ax, figsize=(8.5, 5.6))
         order = data.sort_values("N", ascending=False)
         sc = ax.scatter(order["C"], order["loss"], c=order["N"], cmap="viridis",
                         norm=LogNorm(order["N"].min(), order["N"].max()), s=22, alpha=0.85,
@@ -151,19 +151,19 @@ def plot_loss_vs_compute(
         ax.set_title(title)
         _plain_loss_axis(ax)
         ax.legend(loc="upper right", frameon=True, framealpha=0.9)
-        return save_figure(fig, path)
+        return fig
 
 
 def plot_isoflop(
     df: pd.DataFrame,
-    path: str | Path,
     *,
     budget_col: str | None = None,
     min_points: int = 3,
     title: str = "IsoFLOP profiles",
-) -> list[Path]:
+    ax: Axes | None = None,
+) -> Figure:
     """Loss vs N per compute budget (colour = budget), each budget's parabola in log N and
-    its minimum (star). Returns [png, svg] paths."""
+    its minimum (star). Draws on `ax` (else a new figure) and returns the Figure."""
     data = validate_frame(df, ("N", "loss") + (("C",) if "D" not in df.columns else ("D",)))
     minima = isoflop_minima(data, budget_col=budget_col, min_points=min_points)
     if minima.empty:
@@ -172,9 +172,9 @@ def plot_isoflop(
 
     budgets = data[budget_col].to_numpy(float) if budget_col else snap_budgets(data["C"])
     norm = LogNorm(minima["C"].min(), minima["C"].max() * 1.0001)
-    cmap = plt.get_cmap("plasma_r")
-    with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(8.5, 5.6))
+    cmap = matplotlib.colormaps["plasma_r"]
+    with matplotlib.rc_context(_STYLE):
+        fig, (ax,), _ = figure_axes(ax, figsize=(8.5, 5.6))
         for row in minima.itertuples(index=False):
             color = cmap(0.1 + 0.85 * norm(row.C))
             part = data[budgets == row.C]
@@ -197,24 +197,25 @@ def plot_isoflop(
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="budget (FLOPs)",
                       frameon=False)
         else:  # many budgets: a colour bar reads better than a long legend
-            mappable = plt.cm.ScalarMappable(norm=norm, cmap=_truncated(cmap))
+            mappable = ScalarMappable(norm=norm, cmap=_truncated(cmap))
             budget_bar = fig.colorbar(mappable, ax=ax, pad=0.02)
             budget_bar.set_label("compute budget C (FLOPs)")
             label_log_axis(budget_bar.ax.yaxis)
             ax.legend(loc="upper right", frameon=True, framealpha=0.9)
-        return save_figure(fig, path)
+        return fig
 
 
 def plot_optimal(
     fits: FitResult | Sequence[FitResult],
-    path: str | Path,
     *,
     compute_range: tuple[float, float] | None = None,
     title: str = "Compute-optimal allocation",
-) -> list[Path]:
+    ax: Sequence[Axes] | None = None,
+) -> Figure:
     """N_opt(C) and D_opt(C) (log-log, two panels) for each fit ("chinchilla", "isoflop",
     "envelope"), with the fits' own minima/frontier points and 95% bootstrap bands where
-    available. Returns [png, svg] paths."""
+    available. Draws on `ax` (two Axes: N_opt, D_opt; else a new figure) and returns the
+    Figure."""
     fit_list = [fits] if isinstance(fits, FitResult) else list(fits)
     if not fit_list:
         raise DataError("plot_optimal needs at least one fit")
@@ -225,8 +226,9 @@ def plot_optimal(
         compute_range = (lo / 3.0, hi * 100.0)
     grid = np.geomspace(*compute_range, 200)
     colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
-    with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharex=True)
+    with matplotlib.rc_context(_STYLE):
+        fig, axes, created = figure_axes(ax, 2, figsize=(11, 4.6), ncols=2, sharex=True)
+        axes = axes[:2]
         for i, (fit, points) in enumerate(zip(fit_list, pts, strict=True)):
             color = colors[i % len(colors)]
             opt = compute_optimal(fit, grid)
@@ -254,9 +256,12 @@ def plot_optimal(
             ax.set_xlabel("training compute C (FLOPs)")
             ax.set_ylabel(what)
         axes[0].legend(loc="upper left", frameon=False)
-        fig.suptitle(title)
-        fig.tight_layout()
-        return save_figure(fig, path)
+        if created:
+            fig.suptitle(title)
+            fig.tight_layout()
+        else:
+            axes[0].set_title(title)
+        return fig
 
 
 def _truncated(cmap: matplotlib.colors.Colormap) -> matplotlib.colors.Colormap:
@@ -282,14 +287,15 @@ def _allocation_bands(fit: FitResult, grid: np.ndarray) -> dict | None:
     return {"N_opt": _band(ns), "D_opt": _band(ds)}
 
 
-def plot_backtest(df: pd.DataFrame, result: object, path: str | Path) -> list[Path]:
+def plot_backtest(df: pd.DataFrame, result: object, *, ax: Axes | None = None) -> Figure:
     """Held-out runs against their predictions with 95% prediction (bars) and confidence
-    bands (loss in nats, C in FLOPs): the picture of a `BacktestResult`. [png, svg] paths."""
+    bands (loss in nats, C in FLOPs): the picture of a `BacktestResult`. Draws on `ax` (else
+    a new figure) and returns the Figure."""
     frame = result.frame  # type: ignore[attr-defined]
     summary = result.summary  # type: ignore[attr-defined]
     data = validate_frame(df, ("C", "loss"), add_compute=False)
-    with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(8.5, 5.6))
+    with matplotlib.rc_context(_STYLE):
+        fig, (ax,), _ = figure_axes(ax, figsize=(8.5, 5.6))
         train = data[data["C"] < summary["threshold_C"]]
         ax.scatter(train["C"], train["loss"], s=14, color="0.6", label=f"fitted ({len(train)})")
         ax.errorbar(frame["C"], frame["predicted"],
@@ -309,4 +315,4 @@ def plot_backtest(df: pd.DataFrame, result: object, path: str | Path) -> list[Pa
                      f"prediction coverage {100 * summary['coverage_prediction']:.0f}%")
         _plain_loss_axis(ax)
         ax.legend(loc="upper right", frameon=True, framealpha=0.9)
-        return save_figure(fig, path)
+        return fig

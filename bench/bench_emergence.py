@@ -24,6 +24,7 @@ import pandas as pd
 
 from scaletrack.analysis.classify import classify_groups, classify_tasks
 from scaletrack.analysis.emergence_plots import plot_tasks_emergence
+from scaletrack.analysis.figures import save_figure
 from scaletrack.analysis.two_step import (
     ladder_backtest,
     ladder_score,
@@ -114,8 +115,9 @@ def classification(data: Path, out: Path, n_bootstrap: int) -> None:
         print("ObsScaling emergent tasks (84 models, all families pooled):")
         print(table[cols].to_string(float_format="{:.3g}".format))
     print(f"({len(res)} tasks, {n_bootstrap} bootstrap refits each: {dt:.1f} s)")
-    written = plot_tasks_emergence(obs, res, out / "obsscaling", task_col="source_column",
-                                   x_col="train_flops", metric_col=None)
+    figure = plot_tasks_emergence(obs, res, task_col="source_column", x_col="train_flops",
+                                  metric_col=None)
+    written = save_figure(figure, out / "obsscaling")
     std = pd.read_csv(data / "obsscaling_standard_benchmarks.csv").dropna(subset=["train_flops"])
     st = classify_tasks(std, **{**kw, "task_col": "benchmark"}).set_index("task")
     with pd.option_context(*sum(fmt.items(), ())):

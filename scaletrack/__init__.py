@@ -28,11 +28,13 @@ Emergence
     classify_task(x, y, ...)         one task's curve
     fit_two_step, predict_two_step   (N, D) -> task loss -> accuracy
     SigmoidFit, TaskClassification, TaskLossFit, AccuracyFit, TwoStepFit   their results
-Plots (each writes PNG + SVG and returns the paths)
+Plots (each draws on ax= or a new figure and returns the Figure)
     plot_loss_vs_compute, plot_isoflop, plot_optimal, plot_tasks_emergence,
     plot_loss_curves, plot_ideas
+    save_figure(fig, path)           write a figure as PNG + SVG (atomically)
 Ideas registry ("not yet")
     add_idea, due_ideas, rerun_due, check_idea, retire_idea, ideas_table, attempts_table
+    refresh_idea_statuses            write due / not-yet from the checkpoints (tables only read)
 Checkpoints and evaluations
     register_external_checkpoint, evaluate_checkpoint
 Tracking your own trainer
@@ -96,7 +98,8 @@ _LAZY: dict[str, str] = {
     "plot_optimal": "scaletrack.analysis.plots:plot_optimal",
     "plot_tasks_emergence": "scaletrack.analysis.emergence_plots:plot_tasks_emergence",
     "plot_loss_curves": "scaletrack.analysis.curves:plot_loss_curves",
-    "plot_ideas": "scaletrack.analysis.ideas:plot_ideas",
+    "plot_ideas": "scaletrack.evals.ideas_table:plot_ideas",
+    "save_figure": "scaletrack.analysis.figures:save_figure",
     # ideas registry
     "add_idea": "scaletrack.evals.ideas:add_idea",
     "due_ideas": "scaletrack.evals.ideas:due_ideas",
@@ -104,7 +107,8 @@ _LAZY: dict[str, str] = {
     "check_idea": "scaletrack.evals.ideas:check_idea",
     "retire_idea": "scaletrack.evals.ideas:retire_idea",
     "attempts_table": "scaletrack.evals.ideas:attempts_table",
-    "ideas_table": "scaletrack.analysis.ideas:ideas_table",
+    "ideas_table": "scaletrack.evals.ideas_table:ideas_table",
+    "refresh_idea_statuses": "scaletrack.evals.ideas:refresh_idea_statuses",
     # checkpoints and evaluations
     "register_external_checkpoint": "scaletrack.evals.evaluate:register_external_checkpoint",
     "evaluate_checkpoint": "scaletrack.evals.evaluate:evaluate_checkpoint",

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from scaletrack.analysis.classify import classify_task
 from scaletrack.analysis.emergence import sigmoid_value
 from scaletrack.analysis.emergence_plots import plot_idea_timeline, plot_task_emergence
+from scaletrack.analysis.figures import save_figure
 from scaletrack.cli.main import app
 from scaletrack.store import CheckpointRecord, Store
 
@@ -39,7 +41,7 @@ def test_task_plot_writes_png_and_svg(tmp_path: Path) -> None:
     df = _frame()
     g = df[df.task == "near_task"]
     r = classify_task(g.flops, g.acc, task="near_task", chance=0.25, threshold=0.6, n_bootstrap=30)
-    written = plot_task_emergence(g.flops, g.acc, r, tmp_path / "near")
+    written = save_figure(plot_task_emergence(g.flops, g.acc, r), tmp_path / "near")
     assert [p.suffix for p in written] == [".png", ".svg"]
     assert _png_ok(written[0])
     assert "<svg" in written[1].read_text()[:500]
@@ -53,8 +55,26 @@ def test_idea_timeline_plot(tmp_path: Path) -> None:
     attempts = pd.DataFrame({"idea_id": [1, 1, 1], "flops": [1e18, 1e19, 1e20],
                              "value": [0.3, 0.5, 0.7], "passed": [False, False, True],
                              "created_at": [t0 + timedelta(days=i) for i in range(3)]})
-    written = plot_idea_timeline(attempts, ideas, tmp_path / "timeline.png")
+    written = save_figure(plot_idea_timeline(attempts, ideas), tmp_path / "timeline.png")
     assert _png_ok(written[0]) and written[1].suffix == ".svg"
+    fig, axes = plt.subplots(1, 2)
+    try:
+        assert plot_idea_timeline(attempts, ideas, ax=axes) is fig
+        assert axes[0].get_title().startswith("#1 longer context")
+    finally:
+        plt.close(fig)
+
+
+def test_task_plot_draws_on_the_callers_axes(tmp_path: Path) -> None:
+    df = _frame()
+    g = df[df.task == "near_task"]
+    r = classify_task(g.flops, g.acc, task="near_task", chance=0.25, threshold=0.6, n_bootstrap=30)
+    fig, ax = plt.subplots()
+    try:
+        assert plot_task_emergence(g.flops, g.acc, r, ax=ax) is fig
+        assert ax.get_xscale() == "log" and len(ax.collections) >= 2  # points and band
+    finally:
+        plt.close(fig)
 
 
 def test_cli_csv_table_json_and_plot(tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from scaletrack.analysis.ideas import plot_ideas
+from scaletrack.analysis.figures import save_figure
 from scaletrack.cli.main import app
 from scaletrack.evals.ideas import add_idea, due_ideas, rerun_due
+from scaletrack.evals.ideas_table import plot_ideas
 from scaletrack.store import Store, make_run_key
 from scaletrack.sweeps.train import TrainConfig, train_run
 
@@ -71,7 +72,7 @@ def test_idea_stays_not_yet_on_small_runs_and_works_on_a_larger_one(tmp_path):
         assert list(attempts["passed"]) == [False, True]
         assert attempts["flops"].iloc[1] > attempts["flops"].iloc[0]
 
-        files = plot_ideas(store, tmp_path / "ideas_timeline")
+        files = save_figure(plot_ideas(store), tmp_path / "ideas_timeline")
         assert files and all(f.is_file() and f.stat().st_size > 0 for f in files)
     finally:
         store.close()

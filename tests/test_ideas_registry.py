@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from scaletrack.analysis.ideas import ideas_table
 from scaletrack.cli.main import app
 from scaletrack.errors import ConfigError
 from scaletrack.evals.evaluate import register_external_checkpoint
@@ -25,6 +24,7 @@ from scaletrack.evals.ideas import (
     rerun_due,
     retire_idea,
 )
+from scaletrack.evals.ideas_table import ideas_table
 from scaletrack.models.build import build_model
 from scaletrack.models.checkpoint import save_checkpoint
 from scaletrack.store import Store
@@ -205,6 +205,20 @@ def test_table_classifies_with_enough_points(store, weights, tasks_module):
     check_idea(store, idea, ckpt)
     row = ideas_table(store).set_index("id").loc[idea]
     assert row["class"] in ("past", "near", "far")
+
+
+def test_the_table_reads_and_only_the_refresh_writes(store, store_url, weights, tasks_module):
+    idea = add_idea(store, "bigger is better", f"{tasks_module}:kparams", "value", 50.0)
+    store.update_idea(idea, status="due")  # stale: no checkpoint exists, so it is not due
+    before = store.ideas()
+    assert ideas_table(store).set_index("id").loc[idea, "status"] == "due"  # as stored
+    assert store.ideas().equals(before)  # reading wrote nothing
+    assert refresh_idea_statuses(store) == []  # the explicit write
+    assert ideas_table(store).set_index("id").loc[idea, "status"] == "not-yet"
+    store.update_idea(idea, status="due")
+    res = cli("ideas", "list", "--json", "--store", store_url)  # the CLI refreshes first
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)[0]["status"] == "not-yet"
 
 
 # ---------------------------------------------------------------- CLI round trips

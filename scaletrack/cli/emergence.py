@@ -185,10 +185,12 @@ def emergence(
     table = pd.DataFrame([r.to_row() for r in results.values()])
     if plot is not None:
         from scaletrack.analysis.emergence_plots import plot_tasks_emergence
+        from scaletrack.analysis.figures import save_figure
 
-        written = plot_tasks_emergence(df, results, plot, task_col=task_col, x_col=x_col,
-                                       value_col=value_col, x_label=x_col,
-                                       metric_col=metric_col, shot_col=shot_col)
+        figure = plot_tasks_emergence(df, results, task_col=task_col, x_col=x_col,
+                                      value_col=value_col, x_label=x_col,
+                                      metric_col=metric_col, shot_col=shot_col)
+        written = save_figure(figure, plot)
         if not as_json:
             console.print("wrote " + ", ".join(str(p) for p in written))
     if as_json:

@@ -279,9 +279,10 @@ def backtest_command(
         res = backtest(points, form.value, holdout_top=holdout_top, n_bootstrap=bootstrap)
     paths = []
     if output is not None:
+        from scaletrack.analysis.figures import save_figure
         from scaletrack.analysis.plots import plot_backtest
 
-        paths = plot_backtest(points, res, output)
+        paths = save_figure(plot_backtest(points, res), output)
     s = res.summary
     if as_json:
         print_json({k: s[k] for k in ("n_train", "n_test", "mape", "coverage_prediction",

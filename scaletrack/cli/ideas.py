@@ -84,10 +84,11 @@ def list_(
     store_url: str | None = StoreOption,
 ) -> None:
     """Show each idea: status, best value, largest scale tried, class, predicted crossing."""
-    from scaletrack.analysis.ideas import ideas_table
-    from scaletrack.evals.ideas import attempts_table
+    from scaletrack.evals.ideas import attempts_table, refresh_idea_statuses
+    from scaletrack.evals.ideas_table import ideas_table
 
     with store_session(store_url, create=False) as store:
+        refresh_idea_statuses(store)  # the one write: due / not-yet from today's checkpoints
         table = ideas_table(store)
         tries = attempts_table(store) if attempts or as_json else None
         if as_json:
@@ -192,10 +193,11 @@ def plot(
     store_url: str | None = StoreOption,
 ) -> None:
     """Draw each idea's attempts against compute, with its bar."""
-    from scaletrack.analysis.ideas import plot_ideas
+    from scaletrack.analysis.figures import save_figure
+    from scaletrack.evals.ideas_table import plot_ideas
 
     with store_session(store_url, create=False) as store:
-        for path in plot_ideas(store, output):
+        for path in save_figure(plot_ideas(store), output):
             console.print(f"wrote {path}")
 
 

@@ -40,6 +40,7 @@ def plot_command(
     profiles, or N_opt/D_opt vs compute (IsoFLOP and Chinchilla fits), on the points `fit`
     would use."""
     from scaletrack.analysis import fit_chinchilla, fit_isoflop
+    from scaletrack.analysis.figures import save_figure
     from scaletrack.analysis.plots import plot_isoflop, plot_loss_vs_compute, plot_optimal
     from scaletrack.analysis.selection import select_points
     from scaletrack.cli.fit import _fit, _load, compute_note
@@ -58,19 +59,19 @@ def plot_command(
             fit = None
             console.print(f"no L(C) law drawn: {exc}", markup=False, highlight=False,
                           soft_wrap=True)
-        paths = plot_loss_vs_compute(runs, output, fit=fit)
+        figure = plot_loss_vs_compute(runs, fit=fit)
     else:
         points, how = select_points(df, "isoflop", lr=lr, seeds=seeds, keep=keep)
         how = f"{how}; {compute_note(sweep, csv, c_col)}"
         console.print(f"points: {how}", markup=False, highlight=False, soft_wrap=True)
         if kind is PlotKind.isoflop:
-            paths = plot_isoflop(points, output, budget_col=budget_col)
+            figure = plot_isoflop(points, budget_col=budget_col)
         else:
             fits = [fit_isoflop(points, budget_col=budget_col, n_bootstrap=bootstrap)]
             if "D" in points.columns and len(points) >= 7:
                 fits.append(fit_chinchilla(points, n_bootstrap=bootstrap))
-            paths = plot_optimal(fits, output)
-    for path in paths:
+            figure = plot_optimal(fits)
+    for path in save_figure(figure, output):
         echo(path)
 
 

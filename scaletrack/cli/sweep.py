@@ -237,7 +237,10 @@ def show_command(
     if plot is not None:
         if curves.empty:
             raise DataError("nothing to plot: the run has no loss metrics")
-        written = plot_loss_curves(curves, plot, title=f"{record.run_key} ({record.sweep})")
+        from scaletrack.analysis.figures import save_figure
+
+        figure = plot_loss_curves(curves, title=f"{record.run_key} ({record.sweep})")
+        written = save_figure(figure, plot)
         console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
 
 

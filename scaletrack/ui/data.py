@@ -492,10 +492,10 @@ def emergence(store: StoreLike, **page: Any) -> dict[str, Any]:
 def ideas(store: StoreLike) -> dict[str, Any]:
     """The "not yet" registry: each idea (status, bar, best value, class, predicted crossing
     in FLOPs, whether it is due) and its attempts across scale (N, tokens, FLOPs, value)."""
-    from scaletrack.analysis.ideas import ideas_table
     from scaletrack.evals.ideas import attempts_table, due_ideas
+    from scaletrack.evals.ideas_table import ideas_table
 
-    table = ideas_table(store, refresh=False, outlook=True)  # refresh would write statuses
+    table = ideas_table(store, outlook=True)  # a pure read: the stored statuses
     due = {int(i.id) for i in due_ideas(store)}
     attempts = attempts_table(store)
     rows = []

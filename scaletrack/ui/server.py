@@ -319,7 +319,7 @@ def _warm_imports() -> None:
         import importlib
 
         for name in ("scaletrack.analysis", "scaletrack.analysis.classify",
-                     "scaletrack.analysis.ideas", "scaletrack.ui.emergence_data"):
+                     "scaletrack.evals.ideas_table", "scaletrack.ui.emergence_data"):
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
 

@@ -1,26 +1,36 @@
-"""The "not yet" registry seen by analysis: each idea's outlook, the ideas table and its plot.
+"""The "not yet" registry read as a table: each idea's points across scale, its outlook
+(past / near / far of its bar, with the predicted crossing in FLOPs) and its figure.
 
-The registry itself (adding ideas, due-ness, attempts) lives in `scaletrack.evals.ideas`;
-this module reads it and classifies each idea's metric-vs-compute curve with
-`analysis.classify` (past / near / far of its bar, and the predicted crossing in FLOPs).
+Everything here reads; nothing writes. The statuses shown are the stored ones: the
+registry's one write of them is `scaletrack.evals.ideas.refresh_idea_statuses`, which the
+callers that want them current (`scaletrack ideas list`, checkpoint registration) run first.
+The curve of an idea is classified by `scaletrack.analysis.classify.classify_task`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from scaletrack.errors import ConfigError, ScaletrackError
-from scaletrack.evals.ideas import checkpoint_scale, idea_records, is_finite, refresh_idea_statuses
+from scaletrack.evals.ideas import checkpoint_scale, idea_records, is_finite
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
     from scaletrack.store.protocol import StoreLike
     from scaletrack.store.records import IdeaRecord
 
+TABLE_COLUMNS = [
+    "id", "title", "task", "metric", "direction", "threshold", "status", "best_value",
+    "attempts", "max_N_tried", "max_flops_tried", "class", "predicted_crossing", "hypothesis",
+]
+_CEILINGS = {"exact_match": 1.0, "token_accuracy": 1.0, "logprob_per_token": 0.0, "loss": 0.0}
+_CHANCE = {"exact_match": 0.0, "token_accuracy": 0.0}
 
 
 def idea_points(store: StoreLike, idea: IdeaRecord) -> pd.DataFrame:
@@ -64,10 +74,6 @@ def idea_outlook(store: StoreLike, idea: IdeaRecord) -> IdeaOutlook:
     return classify_points(
         points, idea.threshold, idea.direction, metric=idea.metric, task=idea.task
     )
-
-
-_CEILINGS = {"exact_match": 1.0, "token_accuracy": 1.0, "logprob_per_token": 0.0, "loss": 0.0}
-_CHANCE = {"exact_match": 0.0, "token_accuracy": 0.0}
 
 
 def classify_points(
@@ -119,16 +125,10 @@ def _passed_outlook(look: IdeaOutlook, attempts: pd.DataFrame, idea_id: int) -> 
     return IdeaOutlook("past", crossing)
 
 
-def ideas_table(store: StoreLike, *, refresh: bool = True, outlook: bool = True) -> pd.DataFrame:
-    """One row per idea: id, title, task, metric, direction, threshold, status, best_value,
-    attempts, max_N_tried, max_flops_tried (FLOPs), class, predicted_crossing (FLOPs)."""
-    if refresh:
-        refresh_idea_statuses(store)
-    columns = [
-        "id", "title", "task", "metric", "direction", "threshold", "status", "best_value",
-        "attempts", "max_N_tried", "max_flops_tried", "class", "predicted_crossing",
-        "hypothesis",
-    ]
+def ideas_table(store: StoreLike, *, outlook: bool = True) -> pd.DataFrame:
+    """One row per idea, read only: id, title, task, metric, direction, threshold, status (as
+    stored), best_value, attempts, max_N_tried, max_flops_tried (FLOPs), class,
+    predicted_crossing (FLOPs), hypothesis. `outlook=False` skips the classification."""
     attempts = store.idea_attempts()
     counts = attempts.groupby("idea_id").size().to_dict() if not attempts.empty else {}
     rows = []
@@ -149,18 +149,15 @@ def ideas_table(store: StoreLike, *, refresh: bool = True, outlook: bool = True)
             "class": look.cls, "predicted_crossing": look.crossing_flops,
             "hypothesis": idea.hypothesis,
         })
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
-# ---------------------------------------------------------------- plot
-
-
-def plot_ideas(store: StoreLike, path: str | Path) -> list[Path]:
-    """Draw every idea's attempts against compute with its bar; returns the files written."""
+def plot_ideas(store: StoreLike, *, ax: Axes | Any | None = None) -> Figure:
+    """Draw every idea's attempts against compute (FLOPs) with its bar, one panel per idea
+    (`ax`: one Axes per idea, else a new figure); returns the Figure. Save it with
+    `scaletrack.analysis.figures.save_figure`."""
     from scaletrack.analysis.emergence_plots import plot_idea_timeline
 
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if not idea_records(store):
         raise ConfigError("no ideas to plot: add one with `scaletrack ideas add`")
     attempts = store.idea_attempts()
@@ -170,6 +167,4 @@ def plot_ideas(store: StoreLike, path: str | Path) -> list[Path]:
             checkpoint_scale(n, d, c).compute
             for n, d, c in zip(attempts["N"], attempts["tokens"], attempts["flops"], strict=True)
         ]
-    table = ideas_table(store, refresh=False, outlook=False)
-    written = plot_idea_timeline(attempts, table, out)
-    return [Path(p) for p in (written or [out])]
+    return plot_idea_timeline(attempts, ideas_table(store, outlook=False), ax=ax)
