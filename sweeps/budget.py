@@ -38,8 +38,9 @@ def _activation_bytes(cfg: Any, mcfg: Any) -> float:
     logits = tokens * vocab * 4 * 3  # logits, softmax, gradient (fp32)
     if hasattr(mcfg, "d_model"):
         per_layer = 34.0 * mcfg.d_model + 5.0 * mcfg.n_head * float(cfg.context)
-        return tokens * mcfg.n_layer * per_layer * 2 + logits
-    return tokens * mcfg.n_layer * float(mcfg.d_hidden) * 4 * 10 + logits  # LSTM gates, states
+        return float(tokens * mcfg.n_layer * per_layer * 2 + logits)
+    # LSTM gates and states
+    return float(tokens * mcfg.n_layer * float(mcfg.d_hidden) * 4 * 10 + logits)
 
 
 def cell_cost(cell: Any) -> CellCost:

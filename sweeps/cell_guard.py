@@ -89,7 +89,7 @@ class Guard:
     def __init__(self, parent: int, grace_s: float) -> None:
         self.parent = parent
         self.grace_s = grace_s
-        self.program: subprocess.Popen | None = None
+        self.program: subprocess.Popen[bytes] | None = None
         self.program_status: int | None = None  # the raw wait status, once it exited
         self.parent_died = False
         self.stop_at: float | None = None  # when SIGTERM was forwarded

@@ -33,6 +33,7 @@ from typing import Any
 
 from scaletrack.errors import ConfigError, ScaletrackError
 from scaletrack.sweeps.spec import GridSpec, load_spec
+from scaletrack.sweeps.spec_sections import GptModelSpec, LstmModelSpec
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ def _fail(source: str, field: str, message: str) -> ConfigError:
 
 def _resolve_data(spec: GridSpec, source: str, base_dir: Path) -> dict[str, Any]:
     """The data dict for TrainConfig, with file paths made absolute and checked to exist."""
+    assert spec.data is not None  # GridSpec checked it
     data = spec.data.source()
     for key, what in (("path", "text file or folder"), ("tokens", "token file")):
         if key in data:
@@ -188,6 +190,7 @@ def _shapes(spec: GridSpec, source: str, vocab_size: int) -> list[tuple[str, dic
     """(label, shape kwargs) for each size; target counts resolved with models.ladder."""
     from scaletrack.models.ladder import shape_for
 
+    assert spec.data is not None and isinstance(spec.model, GptModelSpec | LstmModelSpec)
     family = spec.model.family
     context = spec.data.context
     out: list[tuple[str, dict[str, Any]]] = []
@@ -280,7 +283,7 @@ def expand(
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
 
-    common = {
+    common: dict[str, Any] = {
         "family": spec.model.family, "data": dict(data), "context": spec.data.context,
         "batch_size": spec.train.batch_size, "schedule": spec.schedule.kind,
         "warmup_frac": spec.schedule.warmup_frac, "decay_frac": spec.schedule.decay_frac,
@@ -308,7 +311,7 @@ def expand(
         return Cell(
             run_key=make_run_key(cell_key_config(cfg, spec.name, command, axes)),
             sweep=spec.name,
-            family=spec.model.family, config=cfg, size_label=label, N=int(plan.N),
+            family=common["family"], config=cfg, size_label=label, N=int(plan.N),
             N_total=int(plan.N_total), D=int(budget), C=float(plan.C), steps=int(plan.steps),
             seed=seed, lr=lr, role=role, parent_run_key=cfg.branch_from,
             branch_step=cfg.branch_step if role == "branch" else None,
@@ -368,7 +371,7 @@ def _custom_points(spec: GridSpec) -> list[tuple[tuple[str, Any], ...]]:
 def _ordered(spec: GridSpec, source: str, cells: list[Cell]) -> Grid:
     """The grid with its cells in schedule order (compute order: smallest planned C first, a
     trunk just before its first branch; cells of unknown C after them, smallest D first)."""
-    order: dict[str, tuple] = {}  # run key -> schedule sort key (compute order)
+    order: dict[str, tuple[Any, ...]] = {}  # run key -> schedule sort key (compute order)
     if spec.executor.order == "compute":
         for i, c in enumerate(cells):
             known = c.C is not None

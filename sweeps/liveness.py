@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 from datetime import datetime
+from typing import TypeGuard
 
 import psutil
 
@@ -28,7 +29,7 @@ def parse_worker(worker: str | None) -> tuple[str, int] | None:
     return parts[0], int(parts[1])
 
 
-def holder_is_dead(worker: str | None, heartbeat_at: datetime | None) -> bool:
+def holder_is_dead(worker: str | None, heartbeat_at: datetime | None) -> TypeGuard[str]:
     """True when `worker` ran on this host and its process no longer exists (PID gone, a
     zombie, or reused by a process started after `heartbeat_at`)."""
     parsed = parse_worker(worker)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -34,14 +35,14 @@ class SpikeDetector:
         self.history.append(float(loss))
         return False
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         return {
             "window": self.window, "k": self.k, "min_history": self.min_history,
             "min_rel": self.min_rel, "history": list(self.history),
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> SpikeDetector:
+    def from_state(cls, state: dict[str, Any]) -> SpikeDetector:
         det = cls(state["window"], state["k"], state["min_history"], state["min_rel"])
         det.history.extend(state["history"])
         return det

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from scaletrack.errors import ScaletrackError, one_line
 
@@ -42,10 +42,10 @@ class CellTask:
     run_key: str
     label: str  # e.g. "L2-H2-D64 D=40000 seed=0 lr=0.003"
     config: dict[str, Any]  # TrainConfig.to_dict()
-    N: int
+    N: int | None  # None: a command cell whose program's model is not known
     D: int
-    C: float
-    steps: int
+    C: float | None
+    steps: int | None
     command: str | None = None  # a command cell: the user's program line (sweeps.command)
     workdir: str | None = None  # and the folder it runs in
     # a cooldown branch waits for its trunk's checkpoint at this (trunk run key, step)
@@ -310,7 +310,7 @@ def run_cell(
         done = run_command_cell(job, cell, store, worker, make_done=CellDone,
                                 stop_event=stop_event)
         emit(done)
-        return done
+        return cast(CellDone, done)  # make_done's result
     try:
         cfg = TrainConfig.from_dict(cell.config)
         if device is not None and cfg.device != device:

@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -379,7 +379,7 @@ def _cell_task(job: SweepJob, cell: CellTask, worker: str, hub: Any, direct: boo
 
         store: StoreLike = Store.open(job.store_url)
     else:
-        store = HubStore(hub, job.store_url)
+        store = cast(StoreLike, HubStore(hub, job.store_url))  # its methods are generated
     try:
         done = run_cell(job, cell, store, worker, emit, stop_event=_HubStopSignal(hub))
     finally:
@@ -504,8 +504,9 @@ class RayExecutor:
         host = socket.gethostname()
         cap = self.workers if self.workers > 1 else len(job.cells)
         threads = max(1, int(self.cpus_per_cell))
-        cpus = ray.cluster_resources().get("CPU", 0.0)
-        nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+        cpus = ray.cluster_resources().get("CPU", 0.0)  # type: ignore[no-untyped-call]
+        listed: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+        nodes = sum(1 for node in listed if node.get("Alive"))
         on_event(ExecutorNote(
             f"ray: {len(job.cells)} cells on {nodes} node(s), {cpus:g} CPUs; "
             f"metrics {'written by each task' if direct else 'through one writer on this node'}"

@@ -428,7 +428,8 @@ class SlurmExecutor:
                         if states is None:  # squeue did not answer: only results count
                             if not Path(item.job.paths.result_pickle).exists():
                                 continue
-                            st = TaskState(job_id, item.state, item.restarts, item.node, None)
+                            st: TaskState | None = TaskState(job_id, item.state, item.restarts,
+                                                             item.node, None)
                         else:
                             st = states.get(job_id)
                         outcome = self._step(store, item, st, on_event,
