@@ -27,6 +27,8 @@ from scaletrack.errors import ConfigError, DataError
 from scaletrack.number_format import fmt_number
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import pandas as pd
 
 
@@ -80,14 +82,30 @@ def _load(sweep: str | None, csv: Path | None, store: str | None, cols: tuple,
     return df
 
 
-def compute_note(sweep: str | None, csv: Path | None, c_col: str) -> str:
-    """Where the fit's compute C comes from, in words (the FLOP convention)."""
+BUILT_IN_FAMILIES = ("gpt", "lstm")
+
+
+def counting_note(families: Iterable[str] | None = None) -> str:
+    """How N and C are counted for runs of these families (all when None), in words: the
+    parameter and FLOP conventions."""
     from scaletrack.models.accounting import DEFAULT_FLOP_CONVENTION, FLOP_CONVENTIONS
 
+    fams = set(BUILT_IN_FAMILIES) | {"other"} if families is None else set(families)
+    parts = []
+    if fams & set(BUILT_IN_FAMILIES):
+        parts.append(f"built-in models count N as non-embedding parameters (Kaplan; N_total "
+                     f"adds the embeddings) and C as tokens x FLOPs per token under "
+                     f"{DEFAULT_FLOP_CONVENTION!r} = {FLOP_CONVENTIONS[DEFAULT_FLOP_CONVENTION]}")
+    if fams - set(BUILT_IN_FAMILIES):
+        parts.append("command and imported runs keep the N and C they recorded (planned "
+                     "command cells: C = 6·N·D, no attention or output-layer terms)")
+    return "; ".join(parts)
+
+
+def compute_note(sweep: str | None, csv: Path | None, c_col: str) -> str:
+    """Where the fit's compute C comes from, in words (the FLOP convention)."""
     if sweep is not None:
-        return (f"C: planned FLOPs; built-in models count {DEFAULT_FLOP_CONVENTION!r} = "
-                f"{FLOP_CONVENTIONS[DEFAULT_FLOP_CONVENTION]}; command and imported runs as "
-                "they recorded")
+        return f"C: planned FLOPs; {counting_note()}"
     import csv as csv_mod
 
     with open(csv, newline="", encoding="utf-8") as fh:  # type: ignore[arg-type]

@@ -136,6 +136,11 @@ def validate_command(
     ]
     print_table(pd.DataFrame(rows), title=f"sweep {grid.name}: cells in schedule order")
     total_c = sum(c.spent_flops for c in grid.cells)  # a branch pays only for its cooldown
+    from scaletrack.cli.fit import counting_note
+
+    families = {"command" if c.command is not None else c.family for c in grid.cells}
+    console.print(f"counting: {counting_note(families)}", markup=False, highlight=False,
+                  soft_wrap=True)
     console.print(f"[green]ok[/]: {literal(file)} is valid: {len(grid.cells)} cells, "
                   f"{fmt_number(total_c)} FLOPs planned, executor {grid.spec.executor.kind} "
                   f"x{grid.spec.executor.workers}")
@@ -225,6 +230,12 @@ def show_command(
                   f"D {fmt_number(record.D)}  C {fmt_number(record.C)}  seed {record.seed}  "
                   f"lr {fmt_number(record.lr)}  final loss {fmt_number(record.final_loss)}",
                   soft_wrap=True)
+    from scaletrack.cli.fit import counting_note
+
+    console.print(f"counting: {counting_note([record.family])}", markup=False,
+                  highlight=False, soft_wrap=True)
+    if record.note:
+        console.print(f"note: {record.note}", markup=False, highlight=False, soft_wrap=True)
     if record.error:
         console.print(f"[red]error[/]: {literal(record.error, keep=LINE_BREAKS)}",
                       soft_wrap=True, highlight=False)
