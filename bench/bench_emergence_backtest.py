@@ -33,8 +33,10 @@ used to choose):
   within 0.01 of it ties; ties go to the higher near recall, then to the first in the
   order (3, 1 %), (2, 1 %), (4, 1 %), (5, 1 %), then the same with 0.1 % (the existing
   default first, fewer points before more).
-The library defaults (`TREND_POINTS`, `PROGRESS_FLOOR`) are set to the pick; the reported
-back-test above runs `classify_task` with the library defaults.
+The library defaults (`TREND_POINTS`, `PROGRESS_FLOOR`) were set to the pick (4 points, 1 %);
+`TREND_POINTS` has since been chosen again (6) on the selection halves of
+bench/bench_emergence_sources.py. The reported back-test above runs `classify_task` with the
+library defaults of the day.
 
     .venv/bin/python bench/bench_emergence_backtest.py [--bootstrap 0] [--select-only]
 """
