@@ -14,7 +14,7 @@ from scaletrack.number_format import fmt_number
 
 matplotlib.use("Agg")
 
-APP_JS = Path(__file__).resolve().parent.parent / "scaletrack" / "ui" / "static" / "app.js"
+APP_JS = Path(__file__).resolve().parent.parent / "scaletrack" / "ui" / "static" / "common.js"
 
 
 @pytest.mark.parametrize(
@@ -69,9 +69,9 @@ def test_colour_bars_and_log_axes_use_the_rule_for_every_label() -> None:
 
 def _app_js_fmt() -> str:
     source = APP_JS.read_text()
-    match = re.search(r"^  function fmt\(v\) \{.*?^  \}$", source, re.M | re.S)
-    assert match, "app.js has no fmt function"
-    return match.group(0)
+    match = re.search(r"^export (function fmt\(v\) \{.*?^\})$", source, re.M | re.S)
+    assert match, "common.js has no fmt function"
+    return match.group(1)
 
 
 @pytest.mark.browser

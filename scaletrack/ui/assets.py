@@ -1,15 +1,29 @@
-"""The page and its static files: our app.js / app.css and Plotly.js from the installed
-`plotly` package (served by the app, or inlined into a report; never from a CDN)."""
+"""The page and its static files: our ES modules (app.js and what it imports) and app.css, and
+Plotly.js from the installed `plotly` package (served by the app, or inlined into a report;
+never from a CDN).
+
+Served, the page loads app.js as a module and the browser fetches the modules it imports from
+/static/. A report is one file that may not fetch anything, so there the modules are joined
+into one script in dependency order: each module's `import { ... } from "./x.js";` lines are
+dropped and its `export` keywords removed (the modules' top-level names are distinct), all
+inside one function scope.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-_STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
+# the dashboard's modules, each after the modules it imports (the report's order)
+MODULES = ("common.js", "api.js", "runs.js", "curves.js", "scaling.js", "emergence.js",
+           "ideas.js", "app.js")
+_STATIC = {**{name: "text/javascript" for name in MODULES}, "app.css": "text/css"}
+_IMPORT = re.compile(r'^import \{[^}]*\} from "\./([a-z]+\.js)";\n', re.M)
+_EXPORT = re.compile(r"^export (?=(?:async function|function|const|let) )", re.M)
 _TITLE = "scaletrack"
 
 
@@ -36,6 +50,22 @@ def static_file(name: str) -> tuple[bytes, str] | None:
     return None
 
 
+@cache
+def bundled_js() -> str:
+    """The modules as one classic script (for a report): imports dropped, exports unmarked."""
+    parts = []
+    for name in MODULES:
+        text = _own(name).decode("utf-8")
+        for imported in _IMPORT.findall(text):
+            if imported not in MODULES[: MODULES.index(name)]:
+                raise RuntimeError(f"{name} imports {imported}, which is not an earlier module")
+        text = _EXPORT.sub("", _IMPORT.sub("", text))
+        if re.search(r"^(?:import|export)\b", text, re.M):
+            raise RuntimeError(f"{name}: write imports on one line and export declarations only")
+        parts.append(f"// ---- {name}\n" + text)
+    return '(function () {\n"use strict";\n' + "\n".join(parts) + "})();\n"
+
+
 def _script_json(payload: Any) -> str:
     """JSON safe inside a <script> element: no '</script>' or '<!--' can appear in it."""
     text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
@@ -55,14 +85,14 @@ def page(report_data: Any | None) -> str:
     if report_data is None:
         head = '<link rel="stylesheet" href="/static/app.css">'
         scripts = ('<script src="/static/plotly.min.js"></script>\n'
-                   '<script src="/static/app.js"></script>')
+                   '<script type="module" src="/static/app.js"></script>')
     else:
         head = (f'<meta http-equiv="Content-Security-Policy" content="{REPORT_CSP}">\n'
                 f"<style>{_own('app.css').decode()}</style>")
         plotly = plotly_js().decode("utf-8").replace("</script", "<\\/script")
         scripts = (
             f'<script id="report-data" type="application/json">{_script_json(report_data)}'
-            f"</script>\n<script>{plotly}</script>\n<script>{_own('app.js').decode()}</script>"
+            f"</script>\n<script>{plotly}</script>\n<script>{bundled_js()}</script>"
         )
     return f"""<!doctype html>
 <html lang="en">
