@@ -5,11 +5,13 @@
 this module composes the layers: a grid's eval task names are checked against the task
 registry, each checkpoint a cell registers is evaluated on the grid's tasks in the worker that
 trained it (local processes and Ray tasks alike), and the "not yet" ideas that a new, larger
-checkpoint makes due are re-checked after each finished cell.
+checkpoint makes due are re-checked after each finished cell. When a sweep has finished, the
+dashboard's scaling fits of its runs are saved in the store's fit cache (`scaling_fits`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
     from scaletrack.sweeps.executors import Executor
     from scaletrack.sweeps.grid import Cell, Grid
     from scaletrack.sweeps.runner import SweepReport
+
+log = logging.getLogger(__name__)
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -58,7 +62,7 @@ def run_sweep(
 
     if isinstance(grid, (str, Path)):
         grid = load_grid(grid)
-    return run_grid(
+    report = run_grid(
         grid,
         store_url,
         workers=workers,
@@ -70,3 +74,20 @@ def run_sweep(
         after_checkpoint=evaluate_new_checkpoint,
         after_cell=idea_rechecker if recheck_ideas else None,
     )
+    if not report.unfinished and not report.interrupted and report.store_error is None:
+        _cache_scaling_fits(store_url, report.sweep)
+    return report
+
+
+def _cache_scaling_fits(store_url: str | None, sweep: str) -> None:
+    """Save the dashboard's scaling fits of a finished sweep (a failure only costs the view
+    its cache: it fits by itself then)."""
+    from scaletrack.errors import ScaletrackError
+    from scaletrack.scaling_fits import cache_scaling_fits
+    from scaletrack.store import Store, resolve_store_url
+
+    try:
+        with Store.open(resolve_store_url(store_url)) as store:
+            cache_scaling_fits(store, sweep)
+    except ScaletrackError as exc:
+        log.warning("sweep %s: scaling fits not cached: %s", sweep, exc)

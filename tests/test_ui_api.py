@@ -364,3 +364,117 @@ def test_ui_stops_on_sigterm_with_an_answer_in_flight(ui_url: str) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def grid_store(path: Path, sizes: int, budgets: int, sweep: str = "grid") -> str:
+    """A sweep of sizes x budgets finished runs with Chinchilla-like losses (1 % noise)."""
+    rng = np.random.default_rng(3)
+    url = f"sqlite:///{path}"
+    with Store.open(url) as store:
+        for n in np.geomspace(1e5, 1e8, sizes):
+            for d in np.geomspace(1e8, 1e11, budgets):
+                loss = (1.8 + 400 / n ** 0.34 + 2000 / d ** 0.37) * np.exp(rng.normal(0, 0.01))
+                key = f"n{n:.4g}-d{d:.4g}"
+                store.ensure_run(RunRecord(run_key=key, sweep=sweep, family="gpt", config={},
+                                           N=int(n), N_total=int(n), D=int(d), C=6 * n * d,
+                                           seed=0, lr=1e-3))
+                store.finish_run(key, "finished", final_loss=float(loss))
+    return url
+
+
+def test_compute_optimal_needs_what_the_library_needs(tmp_path: Path) -> None:
+    """Too few runs for a Chinchilla fit: the view gives the library's own rule and words
+    (free parameters + 2 points), not a count of its own."""
+    from scaletrack.analysis.chinchilla import check_degrees_of_freedom
+    from scaletrack.errors import DataError
+    from scaletrack.ui.data import optimal
+
+    url = grid_store(tmp_path / "six.db", 3, 2)
+    with open_read_only(url) as store:
+        answer = optimal(store, "grid")
+    with pytest.raises(DataError) as library:
+        check_degrees_of_freedom("chinchilla", 6, 5)
+    assert answer["status"] == "none" and answer["reason"] == str(library.value)
+
+
+def test_scaling_view_answers_from_the_fit_cache(tmp_path: Path) -> None:
+    """The fits `cache_scaling_fits` saves (as when a sweep finishes) are the ones the
+    read-only view answers from, key for key, and its answer equals fitting afresh; a changed
+    run changes the key, so the view fits again."""
+    from scaletrack.scaling_fits import (
+        backtest_threshold,
+        cache_scaling_fits,
+        compute_backtest,
+        power_law,
+        scaling_points,
+        selected_points,
+    )
+    from scaletrack.ui import data
+
+    url = grid_store(tmp_path / "grid.db", 6, 6)
+    with open_read_only(url) as store:
+        fresh = data.scaling(store, "grid")
+    assert fresh["fits"]["C"]["status"] == "ok" and fresh["backtest"]["status"] == "ok"
+    with Store.open(url) as store:
+        assert cache_scaling_fits(store, "grid") == 4  # L(N), L(D), L(C) and the back-test
+        assert cache_scaling_fits(store, "grid") == 0  # already there
+        assert set(store.fits()["sweep"]) == {"grid"}
+    with data._cache_lock:
+        data._fit_cache.clear()  # a fresh server process: nothing computed in memory
+    before = digest(url)
+    with open_read_only(url) as store:
+        df = scaling_points(store, "grid")
+        for x, form in (("N", "power_N"), ("D", "power_D"), ("C", "compute")):
+            assert power_law(store, selected_points(df, form)[0], x)[2], x  # a cache hit
+        points = selected_points(df, "compute")[0]
+        assert compute_backtest(store, points, backtest_threshold(points))[2]
+        cached = data.scaling(store, "grid")
+    assert digest(url) == before  # the view only read
+    assert cached == fresh
+    with Store.open(url) as store:  # a fitted run's size is corrected: its fit is keyed anew
+        fitted = selected_points(df, "power_N")[0].iloc[0]
+        row = df[(df["N"] == fitted["N"]) & (df["D"] == fitted["D"])].iloc[0]
+        store.update_run(str(row["run_key"]), N=int(row["N"] * 1.01))
+        df2 = scaling_points(store, "grid")
+        assert not power_law(store, selected_points(df2, "power_N")[0], "N")[2]
+
+
+def test_report_is_written_atomically(tmp_path: Path) -> None:
+    from scaletrack.errors import DataError
+    from scaletrack.ui.report import write_report
+
+    url = grid_store(tmp_path / "small.db", 3, 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    with open_read_only(url) as store:
+        with pytest.raises(DataError, match="it is a folder"):
+            write_report(store, out, points=50)
+        assert list(out.iterdir()) == [] and not (tmp_path / "out.tmp").exists()
+        path = write_report(store, out / "report.html", points=50)
+        path = write_report(store, out / "report.html", points=50)  # over an existing file
+    assert sorted(p.name for p in out.iterdir()) == ["report.html"]
+    html = path.read_text()
+    assert "<script type=\"module\"" not in html and "\nimport {" not in html
+    assert "\nexport function" not in html and "function viewScaling(" in html
+
+
+def test_dashboard_modules_are_served_as_javascript(client: TestClient) -> None:
+    """app.js is an ES module; every module it (and they) import is served as JavaScript,
+    and each is under 600 lines."""
+    import re
+
+    page = client.get("/").text
+    assert '<script type="module" src="/static/app.js"></script>' in page
+    todo, seen = ["app.js"], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        answer = client.get(f"/static/{name}")
+        assert answer.status_code == 200, name
+        assert answer.headers["content-type"].startswith("text/javascript"), name
+        assert len(answer.text.splitlines()) < 600, name
+        todo += re.findall(r'^import \{[^}]*\} from "\./([a-z]+\.js)";$', answer.text, re.M)
+    assert {"app.js", "common.js", "api.js", "scaling.js"} <= seen
+    assert client.get("/static/nope.js").status_code == 404

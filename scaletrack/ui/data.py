@@ -32,7 +32,7 @@ SORTABLE = ("run_key", "name", "sweep", "family", "status", "role", "N", "D", "C
 MAX_PAGE = 1000
 DEFAULT_POINTS = 1000
 MAX_POINTS = 20_000
-N_BOOTSTRAP = 200
+N_BOOTSTRAP = 200  # bootstrap refits of the scaling view's fits (scaling_fits.SCALING_BOOTSTRAP)
 MAX_SCATTER = 20_000  # points drawn on the scaling chart (every run is fitted)
 
 
@@ -240,17 +240,10 @@ def _cached(key: tuple, compute: Any) -> Any:
 
 
 def scaling_points(store: StoreLike, sweep: str | None = None) -> pd.DataFrame:
-    """Finished runs with positive N, D, C and a finite final loss (columns of the runs table
-    plus `loss`); trunks of cooldown branches are left out, as in every fit."""
-    from scaletrack.store.run_pages import FIT_POINT_COLUMNS, fit_points
+    """Finished runs with positive N, D, C and a finite final loss (`scaling_fits`)."""
+    from scaletrack.scaling_fits import scaling_points as points
 
-    df = pd.DataFrame(fit_points(store.engine, sweep), columns=list(FIT_POINT_COLUMNS))
-    df = df.rename(columns={"final_loss": "loss"})
-    for col in ("N", "D", "C", "loss", "lr"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    ok = np.isfinite(df[["N", "D", "C", "loss"]].to_numpy(float)).all(axis=1)
-    ok &= (df[["N", "D", "C", "loss"]].to_numpy(float) > 0).all(axis=1)
-    return df[ok].reset_index(drop=True)
+    return points(store, sweep)
 
 
 def law_curve(fit: Any, x_lo: float, x_hi: float, x_max: float, *,
@@ -270,21 +263,21 @@ def law_curve(fit: Any, x_lo: float, x_hi: float, x_max: float, *,
 
 
 def _selected(df: pd.DataFrame, form: str) -> tuple[pd.DataFrame, str]:
-    """The points a `form` fit uses: the same selection as `scaletrack fit` (best learning
-    rate per (N, D), seeds averaged, compute laws on the frontier) and its description."""
-    from scaletrack.analysis.selection import select_points
+    """The points a `form` fit uses: the same selection as `scaletrack fit`."""
+    from scaletrack.scaling_fits import selected_points
 
-    return select_points(df[[c for c in ("N", "D", "C", "loss", "lr", "seed") if c in df]],
-                         form)
+    return selected_points(df, form)
 
 
-def _power_fit(df: pd.DataFrame, x: str) -> dict[str, Any]:
-    from scaletrack.analysis import fit_power_law
+def _power_fit(store: StoreLike, df: pd.DataFrame, x: str) -> dict[str, Any]:
+    """L(x) with its bands: from the store's fit cache when these points were fitted before
+    (`scaling_fits.power_law`), else fitted here."""
     from scaletrack.analysis.status import degenerate_message
+    from scaletrack.scaling_fits import power_law
 
     try:
         points, how = _selected(df, "compute" if x == "C" else f"power_{x}")
-        fit = fit_power_law(points, x, n_bootstrap=N_BOOTSTRAP)
+        fit, _, _ = power_law(store, points, x)
     except (ScaletrackError, ValueError) as exc:
         return {"x": x, "status": "failed", "reason": str(exc)}
     if fit.status == "degenerate":
@@ -300,20 +293,20 @@ def _power_fit(df: pd.DataFrame, x: str) -> dict[str, Any]:
     }
 
 
-def _backtest(df: pd.DataFrame) -> dict[str, Any] | None:
-    """Fit L(C) on all but the top fifth by compute, predict the held-out runs."""
-    from scaletrack.analysis import backtest
+def _backtest(store: StoreLike, df: pd.DataFrame) -> dict[str, Any] | None:
+    """Fit L(C) on all but the top fifth by compute, predict the held-out runs (the fit from
+    the store's cache when these points were back-tested before)."""
+    from scaletrack.scaling_fits import BACKTEST_MIN_POINTS, backtest_threshold, compute_backtest
 
     try:
         points, how = _selected(df, "compute")
     except (ScaletrackError, ValueError) as exc:
         return {"status": "failed", "reason": str(exc)}
-    if len(points) < 5:
+    if len(points) < BACKTEST_MIN_POINTS:
         return None
-    c_sorted = np.sort(points["C"].to_numpy(float))
-    threshold = float(c_sorted[int(math.floor(0.8 * len(c_sorted)))])
+    threshold = backtest_threshold(points)
     try:
-        result = backtest(points[["N", "D", "C", "loss"]], "compute", threshold)
+        result, _, _ = compute_backtest(store, points, threshold)
     except (ScaletrackError, ValueError) as exc:
         return {"status": "failed", "reason": str(exc)}
     frame = result.frame
@@ -358,13 +351,11 @@ def _optimal(df: pd.DataFrame) -> dict[str, Any]:
         df, how = _selected(df, "chinchilla")
     except (ScaletrackError, ValueError) as exc:
         return {"status": "failed", "reason": str(exc)}
-    n_sizes, n_budgets = df["N"].nunique(), df["D"].nunique()
-    if len(df) < 5 or n_sizes < 3 or n_budgets < 3:
-        return {"status": "none", "reason": (
-            f"a Chinchilla fit needs at least 5 finished runs over 3 or more distinct N and D "
-            f"(have {len(df)} runs, {n_sizes} N, {n_budgets} D)")}
-    try:
+    try:  # too few points: the library's own rule and words (free parameters + 2)
         fit = fit_chinchilla(df[["N", "D", "C", "loss"]], n_bootstrap=0)
+    except (ScaletrackError, ValueError) as exc:
+        return {"status": "none", "reason": str(exc), "points": how}
+    try:
         c = df["C"].to_numpy(float)
         grid = np.geomspace(c.min(), c.max() * 100, 40)
         table = compute_optimal(fit, grid)
@@ -410,12 +401,12 @@ def scaling(store: StoreLike, sweep: str | None = None, *,
         for x in ("N", "D", "C"):
             if should_stop is not None and should_stop():
                 raise DataError("the request was abandoned")
-            fits[x] = _power_fit(df, x)
+            fits[x] = _power_fit(store, df, x)
         return {
             "fits": fits,
             "frontier": {"C": _floats(frontier["C"]), "loss": _floats(frontier["loss"]),
                          "N": _floats(frontier["N"]), "D": _floats(frontier["D"])},
-            "backtest": _backtest(df), "isoflop": _isoflop(df),
+            "backtest": _backtest(store, df), "isoflop": _isoflop(df),
         }
 
     found = _cached(key, compute)

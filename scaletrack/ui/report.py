@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from scaletrack.errors import DataError
+from scaletrack.store.exporters import write_atomically
 from scaletrack.ui import assets, data
 
 if TYPE_CHECKING:
@@ -73,12 +74,19 @@ def build_report(store: StoreLike, sweep: str | None = None, *, points: int = RE
 
 def write_report(store: StoreLike, path: str | Path, sweep: str | None = None, *,
                  points: int = REPORT_POINTS) -> Path:
-    """Write the report to `path` (written to a temporary name, then renamed); returns it."""
+    """Write the report to `path` atomically (`store.exporters.write_atomically`: a temporary
+    file in the same folder, renamed over `path`; nothing is left behind on failure); returns
+    it. A folder is refused before anything is computed."""
     target = Path(path)
+    if target.is_dir():
+        raise DataError(f"cannot write report {str(target)!r}: it is a folder; name a file in "
+                        f"it, e.g. {str(target / 'report.html')!r}")
     if not target.parent.is_dir():
         raise DataError(f"cannot write report {str(target)!r}: its folder does not exist")
-    html = build_report(store, sweep, points=points)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(target)
+    html = build_report(store, sweep, points=points).encode("utf-8")
+
+    def write(fh: BinaryIO) -> None:
+        fh.write(html)
+
+    write_atomically(target, write)
     return target
