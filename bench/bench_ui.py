@@ -1,6 +1,7 @@
 """Dashboard benchmark: a store of N runs (1,000 with 2M metric rows by default; 200,000 with
 `--runs 200000 --curves 200`); each view's server answer, cold (first ask after a fresh
-`scaletrack ui`: nothing cached in the process; fits not yet computed) and warm (median of
+`scaletrack ui`: nothing cached in the process; the scaling view's fits read from the store's
+fit cache, written first as at the end of a sweep unless `--no-fit-cache`) and warm (median of
 the next five), the Host-header guard, the stop after SIGTERM with an answer in flight, and
 the draw time of each view in headless Chromium. Prints figures; asserts nothing.
 
@@ -88,6 +89,19 @@ def build_store(path: Path, runs: int, steps: int,
             store.write_metrics(pd.concat(frames, ignore_index=True))
         rows = store.count_metrics()
     return url, time.perf_counter() - t0, rows
+
+
+def cache_fits(url: str) -> None:
+    """Save the scaling view's fits of every sweep in the store's fit cache, as `run_sweep`
+    does when a sweep finishes (the cold scaling view then answers from the store)."""
+    from scaletrack.scaling_fits import cache_scaling_fits
+
+    t0 = time.perf_counter()
+    with Store.open(url) as store:
+        sweeps = list(store.runs()["sweep"].dropna().unique())
+        saved = sum(cache_scaling_fits(store, str(s)) for s in sweeps)
+    print(f"fit cache: {saved} fits saved for {len(sweeps)} sweep(s) in "
+          f"{time.perf_counter() - t0:.1f} s (as at the end of a sweep)", flush=True)
 
 
 def free_port() -> int:
@@ -231,6 +245,8 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="build (or reuse) the store in this folder")
     parser.add_argument("--store", help="use this store instead of building one")
     parser.add_argument("--no-browser", action="store_true", help="skip the Chromium draw times")
+    parser.add_argument("--no-fit-cache", action="store_true",
+                        help="leave the store's fit cache as it is (cold views fit themselves)")
     parser.add_argument("--shots", type=Path, help="write screenshots of every view here")
     parser.add_argument("--shots-only", action="store_true", help="only the screenshots")
     args = parser.parse_args()
@@ -248,6 +264,8 @@ def main() -> None:
         url, seconds, rows = build_store(db, args.runs, args.steps, args.curves)
         print(f"store: {args.runs:,} runs, {rows:,} metric rows written in {seconds:.1f} s "
               f"({db.stat().st_size / 1e6:.0f} MB)", flush=True)
+    if not args.no_fit_cache:
+        cache_fits(url)
     try:
         port = free_port()
         proc, started = start_ui(url, port)

@@ -318,7 +318,8 @@ def _warm_imports() -> None:
     def load() -> None:
         import importlib
 
-        for name in ("scaletrack.analysis", "scaletrack.analysis.classify",
+        for name in ("scaletrack.analysis", "scaletrack.scaling_fits",
+                     "scaletrack.analysis.classify",
                      "scaletrack.evals.ideas_table", "scaletrack.ui.emergence_data"):
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
