@@ -13,6 +13,10 @@ class DataError(ScaletrackError):
     """Input data (a CSV, a corpus, a checkpoint) is missing or malformed."""
 
 
+class RunBusyError(ScaletrackError):
+    """The run is held by another live worker (a sweep cell or a tracked script)."""
+
+
 def one_line(exc: BaseException, *, with_type: bool = True) -> str:
     """An exception as one line: 'TypeName: first line of its message' (or just the line).
 

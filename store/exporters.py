@@ -14,11 +14,12 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import pandas as pd
 
 from scaletrack.errors import ConfigError, DataError, one_line
+from scaletrack.json_values import plain_json
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
@@ -120,7 +121,7 @@ def write_frame(frame: pd.DataFrame, path: str | Path, fmt: str | None = None) -
             _flat(frame, None).to_parquet(fh, index=False)
         else:  # json.dumps writes the shortest repr that reads back to the same float64
             for record in frame.to_dict(orient="records"):
-                fh.write((json.dumps({k: _plain(v) for k, v in record.items()},
+                fh.write((json.dumps({k: plain_json(v) for k, v in record.items()},
                                      default=str) + "\n").encode("utf-8"))
 
     write_atomically(path, write)
@@ -162,17 +163,3 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-ready value: NaN/NA -> null, timestamps -> ISO text, numpy -> Python."""
-    if isinstance(value, (list, dict)):
-        return value
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if hasattr(value, "item"):
-        value = value.item()
-        return None if isinstance(value, float) and value != value else value
-    return value

@@ -72,6 +72,7 @@ from scaletrack.safe_text import LINE_BREAKS, is_unsafe
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
+    from scaletrack.store.records import CheckpointRecord
 
 # placeholders of a grid with a built-in model (gpt or lstm shapes and the built-in settings)
 PLACEHOLDERS = (
@@ -283,11 +284,12 @@ def log_dir(checkpoint_root: str | Path, run_key: str) -> Path:
     return Path(checkpoint_root) / run_key / LOG_DIRNAME
 
 
-def newest_checkpoint_file(store: StoreLike, run_key: str) -> str | None:
-    """The newest registered checkpoint of the run whose file exists, or None."""
+def newest_checkpoint_file(store: StoreLike, run_key: str) -> CheckpointRecord | None:
+    """The newest registered checkpoint of the run whose file exists (records of evaluations
+    without a file skipped), or None: where a command cell or a tracked script resumes."""
     for ckpt in store.latest_checkpoints(run_key):
         if not (ckpt.meta or {}).get("fileless") and Path(ckpt.path).is_file():
-            return str(ckpt.path)
+            return ckpt
     return None
 
 
@@ -422,7 +424,8 @@ def _run(job: Any, cell: Any, store: StoreLike, worker: str, make_done: Callable
          stop_event: Any, t0: float) -> Any:
     ckpt_dir = Path(job.checkpoint_root) / job.sweep / cell.run_key
     logs = log_dir(job.checkpoint_root, cell.run_key)
-    resume_from = newest_checkpoint_file(store, cell.run_key)
+    newest = newest_checkpoint_file(store, cell.run_key)
+    resume_from = None if newest is None else str(newest.path)
     env = dict(os.environ)
     env.pop("SCALETRACK_RESUME_FROM", None)
     env.pop(ENV_CLAIM, None)

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scaletrack.errors import ConfigError, DataError, ScaletrackError
+from scaletrack.errors import ConfigError, DataError, RunBusyError
 from scaletrack.models.accounting import count_params, flops_per_token
 from scaletrack.models.build import build_model
 from scaletrack.models.checkpoint import TrainingState, load_checkpoint
@@ -66,10 +66,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DIVERGENCE_FACTOR", "HEARTBEAT_INTERVAL_S", "ModuleStepper", "RunBusyError",
            "RunPlan", "TrainConfig", "TrainResult", "model_config", "plan_run", "train_run"]
-
-
-class RunBusyError(ScaletrackError):
-    """The run is held by another live worker."""
 
 
 @dataclass(frozen=True)

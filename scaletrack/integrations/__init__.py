@@ -44,17 +44,3 @@ def unwrap(model: Any) -> Any:
         model = getattr(model, "_orig_mod", None) or model.module
         seen += 1
     return model
-
-
-def plain_json(value: Any) -> Any:
-    """A hyperparameter as plain JSON data: enums by value, containers element-wise, anything
-    else that is not a number, text, bool or None as its text."""
-    if isinstance(value, bool | int | float | str) or value is None:
-        return value
-    if hasattr(value, "value") and isinstance(value.value, str | int | float):
-        return value.value
-    if isinstance(value, Mapping):
-        return {str(k): plain_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain_json(v) for v in value]
-    return str(value)

@@ -33,7 +33,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 
-from scaletrack.integrations import batch_tokens, plain_json
+from scaletrack.integrations import batch_tokens
+from scaletrack.json_values import plain_json
 from scaletrack.tracking import Run, init
 
 

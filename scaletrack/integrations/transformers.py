@@ -30,7 +30,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from scaletrack.integrations import plain_json, unwrap
+from scaletrack.integrations import unwrap
+from scaletrack.json_values import plain_json
 from scaletrack.tracking import Run, init
 
 # Training settings that change what a run learns: they name the run (with the model config).

@@ -44,6 +44,7 @@ registered checkpoint (SCALETRACK_RESUME_FROM); `init()` attaches to that run, a
 `params=` it is given replaces the grid's N.
 """
 
+from scaletrack.errors import RunBusyError
 from scaletrack.tracking.attach import (
     count_params,
     distributed_rank,
@@ -60,7 +61,6 @@ from scaletrack.tracking.run import (
     ENV_WORKER,
     RESUME_MODES,
     Run,
-    RunBusyError,
 )
 
 __all__ = [

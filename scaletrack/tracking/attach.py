@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scaletrack.errors import ConfigError, ScaletrackError
+from scaletrack.errors import ConfigError, RunBusyError, ScaletrackError
+from scaletrack.sweeps.command import newest_checkpoint_file
 from scaletrack.tracking.run import (
     ENV_CHECKPOINT_DIR,
     ENV_CLAIM,
@@ -21,7 +22,6 @@ from scaletrack.tracking.run import (
     OPEN_RUNS,
     RESUME_MODES,
     Run,
-    RunBusyError,
 )
 
 if TYPE_CHECKING:
@@ -80,13 +80,6 @@ def _positive_int(value: Any, what: str) -> int | None:
     if not math.isfinite(number) or number <= 0 or number != int(number):
         raise ConfigError(f"{what} must be a positive whole number, got {value!r}")
     return int(number)
-
-
-def _newest_file_checkpoint(store: StoreLike, run_key: str) -> tuple[str | None, int | None]:
-    for ckpt in store.latest_checkpoints(run_key):
-        if not (ckpt.meta or {}).get("fileless") and Path(ckpt.path).is_file():
-            return ckpt.path, ckpt.step
-    return None, None
 
 
 def _newest_repeat(store: StoreLike, sweep: str | None, cfg: Mapping[str, Any]
@@ -288,12 +281,12 @@ def _resume_point(st: StoreLike, run_key: str) -> tuple[str | None, int | None]:
     """(checkpoint file to resume from, its step): the cell's SCALETRACK_RESUME_FROM, else the
     newest registered checkpoint whose file exists."""
     resume_from = os.environ.get(ENV_RESUME_FROM) or None
-    newest, newest_step = _newest_file_checkpoint(st, run_key)
+    newest = newest_checkpoint_file(st, run_key)
+    if newest is None:
+        return resume_from, None
     if resume_from is None:
-        return newest, newest_step
-    if newest is not None and Path(newest) == Path(resume_from):
-        return resume_from, newest_step
-    return resume_from, None
+        return newest.path, newest.step
+    return resume_from, newest.step if Path(newest.path) == Path(resume_from) else None
 
 
 def _follower(sweep: str | None, cfg: dict[str, Any], N: int | None, D: int | None,

@@ -43,10 +43,6 @@ FINAL_LOSS_METRICS = ("val/loss", "eval/loss", "loss", "train/loss")
 
 
 
-class RunBusyError(ScaletrackError):
-    """The run is held by another live worker."""
-
-
 def _count(value: Any, what: str) -> int:
     """A step or token count: a whole number >= 0 (ints, numpy and 0-d tensor integers, and
     whole floats such as 1e6)."""

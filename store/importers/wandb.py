@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from scaletrack.errors import DataError
+from scaletrack.json_values import plain_json
 from scaletrack.store.importers import checks
 from scaletrack.store.importers.history import FINAL_LOSS_METRICS, SKIPPED_SHOWN, _sizes
 from scaletrack.store.importers.wandb_reader import WandbRun, find_run_logs, read_run
@@ -71,18 +72,6 @@ def _lookup(tree: dict, key: str) -> Any:
             return None
         node = node[part]
     return node
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe copy: NaN/±inf -> None (dicts and lists walked without recursion limits
-    beyond checks.JSON_MAX_DEPTH, checked by the caller)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _flat(row: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -193,9 +182,9 @@ def import_wandb(store: Store, paths: Iterable[str | Path], *, sweep: str | None
         if status == "running":
             running.append(name)
         config = {"source": "wandb", "project": project, "entity": run.entity,
-                  "run_id": run_id, "config": _plain({k: v for k, v in run.config.items()
+                  "run_id": run_id, "config": plain_json({k: v for k, v in run.config.items()
                                                       if not str(k).startswith("_")}),
-                  "summary": _plain({k: v for k, v in run.summary.items()
+                  "summary": plain_json({k: v for k, v in run.summary.items()
                                      if not str(k).startswith("_")})}
         tags = tuple(t for t in run.tags if t.strip() and len(t) <= checks.TEXT_MAX
                      and t.isprintable())
