@@ -59,7 +59,7 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def typed_frame(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
+def typed_frame(rows: Sequence[Mapping[Any, Any]], columns: Sequence[str]) -> pd.DataFrame:
     """A DataFrame with exactly `columns`: nullable Int64 ints, UTC datetimes, dicts as objects."""
     data: dict[str, Any] = {}
     for col in columns:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -57,7 +58,7 @@ class CheckpointMethods(StoreBase):
                                  "or as another kind; not replaced")
             return int(found)
 
-    def _checkpoint_query(self) -> sa.Select:
+    def _checkpoint_query(self) -> sa.Select[Any]:
         c, r = schema.checkpoints, schema.runs
         return sa.select(
             c.c.id, r.c.run_key, c.c.kind, c.c.N, c.c.tokens, c.c.flops, c.c.step, c.c.path,

@@ -44,11 +44,10 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        moment: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
 
 
 class Float64Bits(TypeDecorator[float]):
@@ -73,7 +72,7 @@ class Float64Bits(TypeDecorator[float]):
         if value is None:
             return None
         if isinstance(value, (bytes, memoryview)):
-            return unpack_f64(bytes(value))[0]
+            return float(unpack_f64(bytes(value))[0])
         return float(value)
 
 

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -123,9 +123,9 @@ def import_runs(
         chunk = df.iloc[start:start + IMPORT_BATCH_ROWS]
         records, task_values = [], []
         for idx, row in zip(chunk.index, chunk.to_dict(orient="records"), strict=True):
-            config = {"family": "imported", "source": source, "sweep": sweep,
+            config: dict[str, Any] = {"family": "imported", "source": source, "sweep": sweep,
                       **{c: float(row[c]) for c in core}}
-            values = {}
+            values: dict[str, float] = {}
             for task in tasks:
                 value = pd.to_numeric(row[task], errors="coerce")
                 config[task] = None if pd.isna(value) else float(value)

@@ -125,6 +125,7 @@ def sqlite_file(url: str) -> Path | None:
         return None
     if _is_memory(parsed):
         raise StoreError(f"store URL {redact_url(url)!r} is an in-memory SQLite database")
+    assert parsed.database is not None  # _is_memory: a file-backed URL names its file
     return Path(parsed.database).expanduser().resolve()
 
 

@@ -32,7 +32,7 @@ _IN_CHUNK = 500
 MetricItem = tuple[str, Any, Any, Any, Any]  # name, step, value, tokens, wall_time
 
 
-def encode_items(dialect: str, run_id: int, items: Iterable[MetricItem]) -> list[tuple]:
+def encode_items(dialect: str, run_id: int, items: Iterable[MetricItem]) -> list[tuple[Any, ...]]:
     """DBAPI parameter tuples for one run's (name, step, value, tokens, wall_time) items."""
     if dialect == "sqlite":
         pk = pack_f64
@@ -60,13 +60,13 @@ def encode_items(dialect: str, run_id: int, items: Iterable[MetricItem]) -> list
     ]
 
 
-def _optional(column: pd.Series | None, n: int, kind: str, sqlite: bool) -> list:
+def _optional(column: pd.Series | None, n: int, kind: str, sqlite: bool) -> list[Any]:
     """A column as a list with None for missing values (floats packed on SQLite)."""
     if column is None:
         return [None] * n
     missing = column.isna().to_numpy()
     if kind == "int":
-        values = column.fillna(0).to_numpy(np.int64).tolist()
+        values: list[Any] = column.fillna(0).to_numpy(np.int64).tolist()
     else:
         arr = column.to_numpy(np.float64, na_value=np.nan)
         values = arr.astype("<f8").view("V8").tolist() if sqlite else arr.tolist()
@@ -75,7 +75,7 @@ def _optional(column: pd.Series | None, n: int, kind: str, sqlite: bool) -> list
     return values
 
 
-def encode_frame(dialect: str, run_id: int, frame: pd.DataFrame) -> list[tuple]:
+def encode_frame(dialect: str, run_id: int, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
     """DBAPI parameter tuples for one run's rows of a metrics DataFrame (vectorised)."""
     n = len(frame)
     sqlite = dialect == "sqlite"
@@ -116,7 +116,7 @@ def _check_fences(cur: Any, fences: Sequence[Fence], ph: str, lock: str = "") ->
                             "its metrics were not written")
 
 
-def write_encoded(engine: Engine, rows: Sequence[tuple], batch_size: int,
+def write_encoded(engine: Engine, rows: Sequence[tuple[Any, ...]], batch_size: int,
                   fences: Sequence[Fence] = ()) -> None:
     """Upsert encoded rows, one transaction per `batch_size` rows (a crash loses whole batches).
 
@@ -161,8 +161,10 @@ def write_encoded(engine: Engine, rows: Sequence[tuple], batch_size: int,
         raw.close()
 
 
-def _where(run_ids: Sequence[int] | None, names: Sequence[str] | None, ph: str) -> tuple[str, list]:
-    clauses, params = [], []
+def _where(run_ids: Sequence[int] | None, names: Sequence[str] | None, ph: str
+           ) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
     if run_ids is not None:
         clauses.append(f"run_id IN ({', '.join([ph] * len(run_ids))})")
         params.extend(run_ids)
@@ -178,7 +180,8 @@ def _chunks(run_ids: Sequence[int] | None) -> list[Sequence[int] | None]:
     return [run_ids[i : i + _IN_CHUNK] for i in range(0, len(run_ids), _IN_CHUNK)]
 
 
-def _read_sqlite(dbapi: Any, run_ids, names) -> list[tuple[int, str, dict[str, np.ndarray]]]:
+def _read_sqlite(dbapi: Any, run_ids: Sequence[int] | None, names: Sequence[str] | None
+                 ) -> list[tuple[int, str, dict[str, np.ndarray]]]:
     """Per (run, name): steps and tokens as comma-joined text, value and wall_time as the raw
     concatenated float64 blobs (read as bytes, so no UTF-8 decoding touches them)."""
     groups = []
@@ -218,13 +221,14 @@ def _token_nulls(dbapi: Any, run_id: int, name: bytes, n: int) -> np.ndarray:
         "SELECT group_concat(tokens IS NULL, '') FROM metrics WHERE run_id = ? AND name = ?",
         (run_id, name.decode("utf-8")),
     ).fetchone()
-    mask = np.frombuffer(row[0], dtype=np.uint8) == ord("1")
+    mask: np.ndarray = np.frombuffer(row[0], dtype=np.uint8) == ord("1")
     if len(mask) != n:
         raise RuntimeError(f"token nulls of run id {run_id} decoded badly")
     return mask
 
 
-def _read_generic(dbapi: Any, run_ids, names) -> list[tuple[int, str, dict[str, np.ndarray]]]:
+def _read_generic(dbapi: Any, run_ids: Sequence[int] | None, names: Sequence[str] | None
+                  ) -> list[tuple[int, str, dict[str, np.ndarray]]]:
     groups = []
     for ids in _chunks(run_ids):
         where, params = _where(ids, names, "%s")
@@ -295,7 +299,8 @@ def read_metrics(
     if not groups:
         return empty_metrics_frame()
     groups.sort(key=lambda g: (key_of[g[0]], g[1]))
-    parts = {c: [] for c in ("step", "value", "tokens", "tokens_na", "wall_time")}
+    parts: dict[str, list[Any]] = {
+        c: [] for c in ("step", "value", "tokens", "tokens_na", "wall_time")}
     for _run_id, _name, cols in groups:
         step = cols["step"]
         if step.size > 1 and not bool(np.all(step[1:] > step[:-1])):

@@ -32,7 +32,7 @@ class RunRecord:
     run_key: str
     sweep: str | None
     family: str
-    config: dict
+    config: dict[str, Any]
     N: int | None
     N_total: int | None
     D: int | None
@@ -68,7 +68,7 @@ class CheckpointRecord:
     path: str
     sha256: str | None
     loader: str | None
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
 
 

@@ -11,7 +11,7 @@ PostgreSQL `#>>`); a number matches within a relative 1e-9, anything else as tex
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +44,7 @@ class RunFilter:
     where: Sequence[tuple[str, str]] = ()
 
 
-def _config_path(engine: sa.Engine, path: str) -> sa.ColumnElement:
+def _config_path(engine: sa.Engine, path: str) -> sa.ColumnElement[Any]:
     parts = [p for p in path.split(".") if p]
     if not parts or any(not p.replace("_", "").replace("-", "").isalnum() for p in parts):
         raise StoreError(f"filter field {path!r} is not a run column or a dotted config path")
@@ -54,7 +54,8 @@ def _config_path(engine: sa.Engine, path: str) -> sa.ColumnElement:
     return sa.func.jsonb_extract_path_text(sa.cast(sa.cast(t.c.config, sa.Text), JSONB), *parts)
 
 
-def _match(expr: sa.ColumnElement, wanted: str, numeric_column: bool) -> sa.ColumnElement:
+def _match(expr: sa.ColumnElement[Any], wanted: str, numeric_column: bool
+           ) -> sa.ColumnElement[bool]:
     if wanted.strip().lower() in _NULL_WORDS:
         return expr.is_(None)
     try:
@@ -73,8 +74,8 @@ def _match(expr: sa.ColumnElement, wanted: str, numeric_column: bool) -> sa.Colu
 _NUMERIC = {"N", "N_total", "D", "C", "seed", "lr", "final_loss", "attempts"}
 
 
-def _filtered(engine: sa.Engine, query: sa.Select, f: RunFilter, *,
-              with_status: bool = True) -> sa.Select:
+def _filtered(engine: sa.Engine, query: sa.Select[Any], f: RunFilter, *,
+              with_status: bool = True) -> sa.Select[Any]:
     t = schema.runs
     if f.sweep is not None:
         query = query.where(t.c.sweep == f.sweep)
@@ -87,8 +88,8 @@ def _filtered(engine: sa.Engine, query: sa.Select, f: RunFilter, *,
         needle = "%" + f.search.lower().replace("\\", "\\\\").replace("%", "\\%") \
             .replace("_", "\\_") + "%"
         # SQLite's LIKE ignores ASCII case by itself; elsewhere ILIKE
-        like = (lambda c: c.like(needle, escape="\\")) if engine.dialect.name == "sqlite" \
-            else (lambda c: c.ilike(needle, escape="\\"))
+        like: Callable[[Any], Any] = (lambda c: c.like(needle, escape="\\")) \
+            if engine.dialect.name == "sqlite" else (lambda c: c.ilike(needle, escape="\\"))
         query = query.where(sa.or_(*(like(c) for c in (t.c.run_key, t.c.sweep, t.c.name))))
     for field, wanted in f.where:
         if field in FILTERABLE:
@@ -98,7 +99,7 @@ def _filtered(engine: sa.Engine, query: sa.Select, f: RunFilter, *,
     return query
 
 
-def _order(column: sa.Column, descending: bool) -> list[sa.ColumnElement]:
+def _order(column: sa.Column[Any], descending: bool) -> list[sa.ColumnElement[Any]]:
     """Missing values last in either direction (a column that cannot be missing is sorted
     plainly, so its index serves the page)."""
     key = column.desc() if descending else column.asc()
@@ -184,7 +185,7 @@ def status_counts_by_sweep(engine: sa.Engine) -> dict[str | None, dict[str, int]
 FIT_POINT_COLUMNS = ("run_key", "sweep", "N", "D", "C", "final_loss", "lr", "seed")
 
 
-def fit_points(engine: sa.Engine, sweep: str | None = None) -> list[tuple]:
+def fit_points(engine: sa.Engine, sweep: str | None = None) -> list[tuple[Any, ...]]:
     """(run_key, sweep, N, D, C, final_loss, lr, seed) of the finished runs that are points of
     a grid (cells and branches, never cooldown trunks): the columns a fit needs and nothing
     else (no config to decode), in no particular order."""
@@ -197,7 +198,8 @@ def fit_points(engine: sa.Engine, sweep: str | None = None) -> list[tuple]:
     compiled = query.compile(dialect=engine.dialect)
     with read_transaction(engine) as conn:
         # plain numbers and text: the driver's rows as they are, without per-value processing
-        cursor = conn.connection.driver_connection.cursor()
+        driver: Any = conn.connection.driver_connection
+        cursor = driver.cursor()
         try:
             params = compiled.params
             if compiled.positional:

@@ -53,7 +53,7 @@ class RunMethods(StoreBase):
             query = query.where(t.c.id.in_(
                 sa.select(schema.sweep_tags.c.sweep_id).where(schema.sweep_tags.c.tag == tag)))
         with read_transaction(self._engine) as conn:
-            rows = [r._mapping for r in conn.execute(query)]
+            rows: list[Mapping[Any, Any]] = [r._mapping for r in conn.execute(query)]
             tags = self._tags_by_owner(conn, schema.sweep_tags, "sweep_id")
         rows = [{**r, "tags": tags.get(r["id"], [])} for r in rows]
         return typed_frame(rows, ("name", "spec", "created_at", "note", "tags"))
@@ -110,7 +110,8 @@ class RunMethods(StoreBase):
                         values[n] = proc(values[n])
                 rows.append(tuple(values[n] for n in order) if compiled.positional else values)
             with write_transaction(self._engine) as conn:
-                cursor = conn.connection.driver_connection.cursor()
+                driver: Any = conn.connection.driver_connection
+                cursor = driver.cursor()
                 try:
                     cursor.executemany(compiled.string, rows)
                     new += max(0, cursor.rowcount)
@@ -119,7 +120,7 @@ class RunMethods(StoreBase):
         return new
 
     @staticmethod
-    def _run_record(m: Mapping[str, Any]) -> RunRecord:
+    def _run_record(m: Mapping[Any, Any]) -> RunRecord:
         return RunRecord(**{f.name: m[f.name] for f in dataclasses.fields(RunRecord)})
 
     def get_run(self, run_key: str) -> RunRecord | None:
@@ -260,8 +261,8 @@ class RunMethods(StoreBase):
         return False
 
     @staticmethod
-    def _run_filter(query: sa.Select, sweep: str | None, status: str | None,
-                    tag: str | None = None, role: str | None = None) -> sa.Select:
+    def _run_filter(query: sa.Select[Any], sweep: str | None, status: str | None,
+                    tag: str | None = None, role: str | None = None) -> sa.Select[Any]:
         t = schema.runs
         if role is not None:
             if role not in RUN_ROLES:
@@ -295,7 +296,7 @@ class RunMethods(StoreBase):
             page = page.limit(None if limit is None else int(limit)).offset(int(offset))
             query = sa.select(t).where(t.c.id.in_(page.scalar_subquery())).order_by(*keys)
         with read_transaction(self._engine) as conn:
-            rows = [r._mapping for r in conn.execute(query)]
+            rows: list[Mapping[Any, Any]] = [r._mapping for r in conn.execute(query)]
             # a page reads only its own runs' tags, not the whole table
             paged = limit is not None or offset
             tags = self._tags_by_owner(conn, schema.run_tags, "run_id",

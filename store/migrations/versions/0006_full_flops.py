@@ -19,6 +19,7 @@ Create Date: 2026-12-07
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -32,7 +33,7 @@ NOTE = "C recomputed with output-layer FLOPs (convention 'full', migration 0006)
 NOTE_KEPT = "C is the old count without output-layer FLOPs (config not resolvable, 0006)"
 
 
-def _logit_flops(family: str, config: str | dict, n: int | None, n_total: int | None
+def _logit_flops(family: str, config: str | dict[str, Any], n: int | None, n_total: int | None
                  ) -> float | None:
     """The output layer's training FLOPs per token of a built-in run, from what the store
     holds (a migration imports nothing of the package above the store): 6 · width · vocab,
@@ -44,7 +45,7 @@ def _logit_flops(family: str, config: str | dict, n: int | None, n_total: int | 
         data = json.loads(config) if isinstance(config, str) else dict(config)
         model = dict(data.get("model") or {})
         width = int(model["d_model"] if family == "gpt" else model["d_hidden"])
-        embedding = int(n_total) - int(n)
+        embedding = int(n_total) - int(n)  # type: ignore[arg-type]  # None: TypeError, below
         if family == "gpt":
             context = int(data["context"])
             vocab, rest = divmod(embedding, width)
