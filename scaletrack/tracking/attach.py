@@ -7,6 +7,7 @@ import math
 import os
 import socket
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from scaletrack.tracking.run import (
     ENV_CLAIM,
     ENV_RESUME_FROM,
     ENV_RUN,
+    ENV_STORE,
     ENV_WORKER,
     HEARTBEAT_INTERVAL_S,
     OPEN_RUNS,
@@ -66,6 +68,44 @@ def distributed_rank() -> tuple[int, int]:
     except ValueError:
         return 0, 1
     return (rank, world) if world > 1 and 0 <= rank < world else (0, 1)
+
+
+@dataclass(frozen=True)
+class AttachSettings:
+    """Everything `init` takes from its environment, read once before the store is opened or
+    written: a command cell's run key ($SCALETRACK_RUN) and claim generation
+    ($SCALETRACK_CLAIM), the worker name ($SCALETRACK_WORKER, else host:pid:track), the
+    checkpoint to resume from ($SCALETRACK_RESUME_FROM) and the checkpoint folder
+    ($SCALETRACK_CHECKPOINT_DIR), the store URL ($SCALETRACK_STORE when none is passed) and
+    the torchrun rank and world size."""
+
+    cell_run: str | None
+    claim: str | None
+    worker: str
+    resume_from: str | None
+    checkpoint_dir: Path | None
+    store_url: str | None
+    rank: int
+    world: int
+
+    @classmethod
+    def from_environment(cls, store: Any = None) -> AttachSettings:
+        """The settings of this process now; `store` is init's argument (a URL, a path, an
+        open store or None)."""
+        env = os.environ
+        rank, world = distributed_rank()
+        checkpoint_dir = env.get(ENV_CHECKPOINT_DIR)
+        store_url: str | None = None  # an open store passed in has its own
+        if store is None:
+            store_url = env.get(ENV_STORE) or None
+        elif isinstance(store, str | os.PathLike):
+            store_url = os.fspath(store)
+        return cls(
+            cell_run=env.get(ENV_RUN) or None, claim=env.get(ENV_CLAIM) or None,
+            worker=env.get(ENV_WORKER) or f"{socket.gethostname()}:{os.getpid()}:track",
+            resume_from=env.get(ENV_RESUME_FROM) or None,
+            checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+            store_url=store_url, rank=rank, world=world)
 
 
 def _positive_int(value: Any, what: str) -> int | None:
@@ -138,65 +178,66 @@ def init(
         if not number_ok or value < 0 or (value == 0 and not zero_ok):
             kind = "non-negative" if zero_ok else "positive"
             raise ConfigError(f"{what} must be a {kind} number of seconds, got {value!r:.40}")
-    rank, world = distributed_rank()
-    if world > 1 and per_rank:
+    settings = AttachSettings.from_environment(store)
+    rank = settings.rank
+    if settings.world > 1 and per_rank:
         cfg["rank"] = rank
         name = f"{name} rank {rank}" if name else None
     elif rank != 0:
-        return _follower(sweep, cfg, N, D, store, resume, rank)
+        return _follower(sweep, cfg, N, D, store, resume, settings)
 
     owns = store is None or isinstance(store, (str, os.PathLike))
-    st = _open_store(store) if owns else store
+    st = _open_store(settings.store_url) if owns else store
     try:
         record = _find_or_create(st, sweep, cfg, N=N, N_total=N_total, D=D, fpt=fpt,
-                                 family=family, name=name, note=note, resume=resume)
+                                 family=family, name=name, note=note, resume=resume,
+                                 cell_run=settings.cell_run)
         if record.status in ("finished", "diverged"):
             raise ConfigError(f"run {record.run_key} is already {record.status}; pass "
                               "resume='new' to start a fresh run of this config")
-        worker = os.environ.get(ENV_WORKER) or f"{socket.gethostname()}:{os.getpid()}:track"
+        worker = settings.worker
         earlier = OPEN_RUNS.get(record.run_key)
         if earlier is not None and earlier.worker == worker:  # opened here before (a notebook
             # cell run again): end it, so its buffered rows are written, not fenced out
             earlier.finish("failed", error="superseded by a new scaletrack.init in the same "
                                            "process")
             record = st.get_run(record.run_key) or record
-        _claim(st, record, worker, stale_after_s)  # first: nothing is written for a busy run
+        _claim(st, record, settings, stale_after_s)  # first: nothing is written for a busy run
         record, fpt = _fill_from_caller(st, record, N=N, N_total=N_total, D=D, fpt=fpt,
-                                        name=name, in_cell=bool(os.environ.get(ENV_RUN)))
+                                        name=name, in_cell=settings.cell_run is not None)
         if tags or note is not None:
             st.tag(run_key=record.run_key, add=list(tags), note=note)
-        resume_from, resume_step = _resume_point(st, record.run_key)
+        resume_from, resume_step = _resume_point(st, record.run_key, settings.resume_from)
         if resume_step is not None:
             # rows after the checkpoint are re-logged by the resumed script
             st.delete_metrics_after(record.run_key, int(resume_step))
-        ckpt_env = os.environ.get(ENV_CHECKPOINT_DIR)
         return Run(st, record, worker, run_key=record.run_key, fpt=fpt, heartbeat_s=heartbeat_s,
                    owns_store=owns, resume_from=resume_from, resume_step=resume_step,
-                   checkpoint_dir=Path(ckpt_env) if ckpt_env else None, rank=rank)
+                   checkpoint_dir=settings.checkpoint_dir, rank=rank)
     except BaseException:
         if owns:
             st.close()
         raise
 
 
-def _open_store(url: Any) -> StoreLike:
+def _open_store(url: str | None) -> StoreLike:
     from scaletrack.store import Store
 
-    return Store.open(None if url is None else os.fspath(url))
+    return Store.open(url)
 
 
 def _find_or_create(st: StoreLike, sweep: str | None, cfg: dict[str, Any], *, N: int | None,
                     N_total: int | None, D: int | None, fpt: float | None, family: str,
-                    name: str | None, note: str | None, resume: str) -> RunRecord:
-    """The run this call attaches to: the command cell's, the newest run of this config, or a
-    new one (resume="new" after an earlier run makes the next repeat)."""
+                    name: str | None, note: str | None, resume: str, cell_run: str | None
+                    ) -> RunRecord:
+    """The run this call attaches to: the command cell's (`cell_run`), the newest run of this
+    config, or a new one (resume="new" after an earlier run makes the next repeat)."""
     from scaletrack.store import RunRecord
 
-    cell_key = os.environ.get(ENV_RUN)
-    if cell_key:
-        record = st.get_run(cell_key)
+    if cell_run:
+        record = st.get_run(cell_run)
         if record is None:
-            raise ConfigError(f"{ENV_RUN}={cell_key} names no run in {st!r}")
+            raise ConfigError(f"{ENV_RUN}={cell_run} names no run in {st!r}")
         return record
     if not cfg and N is None:
         raise ConfigError("scaletrack.init needs a config (or at least params=N or model=) "
@@ -249,13 +290,15 @@ def _fill_from_caller(st: StoreLike, record: RunRecord, *, N: int | None, N_tota
     return record, fpt
 
 
-def _claim(st: StoreLike, record: RunRecord, worker: str, stale_after_s: float) -> None:
-    """Hold the run for `worker`: adopt a command cell's claim, or claim it (taking it over at
-    once from a dead holder on this host). Raises RunBusyError when a live worker holds it."""
+def _claim(st: StoreLike, record: RunRecord, settings: AttachSettings,
+           stale_after_s: float) -> None:
+    """Hold the run for the settings' worker: adopt a command cell's claim, or claim it
+    (taking it over at once from a dead holder on this host). Raises RunBusyError when a live
+    worker holds it."""
     from scaletrack.sweeps.liveness import holder_is_dead
 
-    claim = os.environ.get(ENV_CLAIM)
-    if os.environ.get(ENV_RUN) and claim:
+    worker, claim = settings.worker, settings.claim
+    if settings.cell_run and claim:
         if not claim.isdigit() or not st.adopt_claim(record.run_key, worker, int(claim)):
             now = st.get_run(record.run_key)
             holder: str | None = (f"now {now.status}, held by {now.worker!r}"
@@ -264,7 +307,7 @@ def _claim(st: StoreLike, record: RunRecord, worker: str, stale_after_s: float) 
                                f"{worker!r} no longer stands ({holder}); this program stops "
                                "without writing")
         return
-    if os.environ.get(ENV_RUN) and record.status == "running" and record.worker == worker:
+    if settings.cell_run and record.status == "running" and record.worker == worker:
         return  # a cell started by a worker that hands out no claim generation
     if st.claim_run(record.run_key, worker, stale_after_s=stale_after_s):
         return
@@ -277,10 +320,10 @@ def _claim(st: StoreLike, record: RunRecord, worker: str, stale_after_s: float) 
     raise RunBusyError(f"run {record.run_key} is held by live worker {holder!r}")
 
 
-def _resume_point(st: StoreLike, run_key: str) -> tuple[str | None, int | None]:
-    """(checkpoint file to resume from, its step): the cell's SCALETRACK_RESUME_FROM, else the
-    newest registered checkpoint whose file exists."""
-    resume_from = os.environ.get(ENV_RESUME_FROM) or None
+def _resume_point(st: StoreLike, run_key: str, resume_from: str | None
+                  ) -> tuple[str | None, int | None]:
+    """(checkpoint file to resume from, its step): the cell's `resume_from`
+    (SCALETRACK_RESUME_FROM), else the newest registered checkpoint whose file exists."""
     newest = newest_checkpoint_file(st, run_key)
     if newest is None:
         return resume_from, None
@@ -290,27 +333,26 @@ def _resume_point(st: StoreLike, run_key: str) -> tuple[str | None, int | None]:
 
 
 def _follower(sweep: str | None, cfg: dict[str, Any], N: int | None, D: int | None,
-              store: Any, resume: str, rank: int) -> Run:
+              store: Any, resume: str, settings: AttachSettings) -> Run:
     """The Run of a rank other than 0: logs nothing, but knows the run's key and where to
     resume from (read from the store when the run exists; nothing is written)."""
-    key = os.environ.get(ENV_RUN) or run_key_for(sweep, cfg or {"params": N, "tokens": D})
-    resume_from, resume_step = os.environ.get(ENV_RESUME_FROM) or None, None
+    key = settings.cell_run or run_key_for(sweep, cfg or {"params": N, "tokens": D})
+    resume_from, resume_step = settings.resume_from, None
     with contextlib.suppress(ScaletrackError):
         owns = store is None or isinstance(store, (str, os.PathLike))
-        st = _open_store(store) if owns else store
+        st = _open_store(settings.store_url) if owns else store
         try:
-            if not os.environ.get(ENV_RUN):
+            if not settings.cell_run:
                 repeat, record = _newest_repeat(st, sweep, cfg or {"params": N, "tokens": D})
                 key = record.run_key if record is not None and resume != "new" else key
             if st.get_run(key) is not None:
-                resume_from, resume_step = _resume_point(st, key)
+                resume_from, resume_step = _resume_point(st, key, settings.resume_from)
         finally:
             if owns:
                 st.close()
-    ckpt_env = os.environ.get(ENV_CHECKPOINT_DIR)
     return Run(None, None, worker="", run_key=key, fpt=None, heartbeat_s=0.0, owns_store=False,
                resume_from=resume_from, resume_step=resume_step,
-               checkpoint_dir=Path(ckpt_env) if ckpt_env else None, rank=rank)
+               checkpoint_dir=settings.checkpoint_dir, rank=settings.rank)
 
 
 def _sizes(params: Any, tokens: Any, model: Any) -> tuple[int | None, int | None, int | None]:
