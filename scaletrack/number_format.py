@@ -11,8 +11,9 @@ Two conventions, told apart by magnitude, so a value prints the same wherever it
   digits, 0.0004 -> "4e-4".
 
 Missing values (None, NaN) are "-", infinities "inf" and "-inf". The rule rests on Python's
-format specs ("{:.4g}", "{:.2e}"); the dashboard's app.js writes it once more, in its one
-`fmt` function, and a test checks that the two agree digit for digit.
+format specs ("{:.4g}", "{:.2e}"); the dashboard writes it once more, in the one `fmt`
+function of scaletrack/ui/static/common.js, and a test checks that the two agree digit for
+digit.
 """
 
 from __future__ import annotations
