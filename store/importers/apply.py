@@ -61,7 +61,7 @@ class ImportPlan:
     """Everything one import writes. `sweeps` maps a name to the spec it gets if new (an
     existing sweep is left as it is)."""
 
-    sweeps: dict[str, dict] = field(default_factory=dict)
+    sweeps: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: list[PlannedRun] = field(default_factory=list)
     checkpoints: list[PlannedCheckpoint] = field(default_factory=list)
 
@@ -119,11 +119,12 @@ def _count_metrics(conn: Connection, run_ids: Sequence[int]) -> int:
     return total
 
 
-def _write_metrics(conn: Connection, dialect: str, rows: list[tuple]) -> None:
+def _write_metrics(conn: Connection, dialect: str, rows: list[tuple[Any, ...]]) -> None:
     if not rows:
         return
     sql = metrics_io._SQLITE_UPSERT if dialect == "sqlite" else metrics_io._PG_UPSERT
-    cursor = conn.connection.driver_connection.cursor()
+    driver: Any = conn.connection.driver_connection
+    cursor = driver.cursor()
     try:
         for start in range(0, len(rows), 50_000):
             cursor.executemany(sql, rows[start:start + 50_000])
@@ -178,7 +179,7 @@ def _apply(engine: Any, plan: ImportPlan) -> Applied:
                 name=name, spec=spec, created_at=now, updated_at=now,
             ).on_conflict_do_nothing(index_elements=["name"]))
         ids: dict[str, int] = {}
-        encoded: list[tuple] = []
+        encoded: list[tuple[Any, ...]] = []
         for planned in plan.runs:
             run_id, what = _upsert_run(conn, dialect, planned.record, now)
             ids[planned.record.run_key] = run_id
@@ -196,14 +197,14 @@ def _apply(engine: Any, plan: ImportPlan) -> Applied:
         metric_rows = len(encoded)
         for planned_ckpt in plan.checkpoints:
             ckpt = planned_ckpt.record
-            run_id = None
+            owner_id: int | None = None
             if ckpt.run_key is not None:
-                run_id = ids.get(ckpt.run_key) or conn.execute(
+                owner_id = ids.get(ckpt.run_key) or conn.execute(
                     sa.select(schema.runs.c.id).where(schema.runs.c.run_key == ckpt.run_key)
                 ).scalar_one_or_none()
-                if run_id is None:
+                if owner_id is None:
                     raise StoreError(f"unknown run {ckpt.run_key!r} for checkpoint {ckpt.path}")
-            ckpt_id = _upsert_checkpoint(conn, dialect, ckpt, run_id, now)
+            ckpt_id = _upsert_checkpoint(conn, dialect, ckpt, owner_id, now)
             if ckpt_id is None:
                 raise StoreError(f"checkpoint {ckpt.path} is already registered to another run "
                                  "or as another kind; nothing imported")

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -124,7 +124,7 @@ def _whole_column(column: pd.Series, where: _Where, name: str, *,
     out = np.full(len(column), -1, dtype=np.int64)
     if pd.api.types.is_integer_dtype(column) and not pd.api.types.is_unsigned_integer_dtype(
             column) and not column.isna().any():
-        values = column.to_numpy(np.int64)
+        values: np.ndarray = column.to_numpy(np.int64)
         if (values >= 0).all():
             return values
     text = column.map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v))
@@ -137,6 +137,7 @@ def _whole_column(column: pd.Series, where: _Where, name: str, *,
             continue
         value = checks.whole(cell if not isinstance(cell, str) else text.iloc[i],
                              where(int(i), name), required=True)
+        assert value is not None  # required: a missing cell raised
         out[i] = value
     return out
 
@@ -176,7 +177,7 @@ def _sizes(path: str | Path | None) -> dict[str, tuple[int, int | None]]:
 
 @dataclass
 class _Plan:
-    runs: list = field(default_factory=list)
+    runs: list[Any] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
     skipped_columns: list[str] = field(default_factory=list)
     nonfinite: int = 0

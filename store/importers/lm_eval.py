@@ -153,7 +153,8 @@ def parse_file(path: str | Path) -> EvalFile:
     data, raw = checks.load_json(path)
     if not isinstance(data, Mapping) or not isinstance(data.get("results"), Mapping):
         raise DataError(f"{path}: not an lm-evaluation-harness result file (no 'results')")
-    config = data.get("config") if isinstance(data.get("config"), Mapping) else {}
+    raw_config = data.get("config")
+    config: Mapping[str, Any] = raw_config if isinstance(raw_config, Mapping) else {}
     args = _model_args(config)
     name = args.get("pretrained") or str(data.get("model_name") or "")
     if not name:
@@ -170,7 +171,8 @@ def parse_file(path: str | Path) -> EvalFile:
         isinstance(metrics, Mapping) and any("," in str(k) for k in metrics)
         for metrics in data["results"].values()
     )
-    shots_by_task = data.get("n-shot") if isinstance(data.get("n-shot"), Mapping) else {}
+    raw_shots = data.get("n-shot")
+    shots_by_task: Mapping[str, Any] = raw_shots if isinstance(raw_shots, Mapping) else {}
     default_shots = checks.whole(config.get("num_fewshot"), f"{path}: config.num_fewshot",
                                  maximum=checks.INT32_MAX)
     rows: list[tuple[str, str, float, float | None, int | None]] = []

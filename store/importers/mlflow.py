@@ -146,7 +146,8 @@ def _all_runs(client: Any, experiment_ids: list[str]) -> list[Any]:
             return runs
 
 
-def _read(client: Any, uri: str, experiments: Sequence[str] | None) -> tuple[dict, list, dict]:
+def _read(client: Any, uri: str, experiments: Sequence[str] | None
+          ) -> tuple[dict[str, str], list[Any], dict[str, dict[str, list[Any]]]]:
     """(experiment id -> name, runs, run id -> {metric: history}); any failure of the store
     (a damaged meta.yaml, a garbage metric line, a server error) is a one-line DataError
     naming the experiment, run and metric being read."""
@@ -163,7 +164,7 @@ def _read(client: Any, uri: str, experiments: Sequence[str] | None) -> tuple[dic
         by_id = {e.experiment_id: e.name for e in found}
         doing = "listing runs"
         runs = _all_runs(client, list(by_id)) if by_id else []
-        histories: dict[str, dict[str, list]] = {}
+        histories: dict[str, dict[str, list[Any]]] = {}
         for run in runs:
             histories[run.info.run_id] = {}
             for key in run.data.metrics:
@@ -217,7 +218,9 @@ def import_mlflow(store: Store, tracking_uri: str, *, experiments: Sequence[str]
     with _client_env():
         by_id, runs, histories = _read(_client(uri), uri, list(experiments or []))
     plan = ImportPlan()
-    nonfinite, cells, long_tags, running = 0, [], 0, []
+    cells: list[Any] = []
+    running: list[Any] = []
+    nonfinite, long_tags = 0, 0
     for run in runs:
         info, data = run.info, run.data
         where = f"MLflow run {info.run_id}"

@@ -62,7 +62,7 @@ class WandbReport:
     torn: tuple[str, ...]
 
 
-def _lookup(tree: dict, key: str) -> Any:
+def _lookup(tree: dict[str, Any], key: str) -> Any:
     """`tree[key]`, or the nested value at the dotted path `key`; None when absent."""
     if key in tree:
         return tree[key]
@@ -102,9 +102,10 @@ def _merge(runs: list[WandbRun]) -> WandbRun:
     return merged
 
 
-def _count(run: WandbRun, key: str | None, sizes: dict, which: int, what: str) -> int | None:
+def _count(run: WandbRun, key: str | None, sizes: dict[str, tuple[int, int | None]], which: int,
+           what: str) -> int | None:
     if sizes and (run.name in sizes or run.run_id in sizes):
-        return sizes.get(run.name, sizes.get(run.run_id))[which]
+        return (sizes[run.name] if run.name in sizes else sizes[run.run_id])[which]
     if key is None:
         return None
     value = _lookup(run.config, key)
@@ -207,7 +208,8 @@ def import_wandb(store: Store, paths: Iterable[str | Path], *, sweep: str | None
     )
 
 
-def _final_loss(metrics: pd.DataFrame, summary: dict, loss_key: str | None) -> float | None:
+def _final_loss(metrics: pd.DataFrame, summary: dict[str, Any], loss_key: str | None
+                ) -> float | None:
     keys = (loss_key,) if loss_key else FINAL_LOSS_METRICS
     for key in keys:
         hits = metrics[metrics["name"] == key]

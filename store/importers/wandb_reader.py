@@ -42,8 +42,8 @@ class WandbRun:
     tags: tuple[str, ...] = ()
     notes: str = ""
     start_time: float = 0.0
-    config: dict = field(default_factory=dict)
-    summary: dict = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
     exit_code: int | None = None
     # history, one entry per logged row: (step, runtime seconds or None, {key: value})
     history: list[tuple[int, float | None, dict[str, Any]]] = field(default_factory=list)
@@ -93,7 +93,7 @@ def _open(datastore: Any, path: Path) -> Any:
     """The SDK's DataStore opened for scanning `path` read-only (its own open_for_scan
     opens for writing too, which a read-only archive refuses)."""
 
-    class ReadOnly(datastore.DataStore):
+    class ReadOnly(datastore.DataStore):  # type: ignore[misc]  # the SDK's class is untyped
         def open_for_scan(self, fname: str) -> None:  # same state as the SDK's, mode "rb"
             self._fname = fname
             self._fp = open(fname, "rb")  # noqa: SIM115 - closed by read_run
@@ -164,9 +164,9 @@ def _apply_updates(raw: dict[tuple[str, ...], str], block: Any) -> None:
             del raw[keys]
 
 
-def _tree(raw: dict[tuple[str, ...], str], path: Path, what: str) -> dict:
+def _tree(raw: dict[tuple[str, ...], str], path: Path, what: str) -> dict[str, Any]:
     """The nested dict of a replayed config or summary, each value decoded and checked."""
-    tree: dict = {}
+    tree: dict[str, Any] = {}
     for keys, text in raw.items():
         value = checks.loads_value(text, f"{path}: {what} {'.'.join(keys)!r}")
         node = tree
