@@ -312,8 +312,8 @@ def _quiet_shutdown(record: logging.LogRecord) -> bool:
 
 
 def _warm_imports() -> None:
-    """Import the fitting code (SciPy, the analysis package: seconds) in the background once
-    the server answers, so the first scaling or emergence view does not wait for it."""
+    """Import the fitting code (SciPy, the analysis package: seconds) in the background from
+    the start, so the first scaling or emergence view does not wait for it."""
 
     def load() -> None:
         import importlib
@@ -331,6 +331,7 @@ def serve(store_url: str | None, host: str = "127.0.0.1", port: int = 8765,
           on_ready: Callable[[str], None] | None = None) -> None:
     """Open the store read-only and serve the dashboard until interrupted (port 0: any free
     port). Raises StoreError for a store it cannot read and OSError for an address in use."""
+    _warm_imports()  # the fitting code loads while the store opens and uvicorn starts
     import uvicorn
 
     from scaletrack.store import open_read_only
@@ -354,7 +355,6 @@ def serve(store_url: str | None, host: str = "127.0.0.1", port: int = 8765,
                 await original_startup(sockets)
                 if server.started:
                     on_ready(f"http://{url_host}:{bound}/")
-                    _warm_imports()
 
             server.startup = startup  # type: ignore[method-assign]
         server.run(sockets=[sock])
