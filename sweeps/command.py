@@ -325,7 +325,7 @@ def set_child_subreaper(on: bool) -> bool:
 
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(36, 1 if on else 0, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+        return bool(libc.prctl(36, 1 if on else 0, 0, 0, 0) == 0)  # PR_SET_CHILD_SUBREAPER
     except (OSError, AttributeError):
         return False
 
@@ -544,7 +544,7 @@ def _run(job: Any, cell: Any, store: StoreLike, worker: str, make_done: Callable
                      message=run.error if run is not None and status != "finished" else None)
 
 
-def _force_stop(proc: subprocess.Popen, use_guard: bool) -> None:
+def _force_stop(proc: subprocess.Popen[bytes], use_guard: bool) -> None:
     """Kill the cell now: the guardian's "kill everything" signal, or SIGKILL to the group."""
     with contextlib.suppress(ProcessLookupError):
         if use_guard:
@@ -553,7 +553,7 @@ def _force_stop(proc: subprocess.Popen, use_guard: bool) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _supervise(proc: subprocess.Popen, store: StoreLike, run_key: str, worker: str,
+def _supervise(proc: subprocess.Popen[bytes], store: StoreLike, run_key: str, worker: str,
                stop_event: Any, use_guard: bool) -> bool:
     """Wait for the program (or its guardian), beating the run's heartbeat; on a stop request
     send SIGTERM (the guardian forwards it to the whole tree and kills it after the grace;
