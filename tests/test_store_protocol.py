@@ -85,7 +85,7 @@ def test_workers_call_only_the_worker_role(module: str) -> None:
 
 def test_hub_proxy_forwards_exactly_the_worker_protocol() -> None:
     pytest.importorskip("ray")
-    from scaletrack.sweeps.executors.ray import FORWARDED_METHODS, HubStore
+    from scaletrack.sweeps.executors.ray_store import FORWARDED_METHODS, HubStore
 
     assert store_methods(WorkerStore) - {"metric_writer", "close"} == FORWARDED_METHODS
     assert "take_over_run" in FORWARDED_METHODS and "ideas" not in FORWARDED_METHODS
