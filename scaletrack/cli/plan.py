@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -171,3 +172,74 @@ def _in_plan_order(planned: PlannedGrid) -> list[Any]:
 def register(app: typer.Typer) -> None:
     """Add `plan` to the main app."""
     app.command("plan")(plan_command)
+
+
+# ------------------------------------------------------------------- adaptive `sweep run`
+
+
+def adaptive_settings(grid: Any, until_width: str | None, target_compute: str | None,
+                      budget: str | None) -> Any:
+    """`sweep run`'s adaptive settings (scaletrack.adaptive.AdaptiveSettings) from its options
+    and the grid's [plan] table, or None for an ordinary run; bad values: one error line."""
+    from scaletrack.adaptive import settings_for
+
+    width = parse_width(until_width)
+    c_star = parse_flops("--target-compute", target_compute)
+    flops = parse_flops("--budget", budget)
+    if flops is not None and width is None and not (grid.spec.plan and grid.spec.plan.adaptive):
+        fail("--budget is for an adaptive run: give --until-width too (e.g. --until-width 2%)")
+    return settings_for(grid, width, c_star, flops)
+
+
+def run_adaptive_command(grid: Any, settings: Any, store_url: str,
+                         train: Callable[[Any], Any]) -> None:
+    """Run `grid` adaptively (scaletrack.adaptive), printing each decision as it is made."""
+    from scaletrack.adaptive import run_adaptive
+
+    target = (f"{settings.target_compute:.3g} FLOPs" if settings.target_compute
+              else f"N {settings.target_n:.3g}, D {settings.target_tokens:.3g}")
+    console.print(f"adaptive sweep [bold]{literal(grid.name)}[/]: until the 95 % band at "
+                  f"the target ({target}) is {100 * settings.until_width:g} % wide"
+                  + (f" or {settings.budget:.3g} FLOPs are spent" if settings.budget else ""),
+                  highlight=False)
+
+    def show(step: Any) -> None:
+        width = "-" if step.width is None else f"{100 * step.width:.2f} %"
+        if step.action == "stop":
+            console.print(f"stop: {literal(step.reason)}; band {width}; "
+                          f"{len(step.skipped)} cells skipped", highlight=False)
+        else:
+            console.print(f"step {step.step}: {step.action} {literal(step.size)} "
+                          f"D={step.D:,.0f} ({literal(step.reason)}); band after it {width}; "
+                          f"{step.spent_flops:.3g} FLOPs spent", highlight=False,
+                          soft_wrap=True)
+
+    report = run_adaptive(grid, settings, store_url, run_cells=train, on_step=show)
+    if report.interrupted:
+        console.print("[yellow]interrupted[/]: run the same command again to resume")
+        raise typer.Exit(130)
+    saved = report.full_flops - report.spent_flops
+    console.print(f"sweep [bold]{literal(report.sweep)}[/]: {report.trained} cells trained, "
+                  f"{report.spent_flops:.3g} FLOPs of the full grid's {report.full_flops:.3g} "
+                  f"({saved:.3g} saved); see `scaletrack sweep status {literal(report.sweep)}`",
+                  highlight=False)
+
+
+def print_decisions(rows: list[dict[str, Any]], sweep: str) -> None:
+    """The recorded decisions of a sweep's adaptive runs (`scaletrack.adaptive.decisions`),
+    as `sweep status` shows them."""
+    import pandas as pd
+
+    table = pd.DataFrame([{
+        "step": r.get("step"), "action": r.get("action"),
+        "cell": f"{r['size']} D={r['D']:,.0f}" if r.get("size") else "-",
+        "points": r.get("n_points"), "band %": None if r.get("width") is None
+        else 100 * r["width"], "FLOPs spent": r.get("spent_flops"),
+        "why": r.get("reason")} for r in rows])
+    print_table(table, title=f"adaptive decisions of {sweep}")
+    last = rows[-1]
+    if last.get("action") == "stop" and last.get("skipped"):
+        shown = ", ".join(last["skipped"][:8])
+        more = len(last["skipped"]) - 8
+        console.print(f"skipped: {literal(shown)}" + (f" and {more} more" if more > 0 else ""),
+                      highlight=False, soft_wrap=True)

@@ -1,0 +1,392 @@
+"""Adaptive sweeps: train a grid's cells one at a time in the planner's order, refit after
+each, and stop once the prediction band at the target is narrow enough or the budget is spent.
+
+What `scaletrack sweep run GRID --until-width 2% --target-compute C` (or a grid whose `[plan]`
+table sets `until_width`) runs. Each step:
+
+1. the sweep's finished cells are fitted (Chinchilla, bootstrap refits) and the relative width
+   of the 95 % prediction band at the target is measured (`analysis.plan.expected_band_width`);
+   with fewer runs than a fit needs (7) there is no width yet;
+2. narrow enough (width <= until_width): stop;
+3. otherwise the planner (`analysis.plan.plan_runs`) chooses among the cells not run yet whose
+   cost fits what is left of the budget (with cooldown branches a cell's cost includes its
+   trunk until that is trained), starting from the published prior until a fit exists; no
+   cell chosen: stop, the remaining ones no longer narrow the band; none affordable: stop;
+4. the planner's first cell (with its trunk) is trained by the ordinary sweep runner.
+
+Every step (the cell run, the width after it, the FLOPs spent, why it stopped and which cells
+it skipped) is recorded in the store's fits table as form "adaptive" under the sweep's name,
+where `scaletrack sweep status` shows it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from scaletrack.errors import ConfigError, ScaletrackError
+
+if TYPE_CHECKING:
+    from scaletrack.analysis.plan import PlannedCell
+    from scaletrack.store.protocol import StoreLike
+    from scaletrack.sweeps.grid import Cell, Grid
+    from scaletrack.sweeps.runner import SweepReport
+
+DECISION_FORM = "adaptive"  # the fits table's form for an adaptive sweep's decisions
+DONE = ("finished", "diverged")
+MIN_FIT_POINTS = 7  # Chinchilla: 5 free parameters + 2
+
+
+@dataclass(frozen=True)
+class AdaptiveSettings:
+    """When an adaptive sweep stops: a relative band width at the target (0.02 = 2 %), the
+    target (FLOPs; params and tokens optional) and the FLOPs it may spend (None: every cell)."""
+
+    until_width: float
+    target_compute: float | None
+    target_n: float | None = None
+    target_tokens: float | None = None
+    budget: float | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class AdaptiveStep:
+    """One decision: action "run" (a cell trained), "failed" (it did not finish) or "stop"."""
+
+    step: int
+    action: str
+    reason: str
+    run_key: str | None = None
+    size: str | None = None
+    N: float | None = None
+    D: float | None = None
+    cell_flops: float = 0.0
+    spent_flops: float = 0.0
+    n_points: int = 0
+    width: float | None = None  # relative 95 % band width at the target after this step
+    prediction: float | None = None  # loss predicted at the target (nats/token)
+    skipped: tuple[str, ...] = ()  # cells never run (on "stop"): "size D=tokens"
+
+    def to_payload(self, settings: AdaptiveSettings, full_flops: float) -> dict[str, Any]:
+        """What the store keeps (JSON)."""
+        out = {k: getattr(self, k) for k in ("step", "action", "reason", "run_key", "size",
+                                              "N", "D", "cell_flops", "spent_flops",
+                                              "n_points", "width", "prediction")}
+        out["skipped"] = list(self.skipped)
+        out["until_width"] = settings.until_width
+        out["target_compute"] = settings.target_compute
+        out["budget"] = settings.budget
+        out["full_grid_flops"] = full_flops
+        return out
+
+
+@dataclass(frozen=True)
+class AdaptiveReport:
+    """What an adaptive sweep did: its steps, why it stopped, FLOPs spent (this grid's cells,
+    trunks included) against the full grid's, and the last sweep report."""
+
+    sweep: str
+    steps: tuple[AdaptiveStep, ...]
+    stopped: str
+    width: float | None
+    spent_flops: float
+    full_flops: float
+    interrupted: bool = False
+    reports: tuple[SweepReport, ...] = field(default=(), repr=False)
+
+    @property
+    def trained(self) -> int:
+        return sum(1 for s in self.steps if s.action == "run")
+
+
+def settings_for(grid: Grid, until_width: float | None, target_compute: float | None,
+                 budget: float | None = None) -> AdaptiveSettings | None:
+    """The adaptive settings of a run: the grid's `[plan]` table, overridden by the command
+    line's; None when neither asks for an adaptive run."""
+    plan = grid.spec.plan
+    width = until_width if until_width is not None else (plan.until_width if plan else None)
+    if width is None:
+        if target_compute is not None:
+            raise ConfigError("--target-compute is for an adaptive run: give --until-width too "
+                              "(e.g. --until-width 2%)")
+        return None
+    c_star = target_compute if target_compute is not None else (
+        plan.target_compute if plan else None)
+    n_star = plan.target_n if plan else None
+    d_star = plan.target_tokens if plan else None
+    if c_star is None and n_star and d_star:
+        c_star = None  # the target is given by N and D; its compute follows below
+    if c_star is None and not (n_star and d_star):
+        raise ConfigError("an adaptive run needs a target: --target-compute FLOPS (or [plan] "
+                          "target_compute in the grid)")
+    if target_compute is not None and plan is not None and plan.target_compute is not None \
+            and target_compute != plan.target_compute:
+        n_star = d_star = None  # the grid's N*, D* were for another target
+    return AdaptiveSettings(
+        until_width=float(width), target_compute=c_star, target_n=n_star,
+        target_tokens=d_star, budget=budget if budget is not None else (
+            plan.budget if plan else None), seed=plan.seed if plan else 0)
+
+
+def _cell_name(cell: Cell) -> str:
+    return f"{cell.size_label} D={cell.D:,}"
+
+
+class _State:
+    """The grid's cells and what the store says of them now."""
+
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+        self.cells = [c for c in grid.cells if c.role != "trunk"]
+        self.by_key = {c.run_key: c for c in grid.cells}
+        self.status: dict[str, str] = {}
+
+    def refresh(self, store: StoreLike) -> None:
+        runs = store.runs(sweep=self.grid.name)
+        self.status = dict(zip(runs["run_key"], runs["status"], strict=True)) if len(runs) \
+            else {}
+
+    def done(self, cell: Cell) -> bool:
+        return self.status.get(cell.run_key) in DONE
+
+    def spent(self) -> float:
+        return float(sum(c.spent_flops for c in self.grid.cells if self.done(c)))
+
+    def marginal(self, cell: Cell) -> float:
+        """FLOPs training `cell` costs now (its trunk too, where that is not trained)."""
+        cost = cell.spent_flops
+        trunk = self.by_key.get(cell.parent_run_key or "")
+        if trunk is not None and not self.done(trunk):
+            cost += trunk.spent_flops
+        return cost
+
+    def with_trunk(self, cell: Cell) -> tuple[Cell, ...]:
+        trunk = self.by_key.get(cell.parent_run_key or "")
+        return (trunk, cell) if trunk is not None and not self.done(trunk) else (cell,)
+
+
+def _points(store: StoreLike, state: _State) -> Any:
+    """The finished cells of this grid as fit points (best lr, seeds averaged), or None."""
+    from scaletrack.analysis.points import sweep_points
+    from scaletrack.analysis.selection import select_points
+
+    try:
+        frame = sweep_points(store, state.grid.name)
+    except ScaletrackError:
+        return None
+    frame = frame[frame.index.isin([c.run_key for c in state.cells])]
+    if frame.empty:
+        return None
+    return select_points(frame, "chinchilla")[0]
+
+
+def _band(points: Any, settings: AdaptiveSettings, fpt: Callable[[float], float],
+          seed: int) -> tuple[Any, float | None, float | None, float | None]:
+    """(fit or None, relative width, prediction, target compute) at the target now."""
+    import numpy as np
+
+    from scaletrack.analysis.plan import expected_band_width
+    from scaletrack.planning import fit_points, target_split
+
+    if points is None or len(points) < MIN_FIT_POINTS:
+        return None, None, None, settings.target_compute
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fit = fit_points(points, seed)
+    if fit is None:
+        return None, None, None, settings.target_compute
+    c_star = settings.target_compute
+    if c_star is None:  # the target given by N and D alone
+        assert settings.target_n and settings.target_tokens
+        c_star = fpt(settings.target_n) * settings.target_tokens
+    try:
+        width = expected_band_width(fit, target_flops=c_star, target_n=settings.target_n,
+                                    target_tokens=settings.target_tokens, flops_per_token=fpt,
+                                    seed=seed)
+        t_n, t_d = target_split(dict(fit.params), c_star, settings.target_n,
+                                settings.target_tokens, fpt)
+        pred = float(np.asarray(fit.predict(np.array([t_n]), np.array([t_d]))).ravel()[0])
+    except ScaletrackError:
+        return fit, None, None, c_star
+    return fit, (width if math.isfinite(width) else None), pred, c_star
+
+
+def _flops_per_token(state: _State) -> Callable[[float], float]:
+    """FLOPs per token against N: the grid's own sizes' counts, interpolated in log-log, for
+    the target split (a built-in GPT's count has attention and logits terms; 6·N otherwise)."""
+    import numpy as np
+
+    pairs = sorted({(float(c.N), float(c.C) / float(c.D)) for c in state.cells
+                    if c.N and c.C})
+    if len(pairs) < 2:
+        return lambda n: 6.0 * float(n)
+    log_n = np.log([p[0] for p in pairs])
+    log_f = np.log([p[1] for p in pairs])
+    slope, icept = np.polyfit(log_n, log_f, 1)
+
+    def fpt(n: float) -> float:
+        return max(6.0 * float(n), float(np.exp(icept + slope * math.log(max(n, 1.0)))))
+
+    return fpt
+
+
+def _choose(state: _State, points: Any, fit: Any, settings: AdaptiveSettings,
+            c_star: float | None, left: float, fpt: Callable[[float], float],
+            prior_order: list[str]) -> tuple[Cell | None, str]:
+    """The next cell to train, or None with the reason to stop."""
+    from scaletrack.analysis.plan import PlannedCell, plan_runs
+
+    todo = [c for c in state.cells if not state.done(c)]
+    if not todo:
+        return None, "every cell of the grid is trained"
+    affordable = [c for c in todo if state.marginal(c) <= left * (1 + 1e-9)]
+    if not affordable:
+        return None, "budget spent: no cell left costs what remains"
+    if fit is None:  # no fit yet: follow the order planned from the prior (or the file's)
+        rank = {k: i for i, k in enumerate(prior_order)}
+        affordable.sort(key=lambda c: (rank.get(c.run_key, len(rank)), state.marginal(c)))
+        have = 0 if points is None else len(points)
+        why = (f"{have} runs, a fit needs {MIN_FIT_POINTS}" if have < MIN_FIT_POINTS
+               else "the fit is degenerate")
+        return affordable[0], f"prior's order ({why})"
+    cands: list[PlannedCell] = []
+    by_nd: dict[tuple[float, float], Cell] = {}
+    for c in affordable:
+        key = (float(c.N), float(c.D))
+        if key not in by_nd and c.N:
+            by_nd[key] = c
+            cands.append(PlannedCell(float(c.N), float(c.D), max(state.marginal(c), 1.0)))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            planned = plan_runs(points, target_flops=c_star or 0.0, budget_flops=left,
+                                candidates=cands, target_n=settings.target_n,
+                                target_tokens=settings.target_tokens, flops_per_token=fpt,
+                                fit=fit, n_simulations=0, seed=settings.seed)
+    except ScaletrackError as exc:
+        return None, f"the planner stopped: {exc}"
+    if not planned.cells:
+        return None, "no cell left narrows the band at the target"
+    first = planned.cells[0]
+    return by_nd[(first.n_params, first.tokens)], (
+        f"first of {len(planned.cells)} planned (width {100 * planned.linear_width:.1f} % "
+        "after them)")
+
+
+def _prior_order(state: _State, settings: AdaptiveSettings, budget: float,
+                 fpt: Callable[[float], float]) -> list[str]:
+    """Run keys in the order the planner takes them from the published prior: the grid's
+    `[plan] cells` order where it lists them, else a plan from the prior."""
+    from scaletrack.analysis.plan import PlannedCell, plan_runs
+
+    plan = state.grid.spec.plan
+    if plan is not None and plan.cells:
+        where = {(c.size_label, c.D): c.run_key for c in state.cells}
+        return [where[(p.size, p.tokens)] for p in plan.cells if (p.size, p.tokens) in where]
+    by_nd = {(float(c.N), float(c.D)): c for c in state.cells if c.N and c.C}
+    cands = [PlannedCell(n, d, float(c.C)) for (n, d), c in by_nd.items()]
+    c_star = settings.target_compute or fpt(settings.target_n or 1.0) * (
+        settings.target_tokens or 1.0)
+    try:
+        planned = plan_runs(None, target_flops=c_star, budget_flops=budget, candidates=cands,
+                            target_n=settings.target_n, target_tokens=settings.target_tokens,
+                            flops_per_token=fpt, n_simulations=0, seed=settings.seed)
+    except ScaletrackError:
+        return []
+    return [by_nd[(c.n_params, c.tokens)].run_key for c in planned.cells]
+
+
+def run_adaptive(
+    grid: Grid,
+    settings: AdaptiveSettings,
+    store_url: str | None = None,
+    *,
+    run_cells: Callable[[Grid], SweepReport],
+    on_step: Callable[[AdaptiveStep], None] | None = None,
+) -> AdaptiveReport:
+    """Train `grid` adaptively (see the module docstring). `run_cells(subgrid)` trains the
+    cells of a sub-grid of `grid` (e.g. `scaletrack.run_sweep` with the caller's executor
+    and display); `on_step` sees each decision as it is recorded."""
+    from scaletrack.store import Store, resolve_store_url
+
+    url = resolve_store_url(store_url)
+    state = _State(grid)
+    full = float(sum(c.spent_flops for c in grid.cells))
+    budget = settings.budget if settings.budget is not None else full
+    fpt = _flops_per_token(state)
+    steps: list[AdaptiveStep] = []
+    reports: list[SweepReport] = []
+    failed: set[str] = set()
+    prior_order = _prior_order(state, settings, budget, fpt)
+    with Store.open(url) as store:
+        store.upsert_sweep(grid.name, grid.stored_spec())
+
+    def record(step: AdaptiveStep) -> None:
+        steps.append(step)
+        with Store.open(url) as st:
+            label = f"{step.step}: {step.action}" + (f" {step.size} D={step.D:,.0f}"
+                                                     if step.size else "")
+            st.save_fit(DECISION_FORM, step.to_payload(settings, full), sweep=grid.name,
+                        label=label)
+        if on_step is not None:
+            on_step(step)
+
+    stopped, width, interrupted = "", None, False
+    while True:
+        with Store.open(url) as store:
+            state.refresh(store)
+            points = _points(store, state)
+        fit, width, pred, c_star = _band(points, settings, fpt, settings.seed)
+        spent = state.spent()
+        n_points = 0 if points is None else len(points)
+        if width is not None and width <= settings.until_width:
+            stopped = (f"band at the target {100 * width:.2f} % <= "
+                       f"{100 * settings.until_width:g} %")
+            break
+        cell, why = _choose(state, points, fit, settings, c_star, budget - spent, fpt,
+                            [k for k in prior_order if k not in failed])
+        if cell is None or cell.run_key in failed:
+            stopped = why if cell is None else "the planner's next cell failed before"
+            break
+        cost = state.marginal(cell)
+        report = run_cells(replace(grid, cells=state.with_trunk(cell)))
+        reports.append(report)
+        with Store.open(url) as store:
+            state.refresh(store)
+            points = _points(store, state)
+        fit, width, pred, c_star = _band(points, settings, fpt, settings.seed)
+        n_points = 0 if points is None else len(points)
+        ok = state.done(cell)
+        if not ok:
+            failed.add(cell.run_key)
+            state.cells = [c for c in state.cells if c.run_key != cell.run_key]
+        record(AdaptiveStep(
+            step=len(steps) + 1, action="run" if ok else "failed", reason=why,
+            run_key=cell.run_key, size=cell.size_label, N=cell.N, D=cell.D, cell_flops=cost,
+            spent_flops=state.spent(), n_points=n_points, width=width, prediction=pred))
+        if report.interrupted:
+            stopped, interrupted = "interrupted", True
+            break
+    skipped = tuple(_cell_name(c) for c in state.cells if not state.done(c))
+    if not interrupted:
+        record(AdaptiveStep(step=len(steps) + 1, action="stop", reason=stopped,
+                            spent_flops=spent, n_points=n_points, width=width, prediction=pred,
+                            skipped=skipped))
+    return AdaptiveReport(sweep=grid.name, steps=tuple(steps), stopped=stopped, width=width,
+                          spent_flops=state.spent(), full_flops=full, interrupted=interrupted,
+                          reports=tuple(reports))
+
+
+def decisions(store: StoreLike, sweep: str) -> list[dict[str, Any]]:
+    """The recorded decisions of the adaptive runs of `sweep`, oldest first (payload dicts
+    with the time each was recorded)."""
+    fits = store.fits(DECISION_FORM)
+    if fits.empty:
+        return []
+    mine = fits[fits["sweep"] == sweep]
+    return [{**dict(r["payload"] or {}), "created_at": r["created_at"]}
+            for r in mine.to_dict("records")]
