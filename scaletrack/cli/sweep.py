@@ -57,8 +57,16 @@ def run_command(
     ),
     force: bool = typer.Option(False, "--force", help="Run cells estimated to train longer "
                                "than the time limit (memory limits still apply)."),
+    until_width: str | None = typer.Option(None, "--until-width", help="Adaptive: train cells "
+                                           "in the planner's order, refit after each, stop once "
+                                           "the 95 % band at the target is this narrow (2%)."),
+    target_compute: str | None = typer.Option(None, "--target-compute", help="Adaptive: FLOPs "
+                                              "of the target (default: the grid's [plan])."),
+    budget: str | None = typer.Option(None, "--budget", help="Adaptive: FLOPs it may spend "
+                                      "(default: the grid's [plan] budget, else every cell)."),
 ) -> None:
-    """Train every cell of FILE that is not finished yet (resumes interrupted cells)."""
+    """Train every cell of FILE that is not finished yet (resumes interrupted cells); with
+    --until-width or a [plan] until_width, adaptively (see `scaletrack plan`)."""
     from scaletrack.store import resolve_store_url
     from scaletrack.sweeps.runner import SweepDisplay
     from scaletrack.workflows import load_grid, run_sweep
@@ -67,6 +75,9 @@ def run_command(
         fail(f"--executor: expected 'local', 'ray' or 'slurm', got {executor!r}")
     grid = load_grid(file)  # validates completely before the store is opened
     _check_budget(grid, force)
+    from scaletrack.cli.plan import adaptive_settings, run_adaptive_command
+
+    adaptive = adaptive_settings(grid, until_width, target_compute, budget)
     terminated = False
 
     def on_sigterm(_signum: int, _frame: Any) -> None:
@@ -75,9 +86,8 @@ def run_command(
         terminated = True
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        report = run_sweep(
+    def train(grid: Any) -> Any:
+        return run_sweep(
             grid,
             resolve_store_url(store),
             workers=workers,
@@ -87,6 +97,12 @@ def run_command(
             stale_after_s=stale_after,
             display=lambda g, todo, done: SweepDisplay(g, todo, done, console=console),
         )
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        if adaptive is not None:  # cell by cell in the planner's order (scaletrack.adaptive)
+            return run_adaptive_command(grid, adaptive, resolve_store_url(store), train)
+        report = train(grid)
     except KeyboardInterrupt:  # before or after the executor ran: nothing is half-written
         console.print("[yellow]interrupted[/]: run the same command again to resume")
         raise typer.Exit(143 if terminated else 130) from None
@@ -177,6 +193,9 @@ def status_command(
         from scaletrack.cli.slurm import slurm_task_table
 
         slurm = slurm_task_table(st, name)
+        from scaletrack.adaptive import decisions
+
+        decided = decisions(st, name)  # an adaptive run's steps, recorded in the fits table
     finally:
         st.close()
     console.print(f"sweep [bold]{literal(name)}[/]: "
@@ -193,6 +212,10 @@ def status_command(
     footer = page_footer(len(runs), offset, sum(counts.values()), "cells")
     if footer:
         echo(footer)
+    if decided:
+        from scaletrack.cli.plan import print_decisions
+
+        print_decisions(decided, name)
     if not slurm.empty:
         from scaletrack.cli.slurm import print_slurm_tasks
 
