@@ -359,7 +359,7 @@ def plan_runs(
     index = {(c.n_params, c.tokens): i for i, c in enumerate(cands)}
     base_idx = [index.get((c.n_params, c.tokens)) for c in base_cells]
     starts = [np.array(base_idx, dtype=int)] if base_idx and None not in base_idx else []
-    idx = choose_design(problem, budget_flops, starts=starts)
+    idx = choose_design(problem, budget_flops, starts=starts, seed=seed)
     if idx.size == 0:
         raise ConfigError(f"no set of candidate cells within the budget ({budget_flops:.3g} "
                           "FLOPs) identifies the law (at least 7 runs over 3 sizes and 3 "

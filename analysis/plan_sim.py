@@ -29,8 +29,9 @@ would fall back to in-sample residuals, a band that ignores the form's bias; the
 charges it the target's variance twice instead, and the search never returns one.
 
 `choose_design` runs a cost-aware greedy (largest drop in mean width per FLOP, or in
-absolute terms) from nothing and an exchange search (swap one cell for another, or add
-one, while the mean width drops within the budget) from each greedy result and from the
+absolute terms) from nothing to the budget, keeping the narrowest design on its way, then
+an exchange search (swap one cell for another, or add one, while the mean width drops
+within the budget) from each greedy result, from the cheapest cells that fit and from the
 baseline grid when its cells are candidates; the narrowest eligible design wins.
 
 Realised widths (`simulated_widths`): for each simulation s a law from the draws, losses at
@@ -58,6 +59,7 @@ HUBER_VARIANCE_FACTOR = np.pi / 2.0  # LAD vs least squares under normal noise
 MIN_DISTINCT = 3  # distinct N and D values the Chinchilla form needs (analysis.status)
 MIN_CELLS = 7  # 5 free parameters + 2 points (chinchilla.check_degrees_of_freedom)
 SEARCH_DRAWS = 48  # law draws the search averages over
+STEP_OPTIONS = 40  # candidates weighed per greedy step or exchange pass
 _RIDGE = 1e-9
 
 
@@ -217,54 +219,67 @@ def _identified(n: np.ndarray, d: np.ndarray) -> bool:
 
 
 def choose_design(problem: DesignProblem, budget: float, *,
-                  starts: Sequence[np.ndarray] = (), max_passes: int = 3) -> np.ndarray:
+                  starts: Sequence[np.ndarray] = (), max_passes: int = 3,
+                  seed: int = 0) -> np.ndarray:
     """Indices of the chosen candidates (each at most once), total cost <= budget.
 
     `starts`: further designs (index arrays) to improve by exchange, e.g. the baseline."""
     crit = Criterion(problem)
-    seeds = [_greedy(crit, budget, per_flop=True), _greedy(crit, budget, per_flop=False)]
+    rng = np.random.default_rng(seed)
+    order = np.argsort(problem.cand_cost, kind="stable")
+    fill = order[np.cumsum(problem.cand_cost[order]) <= budget]  # cheapest cells first
+    seeds = [_greedy(crit, budget, per_flop=True, rng=rng),
+             _greedy(crit, budget, per_flop=False, rng=rng), fill]
     seeds += [np.asarray(s, dtype=int) for s in starts]
     best, best_w = np.array([], dtype=int), np.inf
     for start in seeds:
         if problem.cand_cost[start].sum() > budget:
             continue
-        idx = _exchange(crit, start, budget, max_passes)
+        idx = _exchange(crit, start, budget, max_passes, rng)
         w = float(crit.mean_width([idx])[0]) if crit.eligible(idx) else np.inf
         if w < best_w:
             best, best_w = idx, w
     return np.sort(best)
 
 
-def _greedy(crit: Criterion, budget: float, *, per_flop: bool) -> np.ndarray:
+def _greedy(crit: Criterion, budget: float, *, per_flop: bool, rng: np.random.Generator
+            ) -> np.ndarray:
     """Add the candidate with the largest drop in mean width (per FLOP when `per_flop`) until
-    none fits the budget or narrows the band and the design is eligible."""
+    none fits the budget, and return the narrowest eligible design on the way (adding a cell
+    can widen the band for a while: it moves the calibration's hold-outs). Each step weighs
+    at most STEP_OPTIONS candidates, drawn at random when more fit."""
     cost = crit.problem.cand_cost
     chosen: list[int] = []
     spent = 0.0
     current = float(crit.mean_width([np.array([], dtype=int)])[0])
+    best, best_w = np.array([], dtype=int), np.inf
     while True:
-        free = [j for j in range(cost.size) if j not in chosen and spent + cost[j] <= budget]
-        if not free:
+        free = np.array([j for j in range(cost.size) if j not in chosen
+                         and spent + cost[j] <= budget], dtype=int)
+        if free.size == 0:
             break
+        if free.size > STEP_OPTIONS:
+            free = np.sort(rng.choice(free, STEP_OPTIONS, replace=False))
         trial = crit.mean_width([np.array(chosen + [j]) for j in free])
         gain = current - trial
         ready = crit.eligible(np.array(chosen, dtype=int))
-        score = gain / cost[free] if per_flop and ready else gain
-        if not ready:  # first an identified, calibratable design, cheapest cells first
-            score = gain / np.sqrt(cost[free])
-        best = int(np.argmax(score))
-        if gain[best] <= 0 and ready:
-            break
-        chosen.append(free[best])
-        spent += float(cost[free[best]])
-        current = float(trial[best])
-    return np.array(chosen, dtype=int)
+        # first an identified, calibratable design (cheap cells favoured), then the rule
+        scale = np.sqrt(cost[free]) if not ready else cost[free] if per_flop else 1.0
+        score = gain / scale
+        pick = int(np.argmax(score))
+        chosen.append(int(free[pick]))
+        spent += float(cost[free[pick]])
+        current = float(trial[pick])
+        if current < best_w and crit.eligible(np.array(chosen, dtype=int)):
+            best, best_w = np.array(chosen, dtype=int), current
+    return best
 
 
-def _exchange(crit: Criterion, chosen: np.ndarray, budget: float, max_passes: int
-              ) -> np.ndarray:
+def _exchange(crit: Criterion, chosen: np.ndarray, budget: float, max_passes: int,
+              rng: np.random.Generator) -> np.ndarray:
     """Swap one chosen cell for an unchosen one, or add one, while the mean width drops and
-    the design stays eligible within the budget."""
+    the design stays eligible within the budget (at most STEP_OPTIONS unchosen cells,
+    drawn at random, are tried in each pass)."""
     cost = crit.problem.cand_cost
     chosen = np.asarray(chosen, dtype=int)
     current = float(crit.mean_width([chosen])[0]) if chosen.size else np.inf
@@ -272,6 +287,8 @@ def _exchange(crit: Criterion, chosen: np.ndarray, budget: float, max_passes: in
         improved = False
         spent = float(cost[chosen].sum())
         outside = np.setdiff1d(np.arange(cost.size), chosen)
+        if outside.size > STEP_OPTIONS:
+            outside = np.sort(rng.choice(outside, STEP_OPTIONS, replace=False))
         options = [np.r_[chosen, j] for j in outside if spent + cost[j] <= budget]
         for pos in range(chosen.size):
             rest = np.delete(chosen, pos)
