@@ -383,18 +383,24 @@ def grid_store(path: Path, sizes: int, budgets: int, sweep: str = "grid") -> str
 
 
 def test_compute_optimal_needs_what_the_library_needs(tmp_path: Path) -> None:
-    """Too few runs for a Chinchilla fit: the view gives the library's own rule and words
-    (free parameters + 2 points), not a count of its own."""
+    """Too few runs for a Chinchilla fit or IsoFLOP profiles: the views give the library's own
+    rules and words (free parameters + 2 points; runs per budget), not counts of their own."""
+    from scaletrack.analysis import fit_isoflop
     from scaletrack.analysis.chinchilla import check_degrees_of_freedom
     from scaletrack.errors import DataError
-    from scaletrack.ui.data import optimal
+    from scaletrack.ui.data import optimal, scaling, scaling_points
 
     url = grid_store(tmp_path / "six.db", 3, 2)
     with open_read_only(url) as store:
         answer = optimal(store, "grid")
+        iso = scaling(store, "grid")["isoflop"]
+        points = scaling_points(store, "grid")
     with pytest.raises(DataError) as library:
         check_degrees_of_freedom("chinchilla", 6, 5)
     assert answer["status"] == "none" and answer["reason"] == str(library.value)
+    with pytest.raises(DataError) as library:  # two budgets of three sizes: no IsoFLOP profile
+        fit_isoflop(points[["N", "D", "C", "loss"]], n_bootstrap=0)
+    assert iso["profiles"] == [] and iso["reason"] == str(library.value)
 
 
 def test_scaling_view_answers_from_the_fit_cache(tmp_path: Path) -> None:

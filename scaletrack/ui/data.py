@@ -338,8 +338,16 @@ def _isoflop(df: pd.DataFrame) -> dict[str, Any]:
             "N_opt": row["N_opt"], "loss_opt": row["loss_opt"],
         })
     cols = ["C", "N_opt", "D_opt", "loss_opt", "n_points"]
-    return {"status": "ok" if profiles else "none", "profiles": plain(profiles), "points": how,
-            "minima": plain(minima[cols].to_dict("records") if len(minima) else [])}
+    answer = {"status": "ok" if profiles else "none", "profiles": plain(profiles), "points": how,
+              "minima": plain(minima[cols].to_dict("records") if len(minima) else [])}
+    if not profiles:  # why not, in the library's words (it refuses before fitting anything)
+        from scaletrack.analysis import fit_isoflop
+
+        try:
+            fit_isoflop(df[["N", "D", "C", "loss"]], n_bootstrap=0)
+        except (ScaletrackError, ValueError) as exc:
+            answer["reason"] = str(exc)
+    return answer
 
 
 def _optimal(df: pd.DataFrame) -> dict[str, Any]:

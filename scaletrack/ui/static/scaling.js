@@ -118,7 +118,7 @@ export async function viewScaling(root, params) {
       });
       t2.push({ type: "scatter", mode: "markers", name: "minima", x: isoData.profiles.map((p) => p.N_opt), y: isoData.profiles.map((p) => p.loss_opt), marker: { symbol: "star", size: 13, color: "black" } });
       plot(iso, t2, { title: { text: "IsoFLOP profiles" }, xaxis: { type: "log", title: { text: "N (parameters)" } }, yaxis: { title: { text: "final loss" } }, height: 420 });
-    } else iso.replaceChildren(message("IsoFLOP profiles need at least 3 runs per compute budget."));
+    } else iso.replaceChildren(message(isoData && isoData.reason ? isoData.reason : "no IsoFLOP profiles"));
     drawOptimal();
   }
   const sweepChoices = REPORT ? Object.keys(REPORT.scaling).map((s) => [s, s]) :
