@@ -102,18 +102,18 @@ def plot_tasks_emergence(
     nrows = math.ceil(len(items) / ncols)
     fig, axes, created = figure_axes(ax, len(items), figsize=(4.6 * ncols, 3.4 * nrows),
                                      nrows=nrows, ncols=ncols, dpi=130)
-    for ax, result in zip(axes, items, strict=False):
+    for panel, result in zip(axes, items, strict=False):
         keep = (df[task_col].astype(str) == result.task).to_numpy().copy()
         if metric_col is not None and metric_col in df.columns:
             keep &= (df[metric_col].astype(str) == result.metric).to_numpy()
         if shot_col is not None and shot_col in df.columns and result.shot is not None:
             keep &= (pd.to_numeric(df[shot_col], errors="coerce") == result.shot).to_numpy()
         g = df[keep]
-        _draw_task(ax, g[x_col].to_numpy(float), g[value_col].to_numpy(float), result,
+        _draw_task(panel, g[x_col].to_numpy(float), g[value_col].to_numpy(float), result,
                    x_label)
-        ax.set_ylabel(result.metric, fontsize=8)
-    for ax in axes[len(items):]:
-        ax.set_visible(False)
+        panel.set_ylabel(result.metric, fontsize=8)
+    for panel in axes[len(items):]:
+        panel.set_visible(False)
     axes[0].legend(fontsize=6, loc="upper left")
     if created:
         fig.tight_layout()
@@ -139,33 +139,33 @@ def plot_idea_timeline(
     ideas = ideas_df.sort_values("id")
     n = max(len(ideas), 1)
     fig, axes, created = figure_axes(ax, len(ideas), figsize=(7.0, 2.6 * n), nrows=n, dpi=130)
-    for ax, idea in zip(axes, ideas.itertuples(index=False), strict=False):
+    for panel, idea in zip(axes, ideas.itertuples(index=False), strict=False):
         att = attempts_df[attempts_df["idea_id"] == idea.id].sort_values("created_at")
-        ax.axhline(float(idea.threshold), color="#e76f51", ls="--", lw=1,
+        panel.axhline(float(idea.threshold), color="#e76f51", ls="--", lw=1,
                    label=f"threshold ({idea.direction}) {fmt_number(float(idea.threshold))}")
         if len(att):
             flops = att["flops"].astype(float).to_numpy()
             vals = att["value"].astype(float).to_numpy()
             passed = att["passed"].astype(bool).to_numpy()
             ok = np.isfinite(flops) & (flops > 0)
-            ax.plot(flops[ok], vals[ok], color="#264653", lw=0.8, alpha=0.6)
-            ax.scatter(flops[ok & passed], vals[ok & passed], color="#2a9d8f", s=36,
+            panel.plot(flops[ok], vals[ok], color="#264653", lw=0.8, alpha=0.6)
+            panel.scatter(flops[ok & passed], vals[ok & passed], color="#2a9d8f", s=36,
                        zorder=3, label="passed")
-            ax.scatter(flops[ok & ~passed], vals[ok & ~passed], facecolors="none",
+            panel.scatter(flops[ok & ~passed], vals[ok & ~passed], facecolors="none",
                        edgecolors="#9b2226", s=36, zorder=3, label="not yet")
             for i, (fx, vy) in enumerate(zip(flops[ok], vals[ok], strict=True), start=1):
-                ax.annotate(str(i), (fx, vy), textcoords="offset points", xytext=(4, 4),
+                panel.annotate(str(i), (fx, vy), textcoords="offset points", xytext=(4, 4),
                             fontsize=7)
             if ok.any():
-                ax.set_xscale("log")
-                label_log_axis(ax.xaxis)
+                panel.set_xscale("log")
+                label_log_axis(panel.xaxis)
         else:
-            ax.text(0.5, 0.5, "no attempts yet", transform=ax.transAxes, ha="center",
+            panel.text(0.5, 0.5, "no attempts yet", transform=panel.transAxes, ha="center",
                     va="center", fontsize=9, color="#777777")
-        ax.set_title(f"#{idea.id} {idea.title} — {idea.status}", fontsize=9)
-        ax.set_ylabel("value")
-        ax.grid(alpha=0.3, lw=0.4)
-        ax.legend(fontsize=7, loc="best")
+        panel.set_title(f"#{idea.id} {idea.title} — {idea.status}", fontsize=9)
+        panel.set_ylabel("value")
+        panel.grid(alpha=0.3, lw=0.4)
+        panel.legend(fontsize=7, loc="best")
     axes[max(len(ideas), 1) - 1].set_xlabel(
         "compute of the checkpoint tried (FLOPs); numbers = order tried")
     if created:

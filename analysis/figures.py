@@ -40,7 +40,10 @@ def figure_axes(
         raise DataError("ax must be a matplotlib Axes or a sequence of Axes")
     if len(given) < panels:
         raise DataError(f"this plot draws {panels} panel(s); ax= holds {len(given)} Axes")
-    return given[0].figure, given, False
+    root = given[0].get_figure(root=True)
+    if not isinstance(root, Figure):
+        raise DataError("ax must belong to a matplotlib Figure")
+    return root, given, False
 
 
 def _flat(items: Any) -> list[Any]:
@@ -72,8 +75,10 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: float | str = "figure") -
                 fmt = out.suffix[1:]
                 tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
                 try:
-                    fig.savefig(tmp, format=fmt, bbox_inches="tight",
-                                **({"dpi": dpi} if fmt == "png" else {}))
+                    if fmt == "png":
+                        fig.savefig(tmp, format=fmt, bbox_inches="tight", dpi=dpi)
+                    else:
+                        fig.savefig(tmp, format=fmt, bbox_inches="tight")
                     os.replace(tmp, out)
                 finally:
                     tmp.unlink(missing_ok=True)

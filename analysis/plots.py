@@ -240,21 +240,21 @@ def plot_optimal(
                 a, b = fit.params["a"], fit.params["b"]
                 name = f"{fit.form} ($N\\propto C^{{{a:.3f}}}$, $D\\propto C^{{{b:.3f}}}$)"
             bands = _allocation_bands(fit, grid)
-            for ax, col in zip(axes, ("N_opt", "D_opt"), strict=True):
-                ax.plot(grid, opt[col], color=color, lw=2, label=name)
+            for panel, col in zip(axes, ("N_opt", "D_opt"), strict=True):
+                panel.plot(grid, opt[col], color=color, lw=2, label=name)
                 if bands is not None:
                     lo_b, hi_b = bands[col]
-                    ax.fill_between(grid, lo_b, hi_b, color=color, alpha=0.15, lw=0)
+                    panel.fill_between(grid, lo_b, hi_b, color=color, alpha=0.15, lw=0)
                 if len(points) and col in points.columns:
-                    ax.scatter(points["C"], points[col], color=color, s=28, zorder=4,
+                    panel.scatter(points["C"], points[col], color=color, s=28, zorder=4,
                                edgecolors="white", linewidths=0.5)
-        for ax, what in zip(axes, ("N_opt (parameters)", "D_opt (tokens)"), strict=True):
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            label_log_axis(ax.xaxis)
-            label_log_axis(ax.yaxis)
-            ax.set_xlabel("training compute C (FLOPs)")
-            ax.set_ylabel(what)
+        for panel, what in zip(axes, ("N_opt (parameters)", "D_opt (tokens)"), strict=True):
+            panel.set_xscale("log")
+            panel.set_yscale("log")
+            label_log_axis(panel.xaxis)
+            label_log_axis(panel.yaxis)
+            panel.set_xlabel("training compute C (FLOPs)")
+            panel.set_ylabel(what)
         axes[0].legend(loc="upper left", frameon=False)
         if created:
             fig.suptitle(title)

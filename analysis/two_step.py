@@ -193,7 +193,7 @@ def predict_two_step(
             step2_fixed_ceiling=step2_fixed_ceiling, step2_anchor=step2_anchor,
             step2_weighting=step2_weighting, n_bootstrap=n_bootstrap, seed=seed,
         )
-        kw = {"C": C} if use_compute else {"N": N, "D": D}
+        kw: dict[str, Any] = {"C": C} if use_compute else {"N": N, "D": D}
         band = fit.predict_interval(**kw, kind="confidence")
         lo, hi = band["lo"].to_numpy(), band["hi"].to_numpy()
         row: dict[str, Any] = {

@@ -24,8 +24,10 @@ from scipy.optimize import least_squares
 from scipy.special import expit
 
 from scaletrack.analysis.bootstrap import percentile_interval
-from scaletrack.analysis.result import SCHEMA_VERSION, BootstrapFit, _plain
+from scaletrack.analysis.result import SCHEMA_VERSION, BootstrapFit
 from scaletrack.errors import DataError
+
+Scale = float | Sequence[float] | np.ndarray | None  # N params, D tokens or C FLOPs
 
 # ---------------------------------------------------------------------------------------
 # step 1: scale -> task loss
@@ -43,10 +45,7 @@ class TaskLossFit(BootstrapFit):
     """Step 1. form "nd" (params E, A, alpha, B, beta; N params, D tokens) or "c"
     (params E, A, alpha; C FLOPs). Loss in the units it was fitted on (bpb or nats)."""
 
-    def predict(
-        self, N: float | np.ndarray | None = None, D: float | np.ndarray | None = None,
-        C: float | np.ndarray | None = None,
-    ) -> np.ndarray:
+    def predict(self, N: Scale = None, D: Scale = None, C: Scale = None) -> np.ndarray:
         """Task loss at (N, D) for form "nd", or at C for form "c"."""
         return _step1_value(self.form, tuple(self.params.values()), N, D, C)
 
@@ -55,7 +54,7 @@ class TaskLossFit(BootstrapFit):
         return np.array([np.atleast_1d(_step1_value(self.form, row, n, d, c)).ravel()
                          for row in rows]).reshape(len(rows), -1)
 
-def _step1_value(form: str, p: Sequence[float], N, D, C) -> np.ndarray:  # noqa: ANN001
+def _step1_value(form: str, p: Sequence[float], N: Scale, D: Scale, C: Scale) -> np.ndarray:
     if form == "nd":
         if N is None or D is None:
             raise DataError("the (N, D) task-loss form needs both N and D")
@@ -144,6 +143,8 @@ def fit_task_loss(
     the scale, in log-loss units, where it turns linear); residual bootstrap (in log space)
     for intervals."""
     y = np.asarray(loss, dtype=float)
+    cols: tuple[np.ndarray, ...]
+    names: tuple[str, ...]
     if N is not None and D is not None:
         form, cols = "nd", (np.asarray(N, dtype=float), np.asarray(D, dtype=float))
         names = ("E", "A", "alpha", "B", "beta")
@@ -163,8 +164,10 @@ def fit_task_loss(
         raise DataError(f"step 1 ({form}) needs at least {len(names) + 1} points, got {y.size}")
     theta = _fit_step1_theta(form, cols, y, _step1_starts(form, cols, y), huber)
     params = _theta_to_params(form, theta)
-    pred = _step1_value(form, params, *(cols if form == "nd" else (None, None)),
-                        C=cols[0] if form == "c" else None)
+    if form == "nd":
+        pred = _step1_value(form, params, cols[0], cols[1], None)
+    else:
+        pred = _step1_value(form, params, None, None, cols[0])
     log_resid = np.log(y) - np.log(pred)
     boot: list[tuple[float, ...]] = []
     if n_bootstrap > 0:
@@ -186,7 +189,7 @@ def fit_task_loss(
 
 
 def _intervals(
-    names: Sequence[str], boot: list[tuple[float, ...]]
+    names: Sequence[str], boot: Sequence[tuple[float, ...]]
 ) -> dict[str, tuple[float, float]]:
     if not boot:
         return {n: (math.nan, math.nan) for n in names}
@@ -362,11 +365,11 @@ class TwoStepFit(BootstrapFit):
             object.__setattr__(self, name, value)
         super().__post_init__()
 
-    def predict_loss(self, N=None, D=None, C=None) -> np.ndarray:  # noqa: ANN001
+    def predict_loss(self, N: Scale = None, D: Scale = None, C: Scale = None) -> np.ndarray:
         """Step 1's task loss at (N, D) or C."""
         return self.step1.predict(N=N, D=D, C=C)
 
-    def predict(self, N=None, D=None, C=None) -> np.ndarray:  # noqa: ANN001
+    def predict(self, N: Scale = None, D: Scale = None, C: Scale = None) -> np.ndarray:
         """Predicted accuracy at (N, D) (step-1 form "nd") or C (form "c")."""
         return self.step2.predict(self.predict_loss(N=N, D=D, C=C))
 
@@ -379,8 +382,8 @@ class TwoStepFit(BootstrapFit):
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict: the task and both steps' payloads; inverse of `from_dict`."""
-        return _plain({"schema": SCHEMA_VERSION, "form": self.form, "task": self.task,
-                       "step1": self.step1.to_dict(), "step2": self.step2.to_dict()})
+        return {"schema": SCHEMA_VERSION, "form": self.form, "task": self.task,
+                "step1": self.step1.to_dict(), "step2": self.step2.to_dict()}
 
     @classmethod
     def _fields(cls, data: Mapping[str, Any]) -> dict[str, Any]:

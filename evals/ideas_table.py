@@ -10,6 +10,7 @@ The curve of an idea is classified by `scaletrack.analysis.classify.classify_tas
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -152,7 +153,7 @@ def ideas_table(store: StoreLike, *, outlook: bool = True) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
-def plot_ideas(store: StoreLike, *, ax: Axes | Any | None = None) -> Figure:
+def plot_ideas(store: StoreLike, *, ax: Sequence[Axes] | None = None) -> Figure:
     """Draw every idea's attempts against compute (FLOPs) with its bar, one panel per idea
     (`ax`: one Axes per idea, else a new figure); returns the Figure. Save it with
     `scaletrack.analysis.figures.save_figure`."""
