@@ -17,8 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def stage(dest: Path) -> None:
-    """Copy each listed package's *.py files from its mapped folder to its place under dest."""
+def stage(dest: Path, link: bool = False) -> None:
+    """Copy (or, with link, symlink) each listed package's *.py files from its mapped folder
+    to its place under dest."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     mapping: dict[str, str] = config.get("package-dir", {})
     for package in config["packages"]:
@@ -33,7 +34,10 @@ def stage(dest: Path) -> None:
         target = dest / Path(*parts)
         target.mkdir(parents=True, exist_ok=True)
         for file in source.glob("*.py"):
-            shutil.copy2(file, target / file.name)
+            if link:
+                (target / file.name).symlink_to(file)
+            else:
+                shutil.copy2(file, target / file.name)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh "dev,postgres,ray,slurm,mlflow,parquet,wandb,transformers,lightning,docs"
 .venv/bin/ruff check .
+.venv/bin/python scripts/typecheck.py  # mypy, configured in pyproject.toml [tool.mypy]
 stage="$(mktemp -d)"  # the package as installed, for import-linter's layer contract
 .venv/bin/python scripts/stage_package.py "$stage"
 root="$PWD"
