@@ -84,7 +84,8 @@ class PlannedCell:
 class Plan:
     """Where to spend a compute budget to predict the target best.
 
-    cells: the runs to do, cost_flops their total cost. target_*: the point predicted
+    cells: the runs to do, cheapest first (the order to run them in), cost_flops their
+    total cost. target_*: the point predicted
     (FLOPs, params, tokens). expected_width: the mean relative width ((hi - lo) / predicted)
     of the 95 % prediction band at the target once `cells` are fitted (with the existing
     runs), by simulation; baseline_cells / baseline_width: the same for a standard
@@ -364,7 +365,7 @@ def plan_runs(
         raise ConfigError(f"no set of candidate cells within the budget ({budget_flops:.3g} "
                           "FLOPs) identifies the law (at least 7 runs over 3 sizes and 3 "
                           "token counts): raise the budget or add cheaper cells")
-    cells = [cands[i] for i in idx]
+    cells = sorted((cands[i] for i in idx), key=lambda c: (c.flops, c.n_params))
     lin = _linear_width(problem, cells)
     lin_base = _linear_width(problem, base_cells)
 
