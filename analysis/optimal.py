@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -20,7 +22,8 @@ def chinchilla_allocation(
     return g * c6 ** (be / (al + be)), c6 ** (al / (al + be)) / g
 
 
-def compute_optimal(fit: FitResult, compute: float | np.ndarray) -> pd.DataFrame:
+def compute_optimal(fit: FitResult, compute: float | Sequence[float] | np.ndarray
+                    ) -> pd.DataFrame:
     """N_opt, D_opt and tokens per parameter at each compute budget C (FLOPs).
 
     Works for "chinchilla" (closed form; adds loss_opt, the predicted loss in nats) and for

@@ -55,6 +55,7 @@ def add(
             console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
             return
         record = store.get_checkpoint(ckpt_id)
+        assert record is not None and record.sha256 is not None  # registered with its hash
         console.print(
             f"registered checkpoint {ckpt_id} (external, N={fmt_number(record.N)}, "
             f"D={fmt_number(record.tokens)}, C={fmt_number(record.flops)}, "

@@ -66,8 +66,8 @@ class _Progress:
                 self._bar = Progress("classifying (task, metric, shot) curves", BarColumn(),
                                      MofNCompleteColumn(), TimeElapsedColumn(),
                                      console=err_console, transient=True)
-                self._bar.start()  # type: ignore[attr-defined]
-                self._task = self._bar.add_task("", total=total)  # type: ignore[attr-defined]
+                self._bar.start()
+                self._task = self._bar.add_task("", total=total)
             self._bar.update(self._task, completed=done)  # type: ignore[attr-defined]
             return
         now = self._time()

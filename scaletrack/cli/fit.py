@@ -72,6 +72,7 @@ def _load(sweep: str | None, csv: Path | None, store: str | None, cols: tuple,
             df["D"] = df["C"] / (6.0 * df["N"])
             typer.echo(f"note: {str(csv)!r} has no D column; using D = C/(6·N) tokens", err=True)
     else:
+        assert sweep is not None  # exactly one of sweep and csv, checked above
         with store_session(store, create=False) as st:
             df = sweep_points(st, sweep)
     if drop_highest_loss:

@@ -344,7 +344,7 @@ def serve(store_url: str | None, host: str = "127.0.0.1", port: int = 8765,
         # (their daemon threads never hold it up)
         config = uvicorn.Config(create_app(store, host), log_level="warning",
                                 access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=0.5)
+                                timeout_graceful_shutdown=0.5)  # type: ignore[arg-type]  # seconds
         server = uvicorn.Server(config)
         logging.getLogger("uvicorn.error").addFilter(_quiet_shutdown)
         if on_ready is not None:
