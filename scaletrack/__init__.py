@@ -79,7 +79,7 @@ _LAZY: dict[str, str] = {
     "compute_optimal": "scaletrack.analysis.optimal:compute_optimal",
     "backtest": "scaletrack.analysis.backtest:backtest",
     "calibrate_scatter": "scaletrack.analysis.calibration:calibrate_scatter",
-    "sweep_points": "scaletrack.analysis.points:sweep_points",
+    "sweep_points": "scaletrack.store.fit_points:sweep_points",
     "select_points": "scaletrack.analysis.selection:select_points",
     "read_fit_csv": "scaletrack.analysis.io:read_fit_csv",
     # emergence

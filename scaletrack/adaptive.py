@@ -171,8 +171,8 @@ class _State:
 
 def _points(store: StoreLike, state: _State) -> Any:
     """The finished cells of this grid as fit points (best lr, seeds averaged), or None."""
-    from scaletrack.analysis.points import sweep_points
     from scaletrack.analysis.selection import select_points
+    from scaletrack.store.fit_points import sweep_points
 
     try:
         frame = sweep_points(store, state.grid.name)

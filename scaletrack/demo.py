@@ -24,8 +24,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from rich.markup import escape
+from rich.table import Table
 
+from scaletrack.analysis.backtest import backtest
+from scaletrack.analysis.chinchilla import fit_chinchilla
+from scaletrack.analysis.figures import save_figure
+from scaletrack.analysis.isoflop import compute_frontier
+from scaletrack.analysis.optimal import compute_optimal
+from scaletrack.analysis.plots import plot_loss_vs_compute
+from scaletrack.analysis.powerlaw import fit_compute_law
+from scaletrack.analysis.status import degenerate_message
 from scaletrack.errors import ConfigError, ScaletrackError
+from scaletrack.evals.ideas import add_idea, attempts_table, rerun_due
+from scaletrack.evals.ideas_table import plot_ideas
+from scaletrack.models.data import eval_batches, load_tokens
+from scaletrack.models.zipf_words import BUILTIN
+from scaletrack.store import Store
+from scaletrack.store.fit_points import sweep_points
+from scaletrack.sweeps.runner import SweepDisplay, flops_spent
+from scaletrack.workflows import load_grid, run_sweep
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
@@ -116,9 +134,6 @@ def train_step(
     out: Path, outcome: DemoOutcome, *, workers: int, console: Any, grid_toml: str
 ) -> None:
     """Write the grid to DIR/demo.toml and run it into the demo store."""
-    from scaletrack.sweeps.runner import SweepDisplay
-    from scaletrack.workflows import load_grid, run_sweep
-
     grid_file = out / "demo.toml"
     grid_file.write_text(grid_toml, encoding="utf-8")
     grid = load_grid(grid_file)
@@ -136,9 +151,6 @@ def train_step(
 def floor_step(outcome: DemoOutcome, grid: Any) -> None:
     """The best possible validation loss on the grid's own evaluation windows, when its
     corpus is the synthetic Zipf-words one (whose source is known); else nothing."""
-    from scaletrack.models.data import eval_batches, load_tokens
-    from scaletrack.models.zipf_words import BUILTIN
-
     cfg = grid.cells[0].config if grid.cells else None
     if cfg is None or cfg.data.get("corpus") != "zipf-words":
         return
@@ -153,13 +165,6 @@ def fit_step(outcome: DemoOutcome, store: StoreLike) -> None:
     Also back-tests the Chinchilla form: fit on every cell below the largest compute and
     predict the largest cell's final loss.
     """
-    from scaletrack.analysis.backtest import backtest
-    from scaletrack.analysis.chinchilla import fit_chinchilla
-    from scaletrack.analysis.isoflop import compute_frontier
-    from scaletrack.analysis.points import sweep_points
-    from scaletrack.analysis.powerlaw import fit_compute_law
-    from scaletrack.sweeps.runner import flops_spent
-
     try:
         outcome.points = sweep_points(store, outcome.sweep).reset_index(drop=True)
     except ScaletrackError as exc:
@@ -199,8 +204,6 @@ def plot_step(outcome: DemoOutcome) -> None:
     if outcome.points is None or outcome.points.empty:
         outcome.skipped.append("plot: no finished cells to plot")
         return
-    from scaletrack.analysis.figures import save_figure
-    from scaletrack.analysis.plots import plot_loss_vs_compute
 
     fit = outcome.fits.get("compute")
     figure = plot_loss_vs_compute(
@@ -212,8 +215,6 @@ def plot_step(outcome: DemoOutcome) -> None:
 
 def register_idea_step(outcome: DemoOutcome, store: StoreLike) -> None:
     """Register the demo's "not yet" idea once, before training, so the sweep re-checks it."""
-    from scaletrack.evals.ideas import add_idea
-
     ideas = store.ideas()
     if ideas.empty or IDEA_TITLE not in set(ideas["title"]):
         add_idea(store, IDEA_TITLE, "val_loss", "loss", IDEA_BAR, direction="below",
@@ -222,10 +223,6 @@ def register_idea_step(outcome: DemoOutcome, store: StoreLike) -> None:
 
 def ideas_step(outcome: DemoOutcome, store: StoreLike) -> None:
     """Report the idea's attempts (made by the sweep as cells finished) and plot its timeline."""
-    from scaletrack.analysis.figures import save_figure
-    from scaletrack.evals.ideas import attempts_table, rerun_due
-    from scaletrack.evals.ideas_table import plot_ideas
-
     ideas = store.ideas()
     if ideas.empty or IDEA_TITLE not in set(ideas["title"]):
         return
@@ -246,8 +243,6 @@ def run_demo(
     `grid_toml` replaces the demo grid, e.g. for a quick test or `sweeps/examples/demo-long.toml`
     (a longer grid: 5 sizes x 5 budgets); fits are stored under the grid's name.
     """
-    from scaletrack.store import Store
-
     t0 = time.monotonic()
     out = Path(out)
     try:
@@ -272,8 +267,6 @@ def _prediction_line(outcome: DemoOutcome) -> str | None:
     """The loss predicted at 10x the largest compute: by the Chinchilla fit at its
     compute-optimal N and D, with a 95% prediction interval, when that fit holds; else by the
     compute law; None when neither holds."""
-    from scaletrack.analysis.optimal import compute_optimal
-
     if outcome.points is None or outcome.points.empty:
         return None
     compute = 10 * float(outcome.points["C"].max())
@@ -312,11 +305,6 @@ def _floor_line(outcome: DemoOutcome) -> str:
 
 def print_summary(outcome: DemoOutcome, console: Any) -> None:
     """A short account of what the demo trained, fitted and wrote."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    from scaletrack.analysis.status import degenerate_message
-
     report = outcome.report
     if outcome.points is not None and not outcome.points.empty:
         table = Table(title=f"{outcome.sweep} cells (final validation loss, nats/token)",

@@ -80,8 +80,8 @@ def load_points(
     if sweep is not None and points is not None:
         raise ConfigError("give a sweep or points, not both")
     if sweep is not None:
-        from scaletrack.analysis.points import sweep_points
         from scaletrack.store import Store
+        from scaletrack.store.fit_points import sweep_points
 
         if store is None or isinstance(store, str):
             with Store.open(store, create=False) as st:

@@ -62,7 +62,7 @@ def _load(sweep: str | None, csv: Path | None, store: str | None, cols: tuple,
     (trunks of cooldown branches left out), or a CSV; less the `drop_highest_loss` rows with
     the highest loss."""
     from scaletrack.analysis.io import read_fit_csv
-    from scaletrack.analysis.points import sweep_points
+    from scaletrack.store.fit_points import sweep_points
 
     if (sweep is None) == (csv is None):
         raise ConfigError("give exactly one of --sweep NAME or --csv FILE")

@@ -1,4 +1,5 @@
-"""Fit inputs from a store: a sweep's finished runs as the N, D, C, loss frame fits take."""
+"""Fit inputs from a store: a sweep's finished runs as the N, D, C, loss frame the fits in
+`scaletrack.analysis` take (analysis itself never reads a store)."""
 
 from __future__ import annotations
 
