@@ -19,6 +19,8 @@ pairs into the deviation a new run at distance d gets in `FitResult.predict_inte
   sigma(d) at the point predicted.
 - "distance_signed": as "distance" plus a bias that grows linearly with distance,
   r = m·d + sigma(d)·z (m in log loss per decade; m > 0: the law over-predicts far out).
+- "frontier", "frontier_hedged": see `scaletrack.analysis.extrapolation` (a drift per decade
+  of compute and of N where that direction's inner splits agree on its sign, else width).
 - "reach": the form's extrapolation error learnt from nested back-tests at matching reach:
   inner hold-outs by compute (as above) and by model size (top 10, 20, 30 % of N), with
   d = max(decades of compute, decades of N) beyond the inner training runs; "distance" in
@@ -26,7 +28,7 @@ pairs into the deviation a new run at distance d gets in `FitResult.predict_inte
   (then the band is asymmetric). `FitResult.extrapolation_distance` measures the same
   reach at the point predicted.
 
-`DEFAULT_RESIDUAL_MODEL` is chosen by bench/bench_interval_selection.py on data sets other
+The first default was chosen by bench/bench_interval_selection.py on data sets other
 than the Epoch AI points that bench/bench_backtest.py reports (Porian et al. and Open-Athena
 sets, 38 usable cells; mean |coverage - 0.95|: pooled 0.077, distance 0.087, distance_signed
 0.050). The rule as first declared picked "distance_signed", but on simulated data with known
@@ -36,11 +38,16 @@ after that run, using no Epoch data), and among the rest the rule picks "pooled"
 user wants to predict are never looked at: the band is calibrated on hold-outs inside the
 training data, not on the target.
 
-Issue 27 added "reach" and outer hold-outs by model size (top 20 and 30 % of N) to the same
-selection, declared before that run: on 68 usable cells, mean |coverage - 0.95| pooled 0.096,
-distance 0.148, distance_signed 0.124, reach 0.122; on the simulated gate reach covered 0.973
-on average (lowest cell 0.85), eligible. The declared rule keeps "pooled" as the default;
-"reach" stays available by name (`residual_model="reach"`).
+A later selection, declared in bench/bench_backtest.py before its outcomes, added outer
+hold-outs by model size (top 20 and 30 % of N) and the "frontier" models of
+`scaletrack.analysis.extrapolation` (drift and spread per decade of compute and of N, from the
+same inner splits). Its data: Epoch's runs below the 70th percentile of N (outer hold-outs of
+their top 20/30 % of N and 20/40 % of compute) and simulated Chinchilla and broken power laws
+(seeds 100..104); rule: every cell covering 0.85, else the highest lowest-cell coverage. No
+candidate reached 0.85 everywhere (every one missed Epoch's small-N top-20 %-of-N cell, where
+the inner splits drift the other way: lowest cells pooled 0.58, reach 0.69, frontier 0.42,
+frontier_hedged 0.44), so the fallback chose "reach", the default since. The others stay
+available by name (`residual_model=`).
 """
 
 from __future__ import annotations
@@ -53,13 +60,14 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+from scaletrack.analysis.extrapolation import FRONTIER_MODELS, fit_frontier_model
 from scaletrack.analysis.result import FitResult
 from scaletrack.errors import ConfigError, DataError
 
 INNER_HOLDOUTS = (0.1, 0.2, 0.3, 0.5)
 INNER_HOLDOUTS_N = (0.1, 0.2, 0.3)  # the "reach" model also holds out the largest models
-RESIDUAL_MODELS = ("pooled", "distance", "distance_signed", "reach")
-DEFAULT_RESIDUAL_MODEL = "pooled"  # see the module docstring and the selection bench
+RESIDUAL_MODELS = ("pooled", "distance", "distance_signed", "reach", *FRONTIER_MODELS)
+DEFAULT_RESIDUAL_MODEL = "reach"  # see the module docstring and bench/bench_backtest.py
 _MIN_RESIDUALS = 5
 
 
@@ -214,9 +222,9 @@ def fit_residual_model(name: str, r: np.ndarray, d: np.ndarray) -> dict[str, Any
     symmetrised standardised residuals z = (r - m·d) / sigma(d) the bands draw from
     ("pooled": k = m = 0 and s0 the RMS of r, so s0·z are the residuals themselves)."""
     check_residual_model(name)
-    if name == "reach":
-        raise ConfigError("the reach model needs the pairs of inner_reach_pairs: "
-                          "use fit_reach_model")
+    if name == "reach" or name in FRONTIER_MODELS:
+        raise ConfigError(f"the {name} model needs the pairs of inner_reach_pairs: "
+                          "use fit_reach_model or extrapolation.fit_frontier_model")
     r, d = np.asarray(r, dtype=float), np.asarray(d, dtype=float)
     if r.size < _MIN_RESIDUALS:
         raise DataError(f"need at least {_MIN_RESIDUALS} held-out residuals, got {r.size}")
@@ -288,11 +296,12 @@ def use_residual_model(fit: FitResult, name: str) -> FitResult:
     pairs = fit.extra.get("inner_holdout")
     if not pairs:
         raise DataError("the fit has no inner hold-out residuals; run calibrate_scatter first")
-    if name == "reach":
+    if name == "reach" or name in FRONTIER_MODELS:
         reach = fit.extra.get("inner_reach")
         if not reach or len(reach["r"]) < _MIN_RESIDUALS:
             raise DataError("the fit has no inner reach residuals; run calibrate_scatter again")
-        model = fit_reach_model(reach)
+        model = (fit_reach_model(reach) if name == "reach"
+                 else fit_frontier_model(reach, hedged=name == "frontier_hedged"))
     else:
         model = fit_residual_model(name, np.asarray(pairs["r"]), np.asarray(pairs["d"]))
     return dataclasses.replace(fit, extra={**fit.extra, "scatter_model": model})

@@ -31,7 +31,8 @@ Its `predict_interval` bands:
   (in log loss) is paired with a run-to-run deviation: with `extra["scatter_model"]` (set by
   `scaletrack.analysis.calibration.calibrate_scatter`) it is m·d + sigma(d)·z, z drawn from
   the model's standardised out-of-sample residuals, sigma(d)^2 = s0^2 + (k·d)^2 and d the
-  point's `extrapolation_distance` (decades beyond the training runs); else it is drawn from
+  point's `extrapolation_distance` (decades beyond the training runs; the "frontier" models
+  of `analysis.extrapolation` use the decades of compute and of N separately); else from
   `extra["scatter_residuals"]` when present, else from the fit's own residuals rescaled by
   sqrt(n / (n - p)) for p fitted parameters. Percentiles of the sums give the band (a
   residual bootstrap). Where the fitted points were seed means (`extra["seed_scatter"]`, see
@@ -56,6 +57,8 @@ from typing import Any, Self
 
 import numpy as np
 import pandas as pd
+
+from scaletrack.analysis.extrapolation import FRONTIER_MODELS, frontier_draws
 
 LOSS_FORMS = ("chinchilla", "compute", "power_N", "power_D")
 ALLOCATION_FORMS = ("isoflop", "envelope")
@@ -350,6 +353,8 @@ class FitResult(BootstrapFit):
             reps = -(-_MIN_DRAWS // log_curves.shape[0])
             log_curves = np.tile(log_curves, (reps, 1))
             distance = self.extrapolation_distance(*args, **kwargs).ravel()
+            if (self.extra.get("scatter_model") or {}).get("name") in FRONTIER_MODELS:
+                distance = np.vstack([distance, self.n_extrapolation_distance(*args, **kwargs)])
             return log_curves - self._scatter_draws(log_curves.shape, seed, distance)
 
     def _from_draw_scale(self, values: np.ndarray) -> np.ndarray:
@@ -394,6 +399,19 @@ class FitResult(BootstrapFit):
                 d = np.maximum(d, np.log10(n) - float(n_max))
         return d
 
+    def n_extrapolation_distance(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """Decades of N beyond the largest training model, max(0, log10 N - log10 N_max), for
+        a Chinchilla fit whose training N was recorded; zeros otherwise."""
+        x = np.asarray(self.log10_scale(*args, **kwargs), dtype=float).ravel()
+        n_max = self.extra.get("log10_N_max")
+        if n_max is None or self.form != "chinchilla":
+            return np.zeros_like(x)
+        n, _ = _two_arrays(args, kwargs)
+        with np.errstate(all="ignore"):
+            d_n = np.log10(np.asarray(n, dtype=float)) - float(n_max)
+        return np.maximum(np.broadcast_to(d_n, np.shape(self.log10_scale(*args, **kwargs)))
+                          .ravel(), 0.0)
+
     def _scatter_draws(self, shape: tuple[int, int], seed: int,
                        distance: np.ndarray | None = None) -> np.ndarray:
         """Residual draws (log observed deviations), one per refit row; (rows, 1) broadcast
@@ -410,6 +428,8 @@ class FitResult(BootstrapFit):
                            distance: np.ndarray | None) -> np.ndarray:
         """Deviations of the fitted points (seed means where seeds were averaged)."""
         model = self.extra.get("scatter_model")
+        if model and model.get("name") in FRONTIER_MODELS and distance is not None:
+            return frontier_draws(model, shape[0], distance[0], distance[1], rng)
         if model and model.get("z"):
             z = np.asarray(model["z"], dtype=float)
             z = z[rng.integers(0, z.size, size=(shape[0], 1))]

@@ -61,6 +61,7 @@ import numpy as np
 import pandas as pd
 
 from scaletrack.analysis import backtest, load_epoch_chinchilla
+from scaletrack.analysis.backtest import rescore
 from scaletrack.analysis.calibration import DEFAULT_RESIDUAL_MODEL, RESIDUAL_MODELS
 from scaletrack.errors import DataError
 
@@ -69,8 +70,12 @@ BY_C = (0.1, 0.2, 0.3, 0.4, 0.5)
 BY_N = (0.2, 0.3)
 SIM = {"E": 1.7, "A": 400.0, "B": 1800.0, "alpha": 0.34, "beta": 0.36}
 N_BREAK, NOISE = 1e9, 0.02
-HEADER = (f"{'set':>22} {'by':>3} {'top':>5} {'n_train':>7} {'n_test':>6} {'MAPE%':>6} "
-          f"{'bias%':>6} {'cover':>6} {'w_med':>6} {'w_mean':>6} {'status':>10} {'s':>5}")
+CANDIDATES = ("pooled", "reach", "frontier", "frontier_hedged")
+SELECT_SEEDS = range(100, 105)
+SELECT_EPOCH = (("N", 0.2), ("N", 0.3), ("C", 0.2), ("C", 0.4))
+MIN_COVERAGE = 0.85
+HEADER = (f"{'set':>22} {'by':>3} {'top':>5} {'n_tr':>5} {'n_te':>5} {'MAPE%':>6} {'bias%':>6} "
+          + " ".join(f"{name[:15]:>15}" for name in CANDIDATES) + f" {'s':>5}")
 
 
 def broken_law(n: np.ndarray, d: np.ndarray, alpha2: float) -> np.ndarray:
@@ -90,22 +95,72 @@ def sim_grid(seed: int, alpha2: float) -> pd.DataFrame:
 
 
 def row(name: str, by: str, top: float, df: pd.DataFrame, args) -> dict | None:
+    """One back-test, scored under every candidate residual model (same fit): candidate ->
+    summary; prints coverage / median width per candidate."""
     t0 = time.process_time()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             res = backtest(df, "chinchilla", holdout_top=top, holdout_by=by,
                            n_bootstrap=args.bootstrap, residual_model=args.residual_model)
+            out = {c: dict(rescore(res, c).summary) for c in CANDIDATES}
     except DataError as exc:
         print(f"{name:>22} {by:>3} {top:>5.2f} skipped: {exc}")
         return None
     s = res.summary
-    print(f"{name:>22} {by:>3} {top:>5.2f} {s['n_train']:>7} {s['n_test']:>6} "
-          f"{100 * s['mape']:>6.2f} {100 * s['mean_rel_error']:>6.2f} "
-          f"{s['coverage_prediction']:>6.2f} {s['median_width_prediction']:>6.3f} "
-          f"{s['width_prediction']:>6.3f} {s['status']:>10} {time.process_time() - t0:>5.1f}",
-          flush=True)
-    return dict(s)
+    cells = " ".join(f"{out[c]['coverage_prediction']:>6.2f}/"
+                     f"{out[c]['median_width_prediction']:<8.3f}" for c in CANDIDATES)
+    print(f"{name:>22} {by:>3} {top:>5.2f} {s['n_train']:>5} {s['n_test']:>5} "
+          f"{100 * s['mape']:>6.2f} {100 * s['mean_rel_error']:>6.2f} {cells} "
+          f"{time.process_time() - t0:>5.1f}", flush=True)
+    return out
+
+
+def sim_cells(label: str, alpha2: float, by: str, seeds, args) -> dict[str, dict] | None:
+    """Simulated grids over `seeds`, top 30 % held out by `by`: candidate -> mean and lowest
+    coverage, median of the median widths."""
+    rows = [row(f"{label} s{seed}", by, 0.3, sim_grid(seed, alpha2), args) for seed in seeds]
+    rows = [r for r in rows if r is not None]
+    if not rows:
+        return None
+    out = {}
+    for c in CANDIDATES:
+        cov = np.array([r[c]["coverage_prediction"] for r in rows])
+        wid = np.array([r[c]["median_width_prediction"] for r in rows])
+        out[c] = {"coverage": float(cov.mean()), "min": float(cov.min()),
+                  "width": float(np.median(wid))}
+    print(f"{label:>22} {by:>3}  0.30 over {len(rows)} seeds (mean cover, lowest, median "
+          "width): " + "; ".join(f"{c} {v['coverage']:.2f} {v['min']:.2f} {v['width']:.3f}"
+                                 for c, v in out.items()), flush=True)
+    return out
+
+
+def select(df: pd.DataFrame | None, args) -> None:
+    """The declared selection: Epoch's small-N part and simulated laws (seeds 100..104)."""
+    cells: list[dict[str, dict]] = []
+    if df is not None:
+        small = df[df["N"] < np.quantile(df["N"].to_numpy(float), 0.7)]
+        for by, top in SELECT_EPOCH:
+            out = row("epoch N<p70", by, top, small, args)
+            if out is not None:
+                cells.append({c: {"coverage": v["coverage_prediction"],
+                                  "width": v["median_width_prediction"]}
+                              for c, v in out.items()})
+    for label, alpha2 in (("select control", SIM["alpha"]), ("select broken", SIM["alpha"] / 2)):
+        for by in ("C", "N"):
+            out = sim_cells(label, alpha2, by, SELECT_SEEDS, args)
+            if out is not None:
+                cells.append(out)
+    print(f"selection over {len(cells)} cells (eligible: every cell covers >= {MIN_COVERAGE})")
+    eligible = []
+    for c in CANDIDATES:
+        low = min(cell[c]["coverage"] for cell in cells)
+        width = float(np.median([cell[c]["width"] for cell in cells]))
+        ok = low >= MIN_COVERAGE
+        eligible.append((not ok, width if ok else -low, c))
+        print(f"  {c:>16}: lowest cell coverage {low:.2f}, median width {width:.3f}"
+              f"{'' if ok else ' (not eligible)'}")
+    print(f"chosen by the declared rule: {min(eligible)[2]}")
 
 
 def former_rule(fit) -> bool:
@@ -156,39 +211,42 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--skip-sim", action="store_true")
     ap.add_argument("--skip-epoch", action="store_true")
+    ap.add_argument("--skip-identify", action="store_true")
+    ap.add_argument("--select", action="store_true",
+                    help="run the declared selection instead of the report")
     ap.add_argument("--identify-seeds", type=int, default=20)
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--residual-model", choices=RESIDUAL_MODELS, default=DEFAULT_RESIDUAL_MODEL)
     args = ap.parse_args()
-    print(f"residual model {args.residual_model}; {args.bootstrap} bootstrap refits; "
-          "columns: bias = mean (predicted - loss)/loss; cover = share of held-out runs in "
-          "the 95% prediction band; w = (hi - lo)/predicted")
+    t0 = time.process_time()
+    print(f"default residual model {args.residual_model}; {args.bootstrap} bootstrap refits; "
+          "bias = mean (predicted - loss)/loss; per candidate: share of held-out runs in "
+          "the 95% prediction band / median (hi - lo)/predicted")
     print(HEADER)
     path = args.data / "epoch_chinchilla_svg_extracted_data.csv"
+    df = None
     if args.skip_epoch:
         pass
     elif path.is_file():
         df = load_epoch_chinchilla(path, drop_highest_loss=5)
+    else:
+        print(f"skip Epoch: {path} is absent")
+    if args.select:
+        select(df, args)
+        print(f"total CPU {time.process_time() - t0:.0f} s")
+        return
+    if df is not None:
         for by, tops in (("C", BY_C), ("N", BY_N)):
             for top in tops:
                 row("epoch", by, top, df, args)
-    else:
-        print(f"skip Epoch: {path} is absent")
-    if args.skip_sim:
-        return
-    identification(args.identify_seeds, args.bootstrap)
-    for label, alpha2 in (("broken (a2 = a1/2)", SIM["alpha"] / 2), ("control (a2 = a1)",
-                                                                      SIM["alpha"])):
-        for by in ("C", "N"):
-            cells = [row(f"{label} s{seed}", by, 0.3, sim_grid(seed, alpha2), args)
-                     for seed in range(args.seeds)]
-            cells = [c for c in cells if c is not None]
-            if cells:
-                cov = np.array([c["coverage_prediction"] for c in cells])
-                wid = np.array([c["median_width_prediction"] for c in cells])
-                print(f"{label:>22} {by:>3}  0.30 summary over {len(cells)} seeds: coverage "
-                      f"mean {cov.mean():.2f} min {cov.min():.2f}; pooled median width "
-                      f"{np.median(wid):.3f}", flush=True)
+    if not args.skip_sim:
+        for label, alpha2 in (("broken (a2 = a1/2)", SIM["alpha"] / 2),
+                              ("control (a2 = a1)", SIM["alpha"])):
+            for by in ("C", "N"):
+                sim_cells(label, alpha2, by, range(args.seeds), args)
+    if not args.skip_identify:
+        identification(args.identify_seeds, args.bootstrap)
+    print(f"total CPU {time.process_time() - t0:.0f} s")
 
 
 if __name__ == "__main__":

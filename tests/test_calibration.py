@@ -111,7 +111,7 @@ def test_calibration_keeps_pairs_and_models_switch_without_refit():
     assert pooled.extra["scatter_model"]["name"] == "pooled"
     with pytest.raises(DataError, match="calibrate_scatter first"):
         use_residual_model(fit_compute_law(train, n_bootstrap=30, calibrate=False), "pooled")
-    assert fit.extra["scatter_model"]["name"] == "pooled"  # the API calibrates by default
+    assert fit.extra["scatter_model"]["name"] == DEFAULT_RESIDUAL_MODEL  # the API calibrates
 
 
 def test_backtest_reports_widths_and_rescore_keeps_the_fit():

@@ -12,6 +12,7 @@ from test_fit_chinchilla import TRUE, synthetic_runs
 from typer.testing import CliRunner
 
 from scaletrack.analysis import fit_chinchilla, fit_compute_law
+from scaletrack.analysis.calibration import DEFAULT_RESIDUAL_MODEL
 from scaletrack.cli.main import app
 from scaletrack.errors import DataError
 
@@ -97,7 +98,7 @@ def test_api_calibrates_like_the_cli_and_calibrate_scatter_is_public():
 
     df = synthetic_runs(n=60)
     fit = st.fit_chinchilla(df, n_bootstrap=30)
-    assert fit.extra["scatter_model"]["name"] == "pooled"
+    assert fit.extra["scatter_model"]["name"] == DEFAULT_RESIDUAL_MODEL
     plain = st.fit_chinchilla(df, n_bootstrap=30, calibrate=False)
     # on a frame without C (compute is 6·N·D)
     again = st.calibrate_scatter(plain, df, lambda d: st.fit_chinchilla(d, n_bootstrap=0))
