@@ -286,7 +286,7 @@ def classify_task(
         label, reason, crossing = "far", "too few points to fit; no threshold", math.nan
         if crossed:
             label, reason = "past", "threshold already reached at a scale tried"
-            crossing = float(xa[np.argmax(sign * (ya - float(threshold)) >= 0)])
+            crossing = float(xa[np.argmax(sign * (ya - float(thr)) >= 0)])  # thr: the one given
         elif threshold is not None and xa.size >= 2:
             label, reason, crossing = by_trend()
         return TaskClassification(
@@ -309,7 +309,7 @@ def classify_task(
         label, reason = "past", "threshold already reached at a scale tried"
         # a bar already cleared is crossed at or before the first scale that cleared it,
         # never later, whatever the fitted curve says
-        first = float(xa[np.argmax(sign * (ya - float(threshold)) >= 0)])
+        first = float(xa[np.argmax(sign * (ya - float(thr)) >= 0)])  # thr: the one given
         crossing = min(crossing, first) if math.isfinite(crossing) else first
         ci = (ci[0] if math.isnan(ci[0]) else min(ci[0], first),
               ci[1] if math.isnan(ci[1]) else min(ci[1], first))

@@ -105,7 +105,7 @@ def load_checkpoint(store: StoreLike, checkpoint_id: int, device: str = "cpu") -
     try:
         if loader is None and record.kind == "external":
             _verify(record)
-            model = None  # user tasks may read record.path themselves; built-ins need a loader
+            model: Any = None  # user tasks may read record.path themselves; built-ins need a loader
         elif loader and ":" in loader:
             _verify(record)
             load_fn = load_callable(loader, "checkpoint loader")
@@ -328,6 +328,7 @@ def evaluate_loaded(
     results: dict[str, dict[str, float]] = {}
     for task in resolved:
         results[task.name] = run_task(task, loaded)
+    assert loaded.record.id is not None  # a checkpoint read from the store has its id
     for task_name, metrics in results.items():
         for metric, value in metrics.items():
             store.add_eval(int(loaded.record.id), task_name, metric, value)

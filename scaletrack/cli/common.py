@@ -14,7 +14,6 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -86,7 +85,7 @@ class ScaletrackGroup(TyperGroup):
     """The root command group: a ScaletrackError raised by any command (or sub-command)
     becomes a one-line `error: ...` and exit status 1, never a traceback."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # typer's own (vendored) click Context
         try:
             return super().invoke(ctx)
         except ScaletrackError as exc:
