@@ -98,6 +98,7 @@ def backtest(
         if not 0.0 < holdout_top < 1.0:
             raise DataError(f"holdout_top must be a fraction in (0, 1), got {holdout_top:g}")
         threshold_C = float(np.quantile(data[holdout_by].to_numpy(float), 1.0 - holdout_top))
+    assert threshold_C is not None  # given, or the holdout_top quantile
     unit = "FLOPs" if holdout_by == "C" else "parameters"
     train = data[data[holdout_by] < threshold_C]
     test = data[data[holdout_by] >= threshold_C]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +100,7 @@ def target_point(fit: FitResult, target_C: float | None = None) -> dict[str, flo
     if fit.form == "chinchilla":
         from scaletrack.analysis.optimal import chinchilla_allocation
 
-        c_max = fit.extra.get("log10_C_max")
+        c_max: Any = fit.extra.get("log10_C_max")
         if c_max is None and target_C is None:
             return None
         c = float(target_C) if target_C is not None else TARGET_FACTOR * 10.0 ** float(c_max)
@@ -110,7 +111,7 @@ def target_point(fit: FitResult, target_C: float | None = None) -> dict[str, flo
             return None
         return {"C": c, "N": float(n_opt[0]), "D": float(d_opt[0])}
     if fit.form in ("compute", "power_N", "power_D"):
-        rng = fit.extra.get("x_range")
+        rng: Any = fit.extra.get("x_range")
         if rng is None and target_C is None:
             return None
         x = (float(target_C) if target_C is not None and fit.form == "compute"
