@@ -279,7 +279,7 @@ def plan_runs(
     fit: FitResult | None = None,
     noise: float | None = None,
     kappa: float | None = None,
-    n_simulations: int = 12,
+    n_simulations: int = 8,
     n_bootstrap: int = 100,
     seed: int = 0,
 ) -> Plan:
