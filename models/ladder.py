@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 from scaletrack.errors import ConfigError
 from scaletrack.models.accounting import gpt_params, lstm_params
@@ -78,6 +78,15 @@ def lstm_shape_for(target_n: int, *, context: int = 128, vocab_size: int = 256) 
     return best[1]
 
 
+@overload
+def shape_for(family: Literal["gpt"], size: int | Mapping[str, Any], *, context: int = ...,
+              vocab_size: int = ...) -> GPTConfig: ...
+@overload
+def shape_for(family: Literal["lstm"], size: int | Mapping[str, Any], *, context: int = ...,
+              vocab_size: int = ...) -> LSTMConfig: ...
+@overload
+def shape_for(family: str, size: int | Mapping[str, Any], *, context: int = ...,
+              vocab_size: int = ...) -> GPTConfig | LSTMConfig: ...
 def shape_for(
     family: str,
     size: int | Mapping[str, Any],
