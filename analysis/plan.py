@@ -89,7 +89,8 @@ class Plan:
     (FLOPs, params, tokens). expected_width: the mean relative width ((hi - lo) / predicted)
     of the 95 % prediction band at the target once `cells` are fitted (with the existing
     runs), by simulation; baseline_cells / baseline_width: the same for a standard
-    geometric grid of the candidates' sizes and token counts, of at most the same cost.
+    geometric grid of the candidates' sizes and token counts, of at most the same cost
+    (NaN where no simulated fit succeeded, e.g. a baseline of fewer than 7 cells).
     linear_width / baseline_linear_width: the linearised criterion's widths (the search's
     objective). law_source: "prior" or "fit"; law: the central law used for the target
     split; noise: run-to-run scatter assumed (log loss); kappa: extrapolation error per
@@ -207,16 +208,15 @@ def _target(law: dict[str, float], target_flops: float, target_n: float | None,
 
 def default_candidates(target_n: float, target_tokens: float, budget: float,
                        fpt: Callable[[float], float]) -> list[PlannedCell]:
-    """8 sizes from 1/1000 to 1/3 of the target's N x 7 token counts at 1/4 to 4 times the
-    target's tokens per parameter; cells costing more than the budget are left out."""
-    ratio = target_tokens / target_n
+    """A product grid: 8 sizes from 1/1000 to 1/3 of the target's N x 8 token counts from
+    1/1000 to 1/3 of its D (so the diagonal keeps the target's tokens per parameter);
+    cells costing more than the budget are left out."""
     out = []
     for n in np.geomspace(target_n / 1000.0, target_n / 10 ** 0.5, 8):
-        for r in np.geomspace(ratio / 4.0, ratio * 4.0, 7):
-            d = float(n * r)
+        for d in np.geomspace(target_tokens / 1000.0, target_tokens / 10 ** 0.5, 8):
             cost = float(fpt(float(n)) * d)
             if cost <= budget:
-                out.append(PlannedCell(float(n), d, cost))
+                out.append(PlannedCell(float(n), float(d), cost))
     return out
 
 
