@@ -195,3 +195,13 @@ def test_simulated_widths_of_plan_and_baseline():
     assert np.isfinite(plan.expected_width) and plan.expected_width > 0
     assert np.isfinite(plan.baseline_width) and plan.baseline_width > 0
     assert plan.expected_width == pytest.approx(np.nanmean(plan.widths))
+
+
+def test_default_candidates_give_a_full_baseline_grid():
+    plan = plan_runs(None, target_flops=1e21, budget_flops=1e19, n_simulations=0)
+    sizes = {c.n_params for c in plan.baseline_cells}
+    tokens = {c.tokens for c in plan.baseline_cells}
+    assert len(sizes) >= 3 and len(tokens) >= 3
+    assert len(plan.baseline_cells) == len(sizes) * len(tokens)
+    assert plan.baseline_cost_flops <= 1e19
+    assert [c.flops for c in plan.cells] == sorted(c.flops for c in plan.cells)
