@@ -36,6 +36,8 @@ from scaletrack.store import Store
 from scaletrack.sweeps.multi import train_group
 from scaletrack.sweeps.train import TrainConfig, TrainResult, plan_run, train_run
 
+pytestmark = pytest.mark.slow  # sixteen tiny runs: about half a minute of CPU
+
 FIXTURE = Path(__file__).parent / "data" / "training_loop_values.json"
 DATA = {"corpus": "zipf-words", "max_bytes": 200_000}
 
