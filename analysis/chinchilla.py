@@ -117,7 +117,7 @@ def _evaluate(
                                      hessian)
         f += fb
         g += gb
-        if hessian:
+        if hess is not None and hb is not None:  # both arrays exactly when hessian
             hess += hb
     return f, g, hess
 

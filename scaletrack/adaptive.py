@@ -256,8 +256,10 @@ def _choose(state: _State, points: Any, fit: Any, settings: AdaptiveSettings,
     cands: list[PlannedCell] = []
     by_nd: dict[tuple[float, float], Cell] = {}
     for c in affordable:
+        if not c.N:  # a cell of unknown N has no place on the fit
+            continue
         key = (float(c.N), float(c.D))
-        if key not in by_nd and c.N:
+        if key not in by_nd:
             by_nd[key] = c
             cands.append(PlannedCell(float(c.N), float(c.D), max(state.marginal(c), 1.0)))
     try:
@@ -288,7 +290,7 @@ def _prior_order(state: _State, settings: AdaptiveSettings, budget: float,
         where = {(c.size_label, c.D): c.run_key for c in state.cells}
         return [where[(p.size, p.tokens)] for p in plan.cells if (p.size, p.tokens) in where]
     by_nd = {(float(c.N), float(c.D)): c for c in state.cells if c.N and c.C}
-    cands = [PlannedCell(n, d, float(c.C)) for (n, d), c in by_nd.items()]
+    cands = [PlannedCell(n, d, float(c.C or 0.0)) for (n, d), c in by_nd.items()]  # C known
     c_star = settings.target_compute or fpt(settings.target_n or 1.0) * (
         settings.target_tokens or 1.0)
     try:
