@@ -8,10 +8,12 @@ log L = log(E + A/N^alpha + B/D^beta) has, at a cell (N, D), the gradient J over
 (log A, log B, log E, alpha, beta) (log N and log D centred). Cells S carry information
 M(S) = sum_{i in S} J_i J_i^T / s^2 (with the existing runs in S; the fit that follows
 uses no prior, so the draws only say where to linearise, never add information), s the
-fit's noise: the Huber fit (delta 1e-3 in log
-loss) is a least-absolute-deviation fit at 1-3 % noise, whose variance is pi/2 times that of
-least squares under normal noise, so s^2 = (pi/2)·sigma^2 for run-to-run scatter sigma (log
-loss). The fitted log loss at a point with gradient g varies by v(S) = g^T M(S)^-1 g.
+fit's noise (plus, with a distance error lambda > 0, (lambda·d_i)^2 for a cell d_i
+decades of compute below the target: the form's bias, assumed to grow with distance): the
+Huber fit (delta 1e-3 in log loss) is a least-absolute-deviation fit at 1-3 % noise, whose
+variance is pi/2 times that of least squares under normal noise, so s^2 = (pi/2)·sigma^2
+for run-to-run scatter sigma (log loss). The fitted log loss at a point with gradient g
+varies by v(S) = g^T M(S)^-1 g.
 
 The band `FitResult.predict_interval` draws is the bootstrap spread at the target plus the
 calibrated scatter: residuals of inner hold-outs (`analysis.calibration`: the runs above the
@@ -59,6 +61,9 @@ HUBER_VARIANCE_FACTOR = np.pi / 2.0  # LAD vs least squares under normal noise
 MIN_DISTINCT = 3  # distinct N and D values the Chinchilla form needs (analysis.status)
 MIN_CELLS = 7  # 5 free parameters + 2 points (chinchilla.check_degrees_of_freedom)
 SEARCH_DRAWS = 48  # law draws the search averages over
+# the form's bias assumed per decade of a cell's distance below the target (log loss);
+# chosen on published data other than the benches' (bench/bench_plan_select.py)
+DISTANCE_ERROR = 0.0
 STEP_OPTIONS = 40  # candidates weighed per greedy step or exchange pass
 _RIDGE = 1e-9
 
@@ -71,7 +76,8 @@ class DesignProblem:
     D (tokens), cost (FLOPs); existing_n, existing_d, existing_cost: runs already done;
     target_n, target_d, target_flops: the point to predict; sigma: run-to-run scatter (log
     loss); kappa: extrapolation error per decade of reach (log loss); prior_precision:
-    (5, 5) M0 (zeros when runs exist).
+    (5, 5) M0 (zeros when runs exist); distance_error: lambda, the form's bias per decade
+    a cell lies below the target (log loss), added to its variance as (lambda·d_i)^2.
     """
 
     laws: np.ndarray
@@ -87,6 +93,7 @@ class DesignProblem:
     sigma: float
     kappa: float
     prior_precision: np.ndarray
+    distance_error: float = DISTANCE_ERROR
 
 
 def centres(problem: DesignProblem) -> tuple[float, float]:
@@ -142,10 +149,14 @@ class Criterion:
                               np.array([problem.target_d]), c1, c2)[:, 0, :]
         ok = np.all(np.isfinite(j), axis=(1, 2)) & np.all(np.isfinite(g), axis=1)
         self.j, self.g = j[ok], g[ok]
-        # per-cell outer products J J^T / s^2: (K, P, 5, 5)
-        self.outer = np.einsum("kpi,kpj->kpij", self.j, self.j) / self.s2
         self.n, self.d = n, d
         self.cost = np.r_[problem.existing_cost, problem.cand_cost]
+        # per-cell outer products J J^T / (s^2 + (lambda·d_i)^2): (K, P, 5, 5)
+        with np.errstate(divide="ignore"):
+            decades = np.maximum(np.log10(problem.target_flops / self.cost), 0.0)
+        cell_var = self.s2 + (problem.distance_error * decades) ** 2
+        self.outer = (np.einsum("kpi,kpj->kpij", self.j, self.j)
+                      / cell_var[None, :, None, None])
         self.n_old = problem.existing_n.size
         self.m0 = problem.prior_precision + np.eye(5) * _RIDGE
         self.log_target = float(np.log10(problem.target_flops))

@@ -38,3 +38,124 @@ Protocol, declared and committed before any outcome below was computed:
 
     .venv/bin/python bench/bench_plan_select.py [--settings 0 0.005 0.01 0.02]
 """
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from bench_plan_epoch import evaluate  # same fit and scoring as the Epoch bench
+
+from scaletrack.analysis.plan import (
+    N_DRAWS,
+    PRIOR_KAPPA,
+    PRIOR_NOISE,
+    PlannedCell,
+    geometric_baseline,
+    prior_draws,
+)
+from scaletrack.analysis.plan_sim import DesignProblem, choose_design
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SETTINGS = (0.0, 0.005, 0.01, 0.02)
+HOLDOUT_TOP = 0.1
+POOL_GAP = 10.0
+BUDGET_FRACTIONS = (0.125, 0.25, 0.5)
+MIN_COVERAGE = 0.85
+N_BOOTSTRAP = 100
+PORIAN_SETS = [(d, c) for c in ("4_cosine_decay", "5_optimizer_tuning_no_decay")
+               for d in ("rw", "owt2")]
+
+
+def selection_sets(data: Path) -> dict[str, pd.DataFrame]:
+    """The five selection sets as frames with N (params), D (tokens), C (FLOPs), loss."""
+    out = {}
+    porian = pd.read_csv(data / "porian2024_isoflop_points.csv")
+    for dataset, config in PORIAN_SETS:
+        p = porian[(porian["dataset"] == dataset) & (porian["config"] == config)]
+        out[f"porian {dataset} {config[:1]}"] = pd.DataFrame(
+            {"N": p["n_params"], "D": p["tokens"], "C": p["flops"], "loss": p["loss"]})
+    oa = pd.read_csv(data / "openathena_isoflops.csv")
+    ll = oa[(oa["source"] == "llama_3") & (oa["condition"] == "exp_loss")
+            & ~oa["outlier"].astype(bool)]
+    out["llama_3 exp_loss"] = pd.DataFrame({"N": ll["params"], "D": ll["tokens"],
+                                            "C": 6.0 * ll["params"] * ll["tokens"],
+                                            "loss": ll["loss"]})
+    return {k: v.dropna().reset_index(drop=True) for k, v in out.items()}
+
+
+def planned_subset(pool: pd.DataFrame, budget: float, target: tuple[float, float, float],
+                   distance_error: float, seed: int = 0) -> pd.DataFrame:
+    """The runs `plan_runs(None, ...)` would choose from `pool`, with the given lambda."""
+    t_n, t_d, t_c = target
+    keep = pool[(pool["C"] <= budget) & (pool["C"] < t_c)].reset_index(drop=True)
+    cands = [PlannedCell(float(r.N), float(r.D), float(r.C)) for r in keep.itertuples()]
+    problem = DesignProblem(
+        laws=prior_draws(N_DRAWS, seed), cand_n=keep["N"].to_numpy(float),
+        cand_d=keep["D"].to_numpy(float), cand_cost=keep["C"].to_numpy(float),
+        existing_n=np.empty(0), existing_d=np.empty(0), existing_cost=np.empty(0),
+        target_n=t_n, target_d=t_d, target_flops=t_c, sigma=PRIOR_NOISE, kappa=PRIOR_KAPPA,
+        prior_precision=np.zeros((5, 5)))
+    problem = dataclasses.replace(problem, distance_error=distance_error)
+    index = {(c.n_params, c.tokens): i for i, c in enumerate(cands)}
+    base = [index[(c.n_params, c.tokens)] for c in geometric_baseline(cands, budget)]
+    starts = [np.array(base, dtype=int)] if base else []
+    idx = choose_design(problem, budget, starts=starts, seed=seed)
+    return keep.iloc[np.sort(idx)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--settings", type=float, nargs="+", default=list(SETTINGS))
+    ap.add_argument("--bootstrap", type=int, default=N_BOOTSTRAP)
+    args = ap.parse_args()
+    if not (args.data / "porian2024_isoflop_points.csv").is_file():
+        print(f"skip: {args.data} lacks the selection data")
+        return
+    t0 = time.perf_counter()
+    rows = []
+    print(f"{'set':>20} {'budget':>6} {'lambda':>6} {'runs':>4} {'MAPE%':>6} {'cover':>5} "
+          f"{'width':>6}  status")
+    for name, df in selection_sets(args.data).items():
+        cut = float(df["C"].quantile(1.0 - HOLDOUT_TOP))
+        test = df[df["C"] >= cut]
+        pool = df[df["C"] < cut / POOL_GAP].reset_index(drop=True)
+        target = (float(np.exp(np.log(test["N"]).mean())),
+                  float(np.exp(np.log(test["D"]).mean())),
+                  float(np.exp(np.log(test["C"]).mean())))
+        print(f"# {name}: held out {len(test)} (C >= {cut:.3g}), pool {len(pool)} runs over "
+              f"{pool['C'].round(-14).nunique()} budgets, target C {target[2]:.3g}")
+        for frac in BUDGET_FRACTIONS:
+            budget = frac * float(pool["C"].sum())
+            for lam in args.settings:
+                chosen = planned_subset(pool, budget, target, lam)
+                r = evaluate(chosen, test, args.bootstrap)
+                ok = r["status"] == "ok"
+                rows.append({"set": name, "frac": frac, "lambda": lam,
+                             "mape": r["mape"] if ok else np.nan,
+                             "cover": r["cover"] if ok else 0.0, "refused": not ok})
+                print(f"{name:>20} {frac:>6.3f} {lam:>6.3f} {len(chosen):>4} "
+                      f"{100 * r['mape']:>6.2f} {r['cover']:>5.2f} {r['width']:>6.3f}  "
+                      f"{r['status']}", flush=True)
+    table = pd.DataFrame(rows).groupby("lambda").agg(
+        mape=("mape", "mean"), cover=("cover", "mean"), refused=("refused", "sum"))
+    print(f"wall {time.perf_counter() - t0:.0f} s")
+    for lam, r in table.iterrows():
+        print(f"lambda {lam:.3f}: mean MAPE {100 * r.mape:.2f}%, mean coverage {r.cover:.2f}, "
+              f"refused {int(r.refused)}")
+    ok = table[table["cover"] >= MIN_COVERAGE]
+    if len(ok):
+        best = ok["mape"].min()
+        chosen_lam = float(ok.index[ok["mape"] <= best + 1e-4].min())
+    else:
+        chosen_lam = float(table["cover"].idxmax())
+    print(f"chosen lambda {chosen_lam:g}")
+
+
+if __name__ == "__main__":
+    main()
