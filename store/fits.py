@@ -97,10 +97,16 @@ class FitMethods(StoreBase):
             payload = conn.execute(query).scalar_one_or_none()
         return None if payload is None else dict(payload)
 
-    def fits(self, form: str | None = None) -> pd.DataFrame:
-        """Columns: id, form, sweep, label, payload (dict), created_at; ordered by id."""
+    def fits(self, form: str | None = None, *, cached: bool = False) -> pd.DataFrame:
+        """Columns: id, form, sweep, label, payload (dict), created_at; ordered by id.
+
+        The fits someone saved; cache entries (saved with a key, e.g. the dashboard's scaling
+        fits written when a sweep finishes) only with `cached=True`.
+        """
         t = schema.fits
         query = sa.select(*(t.c[c] for c in FIT_COLUMNS)).order_by(t.c.id)
+        if not cached:
+            query = query.where(t.c.key.is_(None))
         if form is not None:
             query = query.where(t.c.form == form)
         with read_transaction(self._engine) as conn:

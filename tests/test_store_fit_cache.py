@@ -73,11 +73,13 @@ def test_cached_fit_answers_after_a_restart(store_url: str) -> None:
                                 sweep="grid", key=key)
     with Store.open(store_url) as store:  # a new process would open it the same way
         cached = store.cached_fit(key)
-        frame = store.fits()
+        frame = store.fits(cached=True)
+        listed = store.fits()  # the fits someone saved: cache entries left out
         assert store.cached_fit(fit_cache_key("chinchilla", POINTS)) is None
     assert cached == {"params": {"E": 1.81}, "ci": [1.7, float("inf")]}
     assert list(frame.columns) == ["id", "form", "sweep", "label", "payload", "created_at"]
     assert frame["id"].tolist()[-1] == newest and len(frame) == 3
+    assert listed["payload"].tolist() == [{"params": {"E": 1.7}}]
 
 
 @pytest.mark.parametrize("bad", ["", "x" * 65, 42])

@@ -424,7 +424,8 @@ def test_scaling_view_answers_from_the_fit_cache(tmp_path: Path) -> None:
     with Store.open(url) as store:
         assert cache_scaling_fits(store, "grid") == 4  # L(N), L(D), L(C) and the back-test
         assert cache_scaling_fits(store, "grid") == 0  # already there
-        assert set(store.fits()["sweep"]) == {"grid"}
+        assert set(store.fits(cached=True)["sweep"]) == {"grid"}
+        assert store.fits().empty  # cache entries are not listed as saved fits
     with data._cache_lock:
         data._fit_cache.clear()  # a fresh server process: nothing computed in memory
     before = digest(url)
