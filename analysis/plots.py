@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
@@ -30,9 +31,12 @@ from scaletrack.analysis.result import FitResult
 from scaletrack.errors import DataError
 from scaletrack.number_format import fmt_number
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 FIT_COLOR = "#d62728"
 FRONTIER_COLOR = "#222222"
-_STYLE = {
+_STYLE: dict[RcKeyType, Any] = {
     "font.size": 11, "axes.titlesize": 13, "axes.labelsize": 12, "legend.fontsize": 10,
     "axes.grid": True, "grid.alpha": 0.25, "grid.linestyle": "-", "axes.spines.top": False,
     "axes.spines.right": False, "savefig.dpi": 150, "svg.fonttype": "none",
