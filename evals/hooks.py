@@ -24,6 +24,8 @@ from scaletrack.evals.evaluate import (
     resolve_task,
 )
 from scaletrack.evals.ideas import refresh_idea_statuses, rerun_due
+from scaletrack.number_format import fmt_number
+from scaletrack.store import Store
 from scaletrack.store.protocol import StoreLike
 
 log = logging.getLogger(__name__)
@@ -89,13 +91,12 @@ def idea_rechecker(store_url: str, device: str = "cpu") -> Callable[[], list[str
     """
 
     def recheck() -> list[str]:
-        from scaletrack.store import Store
-
         with Store.open(store_url) as store:
             report = rerun_due(store, device=device)
         lines = [
             f"idea #{a.idea_id} {a.title!r} on checkpoint {a.checkpoint_id} "
-            f"(N={a.N:,}, C={a.flops:.3g} FLOPs): {a.value:.4g} vs bar {a.threshold:g} "
+            f"(N={fmt_number(a.N)}, C={fmt_number(a.flops)} FLOPs): {fmt_number(a.value)} vs bar "
+            f"{fmt_number(a.threshold)} "
             f"-> {a.status}"
             for a in report.attempts
         ]

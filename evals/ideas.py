@@ -24,6 +24,7 @@ import pandas as pd
 
 from scaletrack.errors import ConfigError, ScaletrackError
 from scaletrack.evals.evaluate import LoadedCheckpoint, load_checkpoint, resolve_task, run_task
+from scaletrack.store import IdeaAttemptRecord, IdeaRecord
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
@@ -89,8 +90,6 @@ def add_idea(
     hypothesis: str | None = None,
 ) -> int:
     """Register an idea; returns its id. The task must resolve and the metric must exist."""
-    from scaletrack.store import IdeaRecord
-
     title = str(title).strip()
     if not title:
         raise ConfigError("an idea needs a non-empty title")
@@ -386,8 +385,6 @@ def check_idea(
     value clears the bar and stays 'not-yet' otherwise. `reuse` takes the value from the evals
     table when this checkpoint x task x metric was evaluated already.
     """
-    from scaletrack.store import IdeaAttemptRecord
-
     idea = get_idea_or_fail(store, idea_id)
     if idea.status == "retired":
         raise ConfigError(f"idea {idea_id} is retired")

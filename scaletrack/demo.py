@@ -40,6 +40,7 @@ from scaletrack.evals.ideas import add_idea, attempts_table, rerun_due
 from scaletrack.evals.ideas_table import plot_ideas
 from scaletrack.models.data import eval_batches, load_tokens
 from scaletrack.models.zipf_words import BUILTIN
+from scaletrack.number_format import fmt_number
 from scaletrack.store import Store
 from scaletrack.store.fit_points import sweep_points
 from scaletrack.sweeps.runner import SweepDisplay, flops_spent
@@ -230,7 +231,7 @@ def ideas_step(outcome: DemoOutcome, store: StoreLike) -> None:
     row = store.ideas().set_index("title").loc[IDEA_TITLE]
     outcome.attempts = attempts_table(store, int(row["id"]))
     best = row.get("best_value")
-    best_text = f", best {best:.3f}" if best is not None and pd.notna(best) else ""
+    best_text = f", best {fmt_number(best)}" if best is not None and pd.notna(best) else ""
     outcome.idea = f"{IDEA_TITLE!r}: {row['status']}{best_text}"
     outcome.files.extend(save_figure(plot_ideas(store), outcome.out / "ideas_timeline"))
 
@@ -270,17 +271,18 @@ def _prediction_line(outcome: DemoOutcome) -> str | None:
     if outcome.points is None or outcome.points.empty:
         return None
     compute = 10 * float(outcome.points["C"].max())
-    head = f"predicted at 10x the largest compute ({compute:.3g} FLOPs)"
+    head = f"predicted at 10x the largest compute ({fmt_number(compute)} FLOPs)"
     chinchilla = outcome.fits.get("chinchilla")
     if chinchilla is not None and not chinchilla.degenerate:
         best = compute_optimal(chinchilla, compute).iloc[0]
         band = chinchilla.predict_interval(best["N_opt"], best["D_opt"]).iloc[0]
-        return (f"{head}, compute-optimal N = {best['N_opt']:.3g} parameters and D = "
-                f"{best['D_opt']:.3g} tokens: {band['pred']:.3f} [{band['lo']:.3f}, "
-                f"{band['hi']:.3f}] nats/token (Chinchilla fit, 95% prediction interval)")
+        return (f"{head}, compute-optimal N = {fmt_number(best['N_opt'])} parameters and D = "
+                f"{fmt_number(best['D_opt'])} tokens: {fmt_number(band['pred'])} "
+                f"[{fmt_number(band['lo'])}, {fmt_number(band['hi'])}] nats/token (Chinchilla "
+                "fit, 95% prediction interval)")
     law = outcome.fits.get("compute")
     if law is not None and not law.degenerate:
-        return f"{head}: {float(law.predict(compute)[()]):.3f} nats/token (compute law)"
+        return f"{head}: {fmt_number(float(law.predict(compute)[()]))} nats/token (compute law)"
     return None
 
 
@@ -288,14 +290,15 @@ def _floor_line(outcome: DemoOutcome) -> str:
     """The known loss floor, set against the E of each fit that holds (Chinchilla, compute
     law); a fit whose E interval excludes the floor is labelled as not identifying it."""
     floor = outcome.loss_floor
-    line = (f"loss floor: no model can score below {floor:.3f} nats/token on these validation "
-            "windows (exact for the Zipf-words source)")
+    line = (f"loss floor: no model can score below {fmt_number(floor)} nats/token on these "
+            "validation windows (exact for the Zipf-words source)")
     for form, name in (("chinchilla", "the Chinchilla fit"), ("compute", "the compute law")):
         fit = outcome.fits.get(form)
         if fit is None or fit.degenerate or "E" not in fit.ci95:
             continue
         lo, hi = fit.ci95["E"]
-        line += (f"; {name}'s E = {fit.params['E']:.3f} [{lo:.3g}, {hi:.3g}] estimates it: "
+        line += (f"; {name}'s E = {fmt_number(fit.params['E'])} [{fmt_number(lo)}, "
+                     f"{fmt_number(hi)}] estimates it: "
                  f"the floor is {'inside' if lo <= floor <= hi else 'outside'} that interval")
         if not lo <= floor <= hi:
             line += (f", so {name} does not identify the floor (its E is an asymptote of the "
@@ -312,16 +315,16 @@ def print_summary(outcome: DemoOutcome, console: Any) -> None:
         table.add_column("N \\ D", justify="right")
         budgets = sorted(outcome.points["D"].unique())
         for d in budgets:
-            table.add_column(f"{int(d):,}", justify="right")
+            table.add_column(fmt_number(d), justify="right")
         for n, rows in outcome.points.groupby("N"):
             by_d = dict(zip(rows["D"], rows["loss"], strict=True))
-            table.add_row(f"{int(n):,}", *(f"{by_d[d]:.3f}" if d in by_d else "-"
+            table.add_row(fmt_number(n), *(fmt_number(by_d[d]) if d in by_d else "-"
                                            for d in budgets))
         console.print(table)
     if outcome.flops_spent:
         console.print(
-            f"compute: {outcome.flops_spent:.3g} FLOPs trained; one from-scratch run per cell "
-            f"would take {outcome.flops_planned:.3g} "
+            f"compute: {fmt_number(outcome.flops_spent)} FLOPs trained; one from-scratch run per "
+            f"cell would take {fmt_number(outcome.flops_planned)} "
             f"({outcome.flops_planned / outcome.flops_spent:.2f}x)", soft_wrap=True)
     for form, fit in outcome.fits.items():
         message = degenerate_message(fit)
@@ -329,8 +332,8 @@ def print_summary(outcome: DemoOutcome, console: Any) -> None:
             console.print(f"fit {form}: {message}", soft_wrap=True, markup=False)
             continue
         params = ", ".join(
-            f"{k}={v:.3g} [{fit.ci95[k][0]:.3g}, {fit.ci95[k][1]:.3g}]" if k in fit.ci95
-            else f"{k}={v:.3g}"
+            f"{k}={fmt_number(v)} [{fmt_number(fit.ci95[k][0])}, {fmt_number(fit.ci95[k][1])}]"
+            if k in fit.ci95 else f"{k}={fmt_number(v)}"
             for k, v in fit.params.items()
         )
         console.print(f"fit {form} (95% intervals): {params}", soft_wrap=True, markup=False)
@@ -340,8 +343,8 @@ def print_summary(outcome: DemoOutcome, console: Any) -> None:
         row = outcome.backtest.frame.iloc[-1]
         console.print(
             f"back-test: Chinchilla fit on the {outcome.backtest.summary['n_train']} smaller "
-            f"cells predicts the largest at {row['predicted']:.3f} nats/token; measured "
-            f"{row['loss']:.3f} ({100 * row['rel_error']:+.1f}%)", soft_wrap=True)
+            f"cells predicts the largest at {fmt_number(row['predicted'])} nats/token; "
+            f"measured {fmt_number(row['loss'])} ({100 * row['rel_error']:+.1f}%)", soft_wrap=True)
     prediction = _prediction_line(outcome)
     if prediction:
         console.print(prediction, soft_wrap=True, markup=False)
@@ -351,8 +354,9 @@ def print_summary(outcome: DemoOutcome, console: Any) -> None:
         for col in ("checkpoint", "N", "tokens", "FLOPs", "val loss", "passed"):
             table.add_column(col, justify="right")
         for a in outcome.attempts.sort_values("flops").itertuples(index=False):
-            table.add_row(str(a.checkpoint_id), f"{int(a.N):,}", f"{int(a.tokens):,}",
-                          f"{a.flops:.3g}", f"{a.value:.4f}", "yes" if a.passed else "not yet")
+            table.add_row(str(a.checkpoint_id), fmt_number(a.N), fmt_number(a.tokens),
+                          fmt_number(a.flops), fmt_number(a.value),
+                          "yes" if a.passed else "not yet")
         console.print(table)
     if outcome.idea:
         console.print(f"idea {outcome.idea}", soft_wrap=True, markup=False)

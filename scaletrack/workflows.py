@@ -16,6 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scaletrack.errors import ScaletrackError
+from scaletrack.evals.evaluate import resolve_task
+from scaletrack.evals.hooks import evaluate_new_checkpoint, idea_rechecker
+from scaletrack.scaling_fits import cache_scaling_fits
+from scaletrack.store import Store, resolve_store_url
+from scaletrack.sweeps.grid import load_grid as load_sweep_grid
+from scaletrack.sweeps.runner import run_sweep as run_grid
+
 if TYPE_CHECKING:
     from scaletrack.sweeps.executors import Executor
     from scaletrack.sweeps.grid import Cell, Grid
@@ -29,9 +37,6 @@ def load_grid(path: str | Path) -> Grid:
 
     Nothing is written anywhere; any problem is a ConfigError naming the field.
     """
-    from scaletrack.evals.evaluate import resolve_task
-    from scaletrack.sweeps.grid import load_grid as load_sweep_grid
-
     return load_sweep_grid(path, check_task=resolve_task)
 
 
@@ -57,9 +62,6 @@ def run_sweep(
     checkpoint made due. `display(grid, todo, done)` returns a context manager that is also
     an event sink (see `scaletrack.sweeps.runner.SweepDisplay`); None = silent.
     """
-    from scaletrack.evals.hooks import evaluate_new_checkpoint, idea_rechecker
-    from scaletrack.sweeps.runner import run_sweep as run_grid
-
     if isinstance(grid, (str, Path)):
         grid = load_grid(grid)
     report = run_grid(
@@ -82,10 +84,6 @@ def run_sweep(
 def _cache_scaling_fits(store_url: str | None, sweep: str) -> None:
     """Save the dashboard's scaling fits of a finished sweep (a failure only costs the view
     its cache: it fits by itself then)."""
-    from scaletrack.errors import ScaletrackError
-    from scaletrack.scaling_fits import cache_scaling_fits
-    from scaletrack.store import Store, resolve_store_url
-
     try:
         with Store.open(resolve_store_url(store_url)) as store:
             cache_scaling_fits(store, sweep)

@@ -32,8 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from scaletrack.errors import ConfigError, ScaletrackError
+from scaletrack.number_format import fmt_number
+from scaletrack.store import RunRecord, make_run_key
+from scaletrack.sweeps.command import CommandConfig, fill
+from scaletrack.sweeps.schedule import branch_point
 from scaletrack.sweeps.spec import GridSpec, load_spec
-from scaletrack.sweeps.spec_sections import GptModelSpec, LstmModelSpec
+from scaletrack.sweeps.spec_sections import CustomModelSpec, GptModelSpec, LstmModelSpec
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,8 @@ class Cell:
         """One line naming the cell: size, N, D, seed, lr and custom axes (what is known)."""
         parts = [self.size_label]
         if self.N is not None and not self.size_label.startswith("N="):
-            parts.append(f"N={self.N:,}")
-        parts.append(f"D={self.D:,}")
+            parts.append(f"N={fmt_number(self.N)}")
+        parts.append(f"D={fmt_number(self.D)}")
         if self.seed is not None:
             parts.append(f"seed={self.seed}")
         if self.lr is not None:
@@ -85,8 +89,6 @@ class Cell:
 
     def record(self) -> Any:
         """The store.RunRecord for this cell (status pending)."""
-        from scaletrack.store import RunRecord
-
         config = self.config.to_dict()
         config.update(dict(self.axes))
         if self.command is not None:
@@ -252,7 +254,6 @@ def expand(
     base_dir = base_dir or Path.cwd()
     if spec.standalone:
         return _expand_own_model(spec, source, base_dir)
-    from scaletrack.store import make_run_key
     from scaletrack.sweeps.train import TrainConfig, plan_run
 
     assert spec.data is not None and spec.model is not None  # GridSpec checked both
@@ -395,10 +396,6 @@ def _human_count(n: int) -> str:
 
 def _expand_own_model(spec: GridSpec, source: str, base_dir: Path) -> Grid:
     """The cells of a command grid whose model is the program's own (see the module doc)."""
-    from scaletrack.store import make_run_key
-    from scaletrack.sweeps.command import CommandConfig, fill
-    from scaletrack.sweeps.spec_sections import CustomModelSpec
-
     assert spec.train.command is not None
     sizes: list[tuple[str, dict[str, Any]]] = []
     if isinstance(spec.model, CustomModelSpec) and spec.model.params is not None:
@@ -457,8 +454,6 @@ def _branch_cells(spec: GridSpec, make_cell: Any, label: str, shape: dict[str, A
                   chosen: Sequence[int] | None = None) -> list[Cell]:
     """One trunk and one branch per budget for a size x seed x lr (see the module docstring);
     with `chosen`, only those budgets (the trunk then ends at the largest one's branch point)."""
-    from scaletrack.sweeps.schedule import branch_point
-
     budgets = sorted(spec.axes.tokens if chosen is None else chosen)
     steps = {d: -(-d // step_tokens) for d in budgets}  # ceil: as plan_run
     points = {d: branch_point(steps[d], spec.schedule.decay_frac) for d in budgets}

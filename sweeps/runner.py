@@ -15,6 +15,7 @@ worker elsewhere is left alone and a stale one is taken over and resumed from it
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,8 +23,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from rich.console import Console, Group
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
 
+from scaletrack.number_format import fmt_number
+from scaletrack.store import RUN_STATUSES, Store, StoreError, resolve_store_url, sqlite_file
 from scaletrack.sweeps.executors import (
     CellDone,
     CellProgress,
@@ -39,6 +52,7 @@ from scaletrack.sweeps.executors import (
 )
 from scaletrack.sweeps.executors.registry import make_executor
 from scaletrack.sweeps.grid import Cell, Grid
+from scaletrack.sweeps.liveness import holder_is_dead
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
@@ -49,8 +63,6 @@ CHECKPOINT_DIRNAME = "scaletrack-checkpoints"
 
 def default_checkpoint_root(store_url: str) -> Path:
     """Beside the SQLite file (<dir>/scaletrack-checkpoints), else ./scaletrack-checkpoints."""
-    from scaletrack.store import StoreError, sqlite_file
-
     try:
         db_file = sqlite_file(store_url)
     except StoreError:  # an in-memory or odd URL just gets the working-directory default
@@ -88,8 +100,6 @@ def should_pack(pack: str, device: str, executor: str) -> bool:
 def pack_tasks(cells: Sequence[Cell]) -> list[CellTask]:
     """Tasks for `cells` in their order, same-shape cells (all but seed/lr) as one group task
     at the place of its first member; branches, command cells and non-GPT cells stay single."""
-    import json
-
     groups: dict[str, list[Cell]] = {}
     order: list[str | Cell] = []
     for cell in cells:
@@ -218,8 +228,6 @@ def run_sweep(
     whose lines are reported as notes (e.g. ideas re-checked on the new checkpoint).
     Without them, cells train and nothing else happens.
     """
-    from scaletrack.store import Store, StoreError, resolve_store_url
-
     t0 = time.monotonic()
     url = resolve_store_url(store_url)
     spec = grid.spec.executor
@@ -288,8 +296,6 @@ def unfinished_cells(store: StoreLike, run_keys: Sequence[str]) -> tuple[str, ..
     "run_key (status)" or "run_key (running, held by WORKER)". A cell still marked running by
     a worker of this host that is gone (its store write failed, so did its release) is
     released now that every worker has exited."""
-    from scaletrack.sweeps.liveness import holder_is_dead
-
     out = []
     for key in run_keys:
         run = store.get_run(key)
@@ -335,8 +341,6 @@ def flops_spent(runs: pd.DataFrame) -> float:
 
 def status_counts(runs: pd.DataFrame) -> dict[str, int]:
     """Number of runs in each status (every status listed, zeros included)."""
-    from scaletrack.store import RUN_STATUSES
-
     counts = runs["status"].value_counts() if not runs.empty else pd.Series(dtype="int64")
     return {s: int(counts.get(s, 0)) for s in RUN_STATUSES}
 
@@ -353,8 +357,6 @@ class SweepDisplay:
 
     def __init__(self, grid: Grid, todo: Sequence[Cell], already_done: int,
                  console: Any = None, max_rows: int = 12) -> None:
-        from rich.console import Console
-
         self.console = console or Console()
         self.grid = grid
         self.cells = {c.run_key: c for c in todo}
@@ -369,15 +371,6 @@ class SweepDisplay:
 
     # context manager -------------------------------------------------------------------
     def __enter__(self) -> SweepDisplay:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         total = len(self.cells) + self.already_done
         self.console.print(
             f"sweep [bold]{escape(self.grid.name)}[/]: {total} cells, "
@@ -449,7 +442,7 @@ class SweepDisplay:
             "finished", "diverged"
         ):
             self._progress.advance(self._overall)
-        loss = f"{event.final_loss:.4f}" if event.final_loss is not None else "-"
+        loss = fmt_number(event.final_loss)
         style = {"finished": "green", "diverged": "yellow"}.get(event.status, "red")
         extra = f": {event.message}" if event.message else ""
         for task, err in event.eval_errors.items():
@@ -464,9 +457,6 @@ class SweepDisplay:
         self.console.print(text, highlight=False, soft_wrap=True)
 
     def _render(self) -> Any:
-        from rich.console import Group
-        from rich.table import Table
-
         table = Table(title="finished cells", header_style="bold", title_justify="left")
         for col, justify in (("run", "left"), ("cell", "left"), ("N", "right"), ("D", "right"),
                              ("status", "left"), ("final loss", "right"), ("wall s", "right")):
@@ -476,10 +466,10 @@ class SweepDisplay:
             table.add_row(
                 ev.run_key,
                 escape(cell.size_label) if cell else "?",
-                f"{cell.N:,}" if cell and cell.N is not None else "-",
-                f"{cell.D:,}" if cell else "-",
+                fmt_number(cell.N if cell else None),
+                fmt_number(cell.D if cell else None),
                 ev.status,
-                f"{ev.final_loss:.4f}" if ev.final_loss is not None else "-",
+                fmt_number(ev.final_loss),
                 f"{ev.wall_s:.1f}",
             )
         parts: list[Any] = [self._progress] if self._progress is not None else []

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from scaletrack.analysis.result import FitResult
 from scaletrack.demo import DemoOutcome, print_summary
+from scaletrack.number_format import fmt_number
 
 
 def _fit(form: str, params: dict[str, float], status: str = "ok", reason: str = "") -> FitResult:
@@ -51,8 +52,8 @@ def test_known_floor_is_set_against_the_fitted_e(tmp_path: Path) -> None:
     params = {"E": 0.6, "A": 100.0, "alpha": 0.8, "B": 5e3, "beta": 0.8}
     inside = _floor_lines(tmp_path, _fit("chinchilla", params), 0.58)  # E in [0.54, 0.66]
     assert len(inside) == 1
-    assert "below 0.580 nats/token" in inside[0]
-    assert "E = 0.600 [0.54, 0.66]" in inside[0] and "inside that interval" in inside[0]
+    assert "below 0.58 nats/token" in inside[0]
+    assert "E = 0.6 [0.54, 0.66]" in inside[0] and "inside that interval" in inside[0]
     outside = _floor_lines(tmp_path, _fit("chinchilla", params), 0.5)
     assert "outside that interval" in outside[0]
     degenerate = _floor_lines(
@@ -101,7 +102,7 @@ def test_prediction_at_ten_times_compute_comes_from_a_chinchilla_fit_that_holds(
     lines = [x for x in console.export_text().splitlines() if x.startswith("predicted at 10x")]
     assert len(lines) == 1 and "Chinchilla fit, 95% prediction interval" in lines[0]
     best = compute_optimal(fit, 10 * points["C"].max()).iloc[0]
-    assert f"N = {best['N_opt']:.3g} parameters" in lines[0]
+    assert f"N = {fmt_number(best['N_opt'])} parameters" in lines[0]
     pred, lo, hi = (float(v) for v in lines[0].split(": ")[-1].split(" nats")[0]
                     .replace("[", "").replace("]", "").replace(",", "").split())
     assert lo < pred < hi and pred == pytest.approx(best["loss_opt"], abs=5e-4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import socket
@@ -12,7 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scaletrack.errors import ConfigError, RunBusyError, ScaletrackError
+from scaletrack.store import RunRecord, Store, make_run_key
+from scaletrack.store.metric_values import unsafe_text
 from scaletrack.sweeps.command import newest_checkpoint_file
+from scaletrack.sweeps.liveness import holder_is_dead
 from scaletrack.tracking.run import (
     ENV_CHECKPOINT_DIR,
     ENV_CLAIM,
@@ -33,8 +37,6 @@ if TYPE_CHECKING:
 def run_key_for(sweep: str | None, config: Mapping[str, Any], repeat: int = 0) -> str:
     """The run key of a tracked run: the sweep-cell rule (sweep + config, device left out).
     `repeat` k >= 1 names the k-th fresh run of the same config (`resume="new"`)."""
-    from scaletrack.store import make_run_key
-
     train = {k: v for k, v in dict(config).items() if k != "device"}
     identity: dict[str, Any] = {"sweep": sweep, "train": train}
     if repeat:
@@ -221,8 +223,6 @@ def init(
 
 
 def _open_store(url: str | None) -> StoreLike:
-    from scaletrack.store import Store
-
     return Store.open(url)
 
 
@@ -232,8 +232,6 @@ def _find_or_create(st: StoreLike, sweep: str | None, cfg: dict[str, Any], *, N:
                     ) -> RunRecord:
     """The run this call attaches to: the command cell's (`cell_run`), the newest run of this
     config, or a new one (resume="new" after an earlier run makes the next repeat)."""
-    from scaletrack.store import RunRecord
-
     if cell_run:
         record = st.get_run(cell_run)
         if record is None:
@@ -295,8 +293,6 @@ def _claim(st: StoreLike, record: RunRecord, settings: AttachSettings,
     """Hold the run for the settings' worker: adopt a command cell's claim, or claim it
     (taking it over at once from a dead holder on this host). Raises RunBusyError when a live
     worker holds it."""
-    from scaletrack.sweeps.liveness import holder_is_dead
-
     worker, claim = settings.worker, settings.claim
     if settings.cell_run and claim:
         if not claim.isdigit() or not st.adopt_claim(record.run_key, worker, int(claim)):
@@ -378,8 +374,6 @@ def _sizes(params: Any, tokens: Any, model: Any) -> tuple[int | None, int | None
 def _checked_text(value: Any, what: str) -> str | None:
     """A run name or sweep name: text of 1-200 characters with nothing a terminal or a
     database would misread (no control or formatting characters)."""
-    from scaletrack.store.metric_values import unsafe_text
-
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip() or len(value) > 200:
@@ -392,8 +386,6 @@ def _checked_text(value: Any, what: str) -> str | None:
 
 def _checked_config(config: Any) -> dict[str, Any]:
     """The config as a JSON-able dict (an argparse Namespace is taken as its attributes)."""
-    import json
-
     if config is None:
         return {}
     if hasattr(config, "__dict__") and not isinstance(config, Mapping):

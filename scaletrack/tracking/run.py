@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from scaletrack.errors import ConfigError, ScaletrackError
+from scaletrack.evals.ideas import refresh_idea_statuses
+from scaletrack.store import CheckpointRecord, ClaimLost
 from scaletrack.store.metric_values import (
     check_metric_name,
     coerce_metric_values,
@@ -215,15 +217,12 @@ class Run:
         self._writer.flush()
         ckpt_id = self._register(str(file), step, tokens, sha256=_file_sha256(file),
                                  meta=dict(meta or {}))
-        from scaletrack.evals.ideas import refresh_idea_statuses
 
         refresh_idea_statuses(self._store)
         return ckpt_id
 
     def _register(self, path: str, step: int, tokens: int | None, *, sha256: str | None,
                   meta: dict[str, Any]) -> int:
-        from scaletrack.store import CheckpointRecord
-
         assert self._store is not None
         if self.N is None:
             raise ConfigError(
@@ -254,7 +253,6 @@ class Run:
         """
         if self._closed or os.getpid() != self._pid or self._store is None:
             return
-        from scaletrack.store import ClaimLost
 
         if status is None:
             status, error = _status_now(error)

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from scaletrack.errors import ScaletrackError, one_line
+from scaletrack.store import ClaimLost, StoreError
+from scaletrack.sweeps.liveness import holder_is_dead
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
@@ -231,8 +233,6 @@ def claim_cell(
     """Claim `run_key` for `worker`, taking it over at once from a holder on this host whose
     process is gone (no wait for its heartbeat to go stale). None when claimed (the store then
     fences this worker's writes by the claim's generation), else why it is skipped."""
-    from scaletrack.sweeps.liveness import holder_is_dead
-
     if store.claim_run(run_key, worker, stale_after_s=stale_after_s):
         return None
     run = store.get_run(run_key)
@@ -247,8 +247,6 @@ def claim_cell(
 def release_stopped(store: StoreLike, run_key: str, worker: str) -> None:
     """Release a stopped (interrupted) cell's claim so the next run resumes it; a claim taken
     over meanwhile is no error: the new holder has the cell."""
-    from scaletrack.store import ClaimLost
-
     with contextlib.suppress(ClaimLost):
         store.release_run(run_key, worker)
 
@@ -285,7 +283,6 @@ def run_cell(
     config's device (e.g. "cuda:1"). A packed group goes to `run_group`, which claims, fences,
     releases and stops in the same way for each member.
     """
-    from scaletrack.store import ClaimLost, StoreError
     from scaletrack.sweeps.train import TrainConfig, train_run
 
     if cell.members:
@@ -395,7 +392,6 @@ def run_group(
     can, emits the StoreError note and raises. Any other failure marks only the members still
     running failed; one diverged member does not stop the others.
     """
-    from scaletrack.store import ClaimLost, StoreError
     from scaletrack.sweeps.multi import train_group
     from scaletrack.sweeps.train import TrainConfig
 

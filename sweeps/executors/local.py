@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from scaletrack.errors import ScaletrackError
+from scaletrack.store import Store
 from scaletrack.sweeps.executors import (
     CellDone,
     CellTask,
@@ -136,7 +137,6 @@ def _worker_main(
     import torch
 
     torch.set_num_threads(threads)
-    from scaletrack.store import Store
 
     name = worker_name(index)
     stop_signal = _StopSignal(stop)
@@ -232,7 +232,6 @@ class LocalExecutor:
             nonlocal parent_store
             if slot.cell is None or slot.name is None:
                 return
-            from scaletrack.store import Store
 
             if parent_store is None:
                 parent_store = Store.open(job.store_url)
@@ -241,7 +240,6 @@ class LocalExecutor:
 
         def store_for_gate() -> Any:
             nonlocal parent_store
-            from scaletrack.store import Store
 
             if parent_store is None:
                 parent_store = Store.open(job.store_url)

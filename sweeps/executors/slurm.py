@@ -40,6 +40,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scaletrack.errors import ConfigError
+from scaletrack.store import Store, sqlite_file, with_absolute_sqlite_path
+from scaletrack.store.slurm_tasks import (
+    SlurmTaskRecord,
+    add_slurm_tasks,
+    cancelled_job_ids,
+    update_slurm_task,
+)
 from scaletrack.sweeps.executors import (
     CellDone,
     CellStarted,
@@ -113,8 +120,6 @@ def submitit_folder(job: SweepJob) -> Path:
 
 def check_store_for_slurm(store_url: str, same_node: bool) -> None:
     """Refuse a SQLite store unless every task runs on this node (one line, ConfigError)."""
-    from scaletrack.store import sqlite_file
-
     if sqlite_file(store_url) is not None and not same_node:
         raise ConfigError(
             "--executor slurm with a SQLite store: tasks on other nodes would corrupt it; use a "
@@ -215,8 +220,6 @@ class SlurmCellTask:
     def __call__(self, cell: CellTask) -> CellDone:
         import submitit
         import torch
-
-        from scaletrack.store import Store
 
         env = submitit.JobEnvironment()
         worker = f"slurm:{env.job_id}"  # "<array>_<task>": the same after a requeue
@@ -347,9 +350,6 @@ class SlurmExecutor:
 
     def _submit(self, executor: Any, job: SweepJob, cells: list[CellTask],
                 attempt: int) -> list[_Tracked]:
-        from scaletrack.store import Store
-        from scaletrack.store.slurm_tasks import SlurmTaskRecord, add_slurm_tasks
-
         fn = SlurmCellTask(job, threads=self.settings.cpus_per_task)
         try:
             if len(cells) == 1:
@@ -386,8 +386,6 @@ class SlurmExecutor:
 
     # ------------------------------------------------------------------ run
     def run(self, job: SweepJob, on_event: EventSink) -> ExecutorOutcome:
-        from scaletrack.store import with_absolute_sqlite_path
-
         if not job.cells:
             return ExecutorOutcome()
         self.preflight(job.store_url)
@@ -413,9 +411,6 @@ class SlurmExecutor:
 
     def _follow(self, job: SweepJob, executor: Any, tracked: list[_Tracked],
                 on_event: EventSink) -> ExecutorOutcome:
-        from scaletrack.store import Store
-        from scaletrack.store.slurm_tasks import cancelled_job_ids
-
         live = {t.job_id: t for t in tracked}
         interrupted = False
         with Store.open(job.store_url) as store:
@@ -462,8 +457,6 @@ class SlurmExecutor:
     def _step(self, store: StoreLike, item: _Tracked, st: TaskState | None, on_event: EventSink,
               *, cancelled: bool) -> str | None:
         """Advance one task; None while it lives, else "done" or "retry"."""
-        from scaletrack.store.slurm_tasks import update_slurm_task
-
         if st is not None and (st.state, st.restarts, st.node) != (item.state, item.restarts,
                                                                    item.node):
             if st.restarts > item.restarts:
