@@ -3,6 +3,7 @@ runs exist, and one clear error for bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -23,6 +24,7 @@ from scaletrack.analysis.plan import (
     prior_draws,
     prior_law,
 )
+from scaletrack.analysis.plan_sim import Criterion, DesignProblem, choose_design
 from scaletrack.errors import ConfigError, DataError, ScaletrackError
 
 LAW = PUBLISHED_FITS["besiroglu2024"]
@@ -205,3 +207,40 @@ def test_default_candidates_give_a_full_baseline_grid():
     assert len(plan.baseline_cells) == len(sizes) * len(tokens)
     assert plan.baseline_cost_flops <= 1e19
     assert [c.flops for c in plan.cells] == sorted(c.flops for c in plan.cells)
+
+
+def distance_problem(distance_error: float) -> DesignProblem:
+    cells = candidates()
+    return DesignProblem(
+        laws=prior_draws(64, seed=0), cand_n=np.array([c.n_params for c in cells]),
+        cand_d=np.array([c.tokens for c in cells]), cand_cost=np.array([c.flops for c in cells]),
+        existing_n=np.empty(0), existing_d=np.empty(0), existing_cost=np.empty(0),
+        target_n=SIZES[-1] * 30, target_d=TOKENS[-1] * 30,
+        target_flops=6 * SIZES[-1] * TOKENS[-1] * 900, sigma=0.02, kappa=0.005,
+        prior_precision=np.zeros((5, 5)), distance_error=distance_error)
+
+
+def test_distance_error_discounts_cells_by_their_distance_from_the_target():
+    plain, far = Criterion(distance_problem(0.0)), Criterion(distance_problem(0.02))
+    decades = np.log10(distance_problem(0.0).target_flops / plain.cost)
+    expected = plain.s2 / (plain.s2 + (0.02 * decades) ** 2)
+    ratio = far.outer[:, :, 0, 0] / plain.outer[:, :, 0, 0]
+    assert np.allclose(ratio, expected[None, :])
+    # the cheapest cells lose the most weight, so a design of them widens the most
+    small = np.argsort(plain.cost)[:9]
+    large = np.argsort(plain.cost)[-9:]
+    grow_small = far.mean_width([small])[0] / plain.mean_width([small])[0]
+    grow_large = far.mean_width([large])[0] / plain.mean_width([large])[0]
+    assert grow_small > grow_large > 1.0
+
+
+def test_distance_error_moves_the_design_towards_the_target():
+    budget = 0.3 * grid_cost()
+    near = {"target_flops": 10 * 6 * SIZES[-1] * TOKENS[-1], "target_n": 3 * SIZES[-1],
+            "target_d": 3 * TOKENS[-1]}
+    problems = [dataclasses.replace(distance_problem(lam), **near) for lam in (0.0, 0.1)]
+    designs = [choose_design(p, budget) for p in problems]
+    cost = problems[0].cand_cost
+    mean_log_cost = [float(np.mean(np.log10(cost[idx]))) for idx in designs]
+    assert all(cost[idx].sum() <= budget for idx in designs)
+    assert mean_log_cost[1] > mean_log_cost[0]
