@@ -141,8 +141,9 @@ def prior_draws(n: int = N_DRAWS, seed: int = 0) -> np.ndarray:
     while sum(r.shape[0] for r in rows) < n:
         m = 4 * n
         e = rng.uniform(*PRIOR["E"], m)
-        a = np.exp(rng.uniform(*np.log(PRIOR["A"]), m))
-        b = np.exp(rng.uniform(*np.log(PRIOR["B"]), m))
+        log_a, log_b = np.log(PRIOR["A"]), np.log(PRIOR["B"])  # (low, high) each
+        a = np.exp(rng.uniform(log_a[0], log_a[1], m))
+        b = np.exp(rng.uniform(log_b[0], log_b[1], m))
         al = rng.uniform(*PRIOR["alpha"], m)
         be = rng.uniform(*PRIOR["beta"], m)
         share = be / (al + be)
@@ -236,8 +237,9 @@ def geometric_baseline(candidates: Sequence[PlannedCell], budget: float,
                 continue
             for i in range(len(sizes) - a + 1):
                 for j in range(len(tokens) - b + 1):
-                    cells = [by_nd.get((n, d)) for n in sizes[i:i + a] for d in tokens[j:j + b]]
-                    if any(c is None for c in cells):
+                    found = [by_nd.get((n, d)) for n in sizes[i:i + a] for d in tokens[j:j + b]]
+                    cells = [c for c in found if c is not None]
+                    if len(cells) != len(found):
                         continue
                     cost = sum(c.flops for c in cells)
                     key = (a * b, cost)
