@@ -370,8 +370,8 @@ def plan_builtin_grid(
     shapes = gpt_ladder(t_n, smallest, sizes)
     step = ZIPF_BATCH * ZIPF_CONTEXT
     ratio = t_d / t_n
-    n_lo = MIN_GPT_PARAMS if sizes is None else min(sizes)
-    n_hi = t_n / math.sqrt(10.0) if sizes is None else max(sizes)
+    n_lo = max(t_n / 1000.0, smallest or 0.0, MIN_GPT_PARAMS) if sizes is None else min(sizes)
+    n_hi = max(t_n / math.sqrt(10.0), n_lo) if sizes is None else max(sizes)
     tokens = token_ladder(max(step * MIN_STEPS, n_lo * ratio / 8.0),
                           max(min(n_hi * ratio * 4.0, t_d), step * MIN_STEPS), step)
     real_spec = zipf_gpt_spec(name, schedule, shapes, tokens)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from scaletrack.cli.common import StoreOption, console, fail, literal, print_table
+from scaletrack.cli.fit import CCol, DCol, LossCol, NCol
 
 if TYPE_CHECKING:
     from scaletrack.planning import PlannedGrid
@@ -74,6 +75,10 @@ def plan_command(
     csv: Path | None = typer.Option(None, "--csv", help="Plan on from the runs in this CSV "
                                     "(read as `fit --csv` reads it)."),
     store: str | None = StoreOption,
+    n_col: str = NCol,
+    d_col: str = DCol,
+    loss_col: str = LossCol,
+    c_col: str = CCol,
     sizes: str | None = typer.Option(None, "--sizes", help="Candidate model sizes, parameter "
                                      "counts separated by commas (default: a ladder below the "
                                      "target's N)."),
@@ -94,6 +99,7 @@ def plan_command(
     for a compute budget; print them with the expected band width against a geometric grid of
     equal cost, and write a grid file ready for `scaletrack sweep run`. Plans for the built-in
     GPT on the Zipf-words corpus; without --sweep or --csv it starts from published fits."""
+    from scaletrack.cli.fit import _load as load_fit_points
     from scaletrack.planning import SCHEDULES, load_points, plan_builtin_grid
 
     c_star = parse_flops("--target-compute", target_compute)
@@ -122,7 +128,9 @@ def plan_command(
     if sweep is not None or csv is not None:
         if csv is not None and not csv.is_file():
             fail(f"--csv: file {str(csv)!r} not found")
-        points = load_points(store=store, sweep=sweep, points=csv)
+        # the runs as `scaletrack fit` reads them, best lr per (N, D) and seeds averaged
+        points = load_points(points=load_fit_points(sweep, csv, store,
+                                                    (n_col, d_col, loss_col, c_col)))
     planned = plan_builtin_grid(
         target_compute=c_star, budget=flops, points=points, target_n=n_star,
         target_tokens=d_star, sizes=ladder, schedule=schedule, name=grid_name,
