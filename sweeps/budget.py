@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
 from scaletrack.errors import ConfigError
 
 BYTES_PER_PARAM = 16  # fp32 weights + gradients + AdamW first and second moments
@@ -67,7 +69,6 @@ def device_memory(device: str) -> float | None:
         except Exception:  # noqa: BLE001 - no usable CUDA: unknown
             return None
         return None
-    import psutil
 
     return float(psutil.virtual_memory().total)
 

@@ -18,6 +18,12 @@ from typing import Any
 from pydantic import Field, ValidationError, model_validator
 
 from scaletrack.errors import ConfigError
+from scaletrack.sweeps.command import (
+    PLACEHOLDERS,
+    SHAPE_PLACEHOLDERS,
+    check_placeholders,
+    template_fields,
+)
 from scaletrack.sweeps.plan_spec import PlanSpec
 from scaletrack.sweeps.spec_sections import (
     MAX_ERRORS_SHOWN,
@@ -106,8 +112,6 @@ class GridSpec(_Section):
 
     @model_validator(mode="after")
     def _sections(self) -> GridSpec:
-        from scaletrack.sweeps.command import PLACEHOLDERS
-
         custom = self.axes.custom()
         if self.train.command is None:
             if custom:
@@ -161,8 +165,6 @@ class GridSpec(_Section):
 
     def placeholders(self) -> list[str]:
         """The placeholders a command line of this grid may use (each has a value per cell)."""
-        from scaletrack.sweeps.command import PLACEHOLDERS, SHAPE_PLACEHOLDERS
-
         custom = list(self.axes.custom())
         if isinstance(self.model, GptModelSpec | LstmModelSpec):
             shape = SHAPE_PLACEHOLDERS[self.model.family]
@@ -180,8 +182,6 @@ class GridSpec(_Section):
         return [*out, *custom]
 
     def _check_command(self) -> None:
-        from scaletrack.sweeps.command import PLACEHOLDERS, check_placeholders, template_fields
-
         assert self.train.command is not None
         allowed = self.placeholders()
         known = set(PLACEHOLDERS) | set(PLACEHOLDER_HINTS)

@@ -4,6 +4,7 @@ puts them together and checks what spans several tables.
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
@@ -264,8 +265,6 @@ class CustomModelSpec(_Section):
 
 def json_key(value: Any) -> str:
     """A canonical text of a value (sorted keys), to tell entries apart."""
-    import json
-
     return json.dumps(value, sort_keys=True)
 
 

@@ -15,6 +15,7 @@ from scaletrack.cli.common import (
     print_table,
     store_session,
 )
+from scaletrack.errors import ConfigError
 from scaletrack.number_format import fmt_number
 
 checkpoints_app = typer.Typer(
@@ -71,8 +72,6 @@ def add(
 
 def _count(option: str, text: str) -> int:
     """A whole count written as 50000000, 50_000_000 or 5e7."""
-    from scaletrack.errors import ConfigError
-
     try:
         value = float(text.replace("_", ""))
     except ValueError:
@@ -83,8 +82,6 @@ def _count(option: str, text: str) -> int:
 
 
 def _parse_meta(text: str | None) -> dict[str, Any]:
-    from scaletrack.errors import ConfigError
-
     if text is None or not text.strip():
         return {}
     try:

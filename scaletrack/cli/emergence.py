@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,8 +46,6 @@ class _Progress:
     every 5 s (so a log shows it is alive; none with --json)."""
 
     def __init__(self, *, lines: bool = True) -> None:
-        import time
-
         self._lines = lines  # off for --json in a pipe: machine output stays clean
         self._time = time.monotonic
         self._start = self._last = self._time()

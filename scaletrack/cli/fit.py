@@ -8,6 +8,7 @@ in nats) or from a CSV whose columns are renamed to N, D, C, loss with --n-col/-
 
 from __future__ import annotations
 
+import warnings
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,7 +108,7 @@ def compute_note(sweep: str | None, csv: Path | None, c_col: str) -> str:
     """Where the fit's compute C comes from, in words (the FLOP convention)."""
     if sweep is not None:
         return f"C: planned FLOPs; {counting_note()}"
-    import csv as csv_mod
+    import csv as csv_mod  # only here: `scaletrack --help` does not load csv
 
     with open(csv, newline="", encoding="utf-8") as fh:  # type: ignore[arg-type]
         header = next(csv_mod.reader(fh), [])
@@ -148,8 +149,6 @@ def parse_fix(items: list[str] | None) -> dict[str, float]:
 
 def _fit(form: str, df: pd.DataFrame, bootstrap: int, seed: int,
          fix: dict[str, float] | None = None, target_C: float | None = None):
-    import warnings
-
     from scaletrack.analysis import fit_chinchilla, fit_compute_law, fit_envelope, fit_isoflop
 
     if fix and form not in ("chinchilla", "compute"):
@@ -284,8 +283,6 @@ def backtest_command(
     n_col: str = NCol, d_col: str = DCol, loss_col: str = LossCol, c_col: str = CCol,
 ) -> None:
     """Fit on the runs below a compute quantile, predict the rest: MAPE and band coverage."""
-    import warnings
-
     from scaletrack.analysis import backtest
     from scaletrack.analysis.status import degenerate_message
 

@@ -3,6 +3,7 @@ store (each importer checks every value, then writes in one transaction)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,8 +35,6 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     """A progress callback `(done, total)` for long inputs: once PROGRESS_AFTER_S seconds
     have passed, a Rich bar on stderr when it is a terminal, else a plain line on stderr at
     most every PROGRESS_EVERY_S seconds. A short import shows nothing."""
-    import time
-
     state: dict = {"bar": None, "task": None, "start": time.monotonic(), "last": 0.0}
 
     def update(done: int, total: int) -> None:

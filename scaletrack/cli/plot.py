@@ -14,7 +14,20 @@ from pathlib import Path
 import typer
 
 from scaletrack.cli.common import StoreOption, console, echo
-from scaletrack.cli.fit import CCol, CsvOpt, DCol, LossCol, LrOpt, NCol, SeedsOpt, SweepOpt
+from scaletrack.cli.fit import (
+    CCol,
+    CsvOpt,
+    DCol,
+    LossCol,
+    LrOpt,
+    NCol,
+    SeedsOpt,
+    SweepOpt,
+    _fit,
+    _load,
+    compute_note,
+)
+from scaletrack.errors import DataError
 
 
 class PlotKind(StrEnum):
@@ -43,8 +56,6 @@ def plot_command(
     from scaletrack.analysis.figures import save_figure
     from scaletrack.analysis.plots import plot_isoflop, plot_loss_vs_compute, plot_optimal
     from scaletrack.analysis.selection import select_points
-    from scaletrack.cli.fit import _fit, _load, compute_note
-    from scaletrack.errors import DataError
 
     df = _load(sweep, csv, store, (n_col, d_col, loss_col, c_col))
     keep = (budget_col,) if budget_col else ()

@@ -13,6 +13,7 @@ from scaletrack.cli.common import (
     runs_for_display,
     store_session,
 )
+from scaletrack.errors import ConfigError
 
 TABLE_COLUMNS = ("run", "sweep", "family", "status", "N", "D", "C", "seed", "lr", "loss", "tries")
 PAGE_ROWS = 50  # rows of the default table; a store may hold millions of runs
@@ -43,7 +44,6 @@ def runs_command(
     keys: bool = typer.Option(False, "--keys", help="Print only the run keys, one per line."),
 ) -> None:
     """List runs: key, sweep, family, status, N (params), D (tokens), C (FLOPs), final loss."""
-    from scaletrack.errors import ConfigError
     from scaletrack.store import RUN_STATUSES
 
     if status is not None and status not in RUN_STATUSES:
