@@ -184,7 +184,8 @@ def _allocation_result(
         selection={"index": [_label(i) for i in data.index], **selection},
         n_points=len(data),
         extra={**extra, "points": _records(points)},
-        boot_params=np.stack([samples[k] for k in params], axis=1) if samples else None,
+        boot_params=(np.stack([samples[k] for k in params], axis=1) if samples
+                     else np.empty((0, len(params)))),
     )
 
 
