@@ -172,7 +172,7 @@ def _in_plan_order(planned: PlannedGrid) -> list[Any]:
     """The grid's cells (trunks left out) in the planner's order."""
     plan = planned.plan
     cells = {(float(c.N), float(c.D)): c for c in planned.cells
-             if c.role != "trunk"}
+             if c.role != "trunk" and c.N is not None}
     return [cells[(c.n_params, c.tokens)] for c in plan.cells
             if (c.n_params, c.tokens) in cells]
 
