@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from scaletrack.errors import ConfigError, DataError, ScaletrackError, one_line
 from scaletrack.references import load_callable
+from scaletrack.store import CheckpointRecord
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
@@ -368,8 +370,6 @@ class CheckpointExists(ConfigError):
 def checkpoint_source(path: str | Path) -> Path:
     """The real path (symlinks resolved) of a checkpoint file or folder; refuses anything that
     is neither a regular file nor a folder (FIFOs, devices, sockets would block or never end)."""
-    import stat
-
     p = Path(path).expanduser()
     try:
         mode = p.stat().st_mode
@@ -411,7 +411,6 @@ def register_external_checkpoint(
     called with the CheckpointRecord. The file's sha256 is computed and stored.
     """
     from scaletrack.models.checkpoint import file_sha256
-    from scaletrack.store import CheckpointRecord
 
     p = checkpoint_source(path)
     if int(params) <= 0:
