@@ -118,8 +118,6 @@ def settings_for(grid: Grid, until_width: float | None, target_compute: float | 
         plan.target_compute if plan else None)
     n_star = plan.target_n if plan else None
     d_star = plan.target_tokens if plan else None
-    if c_star is None and n_star and d_star:
-        c_star = None  # the target is given by N and D; its compute follows below
     if c_star is None and not (n_star and d_star):
         raise ConfigError("an adaptive run needs a target: --target-compute FLOPS (or [plan] "
                           "target_compute in the grid)")
