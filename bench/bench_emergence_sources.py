@@ -128,7 +128,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scaletrack.analysis.classify import TREND_POINTS, TREND_SPACE, classify_task, trend_label
+from scaletrack.analysis.classify import (
+    DECISION_RATIO,
+    TREND_POINTS,
+    TREND_SPACE,
+    classify_task,
+    trend_crossing,
+    trend_label,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -148,6 +155,12 @@ DECLARED_DEFAULT = (4, "logit")
 CANDIDATES: tuple[tuple[int, str], ...] = (DECLARED_DEFAULT,) + tuple(
     (p, s) for p in (2, 3, 4, 6, 8) for s in ("logit", "raw") if (p, s) != DECLARED_DEFAULT)
 TIE = 0.01
+# second round: (points, space, decision ratio), in the tie-break order: the library default
+# when the second score was declared first, then smaller ratio, fewer points, logit
+ROUND2_DEFAULT = (6, "logit", 1.0)
+ROUND2_CANDIDATES: tuple[tuple[int, str, float], ...] = (ROUND2_DEFAULT,) + tuple(
+    (p, s, r) for r in (1.0, 2.0, 3.0, 5.0, 10.0) for p in (3, 4, 6, 8)
+    for s in ("logit", "raw") if (p, s, r) != ROUND2_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -339,12 +352,15 @@ def score(cases: list[Case], labels: list[str]) -> dict[str, float]:
     near, far = t == "near", t == "far"
     rec_near = float((lab[near] == "near").mean()) if near.any() else math.nan
     rec_far = float((lab[far] == "far").mean()) if far.any() else math.nan
+    called = lab == "near"
+    prec = float((t[called] == "near").mean()) if called.any() else math.nan
     return {"acc": float((lab == t).mean()) if t.size else math.nan, "near_recall": rec_near,
+            "near_precision": prec,
             "balanced": float(np.nanmean([rec_near, rec_far])) if t.size else math.nan}
 
 
 def rule_labels(cases: list[Case], rule: str, points: int = TREND_POINTS,
-                space: str = TREND_SPACE) -> list[str]:
+                space: str = TREND_SPACE, ratio: float = DECISION_RATIO) -> list[str]:
     out = []
     for c in cases:
         bar = bar_of(c.series.chance)
@@ -355,7 +371,7 @@ def rule_labels(cases: list[Case], rule: str, points: int = TREND_POINTS,
         elif rule == "trend":
             out.append(trend_label(c.x, c.y, threshold=bar, chance=c.series.chance,
                                    near_factor=NEAR_FACTOR, trend_points=points,
-                                   trend_space=space)[0])
+                                   trend_space=space, decision_ratio=ratio)[0])
         else:  # the classifier as a user calls it
             out.append(classify_task(c.x, c.y, chance=c.series.chance, threshold=bar,
                                      near_factor=NEAR_FACTOR, n_bootstrap=0).label)
@@ -387,11 +403,58 @@ def select(by_source: dict[str, list[Case]]) -> tuple[int, str]:
     return pick[0], pick[1]
 
 
+def trend_ratios(cases: list[Case], points: int, space: str) -> np.ndarray:
+    """Each case's trend crossing / x_max (inf: no rising trend), the quantity the decision
+    ratio is applied to (as in trend_label)."""
+    out = np.empty(len(cases))
+    for i, c in enumerate(cases):
+        ch, bar = c.series.chance, bar_of(c.series.chance)
+        span = 1.0 - ch
+        cross = trend_crossing(c.x, (c.y - ch) / span, (bar - ch) / span,
+                               min(points, c.k), space=space)
+        out[i] = cross / float(c.x[-1])
+    return out
+
+
+def both_margins(cases: list[Case], labels: list[str]) -> tuple[float, float]:
+    """(accuracy margin, balanced-accuracy margin) over the better baseline, in points."""
+    sc = score(cases, labels)
+    far, line = score(cases, rule_labels(cases, "far")), score(cases, rule_labels(cases, "line2"))
+    return (100.0 * (sc["acc"] - max(far["acc"], line["acc"])),
+            100.0 * (sc["balanced"] - max(far["balanced"], line["balanced"])))
+
+
+def select_round2(by_source: dict[str, list[Case]]) -> tuple[int, str, float]:
+    print("== round 2, selection halves: per candidate, mean over sources of min(accuracy "
+          "margin, balanced margin); per source acc/bal margins (points)")
+    print(f"{'points':>6} {'space':>6} {'ratio':>5} {'objective':>9}  " + "  ".join(
+        f"{s[:13]:>13}" for s in by_source))
+    srcs = {k: v for k, v in by_source.items() if v}
+    ratios = {(p, sp): {k: trend_ratios(cs, p, sp) for k, cs in srcs.items()}
+              for p, sp, _ in ROUND2_CANDIDATES}
+    rows = []
+    for points, space, r in ROUND2_CANDIDATES:
+        per = []
+        for k, cs in srcs.items():
+            near = ratios[(points, space)][k] <= r * NEAR_FACTOR
+            per.append(both_margins(cs, ["near" if n else "far" for n in near]))
+        obj = float(np.mean([min(a, b) for a, b in per]))
+        rows.append((points, space, r, obj))
+        print(f"{points:>6} {space:>6} {r:>5g} {obj:>9.1f}  " + "  ".join(
+            f"{a:>+6.1f}/{b:>+6.1f}" for a, b in per))
+    best = max(row[3] for row in rows)
+    pick = next(row for row in rows if row[3] >= best - 100.0 * TIE)
+    print(f"chosen: trend points {pick[0]}, {pick[1]}, decision ratio {pick[2]:g} (library: "
+          f"{TREND_POINTS}, {TREND_SPACE}, {DECISION_RATIO:g})")
+    return pick[0], pick[1], pick[2]
+
+
 def report(title: str, by_source: dict[str, list[Case]]) -> None:
     print(f"\n== {title}")
     head = (f"{'source':<40} {'series':>6} {'cases':>6} {'near':>5} {'classifier':>10} "
             f"{'always far':>10} {'line 2 pts':>10} {'margin':>7} {'near rec':>8} "
-            f"{'bal acc':>7}  target")
+            f"{'bal acc':>7}  target  | balanced: {'classifier':>10} {'always far':>10} "
+            f"{'line 2 pts':>10} {'margin':>7} {'near prec':>9}  target")
     print(head)
     for source, cs in by_source.items():
         if not cs:
@@ -405,13 +468,17 @@ def report(title: str, by_source: dict[str, list[Case]]) -> None:
             sc, far, line = score(sub, lab), score(sub, rule_labels(sub, "far")), score(
                 sub, rule_labels(sub, "line2"))
             margin = 100.0 * (sc["acc"] - max(far["acc"], line["acc"]))
+            bmargin = 100.0 * (sc["balanced"] - max(far["balanced"], line["balanced"]))
+            bverdict = ("met" if bmargin >= 15.0 else "MISSED") if kind is None else ""
             name = source if kind is None else f"  {kind}"
             near = sum(c.truth == "near" for c in sub)
             verdict = ("met" if margin >= 15.0 else "MISSED") if kind is None else ""
             print(f"{name:<40} {len({c.series.name for c in sub}):>6} {len(sub):>6} "
                   f"{near:>5} {sc['acc']:>10.1%} {far['acc']:>10.1%} {line['acc']:>10.1%} "
                   f"{margin:>+7.1f} {sc['near_recall']:>8.1%} {sc['balanced']:>7.1%}  "
-                  f"{verdict}")
+                  f"{verdict:<6}  | {'':>9} {sc['balanced']:>10.1%} {far['balanced']:>10.1%} "
+                  f"{line['balanced']:>10.1%} {bmargin:>+7.1f} {sc['near_precision']:>9.1%}  "
+                  f"{bverdict}")
     for name in NOT_SCORABLE:
         print(f"{name:<40} not scorable: emergence scales only, no values against scale")
 
@@ -420,6 +487,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--select-only", action="store_true")
+    ap.add_argument("--round", type=int, choices=(1, 2), default=2,
+                    help="1: the accuracy-only trend search; 2: the declared second round")
+    ap.add_argument("--scored-only", action="store_true",
+                    help="skip the all-series table (the selection halves again)")
     args = ap.parse_args()
     if not args.data.is_dir():
         print(f"skip: {args.data} is absent")
@@ -428,13 +499,18 @@ def main() -> None:
     series = {src: list(READERS[src](args.data)) for src in SOURCES}
     halves = {h: {src: cases_of([s for s in ss if s.half == h]) for src, ss in series.items()}
               for h in ("selection", "scored")}
-    select(halves["selection"])
+    if args.round == 1:
+        select(halves["selection"])
+    else:
+        select_round2(halves["selection"])
     if args.select_only:
         return
-    report(f"scored halves, library defaults (trend points {TREND_POINTS}, {TREND_SPACE})",
+    report(f"scored halves, library defaults (trend points {TREND_POINTS}, {TREND_SPACE}, "
+           f"decision ratio {DECISION_RATIO:g})",
            halves["scored"])
-    report("all series (includes the selection halves)",
-           {src: cases_of(ss) for src, ss in series.items()})
+    if not args.scored_only:
+        report("all series (includes the selection halves)",
+               {src: cases_of(ss) for src, ss in series.items()})
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 

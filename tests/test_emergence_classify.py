@@ -292,3 +292,16 @@ def test_a_trend_crossing_comes_with_the_trend_s_own_interval() -> None:
     noisy = classify_task(x, noisy_y, chance=0.25, threshold=0.4375, n_bootstrap=200)
     lo, hi = noisy.crossing_ci95
     assert lo <= noisy.crossing <= hi and hi > 1.5 * lo
+
+
+def test_decision_ratio_widens_the_reach_of_near_and_keeps_the_crossing() -> None:
+    # a straight line in raw progress: +0.05 a decade from 0.25, bar 0.4375 -> crossing at
+    # 10^(20 + 3.75) = 10^23.75, 0.75 decade (5.6x) past the largest scale 10^23
+    x = np.logspace(20, 23, 4)
+    y = 0.25 + 0.05 * np.arange(4)
+    kw = {"threshold": 0.4375, "chance": 0.25, "trend_space": "raw"}
+    label, reason, cross = trend_label(x, y, near_factor=3.0, **kw)
+    assert (label, reason.endswith("beyond 3x")) == ("far", True)
+    label2, reason2, cross2 = trend_label(x, y, near_factor=3.0, decision_ratio=2.0, **kw)
+    assert (label2, reason2.endswith("within 6x")) == ("near", True)
+    assert cross2 == cross and math.log10(cross) == pytest.approx(23.75)
