@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from scaletrack.cli.common import StoreOption, console, fail, store_session
+from scaletrack.cli.common import StoreOption, console, fail, print_table, store_session
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,8 +43,6 @@ def slurm_task_table(store: StoreLike, sweep: str) -> pd.DataFrame:
 
 def print_slurm_tasks(tasks: pd.DataFrame, sweep: str) -> None:
     """A table of the tasks, then each task's log file on a line of its own (never wrapped)."""
-    from scaletrack.cli.common import print_table
-
     print_table(tasks, title=f"slurm tasks of {sweep}",
                 columns=["run_key", "job_id", "state", "restarts", "node"])
     for job_id, path in zip(tasks["job_id"], tasks["stdout"], strict=True):
