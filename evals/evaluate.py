@@ -29,7 +29,7 @@ from scaletrack.references import load_callable
 from scaletrack.store import CheckpointRecord
 
 if TYPE_CHECKING:
-    from scaletrack.store.protocol import StoreLike
+    from scaletrack.store.protocol import StoreLike, WorkerStore
     from scaletrack.store.records import CheckpointRecord, RunRecord
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,9 @@ class Task:
 # ---------------------------------------------------------------- loading
 
 
-def load_checkpoint(store: StoreLike, checkpoint_id: int, device: str = "cpu") -> LoadedCheckpoint:
+def load_checkpoint(
+    store: WorkerStore, checkpoint_id: int, device: str = "cpu"
+) -> LoadedCheckpoint:
     """Load checkpoint `checkpoint_id` from `store` onto `device` in eval mode.
 
     Own checkpoints and external ones with loader ``gpt``/``lstm`` go through
@@ -320,7 +322,7 @@ def _as_metrics(task: Task, result: Any) -> dict[str, float]:
 
 
 def evaluate_loaded(
-    store: StoreLike, loaded: LoadedCheckpoint, tasks: Sequence[str | Task]
+    store: WorkerStore, loaded: LoadedCheckpoint, tasks: Sequence[str | Task]
 ) -> dict[str, dict[str, float]]:
     """Run `tasks` on an already loaded checkpoint and store every task x metric value.
 

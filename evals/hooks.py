@@ -26,9 +26,11 @@ from scaletrack.evals.evaluate import (
 from scaletrack.evals.ideas import refresh_idea_statuses, rerun_due
 from scaletrack.number_format import fmt_number
 from scaletrack.store import Store
-from scaletrack.store.protocol import StoreLike
+from scaletrack.store.protocol import StoreLike, WorkerStore
 
 log = logging.getLogger(__name__)
+
+
 @dataclass(frozen=True)
 class AfterCheckpointReport:
     """What `evaluate_after_checkpoint` did: values written, task errors, ideas now due."""
@@ -40,7 +42,7 @@ class AfterCheckpointReport:
 
 
 def evaluate_after_checkpoint(
-    store: StoreLike,
+    store: WorkerStore,
     ckpt_id: int,
     tasks: Sequence[str] = (),
     *,
@@ -67,17 +69,16 @@ def evaluate_after_checkpoint(
             log.warning("evaluation of checkpoint %s: %s", ckpt_id, exc)
     # Ideas are marked due where the store holds the registry; a worker behind the Ray hub
     # has the worker role only (the sweep's own process re-checks ideas after each cell).
-    due = refresh_idea_statuses(store) if isinstance(store, StoreLike) else []
-    if rerun_ideas and due:
-        rerun_due(store, device=device)
-        due = refresh_idea_statuses(store)
+    registry = store if isinstance(store, StoreLike) else None
+    due = refresh_idea_statuses(registry) if registry is not None else []
+    if registry is not None and rerun_ideas and due:
+        rerun_due(registry, device=device)
+        due = refresh_idea_statuses(registry)
     return AfterCheckpointReport(int(ckpt_id), values, errors, tuple(due))
 
 
-
-
 def evaluate_new_checkpoint(
-    store: StoreLike, checkpoint_id: int, tasks: Sequence[str], device: str
+    store: WorkerStore, checkpoint_id: int, tasks: Sequence[str], device: str
 ) -> dict[str, str]:
     """The sweep's after-checkpoint hook: evaluate `tasks`, mark ideas due; errors by task."""
     return evaluate_after_checkpoint(store, checkpoint_id, tasks, device=device).errors

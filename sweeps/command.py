@@ -71,7 +71,7 @@ from scaletrack.errors import ConfigError
 from scaletrack.safe_text import LINE_BREAKS, is_unsafe
 
 if TYPE_CHECKING:
-    from scaletrack.store.protocol import StoreLike
+    from scaletrack.store.protocol import WorkerStore
     from scaletrack.store.records import CheckpointRecord
 
 # placeholders of a grid with a built-in model (gpt or lstm shapes and the built-in settings)
@@ -284,7 +284,7 @@ def log_dir(checkpoint_root: str | Path, run_key: str) -> Path:
     return Path(checkpoint_root) / run_key / LOG_DIRNAME
 
 
-def newest_checkpoint_file(store: StoreLike, run_key: str) -> CheckpointRecord | None:
+def newest_checkpoint_file(store: WorkerStore, run_key: str) -> CheckpointRecord | None:
     """The newest registered checkpoint of the run whose file exists (records of evaluations
     without a file skipped), or None: where a command cell or a tracked script resumes."""
     for ckpt in store.latest_checkpoints(run_key):
@@ -404,7 +404,7 @@ def kill_stale_guard(logs: Path, wait_s: float = 5.0) -> list[int]:
 # --------------------------------------------------------------------------- one cell
 
 
-def run_command_cell(job: Any, cell: Any, store: StoreLike, worker: str, *,
+def run_command_cell(job: Any, cell: Any, store: WorkerStore, worker: str, *,
                      make_done: Callable[..., Any], stop_event: Any = None) -> Any:
     """Run a claimed command cell to its end; return `make_done(run_key, worker, status, ...)`
     (the executors' CellDone; passed in so this module does not import them back), status
@@ -420,7 +420,7 @@ def run_command_cell(job: Any, cell: Any, store: StoreLike, worker: str, *,
                          message=str(exc))
 
 
-def _run(job: Any, cell: Any, store: StoreLike, worker: str, make_done: Callable[..., Any],
+def _run(job: Any, cell: Any, store: WorkerStore, worker: str, make_done: Callable[..., Any],
          stop_event: Any, t0: float) -> Any:
     ckpt_dir = Path(job.checkpoint_root) / job.sweep / cell.run_key
     logs = log_dir(job.checkpoint_root, cell.run_key)
@@ -553,7 +553,7 @@ def _force_stop(proc: subprocess.Popen[bytes], use_guard: bool) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _supervise(proc: subprocess.Popen[bytes], store: StoreLike, run_key: str, worker: str,
+def _supervise(proc: subprocess.Popen[bytes], store: WorkerStore, run_key: str, worker: str,
                stop_event: Any, use_guard: bool) -> bool:
     """Wait for the program (or its guardian), beating the run's heartbeat; on a stop request
     send SIGTERM (the guardian forwards it to the whole tree and kills it after the grace;

@@ -59,7 +59,7 @@ from scaletrack.sweeps.train import (
 from scaletrack.sweeps.train_loop import Batch, Member, TrainingLoop, TrainResult, usable_state
 
 if TYPE_CHECKING:
-    from scaletrack.store.protocol import StoreLike
+    from scaletrack.store.protocol import WorkerStore
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def _member_view(t: torch.Tensor, dims: int) -> torch.Tensor:
 
 def train_group(
     configs: Sequence[TrainConfig],
-    store: StoreLike,
+    store: WorkerStore,
     run_keys: Sequence[str],
     checkpoint_dir: Path,
     *,
@@ -181,7 +181,7 @@ def train_group(
 
 
 def _common_resume_point(
-    configs: list[TrainConfig], run_keys: list[str], store: StoreLike
+    configs: list[TrainConfig], run_keys: list[str], store: WorkerStore
 ) -> list[TrainingState] | None:
     """Each member's state at the newest step where every member has a usable checkpoint."""
     records = [{rec.step: rec for rec in store.latest_checkpoints(k)} for k in run_keys]
@@ -304,7 +304,7 @@ def _train_stacked(
     configs: list[TrainConfig],
     run_keys: list[str],
     plan: RunPlan,
-    store: StoreLike,
+    store: WorkerStore,
     checkpoint_dir: Path,
     worker: str,
     stop_event: threading.Event | None,

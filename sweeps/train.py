@@ -62,7 +62,7 @@ from scaletrack.sweeps.train_loop import (
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from scaletrack.store.protocol import StoreLike
+    from scaletrack.store.protocol import WorkerStore
 
 __all__ = ["DIVERGENCE_FACTOR", "HEARTBEAT_INTERVAL_S", "ModuleStepper", "RunBusyError",
            "RunPlan", "TrainConfig", "TrainResult", "model_config", "plan_run", "train_run"]
@@ -238,7 +238,7 @@ def evaluate_loss(
 
 
 def _ensure_claimed(
-    cfg: TrainConfig, plan: RunPlan, store: StoreLike, run_key: str, worker: str
+    cfg: TrainConfig, plan: RunPlan, store: WorkerStore, run_key: str, worker: str
 ) -> RunRecord | None:
     """Create the run row if absent and claim it; return the stored row if already done."""
     run: RunRecord | None = store.get_run(run_key)
@@ -258,7 +258,7 @@ def _ensure_claimed(
     return None
 
 
-def branch_point_checkpoint(store: StoreLike, cfg: TrainConfig) -> CheckpointRecord | None:
+def branch_point_checkpoint(store: WorkerStore, cfg: TrainConfig) -> CheckpointRecord | None:
     """The trunk's checkpoint record at ``cfg.branch_step``, or None if not saved yet."""
     if cfg.branch_from is None:
         return None
@@ -268,7 +268,7 @@ def branch_point_checkpoint(store: StoreLike, cfg: TrainConfig) -> CheckpointRec
     return None
 
 
-def load_branch_point(store: StoreLike, cfg: TrainConfig) -> TrainingState:
+def load_branch_point(store: WorkerStore, cfg: TrainConfig) -> TrainingState:
     """The trunk's state at the branch point (models.checkpoint state); DataError if absent."""
     rec = branch_point_checkpoint(store, cfg)
     if rec is None:
@@ -317,7 +317,7 @@ class ModuleStepper:
 
 def train_run(
     cfg: TrainConfig,
-    store: StoreLike,
+    store: WorkerStore,
     run_key: str,
     checkpoint_dir: Path,
     *,
@@ -348,7 +348,7 @@ def train_run(
 def _train(
     cfg: TrainConfig,
     plan: RunPlan,
-    store: StoreLike,
+    store: WorkerStore,
     run_key: str,
     checkpoint_dir: Path,
     worker: str,

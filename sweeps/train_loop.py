@@ -51,7 +51,7 @@ from scaletrack.sweeps.schedule import lr_at
 from scaletrack.sweeps.spikes import SpikeDetector
 
 if TYPE_CHECKING:
-    from scaletrack.store.protocol import MetricLogger, StoreLike
+    from scaletrack.store.protocol import MetricLogger, WorkerStore
     from scaletrack.sweeps.train import RunPlan, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ class TrainingLoop:
         stepper: Stepper,
         members: Sequence[Member],
         plan: RunPlan,
-        store: StoreLike,
+        store: WorkerStore,
         checkpoint_dir: Path,
         worker: str,
         *,

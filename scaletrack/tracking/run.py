@@ -27,9 +27,10 @@ from scaletrack.store.metric_values import (
     scalar_value,
     to_float,
 )
+from scaletrack.store.protocol import StoreLike
 
 if TYPE_CHECKING:
-    from scaletrack.store.protocol import MetricLogger, StoreLike
+    from scaletrack.store.protocol import MetricLogger, WorkerStore
     from scaletrack.store.records import RunRecord
 
 ENV_RUN = "SCALETRACK_RUN"
@@ -80,7 +81,7 @@ class Run:
     then does nothing.
     """
 
-    def __init__(self, store: StoreLike | None, record: RunRecord | None, worker: str, *,
+    def __init__(self, store: WorkerStore | None, record: RunRecord | None, worker: str, *,
                  run_key: str, fpt: float | None, heartbeat_s: float, owns_store: bool,
                  resume_from: str | None, resume_step: int | None,
                  checkpoint_dir: Path | None, rank: int = 0) -> None:
@@ -218,7 +219,8 @@ class Run:
         ckpt_id = self._register(str(file), step, tokens, sha256=_file_sha256(file),
                                  meta=dict(meta or {}))
 
-        refresh_idea_statuses(self._store)
+        if isinstance(self._store, StoreLike):  # the registry lives in the full store
+            refresh_idea_statuses(self._store)
         return ckpt_id
 
     def _register(self, path: str, step: int, tokens: int | None, *, sha256: str | None,

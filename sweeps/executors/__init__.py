@@ -29,12 +29,12 @@ from scaletrack.store import ClaimLost, StoreError
 from scaletrack.sweeps.liveness import holder_is_dead
 
 if TYPE_CHECKING:
-    from scaletrack.store.protocol import StoreLike
+    from scaletrack.store.protocol import WorkerStore
     from scaletrack.store.records import RunRecord
 
 # ----------------------------------------------------------------------------- what to run
 
-CheckpointHook = Callable[["StoreLike", int, tuple[str, ...], str], Mapping[str, str]]
+CheckpointHook = Callable[["WorkerStore", int, tuple[str, ...], str], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ class Executor(Protocol):
 # ----------------------------------------------------------------------------- branches
 
 
-def branch_ready(cell: CellTask, store: StoreLike) -> bool:
+def branch_ready(cell: CellTask, store: WorkerStore) -> bool:
     """Whether `cell` can start now: it is no branch, or its trunk saved the branch point."""
     if cell.after is None:
         return True
@@ -176,7 +176,7 @@ def branch_ready(cell: CellTask, store: StoreLike) -> bool:
 
 
 def wait_for_branch_point(
-    cell: CellTask, store: StoreLike, stop_event: Any = None, poll_s: float = 0.5
+    cell: CellTask, store: WorkerStore, stop_event: Any = None, poll_s: float = 0.5
 ) -> bool:
     """Block until `cell`'s trunk has saved its branch point or will not any more (True),
     or until stopped (False); the trainer then says what is missing.
@@ -228,7 +228,7 @@ def _skip_reason(run: RunRecord | None) -> str:
 
 
 def claim_cell(
-    store: StoreLike, run_key: str, worker: str, emit: EventSink, stale_after_s: float = 60.0
+    store: WorkerStore, run_key: str, worker: str, emit: EventSink, stale_after_s: float = 60.0
 ) -> str | None:
     """Claim `run_key` for `worker`, taking it over at once from a holder on this host whose
     process is gone (no wait for its heartbeat to go stale). None when claimed (the store then
@@ -244,7 +244,7 @@ def claim_cell(
     return _skip_reason(run)
 
 
-def release_stopped(store: StoreLike, run_key: str, worker: str) -> None:
+def release_stopped(store: WorkerStore, run_key: str, worker: str) -> None:
     """Release a stopped (interrupted) cell's claim so the next run resumes it; a claim taken
     over meanwhile is no error: the new holder has the cell."""
     with contextlib.suppress(ClaimLost):
@@ -252,7 +252,7 @@ def release_stopped(store: StoreLike, run_key: str, worker: str) -> None:
 
 
 def _stop_for_store_failure(
-    store: StoreLike, run_keys: tuple[str, ...], worker: str, emit: EventSink, exc: Exception,
+    store: WorkerStore, run_keys: tuple[str, ...], worker: str, emit: EventSink, exc: Exception,
     wall_s: float,
 ) -> None:
     """The store failed (a full disk, an I/O error): release the cells where the store still
@@ -268,7 +268,7 @@ def _stop_for_store_failure(
 def run_cell(
     job: SweepJob,
     cell: CellTask,
-    store: StoreLike,
+    store: WorkerStore,
     worker: str,
     emit: EventSink,
     stop_event: Any = None,
@@ -345,7 +345,7 @@ def run_cell(
 
 
 def _finished_cell(
-    job: SweepJob, cell: CellTask, store: StoreLike, worker: str, result: Any, wall_s: float,
+    job: SweepJob, cell: CellTask, store: WorkerStore, worker: str, result: Any, wall_s: float,
     device: str | None,
 ) -> CellDone:
     """The CellDone of a cell (or packed member) whose training returned `result` (a
@@ -376,7 +376,7 @@ def _finished_cell(
 def run_group(
     job: SweepJob,
     group: CellTask,
-    store: StoreLike,
+    store: WorkerStore,
     worker: str,
     emit: EventSink,
     stop_event: Any = None,
@@ -448,7 +448,7 @@ def run_group(
 
 
 def _evaluate(
-    job: SweepJob, cell: CellTask, store: StoreLike, device: str, hook: CheckpointHook
+    job: SweepJob, cell: CellTask, store: WorkerStore, device: str, hook: CheckpointHook
 ) -> dict[str, str]:
     """Run `hook` (the job's after-checkpoint hook) on the cell's final (or every) checkpoint."""
     ckpts = store.latest_checkpoints(cell.run_key)  # newest first

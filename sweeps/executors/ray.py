@@ -40,7 +40,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from scaletrack.errors import ConfigError, one_line
-from scaletrack.store.protocol import StoreLike
+from scaletrack.store.protocol import StoreLike, WorkerStore
 from scaletrack.sweeps.executors import (
     CellDone,
     CellTask,
@@ -229,9 +229,10 @@ def _cell_task(job: SweepJob, cell: CellTask, worker: str, hub: Any, direct: boo
     if direct:
         from scaletrack.store import Store
 
-        store: StoreLike = Store.open(job.store_url)
+        store: WorkerStore = Store.open(job.store_url)
     else:
-        store = cast(StoreLike, HubStore(hub, job.store_url))  # its methods are generated
+        # its WorkerStore methods are generated from the protocol (invisible to the checker)
+        store = cast(WorkerStore, HubStore(hub, job.store_url))
     try:
         done = run_cell(job, cell, store, worker, emit, stop_event=_HubStopSignal(hub))
     finally:
