@@ -78,7 +78,7 @@ def test_cli_prints_the_band_at_the_target(tmp_path):
     res = runner.invoke(app, ["fit", "--form", "chinchilla", "--csv", str(path),
                               "--bootstrap", "100", "--target-C", "1e22"])
     assert res.exit_code == 0, res.output
-    assert "prediction at the target (C = 1e+22" in res.stdout and "95% band" in res.stdout
+    assert "prediction at the target (C = 1e22" in res.stdout and "95% band" in res.stdout
 
 
 def test_epoch_loader_and_cli_keep_the_same_rows(shared_data, tmp_path):
