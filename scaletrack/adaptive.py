@@ -55,7 +55,8 @@ class AdaptiveSettings:
 
 @dataclass(frozen=True)
 class AdaptiveStep:
-    """One decision: action "run" (a cell trained), "failed" (it did not finish) or "stop"."""
+    """One decision: action "run" (a cell trained), "failed" (it did not finish),
+    "interrupted" (Ctrl-C or SIGTERM while it trained; run again to resume) or "stop"."""
 
     step: int
     action: str
@@ -249,7 +250,7 @@ def _choose(state: _State, points: Any, fit: Any, settings: AdaptiveSettings,
         affordable.sort(key=lambda c: (rank.get(c.run_key, len(rank)), state.marginal(c)))
         have = 0 if points is None else len(points)
         why = (f"{have} runs, a fit needs {MIN_FIT_POINTS}" if have < MIN_FIT_POINTS
-               else "the fit is degenerate")
+               else "no usable fit")
         return affordable[0], f"prior's order ({why})"
     cands: list[PlannedCell] = []
     by_nd: dict[tuple[float, float], Cell] = {}
@@ -365,7 +366,8 @@ def run_adaptive(
             failed.add(cell.run_key)
             state.cells = [c for c in state.cells if c.run_key != cell.run_key]
         record(AdaptiveStep(
-            step=len(steps) + 1, action="run" if ok else "failed", reason=why,
+            step=len(steps) + 1, reason=why,
+            action="run" if ok else "interrupted" if report.interrupted else "failed",
             run_key=cell.run_key, size=cell.size_label, N=cell.N, D=cell.D, cell_flops=cost,
             spent_flops=state.spent(), n_points=n_points, width=width, prediction=pred))
         if report.interrupted:

@@ -40,6 +40,7 @@ N_SIZES = 8  # candidate sizes: N*/1000 .. N*/3 on a geometric ladder
 TOKEN_STEP = 2.0  # candidate token budgets: a geometric ladder of this ratio
 MAX_BUDGET_TRIES = 5  # bisection steps that fit a branch-aware plan to its budget
 BUDGET_RANGE = 16.0  # ... searched between the budget and this many times it
+MIN_BOOTSTRAP_DRAWS = 20  # what analysis.plan needs of a fit to plan from
 MIN_STEPS = 50  # the shortest candidate run (steps): shorter ones hardly train
 
 
@@ -286,8 +287,13 @@ def restricted(spec: dict[str, Any], chosen: Sequence[Cell]) -> dict[str, Any]:
 
 def fit_points(points: pd.DataFrame | None, seed: int = 0) -> FitResult | None:
     """The Chinchilla fit (with bootstrap refits) the planner starts from, or None when
-    there are too few runs to fit (the planner then starts from its published prior)."""
+    there are too few runs to fit or the fit did not converge or has too few usable
+    bootstrap refits (the planner then starts from its published prior). A fit flagged
+    degenerate because its band at the target is wide is kept: that width is what more runs
+    should narrow."""
     import warnings
+
+    import numpy as np
 
     from scaletrack.analysis.chinchilla import fit_chinchilla
 
@@ -296,7 +302,12 @@ def fit_points(points: pd.DataFrame | None, seed: int = 0) -> FitResult | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         fit = fit_chinchilla(points, n_bootstrap=200, seed=seed)
-    return None if fit.degenerate else fit
+    draws = fit.bootstrap_samples()
+    usable = (np.all(np.isfinite(np.stack(list(draws.values()), axis=1)), axis=1).sum()
+              if draws else 0)
+    if not fit.extra.get("converged", True) or usable < MIN_BOOTSTRAP_DRAWS:
+        return None
+    return fit
 
 
 def plan(
