@@ -113,6 +113,34 @@ the slow part of this bench). Near-call choices are made on trend_label, which i
 classifier's near/far rule for a not-yet-past task.
 
     .venv/bin/python bench/bench_emergence_sources.py --round 2 [--scored-only]
+
+RESULTS OF THE SECOND ROUND (2-core machine shared with other work; selection 41 s wall,
+scored halves with --scored-only 209 s wall)
+
+Selection halves: the best objective was +2.8 points (4 or 6 points in raw progress, ratio
+10); the declared tie rule picked 4 points in raw progress, ratio 1 (+2.0). That pick was
+not adopted by the library: it breaks six behaviour tests of the classifier (a
+multiplicative rise near chance read as near; crossing intervals that cover a simulated
+sigmoid's crossing) and scores 77 % right / 40 % near recall in
+bench/bench_emergence_backtest.py, below that bench's 81 % / 60 %. Among the logit
+candidates the library default (6 points, ratio 1, +1.6) was best; every ratio above 1
+lowered it. The scored halves were therefore run once with the unchanged default, so the
+accuracy figures repeat the first round's; the balanced figures are new.
+
+Scored halves (classifier / always far / line through the last 2 points, margin over the
+better baseline, in points; near recall and near precision of the classifier):
+
+    source               accuracy                    balanced accuracy           rec  prec
+    lm_eval_pythia       97.5 / 98.1 / 95.0   -0.6   79.5 / 50.0 / 73.5   +6.0   61 %  40 %
+    pythia_v1_zero_shot  92.5 / 87.4 / 91.7   +0.8   74.0 / 50.0 / 73.5   +0.5   49 %  85 %
+    ukp BIG-bench (EM)   62.5 / 46.2 / 55.0   +7.5   64.4 / 50.0 / 57.0   +7.4   40 %  81 %
+    obsscaling emergent  62.5 / 45.8 / 66.7   -4.2   65.4 / 50.0 / 69.2   -3.8   31 % 100 %
+    olmo ladder          85.4 / 55.2 / 74.9  +10.5   85.3 / 50.0 / 74.1  +11.2   84 %  83 %
+
+The 15-point target is missed on every source under both scores. Under balanced accuracy
+"always far" drops to 50 %, but the line through the last 2 points scores 57-74 % and is
+the baseline to beat everywhere; the classifier's lead over it is 0.5-11 points, and it
+trails it on ObsScaling (24 cases).
 """
 
 from __future__ import annotations
