@@ -43,9 +43,9 @@ def scaling_points(store: StoreLike, sweep: str | None = None) -> pd.DataFrame:
     """Finished runs with positive N, D, C and a finite final loss (columns run_key, sweep, N,
     D, C, loss, lr, seed), sorted by run key; trunks of cooldown branches are left out, as in
     every fit."""
-    from scaletrack.store.run_pages import FIT_POINT_COLUMNS, fit_points
+    from scaletrack.store.run_pages import FIT_POINT_COLUMNS
 
-    df = pd.DataFrame(fit_points(store.engine, sweep), columns=list(FIT_POINT_COLUMNS))
+    df = pd.DataFrame(store.fit_point_rows(sweep), columns=list(FIT_POINT_COLUMNS))
     df = df.rename(columns={"final_loss": "loss"})
     for col in ("N", "D", "C", "loss", "lr"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         MetricRow,
         RunRecord,
     )
+    from scaletrack.store.run_pages import RunFilter
     from scaletrack.store.slurm_tasks import SlurmTaskRecord
 
 
@@ -186,8 +187,20 @@ class SlurmTaskLog(Protocol):
 
 
 @runtime_checkable
+class RunPages(Protocol):
+    """The dashboard's reads of the runs table, done in the database: a filtered, sorted,
+    grouped page; run counts by sweep and status; the columns a fit needs."""
+
+    def runs_page(self, f: RunFilter, *, sort: str = "created_at", descending: bool = False,
+                  group: str | None = None, offset: int = 0, limit: int = 100
+                  ) -> dict[str, Any]: ...
+    def status_counts_by_sweep(self) -> dict[str | None, dict[str, int]]: ...
+    def fit_point_rows(self, sweep: str | None = None) -> list[tuple[Any, ...]]: ...
+
+
+@runtime_checkable
 class StoreLike(WorkerStore, RunCatalog, MetricReader, EvalCatalog, IdeaStore, FitStore,
-                SlurmTaskLog, Protocol):
+                SlurmTaskLog, RunPages, Protocol):
     """What a store offers: every role above (the whole `Store` facade)."""
 
 

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 from scaletrack.store import schema
+from scaletrack.store.base import StoreBase
 from scaletrack.store.engine import read_transaction
 from scaletrack.store.errors import StoreError
 
@@ -209,3 +210,23 @@ def fit_points(engine: sa.Engine, sweep: str | None = None) -> list[tuple[Any, .
             return [tuple(r) for r in cursor.fetchall()]
         finally:
             cursor.close()
+
+
+class RunPageMethods(StoreBase):
+    """The dashboard's reads of the runs table, each done in the database (see the module)."""
+
+    def runs_page(self, f: RunFilter, *, sort: str = "created_at", descending: bool = False,
+                  group: str | None = None, offset: int = 0, limit: int = 100
+                  ) -> dict[str, Any]:
+        """One page of runs under filter `f` (see `runs_page`)."""
+        return runs_page(self._engine, f, sort=sort, descending=descending, group=group,
+                         offset=offset, limit=limit)
+
+    def status_counts_by_sweep(self) -> dict[str | None, dict[str, int]]:
+        """sweep (None: runs outside any sweep) -> status -> number of runs."""
+        return status_counts_by_sweep(self._engine)
+
+    def fit_point_rows(self, sweep: str | None = None) -> list[tuple[Any, ...]]:
+        """(run_key, sweep, N, D, C, final_loss, lr, seed) of the finished grid points (see
+        `fit_points`)."""
+        return fit_points(self._engine, sweep)

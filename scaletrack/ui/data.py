@@ -77,9 +77,7 @@ def _tags(row: Mapping[str, Any]) -> list[str]:
 def sweeps_summary(store: StoreLike) -> dict[str, Any]:
     """Sweeps with their run counts per status; runs outside any sweep are under null
     (counted in the database)."""
-    from scaletrack.store.run_pages import status_counts_by_sweep
-
-    counts = status_counts_by_sweep(store.engine)
+    counts = store.status_counts_by_sweep()
     sweeps = store.sweeps()
     names = list(sweeps["name"]) if "name" in sweeps.columns else []
     out = []
@@ -119,7 +117,6 @@ def runs_page(
     sorting, grouping and paging all happen in the database (`store.run_pages`)."""
     from scaletrack.store.errors import StoreError
     from scaletrack.store.run_pages import RunFilter
-    from scaletrack.store.run_pages import runs_page as sql_page
 
     if sort not in SORTABLE:
         raise DataError(f"cannot sort runs by {sort!r} (one of {', '.join(SORTABLE)})")
@@ -128,7 +125,7 @@ def runs_page(
     if offset < 0 or not 1 <= limit <= MAX_PAGE:
         raise DataError(f"page offset must be >= 0 and limit between 1 and {MAX_PAGE}")
     try:
-        found = sql_page(store.engine, RunFilter(sweep, status, tag, search, tuple(where)),
+        found = store.runs_page(RunFilter(sweep, status, tag, search, tuple(where)),
                          sort=sort, descending=descending, group=group, offset=offset,
                          limit=limit)
     except StoreError as exc:
@@ -495,7 +492,7 @@ def ideas(store: StoreLike) -> dict[str, Any]:
     from scaletrack.evals.ideas_table import ideas_table
 
     table = ideas_table(store, outlook=True)  # a pure read: the stored statuses
-    due = {int(i.id) for i in due_ideas(store)}
+    due = {i.id for i in due_ideas(store) if i.id is not None}  # stored ideas have ids
     attempts = attempts_table(store)
     rows = []
     for rec in table.to_dict("records"):
