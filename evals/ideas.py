@@ -24,9 +24,11 @@ import pandas as pd
 
 from scaletrack.errors import ConfigError, ScaletrackError
 from scaletrack.evals.evaluate import LoadedCheckpoint, load_checkpoint, resolve_task, run_task
-from scaletrack.store import IdeaAttemptRecord, IdeaRecord
+from scaletrack.store import CheckpointRecord, IdeaAttemptRecord, IdeaRecord
 
 if TYPE_CHECKING:
+    from typing_extensions import TypeIs  # typing.TypeIs from Python 3.13
+
     from scaletrack.store.protocol import StoreLike
     from scaletrack.store.records import IdeaRecord
 
@@ -52,7 +54,8 @@ def checkpoint_scale(N: Any, tokens: Any, flops: Any) -> Scale:
     return Scale(6.0 * n * d, n)
 
 
-def is_finite(x: Any) -> bool:
+def is_finite(x: Any) -> TypeIs[int | float]:
+    """A finite number (None, NA, NaN, infinities and non-numbers are not)."""
     if x is None or x is pd.NA:
         return False
     try:
@@ -261,19 +264,27 @@ def _is_due(idea: IdeaRecord, largest: Scale | None) -> bool:
     return tried is None or _larger(largest, tried)
 
 
+def stored_id(record: IdeaRecord | CheckpointRecord) -> int:
+    """The id of a record read from the store (records not yet stored have none)."""
+    if record.id is None:
+        raise ConfigError(f"{type(record).__name__} has no id: it was never stored")
+    return int(record.id)
+
+
 def idea_records(store: StoreLike) -> list[IdeaRecord]:
     """Every idea in the store as an IdeaRecord, by id."""
     df = store.ideas()
     if df.empty:
         return []
-    return [store.get_idea(int(i)) for i in sorted(df["id"])]
+    found = (store.get_idea(int(i)) for i in sorted(df["id"]))
+    return [rec for rec in found if rec is not None]
 
 
 def _largest_by_idea(
     store: StoreLike, ideas: list[IdeaRecord]
 ) -> dict[int, tuple[int, Scale] | None]:
     ckpts = _checkpoints(store)
-    return {int(i.id): largest_checkpoint_for(store, i, ckpts) for i in ideas
+    return {stored_id(i): largest_checkpoint_for(store, i, ckpts) for i in ideas
             if i.status in OPEN_STATUSES}
 
 
@@ -281,7 +292,7 @@ def due_ideas(store: StoreLike) -> list[IdeaRecord]:
     """Open ideas that the largest checkpoint they can be judged on has not been tried on."""
     ideas = idea_records(store)
     top = _largest_by_idea(store, ideas)
-    return [i for i in ideas if _is_due(i, (top.get(int(i.id)) or (None, None))[1])]
+    return [i for i in ideas if _is_due(i, (top.get(stored_id(i)) or (None, None))[1])]
 
 
 def refresh_idea_statuses(store: StoreLike) -> list[int]:
@@ -292,12 +303,12 @@ def refresh_idea_statuses(store: StoreLike) -> list[int]:
     for idea in idea_records(store):
         if idea.status not in OPEN_STATUSES:
             continue
-        now_due = _is_due(idea, (top.get(int(idea.id)) or (None, None))[1])
+        now_due = _is_due(idea, (top.get(stored_id(idea)) or (None, None))[1])
         if now_due:
-            due.append(int(idea.id))
+            due.append(stored_id(idea))
         want = "due" if now_due else "not-yet"
         if idea.status != want:
-            store.update_idea(int(idea.id), status=want)
+            store.update_idea(stored_id(idea), status=want)
     return due
 
 
@@ -398,8 +409,8 @@ def check_idea(
     store.add_idea_attempt(
         IdeaAttemptRecord(
             id=None,
-            idea_id=int(idea.id),
-            checkpoint_id=int(ckpt.id),
+            idea_id=stored_id(idea),
+            checkpoint_id=stored_id(ckpt),
             N=int(ckpt.N),
             tokens=int(ckpt.tokens),
             flops=scale.compute,
@@ -417,16 +428,16 @@ def check_idea(
     new_max = scale if tried is None or _larger(scale, tried) else tried
     status = "works" if ok or idea.status == "works" else "not-yet"
     store.update_idea(
-        int(idea.id),
+        stored_id(idea),
         status=status,
         best_value=best,
         max_flops_tried=new_max.compute,
         max_N_tried=new_max.N,
     )
     return Attempt(
-        idea_id=int(idea.id),
+        idea_id=stored_id(idea),
         title=idea.title,
-        checkpoint_id=int(ckpt.id),
+        checkpoint_id=stored_id(ckpt),
         N=int(ckpt.N),
         tokens=int(ckpt.tokens),
         flops=scale.compute,
@@ -453,16 +464,16 @@ def rerun_due(store: StoreLike, *, device: str = "cpu", reuse: bool = True) -> R
     attempts: list[Attempt] = []
     errors: dict[int, str] = {}
     for idea in due:
-        target = targets.get(int(idea.id))
+        target = targets.get(stored_id(idea))
         if target is None:
             continue
         try:
             attempts.append(
-                check_idea(store, int(idea.id), target[0], device=device, reuse=reuse,
+                check_idea(store, stored_id(idea), target[0], device=device, reuse=reuse,
                            _loaded=loaded)
             )
         except ScaletrackError as exc:
-            errors[int(idea.id)] = str(exc)
+            errors[stored_id(idea)] = str(exc)
     refresh_idea_statuses(store)
     return RerunReport(top[0], tuple(attempts), errors)
 
@@ -479,7 +490,7 @@ def attempts_table(store: StoreLike, idea_id: int | None = None) -> pd.DataFrame
     cols = ["idea_id", "checkpoint_id", "N", "tokens", "flops", "value", "passed"]
     if df.empty:
         return pd.DataFrame(columns=["idea_id", "title", *cols[1:]])
-    titles = {int(i.id): i.title for i in idea_records(store)}
+    titles = {stored_id(i): i.title for i in idea_records(store)}
     out = df[cols].copy()
     out.insert(1, "title", [titles.get(int(i), "?") for i in out["idea_id"]])
     return out.reset_index(drop=True)

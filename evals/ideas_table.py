@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from scaletrack.errors import ConfigError, ScaletrackError
-from scaletrack.evals.ideas import checkpoint_scale, idea_records, is_finite
+from scaletrack.evals.ideas import checkpoint_scale, idea_records, is_finite, stored_id
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -50,7 +50,7 @@ def idea_points(store: StoreLike, idea: IdeaRecord) -> pd.DataFrame:
                 "D": int(r.tokens) if is_finite(r.tokens) else 0,
                 "C": scale.compute, "value": float(r.value),
             }
-    attempts = store.idea_attempts(int(idea.id))
+    attempts = store.idea_attempts(stored_id(idea))
     for r in attempts.itertuples(index=False):
         scale = checkpoint_scale(r.N, r.tokens, r.flops)
         rows[int(r.checkpoint_id)] = {
@@ -136,13 +136,13 @@ def ideas_table(store: StoreLike, *, outlook: bool = True) -> pd.DataFrame:
     for idea in idea_records(store):
         look = idea_outlook(store, idea) if outlook else IdeaOutlook("-", None)
         if idea.status == "works":  # it passed: no crossing lies in its future
-            look = _passed_outlook(look, attempts, int(idea.id))
+            look = _passed_outlook(look, attempts, stored_id(idea))
         rows.append({
-            "id": int(idea.id), "title": idea.title, "task": idea.task, "metric": idea.metric,
+            "id": stored_id(idea), "title": idea.title, "task": idea.task, "metric": idea.metric,
             "direction": idea.direction, "threshold": float(idea.threshold),
             "status": idea.status,
             "best_value": float(idea.best_value) if is_finite(idea.best_value) else None,
-            "attempts": int(counts.get(int(idea.id), 0)),
+            "attempts": int(counts.get(stored_id(idea), 0)),
             "max_N_tried": int(idea.max_N_tried) if is_finite(idea.max_N_tried) else None,
             "max_flops_tried": (
                 float(idea.max_flops_tried) if is_finite(idea.max_flops_tried) else None

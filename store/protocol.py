@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import pandas as pd
 
+    from scaletrack.store.importers.apply import Applied, ImportPlan
     from scaletrack.store.records import (
         CheckpointRecord,
         IdeaAttemptRecord,
@@ -199,8 +200,15 @@ class RunPages(Protocol):
 
 
 @runtime_checkable
+class ImportSink(Protocol):
+    """Where an importer writes: its whole plan in one transaction, or nothing."""
+
+    def apply_import(self, plan: ImportPlan) -> Applied: ...
+
+
+@runtime_checkable
 class StoreLike(WorkerStore, RunCatalog, MetricReader, EvalCatalog, IdeaStore, FitStore,
-                SlurmTaskLog, RunPages, Protocol):
+                SlurmTaskLog, RunPages, ImportSink, Protocol):
     """What a store offers: every role above (the whole `Store` facade)."""
 
 

@@ -20,7 +20,7 @@ WORKER_MODULES = ("sweeps/executors/__init__.py", "sweeps/train.py", "sweeps/mul
                   "sweeps/command.py", "scaletrack/tracking/run.py")
 ROLES = (roles.ClaimStore, roles.MetricSink, roles.CheckpointLog, roles.WorkerStore,
          roles.RunCatalog, roles.MetricReader, roles.EvalCatalog, roles.IdeaStore,
-         roles.FitStore, roles.SlurmTaskLog, roles.RunPages, StoreLike)
+         roles.FitStore, roles.SlurmTaskLog, roles.RunPages, roles.ImportSink, StoreLike)
 
 
 def test_store_satisfies_the_protocol(tmp_path) -> None:

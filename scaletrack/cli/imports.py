@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -35,20 +36,21 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     """A progress callback `(done, total)` for long inputs: once PROGRESS_AFTER_S seconds
     have passed, a Rich bar on stderr when it is a terminal, else a plain line on stderr at
     most every PROGRESS_EVERY_S seconds. A short import shows nothing."""
-    state: dict = {"bar": None, "task": None, "start": time.monotonic(), "last": 0.0}
+    state: dict[str, Any] = {"bar": None, "task": None, "start": time.monotonic(), "last": 0.0}
 
     def update(done: int, total: int) -> None:
         now = time.monotonic()
         if now - state["start"] < PROGRESS_AFTER_S:
             return
         if err_console.is_terminal:
-            if state["bar"] is None:
+            bar = state["bar"]
+            if bar is None:
                 from rich.progress import Progress
 
-                state["bar"] = Progress(console=err_console, transient=True)
-                state["bar"].start()
-                state["task"] = state["bar"].add_task(label, total=total)
-            state["bar"].update(state["task"], completed=done)
+                bar = state["bar"] = Progress(console=err_console, transient=True)
+                bar.start()
+                state["task"] = bar.add_task(label, total=total)
+            bar.update(state["task"], completed=done)
         elif now - state["last"] >= PROGRESS_EVERY_S or done == total:
             state["last"] = now
             err_console.print(f"{label}: {done:,} / {total:,}", markup=False, highlight=False)

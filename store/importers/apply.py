@@ -24,13 +24,14 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from scaletrack.store import metrics_io, schema
+from scaletrack.store.base import StoreBase
 from scaletrack.store.engine import write_transaction
 from scaletrack.store.records import RUN_STATUSES, CheckpointRecord, RunRecord
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from scaletrack.store.store import Store
+    from scaletrack.store.protocol import ImportSink
 
 # Fields of a stored run an import refreshes (when the plan states them).
 _REFRESHED = ("status", "final_loss", "name", "config", "sweep", "note", "error")
@@ -152,16 +153,29 @@ def _upsert_checkpoint(conn: Connection, dialect: str, ckpt: CheckpointRecord, r
     return None if found is None else int(found)
 
 
-def apply_plan(store: Store, plan: ImportPlan) -> Applied:
+def apply_plan(store: ImportSink, plan: ImportPlan) -> Applied:
     """Write `plan` in one transaction (see the module docstring). A StoreError (or any
     database error) leaves the store exactly as it was."""
+    return store.apply_import(plan)
+
+
+class ImportMethods(StoreBase):
+    """The store's side of an import: one plan, one transaction."""
+
+    def apply_import(self, plan: ImportPlan) -> Applied:
+        """Write `plan` in one transaction; a StoreError (or any database error) leaves the
+        store exactly as it was."""
+        return _apply_checked(self._engine, plan)
+
+
+def _apply_checked(engine: Any, plan: ImportPlan) -> Applied:
     from scaletrack.store.errors import StoreError
 
     for planned in plan.runs:
         if planned.record.status not in RUN_STATUSES:
             raise StoreError(f"invalid run status {planned.record.status!r}")
     try:
-        return _apply(store.engine, plan)
+        return _apply(engine, plan)
     except sa.exc.IntegrityError as exc:
         raise StoreError(f"import refused by the store ({str(exc.orig).splitlines()[0]}); "
                          "nothing imported") from None

@@ -28,7 +28,7 @@ from scaletrack.errors import DataError
 from scaletrack.store.importers import checks
 
 if TYPE_CHECKING:
-    from scaletrack.store.store import Store
+    from scaletrack.store.protocol import StoreLike
 
 FINAL_LOSS_METRICS = ("val/loss", "eval/loss", "loss", "train/loss")
 SKIPPED_SHOWN = 3  # skipped cells named in a report
@@ -184,7 +184,7 @@ class _Plan:
     nonfinite_cells: list[tuple[str, str]] = field(default_factory=list)
 
 
-def import_history(store: Store, frame: pd.DataFrame, *, run_col: str = "run",
+def import_history(store: StoreLike, frame: pd.DataFrame, *, run_col: str = "run",
                    step_col: str = "step", tokens_col: str | None = None,
                    sweep: str | None = None, sizes: str | Path | None = None,
                    source: str = "history",

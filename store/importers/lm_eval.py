@@ -41,7 +41,6 @@ from scaletrack.store.importers import checks
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
-    from scaletrack.store.store import Store
 
 SIZES_COLUMNS = ("model", "params", "tokens_per_step")
 _STEP = re.compile(r"^(?:step|global_step)[_-]?(\d+)$")
@@ -229,7 +228,7 @@ def _tokens(result: EvalFile, size: ModelSize) -> int:
     return size.tokens
 
 
-def import_lm_eval(store: Store, paths: Iterable[str | Path], sizes: Mapping[str, ModelSize], *,
+def import_lm_eval(store: StoreLike, paths: Iterable[str | Path], sizes: Mapping[str, ModelSize], *,
                    sweep: str | None = None,
                    progress: Callable[[int, int], None] | None = None) -> ImportReport:
     """Import every result file under `paths` (see the module docstring).

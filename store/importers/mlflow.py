@@ -35,7 +35,7 @@ from scaletrack.errors import ConfigError, DataError, one_line
 from scaletrack.store.importers import checks
 
 if TYPE_CHECKING:
-    from scaletrack.store.store import Store
+    from scaletrack.store.protocol import StoreLike
 
 STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "failed"}
 FINAL_LOSS_METRICS = ("val/loss", "eval/loss", "loss", "train/loss")
@@ -205,7 +205,7 @@ def _damaged_file(client: Any, uri: str) -> str | None:
     return None
 
 
-def import_mlflow(store: Store, tracking_uri: str, *, experiments: Sequence[str] | None = None,
+def import_mlflow(store: StoreLike, tracking_uri: str, *, experiments: Sequence[str] | None = None,
                   sweep: str | None = None, params_key: str = "params",
                   tokens_key: str = "tokens") -> MlflowReport:
     """Import the runs of `experiments` (names; default all) at `tracking_uri`."""

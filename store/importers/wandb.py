@@ -37,7 +37,7 @@ from scaletrack.store.importers.history import FINAL_LOSS_METRICS, SKIPPED_SHOWN
 from scaletrack.store.importers.wandb_reader import WandbRun, find_run_logs, read_run
 
 if TYPE_CHECKING:
-    from scaletrack.store.store import Store
+    from scaletrack.store.protocol import StoreLike
 
 MAX_KEYS_SHOWN = 5
 
@@ -115,7 +115,7 @@ def _count(run: WandbRun, key: str | None, sizes: dict[str, tuple[int, int | Non
     return checks.whole(value, f"{run.path}: {source} {key!r} ({what})", minimum=1)
 
 
-def import_wandb(store: Store, paths: Iterable[str | Path], *, sweep: str | None = None,
+def import_wandb(store: StoreLike, paths: Iterable[str | Path], *, sweep: str | None = None,
                  params_key: str | None = None, tokens_key: str | None = None,
                  sizes: str | Path | None = None, loss_key: str | None = None,
                  progress: Callable[[int, int], None] | None = None) -> WandbReport:
