@@ -325,6 +325,7 @@ def run_adaptive(
     prior_order = _prior_order(state, settings, budget, fpt)
     with Store.open(url) as store:
         store.upsert_sweep(grid.name, grid.stored_spec())
+        before = len(decisions(store, grid.name))  # a resumed run numbers its steps on
 
     def record(step: AdaptiveStep) -> None:
         steps.append(step)
@@ -366,7 +367,7 @@ def run_adaptive(
             failed.add(cell.run_key)
             state.cells = [c for c in state.cells if c.run_key != cell.run_key]
         record(AdaptiveStep(
-            step=len(steps) + 1, reason=why,
+            step=before + len(steps) + 1, reason=why,
             action="run" if ok else "interrupted" if report.interrupted else "failed",
             run_key=cell.run_key, size=cell.size_label, N=cell.N, D=cell.D, cell_flops=cost,
             spent_flops=state.spent(), n_points=n_points, width=width, prediction=pred))
@@ -375,7 +376,7 @@ def run_adaptive(
             break
     skipped = tuple(_cell_name(c) for c in state.cells if not state.done(c))
     if not interrupted:
-        record(AdaptiveStep(step=len(steps) + 1, action="stop", reason=stopped,
+        record(AdaptiveStep(step=before + len(steps) + 1, action="stop", reason=stopped,
                             spent_flops=spent, n_points=n_points, width=width, prediction=pred,
                             skipped=skipped))
     return AdaptiveReport(sweep=grid.name, steps=tuple(steps), stopped=stopped, width=width,

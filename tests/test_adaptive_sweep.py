@@ -156,3 +156,6 @@ def test_adaptive_cpu_sweep_stops_on_its_own_and_records_its_decisions(tmp_path)
                                                 budget=budget), url,
                          run_cells=lambda g: run_sweep(g, url))
     assert again.trained == 0 and again.stopped.startswith("budget spent")
+    with Store.open(url) as store:
+        steps = [r["step"] for r in decisions(store, grid.name)]
+    assert steps == list(range(1, len(recorded) + 2))  # numbered on across the resume
