@@ -18,6 +18,8 @@ Protocol, declared before any outcome below was computed:
   the library default) and predicts every held-out run: MAPE, share of held-out runs in the
   95 % prediction band (coverage), median relative band width. A refused or degenerate fit
   is reported as such.
+- The planner runs with its default distance error (`plan_sim.DISTANCE_ERROR`), chosen by
+  `bench_plan_select.py` on Porian's and Llama 3's points, never on these.
 - Caveat: the prior's ranges include Besiroglu et al.'s fit, made on these same points,
   held-out runs included. The prior only says where the planner linearises; the fits that
   predict use the chosen runs alone.
