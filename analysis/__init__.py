@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from scaletrack.analysis.backtest import (
+    from scaletrack.analysis.backtesting import (
         BacktestResult,
         backtest,
     )
@@ -89,7 +89,7 @@ if TYPE_CHECKING:
 # public name -> the module that defines it
 _LAZY: dict[str, str] = {
     "AccuracyFit": "scaletrack.analysis.two_step_fit",
-    "BacktestResult": "scaletrack.analysis.backtest",
+    "BacktestResult": "scaletrack.analysis.backtesting",
     "BootstrapFit": "scaletrack.analysis.result",
     "EmergenceProfile": "scaletrack.analysis.emergence",
     "FitResult": "scaletrack.analysis.result",
@@ -102,7 +102,7 @@ _LAZY: dict[str, str] = {
     "TaskClassification": "scaletrack.analysis.classify",
     "TaskLossFit": "scaletrack.analysis.two_step_fit",
     "TwoStepFit": "scaletrack.analysis.two_step_fit",
-    "backtest": "scaletrack.analysis.backtest",
+    "backtest": "scaletrack.analysis.backtesting",
     "calibrate_scatter": "scaletrack.analysis.calibration",
     "chinchilla_allocation": "scaletrack.analysis.optimal",
     "classify_groups": "scaletrack.analysis.classify",

@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 
 from scaletrack.analysis import backtest, load_epoch_chinchilla
-from scaletrack.analysis.backtest import rescore
+from scaletrack.analysis.backtesting import rescore
 from scaletrack.analysis.calibration import DEFAULT_RESIDUAL_MODEL, RESIDUAL_MODELS
 from scaletrack.errors import DataError
 

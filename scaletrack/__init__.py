@@ -77,7 +77,7 @@ _LAZY: dict[str, str] = {
     "fit_envelope": "scaletrack.analysis.isoflop:fit_envelope",
     "compute_frontier": "scaletrack.analysis.isoflop:compute_frontier",
     "compute_optimal": "scaletrack.analysis.optimal:compute_optimal",
-    "backtest": "scaletrack.analysis.backtest:backtest",
+    "backtest": "scaletrack.analysis.backtesting:backtest",
     "calibrate_scatter": "scaletrack.analysis.calibration:calibrate_scatter",
     "sweep_points": "scaletrack.store.fit_points:sweep_points",
     "select_points": "scaletrack.analysis.selection:select_points",

@@ -27,7 +27,7 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from scaletrack.analysis.backtest import backtest
+from scaletrack.analysis.backtesting import backtest
 from scaletrack.analysis.chinchilla import fit_chinchilla
 from scaletrack.analysis.figures import save_figure
 from scaletrack.analysis.isoflop import compute_frontier
@@ -117,7 +117,7 @@ class DemoOutcome:
     fits: dict[str, Any] = field(default_factory=dict)  # form -> analysis FitResult
     files: list[Path] = field(default_factory=list)
     idea: str | None = None
-    backtest: Any = None  # analysis.backtest.BacktestResult for the largest cell
+    backtest: Any = None  # analysis.backtesting.BacktestResult for the largest cell
     attempts: pd.DataFrame | None = None  # the demo idea's attempts, smallest compute first
     skipped: list[str] = field(default_factory=list)  # one line per step that could not run
     wall_s: float = 0.0

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from scaletrack import __version__
-from scaletrack.analysis.backtest import BacktestResult, backtest, rescore
+from scaletrack.analysis.backtesting import BacktestResult, backtest, rescore
 from scaletrack.analysis.calibration import DEFAULT_RESIDUAL_MODEL
 from scaletrack.analysis.io import validate_frame
 from scaletrack.analysis.powerlaw import fit_power_law
@@ -94,7 +94,7 @@ def backtest_threshold(points: pd.DataFrame) -> float:
 
 def compute_backtest(store: StoreLike, points: pd.DataFrame, threshold: float
                      ) -> tuple[BacktestResult, str, bool]:
-    """`analysis.backtest` of L(C) at `threshold` on the selected `points`: (result, cache key
+    """`analysis.backtesting` of L(C) at `threshold` on the selected `points`: (result, cache key
     of its fit on the training runs, whether that fit came from the cache)."""
     frame = points[["N", "D", "C", "loss"]]
     data = validate_frame(frame, ("C", "loss"))

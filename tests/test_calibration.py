@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from scaletrack.analysis import FitResult, backtest, fit_compute_law
-from scaletrack.analysis.backtest import rescore
+from scaletrack.analysis.backtesting import rescore
 from scaletrack.analysis.calibration import (
     DEFAULT_RESIDUAL_MODEL,
     RESIDUAL_MODELS,
