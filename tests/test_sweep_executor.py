@@ -68,13 +68,13 @@ def test_display_renders_every_event(tmp_path: Path, terminal: bool) -> None:
     with SweepDisplay(grid, cells, already_done=0, console=console) as show:
         show(CellStarted(a, "w0"))
         show(CellProgress(a, 3, cells[0].steps))
-        show(CellDone(a, "w0", "finished", final_loss=3.21, wall_s=1.5))
+        show(CellDone(a, "w0", "finished", final_loss=3.2146, wall_s=1.5))
         show(CellStarted(b, "w0"))
         show(WorkerLost("w0", -9, b))
         show(CellDone(b, "w0", "crashed", message="worker died"))
         show(ExecutorNote("starting a replacement worker"))
         show(CellDone(cells[2].run_key, "w1", "skipped", message="already finished"))
     text = out.getvalue()
-    assert "3.2100" in text
+    assert "3.215" in text  # the loss by the one number rule (four significant digits)
     assert "worker w0 died" in text and "crashed" in text
     assert "replacement worker" in text and "already finished" in text
