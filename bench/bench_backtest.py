@@ -164,7 +164,7 @@ def select(df: pd.DataFrame | None, args) -> None:
 
 
 def former_rule(fit) -> bool:
-    """The parameter-interval rule `status` used before issue 27 (for comparison only)."""
+    """The parameter-interval rule `status` used by earlier versions (for comparison only)."""
     for k, (lo, hi) in fit.ci95.items():
         if not (np.isfinite(lo) and np.isfinite(hi)) or k == "E":
             continue

@@ -1,7 +1,7 @@
 """`scaletrack emergence` over a whole lm-eval import: the Pythia evaluations (294 files, 300
 task x metric x shot curves) imported into a fresh store, then every curve classified with
 200 bootstrap refits. Prints the wall and CPU time of each command (children's rusage) and
-the machine's load; asserts nothing. Target (issue 25): < 30 s wall on a 2-core machine.
+the machine's load; asserts nothing. Target: < 30 s wall on a 2-core machine.
 
 Run: .venv/bin/python bench/bench_emergence_import.py [--data ../shared/data] [--keep DIR]
 """

@@ -6,7 +6,7 @@ child process). Prints figures; asserts nothing.
 CPU time is process time (all threads), so it is not inflated by other processes waiting
 for the cores, but threads of the BLAS library that spin between calls do count: the
 figures are printed as run, and `--blas-threads 1` reruns them with OPENBLAS_NUM_THREADS=1.
-Targets (issue 27): Epoch 240 points with 1,000 bootstraps <= 1.5 s CPU; 20,000 points
+Targets: Epoch 240 points with 1,000 bootstraps <= 1.5 s CPU; 20,000 points
 <= 20 s CPU.
 
     .venv/bin/python bench/bench_fit.py [--repeats 3] [--sizes 2000 20000] [--blas-threads 1]

@@ -1,4 +1,4 @@
-"""Choose the prediction-interval residual model on data that is not reported (issue #14).
+"""Choose the prediction-interval residual model on data that is not reported.
 
 The rule below was written and committed before any outcome of it was computed. Epoch AI's
 Chinchilla points are the reported target and take no part in the choice.
@@ -14,7 +14,7 @@ Selection data (non-Epoch sets with N, D and loss, /work/shared/data, see its RE
   and ml_scalefit (the Chinchilla/MassiveText points, i.e. the reported target).
 
 Protocol per set: `backtest(form="chinchilla", holdout_top=h)` for h in 0.1, 0.2, 0.3, 0.5,
-(and, issue 27, `holdout_by="N"` for h in 0.2, 0.3),
+(and, in the second selection, `holdout_by="N"` for h in 0.2, 0.3),
 200 bootstrap refits, seed 0, the same fit and inner hold-outs for every residual model. A
 (set, h) cell whose fit is degenerate, raises DataError or has a NaN coverage is left out for
 every model alike (counted in the output).
@@ -35,7 +35,7 @@ eligible, and the rule above picks among the rest. The first run: distance_signe
 0.90 on average and 0.35 in one cell (it extrapolates a bias fitted at under 0.6 decades
 out to 2.5 decades), so the default is the rule's pick among pooled and distance.
 
-Issue 27 (written before this run's outcome): a fourth candidate, "reach" (the form's
+Second selection (written before its outcome): a fourth candidate, "reach" (the form's
 extrapolation error learnt from inner hold-outs by compute and by model size, biased only
 where the inner splits agree on the sign), and outer hold-outs by model size (top 20 and
 30 % of N) in every set, selection and simulated alike. Rule, sets and gate unchanged.
@@ -60,7 +60,7 @@ from scaletrack.errors import DataError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HOLDOUTS = (0.1, 0.2, 0.3, 0.5)
-HOLDOUTS_N = (0.2, 0.3)  # issue 27: also the largest models, every budget
+HOLDOUTS_N = (0.2, 0.3)  # also the largest models, every budget
 TARGET = 0.95
 TIE = 0.01
 SIM_MEAN_MIN, SIM_CELL_MIN = 0.93, 0.80  # the validity gate on simulated coverage

@@ -4,7 +4,7 @@ Each round starts a tracked script (`scaletrack.init` + a checkpoint every 8 ste
 it mid-run, starts it again at once and measures, inside the new process, the time `init`
 takes (the dead holder is taken over: no wait for its heartbeat to go stale) and the wall time
 from the re-run's start to its first logged step (interpreter start and imports included).
-Rows are compared with an uninterrupted run at the end. Target (issue 23): back within 2 s.
+Rows are compared with an uninterrupted run at the end. Target: back within 2 s.
 
     .venv/bin/python bench/bench_resume.py [--rounds 5]
 """

@@ -5,7 +5,7 @@ fit cache, written first as at the end of a sweep unless `--no-fit-cache`) and w
 the next five), the Host-header guard, the stop after SIGTERM with an answer in flight, and
 the draw time of each view in headless Chromium. Prints figures; asserts nothing.
 
-Targets (issue 25): < 300 ms warm and < 1 s cold at 1,000 runs; runs page and grouping
+Targets: < 300 ms warm and < 1 s cold at 1,000 runs; runs page and grouping
 < 1 s at 200,000 runs; `scaletrack ui` gone within 2 s of SIGTERM.
 Needs Debian's `chromium` (/usr/bin/chromium) and `pip install playwright` for the draw
 times (`--no-browser` skips them). `--shots DIR --store URL` instead writes a screenshot of

@@ -1,4 +1,4 @@
-"""Residual models of prediction bands: pooled, distance, distance_signed (issue #14)."""
+"""Residual models of prediction bands: pooled, distance, distance_signed, reach, frontier."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def _env(url: str, **extra: str) -> dict[str, str]:
 
 
 def test_one_bad_value_costs_only_itself(store_url: str) -> None:
-    """The issue's repro: one None (and other bad values) among 100 steps."""
+    """One None (and other bad values) among 100 steps."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with scaletrack.init(sweep="s", config={"x": 1}, params=1000, tokens=10_000,

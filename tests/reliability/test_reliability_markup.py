@@ -55,7 +55,7 @@ def test_ideas_with_markup_titles_print_literally(tmp_path: Path, figures: dict)
 
 @pytest.mark.slow
 def test_sweep_run_with_markup_sweep_name_and_idea(tmp_path: Path, figures: dict) -> None:
-    """The issue's repro: an idea titled with `[/]`, then a sweep whose finished cells re-check
+    """An idea titled with `[/]`, then a sweep whose finished cells re-check
     that idea (its progress lines print the title); an imported sweep named with markup; every
     run, `runs` and `sweep status` exit 0."""
     url = f"sqlite:///{tmp_path / 's.db'}"
