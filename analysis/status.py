@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from scaletrack.analysis.result import FitResult
+from scaletrack.number_format import fmt_number
 
 # declared before any outcome was looked at: a loss prediction whose 95% band spans more
 # than a factor 1.5 at 10x the largest training scale says nothing a guess would not
@@ -132,11 +133,12 @@ def _band_reason(fit: FitResult, target: Mapping[str, float] | None
         band = fit.predict_interval(np.array([next(iter(target.values()))]))
     pred, lo, hi = (float(band[k].iloc[0]) for k in ("pred", "lo", "hi"))
     info = {**target, "pred": pred, "lo": lo, "hi": hi}
-    where = ", ".join(f"{k} = {v:.3g}" for k, v in target.items())
+    where = ", ".join(f"{k} = {fmt_number(v)}" for k, v in target.items())
     if not (np.isfinite(lo) and np.isfinite(hi) and lo > 0):
         return f"no finite 95% prediction band at the target ({where})", info
     if hi / lo > MAX_BAND_RATIO:
-        return (f"at the target ({where}) the 95% prediction band is [{lo:.3g}, {hi:.3g}] "
+        return (f"at the target ({where}) the 95% prediction band is "
+                f"[{fmt_number(lo)}, {fmt_number(hi)}] "
                 f"nats, wider than a factor {MAX_BAND_RATIO:g}: the runs cannot pin the law "
                 "there"), info
     return None, info

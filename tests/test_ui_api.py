@@ -317,6 +317,7 @@ def test_scaling_bands_are_predict_interval(client: TestClient, ui_url: str) -> 
     assert box["decades_beyond"] == pytest.approx(2.0)
     bad = client.get("/api/predict", params={"sweep": EPOCH, "at": "big"})
     assert bad.status_code == 400 and "positive number" in bad.json()["error"]
+    assert "'big'" in bad.json()["error"] and "nan" not in bad.json()["error"]  # what was typed
 
 
 def test_emergence_is_paged_by_task_metric_shot(client: TestClient) -> None:

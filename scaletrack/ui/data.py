@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from scaletrack.errors import DataError, ScaletrackError
+from scaletrack.number_format import fmt_number
 from scaletrack.ui.downsample import downsample_indices
 
 if TYPE_CHECKING:
@@ -212,7 +213,7 @@ def metric_series(
             "n_shown": int(len(sel)), "x": _axes(full, sel), "y": _floats(value[sel]),
             "spikes": {"x": _axes(full, spike_idx), "y": _floats(value[spike_idx])},
             "nonfinite_steps": bad_steps.tolist(),
-            "label": f"{key[:8]} N={plain(run.N)} D={plain(run.D)}",
+            "label": f"{key[:8]} N={fmt_number(run.N)} D={fmt_number(run.D)}",
         })
     return {"name": name, "points": points, "series": series}
 
@@ -285,8 +286,8 @@ def _power_fit(store: StoreLike, df: pd.DataFrame, x: str) -> dict[str, Any]:
         "x": x, "status": "ok", "form": fit.form, "params": plain(dict(fit.params)),
         "ci95": plain({k: list(v) for k, v in fit.ci95.items()}), "n_points": fit.n_points,
         "curve": curve, "points": how, "_fit": fit,
-        "label": f"L({x}) = {fit.params['E']:.3g} + {fit.params['a']:.3g}·{x}^-"
-                 f"{fit.params['alpha']:.3g}",
+        "label": f"L({x}) = {fmt_number(fit.params['E'])} + {fmt_number(fit.params['a'])}·"
+                 f"{x}^-{fmt_number(fit.params['alpha'])}",
     }
 
 

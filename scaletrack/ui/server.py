@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import socket
 import threading
 from collections.abc import Callable
@@ -235,8 +234,9 @@ def create_app(store: StoreLike, host: str | None = "127.0.0.1") -> Starlette:
         raw = request.query_params.get("at", "")
         try:
             at = float(raw)
-        except ValueError:
-            at = math.nan
+        except ValueError:  # say what was typed, not what it failed to become
+            return JSON({"error": f"predict at {raw[:40]!r}: a positive number is needed, "
+                                  "e.g. 1e21"}, status_code=400, headers=_SECURITY_HEADERS)
         return await answer(request, lambda stop: data.predict_at(
             store, opt(request, "sweep"), request.query_params.get("x") or "C", at))
 

@@ -80,6 +80,9 @@ export function setHash(view, arg, params) {
   if (location.hash !== h) history.replaceState(null, "", h);
 }
 export function message(text, cls) { return el("p", { class: cls || "note" }, text); }
+// Empty a chart's box: Plotly keeps state on a div it drew, and after a plain emptying its
+// next Plotly.react with unchanged data draws nothing there.
+export function clear(div) { Plotly.purge(div); div.replaceChildren(); }
 export function plot(div, traces, layout) {
   // titles sit at the left, under a top margin; the toolbar stands vertically at the right,
   // so it never covers a title; axes keep their labels apart (automargin, few ticks,
@@ -90,7 +93,8 @@ export function plot(div, traces, layout) {
   if (full.title && full.title.text !== undefined) full.title = Object.assign({ x: 0.01, xanchor: "left", y: 0.98, yanchor: "top", font: { size: 13 } }, full.title);
   const width = div.clientWidth || 600;
   for (const ax of ["xaxis", "yaxis"]) {
-    full[ax] = Object.assign({ automargin: true, nticks: 7 }, full[ax] || {});
+    // linear axes: powers of ten (2×10⁸), never SI suffixes (200M) that read as units
+    full[ax] = Object.assign({ automargin: true, nticks: 7, exponentformat: "power" }, full[ax] || {});
     if (full[ax].type === "log") {
       // whole decades only (no crowded 2 and 5 between them), every other one when many
       const vals = traces.flatMap((t) => (ax === "xaxis" ? t.x : t.y) || []).filter((v) => typeof v === "number" && v > 0);

@@ -119,7 +119,7 @@ export async function viewRuns(root, params) {
         else if (key.startsWith("config:")) { const v = configValue(r.config, key.slice(7)); cell = el("td", { class: typeof v === "number" ? "num" : "" }, v === null ? "-" : (typeof v === "object" ? JSON.stringify(v) : fmt(v))); }
         else if (key === "status") cell = el("td", {}, statusBadge(r.status));
         else if (key === "tags") cell = el("td", {}, (r.tags || []).join(", "));
-        else if (key === "updated_at") cell = el("td", {}, r.updated_at ? r.updated_at.slice(0, 19).replace("T", " ") : "-");
+        else if (key === "updated_at") cell = el("td", { class: "nowrap" }, r.updated_at ? r.updated_at.slice(0, 19).replace("T", " ") : "-");
         else cell = el("td", { class: typeof r[key] === "number" ? "num" : "" }, fmt(r[key]));
         row.append(cell);
       }

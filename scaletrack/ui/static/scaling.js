@@ -1,6 +1,6 @@
 // The scaling view: final loss against N, D or C with the fitted laws and their bands,
 // the back-test, IsoFLOP profiles, compute-optimal N and D and a "predict at" box.
-import { REPORT, PALETTE, X_LABELS, el, esc, fmt, select, checkbox, setHash, message, plot } from "./common.js";
+import { REPORT, PALETTE, X_LABELS, el, esc, fmt, select, checkbox, setHash, message, clear, plot } from "./common.js";
 import { api } from "./api.js";
 
 // ------------------------------------------------------------------ scaling view
@@ -40,7 +40,7 @@ export async function viewScaling(root, params) {
     optimal = null;
     redraw();
     // the Chinchilla fit behind compute-optimal N and D is slower: it arrives afterwards
-    opt.replaceChildren(message("fitting L(N, D) for compute-optimal N and D…"));
+    clear(opt); opt.replaceChildren(message("fitting L(N, D) for compute-optimal N and D…"));
     const wanted = state.sweep;
     const answer = await api("/api/optimal", p);
     if (wanted === state.sweep) { optimal = answer; drawOptimal(); }
@@ -49,14 +49,14 @@ export async function viewScaling(root, params) {
     const o = optimal, isoData = data.isoflop;
     if (!o) return;
     if (o.status === "ok") {
-      opt.replaceChildren();
+      clear(opt);
       plot(opt, [
         { type: "scatter", mode: "lines", name: "N_opt (parameters)", x: o.C, y: o.N_opt },
         { type: "scatter", mode: "lines", name: "D_opt (tokens)", x: o.C, y: o.D_opt },
         ...(isoData && isoData.minima.length ? [{ type: "scatter", mode: "markers", name: "IsoFLOP N_opt", x: isoData.minima.map((m) => m.C), y: isoData.minima.map((m) => m.N_opt), marker: { symbol: "star", size: 10 } }] : []),
       ], { title: { text: "compute-optimal N and D (Chinchilla fit: E=" + fmt(o.params.E) + ", α=" + fmt(o.params.alpha) + ", β=" + fmt(o.params.beta) + ")" },
         xaxis: { type: "log", title: { text: "C (FLOPs)" } }, yaxis: { type: "log" }, height: 420 });
-    } else opt.replaceChildren(message(o.reason || "no compute-optimal allocation"));
+    } else { clear(opt); opt.replaceChildren(message(o.reason || "no compute-optimal allocation")); }
   }
   function redraw() {
     const hp = new URLSearchParams(); for (const k of ["sweep", "x", "colour"]) if (state[k]) hp.set(k, state[k]);
@@ -118,7 +118,7 @@ export async function viewScaling(root, params) {
       });
       t2.push({ type: "scatter", mode: "markers", name: "minima", x: isoData.profiles.map((p) => p.N_opt), y: isoData.profiles.map((p) => p.loss_opt), marker: { symbol: "star", size: 13, color: "black" } });
       plot(iso, t2, { title: { text: "IsoFLOP profiles" }, xaxis: { type: "log", title: { text: "N (parameters)" } }, yaxis: { title: { text: "final loss" } }, height: 420 });
-    } else iso.replaceChildren(message(isoData && isoData.reason ? isoData.reason : "no IsoFLOP profiles"));
+    } else { clear(iso); iso.replaceChildren(message(isoData && isoData.reason ? isoData.reason : "no IsoFLOP profiles")); }
     drawOptimal();
   }
   const sweepChoices = REPORT ? Object.keys(REPORT.scaling).map((s) => [s, s]) :
