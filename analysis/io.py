@@ -81,7 +81,7 @@ def read_fit_csv(
     a column named there, or a `required` one, must exist. C defaults to 6·N·D (FLOPs) when
     the file has no compute column. N and D, when present, are validated like `required`.
     """
-    from scaletrack.store.csv_import import read_csv_table
+    from scaletrack.csv_table import read_csv_table
 
     df = read_csv_table(path)
     mapping = {ours: theirs for ours, theirs in (columns or {}).items() if theirs}

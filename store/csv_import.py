@@ -1,4 +1,4 @@
-"""CSV in: the one CSV reader every command uses, and importing external results as runs.
+"""CSV in: importing external results as runs (the reader is `scaletrack.csv_table`).
 
 Import convention: each row becomes a run with family "imported", status "finished",
 final_loss = loss and run_key = make_run_key(config), where config holds the source file
@@ -13,29 +13,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from scaletrack.errors import DataError, one_line
+from scaletrack.errors import DataError
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
 
 CORE_COLUMNS = ("N", "D", "C", "loss")
-
-
-def read_csv_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV file as a DataFrame; a missing or unreadable file is a one-line DataError."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"CSV file {str(path)!r} does not exist")
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read CSV {str(path)!r}: {one_line(exc, with_type=False)}") from exc
 
 
 def task_columns(df: pd.DataFrame, names: Sequence[str] | None = None) -> list[str]:

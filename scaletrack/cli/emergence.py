@@ -136,7 +136,7 @@ def emergence(
     import pandas as pd
 
     from scaletrack.analysis.classify import classify_groups
-    from scaletrack.store.csv_import import read_csv_table
+    from scaletrack.csv_table import read_csv_table
 
     shot_col: str | None = None
     if csv is not None:
