@@ -22,7 +22,7 @@ from scaletrack.store.base import StoreBase, utc_now
 from scaletrack.store.engine import read_transaction, write_transaction
 
 if TYPE_CHECKING:
-    from scaletrack.store.protocol import SlurmTaskLog
+    pass
 
 COLUMNS = ("sweep", "run_key", "job_id", "state", "restarts", "node", "stdout", "stderr",
            "cancelled", "submitted_at", "updated_at")
@@ -97,29 +97,3 @@ class SlurmTaskMethods(StoreBase):
         with read_transaction(self._engine) as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         return pd.DataFrame(rows, columns=list(COLUMNS))
-
-
-def add_slurm_tasks(store: SlurmTaskLog, tasks: Iterable[SlurmTaskRecord]) -> int:
-    """`Store.add_slurm_tasks`."""
-    return store.add_slurm_tasks(tasks)
-
-
-def update_slurm_task(store: SlurmTaskLog, job_id: str, *, state: str, restarts: int,
-                      node: str | None) -> None:
-    """`Store.update_slurm_task`."""
-    store.update_slurm_task(job_id, state=state, restarts=restarts, node=node)
-
-
-def mark_slurm_cancelled(store: SlurmTaskLog, sweep: str) -> list[str]:
-    """`Store.mark_slurm_cancelled`."""
-    return store.mark_slurm_cancelled(sweep)
-
-
-def cancelled_job_ids(store: SlurmTaskLog, sweep: str) -> set[str]:
-    """`Store.cancelled_job_ids`."""
-    return store.cancelled_job_ids(sweep)
-
-
-def slurm_tasks(store: SlurmTaskLog, sweep: str | None = None) -> pd.DataFrame:
-    """`Store.slurm_tasks`."""
-    return store.slurm_tasks(sweep)

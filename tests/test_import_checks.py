@@ -17,7 +17,7 @@ from scaletrack.cli.main import app
 from scaletrack.errors import DataError
 from scaletrack.store import Store
 from scaletrack.store.importers import checks
-from scaletrack.store.importers.apply import ImportPlan, PlannedCheckpoint, PlannedRun, apply_plan
+from scaletrack.store.importers.apply import ImportPlan, PlannedCheckpoint, PlannedRun
 from scaletrack.store.records import CheckpointRecord, RunRecord
 
 runner = CliRunner()
@@ -148,7 +148,7 @@ def test_one_transaction_per_import(store_url: str) -> None:
     with Store.open(store_url) as st:
         owner = RunRecord(run_key="owner", sweep=None, family="imported", config={}, N=1,
                           N_total=1, D=1, C=6.0, status="finished")
-        apply_plan(st, ImportPlan(runs=[PlannedRun(owner)], checkpoints=[PlannedCheckpoint(
+        st.apply_import(ImportPlan(runs=[PlannedRun(owner)], checkpoints=[PlannedCheckpoint(
             CheckpointRecord(None, "owner", "external", 1, 1, 6.0, None, "p", None, None),
             (("arc", "acc", 0.5, None, 0),))]))
         before = (st.count_runs(), st.count_metrics(), len(st.evals()), len(st.sweeps()))
@@ -160,7 +160,7 @@ def test_one_transaction_per_import(store_url: str) -> None:
                 None, "other", "external", 2, 2, 24.0, None, "p", None, None),
                 (("arc", "acc", 0.9, None, 0),))])
         with pytest.raises(Exception, match="already registered to another run"):
-            apply_plan(st, plan)
+            st.apply_import(plan)
         assert (st.count_runs(), st.count_metrics(), len(st.evals()), len(st.sweeps())) == before
         assert st.evals()["value"].tolist() == [0.5]
 

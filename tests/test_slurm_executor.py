@@ -26,7 +26,6 @@ import pytest
 from services import SlurmCluster, free_port
 
 from scaletrack.store import Store
-from scaletrack.store.slurm_tasks import slurm_tasks
 from scaletrack.sweeps.executors.local import LocalExecutor
 from scaletrack.sweeps.grid import Grid, load_grid
 from scaletrack.sweeps.runner import SweepReport, run_sweep
@@ -95,7 +94,7 @@ def read_outcome(report: SweepReport, url: str, sweep: str) -> Outcome:
     with Store.open(url) as store:
         runs = store.runs(sweep=sweep).set_index("run_key").sort_index()
         metrics = store.metrics(list(runs.index))
-        tasks = slurm_tasks(store, sweep)
+        tasks = store.slurm_tasks(sweep)
     assert not metrics.duplicated(["run_key", "name", "step"]).any()
     return Outcome(report, runs, metrics, tasks)
 
@@ -167,7 +166,7 @@ class SweepThread(threading.Thread):
 def task_of(url: str, sweep: str, run_key: str) -> str | None:
     """The newest Slurm job id recorded for a cell."""
     with Store.open(url) as store:
-        tasks = slurm_tasks(store, sweep)
+        tasks = store.slurm_tasks(sweep)
     rows = tasks[tasks["run_key"] == run_key]
     return None if rows.empty else str(rows["job_id"].iloc[-1])
 

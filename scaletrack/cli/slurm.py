@@ -21,10 +21,9 @@ def slurm_task_table(store: StoreLike, sweep: str) -> pd.DataFrame:
 
     Columns: run_key, job_id, state, restarts, node, stdout (the task's log file).
     """
-    from scaletrack.store.slurm_tasks import slurm_tasks
     from scaletrack.sweeps.executors.slurm_queue import LIVE_STATES, squeue_states
 
-    tasks = slurm_tasks(store, sweep)
+    tasks = store.slurm_tasks(sweep)
     if tasks.empty:
         return tasks
     live = tasks["state"].isin(LIVE_STATES)

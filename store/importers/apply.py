@@ -2,7 +2,7 @@
 evals is written all at once, or (on any error) not at all.
 
 Importers build an `ImportPlan` after every value of the input was checked, then call
-`apply_plan`. Re-applying a plan for the same source updates what changed and adds nothing
+`Store.apply_import`. Re-applying a plan for the same source updates what changed and adds nothing
 twice: runs are matched on their run key (status, final loss, name, config and the stated
 N, D, C are refreshed; N/D/C the plan leaves empty keep what is stored), metric rows on
 (run, name, step), checkpoints on their path and evals on (checkpoint, task, metric).
@@ -31,7 +31,6 @@ from scaletrack.store.records import RUN_STATUSES, CheckpointRecord, RunRecord
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from scaletrack.store.protocol import ImportSink
 
 # Fields of a stored run an import refreshes (when the plan states them).
 _REFRESHED = ("status", "final_loss", "name", "config", "sweep", "note", "error")
@@ -69,7 +68,7 @@ class ImportPlan:
 
 @dataclass(frozen=True)
 class Applied:
-    """What `apply_plan` changed: runs new and refreshed, metric rows new (not stored
+    """What `Store.apply_import` changed: runs new and refreshed, metric rows new (not stored
     before) and given, checkpoints and eval rows written."""
 
     runs_new: int = 0
@@ -151,12 +150,6 @@ def _upsert_checkpoint(conn: Connection, dialect: str, ckpt: CheckpointRecord, r
                                       where=same_owner).returning(c.c.id)
     found = conn.execute(stmt).scalar_one_or_none()
     return None if found is None else int(found)
-
-
-def apply_plan(store: ImportSink, plan: ImportPlan) -> Applied:
-    """Write `plan` in one transaction (see the module docstring). A StoreError (or any
-    database error) leaves the store exactly as it was."""
-    return store.apply_import(plan)
 
 
 class ImportMethods(StoreBase):

@@ -192,7 +192,7 @@ def import_history(store: StoreLike, frame: pd.DataFrame, *, run_col: str = "run
     """Import a long table (see the module docstring); everything is checked before anything
     is written, in one transaction. `progress(rows_checked, rows)` is called as runs are
     checked."""
-    from scaletrack.store.importers.apply import ImportPlan, PlannedRun, apply_plan
+    from scaletrack.store.importers.apply import ImportPlan, PlannedRun
     from scaletrack.store.records import RunRecord, make_run_key
 
     where = _Where(source, csv=not source.lower().endswith((".parquet", ".jsonl", ".json")))
@@ -273,7 +273,7 @@ def import_history(store: StoreLike, frame: pd.DataFrame, *, run_col: str = "run
         done += len(rows)
         if progress is not None:
             progress(done, len(frame))
-    applied = apply_plan(store, ImportPlan(
+    applied = store.apply_import(ImportPlan(
         sweeps={} if sweep is None else {sweep: {"imported_from": source}}, runs=plan.runs))
     return HistoryReport(
         rows=len(frame), runs=len(plan.runs), runs_new=applied.runs_new,

@@ -241,7 +241,6 @@ def import_lm_eval(store: StoreLike, paths: Iterable[str | Path], sizes: Mapping
         ImportPlan,
         PlannedCheckpoint,
         PlannedRun,
-        apply_plan,
     )
     from scaletrack.store.records import CheckpointRecord, RunRecord, make_run_key
 
@@ -292,7 +291,7 @@ def import_lm_eval(store: StoreLike, paths: Iterable[str | Path], sizes: Mapping
                   "model_args": result.model_args, "n_shot": result.n_shot,
                   "file_sha256": result.sha256},
         ), evals=result.rows))
-    applied = apply_plan(store, plan)
+    applied = store.apply_import(plan)
     cells = [(r.path.name, f"{task}/{metric}") for r in parsed for task, metric in r.nonfinite]
     return ImportReport(files=len(planned), models=tuple(sorted(max_tokens)),
                         runs_new=applied.runs_new, checkpoints=applied.checkpoints,

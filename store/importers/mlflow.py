@@ -209,7 +209,7 @@ def import_mlflow(store: StoreLike, tracking_uri: str, *, experiments: Sequence[
                   sweep: str | None = None, params_key: str = "params",
                   tokens_key: str = "tokens") -> MlflowReport:
     """Import the runs of `experiments` (names; default all) at `tracking_uri`."""
-    from scaletrack.store.importers.apply import ImportPlan, PlannedRun, apply_plan
+    from scaletrack.store.importers.apply import ImportPlan, PlannedRun
     from scaletrack.store.records import RunRecord, make_run_key
 
     uri = check_location(tracking_uri)
@@ -278,7 +278,7 @@ def import_mlflow(store: StoreLike, tracking_uri: str, *, experiments: Sequence[
             "name": frame["name"], "step": frame["step"], "value": frame["value"],
             "wall_time": (frame["timestamp"] - start) / 1000.0,
         }), tags=tuple(tags)))
-    applied = apply_plan(store, plan)
+    applied = store.apply_import(plan)
     return MlflowReport(
         experiments=len(by_id), runs=len(runs), runs_new=applied.runs_new,
         metric_rows=applied.metric_rows, runs_updated=applied.runs_updated,

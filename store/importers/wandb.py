@@ -120,7 +120,7 @@ def import_wandb(store: StoreLike, paths: Iterable[str | Path], *, sweep: str | 
                  sizes: str | Path | None = None, loss_key: str | None = None,
                  progress: Callable[[int, int], None] | None = None) -> WandbReport:
     """Import the W&B runs under `paths` (see the module docstring)."""
-    from scaletrack.store.importers.apply import ImportPlan, PlannedRun, apply_plan
+    from scaletrack.store.importers.apply import ImportPlan, PlannedRun
     from scaletrack.store.records import RunRecord, make_run_key
 
     logs = find_run_logs(paths)
@@ -197,7 +197,7 @@ def import_wandb(store: StoreLike, paths: Iterable[str | Path], *, sweep: str | 
             final_loss=final, name=name, note=run.notes or None,
             error=None if status != "failed" else f"W&B exit code {run.exit_code}",
         ), metrics=metrics, tags=tags))
-    applied = apply_plan(store, plan)
+    applied = store.apply_import(plan)
     return WandbReport(
         logs=len(logs), runs=len(plan.runs), runs_new=applied.runs_new,
         runs_updated=applied.runs_updated, metric_rows=applied.metric_rows,

@@ -41,12 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from scaletrack.errors import ConfigError
 from scaletrack.store import Store, sqlite_file, with_absolute_sqlite_path
-from scaletrack.store.slurm_tasks import (
-    SlurmTaskRecord,
-    add_slurm_tasks,
-    cancelled_job_ids,
-    update_slurm_task,
-)
+from scaletrack.store.slurm_tasks import SlurmTaskRecord
 from scaletrack.sweeps.executors import (
     CellDone,
     CellStarted,
@@ -368,7 +363,7 @@ class SlurmExecutor:
             records.append(SlurmTaskRecord(job.sweep, item.cell.run_key, item.job_id,
                                            stdout=out, stderr=err))
         with Store.open(job.store_url) as store:
-            add_slurm_tasks(store, records)
+            store.add_slurm_tasks(records)
         return tracked
 
     @staticmethod
@@ -417,7 +412,7 @@ class SlurmExecutor:
             while live:
                 try:
                     states = squeue_states({i.split("_")[0] for i in live})
-                    cancelled = cancelled_job_ids(store, job.sweep)
+                    cancelled = store.cancelled_job_ids(job.sweep)
                     retry: list[_Tracked] = []
                     for job_id, item in list(live.items()):
                         if states is None:  # squeue did not answer: only results count
@@ -463,7 +458,7 @@ class SlurmExecutor:
                 on_event(ExecutorNote(f"cell {item.cell.run_key}: task {item.job_id} requeued "
                                       f"({st.restarts}x); it resumes from its last checkpoint"))
             item.state, item.restarts, item.node = st.state, st.restarts, st.node
-            update_slurm_task(store, item.job_id, state=st.state, restarts=st.restarts,
+            store.update_slurm_task(item.job_id, state=st.state, restarts=st.restarts,
                               node=st.node)
         if st is not None and st.state == "RUNNING" and not item.started:
             item.started = True
@@ -473,7 +468,7 @@ class SlurmExecutor:
             # the task has returned; its job ends a moment later in this state
             final = "FAILED" if done.status == "failed" and done.message and \
                 "raised" in done.message else "COMPLETED"
-            update_slurm_task(store, item.job_id, state=final, restarts=item.restarts,
+            store.update_slurm_task(item.job_id, state=final, restarts=item.restarts,
                               node=item.node)
             on_event(done)
             return "done"
@@ -490,7 +485,7 @@ class SlurmExecutor:
         state = st.state if st is not None else "GONE"
         if item.state != state:
             item.state = state
-            update_slurm_task(store, item.job_id, state=state, restarts=item.restarts,
+            store.update_slurm_task(item.job_id, state=state, restarts=item.restarts,
                               node=item.node)
         if cancelled:
             self._release(store, item, "interrupted")

@@ -108,9 +108,7 @@ def cancel_sweep(store: StoreLike, sweep: str) -> list[str]:
     Tasks get SIGTERM: running cells checkpoint and release their claim (resumable by the
     next `sweep run`), and the sweep's driver, if still running, resubmits nothing.
     """
-    from scaletrack.store.slurm_tasks import mark_slurm_cancelled, update_slurm_task
-
-    ids = mark_slurm_cancelled(store, sweep)
+    ids = store.mark_slurm_cancelled(sweep)
     if not ids:
         return []
     check_slurm_tools()
@@ -122,5 +120,5 @@ def cancel_sweep(store: StoreLike, sweep: str) -> list[str]:
     live = {k: v for k, v in states.items() if k in ids and v.state in LIVE_STATES}
     scancel(live)
     for job_id, st in live.items():
-        update_slurm_task(store, job_id, state="CANCELLED", restarts=st.restarts, node=st.node)
+        store.update_slurm_task(job_id, state="CANCELLED", restarts=st.restarts, node=st.node)
     return sorted(live)
