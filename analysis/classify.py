@@ -40,6 +40,7 @@ from scaletrack.analysis.emergence import (
     emergence_profile,
     fit_floored_sigmoid,
 )
+from scaletrack.analysis.metric_direction import metric_direction
 from scaletrack.errors import DataError
 
 LABELS = ("past", "near", "far")
@@ -177,6 +178,7 @@ class TaskClassification:
     fit: SigmoidFit | None
     profile: EmergenceProfile
     shot: int | None = None  # few-shot examples in the prompt, when the group has one
+    lower_is_better: bool = False  # classified inverted: the metric improves by falling
 
     @property
     def group(self) -> tuple[str, str, int | None]:
@@ -209,6 +211,7 @@ class TaskClassification:
             "emergent": self.emergent,
             "decades_at_chance": self.decades_at_chance,
             "reason": self.reason,
+            "lower_is_better": self.lower_is_better,
         }
         if self.fit is not None:
             row.update({f"fit_{k}": v for k, v in self.fit.params.items()})
@@ -309,7 +312,7 @@ def classify_task(
             x_max=x_max, best_value=best, crossing=crossing, crossing_ci95=(math.nan, math.nan),
             ratio_to_max=crossing / x_max, suddenness=math.nan, max_slope_per_decade=math.nan,
             emergent=profile.emergent, decades_at_chance=profile.decades_at_chance,
-            fit=None, profile=profile,
+            fit=None, profile=profile, lower_is_better=not increasing,
         )
 
     thr_source = "user" if threshold is not None else "midpoint"
@@ -335,8 +338,9 @@ def classify_task(
             ci = trend_crossing_ci95(xa, (ya - floor) / span, (float(threshold) - floor) / span,
                                      trend_points, progress_floor, trend_space, n_bootstrap,
                                      seed)
-    elif not risen:
+    elif not risen:  # the midpoint of a curve that has not left its floor says nothing
         label, reason = "far", "no rise off the floor yet"
+        crossing, ci = math.nan, (math.nan, math.nan)
     elif beyond_knee:
         label, reason = "past", "largest scale beyond the upper knee of the fitted sigmoid"
     elif crossing <= near_factor * x_max:
@@ -355,18 +359,37 @@ def classify_task(
         and fit.params["k"] >= min_sharpness
         and profile.rise >= 2.0 * min_rise * scale_range,
         decades_at_chance=profile.decades_at_chance, fit=fit, profile=profile,
+        lower_is_better=not increasing,
     )
 
 
 class GroupClassifications(dict[tuple, TaskClassification]):
     """{(task, metric): TaskClassification}, or {(task, metric, shot): ...} when grouped by a
-    shot column too; plus `left_out`: the groups not classified because their metric looks
-    like a loss (sorted)."""
+    shot column too; plus `left_out`: the groups not classified because their metric is a
+    loss or two-sided (sorted), with the reason for each in `left_out_reasons`, and
+    `inverted`: the metrics classified as lower-is-better (sorted)."""
 
     def __init__(self, items: Mapping[tuple, TaskClassification] | None = None,
-                 left_out: list[tuple] | None = None) -> None:
+                 left_out: list[tuple] | None = None,
+                 left_out_reasons: Mapping[tuple, str] | None = None,
+                 inverted: list[str] | None = None) -> None:
         super().__init__(items or {})
         self.left_out: list[tuple] = sorted(left_out or [], key=lambda k: tuple(map(str, k)))
+        self.left_out_reasons: dict[tuple, str] = dict(left_out_reasons or {})
+        self.inverted: list[str] = sorted(set(inverted or []))
+
+    def direction_note(self) -> str:
+        """One line: which metrics were classified inverted (lower is better) and which
+        were left out and why; empty when neither happened."""
+        parts = []
+        if self.inverted:
+            parts.append("classified as lower-is-better: " + ", ".join(self.inverted))
+        reasons: dict[str, set[str]] = {}
+        for key in self.left_out:
+            reasons.setdefault(self.left_out_reasons.get(key, "a loss"), set()).add(str(key[1]))
+        for why, metrics in sorted(reasons.items()):
+            parts.append(f"left out ({why}): " + ", ".join(sorted(metrics)))
+        return "; ".join(parts)
 
 
 class Cancelled(Exception):  # noqa: N818 - the reason, not an error
@@ -407,9 +430,13 @@ def classify_groups(
     `Cancelled` to stop.
 
     Returns {(task, metric): TaskClassification}, keeping the fits (for plots). A metric that
-    looks like a loss (loss, bpb, ppl, ...) is not a capability: unless `lower_is_better`
-    names it, its group is left out of the result and listed in the result's `left_out`,
-    and a table holding nothing else is refused."""
+    looks like a loss (loss, bpb, ppl, ...) is not a capability, nor is a two-sided score
+    (pct_stereotype, best at 0.5): unless `lower_is_better` names it, its group is left out
+    of the result and listed in the result's `left_out`, and a table holding nothing else is
+    refused. Known lower-is-better scores (likelihood_difference, ter, wer, cer,
+    brier_score, edit_distance; analysis.metric_direction) are classified inverted, falling
+    towards their ideal, and listed in `inverted`; `direction_note()` says both in a line.
+    lower_is_better {metric: False} forces higher-is-better."""
     for col in (task_col, x_col, value_col):
         if col not in df.columns:
             raise DataError(f"column {col!r} not in the table (have: {', '.join(df.columns)})")
@@ -424,6 +451,8 @@ def classify_groups(
         keys.append("_shot")
     out: dict[tuple, TaskClassification] = {}
     left_out: list[tuple] = []
+    reasons: dict[tuple, str] = {}
+    inverted: list[str] = []
     groups = df.groupby(keys, sort=True)
     total = groups.ngroups
     if progress is not None:
@@ -435,17 +464,23 @@ def classify_groups(
         shot = _shot(key_t[-1]) if shot_col is not None else None
         shot = None if shot is not None and shot < 0 else shot
         group_key = (task, metric, shot) if shot_col is not None else (task, metric)
-        lower = _is_lower_better(metric, lower_is_better)
-        if lower and not (lower_is_better and metric in lower_is_better):
+        direction = metric_direction(metric, lower_is_better)
+        if direction.kind in ("loss", "two_sided") and not direction.overridden:
             left_out.append(group_key)
+            reasons[group_key] = _LEFT_OUT_REASON[direction.kind]
             if progress is not None:
                 progress(done, total)
             continue
+        lower = direction.lower_is_better
+        if lower:
+            inverted.append(metric)
         ch = _pick(chance, task)
         if chance_col is not None:
             vals = g[chance_col].dropna()
             ch = float(vals.iloc[0]) if len(vals) else ch
         cl = _pick(ceil_limit, task)
+        if cl is None and lower and direction.ideal is not None:
+            cl = direction.ideal
         if cl is None and not lower and _looks_percent(g[value_col]):
             cl = 100.0
         result = classify_task(
@@ -461,11 +496,11 @@ def classify_groups(
     if not out and left_out:
         task, metric = left_out[0][:2]
         raise DataError(
-            f"metric {metric!r} of task {task!r} looks like a loss, not a capability; "
-            f"invert it explicitly (lower_is_better={{{metric!r}: True}}; CLI: "
-            f"--lower-is-better {metric}) or leave it out"
+            f"metric {metric!r} of task {task!r} {reasons[left_out[0]]}, not a capability "
+            f"with one direction; invert it explicitly (lower_is_better={{{metric!r}: True}}; "
+            f"CLI: --lower-is-better {metric}) or leave it out"
         )
-    return GroupClassifications(out, left_out)
+    return GroupClassifications(out, left_out, reasons, inverted)
 
 
 def eval_points(evals: pd.DataFrame) -> pd.DataFrame:
@@ -513,8 +548,10 @@ def classify_tasks(
 
     x_col: scale (FLOPs, or N). metric_col None: group by task only. chance / threshold /
     ceil_limit: one value for all, or a mapping task -> value; chance_col: a column holding
-    each row's chance level. lower_is_better: metric -> True for losses (default: metrics
-    named like loss/bpb/ppl/perplexity/nll/bits); values above 1 get ceil_limit 100.
+    each row's chance level. lower_is_better: metric -> True / False, overriding the
+    direction read from the metric's name (analysis.metric_direction: losses named like
+    loss/bpb/ppl/perplexity/nll/bits are left out, known bias and error scores such as
+    likelihood_difference are inverted); values above 1 get ceil_limit 100.
     Columns: task, metric, shot, label, threshold, threshold_source, x_max, best_value, crossing,
     crossing_lo, crossing_hi, ratio_to_max, suddenness, max_slope_per_decade, emergent,
     decades_at_chance, reason, fit_floor, fit_ceil, fit_k, fit_log10_mid, fit_rmse.
@@ -537,14 +574,8 @@ def _pick(value: float | Mapping[str, float] | None, task: str) -> float | None:
     return float(value)
 
 
-_LOSS_WORDS = ("loss", "bpb", "ppl", "perplexity", "nll", "bits")
-
-
-def _is_lower_better(metric: str, override: Mapping[str, bool] | None) -> bool:
-    if override is not None and metric in override:
-        return bool(override[metric])
-    m = metric.lower()
-    return any(w in m for w in _LOSS_WORDS)
+_LEFT_OUT_REASON = {"loss": "looks like a loss",
+                    "two_sided": "is two-sided (best at an interior value)"}
 
 
 def _looks_percent(values: pd.Series) -> bool:
