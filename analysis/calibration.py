@@ -60,7 +60,12 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from scaletrack.analysis.extrapolation import FRONTIER_MODELS, fit_frontier_model
+from scaletrack.analysis.extrapolation import (
+    FRONTIER_MODELS,
+    SPLIT_DRIFT_MODELS,
+    fit_frontier_model,
+    fit_split_drift_model,
+)
 from scaletrack.analysis.result import FitResult
 from scaletrack.errors import ConfigError, DataError
 
@@ -300,8 +305,12 @@ def use_residual_model(fit: FitResult, name: str) -> FitResult:
         reach = fit.extra.get("inner_reach")
         if not reach or len(reach["r"]) < _MIN_RESIDUALS:
             raise DataError("the fit has no inner reach residuals; run calibrate_scatter again")
-        model = (fit_reach_model(reach) if name == "reach"
-                 else fit_frontier_model(reach, hedged=name == "frontier_hedged"))
+        if name == "reach":
+            model = fit_reach_model(reach)
+        elif name in SPLIT_DRIFT_MODELS:
+            model = fit_split_drift_model(reach, symmetric=name == "split_drift_symmetric")
+        else:
+            model = fit_frontier_model(reach, hedged=name == "frontier_hedged")
     else:
         model = fit_residual_model(name, np.asarray(pairs["r"]), np.asarray(pairs["d"]))
     return dataclasses.replace(fit, extra={**fit.extra, "scatter_model": model})

@@ -46,6 +46,42 @@ below were not):
   and, at the fit's target (its compute-optimal N, D at 10x the largest compute), the
   median |error| of the prediction and the share of fresh single runs inside the 95% band.
 
+Fourth selection (declared and committed before any of its outcomes was computed; the
+figures of "pooled", "reach", "frontier" and "frontier_hedged" on Epoch were known, those of
+the new candidates were not, on any data):
+
+- Diagnosis that motivates it (Epoch, fits below the 80th percentile of N): the inner splits'
+  reach in N is short (0.06-0.24 decades for the top 10-30 % of N of the training runs, while
+  the held-out largest models lie up to 0.9 decades beyond), and residuals of one split share
+  that split's drift, so pooling them (as "reach" does) sees a drift as scatter shrunk by the
+  split's size. Inner splits at matching reach in N (0.25-1 decade below the largest training
+  model) show no under-prediction on that training part (mean errors -0.4 % to +1.1 %): the
+  drift that hits the largest models is not in the smaller runs, so no calibration on them
+  can predict its size; a band can only carry the split-to-split variation of the drift.
+- New candidates, from the same inner splits (no extra refits, so the fit's cost is
+  unchanged): "split_drift" (each inner split's drift per decade of its own direction, b_j =
+  sum(r·x)/sum(x^2); a new run deviates by b_C·d_C + b_N·d_N + s0·z with b_C, b_N drawn from
+  the compute and model-size splits' drifts, kept as they are where a direction's splits agree
+  on the sign, an asymmetric band, else symmetrised; s0·z the residuals less their split's
+  drift) and "split_drift_symmetric" (drifts always symmetrised). Incumbents: "reach" (the
+  default), "pooled", "frontier", "frontier_hedged". Model averaging over forms is not a
+  candidate: a second form's bootstrap and inner refits would double the fit's cost
+  (Epoch 240 points with calibration must stay <= 1.5 s CPU).
+- Selection data, none from Epoch: (S1) Porian et al. 2024, 10 sets, and (S2) Open-Athena, 5
+  sets (as `bench_interval_selection.selection_sets`), each held out by compute (top 20, 40 %)
+  and by model size (top 20, 30 % of N); (S3) the OLMo ladder: the final C4 loss of its 16
+  ladder runs (190M-1B, 1-10x Chinchilla tokens; D = tokens seen, C = 6·N·D) fitted, the 7B
+  and 13B runs predicted (hold-out top 10 % of N: the two targets); (S4) simulated broken and
+  (S5) Chinchilla laws, seeds 100..104, top 30 % by C and by N. 200 bootstrap refits, seed 0;
+  a cell whose fit is degenerate or raises DataError is left out for every model alike.
+- Groups: Porian by C, Porian by N, Open-Athena by C, Open-Athena by N, OLMo, broken by C,
+  broken by N, control by C, control by N. A group's coverage is the share of all its held-out
+  runs inside the 95 % prediction band (pooled over its cells); its width the median of its
+  cells' median relative widths.
+- Rule: eligible is a model whose every group covers at least 0.85; among the eligible the
+  one with the smallest median group width becomes the default. If none is eligible, or the
+  pick is "reach", the default stays "reach" (no fallback adoption).
+
     .venv/bin/python bench/bench_backtest.py [--bootstrap 200] [--seeds 10] [--skip-sim]
         [--identify-seeds 20] [--select] [--residual-model NAME]
 """
@@ -53,6 +89,7 @@ below were not):
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -70,12 +107,15 @@ BY_C = (0.1, 0.2, 0.3, 0.4, 0.5)
 BY_N = (0.2, 0.3)
 SIM = {"E": 1.7, "A": 400.0, "B": 1800.0, "alpha": 0.34, "beta": 0.36}
 N_BREAK, NOISE = 1e9, 0.02
-CANDIDATES = ("pooled", "reach", "frontier", "frontier_hedged")
+CANDIDATES = ("pooled", "reach", "frontier", "frontier_hedged", "split_drift",
+              "split_drift_symmetric")
 SELECT_SEEDS = range(100, 105)
-SELECT_EPOCH = (("N", 0.2), ("N", 0.3), ("C", 0.2), ("C", 0.4))
+SELECT_HOLDOUTS = (("C", 0.2), ("C", 0.4), ("N", 0.2), ("N", 0.3))
+OLMO = "olmo_ladder_task_bpb_acc.csv"
 MIN_COVERAGE = 0.85
 HEADER = (f"{'set':>22} {'by':>3} {'top':>5} {'n_tr':>5} {'n_te':>5} {'MAPE%':>6} {'bias%':>6} "
           + " ".join(f"{name[:15]:>15}" for name in CANDIDATES) + f" {'s':>5}")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def broken_law(n: np.ndarray, d: np.ndarray, alpha2: float) -> np.ndarray:
@@ -135,32 +175,75 @@ def sim_cells(label: str, alpha2: float, by: str, seeds, args) -> dict[str, dict
     return out
 
 
-def select(df: pd.DataFrame | None, args) -> None:
-    """The declared selection: Epoch's small-N part and simulated laws (seeds 100..104)."""
-    cells: list[dict[str, dict]] = []
-    if df is not None:
-        small = df[df["N"] < np.quantile(df["N"].to_numpy(float), 0.7)]
-        for by, top in SELECT_EPOCH:
-            out = row("epoch N<p70", by, top, small, args)
-            if out is not None:
-                cells.append({c: {"coverage": v["coverage_prediction"],
-                                  "width": v["median_width_prediction"]}
-                              for c, v in out.items()})
-    for label, alpha2 in (("select control", SIM["alpha"]), ("select broken", SIM["alpha"] / 2)):
+def olmo_ladder(data: Path) -> pd.DataFrame:
+    """OLMo ladder runs' final C4 loss: 16 ladder runs and the 7B and 13B targets (N params,
+    D tokens seen at the last step, C = 6·N·D FLOPs, loss nats)."""
+    raw = pd.read_csv(data / OLMO).dropna(subset=["c4_loss"])
+    last = raw.sort_values("tokens").groupby("run", as_index=False).last()
+    n, d = last["n_params"].to_numpy(float), last["tokens"].to_numpy(float)
+    return pd.DataFrame({"N": n, "D": d, "C": 6 * n * d, "loss": last["c4_loss"]})
+
+
+def _cell(out: dict | None) -> dict[str, dict] | None:
+    """Per candidate: held-out runs, runs inside the band, median relative width; None for a
+    cell left out (no fit, degenerate, or no coverage)."""
+    if out is None or any(v["status"] != "ok" or not np.isfinite(v["coverage_prediction"])
+                          for v in out.values()):
+        return None
+    return {c: {"n": v["n_test"], "inside": v["coverage_prediction"] * v["n_test"],
+                "width": v["median_width_prediction"]} for c, v in out.items()}
+
+
+def select(args) -> None:
+    """The fourth declared selection: Porian, Open-Athena, OLMo ladder, simulated laws."""
+    from bench_interval_selection import selection_sets
+
+    groups: dict[str, list[dict[str, dict]]] = {}
+
+    def add(group: str, out: dict | None) -> None:
+        cell = _cell(out)
+        if cell is not None:
+            groups.setdefault(group, []).append(cell)
+
+    if (args.data / "porian2024_isoflop_points.csv").is_file():
+        for name, df in selection_sets(args.data):
+            family = name.split("/")[0]
+            for by, top in SELECT_HOLDOUTS:
+                add(f"{family} by {by}", row(name[:22], by, top, df, args))
+    if (args.data / OLMO).is_file():
+        add("olmo ladder", row("olmo ladder", "N", 0.1, olmo_ladder(args.data), args))
+    for label, alpha2 in (("broken", SIM["alpha"] / 2), ("control", SIM["alpha"])):
         for by in ("C", "N"):
-            out = sim_cells(label, alpha2, by, SELECT_SEEDS, args)
-            if out is not None:
-                cells.append(out)
-    print(f"selection over {len(cells)} cells (eligible: every cell covers >= {MIN_COVERAGE})")
+            for seed in SELECT_SEEDS:
+                add(f"{label} by {by}", row(f"select {label} s{seed}", by, 0.3,
+                                            sim_grid(seed, alpha2), args))
+    print(f"selection groups (eligible: every group covers >= {MIN_COVERAGE}); per candidate "
+          "pooled coverage / median of cell median widths:")
+    print(f"{'group':>22} {'cells':>5} {'runs':>5} "
+          + " ".join(f"{c[:15]:>15}" for c in CANDIDATES))
+    summary = {c: {"low": 1.0, "widths": []} for c in CANDIDATES}
+    for group, cells in groups.items():
+        line = []
+        for c in CANDIDATES:
+            n = sum(cell[c]["n"] for cell in cells)
+            cover = sum(cell[c]["inside"] for cell in cells) / n
+            width = float(np.median([cell[c]["width"] for cell in cells]))
+            summary[c]["low"] = min(summary[c]["low"], cover)
+            summary[c]["widths"].append(width)
+            line.append(f"{cover:>6.2f}/{width:<8.3f}")
+        runs = sum(cell[CANDIDATES[0]]["n"] for cell in cells)
+        print(f"{group:>22} {len(cells):>5} {runs:>5} " + " ".join(line))
     eligible = []
     for c in CANDIDATES:
-        low = min(cell[c]["coverage"] for cell in cells)
-        width = float(np.median([cell[c]["width"] for cell in cells]))
+        low, width = summary[c]["low"], float(np.median(summary[c]["widths"]))
         ok = low >= MIN_COVERAGE
-        eligible.append((not ok, width if ok else -low, c))
-        print(f"  {c:>16}: lowest cell coverage {low:.2f}, median width {width:.3f}"
+        if ok:
+            eligible.append((width, c))
+        print(f"  {c:>22}: lowest group coverage {low:.2f}, median group width {width:.3f}"
               f"{'' if ok else ' (not eligible)'}")
-    print(f"chosen by the declared rule: {min(eligible)[2]}")
+    pick = min(eligible)[1] if eligible else None
+    print(f"eligible: {', '.join(c for _, c in sorted(eligible)) or 'none'}; chosen by the "
+          f"declared rule: {pick or 'none, the default stays reach'}")
 
 
 def former_rule(fit) -> bool:
@@ -232,7 +315,7 @@ def main() -> None:
     else:
         print(f"skip Epoch: {path} is absent")
     if args.select:
-        select(df, args)
+        select(args)
         print(f"total CPU {time.process_time() - t0:.0f} s")
         return
     if df is not None:
