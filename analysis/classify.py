@@ -61,6 +61,16 @@ TREND_SPACE = "logit"
 # scale. Ratios 2, 3, 5, 10 (calling near on later trend crossings) lowered the logit trend's
 # score on the selection halves of bench/bench_emergence_sources.py, so it stays 1.
 DECISION_RATIO = 1.0
+# The near/far rule for a task below its bar: "shape" (a logistic model on the trajectory's
+# shape, analysis.emergence_shape, near when P(near) >= NEAR_TAU) or "trend" (the trend
+# line's crossing). "shape" with tau 0.7 was chosen in round 3 of
+# bench/bench_emergence_sources.py on the selection halves (mean primary margin +6.5 points
+# against +2.8 for the trend); "bootstrap" (the share of trend refits crossing within reach)
+# was a candidate there and lost.
+NEAR_RULES = ("shape", "trend")
+NEAR_RULE = "shape"
+NEAR_TAU = 0.7
+NEAR_BOOTSTRAP_POINTS = 6
 
 
 def trend_crossing(

@@ -558,8 +558,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--select-only", action="store_true")
-    ap.add_argument("--round", type=int, choices=(1, 2), default=2,
-                    help="1: the accuracy-only trend search; 2: the declared second round")
+    ap.add_argument("--round", type=int, choices=(1, 2, 3), default=2,
+                    help="1: the accuracy-only trend search; 2: the declared second round; "
+                    "3: the declared third round (bench_emergence_shape.py)")
     ap.add_argument("--scored-only", action="store_true",
                     help="skip the all-series table (the selection halves again)")
     args = ap.parse_args()
@@ -570,6 +571,19 @@ def main() -> None:
     series = {src: list(READERS[src](args.data)) for src in SOURCES}
     halves = {h: {src: cases_of([s for s in ss if s.half == h]) for src, ss in series.items()}
               for h in ("selection", "scored")}
+    if args.round == 3:
+        import bench_emergence_shape as round3
+
+        from scaletrack.analysis import classify
+
+        if args.select_only:
+            round3.select(halves["selection"])
+        else:
+            round3.scored(halves["scored"], getattr(classify, "NEAR_RULE", "trend"),
+                          getattr(classify, "NEAR_TAU", 0.5),
+                          getattr(classify, "NEAR_BOOTSTRAP_POINTS", 6))
+        print(f"({time.perf_counter() - t0:.0f} s)")
+        return
     if args.round == 1:
         select(halves["selection"])
     else:
