@@ -9,16 +9,21 @@ Rules, in this order:
   [0.01, 0.99] (1 % of the range: the noise floor); a line through the last `trend_points`
   (6) points of logit progress against log10 scale (where a sigmoid rise is a straight
   line) is extrapolated to the bar (`trend_space` "raw": progress itself).
-  near: it crosses within `near_factor` (10x) of the largest scale tried (times the
-  calibrated `DECISION_RATIO`, now 1); far: later, or the trend does not rise. This reads
-  the small but steady gains of a task still near chance, which the accuracy sigmoid calls
-  "no rise yet".
-  The sigmoid fit is still reported (crossing, interval, suddenness).
+  Rule "shape" (the default, `near_rule`): a logistic model on the trajectory's shape
+  (the gap to the bar, the trend's slope, the last decade's slope, its bend, its noise,
+  the trend's and the last two points' crossings, the decades seen; analysis.emergence_shape)
+  gives P(the bar is crossed within 10x); near when P >= NEAR_TAU (0.7). It applies with
+  near_factor 10 and 3 or more scales; otherwise, and with near_rule "trend": near when the
+  trend crosses within `near_factor` (10x) of the largest scale tried, far when later or
+  when it does not rise. Either way the trend's crossing and interval are reported. This
+  reads the small but steady gains of a task still near chance, which the accuracy sigmoid
+  calls "no rise yet". The sigmoid fit is still reported (crossing, interval, suddenness).
 - without a threshold, the sigmoid midpoint is the bar: near when the predicted crossing is
   within `near_factor`, far when beyond, or when the metric has not risen off its floor.
 
-The truncation back-test in bench/bench_emergence_backtest.py (ObsScaling and Pythia series,
-larger models hidden) measures these rules.
+The truncation back-tests in bench/bench_emergence_sources.py (five published sources,
+each scored apart against two trivial rules) and bench/bench_emergence_backtest.py measure
+these rules. The metric's direction comes from its name (analysis.metric_direction).
 
 Scale is compute C in FLOPs (or parameters N; the column is named by the caller).
 """
@@ -32,7 +37,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.special import logit
 
 from scaletrack.analysis.emergence import (
     EmergenceProfile,
@@ -40,27 +44,18 @@ from scaletrack.analysis.emergence import (
     emergence_profile,
     fit_floored_sigmoid,
 )
+from scaletrack.analysis.emergence_shape import shape_features, shape_near_probability
+from scaletrack.analysis.emergence_trend import (
+    PROGRESS_FLOOR,
+    TREND_POINTS,
+    TREND_SPACE,
+    trend_crossing_ci95,
+    trend_label,
+)
 from scaletrack.analysis.metric_direction import metric_direction
 from scaletrack.errors import DataError
 
 LABELS = ("past", "near", "far")
-# Chosen in bench/bench_emergence_sources.py on the selection halves (crc32 parity of the
-# series name) of five published sources. Round 1 (accuracy margin over the better trivial
-# rule): 6 points in logit progress. Round 2 (mean over sources of the lower of the accuracy
-# and balanced-accuracy margins, with a decision ratio) picked 4 points in raw progress
-# (+2.0 points against +1.6 here), which was not adopted: a straight line in raw progress
-# misses a multiplicative rise near chance and gives crossing intervals that do not cover a
-# sigmoid's crossing, and it scores 77 % right / 40 % near recall in
-# bench/bench_emergence_backtest.py. Among the logit candidates 6 points, ratio 1 was best.
-# The scored halves never entered either choice.
-TREND_POINTS = 6
-PROGRESS_FLOOR = 0.01  # progress clipped to [PROGRESS_FLOOR, 1 - PROGRESS_FLOOR] before logit
-TREND_SPACES = ("logit", "raw")  # the trend line in logit progress, or in progress itself
-TREND_SPACE = "logit"
-# Near when the trend's crossing lies within DECISION_RATIO x near_factor of the largest
-# scale. Ratios 2, 3, 5, 10 (calling near on later trend crossings) lowered the logit trend's
-# score on the selection halves of bench/bench_emergence_sources.py, so it stays 1.
-DECISION_RATIO = 1.0
 # The near/far rule for a task below its bar: "shape" (a logistic model on the trajectory's
 # shape, analysis.emergence_shape, near when P(near) >= NEAR_TAU) or "trend" (the trend
 # line's crossing). "shape" with tau 0.7 was chosen in round 3 of
@@ -71,91 +66,6 @@ NEAR_RULES = ("shape", "trend")
 NEAR_RULE = "shape"
 NEAR_TAU = 0.7
 NEAR_BOOTSTRAP_POINTS = 6
-
-
-def trend_crossing(
-    x: np.ndarray, progress: np.ndarray, target: float, points: int = TREND_POINTS,
-    progress_floor: float = PROGRESS_FLOOR, space: str = TREND_SPACE,
-) -> float:
-    """Scale where a least-squares line through the last `points` (log10 x, logit progress)
-    meets `target` progress; inf when the trend does not rise. x sorted ascending; progress
-    clipped to [progress_floor, 1 - progress_floor] first. space "raw": the line is in
-    (log10 x, progress) instead."""
-    if space not in TREND_SPACES:
-        raise ValueError(f"trend space must be one of {', '.join(TREND_SPACES)}, got {space!r}")
-    if space == "logit":
-        p = np.clip(progress, progress_floor, 1.0 - progress_floor)
-        lx, ly = np.log10(x[-points:]), logit(p[-points:])
-        target = min(max(target, progress_floor), 1.0 - progress_floor)
-        goal = float(logit(target))
-    else:
-        lx, ly, goal = np.log10(x[-points:]), np.asarray(progress[-points:], float), target
-    if np.unique(lx).size < 2:
-        return math.inf
-    slope, intercept = np.polyfit(lx, ly, 1)
-    return _line_crossing(float(slope), float(intercept), goal)
-
-
-def _line_crossing(slope: float, intercept: float, goal: float) -> float:
-    if not slope > 0:
-        return math.inf
-    log10_cross = (goal - intercept) / slope
-    return float(10.0**log10_cross) if log10_cross < 300 else math.inf
-
-
-def trend_crossing_ci95(
-    x: np.ndarray, progress: np.ndarray, target: float, points: int = TREND_POINTS,
-    progress_floor: float = PROGRESS_FLOOR, space: str = TREND_SPACE, n_bootstrap: int = 200,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """95% residual-bootstrap interval of `trend_crossing` (the line refitted on its fitted
-    values plus resampled residuals); (nan, nan) without refits or with under 3 points."""
-    points = min(points, x.size)
-    if n_bootstrap <= 0 or points < 3:
-        return (math.nan, math.nan)
-    if space == "logit":
-        p = np.clip(progress, progress_floor, 1.0 - progress_floor)
-        lx, ly = np.log10(x[-points:]), logit(p[-points:])
-        goal = float(logit(min(max(target, progress_floor), 1.0 - progress_floor)))
-    else:
-        lx, ly, goal = np.log10(x[-points:]), np.asarray(progress[-points:], float), target
-    if np.unique(lx).size < 2:
-        return (math.nan, math.nan)
-    coef = np.polyfit(lx, ly, 1)
-    fitted = np.polyval(coef, lx)
-    resid = ly - fitted
-    rng = np.random.default_rng(seed)
-    draws = fitted[:, None] + rng.choice(resid - resid.mean(), size=(lx.size, n_bootstrap))
-    slopes, intercepts = np.polyfit(lx, draws, 1)
-    samples = np.sort([_line_crossing(float(a), float(b), goal)
-                       for a, b in zip(slopes, intercepts, strict=True)])
-    lo = samples[int(math.floor(0.025 * (samples.size - 1)))]  # order statistics: inf-safe
-    hi = samples[int(math.ceil(0.975 * (samples.size - 1)))]
-    return (float(lo), float(hi))
-
-
-def trend_label(
-    x: np.ndarray, y: np.ndarray, *, threshold: float, chance: float | None = None,
-    ceil_limit: float = 1.0, near_factor: float = 10.0, trend_points: int = TREND_POINTS,
-    progress_floor: float = PROGRESS_FLOOR, trend_space: str = TREND_SPACE,
-    decision_ratio: float = DECISION_RATIO,
-) -> tuple[str, str, float]:
-    """(label near | far, reason, crossing scale) from the trend of progress towards
-    `threshold` (metric units) of points sorted by x (scale, e.g. FLOPs). chance None: the
-    first point is the floor. near: the trend crosses within decision_ratio x near_factor of
-    the largest scale (the crossing returned is the trend's own). Does not check whether the
-    threshold is already reached."""
-    floor = chance if chance is not None else float(y[0])
-    span = ceil_limit - floor
-    progress = (y - floor) / span if span else np.zeros_like(y)
-    cross = trend_crossing(x, progress, (threshold - floor) / span if span else 1.0,
-                           min(trend_points, x.size), progress_floor, trend_space)
-    if math.isinf(cross):
-        return "far", "no rising trend towards the threshold", cross
-    reach = decision_ratio * near_factor
-    if cross <= reach * float(x.max()):
-        return "near", f"rising trend crosses the threshold within {reach:g}x", cross
-    return "far", f"rising trend crosses the threshold beyond {reach:g}x", cross
 
 
 @dataclass(frozen=True)
@@ -189,6 +99,7 @@ class TaskClassification:
     profile: EmergenceProfile
     shot: int | None = None  # few-shot examples in the prompt, when the group has one
     lower_is_better: bool = False  # classified inverted: the metric improves by falling
+    near_probability: float = math.nan  # P(bar crossed within 10x) of the shape rule
 
     @property
     def group(self) -> tuple[str, str, int | None]:
@@ -222,6 +133,7 @@ class TaskClassification:
             "decades_at_chance": self.decades_at_chance,
             "reason": self.reason,
             "lower_is_better": self.lower_is_better,
+            "near_probability": self.near_probability,
         }
         if self.fit is not None:
             row.update({f"fit_{k}": v for k, v in self.fit.params.items()})
@@ -248,6 +160,7 @@ def classify_task(
     trend_points: int = TREND_POINTS,
     progress_floor: float = PROGRESS_FLOOR,
     trend_space: str = TREND_SPACE,
+    near_rule: str = NEAR_RULE,
 ) -> TaskClassification:
     """Classify one task from its (scale, metric) points.
 
@@ -301,11 +214,27 @@ def classify_task(
     except DataError:
         fit = None
 
+    if near_rule not in NEAR_RULES:
+        raise ValueError(f"near rule must be one of {', '.join(NEAR_RULES)}, got {near_rule!r}")
+    near_p = math.nan
+
     def by_trend() -> tuple[str, str, float]:  # called only when a threshold is given
+        nonlocal near_p
         bar = float(threshold) if threshold is not None else math.nan
-        return trend_label(xa, ya, threshold=bar, chance=chance, ceil_limit=ceil_limit,
-                           near_factor=near_factor, trend_points=trend_points,
-                           progress_floor=progress_floor, trend_space=trend_space)
+        label, reason, cross = trend_label(
+            xa, ya, threshold=bar, chance=chance, ceil_limit=ceil_limit,
+            near_factor=near_factor, trend_points=trend_points,
+            progress_floor=progress_floor, trend_space=trend_space)
+        floor = chance if chance is not None else float(ya[0])
+        span = ceil_limit - floor
+        # the shape model was fitted for reach 10x and needs 3 scales
+        if near_rule == "shape" and near_factor == 10.0 and span and np.unique(xa).size >= 3:
+            near_p = float(shape_near_probability(shape_features(
+                xa, (ya - floor) / span, (bar - floor) / span))[0])
+            label = "near" if near_p >= NEAR_TAU else "far"
+            reason = (f"trajectory shape gives P(crossing within 10x) = {near_p:.2f} "
+                      f"({'>=' if label == 'near' else '<'} {NEAR_TAU:g}); {reason}")
+        return label, reason, cross
 
     if fit is None:
         thr = threshold if threshold is not None else math.nan
@@ -323,6 +252,7 @@ def classify_task(
             ratio_to_max=crossing / x_max, suddenness=math.nan, max_slope_per_decade=math.nan,
             emergent=profile.emergent, decades_at_chance=profile.decades_at_chance,
             fit=None, profile=profile, lower_is_better=not increasing,
+            near_probability=near_p,
         )
 
     thr_source = "user" if threshold is not None else "midpoint"
@@ -369,7 +299,7 @@ def classify_task(
         and fit.params["k"] >= min_sharpness
         and profile.rise >= 2.0 * min_rise * scale_range,
         decades_at_chance=profile.decades_at_chance, fit=fit, profile=profile,
-        lower_is_better=not increasing,
+        lower_is_better=not increasing, near_probability=near_p,
     )
 
 

@@ -229,11 +229,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scaletrack.analysis.classify import (
+from scaletrack.analysis.classify import classify_task
+from scaletrack.analysis.emergence_trend import (
     DECISION_RATIO,
     TREND_POINTS,
     TREND_SPACE,
-    classify_task,
     trend_crossing,
     trend_label,
 )
