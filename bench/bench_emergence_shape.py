@@ -169,3 +169,20 @@ def scored(by_source: dict[str, list[Case]], rule: str, tau: float, points: int)
                 line += (f" {keep.mean():>5.0%} {ks['acc']:>5.1%} ({kl['acc']:.1%}) "
                          f"{ks['balanced']:>5.1%} ({kl['balanced']:.1%})")
         print(line)
+
+
+def crossfit(by_source: dict[str, list[Case]], tau: float) -> None:
+    """Diagnostic on the selection halves only (added after the round-3 scored run): the
+    shape model refitted without each source in turn and scored on the source left out, so
+    the figure is out of source, as for a user's new data."""
+    sel = {k: prepare(v) for k, v in by_source.items() if v}
+    print(f"\n== leave-one-source-out shape model on the selection halves (tau {tau:g}); "
+          "acc / balanced / primary margin, points")
+    prims = []
+    for k, sc in sel.items():
+        model = fit_shape({o: v for o, v in sel.items() if o != k})
+        lab = _labels(es.shape_near_probability(sc.features, model), tau)
+        a, b, p = primary(sc, lab)
+        prims.append(p)
+        print(f"  {k:<40} {a:>+6.1f} {b:>+6.1f} {p:>+6.1f}")
+    print(f"  mean primary margin {np.mean(prims):+.1f}")
