@@ -3,9 +3,11 @@
 A store of 200,000 runs is never read whole: the count, the page (LIMIT / OFFSET over an
 ORDER BY the database sorts), the per-group summaries (GROUP BY) and the status counts are
 each one query. Filters: sweep, status, tag, a text search over run key, sweep and name, and
-`field=value` pairs on a run column or a dotted config path (SQLite `json_extract`,
-PostgreSQL `#>>`); a number matches within a relative 1e-9, anything else as text, and
-"", "none" or "null" match a missing value.
+`field=value` pairs on a run column or a dotted config path (through `run_config_values`, the
+config leaves the database keeps per run, indexed by path); a number matches within a
+relative 1e-9, anything else as text, and "", "none" or "null" match a missing value. A
+column that can be missing is paged in two index-ordered steps (values, then missing), and
+counts over a text search are one pass over the table.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 
 from scaletrack.store import schema
 from scaletrack.store.base import StoreBase
@@ -45,34 +46,57 @@ class RunFilter:
     where: Sequence[tuple[str, str]] = ()
 
 
-def _config_path(engine: sa.Engine, path: str) -> sa.ColumnElement[Any]:
+def _config_match(path: str, wanted: str) -> sa.ColumnElement[bool]:
+    """Runs whose config leaf at dotted `path` matches `wanted` (as `_match`), looked up in
+    `run_config_values` through its (path, number, text) index."""
     parts = [p for p in path.split(".") if p]
     if not parts or any(not p.replace("_", "").replace("-", "").isalnum() for p in parts):
         raise StoreError(f"filter field {path!r} is not a run column or a dotted config path")
-    t = schema.runs
-    if engine.dialect.name == "sqlite":
-        return sa.func.json_extract(t.c.config, "$." + ".".join(parts))
-    return sa.func.jsonb_extract_path_text(sa.cast(sa.cast(t.c.config, sa.Text), JSONB), *parts)
-
-
-def _match(expr: sa.ColumnElement[Any], wanted: str, numeric_column: bool
-           ) -> sa.ColumnElement[bool]:
+    v = schema.run_config_values
+    at = sa.select(v.c.run_id).where(v.c.path == ".".join(parts))
     if wanted.strip().lower() in _NULL_WORDS:
-        return expr.is_(None)
+        return schema.runs.c.id.not_in(at)
     try:
         w = float(wanted)
     except ValueError:
         w = math.nan
-    text_eq = sa.cast(expr, sa.Text) == wanted
+    same = v.c.txt == wanted
+    if math.isfinite(w):
+        tol = abs(w) * 1e-9
+        same = sa.or_(v.c.num.between(w - tol, w + tol), same)
+    return schema.runs.c.id.in_(at.where(same))
+
+
+def _match(column: sa.Column[Any], wanted: str, numeric: bool) -> sa.ColumnElement[bool]:
+    """A run column equal to `wanted`: a number within a relative 1e-9 (on the bare column,
+    so its index serves), text exactly; a null word matches a missing value."""
+    if wanted.strip().lower() in _NULL_WORDS:
+        return column.is_(None)
+    if not numeric:
+        return column == wanted
+    try:
+        w = float(wanted)
+    except ValueError:
+        return sa.false()
     if not math.isfinite(w):
-        return sa.false() if numeric_column else text_eq
+        return sa.false()
     tol = abs(w) * 1e-9
-    number = sa.cast(expr, sa.Float)
-    near = sa.and_(number >= w - tol, number <= w + tol)
-    return near if numeric_column else sa.or_(near, text_eq)
+    return column.between(w - tol, w + tol)
 
 
 _NUMERIC = {"N", "N_total", "D", "C", "seed", "lr", "final_loss", "attempts"}
+
+
+def _reads_rows(f: RunFilter) -> bool:
+    """Whether the filter reads every run's row (a text search), so a count or group is
+    best one pass over the table in storage order."""
+    return bool(f.search)
+
+
+def _grouping(column: sa.Column[Any], scan: bool) -> sa.ColumnElement[Any]:
+    """`column`, or with `scan` the same values as an expression no index matches: SQLite
+    would otherwise walk an index on it and fetch each run's row out of storage order."""
+    return sa.func.coalesce(column, column).label(column.name) if scan else column
 
 
 def _filtered(engine: sa.Engine, query: sa.Select[Any], f: RunFilter, *,
@@ -96,7 +120,7 @@ def _filtered(engine: sa.Engine, query: sa.Select[Any], f: RunFilter, *,
         if field in FILTERABLE:
             query = query.where(_match(t.c[field], wanted, field in _NUMERIC))
         else:
-            query = query.where(_match(_config_path(engine, field), wanted, False))
+            query = query.where(_config_match(field, wanted))
     return query
 
 
@@ -105,6 +129,32 @@ def _order(column: sa.Column[Any], descending: bool) -> list[sa.ColumnElement[An
     plainly, so its index serves the page)."""
     key = column.desc() if descending else column.asc()
     return [column.is_(None), key] if column.nullable else [key]
+
+
+def _sorted_ids(conn: sa.Connection, engine: sa.Engine, f: RunFilter, sort: str,
+                descending: bool, offset: int, limit: int) -> list[int]:
+    """Ids of one ungrouped page, missing values last in either direction. A column that can
+    be missing is paged in two steps (the runs that have a value, in the order of the
+    column's index, then the runs without, by id), so neither step sorts every run."""
+    t = schema.runs
+    column = t.c[sort]
+    key = column.desc() if descending else column.asc()
+    tie = t.c.id.desc() if descending else t.c.id.asc()
+    base = _filtered(engine, sa.select(t.c.id), f)
+    if not column.nullable:
+        return list(conn.execute(base.order_by(key, tie).limit(limit).offset(offset)).scalars())
+    ids = list(conn.execute(base.where(column.is_not(None)).order_by(key, tie)
+                            .limit(limit).offset(offset)).scalars())
+    if len(ids) == limit:
+        return ids
+    if ids:  # the runs with a value end on this page
+        valued = offset + len(ids)
+    else:
+        count = _filtered(engine, sa.select(sa.func.count()).select_from(t), f)
+        valued = int(conn.execute(count.where(column.is_not(None))).scalar_one())
+    rest = base.where(column.is_(None)).order_by(tie).limit(limit - len(ids)) \
+        .offset(max(0, offset - valued))
+    return ids + list(conn.execute(rest).scalars())
 
 
 def runs_page(engine: sa.Engine, f: RunFilter, *, sort: str = "created_at",
@@ -118,21 +168,27 @@ def runs_page(engine: sa.Engine, f: RunFilter, *, sort: str = "created_at",
     if group is not None and group not in GROUPABLE:
         raise StoreError(f"cannot group runs by {group!r} (one of {', '.join(GROUPABLE)})")
     t = schema.runs
-    order = (_order(t.c[group], False) if group else []) + _order(t.c[sort], descending)
-    order.append(t.c.id.desc() if descending else t.c.id.asc())
-    ids = _filtered(engine, sa.select(t.c.id), f).order_by(*order).limit(limit).offset(offset)
-    page = sa.select(*(t.c[c] for c in PAGE_COLUMNS), t.c.id).where(
-        t.c.id.in_(ids.scalar_subquery())).order_by(*order)
-    statuses = _filtered(engine, sa.select(t.c.status, sa.func.count()).group_by(t.c.status), f,
+    status = _grouping(t.c.status, _reads_rows(f))
+    statuses = _filtered(engine, sa.select(status, sa.func.count()).group_by(status), f,
                          with_status=False)
     with read_transaction(engine) as conn:
-        rows = [dict(r._mapping) for r in conn.execute(page)]
+        if group:
+            order = _order(t.c[group], False) + _order(t.c[sort], descending)
+            order.append(t.c.id.desc() if descending else t.c.id.asc())
+            query = _filtered(engine, sa.select(t.c.id), f).order_by(*order)
+            ids = list(conn.execute(query.limit(limit).offset(offset)).scalars())
+        else:
+            ids = _sorted_ids(conn, engine, f, sort, descending, offset, limit)
+        found = {r.id: dict(r._mapping) for r in conn.execute(
+            sa.select(*(t.c[c] for c in PAGE_COLUMNS), t.c.id).where(t.c.id.in_(ids)))} \
+            if ids else {}
+        rows = [found[i] for i in ids if i in found]
         by_status = {s: int(n) for s, n in conn.execute(statuses)}  # one scan gives the total
         total = by_status.get(f.status, 0) if f.status is not None else sum(by_status.values())
         tags_of: dict[int, list[str]] = {}
         if rows:
             tq = sa.select(schema.run_tags.c.run_id, schema.run_tags.c.tag).where(
-                schema.run_tags.c.run_id.in_([r["id"] for r in rows]))
+                schema.run_tags.c.run_id.in_(ids))
             for run_id, tag in conn.execute(tq):
                 tags_of.setdefault(run_id, []).append(tag)
         all_tags = sorted(conn.execute(sa.select(schema.run_tags.c.tag).distinct()).scalars())
@@ -146,12 +202,13 @@ def runs_page(engine: sa.Engine, f: RunFilter, *, sort: str = "created_at",
 def _groups(conn: sa.Connection, engine: sa.Engine, f: RunFilter,
             group: str) -> list[dict[str, Any]]:
     t = schema.runs
-    g = t.c[group]
+    scan = _reads_rows(f)
+    g, status = _grouping(t.c[group], scan), _grouping(t.c.status, scan)
     finite = sa.and_(t.c.final_loss.is_not(None), t.c.final_loss == t.c.final_loss)
     loss = sa.case((finite, t.c.final_loss), else_=None)
-    query = _filtered(engine, sa.select(g, t.c.status, sa.func.count(), sa.func.min(loss),
+    query = _filtered(engine, sa.select(g, status, sa.func.count(), sa.func.min(loss),
                                         sa.func.sum(loss), sa.func.count(loss)), f)
-    query = query.group_by(g, t.c.status).order_by(g.is_(None), g)
+    query = query.group_by(g, status).order_by(g.is_(None), g)
     out: dict[Any, dict[str, Any]] = {}
     for value, status, n, best, total, n_loss in conn.execute(query):
         entry = out.setdefault(value, {"value": value, "count": 0, "by_status": {},

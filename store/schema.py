@@ -67,6 +67,13 @@ sa.Index("ix_runs_created_at_id", runs.c.created_at, runs.c.id)
 sa.Index("ix_runs_sweep_status", runs.c.sweep, runs.c.status)
 sa.Index("ix_runs_sweep_compute", runs.c.sweep, runs.c.C, runs.c.N, runs.c.D, runs.c.seed,
          runs.c.lr, runs.c.id)
+# 0008_run_page_indexes: the runs page's sort columns (with the tie-breaking id) and its group
+# summaries (group value, status, final loss) at hundreds of thousands of runs
+for _col in ("name", "C", "final_loss", "attempts", "updated_at"):
+    sa.Index(f"ix_runs_{_col}_id", runs.c[_col], runs.c.id)
+for _col in ("N", "D", "lr", "seed", "sweep", "family", "role"):
+    sa.Index(f"ix_runs_{_col}_group", runs.c[_col], runs.c.status, runs.c.final_loss)
+sa.Index("ix_runs_status_group", runs.c.status, runs.c.final_loss)
 
 # One row per (run, metric name, step). On SQLite a WITHOUT ROWID table clustered on the key;
 # value / wall_time are exact float64 (see store.coltypes.Float64Bits).
@@ -171,6 +178,21 @@ fits = sa.Table(
     # 0007_fit_cache: a hash of the fit's inputs (store.fits.fit_cache_key), for the fit cache
     sa.Column("key", sa.String(64), nullable=True, index=True),
 )
+
+# 0009_run_config_values: each run's config leaves (dotted path -> number and/or text), kept by
+# triggers on `runs` (see that migration), for the runs page's config filters
+run_config_values = sa.Table(
+    "run_config_values",
+    metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("path", sa.String(200), primary_key=True),
+    sa.Column("num", sa.Double, nullable=True),
+    sa.Column("txt", sa.String(256), nullable=True),
+    sqlite_with_rowid=False,
+)
+sa.Index("ix_run_config_values_path", run_config_values.c.path, run_config_values.c.num,
+         run_config_values.c.txt, run_config_values.c.run_id)
 
 # 0002_byo: free-form labels on runs and sweeps
 run_tags = sa.Table(

@@ -166,6 +166,22 @@ def _fit(form: str, df: pd.DataFrame, bootstrap: int, seed: int,
         return fit_envelope(df, n_bootstrap=bootstrap, seed=seed)
 
 
+def _cache_scaling_fits(st: Any, sweep: str) -> None:
+    """Save the dashboard's scaling-view fits of `sweep` in the store's fit cache, as the end
+    of a sweep does (`scaletrack.scaling_fits`), so the view answers from the store; a
+    failure only costs the view its cache, with one line on stderr."""
+    from scaletrack.errors import ScaletrackError
+    from scaletrack.scaling_fits import cache_scaling_fits
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            cache_scaling_fits(st, sweep)
+    except ScaletrackError as exc:
+        err_console.print(f"note: the dashboard's scaling fits were not cached: {exc}",
+                          markup=False, highlight=False, soft_wrap=True)
+
+
 LrOpt = typer.Option("best", "--lr", help="Several learning rates per (N, D): 'best' keeps "
                      "the lowest loss (default), 'all' keeps every run.")
 SeedsOpt = typer.Option("mean", "--seeds", help="'mean' averages runs that differ only by "
@@ -197,7 +213,8 @@ def fit_command(
     store: str | None = StoreOption,
     n_col: str = NCol, d_col: str = DCol, loss_col: str = LossCol, c_col: str = CCol,
 ) -> None:
-    """Fit a scaling law with 95% bootstrap intervals; with --sweep the fit is saved."""
+    """Fit a scaling law with 95% bootstrap intervals; with --sweep the fit is saved (and the
+    dashboard's scaling-view fits of the sweep are cached in the store)."""
     from scaletrack.analysis.status import degenerate_message
 
     fixed = parse_fix(fix)
@@ -209,6 +226,7 @@ def fit_command(
     if sweep is not None:
         with store_session(store, create=False) as st:
             fit_id = st.save_fit(result.form, result.to_dict(), sweep=sweep)
+            _cache_scaling_fits(st, sweep)
     message = degenerate_message(result)
     if as_json:
         out: dict[str, Any] = {
