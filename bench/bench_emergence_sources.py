@@ -220,6 +220,32 @@ Diagnostic added after the scored run, on the selection halves only (`--round 3
 out gives primary margins lm_eval_pythia +9.1, pythia_v1_zero_shot -1.2, BIG-bench -1.2,
 ObsScaling +4.2, OLMo +2.9, mean +2.8: the same as the trend rule (+2.8). On a source it
 has not seen, the shape model is no better than the trend line.
+
+FOURTH DECLARED ROUND (declared 2026-12-07 19:57 UTC, committed before any figure of this
+round was computed; every outcome above, scored halves included, had been seen)
+
+Pooling across the tasks of one source. Same sources, halves, bar, truncation, truth,
+baselines and scores (primary margin as in round 3).
+- Siblings of a series: the series of the same source, half and kind whose name differs
+  only in the task (lm_eval_pythia: same model, metric and shot count; pythia_v1 training:
+  same model and metric, sizes: same dedup flag and metric; BIG-bench: same prompt type and
+  shot count; ObsScaling: same family and metric; OLMo training: same run; OLMo ladder: all
+  tasks). At a cut, a sibling contributes if it has a point at the same x_max and at least
+  3 points up to it; it contributes the slope of its own logit trend through its last m
+  points up to that x_max (visible points only; its truth is never read).
+- Rule D, empirical-Bayes slope: the case's trend slope s (least squares through its last
+  m points, standard error se from the residuals) is shrunk towards the siblings' median
+  slope mu with weight w = t2 / (t2 + se^2), t2 = max(variance of the sibling slopes -
+  mean of their se^2, 0.01); with fewer than 3 siblings, no shrinkage. The shrunk line
+  passes through the case's own trend value at x_max; near when it reaches the bar within
+  10 x_max. Candidates m = 4, 6, 8.
+- Choice on the selection halves: D (its best m; ties within 1 point to m = 6, then fewer
+  points) becomes the library default only if its objective exceeds +3.8 points, i.e. more
+  than 1 point above both the trend rule A (+2.8) and the shape model's leave-one-source-out
+  figure (+2.8); otherwise the default stays. The scored halves are run once with D's best
+  m either way, and reported per source.
+
+    .venv/bin/python bench/bench_emergence_sources.py --round 4 [--select-only]
 """
 
 from __future__ import annotations
