@@ -221,7 +221,7 @@ out gives primary margins lm_eval_pythia +9.1, pythia_v1_zero_shot -1.2, BIG-ben
 ObsScaling +4.2, OLMo +2.9, mean +2.8: the same as the trend rule (+2.8). On a source it
 has not seen, the shape model is no better than the trend line.
 
-FOURTH DECLARED ROUND (declared 2026-12-07 19:57 UTC, committed before any figure of this
+FOURTH DECLARED ROUND (declared 2026-12-07 19:55 UTC, committed before any figure of this
 round was computed; every outcome above, scored halves included, had been seen)
 
 Pooling across the tasks of one source. Same sources, halves, bar, truncation, truth,
