@@ -15,10 +15,20 @@ scaletrack.analysis.emergence_shape).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
-from bench_emergence_sources import NEAR_FACTOR, Case, bar_of, rule_labels, score
+from bench_emergence_sources import (
+    MIN_K,
+    NEAR_FACTOR,
+    Case,
+    Series,
+    bar_of,
+    rule_labels,
+    score,
+)
+from scipy.special import logit
 
 from scaletrack.analysis import emergence_shape as es
 
@@ -186,3 +196,97 @@ def crossfit(by_source: dict[str, list[Case]], tau: float) -> None:
         prims.append(p)
         print(f"  {k:<40} {a:>+6.1f} {b:>+6.1f} {p:>+6.1f}")
     print(f"  mean primary margin {np.mean(prims):+.1f}")
+
+
+# ---- round 4: slopes pooled across the tasks of a source (empirical Bayes) ----
+D_POINTS = (4, 6, 8)
+D_MIN_SIBLINGS = 3
+D_T2_FLOOR = 0.01
+
+
+def _group(s: Series) -> str:
+    """The series' name without its task: its siblings share it."""
+    parts = s.name.split("/")
+    src, kind, rest = parts[0], parts[1], parts[2:]
+    i = 0 if src.startswith("ukp") or kind == "ladder" else 1
+    return "/".join([src, kind, *rest[:i], *rest[i + 1:]])
+
+
+def _ols(lx: np.ndarray, z: np.ndarray) -> tuple[float, float, float]:
+    """(slope, value at the last x, squared standard error of the slope)."""
+    xm = lx - lx.mean()
+    sxx = float(xm @ xm)
+    if sxx == 0:
+        return 0.0, float(z[-1]), math.inf
+    slope = float(xm @ (z - z.mean())) / sxx
+    resid = z - z.mean() - slope * xm
+    dof = max(lx.size - 2, 1)
+    return slope, float(z.mean() + slope * xm[-1]), float(resid @ resid) / dof / sxx
+
+
+def _z_of(s: Series) -> np.ndarray:
+    span = 1.0 - s.chance
+    return np.asarray(logit(np.clip((s.y - s.chance) / span, 0.01, 0.99)), float)
+
+
+def sibling_slopes(series: list[Series], m: int) -> dict[tuple[str, float], list[tuple]]:
+    """(group, log10 x_max) -> [(series name, slope, se^2)] over every cut of 3+ points."""
+    out: dict[tuple[str, float], list[tuple]] = {}
+    for s in series:
+        lx, z, g = np.log10(s.x), _z_of(s), _group(s)
+        for k in range(MIN_K, s.x.size + 1):
+            lo = max(0, k - m)
+            slope, _, se2 = _ols(lx[lo:k], z[lo:k])
+            out.setdefault((g, round(float(lx[k - 1]), 6)), []).append((s.name, slope, se2))
+    return out
+
+
+def pooled_labels(cases: list[Case], sib: dict[tuple[str, float], list[tuple]],
+                  m: int) -> list[str]:
+    labels = []
+    for c in cases:
+        lx, z = np.log10(c.x), _z_of(c.series)[: c.k]
+        lo = max(0, c.k - m)
+        slope, at_max, se2 = _ols(lx[lo:], z[lo:])
+        others = [(sl, e) for name, sl, e in sib.get((_group(c.series), round(float(lx[-1]),
+                                                                              6)), [])
+                  if name != c.series.name and math.isfinite(e)]
+        if len(others) >= D_MIN_SIBLINGS and math.isfinite(se2):
+            sl = np.array([o[0] for o in others])
+            t2 = max(float(np.var(sl)) - float(np.mean([o[1] for o in others])), D_T2_FLOOR)
+            w = t2 / (t2 + se2)
+            slope = w * slope + (1.0 - w) * float(np.median(sl))
+        goal = float(logit(0.25))  # the bar is a quarter of the way from chance
+        near = slope > 0 and (goal - at_max) / slope <= math.log10(NEAR_FACTOR)
+        labels.append("near" if near else "far")
+    return labels
+
+
+def round4(series: dict[str, list[Series]], by_source: dict[str, list[Case]],
+           m_fixed: int | None = None) -> int:
+    """Selection (m_fixed None) or scored run of rule D; returns the m used."""
+    srcs = {k: v for k, v in by_source.items() if v}
+    prepared = {k: prepare(v) for k, v in srcs.items()}
+    half = "selection" if m_fixed is None else "scored"
+    rows = []
+    for m in (D_POINTS if m_fixed is None else (m_fixed,)):
+        per = {}
+        for k, cs in srcs.items():
+            sib = sibling_slopes([s for s in series[k] if s.half == half], m)
+            per[k] = (primary(prepared[k], pooled_labels(cs, sib, m)), prepared[k])
+        obj = float(np.mean([p[0][2] for p in per.values()]))
+        rows.append((m, obj, per))
+    print(f"\n== round 4 ({half} halves): rule D, pooled slope; per source acc / balanced / "
+          "primary margin (points), accuracy and balanced accuracy of D, far, line2")
+    for m, obj, per in rows:
+        print(f"m = {m}: objective {obj:+.1f}")
+        for k, ((a, b, p), sc) in per.items():
+            print(f"  {k:<40} {a:>+6.1f} {b:>+6.1f} {p:>+6.1f}   far {sc.far['acc']:.1%}/"
+                  f"{sc.far['balanced']:.1%}  line2 {sc.line2['acc']:.1%}/"
+                  f"{sc.line2['balanced']:.1%}")
+    best = max(r[1] for r in rows)
+    pick = min((r for r in rows if r[1] >= best - TIE_POINTS),
+               key=lambda r: (r[0] != 6, r[0]))
+    print(f"chosen m = {pick[0]} (objective {pick[1]:+.1f}; adopted as the default only "
+          "above +3.8)")
+    return pick[0]

@@ -620,9 +620,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--select-only", action="store_true")
-    ap.add_argument("--round", type=int, choices=(1, 2, 3), default=2,
+    ap.add_argument("--round", type=int, choices=(1, 2, 3, 4), default=2,
                     help="1: the accuracy-only trend search; 2: the declared second round; "
-                    "3: the declared third round (bench_emergence_shape.py)")
+                    "3 and 4: the declared third and fourth rounds (bench_emergence_shape.py)")
     ap.add_argument("--crossfit", action="store_true",
                     help="round 3: leave-one-source-out shape model on the selection halves")
     ap.add_argument("--scored-only", action="store_true",
@@ -635,6 +635,14 @@ def main() -> None:
     series = {src: list(READERS[src](args.data)) for src in SOURCES}
     halves = {h: {src: cases_of([s for s in ss if s.half == h]) for src, ss in series.items()}
               for h in ("selection", "scored")}
+    if args.round == 4:
+        import bench_emergence_shape as round4
+
+        m = round4.round4(series, halves["selection"])
+        if not args.select_only:
+            round4.round4(series, halves["scored"], m)
+        print(f"({time.perf_counter() - t0:.0f} s)")
+        return
     if args.round == 3:
         import bench_emergence_shape as round3
 
