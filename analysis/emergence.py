@@ -31,6 +31,10 @@ FORM = "floored_sigmoid_log10"
 # where the value is ~21% / ~79% of the way from floor to ceiling.
 KNEE = math.log(2.0 + math.sqrt(3.0))
 K_BOUNDS = (0.05, 30.0)  # steepness per decade
+# Bootstrap refits behind every emergence interval (crossing scale, sigmoid band): the default
+# of the library's fits, of `scaletrack emergence` and of the dashboard's emergence view, so
+# they all print the same interval for the same curve.
+N_BOOTSTRAP = 200
 
 
 def sigmoid_value(
@@ -226,7 +230,7 @@ def fit_floored_sigmoid(
     floor: float | None = None,
     ceil_limit: float | None = None,
     increasing: bool = True,
-    n_bootstrap: int = 200,
+    n_bootstrap: int = N_BOOTSTRAP,
     seed: int = 0,
     x_name: str = "C",
     mid_margin_decades: float = 4.0,

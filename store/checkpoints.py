@@ -154,3 +154,25 @@ class CheckpointMethods(StoreBase):
             rows = [row._mapping for row in conn.execute(query)]
         return typed_frame(rows, EVAL_COLUMNS)
 
+    def evals_version(self) -> str:
+        """A fingerprint of everything `evals()` answers, from three aggregate queries in one
+        transaction (no rows read): counts, the newest write time and column sums of the
+        evals, of their checkpoints (N, tokens, FLOPs, owner) and of the runs. Adding,
+        changing or removing any of them changes it, so a reader may keep what it derived
+        from `evals()` while the fingerprint holds."""
+        e, c, r = schema.evals, schema.checkpoints, schema.runs
+
+        def total(col: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+            return sa.func.sum(sa.cast(col, sa.Double))  # as a float: no integer overflow
+
+        parts = (
+            sa.select(sa.func.count(), sa.func.max(e.c.created_at), total(e.c.value),
+                      total(e.c.n_shot), total(e.c.checkpoint_id),
+                      total(sa.func.length(e.c.task) + 7 * sa.func.length(e.c.metric))),
+            sa.select(sa.func.count(), sa.func.max(c.c.id), total(c.c.N), total(c.c.tokens),
+                      total(c.c.flops), total(c.c.run_id)),
+            sa.select(sa.func.count(), sa.func.max(r.c.id)),
+        )
+        with read_transaction(self._engine) as conn:
+            rows = [conn.execute(q).one() for q in parts]
+        return "|".join(repr(v) for row in rows for v in row)

@@ -143,11 +143,13 @@ class MetricReader(Protocol):
 
 @runtime_checkable
 class EvalCatalog(Protocol):
-    """Checkpoints and evals as tables, and many evals of a checkpoint written at once."""
+    """Checkpoints and evals as tables, a cheap fingerprint of the evals (changes with any
+    eval or checkpoint), and many evals of a checkpoint written at once."""
 
     def checkpoints(self, run_key: str | None = None, kind: str | None = None
                     ) -> pd.DataFrame: ...
     def evals(self, task: str | None = None) -> pd.DataFrame: ...
+    def evals_version(self) -> str: ...
     def add_evals(self, checkpoint_id: int,
                   rows: Iterable[tuple[str, str, float, float | None, int | None]]) -> int: ...
 

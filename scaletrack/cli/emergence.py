@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -121,8 +122,9 @@ def emergence(
     ),
     near_factor: float = typer.Option(10.0, "--near-factor", help="'near' = crossing within "
                                       "this factor of the largest scale tried."),
-    n_bootstrap: int = typer.Option(200, "--bootstrap", min=0,
-                                    help="Bootstrap refits for intervals."),
+    n_bootstrap: int | None = typer.Option(
+        None, "--bootstrap", min=0, help="Bootstrap refits for intervals (default 200: "
+        "analysis.emergence.N_BOOTSTRAP, the dashboard's too)."),
     lower_is_better: list[str] = typer.Option(
         None, "--lower-is-better", help="A metric where lower is better (a loss) to classify "
         "inverted; repeatable. Losses are refused otherwise."),
@@ -130,15 +132,22 @@ def emergence(
     task: str | None = typer.Option(None, "--task", help="With --store: only this task."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG+SVG grid of the fits."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    cache: bool = typer.Option(
+        True, "--cache/--no-cache", help="With --store and default options: save each curve's "
+        "result in the store's fit cache, which the dashboard's emergence view reads."),
 ) -> None:
     """Fit a floored sigmoid per task and say past / near / far, with the predicted compute
     at which the threshold is crossed and its 95% bootstrap interval."""
     import pandas as pd
 
     from scaletrack.analysis.classify import classify_groups
+    from scaletrack.analysis.emergence import N_BOOTSTRAP
     from scaletrack.csv_table import read_csv_table
 
+    if n_bootstrap is None:
+        n_bootstrap = N_BOOTSTRAP
     shot_col: str | None = None
+    version: str | None = None
     if csv is not None:
         df = read_csv_table(csv)
         source = str(csv)
@@ -146,6 +155,7 @@ def emergence(
         from scaletrack.analysis.classify import eval_points
 
         with store_session(store, create=False) as st:
+            version = st.evals_version()  # before the rows: a cache never outdates its rows
             df = eval_points(st.evals(task=task))
             source = st.url
         # one curve per (task, metric, shot count); C: the checkpoint's FLOPs, else 6 N D
@@ -182,6 +192,11 @@ def emergence(
                           "name them with --lower-is-better to classify them inverted",
                           markup=False, highlight=False, soft_wrap=True)
     table = pd.DataFrame([r.to_row() for r in results.values()])
+    dashboard_options = (n_bootstrap == N_BOOTSTRAP and chance is None and chance_col is None
+                         and threshold is None and near_factor == 10.0 and not lower_is_better
+                         and (task_col, value_col, metric_col) == ("task", "value", "metric"))
+    if cache and version is not None and dashboard_options:
+        _save_view_cache(store, version, df, results, complete=task is None, quiet=as_json)
     if plot is not None:
         from scaletrack.analysis.emergence_plots import plot_tasks_emergence
         from scaletrack.analysis.figures import save_figure
@@ -197,6 +212,26 @@ def emergence(
     else:
         _print(_display(table),
                title=f"emergence vs {x_col} (near = crossing within {near_factor:g}x)")
+
+
+def _save_view_cache(store: str | None, version: str, points: pd.DataFrame,
+                     results: Mapping[tuple[Any, ...], Any], *, complete: bool,
+                     quiet: bool) -> None:
+    """Save every curve's answer for the dashboard's emergence view (`ui.emergence_data`) in
+    the store's fit cache; a store that refuses the write only gets a note."""
+    from scaletrack.errors import ScaletrackError
+    from scaletrack.ui.emergence_data import cache_emergence_view
+
+    try:
+        with store_session(store, create=False) as st:
+            saved = cache_emergence_view(st, version, points, results, complete=complete)
+    except (ScaletrackError, OSError) as exc:
+        err_console.print(f"note: the dashboard's emergence cache was not saved: {exc}",
+                          markup=False, highlight=False, soft_wrap=True)
+        return
+    if saved and not quiet:
+        err_console.print(f"saved {saved} curve(s) to the store's fit cache for the dashboard",
+                          markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
