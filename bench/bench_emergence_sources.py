@@ -246,6 +246,18 @@ baselines and scores (primary margin as in round 3).
   m either way, and reported per source.
 
     .venv/bin/python bench/bench_emergence_sources.py --round 4 [--select-only]
+
+RESULTS OF THE FOURTH ROUND (shared 2-core machine, load average 8-9; selection 43 s wall /
+15 s CPU, selection and scored 70 s wall / 23 s CPU)
+
+Selection halves, objective (mean primary margin): m = 4 +1.3, m = 6 +1.8, m = 8 +0.4.
+Best m = 6 at +1.8, below the trend rule's +2.8 and far below the +3.8 needed: not adopted;
+the library default stays the shape rule. Pooled slopes help where a source's tasks move
+together (OLMo +11.8 against +9.2 for the trend) and hurt where they do not (pythia_v1
+-7.0). Scored halves, once, m = 6 (accuracy / balanced / primary margin, points):
+lm_eval_pythia +0.0 / +2.6 / +2.6; pythia_v1_zero_shot +0.5 / -0.6 / -0.6; BIG-bench
++10.0 / +9.5 / +9.5; ObsScaling -4.2 / -3.8 / -4.2; OLMo +11.7 / +12.2 / +11.7; mean +3.8
+(trend rule +4.0, shape rule +4.3 on the same halves). Target missed on every source.
 """
 
 from __future__ import annotations
