@@ -21,7 +21,8 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, logit
 
-PROGRESS_FLOOR = 0.01
+from scaletrack.analysis.emergence_trend import PROGRESS_FLOOR
+
 SHAPE_POINTS = 6  # points in the trend line the features read
 RATIO_CLIP = (-1.0, 3.0)  # log10(crossing / x_max) is clipped here; no rise reads as 3
 FEATURE_NAMES = ("gap", "slope", "slope_last_decade", "curvature", "noise",
