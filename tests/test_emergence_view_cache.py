@@ -36,10 +36,10 @@ def _forget() -> Any:
     _fresh_process()
 
 
-def build(tmp_path: Path) -> tuple[str, list[int]]:
+def build(tmp_path: Path, url: str | None = None) -> tuple[str, list[int]]:
     """Eight scales from 1e18 to 1e22 FLOPs, each with a 0-shot and a 5-shot external
     checkpoint: noisy sigmoid accuracies, a perplexity, and a second task."""
-    url = f"sqlite:///{tmp_path / 'evals.db'}"
+    url = url or f"sqlite:///{tmp_path / 'evals.db'}"
     rng = np.random.default_rng(3)
     ids = []
     with Store.open(url) as st:
@@ -156,10 +156,11 @@ def test_a_changed_eval_is_answered_from_the_new_rows(tmp_path: Path) -> None:
     assert again == changed
 
 
-def test_fingerprint_follows_checkpoints_and_new_rows(tmp_path: Path) -> None:
-    url, ids = build(tmp_path)
+def test_fingerprint_follows_checkpoints_and_new_rows(tmp_path: Path, store_url: str) -> None:
+    url, ids = build(tmp_path, store_url)  # SQLite and PostgreSQL
     with Store.open(url) as st:
         v0 = st.evals_version()
+        assert st.evals_version() == v0
         ck = st.get_checkpoint(ids[0])
         assert ck is not None
         st.add_checkpoint(CheckpointRecord(**{**ck.__dict__, "id": None, "flops": 2e18}))

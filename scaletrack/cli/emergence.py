@@ -123,8 +123,8 @@ def emergence(
     near_factor: float = typer.Option(10.0, "--near-factor", help="'near' = crossing within "
                                       "this factor of the largest scale tried."),
     n_bootstrap: int | None = typer.Option(
-        None, "--bootstrap", min=0, help="Bootstrap refits for intervals (default 200: "
-        "analysis.emergence.N_BOOTSTRAP, the dashboard's too)."),
+        None, "--bootstrap", min=0, help="Bootstrap refits for intervals (default 200, as in "
+        "the library and the dashboard)."),
     lower_is_better: list[str] = typer.Option(
         None, "--lower-is-better", help="A metric where lower is better (a loss) to classify "
         "inverted; repeatable. Losses are refused otherwise."),
