@@ -171,7 +171,9 @@ def classify_task(
     above its floor to count as having risen at all. A task is `emergent` when it stays near
     its floor for at least a decade of scale, then rises by at least twice `min_rise`, with
     sigmoid steepness k of at least `min_sharpness` per decade (the bulk of the rise within
-    ~1.75 decades).
+    ~1.75 decades). near_rule: how a task below a given threshold is called near or far,
+    "shape" (P(near) from the trajectory's shape >= NEAR_TAU; reach 10x and 3+ scales only,
+    the trend rule otherwise) or "trend" (the trend line crosses within near_factor).
     """
     xa = np.asarray(x, dtype=float)
     ya = np.asarray(y, dtype=float)
@@ -361,13 +363,14 @@ def classify_groups(
     seed: int = 0,
     shot_col: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    near_rule: str = NEAR_RULE,
 ) -> GroupClassifications:
     """Classify every (task, metric) group of a long DataFrame (arguments: `classify_tasks`).
 
     shot_col: a column of few-shot counts (lm-eval's n_shot); then every (task, metric, shot)
     is its own curve, keyed by that triple (rows without a count form their own group).
     progress(done, total) is called before the first group and after each one; it may raise
-    `Cancelled` to stop.
+    `Cancelled` to stop. near_rule: "shape" (default) or "trend", as in `classify_task`.
 
     Returns {(task, metric): TaskClassification}, keeping the fits (for plots). A metric that
     looks like a loss (loss, bpb, ppl, ...) is not a capability, nor is a two-sided score
@@ -428,7 +431,7 @@ def classify_groups(
             pd.to_numeric(g[value_col], errors="coerce").to_numpy(dtype=float),
             task=task, metric=metric, chance=ch, threshold=_pick(threshold, task),
             increasing=not lower, ceil_limit=cl, near_factor=near_factor,
-            n_bootstrap=n_bootstrap, seed=seed, x_name=x_col,
+            n_bootstrap=n_bootstrap, seed=seed, x_name=x_col, near_rule=near_rule,
         )
         out[group_key] = dataclasses.replace(result, shot=shot) if shot is not None else result
         if progress is not None:
@@ -482,6 +485,7 @@ def classify_tasks(
     n_bootstrap: int = 200,
     seed: int = 0,
     shot_col: str | None = None,
+    near_rule: str = NEAR_RULE,
 ) -> pd.DataFrame:
     """Classify every (task, metric) group of a long DataFrame; one row per group (per
     (task, metric, shot) with `shot_col`).
@@ -494,13 +498,14 @@ def classify_tasks(
     likelihood_difference are inverted); values above 1 get ceil_limit 100.
     Columns: task, metric, shot, label, threshold, threshold_source, x_max, best_value, crossing,
     crossing_lo, crossing_hi, ratio_to_max, suddenness, max_slope_per_decade, emergent,
-    decades_at_chance, reason, fit_floor, fit_ceil, fit_k, fit_log10_mid, fit_rmse.
+    decades_at_chance, reason, lower_is_better, near_probability, fit_floor, fit_ceil, fit_k,
+    fit_log10_mid, fit_rmse. near_rule: "shape" (default) or "trend", as in `classify_task`.
     """
     results = classify_groups(
         df, task_col=task_col, metric_col=metric_col, x_col=x_col, value_col=value_col,
         chance=chance, chance_col=chance_col, threshold=threshold,
         lower_is_better=lower_is_better, ceil_limit=ceil_limit, near_factor=near_factor,
-        n_bootstrap=n_bootstrap, seed=seed, shot_col=shot_col,
+        n_bootstrap=n_bootstrap, seed=seed, shot_col=shot_col, near_rule=near_rule,
     )
     return pd.DataFrame([r.to_row() for r in results.values()])
 

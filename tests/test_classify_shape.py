@@ -84,3 +84,18 @@ def test_classifier_calls_near_from_the_shape_and_says_so() -> None:
     assert math.isnan(other_reach.near_probability)
     with pytest.raises(ValueError, match="near rule"):
         classify_task(x, rising, chance=0.25, threshold=0.4375, near_rule="guess")
+
+
+def test_the_rule_is_one_option_from_task_to_table() -> None:
+    import pandas as pd
+
+    from scaletrack.analysis.classify import classify_tasks
+
+    x = np.logspace(20, 22.5, 6)
+    df = pd.DataFrame({"task": "t", "metric": "acc", "C": x,
+                       "value": 0.25 + 0.75 * _line(x, -3.0, 0.6)})
+    shape = classify_tasks(df, chance=0.25, threshold=0.4375, n_bootstrap=0)
+    trend = classify_tasks(df, chance=0.25, threshold=0.4375, n_bootstrap=0,
+                           near_rule="trend")
+    assert shape.loc[0, "near_probability"] >= NEAR_TAU
+    assert math.isnan(trend.loc[0, "near_probability"])
