@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -57,3 +58,31 @@ def test_a_two_sided_score_is_left_out_with_its_reason() -> None:
     assert "two-sided" in res.direction_note()
     with pytest.raises(DataError, match="two-sided"):
         classify_groups(df[df.metric == "pct_stereotype"], n_bootstrap=0)
+
+
+def test_pythia_crows_pairs_bias_scores_read_as_falling(shared_data: Path) -> None:
+    """Pythia-12b's crows_pairs files (lm-evaluation-harness output): likelihood_difference
+    falls along training and is classified inverted, never 'no rise off the floor'."""
+    from scaletrack.store.importers.lm_eval import find_result_files, parse_file, read_sizes
+
+    sizes = read_sizes(Path(__file__).resolve().parents[1] / "examples" / "lm_eval"
+                       / "pythia_sizes.csv")
+    rows = []
+    for path in find_result_files([shared_data / "lm_eval_pythia"]):
+        if "pythia-12b" not in str(path):
+            continue
+        ev = parse_file(path)
+        size = sizes[ev.model]
+        if not ev.step or size.tokens_per_step is None:
+            continue
+        rows += [(task, metric, shot, 6.0 * size.params * ev.step * size.tokens_per_step, v)
+                 for task, metric, v, _err, shot in ev.rows
+                 if task in ("crows_pairs_english", "crows_pairs_english_age")]
+    df = pd.DataFrame(rows, columns=["task", "metric", "n_shot", "C", "value"])
+    assert len(df) > 20
+    res = classify_groups(df, shot_col="n_shot", n_bootstrap=20)
+    assert res.inverted == ["likelihood_difference"]
+    assert {k[1] for k in res.left_out} == {"pct_stereotype"}
+    for r in res.values():
+        assert r.lower_is_better and r.reason != "no rise off the floor yet"
+        assert r.best_value < df[df.task == r.task]["value"].max()  # best is the lowest
