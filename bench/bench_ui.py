@@ -11,7 +11,14 @@ Needs Debian's `chromium` (/usr/bin/chromium) and `pip install playwright` for t
 times (`--no-browser` skips them). `--shots DIR --store URL` instead writes a screenshot of
 every view of an existing store (`--shots-only` skips the timings).
 
+Each view's answer is one table row: view, runs in the store, cold ms (and the server's CPU
+ms for it), warm ms (and CPU ms per answer), size, and the 1-minute load average then.
+
 Run: .venv/bin/python bench/bench_ui.py [--runs 1000] [--steps 2000] [--curves N] [--keep DIR]
+     [--runs-page-only]
+e.g. .venv/bin/python bench/bench_ui.py --no-browser --keep /tmp/bench-ui-1k
+     .venv/bin/python bench/bench_ui.py --runs 200000 --curves 200 --no-browser --keep DIR
+(a kept store is reused by the next run with the same --keep)
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import signal
 import socket
@@ -98,7 +106,7 @@ def cache_fits(url: str) -> None:
 
     t0 = time.perf_counter()
     with Store.open(url) as store:
-        sweeps = list(store.runs()["sweep"].dropna().unique())
+        sweeps = [s for s in store.status_counts_by_sweep() if s is not None]
         saved = sum(cache_scaling_fits(store, str(s)) for s in sweeps)
     print(f"fit cache: {saved} fits saved for {len(sweeps)} sweep(s) in "
           f"{time.perf_counter() - t0:.1f} s (as at the end of a sweep)", flush=True)
@@ -195,22 +203,79 @@ def status_of(url: str, host: str) -> int:
         return exc.code
 
 
-def answer_times(url: str, views: list[tuple[str, str]]) -> None:
-    """Each view cold in a fresh server (nothing computed or cached in the process), then
-    warm (median of five more)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pid: int, quiet_s: float = 0.3, limit_s: float = 30.0) -> None:
+    """Until process `pid` has used under 5 ms of CPU in `quiet_s` (its start-up work, such as
+    the fitting code it imports in the background, done), at most `limit_s`."""
+    end = time.perf_counter() + limit_s
+    before = cpu_seconds(pid)
+    while time.perf_counter() < end:
+        time.sleep(quiet_s)
+        now = cpu_seconds(pid)
+        if not now - before >= 0.005:  # NaN (no /proc): do not wait
+            return
+        before = now
+
+
+def answer_times(url: str, runs: int, views: list[tuple[str, str]]) -> None:
+    """Each view cold in a fresh server (nothing computed or cached in the process; asked once
+    its start-up work is done), then warm (median of five more), with the server's CPU time for the cold answer and the
+    machine's 1-minute load average when the view was measured; one table row per view."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    rows = []
+    print(f"  {'view':46s} {'runs':>8s} {'cold ms':>8s} {'(cpu ms)':>9s} {'warm ms':>8s} "
+          f"{'(cpu ms)':>9s} {'kB':>7s} {'load avg':>8s}", flush=True)
     for label, path in views:
         proc, _ = start_ui(url, port)
         try:
+            wait_idle(proc.pid)
+            cpu0 = cpu_seconds(proc.pid)
             cold, size = get(base + path)
+            cpu1 = cpu_seconds(proc.pid)
             warm = statistics.median(get(base + path)[0] for _ in range(5))
+            warm_cpu = (cpu_seconds(proc.pid) - cpu1) / 5
         finally:
             stop_ui(proc)
-        rows.append((label, cold, warm, size))
-        print(f"  {label:44s} cold {cold * 1000:8.0f} ms   warm {warm * 1000:7.0f} ms "
-              f"({size / 1e3:,.0f} kB)", flush=True)
+        print(f"  {label:46s} {runs:8,d} {cold * 1000:8.0f} {(cpu1 - cpu0) * 1000:9.0f} "
+              f"{warm * 1000:8.0f} {warm_cpu * 1000:9.0f} {size / 1e3:7,.0f} "
+              f"{os.getloadavg()[0]:8.2f}", flush=True)
+
+
+SORT_COLUMNS = ("run_key", "name", "sweep", "family", "status", "role", "N", "D", "C", "seed",
+                "lr", "final_loss", "attempts", "updated_at", "created_at")
+
+
+def runs_page_views(runs: int) -> list[tuple[str, str]]:
+    """The runs page's answers: default page, each sort column (ascending; final loss and
+    update time also descending), text search, config filters (common and one-run), groups
+    (by N, status, sweep; with a config filter), and the last page (default and sorted)."""
+    last = max(0, runs - 50)
+    page = "/api/runs?limit=50"
+    return [
+        ("runs page of 50", page),
+        *((f"runs sorted by {c}", f"{page}&sort={c}") for c in SORT_COLUMNS),
+        ("runs sorted by final_loss, descending", f"{page}&sort=final_loss&desc=1"),
+        ("runs sorted by updated_at, descending", f"{page}&sort=updated_at&desc=1"),
+        ("runs text search", f"{page}&q=bench-99"),
+        ("runs config filter model.n_layer=3", f"{page}&where=model.n_layer%3D3"),
+        ("runs config filter i=12345 (one run)", f"{page}&where=i%3D12345"),
+        ("runs config filter + sort by final_loss",
+         f"{page}&where=train.batch_size%3D16&sort=final_loss"),
+        ("runs grouped by N", f"{page}&sort=final_loss&group=N"),
+        ("runs grouped by status", f"{page}&group=status"),
+        ("runs grouped by sweep", f"{page}&group=sweep"),
+        ("runs grouped by N, config filter", f"{page}&group=N&where=model.n_layer%3D3"),
+        ("runs last page", f"{page}&offset={last}"),
+        ("runs last page sorted by final_loss", f"{page}&offset={last}&sort=final_loss"),
+    ]
 
 
 def screenshots(url: str, folder: Path, hashes: dict[str, str]) -> None:
@@ -249,6 +314,8 @@ def main() -> None:
                         help="leave the store's fit cache as it is (cold views fit themselves)")
     parser.add_argument("--shots", type=Path, help="write screenshots of every view here")
     parser.add_argument("--shots-only", action="store_true", help="only the screenshots")
+    parser.add_argument("--runs-page-only", action="store_true",
+                        help="only the runs page's answers (no fits, browser or SIGTERM)")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-ui-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -264,9 +331,17 @@ def main() -> None:
         url, seconds, rows = build_store(db, args.runs, args.steps, args.curves)
         print(f"store: {args.runs:,} runs, {rows:,} metric rows written in {seconds:.1f} s "
               f"({db.stat().st_size / 1e6:.0f} MB)", flush=True)
-    if not args.no_fit_cache:
-        cache_fits(url)
+    with Store.open(url) as store:
+        runs = store.count_runs()
+    again = " ".join([sys.executable, *sys.argv])
+    print(f"runs in the store: {runs:,}; load average now {os.getloadavg()[0]:.2f}; "
+          f"{os.cpu_count()} CPUs; to run again: {again}", flush=True)
     try:
+        if args.runs_page_only:
+            answer_times(url, runs, runs_page_views(runs))
+            return
+        if not args.no_fit_cache:
+            cache_fits(url)
         port = free_port()
         proc, started = start_ui(url, port)
         base = f"http://127.0.0.1:{port}"
@@ -291,14 +366,9 @@ def main() -> None:
             if args.shots_only:
                 return
         print("server answer times (wall, one HTTP client on the same machine):", flush=True)
-        answer_times(url, [
+        answer_times(url, runs, [
             ("sweeps", "/api/sweeps"),
-            ("runs view, page of 50", "/api/runs?limit=50"),
-            ("runs view, sorted by final loss", "/api/runs?limit=50&sort=final_loss"),
-            ("runs view, grouped by N", "/api/runs?limit=50&sort=final_loss&group=N"),
-            ("runs view, config filter", "/api/runs?limit=50&where=model.n_layer%3D3"),
-            ("runs view, search", "/api/runs?limit=50&q=bench-99"),
-            ("runs view, last page", "/api/runs?limit=50&offset=" + str(max(0, args.runs - 50))),
+            *runs_page_views(runs),
             ("run detail", f"/api/runs/{key}"),
             ("curve, downsampled to 1000 pts", f"/api/metrics?run={key}&name=train/loss"),
             ("scaling view (power laws, back-test)", f"/api/scaling?sweep={sweep}"),

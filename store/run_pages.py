@@ -60,11 +60,15 @@ def _config_match(path: str, wanted: str) -> sa.ColumnElement[bool]:
         w = float(wanted)
     except ValueError:
         w = math.nan
-    same = v.c.txt == wanted
-    if math.isfinite(w):
-        tol = abs(w) * 1e-9
-        same = sa.or_(v.c.num.between(w - tol, w + tol), same)
-    return schema.runs.c.id.in_(at.where(same))
+    # each branch one range of the (path, num, txt) index: text leaves have no number
+    text = at.where(v.c.num.is_(None), v.c.txt == wanted)
+    if wanted in ("true", "false"):
+        flag = 1.0 if wanted == "true" else 0.0
+        return schema.runs.c.id.in_(at.where(v.c.num == flag, v.c.txt == wanted))
+    if not math.isfinite(w):
+        return schema.runs.c.id.in_(text)
+    tol = abs(w) * 1e-9
+    return schema.runs.c.id.in_(sa.union_all(at.where(v.c.num.between(w - tol, w + tol)), text))
 
 
 def _match(column: sa.Column[Any], wanted: str, numeric: bool) -> sa.ColumnElement[bool]:
