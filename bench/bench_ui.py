@@ -227,8 +227,8 @@ def wait_idle(pid: int, quiet_s: float = 0.3, limit_s: float = 30.0) -> None:
 
 def answer_times(url: str, runs: int, views: list[tuple[str, str]]) -> None:
     """Each view cold in a fresh server (nothing computed or cached in the process; asked once
-    its start-up work is done), then warm (median of five more), with the server's CPU time for the cold answer and the
-    machine's 1-minute load average when the view was measured; one table row per view."""
+    its start-up work is done), then warm (median of five more), with the server's CPU time
+    and the machine's 1-minute load average when the view was measured; one row per view."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     print(f"  {'view':46s} {'runs':>8s} {'cold ms':>8s} {'(cpu ms)':>9s} {'warm ms':>8s} "
