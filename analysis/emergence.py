@@ -77,8 +77,10 @@ class SigmoidFit(BootstrapFit):
 
     def _curves(self, rows: np.ndarray, args: tuple, kwargs: dict) -> np.ndarray:
         x = kwargs["x"] if "x" in kwargs else args[0]
-        xs = np.atleast_1d(np.asarray(x, dtype=float))
-        return np.array([sigmoid_value(xs, *row) for row in rows]).reshape(len(rows), -1)
+        lx = np.log10(np.atleast_1d(np.asarray(x, dtype=float)).ravel())
+        p = np.asarray(rows, dtype=float).reshape(-1, 4)  # floor, ceil, k, log10_mid per row
+        floor, ceil, k, mid = (p[:, i:i + 1] for i in range(4))
+        return floor + (ceil - floor) * expit(k * (lx[None, :] - mid))  # every row at once
 
     @property
     def increasing(self) -> bool:

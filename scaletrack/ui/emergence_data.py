@@ -18,6 +18,7 @@ What it answers is kept at two levels, both keyed by what they were made from:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 from collections import OrderedDict
@@ -101,15 +102,18 @@ def curve_parts(points: pd.DataFrame) -> dict[Curve, pd.DataFrame]:
 
 
 def curve_key(curve: Curve, part: pd.DataFrame) -> str:
-    """The fit-cache key of a curve's answer: its points (C in FLOPs, value, run key, in the
-    order of `curve_parts`), its name and the view's options (bootstrap refits, seed,
-    scaletrack's version)."""
+    """The fit-cache key of a curve's answer: a hash of its points (C in FLOPs and value as
+    exact float64 bytes, run keys; in the order of `curve_parts`), its name and the view's
+    options (bootstrap refits, seed, scaletrack's version)."""
     from scaletrack.store import fit_cache_key
 
     task, metric, shot = curve
-    points = {"C": part["C"].to_numpy(float), "value": part["value"].to_numpy(float),
-              "run_key": [None if k is None or k != k else str(k) for k in part["run_key"]]}
-    return fit_cache_key(CURVE_FORM, points,
+    h = hashlib.blake2b(digest_size=32)
+    for column in ("C", "value"):
+        h.update(np.ascontiguousarray(part[column].to_numpy(float)).tobytes())
+    h.update("\x1f".join("" if k is None or k != k else str(k)
+                         for k in part["run_key"].tolist()).encode())
+    return fit_cache_key(CURVE_FORM, {"points": [len(part), h.hexdigest()]},
                          {**_options(), "task": task, "metric": metric, "shot": shot})
 
 
