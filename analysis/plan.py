@@ -89,8 +89,9 @@ class Plan:
     (FLOPs, params, tokens). expected_width: the mean relative width ((hi - lo) / predicted)
     of the 95 % prediction band at the target once `cells` are fitted (with the existing
     runs), by simulation; baseline_cells / baseline_width: the same for a standard
-    geometric grid of the candidates' sizes and token counts, of at most the same cost
-    (NaN where no simulated fit succeeded, e.g. a baseline of fewer than 7 cells).
+    geometric grid of the candidates' sizes and token counts with its token counts scaled
+    to spend the whole budget (`equal_cost_grid`; NaN where no simulated fit succeeded,
+    e.g. a baseline of fewer than 7 cells).
     linear_width / baseline_linear_width: the linearised criterion's widths (the search's
     objective). law_source: "prior" or "fit"; law: the central law used for the target
     split; noise: run-to-run scatter assumed (log loss); kappa: extrapolation error per
@@ -229,23 +230,50 @@ def geometric_baseline(candidates: Sequence[PlannedCell], budget: float,
     by_nd = {(c.n_params, c.tokens): c for c in candidates}
     sizes = sorted({c.n_params for c in candidates})
     tokens = sorted({c.tokens for c in candidates})
-    best: list[PlannedCell] = []
-    best_key = (0, 0.0)
+    if not by_nd:
+        return []
+    # presence and cost of every (size, tokens) pair; window sums by 2-D prefix sums
+    row = {n: i for i, n in enumerate(sizes)}
+    col = {d: j for j, d in enumerate(tokens)}
+    have = np.zeros((len(sizes) + 1, len(tokens) + 1))
+    cost = np.zeros_like(have)
+    for (n, d), c in by_nd.items():
+        have[row[n] + 1, col[d] + 1] = 1.0
+        cost[row[n] + 1, col[d] + 1] = c.flops
+    have, cost = have.cumsum(0).cumsum(1), cost.cumsum(0).cumsum(1)
+
+    def windows(table: np.ndarray, a: int, b: int) -> np.ndarray:
+        return table[a:, b:] - table[:-a, b:] - table[a:, :-b] + table[:-a, :-b]
+
+    best_key, best_at = (0, 0.0), None
     for a in range(min(max_side, len(sizes)), 0, -1):
         for b in range(min(max_side, len(tokens)), 0, -1):
             if a * b < best_key[0]:
                 continue
-            for i in range(len(sizes) - a + 1):
-                for j in range(len(tokens) - b + 1):
-                    found = [by_nd.get((n, d)) for n in sizes[i:i + a] for d in tokens[j:j + b]]
-                    cells = [c for c in found if c is not None]
-                    if len(cells) != len(found):
-                        continue
-                    cost = sum(c.flops for c in cells)
-                    key = (a * b, cost)
-                    if cost <= budget and key > best_key:
-                        best, best_key = cells, key
-    return best
+            full = windows(have, a, b) == a * b
+            spend = windows(cost, a, b)
+            ok = full & (spend <= budget)
+            if not ok.any():
+                continue
+            at = np.unravel_index(np.argmax(np.where(ok, spend, -1.0)), ok.shape)
+            key = (a * b, float(spend[at]))
+            if key > best_key:
+                best_key, best_at = key, (int(at[0]), int(at[1]), a, b)
+    if best_at is None:
+        return []
+    top, left, rows, cols = best_at
+    return [by_nd[(n, d)] for n in sizes[top:top + rows] for d in tokens[left:left + cols]]
+
+
+def equal_cost_grid(cells: Sequence[PlannedCell], budget: float) -> list[PlannedCell]:
+    """`cells` (a grid) with every token count scaled by one factor so that the grid costs
+    `budget` FLOPs (cost is linear in tokens): the geometric baseline at the planner's full
+    budget, whatever the candidates' spacing left unspent. Unchanged when it costs more."""
+    spent = float(sum(c.flops for c in cells))
+    if not cells or spent <= 0 or spent >= budget:
+        return list(cells)
+    scale = budget / spent
+    return [PlannedCell(c.n_params, c.tokens * scale, c.flops * scale) for c in cells]
 
 
 def _check_points(points: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -294,7 +322,8 @@ def plan_runs(
     under the current law). candidates: the cells to choose from (default
     `default_candidates`); flops_per_token(N): FLOPs per training token of an N-parameter
     model (default 6·N), used for the default candidates and the target split. baseline: the
-    grid to compare with (default `geometric_baseline` of the candidates). fit: a Chinchilla
+    grid to compare with (default `geometric_baseline` of the candidates scaled by
+    `equal_cost_grid` to cost the budget). fit: a Chinchilla
     fit of `points` with bootstrap refits (fitted here when None). noise: run-to-run scatter
     (log loss; default the fit's scatter, else 2 %). kappa: the form's extrapolation error
     per decade (log loss; default the fit's residual model's slope, else 0.5 %).
@@ -347,7 +376,8 @@ def plan_runs(
         raise ConfigError(f"no candidate cell costs at most the budget ({budget_flops:.3g} "
                           "FLOPs) and less than the target: raise the budget or add smaller "
                           "cells")
-    base_cells = (geometric_baseline(cands, budget_flops) if baseline is None
+    grid = geometric_baseline(cands, budget_flops)
+    base_cells = (equal_cost_grid(grid, budget_flops) if baseline is None
                   else _check_cells(baseline, "baseline"))
 
     existing_n = data["N"].to_numpy(float) if data is not None else np.empty(0)
@@ -360,8 +390,12 @@ def plan_runs(
         target_n=t_n, target_d=t_d, target_flops=target_flops, sigma=sigma, kappa=kap,
         prior_precision=np.zeros((5, 5)))
     index = {(c.n_params, c.tokens): i for i, c in enumerate(cands)}
-    base_idx = [index.get((c.n_params, c.tokens)) for c in base_cells]
-    starts = [np.array(base_idx, dtype=int)] if base_idx and None not in base_idx else []
+    starts = []
+    for start in (base_cells, grid):  # the baseline's cells, where they are candidates
+        at = [index.get((c.n_params, c.tokens)) for c in start]
+        if at and None not in at:
+            starts.append(np.array(at, dtype=int))
+            break
     idx = choose_design(problem, budget_flops, starts=starts, seed=seed)
     if idx.size == 0:
         raise ConfigError(f"no set of candidate cells within the budget ({budget_flops:.3g} "

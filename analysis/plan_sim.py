@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scaletrack.analysis.calibration import INNER_HOLDOUTS
+from scaletrack.analysis.calibration import INNER_HOLDOUTS, INNER_HOLDOUTS_N
 from scaletrack.analysis.chinchilla import fit_chinchilla
 from scaletrack.errors import DataError
 
@@ -65,7 +65,14 @@ SEARCH_DRAWS = 48  # law draws the search averages over
 # chosen among 0, 0.005, 0.01, 0.02 on Porian's and Llama 3's isoFLOP points, not on the
 # benches' data (bench/bench_plan_select.py: highest mean coverage, none reached 0.85)
 DISTANCE_ERROR = 0.01
-STEP_OPTIONS = 40  # candidates weighed per greedy step or exchange pass
+STEP_OPTIONS = 40  # candidates weighed per greedy step
+EXCHANGE_OPTIONS = 160  # moves (swap, add, drop) weighed per exchange pass
+HOLDOUT_DRAWS = 16  # law draws the inner hold-outs' residual variances average over
+BATCH = 64  # designs scored at once
+_RATIO_GRID = np.r_[0.0, np.geomspace(1e-2, 1e4, 43)]  # k^2/s0^2 profiled over
+_MIN_RESIDUALS = 5  # held-out residuals the calibration needs (analysis.calibration)
+_CUTS = 1.0 - np.asarray(INNER_HOLDOUTS)  # quantiles of compute the hold-outs start at
+_CUTS_N = 1.0 - np.asarray(INNER_HOLDOUTS_N)  # ... and of N
 _RIDGE = 1e-9
 
 
@@ -136,77 +143,160 @@ def draws_precision(laws: np.ndarray, c1: float, c2: float) -> np.ndarray:
 
 class Criterion:
     """Mean expected 95 % band width at the target over the law draws, for designs given as
-    index arrays into the candidates (the existing runs are always part of the design)."""
+    index arrays into the candidates (the existing runs are always part of the design).
+
+    Designs are scored in batches: their information matrices are one matrix product of
+    0/1 design masks with the cells' precomputed outer products, and the inner hold-outs of
+    every design one batched inverse (see the module docstring)."""
 
     def __init__(self, problem: DesignProblem, max_draws: int = SEARCH_DRAWS) -> None:
         self.problem = problem
         c1, c2 = centres(problem)
         laws = problem.laws[:max_draws]
         self.s2 = HUBER_VARIANCE_FACTOR * problem.sigma ** 2
-        n = np.r_[problem.existing_n, problem.cand_n]
-        d = np.r_[problem.existing_d, problem.cand_d]
+        n = np.r_[problem.existing_n, problem.cand_n].astype(float)
+        d = np.r_[problem.existing_d, problem.cand_d].astype(float)
         j = log_loss_gradient(laws, n, d, c1, c2)
         g = log_loss_gradient(laws, np.array([problem.target_n]),
                               np.array([problem.target_d]), c1, c2)[:, 0, :]
         ok = np.all(np.isfinite(j), axis=(1, 2)) & np.all(np.isfinite(g), axis=1)
         self.j, self.g = j[ok], g[ok]
         self.n, self.d = n, d
-        self.cost = np.r_[problem.existing_cost, problem.cand_cost]
+        self.cost = np.r_[problem.existing_cost, problem.cand_cost].astype(float)
         # per-cell outer products J J^T / (s^2 + (lambda·d_i)^2): (K, P, 5, 5)
         with np.errstate(divide="ignore"):
             decades = np.maximum(np.log10(problem.target_flops / self.cost), 0.0)
         cell_var = self.s2 + (problem.distance_error * decades) ** 2
         self.outer = (np.einsum("kpi,kpj->kpij", self.j, self.j)
                       / cell_var[None, :, None, None])
+        k, p = self.j.shape[:2]
+        self._outer_flat = self.outer.transpose(1, 0, 2, 3).reshape(p, k * 25)
+        hk = min(k, HOLDOUT_DRAWS)
+        self._outer_held = self.outer[:hk].transpose(1, 0, 2, 3).reshape(p, hk * 25)
+        self._raw = np.einsum("kpi,kpj->kpij", self.j[:hk], self.j[:hk]).reshape(hk, p, 25)
+        self._hk = hk
         self.n_old = problem.existing_n.size
         self.m0 = problem.prior_precision + np.eye(5) * _RIDGE
         self.log_target = float(np.log10(problem.target_flops))
+        self.log_target_n = float(np.log10(problem.target_n))
+        self.log_cost = np.log10(self.cost)
+        self.log_n = np.log10(n)
 
     def _rows(self, idx: np.ndarray) -> np.ndarray:
         return np.r_[np.arange(self.n_old), self.n_old + np.asarray(idx, dtype=int)]
 
+    def _mask(self, idx: np.ndarray) -> np.ndarray:
+        mask = np.zeros(self.cost.size, dtype=bool)
+        mask[self._rows(idx)] = True
+        return mask
+
     def eligible(self, idx: np.ndarray) -> bool:
         """Identified (MIN_CELLS runs, MIN_DISTINCT N and D) with a usable calibration split."""
         rows = self._rows(idx)
-        return _identified(self.n[rows], self.d[rows]) and bool(self._splits(rows))
+        held = sum(te.size for _, te in self._splits(rows))
+        return _identified(self.n[rows], self.d[rows]) and held >= _MIN_RESIDUALS
 
     def _splits(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(training rows, held-out rows) of each inner hold-out the fit would use."""
-        c = self.cost[rows]
+        """(training rows, held-out rows) of each inner hold-out the calibration would use:
+        the top INNER_HOLDOUTS of the design's compute and INNER_HOLDOUTS_N of its N."""
         out: list[tuple[np.ndarray, np.ndarray]] = []
         if rows.size < MIN_CELLS:
             return out
-        cuts = np.quantile(c, 1.0 - np.asarray(INNER_HOLDOUTS))
-        for cut in cuts:
-            train, test = rows[c < cut], rows[c >= cut]
-            if test.size and _identified(self.n[train], self.d[train]):
-                out.append((train, test))
+        for key, fracs in ((self.cost[rows], _CUTS), (self.n[rows], _CUTS_N)):
+            for cut in _quantiles(key, fracs):
+                train, test = rows[key < cut], rows[key >= cut]
+                if test.size and _identified(self.n[train], self.d[train]):
+                    out.append((train, test))
         return out
+
+    def _info(self, masks: np.ndarray) -> np.ndarray:
+        """Information matrices (B, K, 5, 5) of designs given as (B, P) masks."""
+        flat = _product(masks.astype(float), self._outer_flat)
+        return flat.reshape(masks.shape[0], -1, 5, 5) + self.m0
 
     def design_widths(self, idx: np.ndarray) -> np.ndarray:
         """Per-draw expected relative widths (K,) of the band for design `idx`."""
-        rows = self._rows(idx)
-        info = self.m0 + self.outer[:, rows].sum(axis=1)
-        v_t = _quad(info, self.g)
-        splits = self._splits(rows)
-        if splits:
-            parts = []
-            for train, test in splits:
-                inv = _inverse(self.m0 + self.outer[:, train].sum(axis=1))
-                jt = self.j[:, test]
-                parts.append(np.einsum("kpi,kij,kpj->kp", jt, inv, jt))
-            scatter = self.problem.sigma ** 2 + np.maximum(np.concatenate(parts, axis=1),
-                                                           0.0).mean(axis=1)
-        else:
-            scatter = self.problem.sigma ** 2 + v_t
-        top = float(self.cost[rows].max()) if rows.size else 0.0
-        reach = max(self.log_target - np.log10(top), 0.0) if top > 0 else self.log_target
-        var = v_t + scatter + (self.problem.kappa * reach) ** 2
-        return 2.0 * Z95 * np.sqrt(var)
+        return self._widths(self._mask(idx)[None, :])[0]
 
     def mean_width(self, designs: Sequence[np.ndarray]) -> np.ndarray:
         """Mean over draws of `design_widths`, one number per design."""
-        return np.array([float(np.mean(self.design_widths(idx))) for idx in designs])
+        if not len(designs):
+            return np.empty(0)
+        masks = np.stack([self._mask(idx) for idx in designs])
+        return self._widths(masks).mean(axis=1)
+
+    def _widths(self, masks: np.ndarray) -> np.ndarray:
+        """Per-draw widths (B, K) of designs given as (B, P) masks."""
+        v_t = _quad(self._info(masks), self.g)  # (B, K)
+        splits = [self._splits(np.flatnonzero(m)) for m in masks]
+        flat = [(tr, te) for sp in splits for tr, te in sp]
+        first = np.cumsum([0] + [len(sp) for sp in splits])
+        var_scatter = np.empty(masks.shape[0])
+        reach = np.empty(masks.shape[0])
+        if flat:
+            train = np.zeros((len(flat), masks.shape[1]))
+            for s, (tr, _) in enumerate(flat):
+                train[s, tr] = 1.0
+            info = _product(train, self._outer_held).reshape(len(flat), self._hk, 5, 5)
+            inv = _inverse(info + self.m0).reshape(len(flat), self._hk, 25)
+            # v[s, k, p] = J_kp^T M_sk^-1 J_kp for every cell p: one batched product
+            v = np.einsum("skq,kpq->ksp", inv, self._raw)  # (K, S, P)
+            v_mean = np.maximum(v, 0.0).mean(axis=0)  # (S, P)
+        for b, sp in enumerate(splits):
+            rows = np.flatnonzero(masks[b])
+            if rows.size == 0:
+                reach[b], var_scatter[b] = self.log_target, np.nan
+                continue
+            top_c, top_n = self.log_cost[rows].max(), self.log_n[rows].max()
+            reach[b] = max(self.log_target - top_c, self.log_target_n - top_n, 0.0)
+            if not sp:  # in-sample residuals: charge the target's variance twice
+                var_scatter[b] = np.nan
+                continue
+            e, dist = [], []
+            for s in range(first[b], first[b + 1]):
+                tr, te = flat[s]
+                e.append(self.problem.sigma ** 2 + v_mean[s, te])
+                dist.append(np.maximum(np.maximum(self.log_cost[te] - self.log_cost[tr].max(),
+                                                  self.log_n[te] - self.log_n[tr].max()), 0.0))
+            e_all, d_all = np.concatenate(e), np.concatenate(dist)
+            if e_all.size < _MIN_RESIDUALS:
+                var_scatter[b] = np.nan
+                continue
+            s0_sq, k_sq = expected_reach_model(e_all, d_all)
+            var_scatter[b] = s0_sq + k_sq * reach[b] ** 2
+        kappa = (self.problem.kappa * reach) ** 2
+        fallback = np.isnan(var_scatter)
+        scatter = np.where(fallback[:, None], self.problem.sigma ** 2 + v_t,
+                           np.nan_to_num(var_scatter)[:, None])
+        return 2.0 * Z95 * np.sqrt(v_t + scatter + kappa[:, None])
+
+
+def expected_reach_model(e: np.ndarray, d: np.ndarray) -> tuple[float, float]:
+    """(s0^2, k^2) maximising the expected Gaussian likelihood of residuals with variances e
+    at reaches d (decades): the "reach" residual model's fit to the residuals the design's
+    inner hold-outs would give on average. Profiled over k^2/s0^2 on a grid."""
+    d2 = np.asarray(d, dtype=float) ** 2
+    e = np.asarray(e, dtype=float)
+    scale = 1.0 + _RATIO_GRID[:, None] * d2[None, :]  # (T, n)
+    a = (e[None, :] / scale).mean(axis=1)
+    nll = np.log(scale).sum(axis=1) + e.size * np.log(a)
+    best = int(np.argmin(nll))
+    return float(a[best]), float(a[best] * _RATIO_GRID[best])
+
+
+def _quantiles(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """np.quantile(x, q) (linear interpolation) for a short 1-D x, without its overhead."""
+    s = np.sort(x)
+    pos = q * (s.size - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, s.size - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b for the criterion's small products, by einsum's own loop: a threaded BLAS
+    spends more time waiting on a busy machine's cores than these products take."""
+    return np.einsum("bp,pq->bq", a, b)
 
 
 def _inverse(m: np.ndarray) -> np.ndarray:
@@ -217,12 +307,13 @@ def _inverse(m: np.ndarray) -> np.ndarray:
 
 
 def _quad(m: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """g_k^T m_k^-1 g_k for each draw k (m: (K, 5, 5), g: (K, 5)), floored at 0."""
+    """g_k^T m_k^-1 g_k for each draw k (m: (..., K, 5, 5), g: (K, 5)), floored at 0."""
+    rhs = np.broadcast_to(g[..., None], m.shape[:-1] + (1,))
     try:
-        sol = np.linalg.solve(m, g[:, :, None])[:, :, 0]
+        sol = np.linalg.solve(m, rhs)[..., 0]
     except np.linalg.LinAlgError:
-        sol = (np.linalg.pinv(m) @ g[:, :, None])[:, :, 0]
-    return np.maximum(np.einsum("ki,ki->k", g, sol), 0.0)
+        sol = (np.linalg.pinv(m) @ rhs)[..., 0]
+    return np.maximum(np.einsum("...ki,ki->...k", sol, g), 0.0)
 
 
 def _identified(n: np.ndarray, d: np.ndarray) -> bool:
@@ -231,7 +322,7 @@ def _identified(n: np.ndarray, d: np.ndarray) -> bool:
 
 
 def choose_design(problem: DesignProblem, budget: float, *,
-                  starts: Sequence[np.ndarray] = (), max_passes: int = 3,
+                  starts: Sequence[np.ndarray] = (), max_passes: int = 4,
                   seed: int = 0) -> np.ndarray:
     """Indices of the chosen candidates (each at most once), total cost <= budget.
 
@@ -254,6 +345,12 @@ def choose_design(problem: DesignProblem, budget: float, *,
     return np.sort(best)
 
 
+def _batched_widths(crit: Criterion, designs: Sequence[np.ndarray]) -> np.ndarray:
+    """`crit.mean_width` in batches of BATCH designs (bounded memory)."""
+    parts = [crit.mean_width(designs[i:i + BATCH]) for i in range(0, len(designs), BATCH)]
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
 def _greedy(crit: Criterion, budget: float, *, per_flop: bool, rng: np.random.Generator
             ) -> np.ndarray:
     """Add the candidate with the largest drop in mean width (per FLOP when `per_flop`) until
@@ -261,25 +358,25 @@ def _greedy(crit: Criterion, budget: float, *, per_flop: bool, rng: np.random.Ge
     can widen the band for a while: it moves the calibration's hold-outs). Each step weighs
     at most STEP_OPTIONS candidates, drawn at random when more fit."""
     cost = crit.problem.cand_cost
+    taken = np.zeros(cost.size, dtype=bool)
     chosen: list[int] = []
     spent = 0.0
     current = float(crit.mean_width([np.array([], dtype=int)])[0])
     best, best_w = np.array([], dtype=int), np.inf
     while True:
-        free = np.array([j for j in range(cost.size) if j not in chosen
-                         and spent + cost[j] <= budget], dtype=int)
+        free = np.flatnonzero(~taken & (spent + cost <= budget))
         if free.size == 0:
             break
         if free.size > STEP_OPTIONS:
             free = np.sort(rng.choice(free, STEP_OPTIONS, replace=False))
-        trial = crit.mean_width([np.array(chosen + [j]) for j in free])
+        trial = _batched_widths(crit, [np.array(chosen + [j]) for j in free])
         gain = current - trial
         ready = crit.eligible(np.array(chosen, dtype=int))
         # first an identified, calibratable design (cheap cells favoured), then the rule
         scale = np.sqrt(cost[free]) if not ready else cost[free] if per_flop else 1.0
-        score = gain / scale
-        pick = int(np.argmax(score))
+        pick = int(np.argmax(gain / scale))
         chosen.append(int(free[pick]))
+        taken[free[pick]] = True
         spent += float(cost[free[pick]])
         current = float(trial[pick])
         if current < best_w and crit.eligible(np.array(chosen, dtype=int)):
@@ -289,26 +386,27 @@ def _greedy(crit: Criterion, budget: float, *, per_flop: bool, rng: np.random.Ge
 
 def _exchange(crit: Criterion, chosen: np.ndarray, budget: float, max_passes: int,
               rng: np.random.Generator) -> np.ndarray:
-    """Swap one chosen cell for an unchosen one, or add one, while the mean width drops and
-    the design stays eligible within the budget (at most STEP_OPTIONS unchosen cells,
-    drawn at random, are tried in each pass)."""
+    """Swap one chosen cell for an unchosen one, add one or drop one, while the mean width
+    drops and the design stays eligible within the budget (at most EXCHANGE_OPTIONS of
+    these moves, drawn at random, are weighed in each pass)."""
     cost = crit.problem.cand_cost
     chosen = np.asarray(chosen, dtype=int)
     current = float(crit.mean_width([chosen])[0]) if chosen.size else np.inf
     for _ in range(max_passes):
-        improved = False
         spent = float(cost[chosen].sum())
         outside = np.setdiff1d(np.arange(cost.size), chosen)
-        if outside.size > STEP_OPTIONS:
-            outside = np.sort(rng.choice(outside, STEP_OPTIONS, replace=False))
-        options = [np.r_[chosen, j] for j in outside if spent + cost[j] <= budget]
-        for pos in range(chosen.size):
-            rest = np.delete(chosen, pos)
-            left = float(cost[rest].sum())
-            options += [np.r_[rest, j] for j in outside if left + cost[j] <= budget]
-        if not options:
+        moves = [(-1, j) for j in outside if spent + cost[j] <= budget]
+        moves += [(pos, -1) for pos in range(chosen.size)]
+        moves += [(pos, j) for pos in range(chosen.size) for j in outside
+                  if spent - cost[chosen[pos]] + cost[j] <= budget]
+        if not moves:
             break
-        widths = crit.mean_width(options)
+        if len(moves) > EXCHANGE_OPTIONS:
+            moves = [moves[i] for i in rng.choice(len(moves), EXCHANGE_OPTIONS, replace=False)]
+        options = [np.r_[np.delete(chosen, pos) if pos >= 0 else chosen,
+                         [j] if j >= 0 else []].astype(int) for pos, j in moves]
+        widths = _batched_widths(crit, options)
+        improved = False
         for k in np.argsort(widths):
             if widths[k] >= current - 1e-9:
                 break
@@ -318,7 +416,6 @@ def _exchange(crit: Criterion, chosen: np.ndarray, budget: float, max_passes: in
         if not improved:
             break
     return chosen
-
 
 
 def simulate_losses(law: np.ndarray, n: np.ndarray, d: np.ndarray, sigma: float,

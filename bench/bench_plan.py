@@ -26,6 +26,12 @@ Protocol, declared before any outcome below was computed:
   around it; ">4" or "<1" when outside 1/4..1).
 - Run time set the sizes above (seeds, refits, budgets), from one trial with seeds 0-1
   before this protocol was fixed; nothing was tuned on its widths.
+- Second version of the planner's criterion (declared before this bench was run with it):
+  the linearised width now models the library's default "reach" band (inner hold-outs by
+  compute and by N, the residual model's s0 and k fitted to the residual variances those
+  hold-outs would give, k times the target's reach) instead of a fixed scatter. Protocol,
+  laws, seeds and budgets above are unchanged; the bench is run once with it and reported
+  whatever it shows. `--quick` (2 seeds, 50 refits) is for trying changes, never reported.
 
     .venv/bin/python bench/bench_plan.py [--seeds 4] [--bootstrap 100]
 """
@@ -82,7 +88,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=len(SEEDS))
     ap.add_argument("--bootstrap", type=int, default=100)
+    ap.add_argument("--quick", action="store_true", help="2 seeds, 50 refits (not reported)")
     args = ap.parse_args()
+    if args.quick:
+        args.seeds, args.bootstrap = 2, 50
     warnings.simplefilter("ignore", RuntimeWarning)
     t_start = time.perf_counter()
     seeds = SEEDS[: args.seeds]

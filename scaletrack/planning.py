@@ -365,7 +365,12 @@ def plan_builtin_grid(
     `schedule="wsd-branches"` cells of a size share one trunk paid once: the planner's budget
     is raised until the grid's real cost is as close to `budget` as it comes.
     """
-    from scaletrack.analysis.plan import geometric_baseline, plan_runs, prior_law
+    from scaletrack.analysis.plan import (
+        equal_cost_grid,
+        geometric_baseline,
+        plan_runs,
+        prior_law,
+    )
 
     for what, value in (("--target-compute", target_compute), ("--budget", budget)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -397,10 +402,15 @@ def plan_builtin_grid(
         real_spec["plan"]["until_width"] = float(until_width)
 
     def real_cost(cells: Sequence[PlannedCell]) -> float:
-        return spent_flops([by_nd[(c.n_params, c.tokens)] for c in cells], step)
+        known = [by_nd[(c.n_params, c.tokens)] for c in cells if (c.n_params, c.tokens) in by_nd]
+        other = sum(c.flops for c in cells if (c.n_params, c.tokens) not in by_nd)
+        return spent_flops(known, step) + other  # cells off the grid: each from scratch
 
+    # the geometric grid spending the whole budget: with cooldown branches the largest
+    # branch-aware grid of the candidates, else the candidates' grid with its token counts
+    # scaled to cost the budget (simulated only, never written)
     baseline = (geometric_fit(cands, budget, real_cost) if schedule == "wsd-branches"
-                else geometric_baseline(cands, budget))
+                else equal_cost_grid(geometric_baseline(cands, budget), budget))
 
     def run_planner(planner_budget: float, sims: int) -> Plan:
         return plan_runs(points if fit is not None else None, target_flops=target_compute,
