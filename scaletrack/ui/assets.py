@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 # the dashboard's modules, each after the modules it imports (the report's order)
-MODULES = ("common.js", "api.js", "runs.js", "curves.js", "scaling.js", "emergence.js",
-           "ideas.js", "app.js")
+MODULES = ("common.js", "plot.js", "api.js", "runs.js", "runevals.js", "curves.js", "adaptive.js",
+           "scaling.js", "emergence.js", "ideas.js", "app.js")
 _STATIC = {**{name: "text/javascript" for name in MODULES}, "app.css": "text/css"}
 _IMPORT = re.compile(r'^import \{[^}]*\} from "\./([a-z]+\.js)";\n', re.M)
 _EXPORT = re.compile(r"^export (?=(?:async function|function|const|let) )", re.M)

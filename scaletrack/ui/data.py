@@ -59,7 +59,8 @@ def plain(value: Any) -> Any:
     return value if isinstance(value, str) else str(value)
 
 
-def _floats(values: Any) -> list[float | None]:
+def floats(values: Any) -> list[float | None]:
+    """`values` as a list of floats, non-finite ones as None (JSON null)."""
     arr = np.asarray(values, dtype=float)
     return [float(v) if math.isfinite(v) else None for v in arr]
 
@@ -149,6 +150,8 @@ def run_detail(store: StoreLike, run_key: str) -> dict[str, Any]:
     counts = store.metric_counts(run_key)
     ckpts = store.checkpoints(run_key)
     ckpt_cols = ["id", "kind", "N", "tokens", "flops", "step", "path", "sha256", "created_at"]
+    # by step (numerically, unknown steps last), then by name (an import's shot count), then id
+    ckpts = ckpts.sort_values(["step", "path", "id"], na_position="last", kind="stable")
     return {
         "run": {k: plain(v) for k, v in rec.items() if k != "config"},
         "tags": _tags(rec),
@@ -169,7 +172,7 @@ def _flops_per_token(run: Any) -> float | None:
 
 def _axes(full: Mapping[str, np.ndarray], ix: np.ndarray) -> dict[str, list]:
     """The x values of the points `ix` on every axis (steps as integers)."""
-    return {k: (v[ix].tolist() if k == "step" else _floats(v[ix])) for k, v in full.items()}
+    return {k: (v[ix].tolist() if k == "step" else floats(v[ix])) for k, v in full.items()}
 
 
 def metric_series(
@@ -210,10 +213,10 @@ def metric_series(
         }
         series.append({
             "run_key": key, "name": name, "status": run.status, "n_raw": int(len(value)),
-            "n_shown": int(len(sel)), "x": _axes(full, sel), "y": _floats(value[sel]),
-            "spikes": {"x": _axes(full, spike_idx), "y": _floats(value[spike_idx])},
+            "n_shown": int(len(sel)), "x": _axes(full, sel), "y": floats(value[sel]),
+            "spikes": {"x": _axes(full, spike_idx), "y": floats(value[spike_idx])},
             "nonfinite_steps": bad_steps.tolist(),
-            "label": f"{key[:8]} N={fmt_number(run.N)} D={fmt_number(run.D)}",
+            "label": f"{run.name or key[:8]} N={fmt_number(run.N)} D={fmt_number(run.D)}",
         })
     return {"name": name, "points": points, "series": series}
 
@@ -250,13 +253,13 @@ def law_curve(fit: Any, x_lo: float, x_hi: float, x_max: float, *,
     from `FitResult.predict_interval` (the calibrated bands the CLI and the plots draw);
     `extrapolate_from`: the largest x fitted (beyond it the curve is an extrapolation)."""
     grid = np.geomspace(x_lo, x_hi, points)
-    out: dict[str, Any] = {"x": _floats(grid), "y": _floats(fit.predict(grid)),
+    out: dict[str, Any] = {"x": floats(grid), "y": floats(fit.predict(grid)),
                            "extrapolate_from": float(x_max)}
     if fit.bootstrap_samples():
         conf = fit.predict_interval(grid, kind="confidence")
         pred = fit.predict_interval(grid, kind="prediction")
-        out.update(conf_lo=_floats(conf["lo"]), conf_hi=_floats(conf["hi"]),
-                   pred_lo=_floats(pred["lo"]), pred_hi=_floats(pred["hi"]))
+        out.update(conf_lo=floats(conf["lo"]), conf_hi=floats(conf["hi"]),
+                   pred_lo=floats(pred["lo"]), pred_hi=floats(pred["hi"]))
     return out
 
 
@@ -309,9 +312,9 @@ def _backtest(store: StoreLike, df: pd.DataFrame) -> dict[str, Any] | None:
         return {"status": "failed", "reason": str(exc)}
     frame = result.frame
     return {
-        "status": "ok", "threshold_C": threshold, "points": how, "C": _floats(frame["C"]),
-        "N": _floats(frame["N"]), "D": _floats(frame["D"]),
-        "loss": _floats(frame["loss"]), "predicted": _floats(frame["predicted"]),
+        "status": "ok", "threshold_C": threshold, "points": how, "C": floats(frame["C"]),
+        "N": floats(frame["N"]), "D": floats(frame["D"]),
+        "loss": floats(frame["loss"]), "predicted": floats(frame["predicted"]),
         "summary": plain(dict(result.summary)),
     }
 
@@ -331,8 +334,8 @@ def _isoflop(df: pd.DataFrame) -> dict[str, Any]:
         grid = np.geomspace(row["N_min"], row["N_max"], 40)
         u = np.log(grid) - row["logN_center"]
         profiles.append({
-            "C": row["C"], "N": _floats(part["N"]), "loss": _floats(part["loss"]),
-            "curve_N": _floats(grid), "curve_loss": _floats(np.polyval(row["coef"], u)),
+            "C": row["C"], "N": floats(part["N"]), "loss": floats(part["loss"]),
+            "curve_N": floats(grid), "curve_loss": floats(np.polyval(row["coef"], u)),
             "N_opt": row["N_opt"], "loss_opt": row["loss_opt"],
         })
     cols = ["C", "N_opt", "D_opt", "loss_opt", "n_points"]
@@ -373,9 +376,25 @@ def _optimal(df: pd.DataFrame) -> dict[str, Any]:
         return {"status": "failed", "reason": degenerate_message(fit), "points": how}
     return {
         "status": "ok", "params": plain(dict(fit.params)), "points": how,
-        "C": _floats(table["C"]), "N_opt": _floats(table["N_opt"]),
-        "D_opt": _floats(table["D_opt"]), "loss_opt": _floats(table["loss_opt"]),
+        "C": floats(table["C"]), "N_opt": floats(table["N_opt"]),
+        "D_opt": floats(table["D_opt"]), "loss_opt": floats(table["loss_opt"]),
     }
+
+
+def too_few_note(store: StoreLike, sweep: str | None, n: int) -> str:
+    """Why the scaling view has nothing to fit, in a researcher's words: no finished run with
+    a final loss at all (an evaluation-only import, whose evals the emergence view shows), or
+    fewer than the 3 a law needs."""
+    if n > 0:
+        return (f"only {n} finished run{'s' if n != 1 else ''} with N, D, C and a final loss: "
+                "a scaling law needs at least 3")
+    where = f"sweep {sweep}" if sweep is not None else "this store"
+    if not store.count_runs(sweep=sweep):
+        return f"no runs in {where} yet"
+    if len(store.checkpoints(kind="external")):
+        return (f"no finished runs with a final loss: {where} holds evaluation-only runs "
+                "(imported checkpoints and their evals; see the Emergence view)")
+    return f"no finished runs with a final loss in {where} yet"
 
 
 def scaling(store: StoreLike, sweep: str | None = None, *,
@@ -389,14 +408,13 @@ def scaling(store: StoreLike, sweep: str | None = None, *,
         shown = df.iloc[np.linspace(0, len(df) - 1, MAX_SCATTER).astype(int)]
     points = {
         "run_key": shown["run_key"].tolist(), "sweep": [plain(s) for s in shown["sweep"]],
-        "N": _floats(shown["N"]), "D": _floats(shown["D"]), "C": _floats(shown["C"]),
-        "loss": _floats(shown["loss"]), "lr": _floats(shown["lr"]),
+        "N": floats(shown["N"]), "D": floats(shown["D"]), "C": floats(shown["C"]),
+        "loss": floats(shown["loss"]), "lr": floats(shown["lr"]),
         "seed": [plain(s) for s in shown["seed"]], "total": len(df),
     }
     if len(df) < 3:
         return {"sweep": sweep, "n": len(df), "points": points, "fits": {}, "frontier": None,
-                "backtest": None, "isoflop": None,
-                "note": "fewer than 3 finished runs with N, D, C and a final loss"}
+                "backtest": None, "isoflop": None, "note": too_few_note(store, sweep, len(df))}
     key = (store.url, sweep, len(df), float(df["loss"].sum()), float(df["C"].sum()))
 
     def compute() -> dict[str, Any]:
@@ -410,8 +428,8 @@ def scaling(store: StoreLike, sweep: str | None = None, *,
             fits[x] = _power_fit(store, df, x)
         return {
             "fits": fits,
-            "frontier": {"C": _floats(frontier["C"]), "loss": _floats(frontier["loss"]),
-                         "N": _floats(frontier["N"]), "D": _floats(frontier["D"])},
+            "frontier": {"C": floats(frontier["C"]), "loss": floats(frontier["loss"]),
+                         "N": floats(frontier["N"]), "D": floats(frontier["D"])},
             "backtest": _backtest(store, df), "isoflop": _isoflop(df),
         }
 
@@ -430,7 +448,7 @@ def predict_at(store: StoreLike, sweep: str | None, x: str, at: float) -> dict[s
         raise DataError(f"predict at {x} = {at!r}: a positive number is needed")
     df = scaling_points(store, sweep)
     if len(df) < 3:
-        raise DataError("fewer than 3 finished runs with N, D, C and a final loss")
+        raise DataError(too_few_note(store, sweep, len(df)))
     scaling(store, sweep)  # fits (cached) and the key they are cached under
     key = (store.url, sweep, len(df), float(df["loss"].sum()), float(df["C"].sum()))
     with _cache_lock:
@@ -440,8 +458,11 @@ def predict_at(store: StoreLike, sweep: str | None, x: str, at: float) -> dict[s
         raise DataError(f"no L({x}) fit for these runs")
     conf = fit.predict_interval(np.array([at]), kind="confidence")
     pred = fit.predict_interval(np.array([at]), kind="prediction")
-    x_max = float(np.max(df[x].to_numpy(float)))
-    return {"x": x, "at": float(at), "loss": plain(float(conf["pred"].iloc[0])),
+    xs = df[x].to_numpy(float)
+    x_max = float(np.max(xs))
+    # the law drawn out to the asked x, so the predicted point sits on its curve and bands
+    curve = law_curve(fit, min(xs.min() / 1.5, at / 1.5), max(x_max * 10, at * 1.5), x_max)
+    return {"x": x, "at": float(at), "loss": plain(float(conf["pred"].iloc[0])), "curve": curve,
             "conf": [plain(conf["lo"].iloc[0]), plain(conf["hi"].iloc[0])],
             "pred": [plain(pred["lo"].iloc[0]), plain(pred["hi"].iloc[0])],
             "decades_beyond": plain(math.log10(at / x_max)) if at > x_max else 0.0,
@@ -452,6 +473,8 @@ def optimal(store: StoreLike, sweep: str | None = None) -> dict[str, Any]:
     """Compute-optimal N (parameters) and D (tokens) against C (FLOPs) from a Chinchilla fit
     L(N, D) on the sweep's finished runs (4,500 starts: seconds on 1,000 runs, then cached)."""
     df = scaling_points(store, sweep)
+    if len(df) < 3:  # nothing to fit: say why, not the fitting code's row count
+        return {"sweep": sweep, "status": "none", "reason": too_few_note(store, sweep, len(df))}
     key = (store.url, "optimal", sweep, len(df), float(df["loss"].sum()), float(df["C"].sum()))
     return {"sweep": sweep, **_cached(key, lambda: _optimal(df))}
 

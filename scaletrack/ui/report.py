@@ -1,8 +1,9 @@
 """`scaletrack report`: the dashboard's views with their data in one offline HTML file.
 
 The file inlines Plotly.js, the app and a JSON snapshot of every answer the views need
-(runs, each run's curves downsampled, scaling fits, emergence, ideas); its Content-Security-
-Policy forbids any connection, so it opens, and keeps working, with the network off.
+(runs, each run's curves downsampled and, when they are few, its evaluations; scaling fits
+and adaptive decisions; emergence; ideas); its Content-Security-Policy forbids any
+connection, so it opens, and keeps working, with the network off.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from scaletrack.errors import DataError
 from scaletrack.store.exporters import write_atomically
-from scaletrack.ui import assets, data
+from scaletrack.ui import assets, data, sweep_data
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
 
 REPORT_POINTS = 600  # points per curve in a report (MinMax-LTTB), enough for a page width
+REPORT_EVAL_ROWS = 20_000  # runs' evaluation curves are embedded up to this many eval rows
 
 
 def report_data(store: StoreLike, sweep: str | None = None, *, points: int = REPORT_POINTS,
@@ -47,12 +49,17 @@ def report_data(store: StoreLike, sweep: str | None = None, *, points: int = REP
             m["name"]: data.metric_series(store, [key], m["name"], points=points)["series"][0]
             for m in details[key]["metrics"] if m["name"] != "spike"
         }
+    if len(store.evals()) <= REPORT_EVAL_ROWS:  # evaluation curves of each run, when few
+        evals = {key: sweep_data.run_evals(store, key)["series"] for key in details}
+    else:
+        evals = {}
     summary = data.sweeps_summary(store)
     # one scaling answer per sweep (mixing sweeps in one fit is left to the live app)
     names = [sweep] if sweep is not None else [
         s["name"] for s in summary["sweeps"] if s["name"] is not None and s["runs"] >= 3]
     scaling = {name: data.scaling(store, name) for name in names}
     optimal = {name: data.optimal(store, name) for name in names}
+    adaptive = {name: sweep_data.adaptive_steps(store, name) for name in names}
     default = max(names, key=lambda n: scaling[n]["n"], default=None)
     if sweep is not None:
         summary = {"sweeps": [s for s in summary["sweeps"] if s["name"] == sweep],
@@ -61,7 +68,8 @@ def report_data(store: StoreLike, sweep: str | None = None, *, points: int = REP
         "info": {"store": redact_url(store.url), "version": __version__, "read_only": True},
         "generated_at": datetime.now(UTC).isoformat(),
         "sweeps": summary, "runs": rows, "details": details, "metrics": curves,
-        "scaling": scaling, "optimal": optimal, "default_sweep": default,
+        "scaling": scaling, "optimal": optimal, "adaptive": adaptive, "evals": evals,
+        "default_sweep": default,
         "emergence": data.emergence(store),
         "ideas": data.ideas(store),
     }

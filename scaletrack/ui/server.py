@@ -10,7 +10,9 @@ JSON API (all GET; errors are {"error": "..."} with status 400 or 404):
 - `/api/runs?sweep=&status=&tag=&where=field=value&q=&sort=&desc=1&group=&offset=&limit=`:
   one page of runs (`where` repeats; field is a run column or a dotted config path;
   group is one of N, D, lr, seed, sweep, family, status).
-- `/api/runs/{run_key}`: a run's row, config, checkpoints, metric names, flags.
+- `/api/runs/{run_key}`: a run's row, config, checkpoints (by step), metric names, flags.
+- `/api/runs/{run_key}/evals`: its checkpoints' evaluations, one series per (task, metric,
+  shot count), by step.
 - `/api/metrics?run=KEY&run=KEY2&name=train/loss&points=1000`: curves downsampled
   (MinMax-LTTB) with x as step, tokens, flops and wall_time.
 - `/api/scaling?sweep=`: final losses vs N, D, C; frontier; fitted laws with confidence
@@ -18,6 +20,8 @@ JSON API (all GET; errors are {"error": "..."} with status 400 or 404):
 - `/api/predict?sweep=&x=C&at=1e21`: the fitted L(x) at one x with its 95 % confidence and
   prediction intervals (`FitResult.predict_interval`).
 - `/api/optimal?sweep=`: compute-optimal N and D against C from a Chinchilla fit.
+- `/api/adaptive?sweep=`: an adaptive sweep's recorded decisions (cell, band width at the
+  target after it, FLOPs spent, why it stopped).
 - `/api/fits?form=`: fits saved in the store.
 - `/api/emergence?offset=&limit=&q=`: curves per (task, metric, shot), a page at a time:
   values vs compute, fitted curve, class, predicted crossing.
@@ -49,7 +53,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from scaletrack.errors import ScaletrackError
-from scaletrack.ui import assets, data
+from scaletrack.ui import assets, data, sweep_data
 
 if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
@@ -219,6 +223,14 @@ def create_app(store: StoreLike, host: str | None = "127.0.0.1") -> Starlette:
         key = request.path_params["run_key"]
         return await answer(request, lambda stop: data.run_detail(store, key))
 
+    async def api_run_evals(request: Request) -> Response:
+        key = request.path_params["run_key"]
+        return await answer(request, lambda stop: sweep_data.run_evals(store, key))
+
+    async def api_adaptive(request: Request) -> Response:
+        return await answer(request, lambda stop: sweep_data.adaptive_steps(
+            store, opt(request, "sweep")))
+
     async def api_metrics(request: Request) -> Response:
         q = request.query_params
         return await answer(request, lambda stop: data.metric_series(
@@ -280,9 +292,11 @@ def create_app(store: StoreLike, host: str | None = "127.0.0.1") -> Starlette:
         Route("/api/sweeps", api_sweeps, methods=get),
         Route("/api/runs", api_runs, methods=get),
         Route("/api/runs/{run_key}", api_run, methods=get),
+        Route("/api/runs/{run_key}/evals", api_run_evals, methods=get),
         Route("/api/metrics", api_metrics, methods=get),
         Route("/api/scaling", api_scaling, methods=get),
         Route("/api/optimal", api_optimal, methods=get),
+        Route("/api/adaptive", api_adaptive, methods=get),
         Route("/api/predict", api_predict, methods=get),
         Route("/api/fits", api_fits, methods=get),
         Route("/api/emergence", api_emergence, methods=get),

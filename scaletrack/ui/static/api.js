@@ -78,6 +78,15 @@ export async function api(path, params, signal) {
     if (path === "/api/info") return REPORT.info;
     if (path === "/api/sweeps") return REPORT.sweeps;
     if (path === "/api/runs") return localRuns(params);
+    if (path.startsWith("/api/runs/") && path.endsWith("/evals")) {
+      const key = decodeURIComponent(path.slice("/api/runs/".length, -"/evals".length));
+      if (!REPORT.evals || !(key in REPORT.evals)) return { run_key: key, series: [], note: REPORT.details[key] && Object.keys(REPORT.evals || {}).length === 0 ? "evaluation curves are left out of this report (too many eval rows); scaletrack ui shows them" : null };
+      return { run_key: key, series: REPORT.evals[key] };
+    }
+    if (path === "/api/adaptive") {
+      const sweep = params.get("sweep") || REPORT.default_sweep;
+      return (REPORT.adaptive || {})[sweep] || { sweep: sweep, steps: [] };
+    }
     if (path.startsWith("/api/runs/")) {
       const key = decodeURIComponent(path.slice("/api/runs/".length));
       if (!(key in REPORT.details)) throw new Error("run " + key + " is not in this report");

@@ -1,7 +1,8 @@
 // scaletrack dashboard: views over the JSON API (served) or over the embedded data (report).
 // Every user string goes into the page through textContent or, for Plotly labels, through
 // esc() (Plotly reads a few HTML-like tags in labels); nothing is ever assigned to innerHTML.
-// Modules: common.js (helpers), api.js (data), one module per view; this one routes.
+// Modules: common.js (helpers), plot.js (charts), api.js (data), one module per view (with
+// runevals.js and adaptive.js as parts of the run and scaling views); this one routes.
 import { REPORT, parseHash, message, session } from "./common.js";
 import { api } from "./api.js";
 import { viewRuns } from "./runs.js";

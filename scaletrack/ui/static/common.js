@@ -1,5 +1,5 @@
 // The dashboard's shared parts: the report's embedded data, colours, the view session
-// (poll timer, abort signal), DOM and Plotly helpers and the one number format.
+// (poll timer, abort signal), DOM helpers and the one number format (charts: plot.js).
 
 const reportNode = document.getElementById("report-data");
 export const REPORT = reportNode ? JSON.parse(reportNode.textContent) : null;
@@ -12,8 +12,6 @@ export const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "
   "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 export const X_LABELS = { step: "step", tokens: "tokens", flops: "FLOPs", wall_time: "wall time (s)",
   N: "N (parameters)", D: "D (tokens)", C: "C (FLOPs)" };
-const PLOT_CONFIG = { displaylogo: false, responsive: true,
-  modeBarButtonsToRemove: ["sendDataToCloud"] };
 export const session = {  // the current view's poll timer and abort signal
   pollTimer: null,
   viewAbort: new AbortController(),  // aborted when the view changes: its requests stop
@@ -79,34 +77,7 @@ export function setHash(view, arg, params) {
   if (q) h += "?" + q;
   if (location.hash !== h) history.replaceState(null, "", h);
 }
+export function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+// a table cell whose long text is cut at the column's width, whole in its tooltip
+export function clipped(text, cls) { return el("td", { class: "clip" + (cls ? " " + cls : ""), title: text }, text); }
 export function message(text, cls) { return el("p", { class: cls || "note" }, text); }
-// Empty a chart's box: Plotly keeps state on a div it drew, and after a plain emptying its
-// next Plotly.react with unchanged data draws nothing there.
-export function clear(div) { Plotly.purge(div); div.replaceChildren(); }
-export function plot(div, traces, layout) {
-  // titles sit at the left, under a top margin; the toolbar stands vertically at the right,
-  // so it never covers a title; axes keep their labels apart (automargin, few ticks,
-  // powers of ten on log axes)
-  const base = { margin: { l: 64, r: 36, t: 44, b: 56 }, hovermode: "closest",
-    legend: { orientation: "h", y: -0.3, yanchor: "top" }, font: { size: 12 }, modebar: { orientation: "v" } };
-  const full = Object.assign(base, layout);
-  if (full.title && full.title.text !== undefined) full.title = Object.assign({ x: 0.01, xanchor: "left", y: 0.98, yanchor: "top", font: { size: 13 } }, full.title);
-  const width = div.clientWidth || 600;
-  for (const ax of ["xaxis", "yaxis"]) {
-    // linear axes: powers of ten (2×10⁸), never SI suffixes (200M) that read as units
-    full[ax] = Object.assign({ automargin: true, nticks: 7, exponentformat: "power" }, full[ax] || {});
-    if (full[ax].type === "log") {
-      // whole decades only (no crowded 2 and 5 between them), every other one when many
-      const vals = traces.flatMap((t) => (ax === "xaxis" ? t.x : t.y) || []).filter((v) => typeof v === "number" && v > 0);
-      let lo = Infinity, hi = -Infinity;
-      for (const v of vals) { if (v < lo) lo = v; if (v > hi) hi = v; }
-      const decades = vals.length ? Math.log10(hi) - Math.log10(lo) : 1;
-      const room = (ax === "xaxis" ? width : (full.height || 400)) / 55;
-      const tick = decades < 2.5 ? {} : { dtick: decades > room ? Math.ceil(decades / room) : 1 };  // short ranges: Plotly's own ticks
-      full[ax] = Object.assign({ exponentformat: "power" }, tick, full[ax]);
-    }
-  }
-  return Plotly.react(div, traces, full, PLOT_CONFIG).then(() => {
-    div.dataset.drawn = String(Date.now());
-  });
-}

@@ -1,6 +1,8 @@
 // Curves of one run or several (the run and compare views): smoothing, spikes, divergence.
-import { PALETTE, X_LABELS, el, esc, fmt, select, checkbox, statusBadge, parseHash, setHash, message, plot } from "./common.js";
+import { PALETTE, X_LABELS, el, esc, fmt, select, checkbox, statusBadge, parseHash, setHash, message, plural } from "./common.js";
+import { plot } from "./plot.js";
 import { api } from "./api.js";
+import { loadEvals } from "./runevals.js";
 
 // ------------------------------------------------------------------ curves (run, compare)
 function smooth(y, alpha) {
@@ -77,23 +79,33 @@ async function curvesView(root, keys, params, title, names, extra) {
       yaxis: { title: { text: esc(state.metric) }, type: state.logy ? "log" : "linear" },
       shapes: div.shapes, title: { text: esc(title) } });
   }
+  if (!names.length) {  // no curve to draw: say so instead of empty controls
+    root.append(message("No metrics logged for " + (keys.length > 1 ? "these runs" : "this run") + (extra ? " (an imported, evaluation-only run has its evaluations below)." : "."), "note no-metrics"));
+    if (extra) root.append(extra);
+    return;
+  }
   root.append(curveControls(state, names, redraw, refetch), chart, info);
   if (extra) root.append(extra);
-  if (!names.length) { chart.replaceWith(message("no metrics logged")); return; }
   await refetch();
 }
 export async function viewRun(root, key, params) {
   const d = await api("/api/runs/" + encodeURIComponent(key));
   const r = d.run;
-  root.append(el("h1", {}, "Run ", el("span", { class: "mono", id: "run-key" }, r.run_key), " ", statusBadge(r.status)));
-  root.append(el("p", { class: "note" }, "sweep " + (r.sweep === null ? "-" : r.sweep) + " · " + r.family + " · N " + fmt(r.N) + " · D " + fmt(r.D) + " tokens · C " + fmt(r.C) + " FLOPs · final loss " + fmt(r.final_loss) + (d.tags.length ? " · tags: " + d.tags.join(", ") : "")));
+  // the run's name first when it has one, its key beside it
+  root.append(el("h1", {}, "Run ", r.name ? el("span", { id: "run-name" }, r.name) : null, r.name ? " " : null,
+    el("span", { class: r.name ? "mono dim" : "mono", id: "run-key" }, r.run_key), " ", statusBadge(r.status)));
+  const role = el("span", { id: "run-role" }, "role " + (r.role || "cell"));
+  if (r.parent_run_key) role.append(", branch of ", el("a", { href: "#/run/" + encodeURIComponent(r.parent_run_key), class: "mono" }, r.parent_run_key.slice(0, 10)));
+  root.append(el("p", { class: "note" }, "sweep " + (r.sweep === null ? "-" : r.sweep) + " · " + r.family + " · ", role, " · N " + fmt(r.N) + " · D " + fmt(r.D) + " tokens · C " + fmt(r.C) + " FLOPs · final loss " + fmt(r.final_loss) + (d.tags.length ? " · tags: " + d.tags.join(", ") : "")));
   if (d.error) root.append(message("error: " + d.error, "error"));
   const details = el("div", { class: "two-col" });
   const ck = el("table", { class: "grid", id: "checkpoints" }, el("tr", {}, ...["id", "kind", "step", "N", "tokens", "FLOPs", "path"].map((h) => el("th", {}, h))));
-  for (const c of d.checkpoints) ck.append(el("tr", {}, el("td", {}, c.id), el("td", {}, c.kind), el("td", {}, fmt(c.step)), el("td", {}, fmt(c.N)), el("td", {}, fmt(c.tokens)), el("td", {}, fmt(c.flops)), el("td", { class: "mono" }, c.path)));
+  for (const c of d.checkpoints) ck.append(el("tr", {}, el("td", {}, c.id), el("td", {}, c.kind), el("td", { class: "num" }, fmt(c.step)), el("td", { class: "num" }, fmt(c.N)), el("td", { class: "num" }, fmt(c.tokens)), el("td", { class: "num" }, fmt(c.flops)), el("td", { class: "mono clip", title: c.path }, c.path)));
   details.append(el("div", {}, el("h2", {}, "Config"), el("pre", { id: "config" }, JSON.stringify(d.config, null, 2))),
-    el("div", {}, el("h2", {}, "Checkpoints (" + d.checkpoints.length + ")"), ck));
-  await curvesView(root, [key], params, "run " + key.slice(0, 10), d.metrics.map((m) => m.name), details);
+    el("div", {}, el("h2", {}, "Checkpoints (" + d.checkpoints.length + ", by step)"), el("div", { class: "table-box" }, ck)));
+  const evals = el("div", { id: "run-evals" });
+  await curvesView(root, [key], params, "run " + (r.name || key.slice(0, 10)), d.metrics.map((m) => m.name), el("div", {}, evals, details));
+  await loadEvals(evals, key, params);  // the run's checkpoint evaluations, when it has any
 }
 export async function viewCompare(root, params) {
   const keys = (params.get("runs") || "").split(",").filter(Boolean);
@@ -104,5 +116,5 @@ export async function viewCompare(root, params) {
   }
   const names = new Set();
   for (const k of keys) (await api("/api/runs/" + encodeURIComponent(k))).metrics.forEach((m) => names.add(m.name));
-  await curvesView(root, keys, params, keys.length + " runs", [...names].sort());
+  await curvesView(root, keys, params, plural(keys.length, "run"), [...names].sort());
 }

@@ -1,5 +1,6 @@
 // The emergence view: one fitted, classified curve per task x metric x shot count, paged.
-import { CLASS_COLOURS, el, esc, fmt, setHash, plot } from "./common.js";
+import { CLASS_COLOURS, el, esc, fmt, setHash, plural } from "./common.js";
+import { plot } from "./plot.js";
 import { api } from "./api.js";
 
 // ------------------------------------------------------------------ emergence view
@@ -34,7 +35,7 @@ export async function viewEmergence(root, params) {
   function draw(data) {
     if (!data.total) { info.textContent = state.q ? "No curve's task matches." : "No evaluations in this store yet."; summary.replaceChildren(); charts.replaceChildren(); pager.replaceChildren(); return; }
     const tasks = new Set(data.groups.map((g) => g.task));
-    info.textContent = data.total + " curves (one per task × metric × shot count) over " + tasks.size + " tasks; showing " + (data.offset + 1) + "–" + Math.min(data.offset + data.tasks.length, data.total) + ". Each curve is fitted and classified on its own: metrics and shot counts are never pooled.";
+    info.textContent = plural(data.total, "curve") + " (one per task × metric × shot count) over " + plural(tasks.size, "task") + "; showing " + (data.offset + 1) + "–" + Math.min(data.offset + data.tasks.length, data.total) + ". Each curve is fitted and classified on its own: metrics and shot counts are never pooled.";
     const t = el("table", { class: "grid", id: "emergence-table" }, el("tr", {}, ...["task", "metric", "shots", "class", "threshold", "predicted crossing (FLOPs)", "95% interval", "points", "why"].map((h) => el("th", {}, h))));
     for (const c of data.tasks) {
       t.append(el("tr", { "data-task": c.task, "data-metric": c.metric, "data-shot": c.shot === null ? "" : String(c.shot) }, el("td", {}, c.task), el("td", {}, c.metric), el("td", {}, c.shot === null ? "-" : String(c.shot)),
@@ -62,7 +63,7 @@ export async function viewEmergence(root, params) {
       if (c.threshold !== null) shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, y0: c.threshold, y1: c.threshold, line: { dash: "dot", color: "#999" } });
       if (c.curve && c.curve.x_max) shapes.push({ type: "rect", xref: "x", yref: "paper", x0: c.curve.x_max, x1: c.curve.C[c.curve.C.length - 1], y0: 0, y1: 1, fillcolor: "rgba(120,120,120,0.07)", line: { width: 0 }, layer: "below" });
       if (c.crossing !== null && c.crossing > 0) shapes.push({ type: "line", yref: "paper", y0: 0, y1: 1, x0: c.crossing, x1: c.crossing, line: { dash: "dash", color: colour } });
-      plot(div, traces, { title: { text: esc(curveName(c) + " · " + c.label) }, xaxis: { type: "log", title: { text: "C (FLOPs)" } }, yaxis: { title: { text: esc(c.metric) } }, shapes: shapes, height: 320, showlegend: false });
+      plot(div, traces, { title: { text: esc(curveName(c) + (c.label && c.label !== "-" ? " · " + c.label : "")) }, xaxis: { type: "log", title: { text: "C (FLOPs)" } }, yaxis: { title: { text: esc(c.metric) } }, shapes: shapes, height: 320, showlegend: false });
     });
   }
   await load();

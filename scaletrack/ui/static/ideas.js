@@ -1,5 +1,6 @@
 // The ideas view: ideas that did not work yet and their attempts across scale.
-import { PALETTE, el, esc, fmt, message, plot } from "./common.js";
+import { PALETTE, el, esc, fmt, message } from "./common.js";
+import { plot } from "./plot.js";
 import { api } from "./api.js";
 
 // ------------------------------------------------------------------ ideas view
@@ -24,5 +25,5 @@ export async function viewIdeas(root) {
       marker: { color: colour, size: 9, symbol: a.map((r) => (r.passed ? "circle" : "circle-open")) }, line: { color: colour } });
     shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, y0: idea.threshold, y1: idea.threshold, line: { color: colour, dash: "dot" } });
   });
-  plot(chart, traces, { xaxis: { type: "log", title: { text: "checkpoint compute (FLOPs)" } }, yaxis: { title: { text: "value (dotted: each idea's bar; filled: passed)" } }, shapes: shapes, height: 420 });
+  plot(chart, traces, { xaxis: { type: "log", title: { text: "checkpoint compute (FLOPs)" } }, yaxis: { title: { text: "value (dotted: each idea's bar; filled: passed)" } }, shapes: shapes, height: 420, showlegend: true });  // a legend even for one idea
 }

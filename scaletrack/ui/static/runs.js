@@ -1,5 +1,5 @@
 // The runs view: filter, sort, group and page the runs; config columns; live updates.
-import { REPORT, STATUS_COLOURS, compareSelection, el, fmt, option, select, statusBadge, setHash, message, session } from "./common.js";
+import { REPORT, STATUS_COLOURS, compareSelection, el, fmt, option, select, statusBadge, setHash, message, session, clipped } from "./common.js";
 import { configValue, api } from "./api.js";
 
 // ------------------------------------------------------------------ runs view
@@ -37,9 +37,12 @@ export async function viewRuns(root, params) {
   const statusChoices = [["", "any status"]].concat(Object.keys(STATUS_COLOURS).map((s) => [s, s]));
   const groupChoices = [["", "no grouping"], ["N", "group by N"], ["D", "group by D"], ["lr", "group by lr"], ["seed", "group by seed"], ["sweep", "group by sweep"], ["role", "group by role"]];
   const tagSelect = select("f-tag", [["", "any tag"]], state.tag, (e) => { state.tag = e.target.value; state.offset = 0; refresh(); });
-  const whereInput = el("input", { id: "f-where", placeholder: "field=value, e.g. lr=0.003 or model.n_layer=2", value: state.where, size: 34 });
-  const searchInput = el("input", { id: "f-search", placeholder: "run key, name or sweep", value: state.q, size: 18 });
-  const colsInput = el("input", { id: "f-cols", placeholder: "config columns: auto (or e.g. model.n_layer, train.batch_size)", value: state.cols, size: 30 });
+  // each box as wide as its placeholder; the longer help is in its tooltip
+  const whereInput = el("input", { id: "f-where", placeholder: "where, e.g. lr=0.003", value: state.where, size: 22,
+    title: "field=value filters, comma-separated; a field is a run column or a dotted config path, e.g. model.n_layer=2" });
+  const searchInput = el("input", { id: "f-search", placeholder: "run key, name or sweep", value: state.q, size: 24 });
+  const colsInput = el("input", { id: "f-cols", placeholder: "config columns: auto", value: state.cols, size: 22,
+    title: "config values shown as columns, comma-separated dotted paths, e.g. model.n_layer, train.batch_size; empty: up to 6 that differ on this page" });
   colsInput.addEventListener("change", () => { state.cols = colsInput.value; refresh(); });
   whereInput.addEventListener("change", () => { state.where = whereInput.value; state.offset = 0; refresh(); });
   let typing = null;  // one request per pause in typing, not one per key
@@ -96,7 +99,10 @@ export async function viewRuns(root, params) {
     const head = el("tr", {}, el("th", {}, ""));
     for (const [key, label] of columns) {
       const arrow = state.sort === key ? (state.desc ? " ▼" : " ▲") : "";
-      if (key.startsWith("config:")) { head.append(el("th", { class: "config-col", title: "config value " + label }, label)); continue; }
+      if (key.startsWith("config:")) {  // the path's last part when no other column ends so; the whole path in the tooltip
+        const tail = label.split(".").pop(), unique = columns.filter(([k, l]) => k.startsWith("config:") && l.split(".").pop() === tail).length === 1;
+        head.append(el("th", { class: "config-col", title: "config value " + label }, unique ? tail : label)); continue;
+      }
       head.append(el("th", { class: "sortable", "data-col": key, onclick: () => {
         if (state.sort === key) state.desc = !state.desc; else { state.sort = key; state.desc = false; }
         refresh();
@@ -114,11 +120,12 @@ export async function viewRuns(root, params) {
       const row = el("tr", { "data-key": r.run_key, "data-status": r.status }, el("td", {}, box));
       for (const [key] of columns) {
         let cell;
-        if (key === "run_key") cell = el("td", { title: r.run_key }, el("a", { href: "#/run/" + encodeURIComponent(r.run_key) }, r.name || r.run_key.slice(0, 10)), r.name ? el("span", { class: "mono dim" }, " " + r.run_key.slice(0, 8)) : null);
+        if (key === "run_key") cell = el("td", { class: "clip run-col", title: (r.name ? r.name + " · " : "") + r.run_key }, el("a", { href: "#/run/" + encodeURIComponent(r.run_key) }, r.name || r.run_key.slice(0, 10)), r.name ? el("span", { class: "mono dim" }, " " + r.run_key.slice(0, 8)) : null);
+        else if (key === "sweep") cell = clipped(r.sweep === null ? "-" : r.sweep);
         else if (key === "role") cell = el("td", { title: r.parent_run_key ? "branch of " + r.parent_run_key : "" }, r.role || "cell");
-        else if (key.startsWith("config:")) { const v = configValue(r.config, key.slice(7)); cell = el("td", { class: typeof v === "number" ? "num" : "" }, v === null ? "-" : (typeof v === "object" ? JSON.stringify(v) : fmt(v))); }
+        else if (key.startsWith("config:")) { const v = configValue(r.config, key.slice(7)); cell = clipped(v === null ? "-" : (typeof v === "object" ? JSON.stringify(v) : fmt(v)), typeof v === "number" ? "num" : ""); }
         else if (key === "status") cell = el("td", {}, statusBadge(r.status));
-        else if (key === "tags") cell = el("td", {}, (r.tags || []).join(", "));
+        else if (key === "tags") cell = clipped((r.tags || []).join(", "));
         else if (key === "updated_at") cell = el("td", { class: "nowrap" }, r.updated_at ? r.updated_at.slice(0, 19).replace("T", " ") : "-");
         else cell = el("td", { class: typeof r[key] === "number" ? "num" : "" }, fmt(r[key]));
         row.append(cell);
@@ -129,7 +136,7 @@ export async function viewRuns(root, params) {
       el("button", { id: "prev", disabled: state.offset === 0, onclick: () => { state.offset = Math.max(0, state.offset - state.limit); refresh(); } }, "◀ prev"),
       el("span", { id: "page-info" }, page.total ? (page.offset + 1) + "–" + Math.min(page.offset + page.limit, page.total) + " of " + page.total + " runs" : "no runs match"),
       el("button", { id: "next", disabled: page.offset + page.limit >= page.total, onclick: () => { state.offset += state.limit; refresh(); } }, "next ▶"));
-    table.replaceChildren(t, pager);
+    table.replaceChildren(el("div", { class: "table-box" }, t), pager);  // a wide table scrolls in its box, not the page
     table.dataset.total = String(page.total);
   }
   let current = null;  // the request in flight: {key, ctrl}

@@ -1,7 +1,9 @@
 // The scaling view: final loss against N, D or C with the fitted laws and their bands,
 // the back-test, IsoFLOP profiles, compute-optimal N and D and a "predict at" box.
-import { REPORT, PALETTE, X_LABELS, el, esc, fmt, select, checkbox, setHash, message, clear, plot } from "./common.js";
+import { REPORT, PALETTE, X_LABELS, el, esc, fmt, select, checkbox, setHash, message } from "./common.js";
+import { clear, plot } from "./plot.js";
 import { api } from "./api.js";
+import { drawAdaptive } from "./adaptive.js";
 
 // ------------------------------------------------------------------ scaling view
 function colourScale(values) {
@@ -19,10 +21,13 @@ export async function viewScaling(root, params) {
   const fitBox = el("div", { id: "fit-summary" });
   const iso = el("div", { id: "chart-isoflop", class: "chart half" });
   const opt = el("div", { id: "chart-optimal", class: "chart half" });
-  root.append(controls, main, fitBox, el("div", { class: "two-col" }, iso, opt));
+  const adaptiveBox = el("div", { id: "adaptive" });
+  const pair = el("div", { class: "two-col" }, iso, opt);
+  root.append(controls, main, fitBox, pair, adaptiveBox);
   let data = null, optimal = null, predicted = null;
   const predictInput = el("input", { id: "s-predict", placeholder: "e.g. 1e22", size: 10 });
   const predictOut = el("span", { id: "s-predicted", class: "note" });
+  const predictBox = el("span", { class: "predict" }, el("label", {}, "predict at x = ", predictInput), el("button", { id: "s-predict-go", onclick: predictAt }, "predict"), predictOut);
   async function predictAt() {
     const at = predictInput.value.trim();
     if (!at) { predicted = null; predictOut.textContent = ""; redraw(); return; }
@@ -39,9 +44,12 @@ export async function viewScaling(root, params) {
     data = await api("/api/scaling", p);
     optimal = null;
     redraw();
+    const wanted = state.sweep;
+    const steps = await api("/api/adaptive", p);  // an adaptive sweep's decisions, if any
+    if (wanted === state.sweep) await drawAdaptive(adaptiveBox, steps);
+    if (!data.n) return;  // no finished runs: nothing for a Chinchilla fit either
     // the Chinchilla fit behind compute-optimal N and D is slower: it arrives afterwards
     clear(opt); opt.replaceChildren(message("fitting L(N, D) for compute-optimal N and D…"));
-    const wanted = state.sweep;
     const answer = await api("/api/optimal", p);
     if (wanted === state.sweep) { optimal = answer; drawOptimal(); }
   }
@@ -55,7 +63,7 @@ export async function viewScaling(root, params) {
         { type: "scatter", mode: "lines", name: "D_opt (tokens)", x: o.C, y: o.D_opt },
         ...(isoData && isoData.minima.length ? [{ type: "scatter", mode: "markers", name: "IsoFLOP N_opt", x: isoData.minima.map((m) => m.C), y: isoData.minima.map((m) => m.N_opt), marker: { symbol: "star", size: 10 } }] : []),
       ], { title: { text: "compute-optimal N and D (Chinchilla fit: E=" + fmt(o.params.E) + ", α=" + fmt(o.params.alpha) + ", β=" + fmt(o.params.beta) + ")" },
-        xaxis: { type: "log", title: { text: "C (FLOPs)" } }, yaxis: { type: "log" }, height: 420 });
+        xaxis: { type: "log", title: { text: "C (FLOPs)" } }, yaxis: { type: "log", title: { text: "N_opt (parameters), D_opt (tokens)" } }, height: 420 });
     } else { clear(opt); opt.replaceChildren(message(o.reason || "no compute-optimal allocation")); }
   }
   function redraw() {
@@ -63,6 +71,14 @@ export async function viewScaling(root, params) {
     hp.set("logx", state.logx ? "1" : "0"); hp.set("logy", state.logy ? "1" : "0");
     setHash("scaling", null, hp);
     const pts = data.points, x = state.x;
+    pair.hidden = !data.n;
+    predictBox.hidden = data.n < 3;  // no law to predict with
+    main.classList.toggle("empty", !data.n);
+    if (!data.n) {  // nothing to draw: the reason instead of an empty axis
+      for (const box of [main, iso, opt]) { clear(box); box.append(message(data.note)); }
+      fitBox.replaceChildren();
+      return;
+    }
     const text = pts.run_key.map((k, i) => esc(k.slice(0, 10) + " · " + (pts.sweep[i] === null ? "" : pts.sweep[i])));
     const marker = state.colour === "none" ? { color: "#1f77b4", size: 8 } :
       Object.assign({ size: 8, colorbar: { title: { text: (["N", "D", "C"].includes(state.colour) ? "log10 " : "") + state.colour } } }, colourScale(pts[state.colour]));
@@ -70,7 +86,8 @@ export async function viewScaling(root, params) {
     const shapes = [], annotations = [];
     const fit = data.fits && data.fits[x];
     if (fit && fit.status === "ok") {
-      const c = fit.curve;
+      // drawn out to a predicted point beyond the fitted range, so the star sits on the curve
+      const c = predicted && predicted.x === x && predicted.curve ? predicted.curve : fit.curve;
       if (c.pred_lo) {
         traces.push({ type: "scatter", mode: "lines", x: c.x, y: c.pred_hi, line: { width: 0 }, showlegend: false, hoverinfo: "skip" });
         traces.push({ type: "scatter", mode: "lines", x: c.x, y: c.pred_lo, fill: "tonexty", fillcolor: "rgba(255,127,14,0.12)", line: { width: 0 }, name: "95% prediction interval", hoverinfo: "skip" });
@@ -117,7 +134,7 @@ export async function viewScaling(root, params) {
         t2.push({ type: "scatter", mode: "lines", x: p.curve_N, y: p.curve_loss, line: { color: colour }, showlegend: false, legendgroup: String(i) });
       });
       t2.push({ type: "scatter", mode: "markers", name: "minima", x: isoData.profiles.map((p) => p.N_opt), y: isoData.profiles.map((p) => p.loss_opt), marker: { symbol: "star", size: 13, color: "black" } });
-      plot(iso, t2, { title: { text: "IsoFLOP profiles" }, xaxis: { type: "log", title: { text: "N (parameters)" } }, yaxis: { title: { text: "final loss" } }, height: 420 });
+      plot(iso, t2, { title: { text: "IsoFLOP profiles" }, xaxis: { type: "log", title: { text: "N (parameters)" } }, yaxis: { title: { text: "final loss (nats/token)" } }, height: 420 });
     } else { clear(iso); iso.replaceChildren(message(isoData && isoData.reason ? isoData.reason : "no IsoFLOP profiles")); }
     drawOptimal();
   }
@@ -128,8 +145,9 @@ export async function viewScaling(root, params) {
     el("label", {}, "x ", select("s-x", [["N", "N (params)"], ["D", "D (tokens)"], ["C", "C (FLOPs)"]], state.x, (e) => { state.x = e.target.value; redraw(); })),
     el("label", {}, "colour ", select("s-colour", [["N", "N"], ["D", "D"], ["C", "C"], ["lr", "lr"], ["seed", "seed"], ["none", "none"]], state.colour, (e) => { state.colour = e.target.value; redraw(); })),
     checkbox("s-logx", "log x", state.logx, (e) => { state.logx = e.target.checked; redraw(); }),
-    checkbox("s-logy", "log y", state.logy, (e) => { state.logy = e.target.checked; redraw(); }),
-    el("label", {}, "predict at x = ", predictInput), el("button", { id: "s-predict-go", onclick: predictAt }, "predict"), predictOut);
+    checkbox("s-logy", "log y", state.logy, (e) => { state.logy = e.target.checked; redraw(); }));
+  // predictions are computed by the server: an offline report has no predict box
+  if (!REPORT) controls.append(predictBox);
   predictInput.addEventListener("change", predictAt);
   await refetch();
 }
