@@ -7,9 +7,9 @@ this module only pages them and shapes JSON.
 
 What it answers is kept at two levels, both keyed by what they were made from:
 
-- in memory: the list of curves per store fingerprint (`evals_version()`, one aggregate
-  query), so an unchanged store is answered without reading its 10^4-10^5 eval rows, and
-  each curve's answer per `curve_key` (a hash of its points and the options);
+- in memory: the list of curves per store fingerprint (`evals_version()`: aggregate
+  queries, no rows), so an unchanged store is answered without reading its 10^4-10^5 eval
+  rows, and each curve's answer per `curve_key` (a hash of its points and the options);
 - in the store's fit cache: `cache_emergence_view` (called by `scaletrack emergence` on a
   store) saves every curve's answer under its `curve_key` and the list of curves under the
   fingerprint, so the first view after a restart reads them instead of classifying. The
