@@ -27,6 +27,7 @@ from scaletrack.store.errors import StoreError
 SORTABLE = ("run_key", "name", "sweep", "family", "status", "role", "N", "D", "C", "seed", "lr",
             "final_loss", "attempts", "updated_at", "created_at")
 GROUPABLE = ("N", "D", "lr", "seed", "sweep", "family", "status", "role")
+CONFIG_GROUP = "config."  # group="config.model.n_layer": by a config value
 FILTERABLE = ("run_key", "name", "sweep", "family", "status", "role", "N", "N_total", "D", "C",
               "seed", "lr", "final_loss", "attempts", "parent_run_key")
 PAGE_COLUMNS = ("run_key", "name", "sweep", "family", "status", "role", "N", "D", "C", "seed",
@@ -46,14 +47,19 @@ class RunFilter:
     where: Sequence[tuple[str, str]] = ()
 
 
+def _config_path(path: str, what: str) -> str:
+    """A dotted config path as `run_config_values` keeps it (a StoreError if malformed)."""
+    parts = [p for p in path.split(".") if p]
+    if not parts or any(not p.replace("_", "").replace("-", "").isalnum() for p in parts):
+        raise StoreError(f"{what} {path!r} is not a run column or a dotted config path")
+    return ".".join(parts)
+
+
 def _config_match(path: str, wanted: str) -> sa.ColumnElement[bool]:
     """Runs whose config leaf at dotted `path` matches `wanted` (as `_match`), looked up in
     `run_config_values` through its (path, number, text) index."""
-    parts = [p for p in path.split(".") if p]
-    if not parts or any(not p.replace("_", "").replace("-", "").isalnum() for p in parts):
-        raise StoreError(f"filter field {path!r} is not a run column or a dotted config path")
     v = schema.run_config_values
-    at = sa.select(v.c.run_id).where(v.c.path == ".".join(parts))
+    at = sa.select(v.c.run_id).where(v.c.path == _config_path(path, "filter field"))
     if wanted.strip().lower() in _NULL_WORDS:
         return schema.runs.c.id.not_in(at)
     try:
@@ -101,6 +107,42 @@ def _grouping(column: sa.Column[Any], scan: bool) -> sa.ColumnElement[Any]:
     """`column`, or with `scan` the same values as an expression no index matches: SQLite
     would otherwise walk an index on it and fetch each run's row out of storage order."""
     return sa.func.coalesce(column, column).label(column.name) if scan else column
+
+
+@dataclass(frozen=True)
+class _GroupBy:
+    """How to group: the FROM (runs, or runs joined to one config leaf), the GROUP BY keys and
+    the group order (missing values last)."""
+
+    source: sa.FromClause
+    keys: tuple[sa.ColumnElement[Any], ...]
+    order: tuple[sa.ColumnElement[Any], ...]
+
+    def value(self, key: tuple[Any, ...]) -> Any:
+        """A group's value from its key: the column's value, or the config leaf's number
+        (an int when whole) or else its text."""
+        if len(key) == 1:
+            return key[0]
+        num, text = key
+        if num is None:
+            return text
+        return int(num) if float(num).is_integer() and abs(num) < 2**53 else float(num)
+
+
+def _group_by(group: str, scan: bool) -> _GroupBy:
+    t = schema.runs
+    if group in GROUPABLE:
+        g = _grouping(t.c[group], scan)
+        return _GroupBy(t, (g,), (g.is_(None), g))
+    if not group.startswith(CONFIG_GROUP):
+        raise StoreError(f"cannot group runs by {group!r} (one of {', '.join(GROUPABLE)}, or "
+                         f"{CONFIG_GROUP}<dotted config path>)")
+    path = _config_path(group[len(CONFIG_GROUP):], "group field")
+    v = schema.run_config_values.alias("grouped")
+    source = t.outerjoin(v, sa.and_(v.c.run_id == t.c.id, v.c.path == path))
+    text = sa.case((v.c.num.is_(None), v.c.txt), else_=None)
+    missing = sa.and_(v.c.num.is_(None), text.is_(None))
+    return _GroupBy(source, (v.c.num, text), (missing, v.c.num.is_(None), v.c.num, text))
 
 
 def _filtered(engine: sa.Engine, query: sa.Select[Any], f: RunFilter, *,
@@ -165,21 +207,23 @@ def runs_page(engine: sa.Engine, f: RunFilter, *, sort: str = "created_at",
               descending: bool = False, group: str | None = None, offset: int = 0,
               limit: int = 100) -> dict[str, Any]:
     """One page: total (matching runs), rows (dicts of PAGE_COLUMNS plus tags), groups
-    (with `group`: value, count, by_status, best and mean finite final loss, in the group
-    order), statuses (runs per status under every filter but the status) and tags (all)."""
+    (with `group`, a GROUPABLE column or "config." and a dotted config path: value, count,
+    by_status, best and mean finite final loss, in the group order; a config value groups by
+    its number, else its text), statuses (runs per status under every filter but the
+    status) and tags (all)."""
     if sort not in SORTABLE:
         raise StoreError(f"cannot sort runs by {sort!r} (one of {', '.join(SORTABLE)})")
-    if group is not None and group not in GROUPABLE:
-        raise StoreError(f"cannot group runs by {group!r} (one of {', '.join(GROUPABLE)})")
     t = schema.runs
+    grouped = _group_by(group, _reads_rows(f)) if group is not None else None
     status = _grouping(t.c.status, _reads_rows(f))
     statuses = _filtered(engine, sa.select(status, sa.func.count()).group_by(status), f,
                          with_status=False)
     with read_transaction(engine) as conn:
-        if group:
-            order = _order(t.c[group], False) + _order(t.c[sort], descending)
-            order.append(t.c.id.desc() if descending else t.c.id.asc())
-            query = _filtered(engine, sa.select(t.c.id), f).order_by(*order)
+        if grouped is not None:
+            order = [*grouped.order, *_order(t.c[sort], descending),
+                     t.c.id.desc() if descending else t.c.id.asc()]
+            query = _filtered(engine, sa.select(t.c.id).select_from(grouped.source), f) \
+                .order_by(*order)
             ids = list(conn.execute(query.limit(limit).offset(offset)).scalars())
         else:
             ids = _sorted_ids(conn, engine, f, sort, descending, offset, limit)
@@ -196,7 +240,7 @@ def runs_page(engine: sa.Engine, f: RunFilter, *, sort: str = "created_at",
             for run_id, tag in conn.execute(tq):
                 tags_of.setdefault(run_id, []).append(tag)
         all_tags = sorted(conn.execute(sa.select(schema.run_tags.c.tag).distinct()).scalars())
-        groups = _groups(conn, engine, f, group) if group else None
+        groups = _groups(conn, engine, f, grouped) if grouped is not None else None
     for r in rows:
         r["tags"] = sorted(tags_of.get(r.pop("id"), []))
     return {"total": total, "rows": rows, "groups": groups, "statuses": by_status,
@@ -204,19 +248,21 @@ def runs_page(engine: sa.Engine, f: RunFilter, *, sort: str = "created_at",
 
 
 def _groups(conn: sa.Connection, engine: sa.Engine, f: RunFilter,
-            group: str) -> list[dict[str, Any]]:
+            grouped: _GroupBy) -> list[dict[str, Any]]:
     t = schema.runs
-    scan = _reads_rows(f)
-    g, status = _grouping(t.c[group], scan), _grouping(t.c.status, scan)
+    status = _grouping(t.c.status, _reads_rows(f))
     finite = sa.and_(t.c.final_loss.is_not(None), t.c.final_loss == t.c.final_loss)
     loss = sa.case((finite, t.c.final_loss), else_=None)
-    query = _filtered(engine, sa.select(g, status, sa.func.count(), sa.func.min(loss),
-                                        sa.func.sum(loss), sa.func.count(loss)), f)
-    query = query.group_by(g, status).order_by(g.is_(None), g)
+    query = _filtered(engine, sa.select(*grouped.keys, status, sa.func.count(),
+                                        sa.func.min(loss), sa.func.sum(loss),
+                                        sa.func.count(loss)).select_from(grouped.source), f)
+    query = query.group_by(*grouped.keys, status).order_by(*grouped.order)
     out: dict[Any, dict[str, Any]] = {}
-    for value, status, n, best, total, n_loss in conn.execute(query):
-        entry = out.setdefault(value, {"value": value, "count": 0, "by_status": {},
-                                       "best_final_loss": None, "_sum": 0.0, "_n": 0})
+    k = len(grouped.keys)
+    for row in conn.execute(query):
+        key, (status, n, best, total, n_loss) = tuple(row[:k]), tuple(row[k:])
+        entry = out.setdefault(key, {"value": grouped.value(key), "count": 0, "by_status": {},
+                                     "best_final_loss": None, "_sum": 0.0, "_n": 0})
         entry["count"] += int(n)
         entry["by_status"][status] = int(n)
         if best is not None and (entry["best_final_loss"] is None

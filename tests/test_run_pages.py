@@ -10,7 +10,7 @@ import math
 import pytest
 import sqlalchemy as sa
 
-from scaletrack.store import RunRecord, Store
+from scaletrack.store import RunRecord, Store, StoreError
 from scaletrack.store.run_pages import SORTABLE, RunFilter
 
 RUNS = 23
@@ -134,8 +134,6 @@ def test_config_filters_match_numbers_text_booleans_and_missing(filled: str) -> 
 
 
 def test_a_bad_config_path_is_one_clear_error(filled: str) -> None:
-    from scaletrack.store import StoreError
-
     with Store.open(filled) as store, pytest.raises(
             StoreError, match="not a run column or a dotted config path"):
         store.runs_page(RunFilter(where=(("model.n layer", "3"),)))
@@ -158,3 +156,36 @@ def test_groups_summarise_every_matching_run(filled: str, group: str) -> None:
         assert g["best_final_loss"] == (min(losses) if losses else None)
         assert g["mean_final_loss"] == pytest.approx(sum(losses) / len(losses)
                                                      if losses else None)
+
+
+def test_groups_by_a_config_value(filled: str) -> None:
+    records = {r.run_key: r for r in (_record(i) for i in range(RUNS))}
+    runs = _all_runs(filled)
+    with Store.open(filled) as store:
+        page = store.runs_page(RunFilter(), group="config.model.n_layer", sort="final_loss",
+                               limit=RUNS)
+        by_act = store.runs_page(RunFilter(sweep="s1"), group="config.model.act", limit=2)
+        with pytest.raises(StoreError, match="cannot group runs by 'lr2'"):
+            store.runs_page(RunFilter(), group="lr2")
+
+    def layers(key: str) -> int | None:
+        return records[key].config["model"].get("n_layer")
+
+    values = sorted({layers(r["run_key"]) for r in runs} - {None})
+    assert [g["value"] for g in page["groups"]] == [*values, None]  # numbers, then missing
+    for g in page["groups"]:
+        members = [r for r in runs if layers(r["run_key"]) == g["value"]]
+        assert g["count"] == len(members)
+        assert g["by_status"] == {s: sum(r["status"] == s for r in members)
+                                  for s in {r["status"] for r in members}}
+    # the page runs through the groups in order, each by final loss (missing last)
+    want = []
+    for value in [*values, None]:
+        members = [r for r in runs if layers(r["run_key"]) == value]
+        want += _expected(members, "final_loss", False)
+    assert [r["run_key"] for r in page["rows"]] == want
+    s1 = [r for r in runs if r["sweep"] == "s1"]
+    assert [(g["value"], g["count"]) for g in by_act["groups"]] == sorted(
+        (a, sum(records[r["run_key"]].config["model"]["act"] == a for r in s1))
+        for a in {records[r["run_key"]].config["model"]["act"] for r in s1})
+    assert by_act["total"] == len(s1) and len(by_act["rows"]) == 2
