@@ -16,25 +16,32 @@ for run-to-run scatter sigma (log loss). The fitted log loss at a point with gra
 varies by v(S) = g^T M(S)^-1 g.
 
 The band `FitResult.predict_interval` draws is the bootstrap spread at the target plus the
-calibrated scatter: residuals of inner hold-outs (`analysis.calibration`: the runs above the
-design's own 50, 70, 80, 90 % compute quantiles predicted from the rest). The criterion
-models both: a held-out run i of split h deviates by sigma^2 + v_i(S_h) in expectation,
-with S_h the split's training runs (splits the fit would refuse, fewer than MIN_CELLS runs
-or MIN_DISTINCT distinct N or D, are skipped as the calibration skips them), so
+calibrated scatter of the default "reach" residual model (`analysis.calibration`): inner
+hold-outs of the design's own top 10, 20, 30, 50 % of compute and top 10, 20, 30 % of N,
+each held-out run's residual paired with its reach d (decades of compute or of N beyond the
+split's training runs, whichever is larger), and sigma(d)^2 = s0^2 + (k·d)^2 fitted to
+those pairs. The criterion models the same steps: a held-out run i of split h deviates by
+e_i = sigma^2 + v_i(S_h) in expectation, with S_h the split's training runs (splits the fit
+would refuse, fewer than MIN_CELLS runs or MIN_DISTINCT distinct N or D, are skipped as the
+calibration skips them; v_i averaged over HOLDOUT_DRAWS draws); s0^2 and k^2 maximise the
+expected Gaussian likelihood of the pairs (e_i, d_i) (`expected_reach_model`); so
 
-    w = 2·1.96·sqrt(v_target(S) + mean_{h, i} (sigma^2 + v_i(S_h)) + (kappa·d)^2)
+    w = 2·1.96·sqrt(v_target(S) + s0^2 + (k·d*)^2 + (kappa·d*)^2)
 
-is the relative width of the 95 % band, with d the design's reach (decades of compute from
-its largest cell to the target) and kappa the form's extrapolation error per decade, a
-guard against designs that stop far short of the target. A design with no usable split
-would fall back to in-sample residuals, a band that ignores the form's bias; the criterion
-charges it the target's variance twice instead, and the search never returns one.
+is the relative width of the 95 % band, d* the target's reach beyond the design (decades of
+compute or of N beyond its largest cell, whichever is larger) and kappa the form's
+extrapolation error per decade assumed on top. A design whose splits leave fewer than 5
+held-out runs would fall back to in-sample residuals, a band that ignores the form's bias;
+the criterion charges it the target's variance twice instead, and the search never returns
+one. Designs are scored in batches: their information matrices are one product of 0/1
+design masks with the cells' outer products, the inner hold-outs one batched inverse.
 
 `choose_design` runs a cost-aware greedy (largest drop in mean width per FLOP, or in
 absolute terms) from nothing to the budget, keeping the narrowest design on its way, then
-an exchange search (swap one cell for another, or add one, while the mean width drops
-within the budget) from each greedy result, from the cheapest cells that fit and from the
-baseline grid when its cells are candidates; the narrowest eligible design wins.
+an exchange search (swap one cell for another, add or drop one, while the mean width drops
+within the budget; EXCHANGE_OPTIONS random moves a pass) from each greedy result, from the
+cheapest cells that fit and from the baseline grid when its cells are candidates; the
+narrowest eligible design wins.
 
 Realised widths (`simulated_widths`): for each simulation s a law from the draws, losses at
 the cells with log-normal noise sigma, the existing runs kept as they are, a

@@ -19,12 +19,18 @@ from scaletrack.analysis import (
 )
 from scaletrack.analysis.plan import (
     PUBLISHED_FITS,
+    equal_cost_grid,
     geometric_baseline,
     optimal_split,
     prior_draws,
     prior_law,
 )
-from scaletrack.analysis.plan_sim import Criterion, DesignProblem, choose_design
+from scaletrack.analysis.plan_sim import (
+    Criterion,
+    DesignProblem,
+    choose_design,
+    expected_reach_model,
+)
 from scaletrack.errors import ConfigError, DataError, ScaletrackError
 
 LAW = PUBLISHED_FITS["besiroglu2024"]
@@ -244,3 +250,82 @@ def test_distance_error_moves_the_design_towards_the_target():
     mean_log_cost = [float(np.mean(np.log10(cost[idx]))) for idx in designs]
     assert all(cost[idx].sum() <= budget for idx in designs)
     assert mean_log_cost[1] > mean_log_cost[0]
+
+
+def brute_force_baseline(cells, budget):
+    """(cells, FLOPs) of the largest full product of consecutive sizes x consecutive token
+    counts within budget (most cells, then most compute), by enumerating every window."""
+    by_nd = {(c.n_params, c.tokens): c for c in cells}
+    sizes = sorted({c.n_params for c in cells})
+    tokens = sorted({c.tokens for c in cells})
+    best_key = (0, 0.0)
+    for a in range(1, min(6, len(sizes)) + 1):
+        for b in range(1, min(6, len(tokens)) + 1):
+            for i in range(len(sizes) - a + 1):
+                for j in range(len(tokens) - b + 1):
+                    found = [by_nd.get((n, d)) for n in sizes[i:i + a] for d in tokens[j:j + b]]
+                    if None in found:
+                        continue
+                    key = (a * b, sum(c.flops for c in found))
+                    if key[1] <= budget and key > best_key:
+                        best_key = key
+    return best_key
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_geometric_baseline_matches_every_window_searched(seed):
+    rng = np.random.default_rng(seed)
+    cells = [c for c in candidates() if rng.random() > 0.2]  # a ladder with holes
+    budget = 0.4 * sum(c.flops for c in cells)
+    found = geometric_baseline(cells, budget)
+    key = (len(found), sum(c.flops for c in found))
+    assert key[0] == brute_force_baseline(cells, budget)[0]
+    assert key[1] == pytest.approx(brute_force_baseline(cells, budget)[1])
+
+
+def test_equal_cost_grid_spends_the_budget_on_the_same_sizes():
+    grid = geometric_baseline(candidates(), 0.5 * grid_cost())
+    spent = sum(c.flops for c in grid)
+    scaled = equal_cost_grid(grid, 0.5 * grid_cost())
+    assert spent < 0.5 * grid_cost()
+    assert sum(c.flops for c in scaled) == pytest.approx(0.5 * grid_cost())
+    assert [c.n_params for c in scaled] == [c.n_params for c in grid]
+    ratios = {round(s.tokens / g.tokens, 9) for s, g in zip(scaled, grid, strict=True)}
+    assert len(ratios) == 1 and ratios.pop() > 1.0
+    assert equal_cost_grid(grid, 0.5 * spent) == grid  # never shrunk
+
+
+def test_plan_baseline_costs_the_whole_budget():
+    budget = 0.37 * grid_cost()
+    plan = plan_runs(None, target_flops=1e22, budget_flops=budget, candidates=candidates(),
+                     n_simulations=0)
+    assert plan.baseline_cost_flops == pytest.approx(budget)
+    assert plan.cost_flops <= budget
+
+
+def test_expected_reach_model_recovers_growth_with_reach():
+    d = np.repeat([0.0, 0.2, 0.5, 1.0, 1.5], 6)
+    s0_sq, k_sq = expected_reach_model(0.02 ** 2 + (0.03 * d) ** 2, d)
+    assert s0_sq == pytest.approx(0.02 ** 2, rel=0.15)
+    assert k_sq == pytest.approx(0.03 ** 2, rel=0.3)
+    flat = expected_reach_model(np.full(d.size, 0.02 ** 2), d)
+    assert flat[0] == pytest.approx(0.02 ** 2) and flat[1] == 0.0
+
+
+def test_band_widens_as_the_target_reaches_beyond_the_largest_model():
+    crit = Criterion(distance_problem(0.0))
+    design = [np.argsort(crit.cost)[:12]]
+    near = crit.mean_width(design)[0]
+    far_n = dataclasses.replace(distance_problem(0.0), target_n=SIZES[-1] * 300,
+                                target_d=TOKENS[-1] * 3)  # same compute, 10x larger model
+    assert Criterion(far_n).mean_width(design)[0] > near
+
+
+def test_batched_widths_equal_one_at_a_time():
+    crit = Criterion(distance_problem(0.01))
+    rng = np.random.default_rng(4)
+    designs = [np.sort(rng.choice(crit.cost.size, size, replace=False)) for size in (9, 12, 20)]
+    together = crit.mean_width(designs)
+    alone = [crit.mean_width([d])[0] for d in designs]
+    assert np.allclose(together, alone)
+    assert np.allclose(together, [crit.design_widths(d).mean() for d in designs])
