@@ -299,5 +299,5 @@ def cache_emergence_view(store: StoreLike, version: str, points: pd.DataFrame,
         index = _index_key(version)
         if store.cached_fit(index) is None:
             store.save_fit(INDEX_FORM, {"curves": listing}, key=index,
-                           label=f"emergence view: {len(listing)} curves")
+                           label=f"emergence view: the list of curves ({len(listing)})")
     return saved
