@@ -564,9 +564,11 @@ def main() -> None:
         select_round2(halves["selection"])
     if args.select_only:
         return
-    report(f"scored halves, library defaults (trend points {TREND_POINTS}, {TREND_SPACE}, "
-           f"decision ratio {DECISION_RATIO:g})",
-           halves["scored"])
+    from scaletrack.analysis.classify import NEAR_RULE, NEAR_TAU
+
+    report(f"scored halves, classify_task with the library defaults (near rule {NEAR_RULE}, "
+           f"tau {NEAR_TAU:g}; trend points {TREND_POINTS}, {TREND_SPACE}, decision ratio "
+           f"{DECISION_RATIO:g})", halves["scored"])
     if not args.scored_only:
         report("all series (includes the selection halves)",
                {src: cases_of(ss) for src, ss in series.items()})
