@@ -183,25 +183,73 @@ def _points(store: StoreLike, state: _State) -> Any:
     return select_points(frame, "chinchilla")[0]
 
 
+@dataclass(frozen=True)
+class _Band:
+    """The fit of the finished cells and its band at the target: fit (None: too few runs or
+    no usable fit), width (relative, (hi - lo) / predicted), prediction (nats/token), the
+    target's FLOPs, and why the fit cannot stop the sweep ("" when it can)."""
+
+    fit: Any
+    width: float | None
+    prediction: float | None
+    c_star: float | None
+    untrusted: str = ""
+
+
+def _target_flops(settings: AdaptiveSettings, fpt: Callable[[float], float]) -> float | None:
+    if settings.target_compute is not None:
+        return settings.target_compute
+    if settings.target_n and settings.target_tokens:  # the target given by N and D alone
+        return fpt(settings.target_n) * settings.target_tokens
+    return None
+
+
+def _untrusted(fit: Any, points: Any) -> str:
+    """Why `fit` must not stop the sweep ("" when it may): the identification checks of
+    `analysis.status` other than the band's width (too few distinct N or D, a parameter at
+    a bound, more than a tenth of the bootstrap refits failed). `planning.fit_points` keeps
+    such fits to plan from; a narrow band from a law the runs do not identify is no reason
+    to stop. The band's width is the stop criterion itself."""
+    import numpy as np
+
+    from scaletrack.analysis.status import MAX_FAILED_REFITS, assess_fit
+
+    design = {"n_distinct_N": int(np.unique(points["N"]).size),
+              "n_distinct_D": int(np.unique(points["D"]).size)}
+    bare = replace(fit, status="ok", status_reason="",  # no refits: no band check
+                   boot_params=np.empty((0, len(fit.params))))
+    judged = assess_fit(bare, design=design, min_loss=float(points["loss"].min()))
+    if judged.degenerate:
+        return judged.status_reason
+    draws = np.asarray(fit.boot_params, dtype=float)
+    failed = float((~np.isfinite(draws).all(axis=1)).mean()) if draws.size else 0.0
+    return f"{failed:.0%} of the bootstrap refits failed" if failed > MAX_FAILED_REFITS else ""
+
+
+def _points_key(points: Any) -> tuple[Any, ...] | None:
+    """What a fit of `points` depends on (their N, D and losses), to refit only on change."""
+    if points is None:
+        return None
+    cols = [c for c in ("N", "D", "C", "loss") if c in points.columns]
+    return tuple(map(tuple, points[cols].to_numpy(float).round(12).tolist()))
+
+
 def _band(points: Any, settings: AdaptiveSettings, fpt: Callable[[float], float],
-          seed: int) -> tuple[Any, float | None, float | None, float | None]:
-    """(fit or None, relative width, prediction, target compute) at the target now."""
+          seed: int) -> _Band:
+    """The fit and the band at the target for the finished cells now."""
     import numpy as np
 
     from scaletrack.analysis.plan import expected_band_width
     from scaletrack.planning import fit_points, target_split
 
+    c_star = _target_flops(settings, fpt)
     if points is None or len(points) < MIN_FIT_POINTS:
-        return None, None, None, settings.target_compute
+        return _Band(None, None, None, c_star)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         fit = fit_points(points, seed)
-    if fit is None:
-        return None, None, None, settings.target_compute
-    c_star = settings.target_compute
-    if c_star is None:  # the target given by N and D alone
-        assert settings.target_n and settings.target_tokens
-        c_star = fpt(settings.target_n) * settings.target_tokens
+    if fit is None or c_star is None:
+        return _Band(fit, None, None, c_star)
     try:
         width = expected_band_width(fit, target_flops=c_star, target_n=settings.target_n,
                                     target_tokens=settings.target_tokens, flops_per_token=fpt,
@@ -209,9 +257,10 @@ def _band(points: Any, settings: AdaptiveSettings, fpt: Callable[[float], float]
         t_n, t_d = target_split(dict(fit.params), c_star, settings.target_n,
                                 settings.target_tokens, fpt)
         pred = float(np.asarray(fit.predict(np.array([t_n]), np.array([t_d]))).ravel()[0])
+        untrusted = _untrusted(fit, points)
     except ScaletrackError:
-        return fit, None, None, c_star
-    return fit, (width if math.isfinite(width) else None), pred, c_star
+        return _Band(fit, None, None, c_star)
+    return _Band(fit, width if math.isfinite(width) else None, pred, c_star, untrusted)
 
 
 def _flops_per_token(state: _State) -> Callable[[float], float]:
@@ -337,30 +386,41 @@ def run_adaptive(
         if on_step is not None:
             on_step(step)
 
-    stopped, width, interrupted = "", None, False
-    while True:
+    cache: dict[Any, _Band] = {}
+
+    def band_now() -> tuple[Any, _Band]:
+        """The finished cells' points and their band (refitted only when they changed)."""
         with Store.open(url) as store:
             state.refresh(store)
             points = _points(store, state)
-        fit, width, pred, c_star = _band(points, settings, fpt, settings.seed)
+        key = _points_key(points)
+        if key not in cache:
+            cache.clear()
+            cache[key] = _band(points, settings, fpt, settings.seed)
+        return points, cache[key]
+
+    stopped, interrupted = "", False
+    while True:
+        points, band = band_now()
         spent = state.spent()
         n_points = 0 if points is None else len(points)
-        if width is not None and width <= settings.until_width:
+        width = band.width if band.width is not None else math.inf
+        narrow = width <= settings.until_width
+        if narrow and not band.untrusted:
             stopped = (f"band at the target {100 * width:.2f} % <= "
                        f"{100 * settings.until_width:g} %")
             break
-        cell, why = _choose(state, points, fit, settings, c_star, budget - spent, fpt,
-                            [k for k in prior_order if k not in failed])
+        cell, why = _choose(state, points, band.fit, settings, band.c_star, budget - spent,
+                            fpt, [k for k in prior_order if k not in failed])
+        if narrow:  # narrow, but the fit cannot be trusted there: say so, go on
+            why = f"band {100 * width:.2f} % but the fit is degenerate ({band.untrusted}); {why}"
         if cell is None or cell.run_key in failed:
             stopped = why if cell is None else "the planner's next cell failed before"
             break
         cost = state.marginal(cell)
         report = run_cells(replace(grid, cells=state.with_trunk(cell)))
         reports.append(report)
-        with Store.open(url) as store:
-            state.refresh(store)
-            points = _points(store, state)
-        fit, width, pred, c_star = _band(points, settings, fpt, settings.seed)
+        points, band = band_now()
         n_points = 0 if points is None else len(points)
         ok = state.done(cell)
         if not ok:
@@ -370,16 +430,18 @@ def run_adaptive(
             step=before + len(steps) + 1, reason=why,
             action="run" if ok else "interrupted" if report.interrupted else "failed",
             run_key=cell.run_key, size=cell.size_label, N=cell.N, D=cell.D, cell_flops=cost,
-            spent_flops=state.spent(), n_points=n_points, width=width, prediction=pred))
+            spent_flops=state.spent(), n_points=n_points, width=band.width,
+            prediction=band.prediction))
         if report.interrupted:
             stopped, interrupted = "interrupted", True
             break
     skipped = tuple(_cell_name(c) for c in state.cells if not state.done(c))
     if not interrupted:
         record(AdaptiveStep(step=before + len(steps) + 1, action="stop", reason=stopped,
-                            spent_flops=spent, n_points=n_points, width=width, prediction=pred,
-                            skipped=skipped))
-    return AdaptiveReport(sweep=grid.name, steps=tuple(steps), stopped=stopped, width=width,
+                            spent_flops=spent, n_points=n_points, width=band.width,
+                            prediction=band.prediction, skipped=skipped))
+    return AdaptiveReport(sweep=grid.name, steps=tuple(steps), stopped=stopped,
+                          width=band.width,
                           spent_flops=state.spent(), full_flops=full, interrupted=interrupted,
                           reports=tuple(reports))
 

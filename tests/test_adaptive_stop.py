@@ -1,0 +1,91 @@
+"""When an adaptive sweep may stop: only on a fit that identifies the law at its target, and
+each set of finished cells is fitted once."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import scaletrack.planning as planning
+from scaletrack.adaptive import AdaptiveSettings, decisions, run_adaptive
+from scaletrack.store import Store
+from scaletrack.sweeps.runner import SweepReport
+from scaletrack.workflows import load_grid
+
+LAW = {"E": 1.2, "A": 40.0, "alpha": 0.4, "B": 100.0, "beta": 0.4}  # nats/token
+GRID = """
+name = "adaptive-trust"
+[data]
+corpus = "zipf-words"
+context = 32
+[model]
+family = "gpt"
+sizes = [
+  { n_layer = 1, n_head = 1, d_model = 16 },
+  { n_layer = 1, n_head = 2, d_model = 32 },
+  { n_layer = 2, n_head = 2, d_model = 48 },
+  { n_layer = 2, n_head = 4, d_model = 96 },
+]
+[axes]
+tokens = [16_384, 32_768, 65_536]
+[train]
+batch_size = 32
+"""
+
+
+def law_loss(n: float, d: float, rng: np.random.Generator) -> float:
+    exact = LAW["E"] + LAW["A"] / n ** LAW["alpha"] + LAW["B"] / d ** LAW["beta"]
+    return exact * float(np.exp(rng.normal(0.0, 0.01)))
+
+
+def test_a_narrow_band_of_an_unidentified_law_does_not_stop_the_sweep(tmp_path, monkeypatch):
+    """Two token counts cannot separate B, beta from E: the fit is kept to plan from, its
+    band at the target is narrower than the stop width, yet the sweep must train on."""
+    path = tmp_path / "grid.toml"
+    path.write_text(GRID)
+    grid = load_grid(path)
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    rng = np.random.default_rng(7)
+    rest = [c for c in grid.cells if c.D == 65_536]
+    with Store.open(url) as store:
+        store.upsert_sweep(grid.name, grid.stored_spec())
+        for cell in grid.cells:
+            if cell.D != 65_536:
+                store.ensure_run(cell.record())
+                store.finish_run(cell.run_key, "finished",
+                                 final_loss=law_loss(cell.N, cell.D, rng))
+    spent = sum(c.spent_flops for c in grid.cells if c.D != 65_536)
+    cheapest = min(c.spent_flops for c in rest)
+
+    fitted: list[int] = []
+    real_fit = planning.fit_points
+
+    def counting_fit(points, seed=0):
+        fitted.append(len(points))
+        return real_fit(points, seed)
+
+    monkeypatch.setattr(planning, "fit_points", counting_fit)
+    trained: list[str] = []
+
+    def train_by_law(subgrid):
+        """Record each cell's loss from LAW, as a finished run (no training)."""
+        with Store.open(url) as store:
+            for cell in subgrid.cells:
+                store.ensure_run(cell.record())
+                store.finish_run(cell.run_key, "finished",
+                                 final_loss=law_loss(cell.N, cell.D, rng))
+                trained.append(cell.run_key)
+        return SweepReport(sweep=grid.name, total=len(grid.cells), already_done=0,
+                           results=(), lost_workers=0, interrupted=False, wall_s=0.0)
+
+    settings = AdaptiveSettings(until_width=0.9, target_compute=1e14,
+                                budget=spent + 1.5 * cheapest)  # room for one more cell
+    report = run_adaptive(grid, settings, url, run_cells=train_by_law)
+
+    with Store.open(url) as store:
+        steps = decisions(store, grid.name)
+    first = steps[0]
+    assert first["action"] == "run" and len(trained) == 1  # it did not stop on the 8 runs
+    assert "degenerate" in first["reason"] and "distinct D" in first["reason"]
+    assert trained[0] in {c.run_key for c in rest}
+    assert steps[-1]["action"] == "stop" and report.trained == 1
+    assert fitted == [8, 9]  # each set of finished cells fitted once
