@@ -15,7 +15,8 @@ The "frontier" model fits, by Gaussian maximum likelihood,
 drift b is kept only where that direction's inner splits (at least two) all agree on the sign
 of their mean error beyond their training runs; otherwise b = 0 and the drift is absorbed by
 k, so it shows as width. With a drift the band is asymmetric: b < 0 means the law
-under-predicts far out, and the band reaches higher. "frontier_hedged" draws the drift as
+under-predicts far out, and the band reaches higher. "frontier_hedged" (the default residual
+model, chosen by the selection `scaletrack.analysis.calibration` describes) draws the drift as
 u·(b_C·d_C + b_N·d_N) with u uniform on [0, 2]: a drift of uncertain size, centred on the
 fitted one, that widens the band on its side as well as shifting it. z are the symmetrised
 standardised inner residuals.
