@@ -174,7 +174,7 @@ def test_fingerprint_follows_checkpoints_and_new_rows(tmp_path: Path, store_url:
 def test_cache_written_only_with_the_dashboards_options(tmp_path: Path) -> None:
     url, _ = build(tmp_path)
     for extra in (["--no-cache"], ["--bootstrap", "20"], ["--near-factor", "3"],
-                  ["--lower-is-better", "ppl"]):
+                  ["--lower-is-better", "ppl"], ["--x-col", "N"]):
         res = runner.invoke(app, ["emergence", "--store", url, *extra])
         assert res.exit_code == 0, res.output
     with Store.open(url) as st:

@@ -194,7 +194,8 @@ def emergence(
     table = pd.DataFrame([r.to_row() for r in results.values()])
     dashboard_options = (n_bootstrap == N_BOOTSTRAP and chance is None and chance_col is None
                          and threshold is None and near_factor == 10.0 and not lower_is_better
-                         and (task_col, value_col, metric_col) == ("task", "value", "metric"))
+                         and (task_col, x_col, value_col, metric_col)
+                         == ("task", "C", "value", "metric"))
     if cache and version is not None and dashboard_options:
         _save_view_cache(store, version, df, results, complete=task is None, quiet=as_json)
     if plot is not None:
