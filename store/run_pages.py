@@ -117,6 +117,7 @@ class _GroupBy:
     source: sa.FromClause
     keys: tuple[sa.ColumnElement[Any], ...]
     order: tuple[sa.ColumnElement[Any], ...]
+    by_status: bool = False  # the key is the status itself (not grouped by it twice)
 
     def value(self, key: tuple[Any, ...]) -> Any:
         """A group's value from its key: the column's value, or the config leaf's number
@@ -133,7 +134,8 @@ def _group_by(group: str, scan: bool) -> _GroupBy:
     t = schema.runs
     if group in GROUPABLE:
         g = _grouping(t.c[group], scan)
-        return _GroupBy(t, (g,), (g.is_(None), g))
+        order = (g.is_(None), g) if t.c[group].nullable else (g,)
+        return _GroupBy(t, (g,), order, by_status=group == "status")
     if not group.startswith(CONFIG_GROUP):
         raise StoreError(f"cannot group runs by {group!r} (one of {', '.join(GROUPABLE)}, or "
                          f"{CONFIG_GROUP}<dotted config path>)")
@@ -253,14 +255,16 @@ def _groups(conn: sa.Connection, engine: sa.Engine, f: RunFilter,
     status = _grouping(t.c.status, _reads_rows(f))
     finite = sa.and_(t.c.final_loss.is_not(None), t.c.final_loss == t.c.final_loss)
     loss = sa.case((finite, t.c.final_loss), else_=None)
-    query = _filtered(engine, sa.select(*grouped.keys, status, sa.func.count(),
+    per_status = () if grouped.by_status else (status,)
+    query = _filtered(engine, sa.select(*grouped.keys, *per_status, sa.func.count(),
                                         sa.func.min(loss), sa.func.sum(loss),
                                         sa.func.count(loss)).select_from(grouped.source), f)
-    query = query.group_by(*grouped.keys, status).order_by(*grouped.order)
+    query = query.group_by(*grouped.keys, *per_status).order_by(*grouped.order)
     out: dict[Any, dict[str, Any]] = {}
     k = len(grouped.keys)
     for row in conn.execute(query):
-        key, (status, n, best, total, n_loss) = tuple(row[:k]), tuple(row[k:])
+        key, rest = tuple(row[:k]), tuple(row[k:])
+        status, n, best, total, n_loss = (key[0], *rest) if grouped.by_status else rest
         entry = out.setdefault(key, {"value": grouped.value(key), "count": 0, "by_status": {},
                                      "best_final_loss": None, "_sum": 0.0, "_n": 0})
         entry["count"] += int(n)
