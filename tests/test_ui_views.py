@@ -71,6 +71,10 @@ def test_evaluation_only_store_says_why_nothing_is_fitted(eval_only: str) -> Non
     assert "evaluation-only" in scaling["note"]
     assert optimal["status"] == "none" and optimal["reason"] == scaling["note"]
     assert predict.status_code == 400 and predict.json()["error"] == scaling["note"]
+    with open_read_only(eval_only) as store:  # a report with no sweep: one answer for all runs
+        snapshot = report_data(store)
+    assert snapshot["default_sweep"] == "" and snapshot["scaling"][""]["note"] == scaling["note"]
+    assert snapshot["adaptive"][""]["steps"] == []
 
 
 def test_checkpoints_by_step_and_evaluations_by_series(eval_only: str) -> None:

@@ -57,10 +57,12 @@ def report_data(store: StoreLike, sweep: str | None = None, *, points: int = REP
     # one scaling answer per sweep (mixing sweeps in one fit is left to the live app)
     names = [sweep] if sweep is not None else [
         s["name"] for s in summary["sweeps"] if s["name"] is not None and s["runs"] >= 3]
-    scaling = {name: data.scaling(store, name) for name in names}
-    optimal = {name: data.optimal(store, name) for name in names}
-    adaptive = {name: sweep_data.adaptive_steps(store, name) for name in names}
-    default = max(names, key=lambda n: scaling[n]["n"], default=None)
+    # no sweep of 3 runs or more: one answer over all runs, under "" (it says why it is empty)
+    chosen: dict[str, str | None] = {name: name for name in names} or {"": sweep}
+    scaling = {key: data.scaling(store, name) for key, name in chosen.items()}
+    optimal = {key: data.optimal(store, name) for key, name in chosen.items()}
+    adaptive = {key: sweep_data.adaptive_steps(store, name) for key, name in chosen.items()}
+    default = max(chosen, key=lambda k: scaling[k]["n"])
     if sweep is not None:
         summary = {"sweeps": [s for s in summary["sweeps"] if s["name"] == sweep],
                    "total_runs": runs}

@@ -80,7 +80,7 @@ async function curvesView(root, keys, params, title, names, extra) {
       shapes: div.shapes, title: { text: esc(title) } });
   }
   if (!names.length) {  // no curve to draw: say so instead of empty controls
-    root.append(message("No metrics logged for " + (keys.length > 1 ? "these runs" : "this run") + (extra ? " (an imported, evaluation-only run has its evaluations below)." : "."), "note no-metrics"));
+    root.append(message("No metrics logged for " + (keys.length > 1 ? "these runs." : "this run."), "note no-metrics"));
     if (extra) root.append(extra);
     return;
   }

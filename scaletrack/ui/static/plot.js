@@ -79,7 +79,8 @@ export function plot(div, traces, layout) {
     for (const v of vals) { if (v < lo) lo = v; if (v > hi) hi = v; }
     const room = (ax === "xaxis" ? width / 70 : (full.height || 400) / 45);
     let tick = {};
-    if (log && vals.length) {  // whole decades (every other one when many); short ranges: 1-2-5 ticks by the rule
+    if (vals.length && hi === lo && full[ax].type !== "category") tick = { tickmode: "array", tickvals: [lo], ticktext: [fmt(lo)] };  // one value: one tick
+    else if (log && vals.length) {  // whole decades (every other one when many); short ranges: 1-2-5 ticks by the rule
       const decades = Math.log10(hi) - Math.log10(lo);
       tick = decades < 2.5 ? logTicks(lo, hi, Math.max(3, Math.floor(room))) : { dtick: decades > room ? Math.ceil(decades / room) : 1 };
     } else if (!log && full[ax].type !== "category" && vals.length && hi > lo && Math.max(Math.abs(lo), Math.abs(hi)) >= 1e4) {

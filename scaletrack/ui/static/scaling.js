@@ -138,7 +138,7 @@ export async function viewScaling(root, params) {
     } else { clear(iso); iso.replaceChildren(message(isoData && isoData.reason ? isoData.reason : "no IsoFLOP profiles")); }
     drawOptimal();
   }
-  const sweepChoices = REPORT ? Object.keys(REPORT.scaling).map((s) => [s, s]) :
+  const sweepChoices = REPORT ? Object.keys(REPORT.scaling).map((s) => [s, s || "all runs"]) :
     [["", "all sweeps"]].concat(sweeps.sweeps.filter((s) => s.name !== null).map((s) => [s.name, s.name]));
   controls.append(
     select("s-sweep", sweepChoices, state.sweep, (e) => { state.sweep = e.target.value; refetch(); }),
