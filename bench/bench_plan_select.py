@@ -32,6 +32,9 @@ Protocol, declared and committed before any outcome below was computed:
   the lowest mean MAPE among settings with mean coverage >= 0.85; if none reaches 0.85,
   the highest mean coverage. Ties (within 0.01 percentage points of MAPE) go to the smaller
   lambda.
+- Re-run unchanged (same sets, settings, rule) when the criterion changed to model the
+  library's "reach" band (`analysis.plan_sim`), before the benches were read with it; its
+  choice is the default whatever it is.
 - The chosen lambda becomes the planner's default. Then `bench_plan_epoch.py` and
   `bench_plan.py` are each run ONCE with it and reported whatever they show, beside their
   figures at lambda = 0.
