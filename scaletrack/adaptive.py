@@ -207,9 +207,11 @@ def _target_flops(settings: AdaptiveSettings, fpt: Callable[[float], float]) -> 
 def _untrusted(fit: Any, points: Any) -> str:
     """Why `fit` must not stop the sweep ("" when it may): the identification checks of
     `analysis.status` other than the band's width (too few distinct N or D, a parameter at
-    a bound, more than a tenth of the bootstrap refits failed). `planning.fit_points` keeps
-    such fits to plan from; a narrow band from a law the runs do not identify is no reason
-    to stop. The band's width is the stop criterion itself."""
+    a bound, more than a tenth of the bootstrap refits failed), or a band with no calibrated
+    scatter (too few runs for `analysis.calibration`'s inner hold-outs: no reach term).
+    `planning.fit_points` keeps such fits to plan from; a narrow band from a law the runs do
+    not identify, or one that leaves out the extrapolation error, is no reason to stop. The
+    band's width is the stop criterion itself."""
     import numpy as np
 
     from scaletrack.analysis.status import MAX_FAILED_REFITS, assess_fit
@@ -223,7 +225,12 @@ def _untrusted(fit: Any, points: Any) -> str:
         return judged.status_reason
     draws = np.asarray(fit.boot_params, dtype=float)
     failed = float((~np.isfinite(draws).all(axis=1)).mean()) if draws.size else 0.0
-    return f"{failed:.0%} of the bootstrap refits failed" if failed > MAX_FAILED_REFITS else ""
+    if failed > MAX_FAILED_REFITS:
+        return f"{failed:.0%} of the bootstrap refits failed"
+    if not fit.extra.get("scatter_model"):  # no reach term: the band ignores extrapolation
+        return ("its band is not calibrated on inner hold-outs (too few runs), so it "
+                "leaves out the form's extrapolation error")
+    return ""
 
 
 def _points_key(points: Any) -> tuple[Any, ...] | None:
