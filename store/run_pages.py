@@ -140,6 +140,8 @@ def _group_by(group: str, scan: bool) -> _GroupBy:
         raise StoreError(f"cannot group runs by {group!r} (one of {', '.join(GROUPABLE)}, or "
                          f"{CONFIG_GROUP}<dotted config path>)")
     path = _config_path(group[len(CONFIG_GROUP):], "group field")
+    if path in FILTERABLE:  # not kept among the config values (see migration 0009)
+        raise StoreError(f"group by the run column {path!r} itself, not {group!r}")
     v = schema.run_config_values.alias("grouped")
     source = t.outerjoin(v, sa.and_(v.c.run_id == t.c.id, v.c.path == path))
     text = sa.case((v.c.num.is_(None), v.c.txt), else_=None)

@@ -57,7 +57,7 @@ def test_upgrade_fills_config_values_as_the_triggers_do(store_url: str) -> None:
     engine.dispose()
     assert old == new
     paths = {p for p, _, _ in new}
-    assert paths == {"model.n_layer", "model.act", "model.tie", "lr", "long"}
+    assert paths == {"model.n_layer", "model.act", "model.tie", "long"}  # lr: a run column
     by_path = {p: (num, txt) for p, num, txt in new}
     assert by_path["model.n_layer"][0] == 4 and by_path["model.act"] == (None, "gelu")
     assert by_path["model.tie"] == (0, "false") and by_path["long"] == (None, None)
@@ -79,3 +79,19 @@ def test_downgrade_drops_table_and_triggers(store_url: str) -> None:
         command.upgrade(alembic_config(conn), "head")
         assert _values(conn, "k") == {("a", 2.0, "2")}
     engine.dispose()
+
+
+def test_the_run_columns_left_out_are_the_filterable_ones() -> None:
+    """Top-level config keys named like a run column are not kept (a filter on that name reads
+    the column): the migration's frozen list is the runs page's list of such columns."""
+    import importlib.util
+
+    from scaletrack.store.migrate import MIGRATIONS_DIR
+    from scaletrack.store.run_pages import FILTERABLE
+
+    path = MIGRATIONS_DIR / "versions" / "0009_run_config_values.py"
+    spec = importlib.util.spec_from_file_location("migration_0009", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert set(module.RUN_COLUMNS) == set(FILTERABLE)

@@ -167,6 +167,8 @@ def test_groups_by_a_config_value(filled: str) -> None:
         by_act = store.runs_page(RunFilter(sweep="s1"), group="config.model.act", limit=2)
         with pytest.raises(StoreError, match="cannot group runs by 'lr2'"):
             store.runs_page(RunFilter(), group="lr2")
+        with pytest.raises(StoreError, match="group by the run column 'lr' itself"):
+            store.runs_page(RunFilter(), group="config.lr")
 
     def layers(key: str) -> int | None:
         return records[key].config["model"].get("n_layer")

@@ -4,9 +4,10 @@ run's config. Kept by the database itself: triggers fill a run's rows when it is
 and refill them when its config changes (SQLite `json_tree`; a PL/pgSQL function on
 PostgreSQL), whichever code writes the run; existing runs are filled here.
 
-Leaves inside arrays are not kept, nor JSON nulls; a text longer than `TEXT_MAX` characters
-keeps its row (the path exists) without its text; a config that is not valid JSON (a NaN)
-gets no rows.
+Leaves inside arrays are not kept, nor JSON nulls, nor top-level keys named like a run
+column (N, D, lr, ...: a filter on those names reads the column); a text longer than
+`TEXT_MAX` characters keeps its row (the path exists) without its text; a config that is not
+valid JSON (a NaN) gets no rows.
 
 Revision ID: 0009_run_config_values
 Revises: 0008_run_page_indexes
@@ -25,6 +26,11 @@ depends_on = None
 
 TEXT_MAX = 256
 PATH_MAX = 200
+# top-level config keys named like a run column are not kept: a filter on such a name reads
+# the run's column (store.run_pages.FILTERABLE, as of this revision)
+RUN_COLUMNS = ("run_key", "name", "sweep", "family", "status", "role", "N", "N_total", "D", "C",
+               "seed", "lr", "final_loss", "attempts", "parent_run_key")
+_COLUMN_LIST = ", ".join(f"'{c}'" for c in RUN_COLUMNS)
 
 # SQLite: the leaves of one config document `{doc}` of run `{run}` (no CTE: not allowed in a
 # trigger); json_tree quotes some keys in fullkey, the quotes are dropped
@@ -37,6 +43,7 @@ SELECT {{run}}, substr(replace(j.fullkey, '"', ''), 3),
 FROM json_tree(CASE WHEN json_valid({{doc}}) THEN {{doc}} ELSE '{{{{}}}}' END) AS j
 WHERE j.type NOT IN ('object', 'array', 'null') AND j.fullkey NOT LIKE '%[%'
   AND j.fullkey LIKE '$.%' AND length(j.fullkey) <= {PATH_MAX + 2}
+  AND substr(replace(j.fullkey, '"', ''), 3) NOT IN ({_COLUMN_LIST})
 """
 
 _PG_FUNCTIONS = f"""
@@ -68,7 +75,7 @@ RETURNS TABLE (path text, num double precision, txt text) LANGUAGE sql IMMUTABLE
                 ELSE l.value #>> '{{}}' END
     FROM leaves AS l
     WHERE jsonb_typeof(l.value) NOT IN ('object', 'array', 'null')
-      AND length(l.path) <= {PATH_MAX}
+      AND length(l.path) <= {PATH_MAX} AND l.path NOT IN ({_COLUMN_LIST})
 $$;
 
 CREATE FUNCTION run_config_values_fill() RETURNS trigger LANGUAGE plpgsql AS $$
