@@ -185,3 +185,17 @@ def test_cache_written_only_with_the_dashboards_options(tmp_path: Path) -> None:
         assert list(st.fits(cached=True)["form"]) == ["emergence_view"]
     shown = by_curve(view(url))
     assert set(shown) == CURVES
+
+
+def test_answers_saved_by_other_analysis_code_are_not_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, _ = build(tmp_path)
+    assert runner.invoke(app, ["emergence", "--store", url]).exit_code == 0
+    computed = view(url)
+    _fresh_process()
+    monkeypatch.setattr(emergence_data, "_analysis_code", lambda: "changed classification code")
+    with open_read_only(url) as st:
+        counting = CountingStore(st)
+        answer = emergence_data.emergence(counting, limit=None)  # type: ignore[arg-type]
+        assert counting.row_reads == 1  # the saved list and answers are not this code's
+    assert answer == computed  # (the code did not really change, so neither do the answers)

@@ -9,7 +9,8 @@ What it answers is kept at two levels, both keyed by what they were made from:
 
 - in memory: the list of curves per store fingerprint (`evals_version()`: aggregate
   queries, no rows), so an unchanged store is answered without reading its 10^4-10^5 eval
-  rows, and each curve's answer per `curve_key` (a hash of its points and the options);
+  rows, and each curve's answer per `curve_key` (a hash of its points, the options and the
+  analysis code);
 - in the store's fit cache: `cache_emergence_view` (called by `scaletrack emergence` on a
   store) saves every curve's answer under its `curve_key` and the list of curves under the
   fingerprint, so the first view after a restart reads them instead of classifying. The
@@ -18,12 +19,14 @@ What it answers is kept at two levels, both keyed by what they were made from:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -72,12 +75,25 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+@functools.cache
+def _analysis_code() -> str:
+    """A hash of the analysis package's source files, so an answer saved by other
+    classification code (a development checkout between releases) is never read back."""
+    import scaletrack.analysis
+
+    h = hashlib.blake2b(digest_size=16)
+    for folder in scaletrack.analysis.__path__:
+        for path in sorted(Path(folder).rglob("*.py")):
+            h.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 def _options() -> dict[str, Any]:
     from scaletrack import __version__
     from scaletrack.analysis.emergence import N_BOOTSTRAP
 
     return {"n_bootstrap": N_BOOTSTRAP, "seed": 0, "grid": GRID_POINTS,
-            "entry": _ENTRY_VERSION, "scaletrack": __version__}
+            "entry": _ENTRY_VERSION, "scaletrack": __version__, "code": _analysis_code()}
 
 
 def curve_parts(points: pd.DataFrame) -> dict[Curve, pd.DataFrame]:
@@ -104,7 +120,7 @@ def curve_parts(points: pd.DataFrame) -> dict[Curve, pd.DataFrame]:
 def curve_key(curve: Curve, part: pd.DataFrame) -> str:
     """The fit-cache key of a curve's answer: a hash of its points (C in FLOPs and value as
     exact float64 bytes, run keys; in the order of `curve_parts`), its name and the view's
-    options (bootstrap refits, seed, scaletrack's version)."""
+    options (bootstrap refits, seed, scaletrack's version, a hash of the analysis code)."""
     from scaletrack.store import fit_cache_key
 
     task, metric, shot = curve
