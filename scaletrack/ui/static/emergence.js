@@ -5,6 +5,11 @@ import { api } from "./api.js";
 
 // ------------------------------------------------------------------ emergence view
 function curveName(t) { return t.task + " · " + t.metric + (t.shot === null || t.shot === undefined ? "" : " · " + t.shot + "-shot"); }
+// values over three decades and more, all positive (perplexities): a log axis, or all but the outliers sit at 0
+function spansDecades(values) {
+  const v = values.filter((x) => typeof x === "number");
+  return v.length > 1 && v.every((x) => x > 0) && Math.max(...v) / Math.min(...v) >= 1000;
+}
 export async function viewEmergence(root, params) {
   const state = { q: params.get("q") || "", offset: Number(params.get("offset") || 0), limit: 12 };
   root.append(el("h1", {}, "Emergence"));
@@ -63,7 +68,7 @@ export async function viewEmergence(root, params) {
       if (c.threshold !== null) shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, y0: c.threshold, y1: c.threshold, line: { dash: "dot", color: "#999" } });
       if (c.curve && c.curve.x_max) shapes.push({ type: "rect", xref: "x", yref: "paper", x0: c.curve.x_max, x1: c.curve.C[c.curve.C.length - 1], y0: 0, y1: 1, fillcolor: "rgba(120,120,120,0.07)", line: { width: 0 }, layer: "below" });
       if (c.crossing !== null && c.crossing > 0) shapes.push({ type: "line", yref: "paper", y0: 0, y1: 1, x0: c.crossing, x1: c.crossing, line: { dash: "dash", color: colour } });
-      plot(div, traces, { title: { text: esc(curveName(c) + (c.label && c.label !== "-" ? " · " + c.label : "")) }, xaxis: { type: "log", title: { text: "C (FLOPs)" } }, yaxis: { title: { text: esc(c.metric) } }, shapes: shapes, height: 320, showlegend: false });
+      plot(div, traces, { title: { text: esc(curveName(c) + (c.label && c.label !== "-" ? " · " + c.label : "")) }, xaxis: { type: "log", title: { text: "C (FLOPs)" } }, yaxis: { title: { text: esc(c.metric) }, type: spansDecades(c.value) ? "log" : "linear" }, shapes: shapes, height: 320, showlegend: false });
     });
   }
   await load();

@@ -72,7 +72,8 @@ export async function viewScaling(root, params) {
     setHash("scaling", null, hp);
     const pts = data.points, x = state.x;
     pair.hidden = !data.n;
-    predictBox.hidden = data.n < 3;  // no law to predict with
+    const law = data.fits && data.fits[state.x];
+    predictBox.hidden = !law || law.status !== "ok";  // no law of this x to predict with
     main.classList.toggle("empty", !data.n);
     if (!data.n) {  // nothing to draw: the reason instead of an empty axis
       for (const box of [main, iso, opt]) { clear(box); box.append(message(data.note)); }
