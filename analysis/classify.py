@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from scaletrack.analysis.emergence import (
+    N_BOOTSTRAP,
     EmergenceProfile,
     SigmoidFit,
     emergence_profile,
@@ -154,7 +155,7 @@ def classify_task(
     near_factor: float = 10.0,
     min_rise: float = 0.05,
     min_sharpness: float = 1.5,
-    n_bootstrap: int = 200,
+    n_bootstrap: int = N_BOOTSTRAP,
     seed: int = 0,
     x_name: str = "C",
     trend_points: int = TREND_POINTS,
@@ -359,7 +360,7 @@ def classify_groups(
     lower_is_better: Mapping[str, bool] | None = None,
     ceil_limit: float | Mapping[str, float] | None = None,
     near_factor: float = 10.0,
-    n_bootstrap: int = 200,
+    n_bootstrap: int = N_BOOTSTRAP,
     seed: int = 0,
     shot_col: str | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -482,7 +483,7 @@ def classify_tasks(
     lower_is_better: Mapping[str, bool] | None = None,
     ceil_limit: float | Mapping[str, float] | None = None,
     near_factor: float = 10.0,
-    n_bootstrap: int = 200,
+    n_bootstrap: int = N_BOOTSTRAP,
     seed: int = 0,
     shot_col: str | None = None,
     near_rule: str = NEAR_RULE,

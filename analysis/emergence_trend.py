@@ -13,6 +13,8 @@ import math
 import numpy as np
 from scipy.special import logit
 
+from scaletrack.analysis.emergence import N_BOOTSTRAP
+
 # Chosen in bench/bench_emergence_sources.py on the selection halves (crc32 parity of the
 # series name) of five published sources. Round 1 (accuracy margin over the better trivial
 # rule): 6 points in logit progress. Round 2 (mean over sources of the lower of the accuracy
@@ -64,8 +66,8 @@ def _line_crossing(slope: float, intercept: float, goal: float) -> float:
 
 def trend_crossing_ci95(
     x: np.ndarray, progress: np.ndarray, target: float, points: int = TREND_POINTS,
-    progress_floor: float = PROGRESS_FLOOR, space: str = TREND_SPACE, n_bootstrap: int = 200,
-    seed: int = 0,
+    progress_floor: float = PROGRESS_FLOOR, space: str = TREND_SPACE,
+    n_bootstrap: int = N_BOOTSTRAP, seed: int = 0,
 ) -> tuple[float, float]:
     """95% residual-bootstrap interval of `trend_crossing` (the line refitted on its fitted
     values plus resampled residuals); (nan, nan) without refits or with under 3 points."""

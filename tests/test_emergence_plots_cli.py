@@ -106,8 +106,16 @@ def test_cli_notes_the_loss_like_metrics_it_left_out(tmp_path: Path) -> None:
             "--threshold", "0.6", "--bootstrap", "0"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert "left out 1 loss-like metric(s) (near_task/bpb)" in res.output
+    assert "left out (looks like a loss): bpb" in res.output
+    assert "--lower-is-better" in res.output
     assert "far_task" in res.output and "bpb" not in res.stdout
+    forced = runner.invoke(app, ["emergence", "--csv", str(csv), "--metric-col", "metric",
+                                 "--bootstrap", "0", "--lower-is-better", "bpb"])
+    assert forced.exit_code == 0, forced.output
+    assert "classified as lower-is-better: bpb" in forced.output
+    both = runner.invoke(app, [*args, "--lower-is-better", "bpb", "--higher-is-better", "bpb"])
+    assert both.exit_code != 0 and "both --lower-is-better and" in both.output
+    assert "Traceback" not in both.output
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:

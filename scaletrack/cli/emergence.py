@@ -127,7 +127,13 @@ def emergence(
         "the library and the dashboard)."),
     lower_is_better: list[str] = typer.Option(
         None, "--lower-is-better", help="A metric where lower is better (a loss) to classify "
-        "inverted; repeatable. Losses are refused otherwise."),
+        "inverted; repeatable. Losses are left out otherwise."),
+    higher_is_better: list[str] = typer.Option(
+        None, "--higher-is-better", help="A metric to classify as higher-is-better although "
+        "its name reads as lower-is-better or two-sided; repeatable."),
+    near_rule: str = typer.Option(
+        "shape", "--near-rule", help="How a task below the bar is called near or far: "
+        "'shape' (the trajectory-shape model) or 'trend' (the straight trend's crossing)."),
     store: str | None = StoreOption,
     task: str | None = typer.Option(None, "--task", help="With --store: only this task."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG+SVG grid of the fits."),
@@ -140,7 +146,7 @@ def emergence(
     at which the threshold is crossed and its 95% bootstrap interval."""
     import pandas as pd
 
-    from scaletrack.analysis.classify import classify_groups
+    from scaletrack.analysis.classify import NEAR_RULE, NEAR_RULES, classify_groups
     from scaletrack.analysis.emergence import N_BOOTSTRAP
     from scaletrack.csv_table import read_csv_table
 
@@ -171,29 +177,35 @@ def emergence(
         raise ConfigError(f"metric column {metric_col!r} not in {source}")
     df = df.assign(**{x_col: pd.to_numeric(df[x_col], errors="coerce"),
                       value_col: pd.to_numeric(df[value_col], errors="coerce")})
+    if near_rule not in NEAR_RULES:
+        raise ConfigError(f"--near-rule must be one of {', '.join(NEAR_RULES)}, got {near_rule!r}")
+    both = sorted(set(lower_is_better or []) & set(higher_is_better or []))
+    if both:
+        raise ConfigError(f"metric {both[0]!r} given to both --lower-is-better and "
+                          "--higher-is-better")
+    directions = {**dict.fromkeys(lower_is_better or [], True),
+                  **dict.fromkeys(higher_is_better or [], False)}
     progress = _Progress(lines=not as_json)
     try:
         results = classify_groups(
             df, task_col=task_col, metric_col=metric_col, x_col=x_col, value_col=value_col,
             chance=chance, chance_col=chance_col, threshold=threshold,
             near_factor=near_factor, n_bootstrap=n_bootstrap,
-            lower_is_better=dict.fromkeys(lower_is_better or [], True) or None,
+            lower_is_better=directions or None, near_rule=near_rule,
             shot_col=shot_col, progress=progress,
         )
     finally:
         progress.close()
-    left_out = results.left_out
-    if left_out and not as_json:
-        shown = ", ".join(f"{key[0]}/{key[1]}" + (f" {key[2]}-shot" if len(key) > 2
-                                                   and key[2] is not None else "")
-                          for key in left_out[:5])
-        more = f" and {len(left_out) - 5} more" if len(left_out) > 5 else ""
-        err_console.print(f"note: left out {len(left_out)} loss-like metric(s) ({shown}{more}); "
-                          "name them with --lower-is-better to classify them inverted",
-                          markup=False, highlight=False, soft_wrap=True)
+    note = results.direction_note()
+    if results.left_out:
+        note += ("; name a metric with --lower-is-better or --higher-is-better to classify it "
+                 "that way")
+    if note and not as_json:
+        err_console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     table = pd.DataFrame([r.to_row() for r in results.values()])
     dashboard_options = (n_bootstrap == N_BOOTSTRAP and chance is None and chance_col is None
-                         and threshold is None and near_factor == 10.0 and not lower_is_better
+                         and threshold is None and near_factor == 10.0 and not directions
+                         and near_rule == NEAR_RULE
                          and (task_col, x_col, value_col, metric_col)
                          == ("task", "C", "value", "metric"))
     if cache and version is not None and dashboard_options:

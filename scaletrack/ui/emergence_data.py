@@ -181,8 +181,8 @@ def classify_curve(curve: Curve, part: pd.DataFrame) -> dict[str, Any]:
     except (ScaletrackError, ValueError) as exc:
         return curve_entry(curve, part, None, str(exc))
     if not res:
-        return curve_entry(curve, part, None,
-                           "looks like a loss, not a capability: not classified")
+        why = next(iter(res.left_out_reasons.values()), "a loss")
+        return curve_entry(curve, part, None, f"not classified: {why}")
     return curve_entry(curve, part, next(iter(res.values())), None)
 
 
