@@ -7,11 +7,13 @@ table sets `until_width`) runs. Each step:
 1. the sweep's finished cells are fitted (Chinchilla, bootstrap refits) and the relative width
    of the 95 % prediction band at the target is measured (`analysis.plan.expected_band_width`);
    with fewer runs than a fit needs (7) there is no width yet;
-2. narrow enough (width <= until_width): stop;
+2. narrow enough (width <= until_width) on a fit that identifies the law and whose band is
+   calibrated on inner hold-outs: stop;
 3. otherwise the planner (`analysis.plan.plan_runs`) chooses among the cells not run yet whose
    cost fits what is left of the budget (with cooldown branches a cell's cost includes its
    trunk until that is trained), starting from the published prior until a fit exists; no
    cell chosen: stop, the remaining ones no longer narrow the band; none affordable: stop;
+   a planner that cannot plan: the next cell in the prior's order;
 4. the planner's first cell (with its trunk) is trained by the ordinary sweep runner.
 
 Every step (the cell run, the width after it, the FLOPs spent, why it stopped and which cells
@@ -301,9 +303,9 @@ def _choose(state: _State, points: Any, fit: Any, settings: AdaptiveSettings,
     affordable = [c for c in todo if state.marginal(c) <= left * (1 + 1e-9)]
     if not affordable:
         return None, "budget spent: no cell left costs what remains"
+    rank = {k: i for i, k in enumerate(prior_order)}
+    affordable.sort(key=lambda c: (rank.get(c.run_key, len(rank)), state.marginal(c)))
     if fit is None:  # no fit yet: follow the order planned from the prior (or the file's)
-        rank = {k: i for i, k in enumerate(prior_order)}
-        affordable.sort(key=lambda c: (rank.get(c.run_key, len(rank)), state.marginal(c)))
         have = 0 if points is None else len(points)
         why = (f"{have} runs, a fit needs {MIN_FIT_POINTS}" if have < MIN_FIT_POINTS
                else "no usable fit")
@@ -325,7 +327,10 @@ def _choose(state: _State, points: Any, fit: Any, settings: AdaptiveSettings,
                                 target_tokens=settings.target_tokens, flops_per_token=fpt,
                                 fit=fit, n_simulations=0, seed=settings.seed)
     except ScaletrackError as exc:
-        return None, f"the planner stopped: {exc}"
+        # a planner that cannot plan is no reason to stop: the band or the budget decides
+        # (e.g. with cooldown branches each candidate of an untrained size carries the
+        # whole trunk, so no two fit a budget that holds the trunk once)
+        return affordable[0], f"prior's order (the planner could not plan: {exc})"
     if not planned.cells:
         return None, "no cell left narrows the band at the target"
     first = planned.cells[0]

@@ -89,3 +89,40 @@ def test_a_narrow_band_of_an_unidentified_law_does_not_stop_the_sweep(tmp_path, 
     assert trained[0] in {c.run_key for c in rest}
     assert steps[-1]["action"] == "stop" and report.trained == 1
     assert fitted == [8, 9]  # each set of finished cells fitted once
+
+
+def test_a_planner_that_cannot_plan_does_not_stop_the_sweep(tmp_path):
+    """The planner refuses a target inside the runs done; the sweep trains on in the prior's
+    order and stops only when every cell is trained (the band never reaches 1e-4)."""
+    path = tmp_path / "grid.toml"
+    path.write_text(GRID)
+    grid = load_grid(path)
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    rng = np.random.default_rng(11)
+    last = max(grid.cells, key=lambda c: c.C)
+    with Store.open(url) as store:
+        store.upsert_sweep(grid.name, grid.stored_spec())
+        for cell in grid.cells:
+            if cell is not last:
+                store.ensure_run(cell.record())
+                store.finish_run(cell.run_key, "finished",
+                                 final_loss=law_loss(cell.N, cell.D, rng))
+
+    def train_by_law(subgrid):
+        with Store.open(url) as store:
+            for cell in subgrid.cells:
+                store.ensure_run(cell.record())
+                store.finish_run(cell.run_key, "finished",
+                                 final_loss=law_loss(cell.N, cell.D, rng))
+        return SweepReport(sweep=grid.name, total=len(grid.cells), already_done=0,
+                           results=(), lost_workers=0, interrupted=False, wall_s=0.0)
+
+    inside = 0.5 * float(last.C)  # a target below the largest run: plan_runs refuses it
+    report = run_adaptive(grid, AdaptiveSettings(until_width=1e-4, target_compute=inside),
+                          url, run_cells=train_by_law)
+    with Store.open(url) as store:
+        steps = decisions(store, grid.name)
+    assert [s["action"] for s in steps] == ["run", "stop"]
+    assert steps[0]["run_key"] == last.run_key
+    assert "the planner could not plan" in steps[0]["reason"]
+    assert report.stopped == "every cell of the grid is trained"
