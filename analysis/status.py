@@ -74,10 +74,10 @@ def _bound_reason(fit: FitResult, min_loss: float | None) -> str | None:
         irreducible = fit.extra.get("irreducible", True) and "E" not in (
             fit.extra.get("fixed") or {})
         if irreducible and min_loss and p.get("E", 1.0) < E_FLOOR_FRACTION * min_loss:
-            return f"E = {p['E']:.3g} sits at its bound 0 (no irreducible loss identified)"
+            return f"E = {fmt_number(p['E'])} sits at its bound 0 (no irreducible loss identified)"
         for k in ("alpha", "beta"):
             if k in p and not 0.0 < p[k] <= MAX_EXPONENT:
-                return f"exponent {k} = {p[k]:.3g} sits outside (0, {MAX_EXPONENT:g}]"
+                return f"exponent {k} = {fmt_number(p[k])} sits outside (0, {MAX_EXPONENT:g}]"
     return None
 
 

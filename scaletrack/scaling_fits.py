@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from scaletrack import __version__
+from scaletrack.analysis import code_version
 from scaletrack.analysis.backtesting import BacktestResult, backtest, rescore
 from scaletrack.analysis.calibration import DEFAULT_RESIDUAL_MODEL
 from scaletrack.analysis.io import validate_frame
@@ -62,7 +63,9 @@ def selected_points(df: pd.DataFrame, form: str) -> tuple[pd.DataFrame, str]:
 
 
 def _key(form: str, points: pd.DataFrame, options: dict[str, Any]) -> str:
-    return fit_cache_key(form, points.reset_index(), {**options, "scaletrack": __version__})
+    # the analysis code's hash too: a checkout between releases keeps the version string
+    return fit_cache_key(form, points.reset_index(), {**options, "scaletrack": __version__,
+                                                      "code": code_version.analysis_code_version()})
 
 
 def _from_cache(store: StoreLike, key: str) -> FitResult | None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from scaletrack.analysis import code_version
 from scaletrack.analysis.classify import classify_groups, classify_task, eval_points
 from scaletrack.analysis.emergence import N_BOOTSTRAP, fit_floored_sigmoid, sigmoid_value
 from scaletrack.cli.main import app
@@ -193,7 +194,8 @@ def test_answers_saved_by_other_analysis_code_are_not_read(
     assert runner.invoke(app, ["emergence", "--store", url]).exit_code == 0
     computed = view(url)
     _fresh_process()
-    monkeypatch.setattr(emergence_data, "_analysis_code", lambda: "changed classification code")
+    monkeypatch.setattr(code_version, "analysis_code_version",
+                        lambda: "changed classification code")
     with open_read_only(url) as st:
         counting = CountingStore(st)
         answer = emergence_data.emergence(counting, limit=None)  # type: ignore[arg-type]

@@ -19,14 +19,12 @@ What it answers is kept at two levels, both keyed by what they were made from:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -75,25 +73,13 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-@functools.cache
-def _analysis_code() -> str:
-    """A hash of the analysis package's source files, so an answer saved by other
-    classification code (a development checkout between releases) is never read back."""
-    import scaletrack.analysis
-
-    h = hashlib.blake2b(digest_size=16)
-    for folder in scaletrack.analysis.__path__:
-        for path in sorted(Path(folder).rglob("*.py")):
-            h.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
-
-
 def _options() -> dict[str, Any]:
     from scaletrack import __version__
+    from scaletrack.analysis.code_version import analysis_code_version
     from scaletrack.analysis.emergence import N_BOOTSTRAP
 
     return {"n_bootstrap": N_BOOTSTRAP, "seed": 0, "grid": GRID_POINTS,
-            "entry": _ENTRY_VERSION, "scaletrack": __version__, "code": _analysis_code()}
+            "entry": _ENTRY_VERSION, "scaletrack": __version__, "code": analysis_code_version()}
 
 
 def curve_parts(points: pd.DataFrame) -> dict[Curve, pd.DataFrame]:
