@@ -63,6 +63,9 @@ def test_runs_page_filters_sorts_groups_and_pages(client: TestClient, ui_url: st
     assert by_config["total"] == layers.count(2) > 0
     by_lr = client.get("/api/runs", params=[("where", "lr=0.003"), ("sweep", SWEEP)]).json()
     assert by_lr["total"] == len(sweep)
+    by_layers = client.get("/api/runs", params={"group": "config.model.n_layer"}).json()
+    counts = {g["value"]: g["count"] for g in by_layers["groups"]}
+    assert counts.get(2) == layers.count(2) and sum(counts.values()) == len(runs)
     tagged = client.get("/api/runs", params={"tag": "baseline"}).json()
     assert [r["sweep"] for r in tagged["rows"]] == [SCRIPT]
     assert SCRIPT in tagged["rows"][0]["tags"]
@@ -73,6 +76,7 @@ def test_bad_queries_are_one_line_errors(client: TestClient) -> None:
     for params, fragment in (
         ({"sort": "nope"}, "cannot sort runs by 'nope'"),
         ({"group": "x"}, "cannot group runs by 'x'"),
+        ({"group": "config."}, "config"),
         ({"limit": "abc"}, "limit='abc' is not an integer"),
         ({"where": "no-equals"}, "not of the form field=value"),
         ({"limit": "0"}, "limit between 1"),

@@ -122,8 +122,9 @@ def runs_page(
 
     if sort not in SORTABLE:
         raise DataError(f"cannot sort runs by {sort!r} (one of {', '.join(SORTABLE)})")
-    if group is not None and group not in GROUP_FIELDS:
-        raise DataError(f"cannot group runs by {group!r} (one of {', '.join(GROUP_FIELDS)})")
+    if group is not None and group not in GROUP_FIELDS and not group.startswith("config."):
+        raise DataError(f"cannot group runs by {group!r} (one of {', '.join(GROUP_FIELDS)}, "
+                        "or config.<dotted path>)")
     if offset < 0 or not 1 <= limit <= MAX_PAGE:
         raise DataError(f"page offset must be >= 0 and limit between 1 and {MAX_PAGE}")
     try:
