@@ -27,6 +27,10 @@ from scaletrack.store.errors import StoreError
 
 DEFAULT_STORE_URL = "sqlite:///scaletrack.db"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+# page cache per connection, KiB (SQLite's default is 2 MiB): a bulk import updates the runs
+# table's page indexes and config values, and stalls on re-reading index pages with less;
+# pages are held only once read, so a worker touching a few pages holds a few
+SQLITE_CACHE_KIB = 65_536
 PG_CONNECT_TIMEOUT_S = 10
 # Database errors that may pass on a retry (a server restarting, a dropped connection).
 TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
@@ -167,6 +171,7 @@ def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
             time.sleep(0.05)
     dbapi_conn.execute("PRAGMA synchronous = NORMAL")
     dbapi_conn.execute("PRAGMA foreign_keys = ON")
+    dbapi_conn.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from scaletrack.store import RunRecord, Store
+from scaletrack.store.engine import SQLITE_CACHE_KIB
 from scaletrack.store.migrate import head_revision
 
 N_PROCS = 8
@@ -135,5 +136,6 @@ def test_sqlite_connections_use_wal_and_busy_timeout(store: Store):
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10_000
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -SQLITE_CACHE_KIB
     assert sa.inspect(store.engine).get_pk_constraint("metrics")["constrained_columns"] == [
         "run_id", "name", "step"]
