@@ -172,6 +172,14 @@ def report(df: pd.DataFrame, plan_seconds: list[float], wall: float) -> None:
           f"bench wall {wall:.0f} s")
     fails = df["width"].isna().groupby(df["design"]).mean()
     print("refused or degenerate fits: " + ", ".join(f"{k2} {v:.1%}" for k2, v in fails.items()))
+    for design, g in full.groupby("design"):
+        ok = g[g["width"].notna()]
+        print(f"{design}: coverage of a fresh run / of the true loss among fits that succeeded "
+              + ", ".join(f"{f:g}x {h['cover'].mean():.0%} / {h['cover_true'].mean():.0%} "
+                          f"(n = {len(h)})" for f, h in ok.groupby("factor"))
+              + "; all cases (a failed fit a miss) "
+              + ", ".join(f"{f:g}x {h['cover'].mean():.0%} / {h['cover_true'].mean():.0%}"
+                          for f, h in g.groupby("factor")))
     pla = full[full["design"] == "planned"]
     c10 = pla[pla["factor"] == 10.0]["cover"].mean()
     c100 = pla[pla["factor"] == 100.0]["cover"].mean()
