@@ -16,7 +16,10 @@ for run-to-run scatter sigma (log loss). The fitted log loss at a point with gra
 varies by v(S) = g^T M(S)^-1 g.
 
 The band `FitResult.predict_interval` draws is the bootstrap spread at the target plus the
-calibrated scatter of the default "reach" residual model (`analysis.calibration`): inner
+calibrated scatter of a residual model (`analysis.calibration`). The criterion models the
+"reach" model (the default when it was written; the default is now "frontier_hedged", whose
+spread grows per decade of compute and of N separately, plus a drift where the inner splits
+agree on its sign, which this criterion does not model): inner
 hold-outs of the design's own top 10, 20, 30, 50 % of compute and top 10, 20, 30 % of N,
 each held-out run's residual paired with its reach d (decades of compute or of N beyond the
 split's training runs, whichever is larger), and sigma(d)^2 = s0^2 + (k·d)^2 fitted to
