@@ -464,6 +464,14 @@ def fit_budget(choose: Callable[[float], Sequence[Any]],
     return best
 
 
+def plan_is_worse(result: Plan) -> bool:
+    """Whether the geometric grid of equal cost is expected to give the narrower band (both
+    widths finite): the linearised criterion can miss how badly a design far off the
+    compute-optimal ratio fits, and the simulated widths catch it."""
+    return (math.isfinite(result.expected_width) and math.isfinite(result.baseline_width)
+            and result.baseline_width < result.expected_width)
+
+
 def plan_header(result: Plan, cost: float) -> str:
     """Comment lines that head a planned grid file: target, cost and expected widths."""
     def pct(x: float) -> str:
@@ -476,6 +484,8 @@ def plan_header(result: Plan, cost: float) -> str:
         f"# {len(result.cells)} cells, {cost:.3g} FLOPs; expected band width at the target "
         f"{pct(result.expected_width)} (law from the {result.law_source}); a geometric grid "
         f"of equal cost: {pct(result.baseline_width)}.",
+        *(["# Warning: in simulation the geometric grid of equal cost gives the narrower band;",
+           "# prefer a plain grid over this plan."] if plan_is_worse(result) else []),
         "# Run it: scaletrack sweep run THIS_FILE",
     ])
 

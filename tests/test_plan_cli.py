@@ -4,6 +4,7 @@ line and writes nothing; `st.plan` and the grid's `[plan]` table."""
 from __future__ import annotations
 
 import tomllib
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -120,3 +121,20 @@ def test_plan_cells_select_cells_and_shorten_the_trunk(tmp_path):
         ("trunk", "L1-H2-D32", chosen.cells[0].D), ("branch", "L1-H2-D32", 102_400)]
     long_trunk = next(c for c in every.cells if c.role == "trunk" and c.size_label == "L1-H2-D32")
     assert chosen.cells[0].D < long_trunk.D  # it ends at the one planned branch's point
+
+
+def test_a_plan_worse_than_the_plain_grid_says_so() -> None:
+    from types import SimpleNamespace
+
+    from scaletrack.planning import plan_header, plan_is_worse
+
+    def plan(width: float, baseline: float) -> Any:
+        return SimpleNamespace(target_flops=1e14, target_n=1e6, target_tokens=2e7, cells=[1, 2],
+                               expected_width=width, baseline_width=baseline,
+                               law_source="published prior")
+
+    assert plan_is_worse(plan(0.41, 0.18))
+    assert not plan_is_worse(plan(0.18, 0.41))
+    assert not plan_is_worse(plan(float("nan"), 0.18))
+    assert "prefer a plain grid" in plan_header(plan(0.41, 0.18), 1e12)
+    assert "prefer a plain grid" not in plan_header(plan(0.18, 0.41), 1e12)

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from scaletrack.cli.common import StoreOption, console, fail, literal, print_table
+from scaletrack.cli.common import (
+    StoreOption,
+    console,
+    err_console,
+    fail,
+    literal,
+    print_table,
+)
 from scaletrack.cli.fit import CCol, DCol, LossCol, NCol
 
 if TYPE_CHECKING:
@@ -166,6 +173,12 @@ def _print_plan(planned: PlannedGrid) -> None:
     console.print(f"a geometric grid of equal cost ({len(plan.baseline_cells)} cells, "
                   f"{planned.baseline_cost_flops:.3g} FLOPs): "
                   f"{_pct(plan.baseline_width)}", highlight=False)
+    from scaletrack.planning import plan_is_worse
+
+    if plan.n_simulations and plan_is_worse(plan):
+        err_console.print("warning: in simulation the geometric grid of equal cost gives the "
+                          "narrower band at the target; prefer a plain grid over this plan",
+                          highlight=False, soft_wrap=True)
 
 
 def _in_plan_order(planned: PlannedGrid) -> list[Any]:
