@@ -293,7 +293,10 @@ def calibrate_scatter(
     d = np.asarray(reach["d"], dtype=float)[is_c]
     extra = dict(fit.extra)
     if r.size < _MIN_RESIDUALS:
-        extra["scatter_calibration"] = "in-sample residuals (too few runs for inner hold-outs)"
+        extra["scatter_calibration"] = (
+            f"in-sample residuals: the inner compute hold-outs gave {r.size} residuals, "
+            f"{_MIN_RESIDUALS} are needed (too few runs, or the inner refits failed or were "
+            "degenerate)")
         return dataclasses.replace(fit, extra=extra)
     extra["scatter_calibration"] = (
         "inner hold-out residuals: top " + ", ".join(f"{h:.0%}" for h in holdouts)

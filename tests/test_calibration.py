@@ -143,3 +143,14 @@ def test_each_model_covers_simulated_new_runs():
                                * base.summary["n_test"])
     for m in RESIDUAL_MODELS:
         assert 0.85 <= inside[m] / total <= 1.0, (m, inside[m] / total)
+
+
+def test_an_uncalibrated_band_says_how_many_inner_residuals_it_had() -> None:
+    import numpy as np
+
+    import scaletrack as st
+
+    compute = np.logspace(15, 18, 5)
+    fit = st.fit_compute_law(pd.DataFrame({"C": compute, "loss": 2 + 50 * compute ** -0.1}))
+    note = fit.extra["scatter_calibration"]
+    assert note.startswith("in-sample residuals") and "gave 0 residuals, 5 are needed" in note

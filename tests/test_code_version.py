@@ -21,3 +21,4 @@ def test_scaling_cache_key_changes_with_the_analysis_code(monkeypatch: pytest.Mo
     assert before == scaling_fits._key("compute", points, {"n_boot": 200})
     monkeypatch.setattr(code_version, "analysis_code_version", lambda: "other code")
     assert scaling_fits._key("compute", points, {"n_boot": 200}) != before
+
