@@ -73,11 +73,34 @@ N_DRAWS = 256
 @dataclass(frozen=True)
 class PlannedCell:
     """One training run to do: N (parameters, the fit's convention), D (tokens) and its
-    cost in training FLOPs (6·N·D, or flops_per_token(N)·D)."""
+    training compute in FLOPs (6·N·D, or flops_per_token(N)·D), which is also its cost.
+
+    A cooldown branch costs less than its compute: train_flops is what its own training
+    costs (its cooldown; None: `flops`), trunk names the trunk it branches from and
+    trunk_flops the FLOPs of that trunk still to train up to its branch point (0 when
+    trained). Branches of one trunk chosen together pay it once (`cells_cost`)."""
 
     n_params: float
     tokens: float
     flops: float
+    train_flops: float | None = None
+    trunk: str | None = None
+    trunk_flops: float = 0.0
+
+    @property
+    def own_flops(self) -> float:
+        """FLOPs of this cell's own training, its trunk left out."""
+        return self.flops if self.train_flops is None else self.train_flops
+
+
+def cells_cost(cells: Sequence[PlannedCell]) -> float:
+    """FLOPs that training `cells` costs: each cell's own cost plus each trunk once, up to
+    the latest branch point among the cells that branch from it."""
+    trunks: dict[str, float] = {}
+    for c in cells:
+        if c.trunk is not None:
+            trunks[c.trunk] = max(trunks.get(c.trunk, 0.0), float(c.trunk_flops))
+    return float(sum(c.own_flops for c in cells)) + float(sum(trunks.values()))
 
 
 @dataclass(frozen=True)
@@ -85,13 +108,14 @@ class Plan:
     """Where to spend a compute budget to predict the target best.
 
     cells: the runs to do, cheapest first (the order to run them in), cost_flops their
-    total cost. target_*: the point predicted
-    (FLOPs, params, tokens). expected_width: the mean relative width ((hi - lo) / predicted)
-    of the 95 % prediction band at the target once `cells` are fitted (with the existing
-    runs), by simulation; baseline_cells / baseline_width: the same for a standard
-    geometric grid of the candidates' sizes and token counts with its token counts scaled
-    to spend the whole budget (`equal_cost_grid`; NaN where no simulated fit succeeded,
-    e.g. a baseline of fewer than 7 cells).
+    total cost (`cells_cost`: a trunk shared by cooldown branches counted once).
+    target_*: the point predicted (FLOPs, params, tokens). expected_width: the mean
+    relative width ((hi - lo) / predicted) of the 95 % prediction band at the target once
+    `cells` are fitted (with the existing runs), by simulation; baseline_cells /
+    baseline_width: the same for a standard geometric grid of the candidates' sizes and
+    token counts with its token counts scaled to spend the whole budget
+    (`equal_cost_grid`; with cooldown branches `branch_aware_baseline`; NaN where no
+    simulated fit succeeded, e.g. a baseline of fewer than 7 cells).
     linear_width / baseline_linear_width: the linearised criterion's widths (the search's
     objective). law_source: "prior" or "fit"; law: the central law used for the target
     split; noise: run-to-run scatter assumed (log loss); kappa: extrapolation error per
@@ -292,8 +316,30 @@ def _check_cells(cells: Sequence[PlannedCell], what: str) -> list[PlannedCell]:
             raise ConfigError(f"{what}[{i}] must be a PlannedCell, got {type(c).__name__}")
         for name in ("n_params", "tokens", "flops"):
             _positive(f"{what}[{i}].{name}", getattr(c, name))
+        if c.train_flops is not None:
+            _positive(f"{what}[{i}].train_flops", c.train_flops)
+        tf = float(c.trunk_flops)
+        if not (math.isfinite(tf) and tf >= 0) or (tf > 0 and c.trunk is None):
+            raise ConfigError(f"{what}[{i}].trunk_flops must be a finite number >= 0 of a "
+                              f"named trunk; got {c.trunk_flops!r} (trunk {c.trunk!r})")
         out.append(c)
     return out
+
+
+def branch_aware_baseline(candidates: Sequence[PlannedCell], budget: float,
+                          max_side: int = 6) -> list[PlannedCell]:
+    """`geometric_baseline` whose real cost (`cells_cost`, a trunk paid once) is at most
+    `budget`: its from-scratch budget bisected in log between `budget` and 16 times it."""
+    best = list(geometric_baseline(candidates, budget, max_side))
+    lo, hi = budget, budget * 16.0
+    for _ in range(8):
+        mid = math.sqrt(lo * hi)
+        trial = list(geometric_baseline(candidates, mid, max_side))
+        if trial and cells_cost(trial) <= budget:
+            best, lo = trial, mid
+        else:
+            hi = mid
+    return best
 
 
 def plan_runs(
@@ -327,6 +373,12 @@ def plan_runs(
     fit of `points` with bootstrap refits (fitted here when None). noise: run-to-run scatter
     (log loss; default the fit's scatter, else 2 %). kappa: the form's extrapolation error
     per decade (log loss; default the fit's residual model's slope, else 0.5 %).
+    Candidates that are cooldown branches (`PlannedCell.trunk`) pay their trunk once per
+    design: the budget holds `cells_cost` of the chosen cells, and the default baseline is
+    the geometric grid whose `cells_cost` fits it (`branch_aware_baseline`, unscaled).
+    The identifiability a design needs (7 runs, 3 sizes, 3 token counts, enough for the
+    calibration's hold-outs) counts the runs done with the chosen cells; at least one cell
+    is chosen.
     n_simulations: simulated fits per design for the reported widths (0: report the
     linearised widths); n_bootstrap: bootstrap refits in each simulated fit.
     """
@@ -371,24 +423,34 @@ def plan_runs(
 
     cands = (default_candidates(t_n, t_d, budget_flops, fpt) if candidates is None
              else _check_cells(candidates, "candidates"))
-    cands = [c for c in cands if c.flops <= budget_flops and c.flops < target_flops]
+    cands = [c for c in cands if cells_cost([c]) <= budget_flops and c.flops < target_flops]
     if not cands:
         raise ConfigError(f"no candidate cell costs at most the budget ({budget_flops:.3g} "
                           "FLOPs) and less than the target: raise the budget or add smaller "
                           "cells")
-    grid = geometric_baseline(cands, budget_flops)
-    base_cells = (equal_cost_grid(grid, budget_flops) if baseline is None
-                  else _check_cells(baseline, "baseline"))
+    branches = any(c.trunk is not None for c in cands)
+    grid = (branch_aware_baseline(cands, budget_flops) if branches
+            else geometric_baseline(cands, budget_flops))
+    base_cells = (_check_cells(baseline, "baseline") if baseline is not None
+                  else grid if branches else equal_cost_grid(grid, budget_flops))
 
     existing_n = data["N"].to_numpy(float) if data is not None else np.empty(0)
     existing_d = data["D"].to_numpy(float) if data is not None else np.empty(0)
+    trunk_ids = {t: i for i, t in enumerate(sorted({c.trunk for c in cands
+                                                     if c.trunk is not None}))}
     problem = DesignProblem(
         laws=laws, cand_n=np.array([c.n_params for c in cands]),
-        cand_d=np.array([c.tokens for c in cands]), cand_cost=np.array([c.flops for c in cands]),
+        cand_d=np.array([c.tokens for c in cands]),
+        cand_cost=np.array([c.own_flops if branches else c.flops for c in cands]),
         existing_n=existing_n, existing_d=existing_d,
         existing_cost=data["C"].to_numpy(float) if data is not None else np.empty(0),
         target_n=t_n, target_d=t_d, target_flops=target_flops, sigma=sigma, kappa=kap,
-        prior_precision=np.zeros((5, 5)))
+        prior_precision=np.zeros((5, 5)),
+        cand_compute=np.array([c.flops for c in cands]) if branches else None,
+        cand_trunk=(np.array([trunk_ids.get(c.trunk, -1) if c.trunk is not None else -1
+                              for c in cands]) if branches else None),
+        cand_trunk_cost=(np.array([float(c.trunk_flops) for c in cands]) if branches
+                         else None))
     index = {(c.n_params, c.tokens): i for i, c in enumerate(cands)}
     starts = []
     for start in (base_cells, grid):  # the baseline's cells, where they are candidates
@@ -399,8 +461,9 @@ def plan_runs(
     idx = choose_design(problem, budget_flops, starts=starts, seed=seed)
     if idx.size == 0:
         raise ConfigError(f"no set of candidate cells within the budget ({budget_flops:.3g} "
-                          "FLOPs) identifies the law (at least 7 runs over 3 sizes and 3 "
-                          "token counts): raise the budget or add cheaper cells")
+                          "FLOPs) identifies the law together with the runs done (at least "
+                          "7 runs over 3 sizes and 3 token counts, enough to calibrate on "
+                          "inner hold-outs): raise the budget or add cheaper cells")
     cells = sorted((cands[i] for i in idx), key=lambda c: (c.flops, c.n_params))
     lin = _linear_width(problem, cells)
     lin_base = _linear_width(problem, base_cells)
@@ -417,10 +480,10 @@ def plan_runs(
                                        n_simulations, n_bootstrap=n_bootstrap, seed=seed)
         exp_w, base_w = _finite_mean(widths), _finite_mean(base_widths)
     return Plan(
-        cells=tuple(cells), cost_flops=float(sum(c.flops for c in cells)),
+        cells=tuple(cells), cost_flops=cells_cost(cells),
         budget_flops=budget_flops, target_flops=target_flops, target_n=t_n,
         target_tokens=t_d, expected_width=exp_w, baseline_cells=tuple(base_cells),
-        baseline_cost_flops=float(sum(c.flops for c in base_cells)), baseline_width=base_w,
+        baseline_cost_flops=cells_cost(base_cells), baseline_width=base_w,
         linear_width=lin, baseline_linear_width=lin_base, law_source=source,
         law={k: float(v) for k, v in law.items()}, noise=sigma, kappa=kap,
         n_simulations=int(n_simulations), seed=int(seed), widths=tuple(widths),
@@ -439,7 +502,8 @@ def _linear_width(problem: DesignProblem, cells: Sequence[PlannedCell]) -> float
         return math.nan
     sub = dataclasses.replace(problem, cand_n=np.array([c.n_params for c in cells]),
                               cand_d=np.array([c.tokens for c in cells]),
-                              cand_cost=np.array([c.flops for c in cells]))
+                              cand_cost=np.array([c.flops for c in cells]),
+                              cand_compute=None, cand_trunk=None, cand_trunk_cost=None)
     return float(Criterion(sub).mean_width([np.arange(len(cells))])[0])
 
 

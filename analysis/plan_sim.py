@@ -97,6 +97,11 @@ class DesignProblem:
     loss); kappa: extrapolation error per decade of reach (log loss); prior_precision:
     (5, 5) M0 (zeros when runs exist); distance_error: lambda, the form's bias per decade
     a cell lies below the target (log loss), added to its variance as (lambda·d_i)^2.
+    With cooldown branches cand_cost is a candidate's own cost (its cooldown, FLOPs),
+    cand_compute its training compute C (default cand_cost), cand_trunk the id (>= 0; -1
+    none) of the trunk it branches from and cand_trunk_cost the FLOPs of that trunk still to
+    train up to its branch point: a design pays each trunk once, up to its latest branch
+    point among the design's cells (`design_cost`).
     """
 
     laws: np.ndarray
@@ -113,6 +118,19 @@ class DesignProblem:
     kappa: float
     prior_precision: np.ndarray
     distance_error: float = DISTANCE_ERROR
+    cand_compute: np.ndarray | None = None
+    cand_trunk: np.ndarray | None = None
+    cand_trunk_cost: np.ndarray | None = None
+
+    @property
+    def compute(self) -> np.ndarray:
+        """Each candidate's training compute C (FLOPs; where it lies for the law)."""
+        return self.cand_cost if self.cand_compute is None else self.cand_compute
+
+    @property
+    def shares_trunks(self) -> bool:
+        """Whether some candidates are cooldown branches of a trunk still to be trained."""
+        return self.cand_trunk is not None and bool(np.any(self.cand_trunk >= 0))
 
 
 def centres(problem: DesignProblem) -> tuple[float, float]:
@@ -173,7 +191,7 @@ class Criterion:
         ok = np.all(np.isfinite(j), axis=(1, 2)) & np.all(np.isfinite(g), axis=1)
         self.j, self.g = j[ok], g[ok]
         self.n, self.d = n, d
-        self.cost = np.r_[problem.existing_cost, problem.cand_cost].astype(float)
+        self.cost = np.r_[problem.existing_cost, problem.compute].astype(float)
         # per-cell outer products J J^T / (s^2 + (lambda·d_i)^2): (K, P, 5, 5)
         with np.errstate(divide="ignore"):
             decades = np.maximum(np.log10(problem.target_flops / self.cost), 0.0)
@@ -332,25 +350,65 @@ def _identified(n: np.ndarray, d: np.ndarray) -> bool:
             and len(set(d.tolist())) >= MIN_DISTINCT)
 
 
+def design_cost(problem: DesignProblem, idx: np.ndarray) -> float:
+    """FLOPs that training candidates `idx` costs: their own costs plus, for cooldown
+    branches, each trunk once up to its latest branch point among them."""
+    idx = np.asarray(idx, dtype=int)
+    own = float(problem.cand_cost[idx].sum())
+    if not problem.shares_trunks or idx.size == 0:
+        return own
+    assert problem.cand_trunk is not None and problem.cand_trunk_cost is not None
+    paid: dict[int, float] = {}
+    for t, c in zip(problem.cand_trunk[idx].tolist(), problem.cand_trunk_cost[idx].tolist(),
+                    strict=True):
+        if t >= 0:
+            paid[t] = max(paid.get(t, 0.0), float(c))
+    return own + sum(paid.values())
+
+
+def added_costs(problem: DesignProblem, chosen: np.ndarray) -> np.ndarray:
+    """FLOPs each candidate adds to design `chosen`: its own cost plus the part of its trunk
+    the design does not pay yet (the candidates' costs when no trunk is shared)."""
+    if not problem.shares_trunks:
+        return problem.cand_cost
+    assert problem.cand_trunk is not None and problem.cand_trunk_cost is not None
+    trunk, need = problem.cand_trunk, problem.cand_trunk_cost
+    chosen = np.asarray(chosen, dtype=int)
+    paid = np.zeros(trunk.size)
+    for t in set(trunk[chosen].tolist()) - {-1}:
+        paid[trunk == t] = need[chosen][trunk[chosen] == t].max()
+    return problem.cand_cost + np.where(trunk >= 0, np.maximum(need - paid, 0.0), 0.0)
+
+
 def choose_design(problem: DesignProblem, budget: float, *,
                   starts: Sequence[np.ndarray] = (), max_passes: int = 4,
                   seed: int = 0) -> np.ndarray:
-    """Indices of the chosen candidates (each at most once), total cost <= budget.
+    """Indices of the chosen candidates (each at most once, at least one), costing at most
+    `budget` FLOPs by `design_cost`; empty when no design within the budget is eligible
+    (the existing runs count towards eligibility).
 
     `starts`: further designs (index arrays) to improve by exchange, e.g. the baseline."""
     crit = Criterion(problem)
     rng = np.random.default_rng(seed)
     order = np.argsort(problem.cand_cost, kind="stable")
-    fill = order[np.cumsum(problem.cand_cost[order]) <= budget]  # cheapest cells first
+    if problem.shares_trunks:  # cheapest cells first, each while the design fits
+        taken: list[int] = []
+        for j in order.tolist():
+            if design_cost(problem, np.array(taken + [j])) <= budget:
+                taken.append(j)
+        fill = np.array(taken, dtype=int)
+    else:
+        fill = order[np.cumsum(problem.cand_cost[order]) <= budget]  # cheapest cells first
     seeds = [_greedy(crit, budget, per_flop=True, rng=rng),
              _greedy(crit, budget, per_flop=False, rng=rng), fill]
     seeds += [np.asarray(s, dtype=int) for s in starts]
     best, best_w = np.array([], dtype=int), np.inf
     for start in seeds:
-        if problem.cand_cost[start].sum() > budget:
+        if design_cost(problem, start) > budget:
             continue
         idx = _exchange(crit, start, budget, max_passes, rng)
-        w = float(crit.mean_width([idx])[0]) if crit.eligible(idx) else np.inf
+        # a plan proposes runs: the existing runs alone are never the answer
+        w = float(crit.mean_width([idx])[0]) if idx.size and crit.eligible(idx) else np.inf
         if w < best_w:
             best, best_w = idx, w
     return np.sort(best)
@@ -368,13 +426,14 @@ def _greedy(crit: Criterion, budget: float, *, per_flop: bool, rng: np.random.Ge
     none fits the budget, and return the narrowest eligible design on the way (adding a cell
     can widen the band for a while: it moves the calibration's hold-outs). Each step weighs
     at most STEP_OPTIONS candidates, drawn at random when more fit."""
-    cost = crit.problem.cand_cost
-    taken = np.zeros(cost.size, dtype=bool)
+    problem = crit.problem
+    taken = np.zeros(problem.cand_cost.size, dtype=bool)
     chosen: list[int] = []
     spent = 0.0
     current = float(crit.mean_width([np.array([], dtype=int)])[0])
     best, best_w = np.array([], dtype=int), np.inf
     while True:
+        cost = added_costs(problem, np.array(chosen, dtype=int))  # a trunk paid once
         free = np.flatnonzero(~taken & (spent + cost <= budget))
         if free.size == 0:
             break
@@ -390,7 +449,7 @@ def _greedy(crit: Criterion, budget: float, *, per_flop: bool, rng: np.random.Ge
         taken[free[pick]] = True
         spent += float(cost[free[pick]])
         current = float(trial[pick])
-        if current < best_w and crit.eligible(np.array(chosen, dtype=int)):
+        if current < best_w and crit.eligible(np.array(chosen, dtype=int)):  # never empty
             best, best_w = np.array(chosen, dtype=int), current
     return best
 
@@ -400,33 +459,45 @@ def _exchange(crit: Criterion, chosen: np.ndarray, budget: float, max_passes: in
     """Swap one chosen cell for an unchosen one, add one or drop one, while the mean width
     drops and the design stays eligible within the budget (at most EXCHANGE_OPTIONS of
     these moves, drawn at random, are weighed in each pass)."""
-    cost = crit.problem.cand_cost
+    problem = crit.problem
+    cost = problem.cand_cost
     chosen = np.asarray(chosen, dtype=int)
     current = float(crit.mean_width([chosen])[0]) if chosen.size else np.inf
     for _ in range(max_passes):
-        spent = float(cost[chosen].sum())
         outside = np.setdiff1d(np.arange(cost.size), chosen)
-        moves = [(-1, j) for j in outside if spent + cost[j] <= budget]
-        moves += [(pos, -1) for pos in range(chosen.size)]
-        moves += [(pos, j) for pos in range(chosen.size) for j in outside
-                  if spent - cost[chosen[pos]] + cost[j] <= budget]
+        if problem.shares_trunks:  # the cost of each resulting design, trunks once
+            every = [(-1, int(j)) for j in outside] + [(pos, -1) for pos in range(chosen.size)]
+            every += [(pos, int(j)) for pos in range(chosen.size) for j in outside]
+            moves = [m for m in every
+                     if design_cost(problem, _moved(chosen, *m)) <= budget]
+        else:
+            spent = float(cost[chosen].sum())
+            moves = [(-1, j) for j in outside if spent + cost[j] <= budget]
+            moves += [(pos, -1) for pos in range(chosen.size)]
+            moves += [(pos, j) for pos in range(chosen.size) for j in outside
+                      if spent - cost[chosen[pos]] + cost[j] <= budget]
         if not moves:
             break
         if len(moves) > EXCHANGE_OPTIONS:
             moves = [moves[i] for i in rng.choice(len(moves), EXCHANGE_OPTIONS, replace=False)]
-        options = [np.r_[np.delete(chosen, pos) if pos >= 0 else chosen,
-                         [j] if j >= 0 else []].astype(int) for pos, j in moves]
+        options = [_moved(chosen, pos, j) for pos, j in moves]
         widths = _batched_widths(crit, options)
         improved = False
         for k in np.argsort(widths):
             if widths[k] >= current - 1e-9:
                 break
-            if crit.eligible(options[k]):
+            if options[k].size and crit.eligible(options[k]):  # never drop to no cell
                 chosen, current, improved = options[k], float(widths[k]), True
                 break
         if not improved:
             break
     return chosen
+
+
+def _moved(chosen: np.ndarray, pos: int, j: int) -> np.ndarray:
+    """`chosen` without its cell at `pos` (when >= 0) and with candidate `j` (when >= 0)."""
+    return np.r_[np.delete(chosen, pos) if pos >= 0 else chosen,
+                 [j] if j >= 0 else []].astype(int)
 
 
 def simulate_losses(law: np.ndarray, n: np.ndarray, d: np.ndarray, sigma: float,

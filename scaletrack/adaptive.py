@@ -10,8 +10,8 @@ table sets `until_width`) runs. Each step:
 2. narrow enough (width <= until_width) on a fit that identifies the law and whose band is
    calibrated on inner hold-outs: stop;
 3. otherwise the planner (`analysis.plan.plan_runs`) chooses among the cells not run yet whose
-   cost fits what is left of the budget (with cooldown branches a cell's cost includes its
-   trunk until that is trained), starting from the published prior until a fit exists; no
+   cost fits what is left of the budget (with cooldown branches the branches of one untrained
+   trunk chosen together pay it once), starting from the published prior until a fit exists; no
    cell chosen: stop, the remaining ones no longer narrow the band; none affordable: stop;
    a planner that cannot plan: the next cell in the prior's order;
 4. the planner's first cell (with its trunk) is trained by the ordinary sweep runner.
@@ -165,6 +165,21 @@ class _State:
             cost += trunk.spent_flops
         return cost
 
+    def planned(self, cell: Cell) -> PlannedCell:
+        """`cell` as the planner's candidate: its compute C, its own cost (a branch: its
+        cooldown) and, while its trunk is not trained, that trunk's FLOPs, which the
+        branches of one trunk chosen together pay once."""
+        from scaletrack.analysis.plan import PlannedCell
+
+        trunk = self.by_key.get(cell.parent_run_key or "")
+        untrained = trunk is not None and not self.done(trunk)
+        own = max(float(cell.spent_flops), 1.0)
+        return PlannedCell(float(cell.N or 0.0), float(cell.D), max(float(cell.C or 0.0), own),
+                           train_flops=own,
+                           trunk=trunk.run_key if untrained and trunk is not None else None,
+                           trunk_flops=float(trunk.spent_flops) if untrained
+                           and trunk is not None else 0.0)
+
     def with_trunk(self, cell: Cell) -> tuple[Cell, ...]:
         trunk = self.by_key.get(cell.parent_run_key or "")
         return (trunk, cell) if trunk is not None and not self.done(trunk) else (cell,)
@@ -295,7 +310,7 @@ def _choose(state: _State, points: Any, fit: Any, settings: AdaptiveSettings,
             c_star: float | None, left: float, fpt: Callable[[float], float],
             prior_order: list[str]) -> tuple[Cell | None, str]:
     """The next cell to train, or None with the reason to stop."""
-    from scaletrack.analysis.plan import PlannedCell, plan_runs
+    from scaletrack.analysis.plan import plan_runs
 
     todo = [c for c in state.cells if not state.done(c)]
     if not todo:
@@ -318,7 +333,7 @@ def _choose(state: _State, points: Any, fit: Any, settings: AdaptiveSettings,
         key = (float(c.N), float(c.D))
         if key not in by_nd:
             by_nd[key] = c
-            cands.append(PlannedCell(float(c.N), float(c.D), max(state.marginal(c), 1.0)))
+            cands.append(state.planned(c))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -328,8 +343,6 @@ def _choose(state: _State, points: Any, fit: Any, settings: AdaptiveSettings,
                                 fit=fit, n_simulations=0, seed=settings.seed)
     except ScaletrackError as exc:
         # a planner that cannot plan is no reason to stop: the band or the budget decides
-        # (e.g. with cooldown branches each candidate of an untrained size carries the
-        # whole trunk, so no two fit a budget that holds the trunk once)
         return affordable[0], f"prior's order (the planner could not plan: {exc})"
     if not planned.cells:
         return None, "no cell left narrows the band at the target"
@@ -343,14 +356,14 @@ def _prior_order(state: _State, settings: AdaptiveSettings, budget: float,
                  fpt: Callable[[float], float]) -> list[str]:
     """Run keys in the order the planner takes them from the published prior: the grid's
     `[plan] cells` order where it lists them, else a plan from the prior."""
-    from scaletrack.analysis.plan import PlannedCell, plan_runs
+    from scaletrack.analysis.plan import plan_runs
 
     plan = state.grid.spec.plan
     if plan is not None and plan.cells:
         where = {(c.size_label, c.D): c.run_key for c in state.cells}
         return [where[(p.size, p.tokens)] for p in plan.cells if (p.size, p.tokens) in where]
     by_nd = {(float(c.N), float(c.D)): c for c in state.cells if c.N and c.C}
-    cands = [PlannedCell(n, d, float(c.C or 0.0)) for (n, d), c in by_nd.items()]  # C known
+    cands = [state.planned(c) for c in by_nd.values()]  # C known; trunks paid once
     c_star = settings.target_compute or fpt(settings.target_n or 1.0) * (
         settings.target_tokens or 1.0)
     try:
