@@ -3,6 +3,8 @@ each set of finished cells is fitted once."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 import scaletrack.planning as planning
@@ -126,3 +128,57 @@ def test_a_planner_that_cannot_plan_does_not_stop_the_sweep(tmp_path):
     assert steps[0]["run_key"] == last.run_key
     assert "the planner could not plan" in steps[0]["reason"]
     assert report.stopped == "every cell of the grid is trained"
+
+
+BRANCH_GRID = GRID.replace('name = "adaptive-trust"', 'name = "adaptive-branches"').replace(
+    "tokens = [16_384, 32_768, 65_536]", "tokens = [16_384, 32_768, 65_536, 131_072]") + """
+[schedule]
+kind = "wsd"
+branches = true
+warmup_steps = 5
+"""
+
+
+def test_branches_of_an_untrained_trunk_are_planned_together(tmp_path):
+    """Three sizes are done; the largest size's trunk is not trained. What is left of the
+    budget holds that trunk once plus every cooldown, not two branches that each carry the
+    trunk: the planner plans several of them together, and the sweep trains them all."""
+    path = tmp_path / "grid.toml"
+    path.write_text(BRANCH_GRID)
+    grid = load_grid(path)
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    rng = np.random.default_rng(5)
+    top = max(grid.cells, key=lambda c: c.N).size_label
+    with Store.open(url) as store:
+        store.upsert_sweep(grid.name, grid.stored_spec())
+        for cell in grid.cells:
+            if cell.size_label != top:
+                store.ensure_run(cell.record())
+                store.finish_run(cell.run_key, "finished",
+                                 final_loss=law_loss(cell.N, cell.D, rng))
+    spent = sum(c.spent_flops for c in grid.cells if c.size_label != top)
+    trunk = next(c for c in grid.cells if c.role == "trunk" and c.size_label == top)
+    new = [c for c in grid.cells if c.role == "branch" and c.size_label == top]
+    left = trunk.spent_flops + sum(c.spent_flops for c in new)
+    assert 2 * (trunk.spent_flops + min(c.spent_flops for c in new)) > left
+
+    def train_by_law(subgrid):
+        with Store.open(url) as store:
+            for cell in subgrid.cells:
+                store.ensure_run(cell.record())
+                store.finish_run(cell.run_key, "finished",
+                                 final_loss=law_loss(cell.N, cell.D, rng))
+        return SweepReport(sweep=grid.name, total=len(grid.cells), already_done=0,
+                           results=(), lost_workers=0, interrupted=False, wall_s=0.0)
+
+    settings = AdaptiveSettings(until_width=1e-4, target_compute=1e14,
+                                budget=spent + left * 1.001)
+    report = run_adaptive(grid, settings, url, run_cells=train_by_law)
+    with Store.open(url) as store:
+        steps = decisions(store, grid.name)
+    planned = re.match(r"first of (\d+) planned", steps[0]["reason"])
+    assert planned is not None, steps[0]["reason"]
+    assert int(planned.group(1)) >= 2
+    assert steps[0]["cell_flops"] > trunk.spent_flops  # the first branch trains the trunk
+    assert report.trained == len(new)
+    assert report.spent_flops <= settings.budget
