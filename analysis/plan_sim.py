@@ -401,6 +401,8 @@ def choose_design(problem: DesignProblem, budget: float, *,
         fill = order[np.cumsum(problem.cand_cost[order]) <= budget]  # cheapest cells first
     seeds = [_greedy(crit, budget, per_flop=True, rng=rng),
              _greedy(crit, budget, per_flop=False, rng=rng), fill]
+    if problem.shares_trunks:  # gains per FLOP of compute: a trunk spread over its branches
+        seeds.append(_greedy(crit, budget, per_flop=True, rng=rng, by_compute=True))
     seeds += [np.asarray(s, dtype=int) for s in starts]
     best, best_w = np.array([], dtype=int), np.inf
     for start in seeds:
@@ -420,9 +422,10 @@ def _batched_widths(crit: Criterion, designs: Sequence[np.ndarray]) -> np.ndarra
     return np.concatenate(parts) if parts else np.empty(0)
 
 
-def _greedy(crit: Criterion, budget: float, *, per_flop: bool, rng: np.random.Generator
-            ) -> np.ndarray:
-    """Add the candidate with the largest drop in mean width (per FLOP when `per_flop`) until
+def _greedy(crit: Criterion, budget: float, *, per_flop: bool, rng: np.random.Generator,
+            by_compute: bool = False) -> np.ndarray:
+    """Add the candidate with the largest drop in mean width (per FLOP when `per_flop`: of
+    what it adds to the design's cost, or with `by_compute` of its training compute) until
     none fits the budget, and return the narrowest eligible design on the way (adding a cell
     can widen the band for a while: it moves the calibration's hold-outs). Each step weighs
     at most STEP_OPTIONS candidates, drawn at random when more fit."""
@@ -443,7 +446,8 @@ def _greedy(crit: Criterion, budget: float, *, per_flop: bool, rng: np.random.Ge
         gain = current - trial
         ready = crit.eligible(np.array(chosen, dtype=int))
         # first an identified, calibratable design (cheap cells favoured), then the rule
-        scale = np.sqrt(cost[free]) if not ready else cost[free] if per_flop else 1.0
+        weight = problem.compute[free] if by_compute else cost[free]
+        scale = np.sqrt(weight) if not ready else weight if per_flop else 1.0
         pick = int(np.argmax(gain / scale))
         chosen.append(int(free[pick]))
         taken[free[pick]] = True

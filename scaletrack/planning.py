@@ -38,8 +38,6 @@ ZIPF_LR = 1e-2
 MIN_GPT_PARAMS = 1000  # models.ladder's smallest GPT
 N_SIZES = 8  # candidate sizes: N*/1000 .. N*/3 on a geometric ladder
 TOKEN_STEP = 2.0  # candidate token budgets: a geometric ladder of this ratio
-MAX_BUDGET_TRIES = 5  # bisection steps that fit a branch-aware plan to its budget
-BUDGET_RANGE = 16.0  # ... searched between the budget and this many times it
 MIN_BOOTSTRAP_DRAWS = 20  # what analysis.plan needs of a fit to plan from
 MIN_STEPS = 50  # the shortest candidate run (steps): shorter ones hardly train
 
@@ -48,9 +46,9 @@ MIN_STEPS = 50  # the shortest candidate run (steps): shorter ones hardly train
 class PlannedGrid:
     """A plan and the grid file that runs it.
 
-    plan: the planner's result (`analysis.plan.Plan`; its cost_flops counts every cell from
-    scratch). cost_flops: what the grid really trains (FLOPs; with cooldown branches each
-    trunk once). baseline_cost_flops: the same for the geometric grid it is compared with.
+    plan: the planner's result (`analysis.plan.Plan`). cost_flops: what the grid really
+    trains (FLOPs; with cooldown branches each trunk once, as the plan counts it).
+    baseline_cost_flops: the same for the geometric grid it is compared with.
     grid_toml: the grid file's text; cells: its cells (sweeps.grid.Cell) in schedule order.
     """
 
@@ -239,9 +237,12 @@ def expand_spec(spec: dict[str, Any], source: str = "<plan>") -> Grid:
     return expand(parse_spec(spec, source), source, Path.cwd())
 
 
-def candidate_cells(grid: Grid) -> tuple[list[PlannedCell], dict[tuple[float, float], Cell]]:
+def candidate_cells(grid: Grid, step_tokens: int | None = None
+                    ) -> tuple[list[PlannedCell], dict[tuple[float, float], Cell]]:
     """The planner's candidates from a grid's cells (N, D, planned FLOPs; trunks left out),
-    and each candidate's cell by (N, D)."""
+    and each candidate's cell by (N, D). With `step_tokens` (tokens per step) a cooldown
+    branch is a candidate that costs its cooldown plus its size's trunk up to its branch
+    point, paid once for the branches of a size (as `spent_flops` counts it)."""
     from scaletrack.analysis.plan import PlannedCell
 
     cands: list[PlannedCell] = []
@@ -253,7 +254,13 @@ def candidate_cells(grid: Grid) -> tuple[list[PlannedCell], dict[tuple[float, fl
         if key in by_nd:
             continue
         by_nd[key] = c
-        cands.append(PlannedCell(float(c.N), float(c.D), float(c.C)))
+        if step_tokens and c.role == "branch" and c.branch_step and c.steps:
+            trunk = c.branch_step * step_tokens * float(c.C) / float(c.D)
+            cands.append(PlannedCell(float(c.N), float(c.D), float(c.C),
+                                     train_flops=float(c.C) * (c.steps - c.branch_step)
+                                     / c.steps, trunk=c.size_label, trunk_flops=trunk))
+        else:
+            cands.append(PlannedCell(float(c.N), float(c.D), float(c.C)))
     return cands, by_nd
 
 
@@ -362,10 +369,11 @@ def plan_builtin_grid(
 
     Candidates: `sizes` (target parameter counts; default a ladder below the target's N)
     resolved by `models.ladder` x a geometric ladder of token budgets, with exact FLOPs. With
-    `schedule="wsd-branches"` cells of a size share one trunk paid once: the planner's budget
-    is raised until the grid's real cost is as close to `budget` as it comes.
+    `schedule="wsd-branches"` cells of a size share one trunk paid once: the planner counts
+    each chosen size's trunk once, up to its latest branch point, against `budget`.
     """
     from scaletrack.analysis.plan import (
+        cells_cost,
         equal_cost_grid,
         geometric_baseline,
         plan_runs,
@@ -391,8 +399,9 @@ def plan_builtin_grid(
     tokens = token_ladder(max(step * MIN_STEPS, n_lo * ratio / 8.0),
                           max(min(n_hi * ratio * 4.0, t_d), step * MIN_STEPS), step)
     real_spec = zipf_gpt_spec(name, schedule, shapes, tokens)
-    cands, by_nd = candidate_cells(expand_spec(real_spec))  # flops: each cell from scratch
-    cands = [c for c in cands if c.flops <= budget]
+    branches = schedule == "wsd-branches"
+    cands, by_nd = candidate_cells(expand_spec(real_spec), step if branches else None)
+    cands = [c for c in cands if cells_cost([c]) <= budget]
     if not cands:
         raise ConfigError(f"no candidate cell costs at most --budget {budget:.3g} FLOPs: raise "
                           "the budget or give smaller --sizes")
@@ -407,22 +416,13 @@ def plan_builtin_grid(
         return spent_flops(known, step) + other  # cells off the grid: each from scratch
 
     # the geometric grid spending the whole budget: with cooldown branches the largest
-    # branch-aware grid of the candidates, else the candidates' grid with its token counts
-    # scaled to cost the budget (simulated only, never written)
-    baseline = (geometric_fit(cands, budget, real_cost) if schedule == "wsd-branches"
-                else equal_cost_grid(geometric_baseline(cands, budget), budget))
-
-    def run_planner(planner_budget: float, sims: int) -> Plan:
-        return plan_runs(points if fit is not None else None, target_flops=target_compute,
-                         budget_flops=planner_budget, candidates=cands, target_n=t_n,
-                         target_tokens=t_d, flops_per_token=fpt, fit=fit,
-                         baseline=baseline,
-                         n_simulations=sims, seed=seed)
-
-    planner_budget = budget
-    if schedule == "wsd-branches":  # branches cost less than their cells from scratch
-        planner_budget = fit_budget(lambda b: run_planner(b, 0).cells, real_cost, budget)
-    result = run_planner(planner_budget, n_simulations)
+    # grid of the candidates whose real cost fits (plan_runs' default for branches), else the
+    # candidates' grid with its token counts scaled to cost the budget (simulated only)
+    baseline = None if branches else equal_cost_grid(geometric_baseline(cands, budget), budget)
+    result = plan_runs(points if fit is not None else None, target_flops=target_compute,
+                       budget_flops=budget, candidates=cands, target_n=t_n,
+                       target_tokens=t_d, flops_per_token=fpt, fit=fit, baseline=baseline,
+                       n_simulations=n_simulations, seed=seed)
     chosen = [by_nd[(c.n_params, c.tokens)] for c in result.cells]
     cost = spent_flops(chosen, step)
     final = restricted(real_spec, chosen)
@@ -431,37 +431,6 @@ def plan_builtin_grid(
                        baseline_cost_flops=real_cost(result.baseline_cells),
                        grid_toml=grid_toml(final, header=plan_header(result, cost)),
                        cells=grid.cells)
-
-
-def geometric_fit(cands: Sequence[PlannedCell], budget: float,
-                  real_cost: Callable[[Sequence[PlannedCell]], float]) -> list[PlannedCell]:
-    """The geometric baseline grid whose real (branch-aware) cost is at most `budget`."""
-    from scaletrack.analysis.plan import geometric_baseline
-
-    best = list(geometric_baseline(cands, budget))
-    lo, hi = budget, budget * BUDGET_RANGE
-    for _ in range(MAX_BUDGET_TRIES):
-        mid = math.sqrt(lo * hi)
-        trial = list(geometric_baseline(cands, mid))
-        if trial and real_cost(trial) <= budget:
-            best, lo = trial, mid
-        else:
-            hi = mid
-    return best
-
-
-def fit_budget(choose: Callable[[float], Sequence[Any]],
-               real_cost: Callable[[Sequence[Any]], float], budget: float) -> float:
-    """The largest planner budget (FLOPs, from-scratch costs) whose choice really costs at
-    most `budget` (bisection in log budget between `budget` and BUDGET_RANGE times it)."""
-    best, lo, hi = budget, budget, budget * BUDGET_RANGE
-    for _ in range(MAX_BUDGET_TRIES):
-        mid = math.sqrt(lo * hi)
-        if real_cost(choose(mid)) <= budget:
-            best, lo = mid, mid
-        else:
-            hi = mid
-    return best
 
 
 def plan_is_worse(result: Plan) -> bool:

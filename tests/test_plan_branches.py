@@ -120,3 +120,18 @@ def test_trunk_flops_without_a_trunk_is_refused():
     with pytest.raises(ConfigError, match=r"candidates\[0\]\.trunk_flops"):
         plan_runs(None, target_flops=TARGET, budget_flops=1e20, candidates=bad,
                   n_simulations=0)
+
+
+def test_a_branch_grid_plan_counts_what_the_grid_trains():
+    """`scaletrack plan --schedule wsd-branches`: the plan's cost is what its grid file
+    really trains (each size's trunk once), within the budget."""
+    from scaletrack.planning import plan_builtin_grid
+
+    budget = 3e11
+    planned = plan_builtin_grid(target_compute=1e14, budget=budget, schedule="wsd-branches",
+                                n_simulations=0)
+    assert planned.plan.cost_flops == pytest.approx(planned.cost_flops, rel=1e-9)
+    assert planned.cost_flops <= budget
+    assert any(sum(c.trunk == t for c in planned.plan.cells) > 1
+               for t in {c.trunk for c in planned.plan.cells})
+    assert all(c.trunk is not None for c in planned.plan.cells)
