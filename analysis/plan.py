@@ -373,9 +373,10 @@ def plan_runs(
     fit of `points` with bootstrap refits (fitted here when None). noise: run-to-run scatter
     (log loss; default the fit's scatter, else 2 %). kappa: the form's extrapolation error
     per decade (log loss; default the fit's residual model's slope, else 0.5 %).
-    Candidates that are cooldown branches (`PlannedCell.trunk`) pay their trunk once per
-    design: the budget holds `cells_cost` of the chosen cells, and the default baseline is
-    the geometric grid whose `cells_cost` fits it (`branch_aware_baseline`, unscaled).
+    Candidates that are cooldown branches (`PlannedCell.train_flops`, `trunk`) cost their
+    cooldown and pay their trunk once per design: the budget holds `cells_cost` of the
+    chosen cells, and the default baseline is the geometric grid whose `cells_cost` fits it
+    (`branch_aware_baseline`, unscaled).
     The identifiability a design needs (7 runs, 3 sizes, 3 token counts, enough for the
     calibration's hold-outs) counts the runs done with the chosen cells; at least one cell
     is chosen.
@@ -428,7 +429,8 @@ def plan_runs(
         raise ConfigError(f"no candidate cell costs at most the budget ({budget_flops:.3g} "
                           "FLOPs) and less than the target: raise the budget or add smaller "
                           "cells")
-    branches = any(c.trunk is not None for c in cands)
+    # cooldown branches: a cell's own cost below its compute, or a trunk to share
+    branches = any(c.trunk is not None or c.train_flops is not None for c in cands)
     grid = (branch_aware_baseline(cands, budget_flops) if branches
             else geometric_baseline(cands, budget_flops))
     base_cells = (_check_cells(baseline, "baseline") if baseline is not None
@@ -441,7 +443,7 @@ def plan_runs(
     problem = DesignProblem(
         laws=laws, cand_n=np.array([c.n_params for c in cands]),
         cand_d=np.array([c.tokens for c in cands]),
-        cand_cost=np.array([c.own_flops if branches else c.flops for c in cands]),
+        cand_cost=np.array([c.own_flops for c in cands]),
         existing_n=existing_n, existing_d=existing_d,
         existing_cost=data["C"].to_numpy(float) if data is not None else np.empty(0),
         target_n=t_n, target_d=t_d, target_flops=target_flops, sigma=sigma, kappa=kap,

@@ -135,3 +135,16 @@ def test_a_branch_grid_plan_counts_what_the_grid_trains():
     assert any(sum(c.trunk == t for c in planned.plan.cells) > 1
                for t in {c.trunk for c in planned.plan.cells})
     assert all(c.trunk is not None for c in planned.plan.cells)
+
+
+def test_branches_of_a_trained_trunk_cost_their_cooldown_only():
+    """Every trunk trained: four cooldowns fit a budget that holds one cell from scratch."""
+    fit = fit_chinchilla(DONE, n_bootstrap=100)
+    cands = branches(SIZES[2], trunk_trained=True)
+    budget = 1.01 * sum(c.own_flops for c in cands[:4])
+    assert budget < cands[0].flops + cands[1].flops  # from scratch: one cell at most
+    plan = plan_runs(DONE, target_flops=TARGET, budget_flops=budget, candidates=cands,
+                     fit=fit, n_simulations=0)
+    assert len(plan.cells) >= 2
+    assert plan.cost_flops == pytest.approx(sum(c.own_flops for c in plan.cells))
+    assert plan.cost_flops <= budget
