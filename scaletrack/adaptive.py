@@ -11,9 +11,10 @@ table sets `until_width`) runs. Each step:
    calibrated on inner hold-outs: stop;
 3. otherwise the planner (`analysis.plan.plan_runs`) chooses among the cells not run yet whose
    cost fits what is left of the budget (with cooldown branches the branches of one untrained
-   trunk chosen together pay it once), starting from the published prior until a fit exists; no
-   cell chosen: stop, the remaining ones no longer narrow the band; none affordable: stop;
-   a planner that cannot plan: the next cell in the prior's order;
+   trunk chosen together pay it once), starting from the published prior until a fit exists
+   (the runs done count towards identifying the law; the planner proposes at least one
+   cell); none affordable: stop; a planner that cannot plan: the next cell in the prior's
+   order;
 4. the planner's first cell (with its trunk) is trained by the ordinary sweep runner.
 
 Every step (the cell run, the width after it, the FLOPs spent, why it stopped and which cells
