@@ -186,7 +186,9 @@ class BootstrapFit:
 
         kind "confidence": where the fitted curve lies (percentiles of the bootstrap refits'
         curves); "prediction": where a new observation lands (the refits' curves plus drawn
-        residual scatter). lo and hi are NaN when there are no refits to draw from.
+        residual scatter); it always spans the law's own prediction: a residual model with a
+        drift shifts the band towards it, but the drift's size is uncertain down to zero.
+        lo and hi are NaN when there are no refits to draw from.
         """
         check_interval_request(kind, level)
         pred = np.atleast_1d(np.asarray(self.predict(*args, **kwargs), dtype=float)).ravel()
@@ -196,6 +198,9 @@ class BootstrapFit:
             lo = hi = np.full(pred.size, np.nan)
         else:
             lo, hi = self._from_draw_scale(np.percentile(draws, [tail, 100.0 - tail], axis=0))
+            if kind == "prediction":
+                with np.errstate(invalid="ignore"):
+                    lo, hi = np.fmin(lo, pred), np.fmax(hi, pred)
         return pd.DataFrame({"pred": pred, "lo": lo, "hi": hi})
 
     def _interval_draws(self, pred: np.ndarray, kind: str, seed: int, args: tuple,

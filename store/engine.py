@@ -197,11 +197,20 @@ def create_store_engine(url: URL) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return sa.create_engine(
-        url,
-        pool_pre_ping=True,
-        connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
-    )
+    return create_server_engine(url, {"connect_timeout": PG_CONNECT_TIMEOUT_S})
+
+
+def create_server_engine(url: URL, connect_args: dict[str, Any]) -> Engine:
+    """An engine for a database server (PostgreSQL); a missing driver is one line naming the
+    extra that installs it, never an import traceback."""
+    try:
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    except ModuleNotFoundError as exc:
+        shown = redact_url(url.render_as_string(hide_password=False))
+        raise StoreError(
+            f"cannot open store {shown!r}: its database driver {exc.name!r} is not installed "
+            "(pip install 'scaletrack[postgres]')"
+        ) from None
 
 
 def store_failure(url: URL | str, exc: BaseException, doing: str = "cannot write") -> StoreError:

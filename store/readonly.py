@@ -22,6 +22,7 @@ from scaletrack.store.engine import (
     SQLITE_BUSY_TIMEOUT_MS,
     _is_memory,
     _sqlite_on_begin,
+    create_server_engine,
     parse_store_url,
     redact_url,
     resolve_store_url,
@@ -50,14 +51,10 @@ def _read_only_engine(url: str) -> sa.Engine:
         event.listen(engine, "connect", _sqlite_read_only_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return sa.create_engine(
-        parsed,
-        pool_pre_ping=True,
-        connect_args={
-            "connect_timeout": PG_CONNECT_TIMEOUT_S,
-            "options": "-c default_transaction_read_only=on",
-        },
-    )
+    return create_server_engine(parsed, {
+        "connect_timeout": PG_CONNECT_TIMEOUT_S,
+        "options": "-c default_transaction_read_only=on",
+    })
 
 
 def open_read_only(url: str | None = None) -> Store:

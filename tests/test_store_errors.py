@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +124,18 @@ def test_cli_lists_runs_table_and_json(store_url: str, store: Store):
     assert result.exit_code == 0 and "abc" in result.stdout and "def" not in result.stdout
     result = runner.invoke(app, ["runs", "--store", store_url, "--status", "bogus"])
     assert result.exit_code == 1
+
+
+def test_a_missing_postgres_driver_is_one_line_naming_the_extra(tmp_path: Path) -> None:
+    # a module named like the driver that fails to import, as on a machine without it
+    (tmp_path / "psycopg.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'psycopg'\", name='psycopg')\n")
+    url = "postgresql://nobody:hunter2@127.0.0.1:1/x"
+    for command in (["runs", "--store", url], ["ui", "--store", url]):
+        done = subprocess.run([sys.executable, "-m", "scaletrack.cli.main", *command],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(tmp_path)})
+        assert done.returncode != 0, command
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "scaletrack[postgres]" in lines[0], done.stderr
+        assert "hunter2" not in done.stderr + done.stdout and "Traceback" not in done.stderr
