@@ -186,8 +186,8 @@ class BootstrapFit:
 
         kind "confidence": where the fitted curve lies (percentiles of the bootstrap refits'
         curves); "prediction": where a new observation lands (the refits' curves plus drawn
-        residual scatter); it always spans the law's own prediction: a residual model with a
-        drift shifts the band towards it, but the drift's size is uncertain down to zero.
+        residual scatter; under the "frontier_hedged" residual model it always spans the
+        law's own prediction, since that model's drift is uncertain in size down to zero).
         lo and hi are NaN when there are no refits to draw from.
         """
         check_interval_request(kind, level)
@@ -198,7 +198,7 @@ class BootstrapFit:
             lo = hi = np.full(pred.size, np.nan)
         else:
             lo, hi = self._from_draw_scale(np.percentile(draws, [tail, 100.0 - tail], axis=0))
-            if kind == "prediction":
+            if kind == "prediction" and self._band_spans_prediction():
                 with np.errstate(invalid="ignore"):
                     lo, hi = np.fmin(lo, pred), np.fmax(hi, pred)
         return pd.DataFrame({"pred": pred, "lo": lo, "hi": hi})
@@ -225,6 +225,10 @@ class BootstrapFit:
         return values
 
     # ------------------------------------------------------------------ serialisation
+    def _band_spans_prediction(self) -> bool:
+        """Whether the prediction band is widened to contain the point prediction."""
+        return False
+
     def _payload(self) -> dict[str, Any]:
         """Fields a subclass adds to `to_dict`."""
         return {}
@@ -364,6 +368,11 @@ class FitResult(BootstrapFit):
 
     def _from_draw_scale(self, values: np.ndarray) -> np.ndarray:
         return np.exp(values)
+
+    def _band_spans_prediction(self) -> bool:
+        # a hedged drift of size u·b, u uniform on [0, 2]: no drift is as plausible as the
+        # fitted one, so the band keeps the law's own value inside it
+        return (self.extra.get("scatter_model") or {}).get("name") == "frontier_hedged"
 
     def scatter_scale(self) -> float:
         """The run-to-run scatter in log loss used by prediction intervals (RMS, rescaled)."""

@@ -63,6 +63,16 @@ def test_hedged_drift_widens_the_band_on_its_side():
     assert float(wide["lo"].iloc[0]) <= float(plain["lo"].iloc[0])
 
 
+def test_hedged_band_keeps_the_law_inside_however_strong_the_drift():
+    model = fit_frontier_model(pairs(-0.2, np.random.default_rng(3)))  # steep drift
+    at = {"N": np.array([1e10, 1e11, 1e12]), "D": np.array([1e10] * 3)}
+    plain = law_with(model).predict_interval(**at)
+    assert float(plain["lo"].iloc[2]) > float(plain["pred"].iloc[2])  # a fitted drift excludes it
+    hedged = law_with({**model, "name": "frontier_hedged"}).predict_interval(**at)
+    assert (hedged["lo"] <= hedged["pred"]).all() and (hedged["pred"] <= hedged["hi"]).all()
+    assert float(hedged["hi"].iloc[2]) >= float(plain["hi"].iloc[2])
+
+
 def test_calibrated_fit_keeps_its_point_estimates_and_uses_the_frontier_band():
     df = synthetic_runs(n=120)
     plain = fit_chinchilla(df, n_bootstrap=40, calibrate=False)
