@@ -9,6 +9,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from scaletrack.analysis.classify import classify_task
@@ -152,3 +153,18 @@ def test_cli_reads_store_evals(tmp_path: Path) -> None:
     assert [r["task"] for r in json.loads(res.stdout)] == ["addition"]
     res = runner.invoke(app, ["emergence", "--store", url, "--task", "nope"])
     assert res.exit_code == 1 and "no evaluation rows" in res.output
+
+
+@pytest.mark.parametrize("bad", ["nan", "", "inf", "abc"])
+def test_a_bad_value_in_an_emergence_csv_is_one_line(tmp_path: Path, bad: str) -> None:
+    csv = tmp_path / "evals.csv"
+    csv.write_text("task,flops,acc\nt,1e18,0.1\nt,1e19,0.2\nt,1e20," + bad + "\nt,1e21,0.9\n")
+    res = runner.invoke(app, ["emergence", "--csv", str(csv), "--x-col", "flops",
+                              "--value-col", "acc", "--bootstrap", "0"])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "column 'acc' needs a finite number in every row; row 2" in res.output
+    scale = tmp_path / "scale.csv"
+    scale.write_text("task,flops,acc\nt,1e18,0.1\nt,-1,0.2\nt,1e20,0.5\nt,1e21,0.9\n")
+    res = runner.invoke(app, ["emergence", "--csv", str(scale), "--x-col", "flops",
+                              "--value-col", "acc", "--bootstrap", "0"])
+    assert res.exit_code != 0 and "column 'flops' needs a positive number" in res.output

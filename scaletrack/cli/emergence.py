@@ -175,6 +175,8 @@ def emergence(
             raise DataError(f"column {col!r} not in {source} (have: {have})")
     if metric_col is not None and metric_col not in df.columns:
         raise ConfigError(f"metric column {metric_col!r} not in {source}")
+    if csv is not None:  # a CSV is checked as `fit --csv` checks one: no value dropped silently
+        _check_csv_values(df, x_col, value_col)
     df = df.assign(**{x_col: pd.to_numeric(df[x_col], errors="coerce"),
                       value_col: pd.to_numeric(df[value_col], errors="coerce")})
     if near_rule not in NEAR_RULES:
@@ -250,3 +252,21 @@ def _save_view_cache(store: str | None, version: str, points: pd.DataFrame,
 def register(app: typer.Typer) -> None:
     """Add `scaletrack emergence` to the main app."""
     app.command(name="emergence")(emergence)
+
+
+def _check_csv_values(df: Any, x_col: str, value_col: str) -> None:
+    """One line naming the first row whose scale is not a positive number or whose value is
+    not a finite number (missing, text, NaN or inf)."""
+    import numpy as np
+    import pandas as pd
+
+    for col, positive in ((x_col, True), (value_col, False)):
+        raw = df[col]
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(values) | ((values <= 0) if positive else False)
+        if bad.any():
+            row = int(np.argmax(bad))
+            need = "a positive number" if positive else "a finite number"
+            raise DataError(f"column {col!r} needs {need} in every row; row {row} has "
+                            f"{raw.iloc[row]!r}")
+
