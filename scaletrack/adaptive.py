@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from scaletrack.errors import ConfigError, ScaletrackError
+from scaletrack.number_format import fmt_number
 
 if TYPE_CHECKING:
     from scaletrack.analysis.plan import PlannedCell
@@ -135,7 +136,7 @@ def settings_for(grid: Grid, until_width: float | None, target_compute: float | 
 
 
 def _cell_name(cell: Cell) -> str:
-    return f"{cell.size_label} D={cell.D:,}"
+    return f"{cell.size_label} D={fmt_number(cell.D)}"
 
 
 class _State:
@@ -433,13 +434,14 @@ def run_adaptive(
         width = band.width if band.width is not None else math.inf
         narrow = width <= settings.until_width
         if narrow and not band.untrusted:
-            stopped = (f"band at the target {100 * width:.2f} % <= "
+            stopped = (f"band at the target {fmt_number(100 * width)} % <= "
                        f"{100 * settings.until_width:g} %")
             break
         cell, why = _choose(state, points, band.fit, settings, band.c_star, budget - spent,
                             fpt, [k for k in prior_order if k not in failed])
         if narrow:  # narrow, but the fit cannot be trusted there: say so, go on
-            why = f"band {100 * width:.2f} % but the fit is degenerate ({band.untrusted}); {why}"
+            why = (f"band {fmt_number(100 * width)} % but the fit is degenerate "
+                   f"({band.untrusted}); {why}")
         if cell is None or cell.run_key in failed:
             stopped = why if cell is None else "the planner's next cell failed before"
             break

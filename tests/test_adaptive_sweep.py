@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from scaletrack.adaptive import DECISION_FORM, AdaptiveSettings, decisions, run_adaptive
 from scaletrack.analysis.plan import expected_band_width
 from scaletrack.cli.main import app
+from scaletrack.number_format import fmt_number
 from scaletrack.planning import fit_points, load_points
 from scaletrack.store import Store
 from scaletrack.workflows import load_grid, run_sweep
@@ -88,7 +89,7 @@ def test_stops_without_training_when_the_band_is_narrow_enough(half_done):
         recorded = decisions(store, grid.name)
         assert store.get_run(largest.run_key) is None  # never run
     assert [r["action"] for r in recorded] == ["stop"]
-    assert recorded[0]["skipped"] == [f"{largest.size_label} D={largest.D:,}"]
+    assert recorded[0]["skipped"] == [f"{largest.size_label} D={fmt_number(largest.D)}"]
     assert recorded[0]["width"] == pytest.approx(report.width)
 
 

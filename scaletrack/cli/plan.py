@@ -19,6 +19,7 @@ from scaletrack.cli.common import (
     print_table,
 )
 from scaletrack.cli.fit import CCol, DCol, LossCol, NCol
+from scaletrack.number_format import fmt_number
 
 if TYPE_CHECKING:
     from scaletrack.planning import PlannedGrid
@@ -66,7 +67,7 @@ def parse_sizes(text: str | None) -> list[float] | None:
 
 
 def _pct(x: float) -> str:
-    return "n/a (too few cells to fit)" if not math.isfinite(x) else f"{100 * x:.1f} %"
+    return "n/a (too few cells to fit)" if not math.isfinite(x) else f"{fmt_number(100 * x)} %"
 
 
 def plan_command(
@@ -121,8 +122,8 @@ def plan_command(
     if sweep is not None and csv is not None:
         fail("give at most one of --sweep NAME or --csv FILE")
     if flops >= c_star:
-        fail(f"--budget {flops:.3g} FLOPs is not below --target-compute {c_star:.3g}: the small "
-             "runs would cost as much as the target")
+        fail(f"--budget {fmt_number(flops)} FLOPs is not below --target-compute "
+             f"{fmt_number(c_star)}: the small runs would cost as much as the target")
     grid_name = name or (output.stem if output is not None else "planned")
     if not NAME_PATTERN.fullmatch(grid_name):
         fail(f"--name: {grid_name!r} is not a sweep name (letters, digits, '.', '_', '-'); "
@@ -161,17 +162,19 @@ def _print_plan(planned: PlannedGrid) -> None:
     plan = planned.plan
     rows = [{"order": i + 1, "size": c.size_label, "N": c.N, "D": c.D, "C": c.C, "steps": c.steps}
             for i, c in enumerate(_in_plan_order(planned))]
-    console.print(f"target: {plan.target_flops:.3g} FLOPs, N = {plan.target_n:.3g} params, "
-                  f"D = {plan.target_tokens:.3g} tokens (law from the {plan.law_source}; "
+    console.print(f"target: {fmt_number(plan.target_flops)} FLOPs, "
+                  f"N = {fmt_number(plan.target_n)} params, "
+                  f"D = {fmt_number(plan.target_tokens)} tokens (law from the {plan.law_source}; "
                   f"run-to-run noise {100 * plan.noise:.1f} %)", highlight=False)
     print_table(pd.DataFrame(rows), title="proposed cells, most informative first")
     how = (f"by {plan.n_simulations} simulated fits" if plan.n_simulations
            else "linearised")
-    console.print(f"cost {planned.cost_flops:.3g} FLOPs of {plan.budget_flops:.3g}; "
+    console.print(f"cost {fmt_number(planned.cost_flops)} FLOPs of "
+                  f"{fmt_number(plan.budget_flops)}; "
                   f"expected 95 % band width at the target ({how}): {_pct(plan.expected_width)}",
                   highlight=False)
     console.print(f"a geometric grid of equal cost ({len(plan.baseline_cells)} cells, "
-                  f"{planned.baseline_cost_flops:.3g} FLOPs): "
+                  f"{fmt_number(planned.baseline_cost_flops)} FLOPs): "
                   f"{_pct(plan.baseline_width)}", highlight=False)
     from scaletrack.planning import plan_is_worse
 
@@ -217,22 +220,23 @@ def run_adaptive_command(grid: Any, settings: Any, store_url: str,
     """Run `grid` adaptively (scaletrack.adaptive), printing each decision as it is made."""
     from scaletrack.adaptive import run_adaptive
 
-    target = (f"{settings.target_compute:.3g} FLOPs" if settings.target_compute
-              else f"N {settings.target_n:.3g}, D {settings.target_tokens:.3g}")
+    target = (f"{fmt_number(settings.target_compute)} FLOPs" if settings.target_compute
+              else f"N {fmt_number(settings.target_n)}, D {fmt_number(settings.target_tokens)}")
     console.print(f"adaptive sweep [bold]{literal(grid.name)}[/]: until the 95 % band at "
                   f"the target ({target}) is {100 * settings.until_width:g} % wide"
-                  + (f" or {settings.budget:.3g} FLOPs are spent" if settings.budget else ""),
+                  + (f" or {fmt_number(settings.budget)} FLOPs are spent"
+                     if settings.budget else ""),
                   highlight=False)
 
     def show(step: Any) -> None:
-        width = "-" if step.width is None else f"{100 * step.width:.2f} %"
+        width = "-" if step.width is None else f"{fmt_number(100 * step.width)} %"
         if step.action == "stop":
             console.print(f"stop: {literal(step.reason)}; band {width}; "
                           f"{len(step.skipped)} cells skipped", highlight=False)
         else:
             console.print(f"step {step.step}: {step.action} {literal(step.size)} "
                           f"D={step.D:,.0f} ({literal(step.reason)}); band after it {width}; "
-                          f"{step.spent_flops:.3g} FLOPs spent", highlight=False,
+                          f"{fmt_number(step.spent_flops)} FLOPs spent", highlight=False,
                           soft_wrap=True)
 
     report = run_adaptive(grid, settings, store_url, run_cells=train, on_step=show)
@@ -241,8 +245,9 @@ def run_adaptive_command(grid: Any, settings: Any, store_url: str,
         raise typer.Exit(130)
     saved = report.full_flops - report.spent_flops
     console.print(f"sweep [bold]{literal(report.sweep)}[/]: {report.trained} cells trained, "
-                  f"{report.spent_flops:.3g} FLOPs of the full grid's {report.full_flops:.3g} "
-                  f"({saved:.3g} saved); see `scaletrack sweep status {literal(report.sweep)}`",
+                  f"{fmt_number(report.spent_flops)} FLOPs of the full grid's "
+                  f"{fmt_number(report.full_flops)} ({fmt_number(saved)} saved); "
+                  f"see `scaletrack sweep status {literal(report.sweep)}`",
                   highlight=False)
 
 
