@@ -140,3 +140,20 @@ def test_unidentified_fit_prints_its_reason_not_numbers(tmp_path):
                  "--json")
     out = json.loads(res.stdout)
     assert out["status"] == "degenerate" and set(out["params"]) == {"E", "A", "B", "alpha", "beta"}
+
+
+def test_points_on_the_law_are_said_to_carry_no_scatter(tmp_path) -> None:
+    n = np.array([2e7, 2e7, 1e8, 1e8, 5e8, 5e8, 2e9])
+    d = np.array([4e8, 4e9, 4e8, 4e9, 4e8, 4e9, 4e10])
+    exact = TRUE["E"] + TRUE["A"] / n ** TRUE["alpha"] + TRUE["B"] / d ** TRUE["beta"]
+    csv = tmp_path / "law.csv"
+    args = ["fit", "--form", "chinchilla", "--bootstrap", "20", "--csv"]
+    pd.DataFrame({"N": n, "D": d, "loss": exact}).to_csv(csv, index=False)
+    res = runner.invoke(app, [*args, str(csv)])
+    assert res.exit_code == 0, res.output
+    assert "10x the largest run; --target-C to move it" in res.output
+    assert "no run-to-run scatter" in res.output
+    noisy = exact * np.exp(np.random.default_rng(0).normal(0, 0.02, n.size))
+    pd.DataFrame({"N": n, "D": d, "loss": noisy}).to_csv(csv, index=False)
+    res = runner.invoke(app, [*args, str(csv)])
+    assert "no run-to-run scatter" not in res.output

@@ -85,6 +85,7 @@ def _load(sweep: str | None, csv: Path | None, store: str | None, cols: tuple,
 
 
 BUILT_IN_FAMILIES = ("gpt", "lstm")
+EXACT_RESIDUAL = 1e-4  # log loss: points within 0.01 % of the law carry no real scatter
 
 
 def counting_note(families: Iterable[str] | None = None) -> str:
@@ -259,9 +260,16 @@ def fit_command(
     if target and not message:
         where = ", ".join(f"{k} = {fmt_number(target[k])}"
                           for k in ("C", "N", "D") if k in target)
-        console.print(f"prediction at the target ({where}): loss {fmt_number(target['pred'])} "
-                      f"nats, 95% band [{fmt_number(target['lo'])}, {fmt_number(target['hi'])}]",
+        origin = "" if target_c is not None else ", 10x the largest run; --target-C to move it"
+        console.print(f"prediction at the target ({where}{origin}): "
+                      f"loss {fmt_number(target['pred'])} nats/token, 95% band "
+                      f"[{fmt_number(target['lo'])}, {fmt_number(target['hi'])}]",
                       markup=False, highlight=False, soft_wrap=True)
+        residuals = [abs(float(r)) for r in result.residuals]
+        if residuals and max(residuals) < EXACT_RESIDUAL:
+            err_console.print("note: every point lies within 0.01 % of the fitted law (no "
+                              "run-to-run scatter, as in data made from a law), so the bands "
+                              "are that narrow too; real runs scatter more", markup=False)
     if message:  # an unidentified fit's numbers mean nothing: print why, not them
         console.print(message, markup=False, soft_wrap=True)
         console.print("(parameters and status are in --json and the saved fit)", markup=False)
