@@ -324,7 +324,8 @@ def _choose(state: _State, points: Any, fit: Any, settings: AdaptiveSettings,
     affordable.sort(key=lambda c: (rank.get(c.run_key, len(rank)), state.marginal(c)))
     if fit is None:  # no fit yet: follow the order planned from the prior (or the file's)
         have = 0 if points is None else len(points)
-        why = (f"{have} runs, a fit needs {MIN_FIT_POINTS}" if have < MIN_FIT_POINTS
+        why = (f"{have} run{'' if have == 1 else 's'}, a fit needs {MIN_FIT_POINTS}"
+               if have < MIN_FIT_POINTS
                else "no usable fit")
         return affordable[0], f"prior's order ({why})"
     cands: list[PlannedCell] = []

@@ -372,8 +372,11 @@ class SweepDisplay:
     # context manager -------------------------------------------------------------------
     def __enter__(self) -> SweepDisplay:
         total = len(self.cells) + self.already_done
+        trunks = sum(1 for c in self.grid.cells if c.role == "trunk")
+        what = (f"{total} runs ({total - trunks} cells + {trunks} cooldown trunks)" if trunks
+                else f"{total} cell{'' if total == 1 else 's'}")
         self.console.print(
-            f"sweep [bold]{escape(self.grid.name)}[/]: {total} cells, "
+            f"sweep [bold]{escape(self.grid.name)}[/]: {what}, "
             f"{self.already_done} already done, "
             f"{len(self.cells)} to run"
         )
