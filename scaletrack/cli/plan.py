@@ -166,7 +166,7 @@ def _print_plan(planned: PlannedGrid) -> None:
                   f"N = {fmt_number(plan.target_n)} params, "
                   f"D = {fmt_number(plan.target_tokens)} tokens (law from the {plan.law_source}; "
                   f"run-to-run noise {100 * plan.noise:.1f} %)", highlight=False)
-    print_table(pd.DataFrame(rows), title="proposed cells, most informative first")
+    print_table(pd.DataFrame(rows), title="proposed cells, cheapest first")
     how = (f"by {plan.n_simulations} simulated fits" if plan.n_simulations
            else "linearised")
     console.print(f"cost {fmt_number(planned.cost_flops)} FLOPs of "
