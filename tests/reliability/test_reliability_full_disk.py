@@ -81,7 +81,8 @@ def test_full_disk_under_the_store(small_disk: Path, tmp_path: Path, figures: di
     for status, worker, hb in zip(runs["status"], runs["worker"], runs["heartbeat_at"],
                                   strict=True):
         assert status != "running" or holder_is_dead(worker, hb.to_pydatetime()), runs
-    assert (runs["status"] != "finished").any()
+    # the disk fills while the cells train, or already while their run rows are created
+    assert runs.empty or (runs["status"] != "finished").any()
 
     # any other command on the full store: one line too
     with pytest.raises(StoreError, match="disk is full"), Store.open(url) as store:
