@@ -39,6 +39,26 @@ def law_loss(n: float, d: float, rng: np.random.Generator) -> float:
     return exact * float(np.exp(rng.normal(0.0, 0.01)))
 
 
+def finish_by_law(url: str, cells, rng: np.random.Generator,
+                  trained: list[str] | None = None) -> None:
+    """Record each of `cells` as a finished run whose loss comes from LAW (no training)."""
+    with Store.open(url) as store:
+        for cell in cells:
+            store.ensure_run(cell.record())
+            store.finish_run(cell.run_key, "finished", final_loss=law_loss(cell.N, cell.D, rng))
+            if trained is not None:
+                trained.append(cell.run_key)
+
+
+def law_runner(url: str, grid, rng: np.random.Generator, trained: list[str] | None = None):
+    """A `run_cells` for run_adaptive that trains nothing: `finish_by_law` on each subgrid."""
+    def train_by_law(subgrid):
+        finish_by_law(url, subgrid.cells, rng, trained)
+        return SweepReport(sweep=grid.name, total=len(grid.cells), already_done=0,
+                           results=(), lost_workers=0, interrupted=False, wall_s=0.0)
+    return train_by_law
+
+
 def test_a_narrow_band_of_an_unidentified_law_does_not_stop_the_sweep(tmp_path, monkeypatch):
     """Two token counts cannot separate B, beta from E: the fit is kept to plan from, its
     band at the target is narrower than the stop width, yet the sweep must train on."""
@@ -50,11 +70,7 @@ def test_a_narrow_band_of_an_unidentified_law_does_not_stop_the_sweep(tmp_path, 
     rest = [c for c in grid.cells if c.D == 65_536]
     with Store.open(url) as store:
         store.upsert_sweep(grid.name, grid.stored_spec())
-        for cell in grid.cells:
-            if cell.D != 65_536:
-                store.ensure_run(cell.record())
-                store.finish_run(cell.run_key, "finished",
-                                 final_loss=law_loss(cell.N, cell.D, rng))
+    finish_by_law(url, [cell for cell in grid.cells if cell.D != 65_536], rng)
     spent = sum(c.spent_flops for c in grid.cells if c.D != 65_536)
     cheapest = min(c.spent_flops for c in rest)
 
@@ -68,16 +84,7 @@ def test_a_narrow_band_of_an_unidentified_law_does_not_stop_the_sweep(tmp_path, 
     monkeypatch.setattr(planning, "fit_points", counting_fit)
     trained: list[str] = []
 
-    def train_by_law(subgrid):
-        """Record each cell's loss from LAW, as a finished run (no training)."""
-        with Store.open(url) as store:
-            for cell in subgrid.cells:
-                store.ensure_run(cell.record())
-                store.finish_run(cell.run_key, "finished",
-                                 final_loss=law_loss(cell.N, cell.D, rng))
-                trained.append(cell.run_key)
-        return SweepReport(sweep=grid.name, total=len(grid.cells), already_done=0,
-                           results=(), lost_workers=0, interrupted=False, wall_s=0.0)
+    train_by_law = law_runner(url, grid, rng, trained)
 
     settings = AdaptiveSettings(until_width=0.9, target_compute=1e14,
                                 budget=spent + 1.5 * cheapest)  # room for one more cell
@@ -104,20 +111,9 @@ def test_a_planner_that_cannot_plan_does_not_stop_the_sweep(tmp_path):
     last = max(grid.cells, key=lambda c: c.C)
     with Store.open(url) as store:
         store.upsert_sweep(grid.name, grid.stored_spec())
-        for cell in grid.cells:
-            if cell is not last:
-                store.ensure_run(cell.record())
-                store.finish_run(cell.run_key, "finished",
-                                 final_loss=law_loss(cell.N, cell.D, rng))
+    finish_by_law(url, [cell for cell in grid.cells if cell is not last], rng)
 
-    def train_by_law(subgrid):
-        with Store.open(url) as store:
-            for cell in subgrid.cells:
-                store.ensure_run(cell.record())
-                store.finish_run(cell.run_key, "finished",
-                                 final_loss=law_loss(cell.N, cell.D, rng))
-        return SweepReport(sweep=grid.name, total=len(grid.cells), already_done=0,
-                           results=(), lost_workers=0, interrupted=False, wall_s=0.0)
+    train_by_law = law_runner(url, grid, rng)
 
     inside = 0.5 * float(last.C)  # a target below the largest run: plan_runs refuses it
     report = run_adaptive(grid, AdaptiveSettings(until_width=1e-4, target_compute=inside),
@@ -151,25 +147,14 @@ def test_branches_of_an_untrained_trunk_are_planned_together(tmp_path):
     top = max(grid.cells, key=lambda c: c.N).size_label
     with Store.open(url) as store:
         store.upsert_sweep(grid.name, grid.stored_spec())
-        for cell in grid.cells:
-            if cell.size_label != top:
-                store.ensure_run(cell.record())
-                store.finish_run(cell.run_key, "finished",
-                                 final_loss=law_loss(cell.N, cell.D, rng))
+    finish_by_law(url, [cell for cell in grid.cells if cell.size_label != top], rng)
     spent = sum(c.spent_flops for c in grid.cells if c.size_label != top)
     trunk = next(c for c in grid.cells if c.role == "trunk" and c.size_label == top)
     new = [c for c in grid.cells if c.role == "branch" and c.size_label == top]
     left = trunk.spent_flops + sum(c.spent_flops for c in new)
     assert 2 * (trunk.spent_flops + min(c.spent_flops for c in new)) > left
 
-    def train_by_law(subgrid):
-        with Store.open(url) as store:
-            for cell in subgrid.cells:
-                store.ensure_run(cell.record())
-                store.finish_run(cell.run_key, "finished",
-                                 final_loss=law_loss(cell.N, cell.D, rng))
-        return SweepReport(sweep=grid.name, total=len(grid.cells), already_done=0,
-                           results=(), lost_workers=0, interrupted=False, wall_s=0.0)
+    train_by_law = law_runner(url, grid, rng)
 
     settings = AdaptiveSettings(until_width=1e-4, target_compute=1e14,
                                 budget=spent + left * 1.001)
