@@ -300,14 +300,15 @@ def test_scaling_bands_are_predict_interval(client: TestClient, ui_url: str) -> 
     same points, not a band of its own."""
     from scaletrack.analysis import fit_power_law
     from scaletrack.analysis.selection import select_points
-    from scaletrack.ui.data import N_BOOTSTRAP, scaling_points
+    from scaletrack.scaling_fits import SCALING_BOOTSTRAP
+    from scaletrack.ui.data import scaling_points
 
     answer = client.get("/api/scaling", params={"sweep": EPOCH}).json()
     curve = answer["fits"]["C"]["curve"]
     with open_read_only(ui_url) as store:
         df = scaling_points(store, EPOCH)
     points, _ = select_points(df[["N", "D", "C", "loss", "lr", "seed"]], "compute")
-    fit = fit_power_law(points, "C", n_bootstrap=N_BOOTSTRAP)
+    fit = fit_power_law(points, "C", n_bootstrap=SCALING_BOOTSTRAP)
     grid = np.array(curve["x"])
     conf = fit.predict_interval(grid, kind="confidence")
     pred = fit.predict_interval(grid, kind="prediction")

@@ -33,7 +33,6 @@ SORTABLE = ("run_key", "name", "sweep", "family", "status", "role", "N", "D", "C
 MAX_PAGE = 1000
 DEFAULT_POINTS = 1000
 MAX_POINTS = 20_000
-N_BOOTSTRAP = 200  # bootstrap refits of the scaling view's fits (scaling_fits.SCALING_BOOTSTRAP)
 MAX_SCATTER = 20_000  # points drawn on the scaling chart (every run is fitted)
 
 
