@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ def add(
     params: str = typer.Option(..., "--params", help="N: parameters used for fits (e.g. 5e7)."),
     tokens: str = typer.Option(..., "--tokens", help="D: training tokens (e.g. 1e9)."),
     flops: float | None = typer.Option(None, "--flops", help="C: training compute in FLOPs "
-                                       "(default: compared as 6·N·D)."),
+                                       "(default: 6·N·D from --params and --tokens)."),
     loader: str | None = typer.Option(None, "--loader", help="gpt, lstm or "
                                       "package.module:function returning the model."),
     meta: str | None = typer.Option(
@@ -39,17 +40,29 @@ def add(
         "'data' (what to evaluate on, e.g. {\"corpus\": \"stdlib\"})."),
     store_url: str | None = StoreOption,
 ) -> None:
-    """Register a checkpoint not trained here (kind 'external'); ideas it out-scales become due."""
+    """Register a checkpoint not trained here (kind 'external'); ideas it out-scales become due.
+
+    Without --flops, C is recorded as 6·N·D from the stated N and D: the rule imported
+    checkpoints follow and the one ideas compare checkpoints by when no FLOPs are known.
+    """
     from scaletrack.evals.evaluate import CheckpointExists, register_external_checkpoint
     from scaletrack.evals.ideas import refresh_idea_statuses
 
+    n, d = _count("--params", params), _count("--tokens", tokens)
+    details: dict[str, Any] = {"params": n, "tokens": d, "loader": loader,
+                               "meta": _parse_meta(meta)}
+    c = stated_or_derived_flops(n, d, flops)
     with store_session(store_url) as store:
         try:
-            ckpt_id = register_external_checkpoint(
-                store, path, params=_count("--params", params),
-                tokens=_count("--tokens", tokens), flops=flops, loader=loader,
-                meta=_parse_meta(meta),
-            )
+            try:
+                ckpt_id = register_external_checkpoint(store, path, flops=c, **details)
+            except CheckpointExists as exc:
+                if exc.identical or flops is not None or c is None:
+                    raise
+                # recorded before C was derived (without FLOPs)? Then it is the same checkpoint;
+                # the path is taken either way, so this raises CheckpointExists and adds nothing
+                register_external_checkpoint(store, path, flops=None, **details)
+                raise
         except CheckpointExists as exc:
             if not exc.identical:
                 raise
@@ -59,15 +72,33 @@ def add(
         assert record is not None and record.sha256 is not None  # registered with its hash
         console.print(
             f"registered checkpoint {ckpt_id} (external, N={fmt_number(record.N)}, "
-            f"D={fmt_number(record.tokens)}, C={fmt_number(record.flops)}, "
+            f"D={fmt_number(record.tokens)}, {_compute_text(record.flops, flops is None, d)}, "
             f"sha256 {record.sha256[:12]}...)",
-            highlight=False,
+            highlight=False, soft_wrap=True,
         )
         due = refresh_idea_statuses(store)
         if due:
             console.print(
                 f"ideas now due: {', '.join(map(str, due))} (run `scaletrack ideas rerun`)"
             )
+
+
+def stated_or_derived_flops(n: int, d: int, flops: float | None) -> float | None:
+    """C in FLOPs: `flops` when stated, else 6·N·D (None for D = 0 tokens: no training
+    compute to record). A 6·N·D too large for a float is a one-line ConfigError."""
+    if flops is not None or d <= 0 or n <= 0:
+        return flops
+    c = 6.0 * n * d
+    if not math.isfinite(c):
+        raise ConfigError(f"6·N·D overflows for --params {n} and --tokens {d}; pass --flops")
+    return c
+
+
+def _compute_text(c: float | None, derived: bool, d: int) -> str:
+    """How the recorded compute reads in the confirmation line."""
+    if c is None:
+        return "C=0 (D=0 tokens: no training compute)" if d == 0 else "C=-"
+    return f"C={fmt_number(c)}" + (" (6·N·D; --flops states it exactly)" if derived else "")
 
 
 def _count(option: str, text: str) -> int:
