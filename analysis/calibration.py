@@ -87,6 +87,8 @@ INNER_HOLDOUTS_N = (0.1, 0.2, 0.3)  # the "reach" model also holds out the large
 RESIDUAL_MODELS = ("pooled", "distance", "distance_signed", "reach", *FRONTIER_MODELS)
 DEFAULT_RESIDUAL_MODEL = "frontier_hedged"  # see the module docstring, bench/bench_backtest.py
 _MIN_RESIDUALS = 5
+# fits several training frames at once: one FitResult per frame, None where a fit fails
+RefitMany = Callable[[list[pd.DataFrame]], list[FitResult | None]]
 
 
 def check_residual_model(name: str) -> str:
@@ -132,23 +134,32 @@ def inner_reach_pairs(
     holdouts_n: Sequence[float] = INNER_HOLDOUTS_N,
     *,
     min_train: int = 5,
+    refit_many: RefitMany | None = None,
 ) -> dict[str, list]:
     """Inner hold-outs by compute and by model size with each residual's reach.
 
     Returns lists r (log predicted - log observed), d (decades of the law's scale beyond the
     inner training runs, as `inner_holdout_pairs`), d_n (decades of N beyond the largest
     inner training model; 0 without an N column) and split (which hold-out, "C0.1", "N0.2",
-    ...) per held-out run. Splits that cannot be fitted contribute nothing."""
+    ...) per held-out run. Splits that cannot be fitted contribute nothing. `refit_many`, when
+    given, fits all the inner training sets in one call (a fit per set as `refit` gives, None
+    where it fails), in place of `refit` one set at a time."""
     out: dict[str, list] = {"r": [], "d": [], "d_n": [], "split": []}
     has_n = "N" in data.columns
     orders = [("C", h, _scale(data)) for h in holdouts]
     if has_n:
         orders += [("N", h, data["N"].to_numpy(float)) for h in holdouts_n]
+    splits = []
     for by, h, key in orders:
-        split = _inner_split(data, refit, key, h, min_train)
-        if split is None:
+        frames = _split_frames(data, key, h, min_train)
+        if frames is not None:
+            splits.append((f"{by}{h:g}", *frames))
+    trains = [train for _, train, _ in splits]
+    fits = refit_many(trains) if refit_many is not None else [_try_refit(refit, t) for t in trains]
+    for (name, train, test), inner in zip(splits, fits, strict=True):
+        if inner is None or inner.degenerate:
             continue
-        train, test, r, d = split
+        r, d = _split_residuals(inner, train, test)
         with np.errstate(all="ignore"):
             d_n = (np.maximum(np.log10(test["N"].to_numpy(float))
                               - np.log10(train["N"].to_numpy(float)).max(), 0.0)
@@ -157,8 +168,38 @@ def inner_reach_pairs(
         out["r"] += r[ok].tolist()
         out["d"] += d[ok].tolist()
         out["d_n"] += d_n[ok].tolist()
-        out["split"] += [f"{by}{h:g}"] * int(ok.sum())
+        out["split"] += [name] * int(ok.sum())
     return out
+
+
+def _split_frames(data: pd.DataFrame, key: np.ndarray, h: float, min_train: int
+                  ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(train, test): the top fraction `h` of runs by `key` held out; None when the split
+    has fewer than `min_train` training runs or nothing to hold out."""
+    cut = np.quantile(key, 1.0 - h)
+    train, test = data[key < cut], data[key >= cut]
+    if len(train) < min_train or test.empty:
+        return None
+    return train, test
+
+
+def _try_refit(refit: Callable[[pd.DataFrame], FitResult], train: pd.DataFrame
+               ) -> FitResult | None:
+    try:
+        return refit(train)
+    except DataError:
+        return None
+
+
+def _split_residuals(inner: FitResult, train: pd.DataFrame, test: pd.DataFrame
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """r = log(predicted) - log(observed) on `test` and d = decades of the law's scale
+    beyond the training runs."""
+    with np.errstate(all="ignore"):
+        r = np.log(inner.predict(test)) - np.log(test["loss"].to_numpy(float))
+        x_max = float(np.max(inner.log10_scale(train)))
+        d = np.maximum(inner.log10_scale(test) - x_max, 0.0)
+    return r, d
 
 
 def _inner_split(
@@ -168,21 +209,14 @@ def _inner_split(
     """Hold out the top fraction `h` of runs by `key`, refit on the rest: (train, test, r, d)
     with r = log(predicted) - log(observed) and d = decades of the law's scale beyond the
     training runs; None when the split is too small or its fit fails or is degenerate."""
-    cut = np.quantile(key, 1.0 - h)
-    train, test = data[key < cut], data[key >= cut]
-    if len(train) < min_train or test.empty:
+    frames = _split_frames(data, key, h, min_train)
+    if frames is None:
         return None
-    try:
-        inner = refit(train)
-    except DataError:
+    train, test = frames
+    inner = _try_refit(refit, train)
+    if inner is None or inner.degenerate:
         return None
-    if inner.degenerate:
-        return None
-    with np.errstate(all="ignore"):
-        r = np.log(inner.predict(test)) - np.log(test["loss"].to_numpy(float))
-        x_max = float(np.max(inner.log10_scale(train)))
-        d = np.maximum(inner.log10_scale(test) - x_max, 0.0)
-    return train, test, r, d
+    return train, test, *_split_residuals(inner, train, test)
 
 
 def _scale(data: pd.DataFrame) -> np.ndarray:
@@ -278,16 +312,18 @@ def calibrate_scatter(
     *,
     holdouts: Sequence[float] = INNER_HOLDOUTS,
     residual_model: str = DEFAULT_RESIDUAL_MODEL,
+    refit_many: RefitMany | None = None,
 ) -> FitResult:
     """Return `fit` with its prediction-band scatter calibrated on inner compute hold-outs.
 
     data: the points `fit` was fitted on (loss and what `refit` needs; C optional); refit: fits the
-    same law, without bootstrap; residual_model: one of RESIDUAL_MODELS. Sets
+    same law, without bootstrap; residual_model: one of RESIDUAL_MODELS; refit_many: optional,
+    the same refits of several frames in one call (see `inner_reach_pairs`). Sets
     `extra["scatter_residuals"]` (the pooled symmetrised residuals), `extra["inner_holdout"]`
     (the r and d pairs), `extra["scatter_model"]` and `extra["scatter_calibration"]`. With no
     usable split the fit keeps its in-sample scatter (as the calibration note says)."""
     check_residual_model(residual_model)
-    reach = inner_reach_pairs(data, refit, holdouts)
+    reach = inner_reach_pairs(data, refit, holdouts, refit_many=refit_many)
     is_c = np.array([sp.startswith("C") for sp in reach["split"]], dtype=bool)
     r = np.asarray(reach["r"], dtype=float)[is_c]
     d = np.asarray(reach["d"], dtype=float)[is_c]

@@ -15,14 +15,21 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from scaletrack.analysis.bootstrap import percentile_interval, resample_counts
 from scaletrack.analysis.calibration import calibrate_scatter, seed_scatter
+from scaletrack.analysis.chinchilla_newton import (
+    BLOCK_ELEMENTS,
+    _make_problem,
+    _newton,
+    _Problem,
+)
 from scaletrack.analysis.io import validate_frame
 from scaletrack.analysis.result import FitResult
 from scaletrack.analysis.status import assess_fit
@@ -44,13 +51,9 @@ SCREEN_POINTS = 1_000
 BOOT_LARGE_STEPS = 3
 WARM_STARTS = 5  # the full fit's best distinct optima: the starts of calibration refits
 BOOT_SCREEN_STEPS = 3  # steps each bootstrap resample takes from every warm start
-# S starts x points per block in `_evaluate`: ~17 float64 arrays of this size (~0.14 GB)
-BLOCK_ELEMENTS = 1_000_000
 # above this many points the 4,500-start fit, its calibration and bootstrap take hours
 # (5,000 points: ~9 min on one busy core); refuse instead
 MAX_POINTS = 20_000
-# per-iteration cap on |step| for (a, b, e, alpha, beta)
-_MAX_STEP = np.array([5.0, 5.0, 2.0, 0.5, 0.5])
 
 
 def start_grid() -> np.ndarray:
@@ -60,236 +63,6 @@ def start_grid() -> np.ndarray:
         for al, be, e, a, b in itertools.product(ALPHA_GRID, ALPHA_GRID, E_GRID, AB_GRID, AB_GRID)
     ]
     return np.asarray(rows, dtype=float)
-
-
-@dataclass(frozen=True)
-class _Problem:
-    """Log-data, centred: u1 = a_c - alpha·x1, u2 = b_c - beta·x2 with x = log(.) - mean."""
-
-    x1: np.ndarray
-    x2: np.ndarray
-    y: np.ndarray
-    x1_mean: float
-    x2_mean: float
-    delta: float
-
-    def to_centred(self, theta: np.ndarray) -> np.ndarray:
-        t = np.array(theta, dtype=float, copy=True)
-        t[..., 0] -= t[..., 3] * self.x1_mean
-        t[..., 1] -= t[..., 4] * self.x2_mean
-        return t
-
-    def from_centred(self, theta: np.ndarray) -> np.ndarray:
-        t = np.array(theta, dtype=float, copy=True)
-        t[..., 0] += t[..., 3] * self.x1_mean
-        t[..., 1] += t[..., 4] * self.x2_mean
-        return t
-
-
-def _make_problem(n: np.ndarray, d: np.ndarray, loss: np.ndarray, delta: float) -> _Problem:
-    ln, ld = np.log(n), np.log(d)
-    return _Problem(
-        x1=ln - ln.mean(), x2=ld - ld.mean(), y=np.log(loss),
-        x1_mean=float(ln.mean()), x2_mean=float(ld.mean()), delta=delta,
-    )
-
-
-def _evaluate(
-    prob: _Problem, theta: np.ndarray, weights: np.ndarray | None, hessian: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Objective, gradient (S,5) and Hessian (S,5,5) for S parameter rows (centred).
-
-    The work arrays are S x points; points are taken in blocks of at most
-    `BLOCK_ELEMENTS // S` so memory stays bounded (~0.4 GB) whatever the number of points.
-    """
-    n = prob.y.size
-    s = theta.shape[0]
-    block = max(1, BLOCK_ELEMENTS // max(s, 1))
-    if n <= block:
-        return _evaluate_block(prob, theta, weights, hessian)
-    f = np.zeros(s)
-    g = np.zeros((s, 5))
-    hess = np.zeros((s, 5, 5)) if hessian else None
-    for start in range(0, n, block):
-        cut = slice(start, start + block)
-        part = dataclasses.replace(prob, x1=prob.x1[cut], x2=prob.x2[cut], y=prob.y[cut])
-        fb, gb, hb = _evaluate_block(part, theta, None if weights is None else weights[:, cut],
-                                     hessian)
-        f += fb
-        g += gb
-        if hess is not None and hb is not None:  # both arrays exactly when hessian
-            hess += hb
-    return f, g, hess
-
-
-def _evaluate_block(
-    prob: _Problem, theta: np.ndarray, weights: np.ndarray | None, hessian: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """`_evaluate` on all of `prob`'s points at once.
-
-    The per-point products (gradient weights h'·w_k, Hessian weights (h'' - h')·w_j·w_k, with
-    w the softmax weights of the three terms) are stacked and reduced against the moments
-    [1, x1, x2, x1², x1·x2, x2²] in one matrix product: a few passes over S x points arrays.
-    """
-    s, n = theta.shape[0], prob.y.size
-    a, b, e, al, be = (theta[:, i : i + 1] for i in range(5))
-    x1, x2 = prob.x1, prob.x2
-    u1 = a - al * x1
-    u2 = b - be * x2
-    m = np.maximum(u1, u2)
-    np.maximum(m, e, out=m)
-    u1 -= m
-    u2 -= m
-    e1 = np.exp(u1, out=u1)
-    e2 = np.exp(u2, out=u2)
-    e3 = np.exp(e - m)
-    z = e1 + e2
-    z += e3
-    r = np.log(z)
-    r += m
-    r -= prob.y
-    np.reciprocal(z, out=z)
-    w1 = np.multiply(e1, z, out=e1)
-    w2 = np.multiply(e2, z, out=e2)
-    w3 = np.multiply(e3, z, out=e3)
-    delta = prob.delta
-    h1 = np.clip(r, -delta, delta, out=m)  # h'(r)
-    # Huber: 0.5 r^2 for |r| <= delta, delta (|r| - delta/2) beyond; both are h' (r - h'/2)
-    h = np.multiply(h1, r - 0.5 * h1, out=z)
-    if weights is not None:
-        h *= weights
-    f = h.sum(axis=1)
-    k = 9 if hessian else 3
-    prods = np.empty((s, k, n))
-    hw = h1 if weights is None else np.multiply(h1, weights, out=h)
-    np.multiply(hw, w1, out=prods[:, 0])
-    np.multiply(hw, w2, out=prods[:, 1])
-    np.multiply(hw, w3, out=prods[:, 2])
-    if hessian:
-        q = np.less_equal(np.abs(r, out=r), delta).astype(float)
-        q -= h1  # h'' - h'
-        if weights is not None:
-            q *= weights
-        qw = np.multiply(q, w1, out=h1)
-        np.multiply(qw, w1, out=prods[:, 3])
-        np.multiply(qw, w2, out=prods[:, 4])
-        np.multiply(qw, w3, out=prods[:, 5])
-        np.multiply(q, w2, out=qw)
-        np.multiply(qw, w2, out=prods[:, 6])
-        np.multiply(qw, w3, out=prods[:, 7])
-        np.multiply(q, w3, out=qw)
-        np.multiply(qw, w3, out=prods[:, 8])
-    cols = [np.ones(n), x1, x2] + ([x1 * x1, x1 * x2, x2 * x2] if hessian else [])
-    mom = (prods.reshape(s * k, n) @ np.stack(cols, axis=1)).reshape(s, k, len(cols))
-    g = np.stack([mom[:, 0, 0], mom[:, 1, 0], mom[:, 2, 0], -mom[:, 0, 1], -mom[:, 1, 2]],
-                 axis=1)
-    if not hessian:
-        return f, g, None
-    one, c1, c2, c11, c12, c22 = range(6)
-    p1, p2, p11, p12, p13, p22, p23, p33 = (mom[:, i] for i in (0, 1, 3, 4, 5, 6, 7, 8))
-    hess = np.empty((s, 5, 5))
-    entries = {
-        (0, 0): p11[:, one] + g[:, 0],
-        (0, 1): p12[:, one],
-        (0, 2): p13[:, one],
-        (0, 3): -p11[:, c1] + g[:, 3],
-        (0, 4): -p12[:, c2],
-        (1, 1): p22[:, one] + g[:, 1],
-        (1, 2): p23[:, one],
-        (1, 3): -p12[:, c1],
-        (1, 4): -p22[:, c2] + g[:, 4],
-        (2, 2): p33[:, one] + g[:, 2],
-        (2, 3): -p13[:, c1],
-        (2, 4): -p23[:, c2],
-        (3, 3): p11[:, c11] + p1[:, c11],
-        (3, 4): p12[:, c12],
-        (4, 4): p22[:, c22] + p2[:, c22],
-    }
-    for (i, j), value in entries.items():
-        hess[:, i, j] = value
-        hess[:, j, i] = value
-    return f, g, hess
-
-
-def _newton(
-    prob: _Problem,
-    theta0: np.ndarray,
-    weights: np.ndarray | None = None,
-    *,
-    max_iter: int = 500,
-    gtol: float = 1e-12,
-    ftol: float = 1e-15,
-    prune: tuple[tuple[int, int], ...] = (),
-    free: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Batched Levenberg-damped Newton with exact derivatives, run per row to convergence.
-
-    Returns (theta, objective, max |gradient|, converged) per row (centred coordinates).
-    A row stops when |gradient| <= gtol, or a step changes the objective by <= ftol·f with
-    steps below 1e-10, or damping cannot find a decrease any more. `free` (5 booleans) holds
-    the other coordinates at their starting values.
-    """
-    theta = np.array(theta0, dtype=float, copy=True)
-    s = theta.shape[0]
-
-    def evaluate(t: np.ndarray, w: np.ndarray | None) -> tuple:
-        return _hold(*_evaluate(prob, t, w), free)
-
-    f, g, hess = evaluate(theta, weights)
-    lam = np.full(s, 1e-6)
-    converged = np.zeros(s, dtype=bool)
-    active = np.arange(s)
-    eye = np.eye(5)
-    schedule = dict(prune)
-    for it in range(max_iter):
-        if it in schedule and active.size > schedule[it]:
-            active = active[np.argsort(f[active], kind="stable")[: schedule[it]]]
-        if active.size == 0:
-            break
-        hs, gs = hess[active], g[active]
-        scale = np.maximum(np.abs(np.diagonal(hs, axis1=1, axis2=2)).max(1), 1e-300)
-        min_eig = np.linalg.eigvalsh(hs)[:, 0]
-        shift = np.maximum(lam[active] * scale, -min_eig + 1e-12 * scale)
-        damped = hs + shift[:, None, None] * eye
-        try:
-            step = -np.linalg.solve(damped, gs[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            # A flat direction (e.g. E -> 0 no longer moves the loss): least-norm steps.
-            step = -(np.linalg.pinv(damped) @ gs[:, :, None])[:, :, 0]
-        too_big = np.max(np.abs(step) / _MAX_STEP, axis=1)
-        step /= np.maximum(too_big, 1.0)[:, None]
-        trial = theta[active] + step
-        w = None if weights is None else weights[active]
-        ft, gt, ht = evaluate(trial, w)
-        ok = np.isfinite(ft) & (ft <= f[active])
-        acc = active[ok]
-        gain = f[acc] - ft[ok]
-        theta[acc], f[acc], g[acc], hess[acc] = trial[ok], ft[ok], gt[ok], ht[ok]
-        lam[acc] = np.maximum(lam[acc] * 0.2, 1e-15)
-        lam[active[~ok]] *= 10.0
-        small = np.zeros(s, dtype=bool)
-        small[acc] = (gain <= ftol * np.maximum(f[acc], 1e-300)) & (
-            np.max(np.abs(step[ok]), axis=1) <= 1e-10
-        )
-        done = (np.max(np.abs(g[active]), axis=1) <= gtol) | small[active] | (lam[active] > 1e12)
-        converged[active[done]] = True
-        active = active[~done]
-    gmax = np.max(np.abs(g), axis=1)
-    return theta, f, gmax, converged
-
-
-def _hold(f: np.ndarray, g: np.ndarray, hess: np.ndarray | None, free: np.ndarray | None
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Zero the gradient and decouple the Hessian of held coordinates, so steps leave them."""
-    if free is None or free.all():
-        return f, g, hess
-    g[:, ~free] = 0.0
-    if hess is not None:
-        hess[:, ~free, :] = 0.0
-        hess[:, :, ~free] = 0.0
-        for i in np.flatnonzero(~free):
-            hess[:, i, i] = 1.0
-    return f, g, hess
 
 
 def _to_params(theta: np.ndarray) -> dict[str, float]:
@@ -365,6 +138,45 @@ def _screen(prob: _Problem, grid: np.ndarray, free: np.ndarray, keep: int, *,
     return theta, f, gmax, conv, _distinct(theta, f, keep)
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """A validated frame (N params, D tokens, loss nats, C FLOPs), its centred problem and
+    the starts to run from (natural coordinates, held parameters set)."""
+
+    data: pd.DataFrame
+    n: np.ndarray
+    d: np.ndarray
+    loss: np.ndarray
+    prob: _Problem
+    free: np.ndarray
+    grid: np.ndarray
+
+
+def _setup(df: pd.DataFrame, fixed: Mapping[str, float], delta: float,
+           starts: np.ndarray | None) -> _Setup:
+    """Validate `df` for a fit with `fixed` parameters and build its problem and starts."""
+    n_free = len(PARAM_NAMES) - len(fixed)
+    data = validate_frame(df, ("N", "D", "loss"))
+    check_degrees_of_freedom("chinchilla", len(data), n_free)
+    if len(data) > MAX_POINTS:
+        raise DataError(
+            f"the Chinchilla fit takes at most {MAX_POINTS:,} points (got {len(data):,}): "
+            "average seeds or repeated (N, D) runs first, or fit the compute law"
+        )
+    n, d, loss = (data[c].to_numpy(float) for c in ("N", "D", "loss"))
+    prob = _make_problem(n, d, loss, delta)
+    if "A" in fixed:  # a fixed A with a free alpha: do not centre log N
+        prob = dataclasses.replace(prob, x1=prob.x1 + prob.x1_mean, x1_mean=0.0)
+    if "B" in fixed:
+        prob = dataclasses.replace(prob, x2=prob.x2 + prob.x2_mean, x2_mean=0.0)
+    free, held = _theta_fixed(fixed)
+    grid = start_grid() if starts is None else np.atleast_2d(np.asarray(starts, dtype=float))
+    grid = grid.copy()
+    grid[:, ~free] = held[~free]
+    grid = np.unique(grid, axis=0) if not free.all() else grid
+    return _Setup(data, n, d, loss, prob, free, grid)
+
+
 def fit_chinchilla(
     df: pd.DataFrame,
     *,
@@ -393,34 +205,18 @@ def fit_chinchilla(
     check of `scaletrack.analysis.status` judges the prediction band. `calibrate` (default:
     whenever there are bootstrap refits, as the CLI does) sets the prediction band's scatter
     from inner hold-outs of these points (`scaletrack.analysis.calibration`), refitting each
-    from the WARM_STARTS best optima of the full fit.
+    from the WARM_STARTS best optima of the full fit; the refits run as one batch
+    (`refit_frames`).
 
     All starts take SCREEN[0][0] batched Newton steps; then the best SCREEN[0][1] continue,
     and so on; the last ones run to convergence (|gradient| ~ 1e-12). `exhaustive=True` runs
     every start to convergence instead (on the Epoch data both give the same optimum).
     """
     fixed = parse_fixed(fix)
-    n_free = len(PARAM_NAMES) - len(fixed)
-    data = validate_frame(df, ("N", "D", "loss"))
-    check_degrees_of_freedom("chinchilla", len(data), n_free)
-    if len(data) > MAX_POINTS:
-        raise DataError(
-            f"the Chinchilla fit takes at most {MAX_POINTS:,} points (got {len(data):,}): "
-            "average seeds or repeated (N, D) runs first, or fit the compute law"
-        )
-    n, d, loss = (data[c].to_numpy(float) for c in ("N", "D", "loss"))
-    prob = _make_problem(n, d, loss, delta)
-    if "A" in fixed:  # a fixed A with a free alpha: do not centre log N
-        prob = dataclasses.replace(prob, x1=prob.x1 + prob.x1_mean, x1_mean=0.0)
-    if "B" in fixed:
-        prob = dataclasses.replace(prob, x2=prob.x2 + prob.x2_mean, x2_mean=0.0)
-    free, held = _theta_fixed(fixed)
-    grid = start_grid() if starts is None else np.atleast_2d(np.asarray(starts, dtype=float))
-    grid = grid.copy()
-    grid[:, ~free] = held[~free]
-    grid = np.unique(grid, axis=0) if not free.all() else grid
+    su = _setup(df, fixed, delta, starts)
+    prob, free, grid = su.prob, su.free, su.grid
     t0 = time.perf_counter()
-    large = len(loss) > SCREEN_POINTS
+    large = len(su.loss) > SCREEN_POINTS
     keep = 1 if large else max(bootstrap_starts, 1)
     theta, f, gmax, conv, best_rows = _screen(prob, prob.to_centred(grid), free, keep,
                                               max_iter=max_iter, exhaustive=exhaustive)
@@ -450,45 +246,141 @@ def fit_chinchilla(
     for name, v in fixed.items():
         ci[name] = (v, v)
 
+    fit = _result(su, params, ci, boot_rows, fixed, {
+        "objective": float(f[best]),
+        "max_abs_gradient": float(gmax[best]),
+        "converged": bool(conv[best]),
+        "n_starts": int(grid.shape[0]),
+        "n_starts_converged": int(conv.sum()),
+        "screened_on_points": min(len(su.loss), SCREEN_POINTS) if not exhaustive
+        else len(su.loss),
+        "huber_delta": float(delta),
+        "n_bootstrap": int(n_bootstrap),
+        "seed": seed,
+        "fit_seconds": fit_seconds,
+        "bootstrap_seconds": boot_seconds,
+        "n_bootstrap_converged": n_boot_conv,
+        "bootstrap_method": (f"{BOOT_LARGE_STEPS}-step (Newton steps from the optimum)"
+                             if large else "refits run to convergence"),
+    })
+    if calibrate if calibrate is not None else n_bootstrap > 0:
+        fit = calibrate_scatter(
+            fit, su.data,
+            lambda sub: fit_chinchilla(sub, n_bootstrap=0, delta=delta, starts=warm,
+                                       max_iter=max_iter, fix=fixed, calibrate=False),
+            refit_many=lambda frames: refit_frames(frames, warm, fix=fixed, delta=delta,
+                                                   max_iter=max_iter))
+    return _assess(fit, su, target_C)
+
+
+def _result(su: _Setup, params: dict[str, float], ci: dict[str, tuple[float, float]],
+            boot_rows: list[list[float]], fixed: Mapping[str, float],
+            extra: dict[str, Any]) -> FitResult:
+    """The FitResult of a fit on `su` (before calibration and the identification check)."""
+    n, d, loss = su.n, su.d, su.loss
     log_pred = np.log(params["E"] + params["A"] * n ** -params["alpha"]
                       + params["B"] * d ** -params["beta"])
-    c = data["C"].to_numpy(float)
-    fit = FitResult(
+    c = su.data["C"].to_numpy(float)
+    return FitResult(
         form="chinchilla",
         params=params,
         ci=ci,
         residuals=tuple(log_pred - np.log(loss)),
         boot_params=np.array(boot_rows, dtype=float).reshape(len(boot_rows), len(params)),
-        selection={"index": [_label(i) for i in data.index], "columns": ["N", "D", "loss"]},
+        selection={"index": [_label(i) for i in su.data.index], "columns": ["N", "D", "loss"]},
         n_points=len(loss),
         extra={
-            "objective": float(f[best]),
-            "max_abs_gradient": float(gmax[best]),
-            "converged": bool(conv[best]),
-            "n_starts": int(grid.shape[0]),
-            "n_starts_converged": int(conv.sum()),
-            "screened_on_points": min(len(loss), SCREEN_POINTS) if not exhaustive
-            else len(loss),
-            "huber_delta": float(delta),
-            "n_bootstrap": int(n_bootstrap),
-            "seed": seed,
-            "fit_seconds": fit_seconds,
-            "bootstrap_seconds": boot_seconds,
-            "n_bootstrap_converged": n_boot_conv,
-            "bootstrap_method": (f"{BOOT_LARGE_STEPS}-step (Newton steps from the optimum)"
-                                 if large else "refits run to convergence"),
+            **extra,
             "fixed": dict(fixed),
-            "seed_scatter": seed_scatter(data),
+            "seed_scatter": seed_scatter(su.data),
             "log10_C_max": float(np.log10(c.max())),
             "log10_N_range": [float(np.log10(n.min())), float(np.log10(n.max()))],
         },
     )
-    if calibrate if calibrate is not None else n_bootstrap > 0:
-        fit = calibrate_scatter(fit, data, lambda sub: fit_chinchilla(
-            sub, n_bootstrap=0, delta=delta, starts=warm, max_iter=max_iter, fix=fixed,
-            calibrate=False))
-    design = {"n_distinct_N": int(np.unique(n).size), "n_distinct_D": int(np.unique(d).size)}
-    return assess_fit(fit, design=design, min_loss=float(loss.min()), target_C=target_C)
+
+
+def _assess(fit: FitResult, su: _Setup, target_C: float | None) -> FitResult:
+    design = {"n_distinct_N": int(np.unique(su.n).size),
+              "n_distinct_D": int(np.unique(su.d).size)}
+    return assess_fit(fit, design=design, min_loss=float(su.loss.min()), target_C=target_C)
+
+
+def refit_frames(
+    frames: Sequence[pd.DataFrame],
+    starts: np.ndarray,
+    *,
+    fix: Mapping[str, float] | None = None,
+    delta: float = HUBER_DELTA,
+    max_iter: int = 500,
+) -> list[FitResult | None]:
+    """`fit_chinchilla(frame, n_bootstrap=0, starts=starts, ...)` for each frame (None where
+    that raises DataError), the frames' Newton runs batched into one.
+
+    Every frame's rows run on the union of the frames' points, weighted by how often the
+    frame holds each point and centred on the frame's own means (`_newton`'s `recentre`), so
+    each row takes the steps its own fit takes: the results agree to rounding. Frames above
+    SCREEN_POINTS points, or more than SCREEN[-1][1] starts (which the fit screens), are
+    fitted one by one."""
+    fixed = parse_fixed(fix)
+    out: list[FitResult | None] = [None] * len(frames)
+    batch: list[tuple[int, _Setup]] = []
+    for i, frame in enumerate(frames):
+        try:
+            su = _setup(frame, fixed, delta, starts)
+        except DataError:
+            continue
+        if len(su.loss) > SCREEN_POINTS or su.grid.shape[0] > SCREEN[-1][1]:
+            out[i] = fit_chinchilla(frame, n_bootstrap=0, delta=delta, starts=starts,
+                                    max_iter=max_iter, fix=fixed, calibrate=False)
+        else:
+            batch.append((i, su))
+    if not batch:
+        return out
+    t0 = time.perf_counter()
+    logs = [np.column_stack([np.log(su.n), np.log(su.d), np.log(su.loss)]) for _, su in batch]
+    points, inverse = np.unique(np.concatenate(logs), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    c1 = 0.0 if "A" in fixed else float(points[:, 0].mean())
+    c2 = 0.0 if "B" in fixed else float(points[:, 1].mean())
+    union = _Problem(x1=points[:, 0] - c1, x2=points[:, 1] - c2,
+                     y=np.ascontiguousarray(points[:, 2]), x1_mean=c1, x2_mean=c2, delta=delta)
+    edges = np.cumsum([0] + [len(x) for x in logs])
+    counts = np.stack([np.bincount(inverse[lo:hi], minlength=len(points))
+                       for lo, hi in itertools.pairwise(edges)]).astype(float)
+    n_rows = [su.grid.shape[0] for _, su in batch]
+    recentre = np.repeat([[su.prob.x1_mean - c1, su.prob.x2_mean - c2] for _, su in batch],
+                      n_rows, axis=0)
+    theta0 = np.concatenate([su.prob.to_centred(su.grid) for _, su in batch])
+    theta, f, gmax, conv = _newton(union, theta0, np.repeat(counts, n_rows, axis=0),
+                                   max_iter=max_iter, free=batch[0][1].free,
+                                   recentre=recentre)
+    seconds = time.perf_counter() - t0
+    row_edges = np.cumsum([0] + n_rows)
+    for (i, su), lo, hi in zip(batch, row_edges[:-1], row_edges[1:], strict=True):
+        rows = _distinct(theta[lo:hi], f[lo:hi], 1)
+        if rows.size == 0:
+            continue
+        best = lo + int(rows[0])
+        params = _to_params(su.prob.from_centred(theta[best]))
+        nan_ci = {k: (float("nan"), float("nan")) for k in PARAM_NAMES}
+        fit = _result(su, params, {**nan_ci, **{k: (v, v) for k, v in fixed.items()}}, [],
+                      fixed, {
+            "objective": float(f[best]),
+            "max_abs_gradient": float(gmax[best]),
+            "converged": bool(conv[best]),
+            "n_starts": hi - lo,
+            "n_starts_converged": int(conv[lo:hi].sum()),
+            "screened_on_points": len(su.loss),
+            "huber_delta": float(delta),
+            "n_bootstrap": 0,
+            "seed": 0,
+            "fit_seconds": seconds / len(batch),
+            "bootstrap_seconds": 0.0,
+            "n_bootstrap_converged": 0,
+            "bootstrap_method": "refits run to convergence",
+        })
+        out[i] = _assess(fit, su, None)
+    return out
 
 
 def _bootstrap(prob: _Problem, starts: np.ndarray, n_bootstrap: int, seed: int | None,

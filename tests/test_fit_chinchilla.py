@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from scaletrack.analysis import compute_optimal, fit_chinchilla, load_epoch_chinchilla
-from scaletrack.analysis.chinchilla import _evaluate, _make_problem, start_grid
+from scaletrack.analysis.chinchilla import start_grid
+from scaletrack.analysis.chinchilla_newton import _evaluate, _make_problem
 
 TRUE = {"E": 1.7, "A": 400.0, "B": 1800.0, "alpha": 0.34, "beta": 0.36}
 # Besiroglu et al. 2024, "Chinchilla Scaling: A replication attempt", Table/eq. (their fit)
