@@ -9,7 +9,8 @@ Steps, each a plain function so they can be run (and rewired) one at a time:
    second call trains nothing); `floor_step` computes that corpus's best possible validation
    loss, the truth the fit's E should find.
 3. `fit_step` — fit L(N, D) (Chinchilla form) and L(C) to the finished cells; store the fits.
-4. `plot_step` — loss vs compute with the fitted law and its extrapolation, into DIR.
+4. `plot_step` — loss vs compute with the compute law, its extrapolation and bands, and
+   the summary's predictions at 10x the largest compute marked on it, into DIR.
 5. `ideas_step` — the idea's attempts, smallest checkpoint first, and its timeline plot.
 
 A fit that cannot be made (too few finished cells, a degenerate surface) is reported in one
@@ -23,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
+from matplotlib.transforms import offset_copy
 from rich.markup import escape
 from rich.table import Table
 
@@ -32,7 +35,7 @@ from scaletrack.analysis.chinchilla import fit_chinchilla
 from scaletrack.analysis.figures import save_figure
 from scaletrack.analysis.isoflop import compute_frontier
 from scaletrack.analysis.optimal import compute_optimal
-from scaletrack.analysis.plots import plot_loss_vs_compute
+from scaletrack.analysis.plots import FIT_COLOR, plot_loss_vs_compute
 from scaletrack.analysis.powerlaw import fit_compute_law
 from scaletrack.analysis.status import degenerate_message
 from scaletrack.errors import ConfigError, ScaletrackError
@@ -47,6 +50,8 @@ from scaletrack.sweeps.runner import SweepDisplay, flops_spent
 from scaletrack.workflows import load_grid, run_sweep
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from scaletrack.store.protocol import StoreLike
 
 DEMO_GRID_TOML = """\
@@ -201,17 +206,40 @@ def fit_step(outcome: DemoOutcome, store: StoreLike) -> None:
 
 
 def plot_step(outcome: DemoOutcome) -> None:
-    """Loss vs compute with the compute-law fit and its extrapolation."""
+    """Write `loss_vs_compute_figure` to DIR/loss_vs_compute.png and .svg."""
     if outcome.points is None or outcome.points.empty:
         outcome.skipped.append("plot: no finished cells to plot")
         return
+    figure = loss_vs_compute_figure(outcome)
+    outcome.files.extend(save_figure(figure, outcome.out / "loss_vs_compute"))
 
-    fit = outcome.fits.get("compute")
+
+def loss_vs_compute_figure(outcome: DemoOutcome) -> Figure:
+    """Loss vs compute of the finished cells with the compute law (the law fitted on this
+    axis), its extrapolation and bands, and each prediction the summary quotes at 10x the
+    largest compute marked with its 95% prediction interval, so figure and text agree."""
     figure = plot_loss_vs_compute(
-        outcome.points, fit=fit, floor=outcome.loss_floor,
+        outcome.points, fit=outcome.fits.get("compute"), floor=outcome.loss_floor,
         title="scaletrack demo: loss vs training compute",
     )
-    outcome.files.extend(save_figure(figure, outcome.out / "loss_vs_compute"))
+    predictions = ten_x_predictions(outcome)
+    if not predictions:
+        return figure
+    ax = figure.axes[0]  # the loss axes (the colour bar's comes after it)
+    for i, p in enumerate(predictions):
+        has_band = bool(np.isfinite(p.lo) and np.isfinite(p.hi))
+        # same compute, set 7 points apart on screen so neither interval hides the other
+        dodge = offset_copy(ax.transData, fig=figure, units="points",
+                            x=7.0 * (i - (len(predictions) - 1) / 2))
+        ax.errorbar(
+            [p.compute], [p.pred], transform=dodge,
+            yerr=[[p.pred - p.lo], [p.hi - p.pred]] if has_band else None,
+            fmt=_MARKERS[p.law], ms=7, color=_MARKER_COLORS[p.law], mec="white", mew=0.8,
+            capsize=4, lw=1.4, zorder=7,
+            label=f"10x prediction, {_LAW_NAMES[p.law]}: {_value_text(p)}",
+        )
+    ax.legend(loc="upper right", frameon=True, framealpha=0.9, fontsize=9)
+    return figure
 
 
 def register_idea_step(outcome: DemoOutcome, store: StoreLike) -> None:
@@ -264,26 +292,73 @@ def run_demo(
     return outcome
 
 
-def _prediction_line(outcome: DemoOutcome) -> str | None:
-    """The loss predicted at 10x the largest compute: by the Chinchilla fit at its
-    compute-optimal N and D, with a 95% prediction interval, when that fit holds; else by the
-    compute law; None when neither holds."""
+@dataclass(frozen=True)
+class TenXPrediction:
+    """One law's final-loss prediction at 10x the largest compute trained: `pred` with its 95%
+    prediction interval [lo, hi] (nats/token; NaN without bootstrap refits), at `compute`
+    FLOPs. `N` and `D` (parameters, tokens): the Chinchilla fit's compute-optimal allocation
+    (6·N·D = compute); None for the compute law, which predicts loss from C alone."""
+
+    law: str  # "compute" (drawn in loss_vs_compute) or "chinchilla"
+    compute: float
+    pred: float
+    lo: float
+    hi: float
+    N: float | None = None
+    D: float | None = None
+
+
+_LAW_NAMES = {"compute": "compute law L(C)", "chinchilla": "Chinchilla fit L(N, D)"}
+_MARKERS = {"compute": "o", "chinchilla": "D"}
+_MARKER_COLORS = {"compute": FIT_COLOR, "chinchilla": "#6a3d9a"}
+
+
+def ten_x_predictions(outcome: DemoOutcome) -> list[TenXPrediction]:
+    """Each fit that holds, predicting at 10x the largest compute of the finished cells: the
+    compute law (the law the loss-vs-compute plot draws) first, then the Chinchilla fit at its
+    compute-optimal N and D. Intervals: `FitResult.predict_interval`, 95% prediction."""
     if outcome.points is None or outcome.points.empty:
-        return None
+        return []
     compute = 10 * float(outcome.points["C"].max())
-    head = f"predicted at 10x the largest compute ({fmt_number(compute)} FLOPs)"
+    out = []
+    law = outcome.fits.get("compute")
+    if law is not None and not law.degenerate:
+        band = law.predict_interval(compute).iloc[0]
+        out.append(TenXPrediction("compute", compute, float(band["pred"]), float(band["lo"]),
+                                  float(band["hi"])))
     chinchilla = outcome.fits.get("chinchilla")
     if chinchilla is not None and not chinchilla.degenerate:
         best = compute_optimal(chinchilla, compute).iloc[0]
         band = chinchilla.predict_interval(best["N_opt"], best["D_opt"]).iloc[0]
-        return (f"{head}, compute-optimal N = {fmt_number(best['N_opt'])} parameters and D = "
-                f"{fmt_number(best['D_opt'])} tokens: {fmt_number(band['pred'])} "
-                f"[{fmt_number(band['lo'])}, {fmt_number(band['hi'])}] nats/token (Chinchilla "
-                "fit, 95% prediction interval)")
-    law = outcome.fits.get("compute")
-    if law is not None and not law.degenerate:
-        return f"{head}: {fmt_number(float(law.predict(compute)[()]))} nats/token (compute law)"
-    return None
+        out.append(TenXPrediction("chinchilla", compute, float(band["pred"]), float(band["lo"]),
+                                  float(band["hi"]), float(best["N_opt"]), float(best["D_opt"])))
+    return out
+
+
+def _value_text(p: TenXPrediction) -> str:
+    """'0.61 [0.6, 0.63]', or the bare value when there is no interval."""
+    if not (np.isfinite(p.lo) and np.isfinite(p.hi)):
+        return f"{fmt_number(p.pred)} (no interval: no bootstrap refits)"
+    return f"{fmt_number(p.pred)} [{fmt_number(p.lo)}, {fmt_number(p.hi)}]"
+
+
+def _prediction_lines(outcome: DemoOutcome) -> list[str]:
+    """One line per law predicting at 10x the largest compute, each naming its law and where
+    loss_vs_compute shows it (the compute law's curve and dotted band; the Chinchilla fit's
+    diamond, its curve not drawn)."""
+    lines = []
+    for p in ten_x_predictions(outcome):
+        head = f"predicted at 10x the largest compute ({fmt_number(p.compute)} FLOPs) by the "
+        if p.law == "compute":
+            lines.append(f"{head}{_LAW_NAMES['compute']}: {_value_text(p)} nats/token (95% "
+                         "prediction interval; the curve, dotted band and circle in "
+                         "loss_vs_compute)")
+        else:
+            lines.append(f"{head}{_LAW_NAMES['chinchilla']} at its compute-optimal N = "
+                         f"{fmt_number(p.N)} parameters and D = {fmt_number(p.D)} tokens "
+                         f"(6·N·D = C): {_value_text(p)} nats/token (95% prediction interval; "
+                         "the diamond in loss_vs_compute, its curve not drawn)")
+    return lines
 
 
 def _floor_line(outcome: DemoOutcome) -> str:
@@ -345,9 +420,8 @@ def print_summary(outcome: DemoOutcome, console: Any) -> None:
             f"back-test: Chinchilla fit on the {outcome.backtest.summary['n_train']} smaller "
             f"cells predicts the largest at {fmt_number(row['predicted'])} nats/token; "
             f"measured {fmt_number(row['loss'])} ({100 * row['rel_error']:+.1f}%)", soft_wrap=True)
-    prediction = _prediction_line(outcome)
-    if prediction:
-        console.print(prediction, soft_wrap=True, markup=False)
+    for line in _prediction_lines(outcome):
+        console.print(line, soft_wrap=True, markup=False)
     if outcome.attempts is not None and not outcome.attempts.empty:
         table = Table(title="the demo idea, re-checked as larger checkpoints appeared",
                       header_style="bold")

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -17,29 +15,13 @@ from scaletrack.evals.ideas import checkpoint_scale
 from scaletrack.number_format import fmt_number
 from scaletrack.store import Store
 
-USER_MODULE = "scaletrack_ckpt_compute_tasks"
-USER_TASKS = '''
-def kparams(ckpt):
+runner = CliRunner()
+TASK = f"{__name__}:kparams"  # this module is importable under pytest: the idea's own task
+
+
+def kparams(ckpt) -> float:
     """Parameters in thousands, read from the record (no model needed)."""
     return ckpt.record.N / 1000.0
-'''
-
-runner = CliRunner()
-
-
-@pytest.fixture()
-def tasks_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    folder = tmp_path / "user_pkg"
-    folder.mkdir()
-    (folder / f"{USER_MODULE}.py").write_text(textwrap.dedent(USER_TASKS))
-    monkeypatch.syspath_prepend(str(folder))
-    sys.modules.pop(USER_MODULE, None)
-    return USER_MODULE
-
-
-@pytest.fixture()
-def store_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'ckpt.db'}"
 
 
 def _file(tmp_path: Path, name: str) -> Path:
@@ -60,10 +42,10 @@ def _listed(store_url: str) -> dict[str, dict]:
 
 
 def test_compute_is_six_n_d_when_not_stated_and_ideas_use_that_figure(
-    tmp_path: Path, store_url: str, tasks_module: str
+    tmp_path: Path, store_url: str
 ) -> None:
-    res = runner.invoke(app, ["ideas", "add", "needs 50k params", "--task",
-                              f"{tasks_module}:kparams", "--metric", "value",
+    res = runner.invoke(app, ["ideas", "add", "needs 50k params", "--task", TASK,
+                              "--metric", "value",
                               "--threshold", "50", "--store", store_url])
     assert res.exit_code == 0, res.output
 

@@ -100,7 +100,8 @@ def test_prediction_at_ten_times_compute_comes_from_a_chinchilla_fit_that_holds(
     console = Console(record=True, width=400)
     print_summary(outcome, console)
     lines = [x for x in console.export_text().splitlines() if x.startswith("predicted at 10x")]
-    assert len(lines) == 1 and "Chinchilla fit, 95% prediction interval" in lines[0]
+    assert len(lines) == 1 and "by the Chinchilla fit L(N, D)" in lines[0]
+    assert "(95% prediction interval;" in lines[0]
     best = compute_optimal(fit, 10 * points["C"].max()).iloc[0]
     assert f"N = {fmt_number(best['N_opt'])} parameters" in lines[0]
     pred, lo, hi = (float(v) for v in lines[0].split(": ")[-1].split(" nats")[0]
