@@ -42,8 +42,7 @@ def add(
 ) -> None:
     """Register a checkpoint not trained here (kind 'external'); ideas it out-scales become due.
 
-    Without --flops, C is recorded as 6·N·D from the stated N and D: the rule imported
-    checkpoints follow and the one ideas compare checkpoints by when no FLOPs are known.
+    C (FLOPs) is --flops, else 6·N·D: the rule ideas compare checkpoints by.
     """
     from scaletrack.evals.evaluate import CheckpointExists, register_external_checkpoint
     from scaletrack.evals.ideas import refresh_idea_statuses
@@ -90,7 +89,8 @@ def stated_or_derived_flops(n: int, d: int, flops: float | None) -> float | None
         return flops
     c = 6.0 * n * d
     if not math.isfinite(c):
-        raise ConfigError(f"6·N·D overflows for --params {n} and --tokens {d}; pass --flops")
+        raise ConfigError(f"6·N·D overflows for --params {fmt_number(float(n))} and --tokens "
+                          f"{fmt_number(float(d))}; pass --flops")
     return c
 
 
