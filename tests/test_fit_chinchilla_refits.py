@@ -1,4 +1,5 @@
-"""Batched inner refits of the Chinchilla fit: the same fits as one at a time."""
+"""The Chinchilla objective's derivatives, and batched inner refits: the same fits as one
+at a time."""
 
 from __future__ import annotations
 
@@ -20,6 +21,30 @@ STARTS = np.array([
     [5.0, 10.0, 0.5, 0.5, 0.5],
     [10.0, 5.0, -1.0, 1.0, 0.5],
 ])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gradient_and_hessian_match_finite_differences(weighted):
+    df = synthetic_runs(n=40, noise=0.02)
+    prob = _make_problem(*(df[c].to_numpy() for c in ("N", "D", "loss")), 1e-3)
+    theta = prob.to_centred(STARTS) + 0.01
+    w = np.random.default_rng(1).poisson(1.0, (len(theta), 40)).astype(float) if weighted \
+        else None
+    _, g, hess = _evaluate(prob, theta, w)
+    _, g_only, none = _evaluate(prob, theta, w, hessian=False)
+    assert none is None and np.array_equal(g_only, g)
+    step = 1e-6
+    for i in range(5):
+        up, down = theta.copy(), theta.copy()
+        up[:, i] += step
+        down[:, i] -= step
+        f_up, g_up, _ = _evaluate(prob, up, w)
+        f_down, g_down, _ = _evaluate(prob, down, w)
+        scale = np.abs(g).max(axis=1) + 1e-12
+        assert np.all(np.abs((f_up - f_down) / (2 * step) - g[:, i]) <= 1e-5 * scale)
+        col = (g_up - g_down) / (2 * step)
+        hscale = np.abs(hess).max(axis=(1, 2))[:, None]
+        assert np.all(np.abs(col - hess[:, :, i]) <= 1e-6 * hscale)
 
 
 def test_recentred_rows_have_the_derivatives_of_their_own_centring():

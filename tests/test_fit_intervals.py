@@ -12,6 +12,7 @@ from test_fit_isoflop import LAW, isoflop_runs
 from typer.testing import CliRunner
 
 import scaletrack.analysis.chinchilla as chinchilla_mod
+import scaletrack.analysis.chinchilla_newton as newton_mod
 from scaletrack.analysis import (
     FitResult,
     backtest,
@@ -176,7 +177,8 @@ def test_backtest_cli_json_keys(tmp_path):
 def test_blocked_evaluation_matches_and_huge_inputs_are_refused(monkeypatch):
     df = synthetic_runs(n=50)
     whole = fit_chinchilla(df, n_bootstrap=10)
-    monkeypatch.setattr(chinchilla_mod, "BLOCK_ELEMENTS", 4500 * 7)  # blocks of 7 points
+    monkeypatch.setattr(newton_mod, "CACHE_POINTS", 7)  # blocks of 3 rows x 7 points
+    monkeypatch.setattr(newton_mod, "CACHE_ELEMENTS", 21)
     blocked = fit_chinchilla(df, n_bootstrap=10)
     for k in whole.params:
         assert blocked.params[k] == pytest.approx(whole.params[k], rel=1e-6)
