@@ -228,16 +228,24 @@ def loss_vs_compute_figure(outcome: DemoOutcome) -> Figure:
     ax = figure.axes[0]  # the loss axes (the colour bar's comes after it)
     for i, p in enumerate(predictions):
         has_band = bool(np.isfinite(p.lo) and np.isfinite(p.hi))
+        around = has_band and p.lo <= p.pred <= p.hi
         # same compute, set 7 points apart on screen so neither interval hides the other
         dodge = offset_copy(ax.transData, fig=figure, units="points",
                             x=7.0 * (i - (len(predictions) - 1) / 2))
         ax.errorbar(
             [p.compute], [p.pred], transform=dodge,
-            yerr=[[p.pred - p.lo], [p.hi - p.pred]] if has_band else None,
+            yerr=[[p.pred - p.lo], [p.hi - p.pred]] if around else None,
             fmt=_MARKERS[p.law], ms=7, color=_MARKER_COLORS[p.law], mec="white", mew=0.8,
             capsize=4, lw=1.4, zorder=7,
             label=f"10x prediction, {_LAW_NAMES[p.law]}: {_value_text(p)}",
         )
+        if has_band and not around:  # a drifting band that leaves the law's own value out
+            ax.vlines([p.compute], p.lo, p.hi, colors=_MARKER_COLORS[p.law], lw=1.4,
+                      transform=dodge, zorder=7)
+    # keep the marks in view when no law is drawn out to them
+    ax.update_datalim([(p.compute, v) for p in predictions for v in (p.pred, p.lo, p.hi)
+                       if np.isfinite(v)])
+    ax.autoscale_view()
     ax.legend(loc="upper right", frameon=True, framealpha=0.9, fontsize=9)
     return figure
 

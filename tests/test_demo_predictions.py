@@ -115,3 +115,5 @@ def test_a_degenerate_compute_law_leaves_only_the_chinchilla_prediction(
     labels = [c.get_label() for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert len(labels) == 1 and "Chinchilla fit L(N, D)" in labels[0]
     assert "extrapolation" not in [line.get_label() for line in ax.get_lines()]
+    # no law is drawn out to 10x, yet the mark is in view
+    assert ax.get_xlim()[1] > 10 * float(points["C"].max())
