@@ -50,15 +50,17 @@ def child(kind: str, size: int, bootstrap: int, repeats: int) -> dict:
     fit_chinchilla(df.iloc[:40], n_bootstrap=5)  # imports and first-call set-up
     out: dict = {"points": len(df), "runs": []}
     for _ in range(repeats):
-        row = {}
+        row, wall = {}, {}
         for name, kw in (("fit only", {"n_bootstrap": 0}),
                          (f"fit + {bootstrap} bootstraps",
                           {"n_bootstrap": bootstrap, "calibrate": False}),
                          ("fit + bootstraps + calibration", {"n_bootstrap": bootstrap})):
-            t0 = time.process_time()
+            t0, w0 = time.process_time(), time.perf_counter()
             res = fit_chinchilla(df, **kw)
             row[name] = time.process_time() - t0
+            wall[name] = time.perf_counter() - w0
         out["runs"].append(row)
+        out.setdefault("wall", []).append(wall)
     p = res.params
     out["params"] = {k: round(v, 4) for k, v in p.items()}
     out["ci_E"] = [round(v, 4) for v in res.ci95["E"]]
@@ -78,7 +80,9 @@ def report(label: str, out: dict) -> None:
           f"bootstrap: {out['bootstrap_method']}; peak RSS {out['peak_rss_mb']:.0f} MB")
     for name in out["runs"][0]:
         xs = [r[name] for r in out["runs"]]
-        print(f"  {name:>32}: CPU median {statistics.median(xs):6.2f} s  min {min(xs):6.2f} s")
+        ws = [r[name] for r in out["wall"]]
+        print(f"  {name:>32}: CPU median {statistics.median(xs):6.2f} s  min {min(xs):6.2f} s"
+              f"  (wall median {statistics.median(ws):6.2f} s)")
 
 
 def main() -> None:
@@ -106,6 +110,7 @@ def main() -> None:
         print(f"skip Epoch: {DATA} is absent")
     for size in args.sizes:
         report(f"simulated {size:,}", run_child("sim", size, args.bootstrap, 1, env))
+    print(f"load avg at end: {os.getloadavg()[0]:.1f}")
     if args.exhaustive and DATA.is_file():
         from scaletrack.analysis import fit_chinchilla, load_epoch_chinchilla
 
