@@ -6,8 +6,10 @@ prediction is log L = LSE(a - alpha·log N, b - beta·log D, e) and the objectiv
 loss (delta = 1e-3) of log L_hat - log L summed over points. Every start of the published grid
 (alpha, beta in {0, 0.5, .., 2}, e in {-1, -0.5, .., 1}, a, b in {0, 5, .., 25}: 4,500 starts) is
 optimised to convergence at once by a batched, damped Newton method with the exact gradient
-and Hessian; the best optimum wins. Bootstrap resamples are solved in the same batched way,
-warm-started from the full-data optimum and the next-best distinct optima.
+and Hessian (`scaletrack.analysis.chinchilla_newton`); the best optimum wins. Bootstrap
+resamples are solved in the same batched way, warm-started from the full-data optimum and the
+next-best distinct optima, and so are the calibration's inner hold-out refits
+(`refit_frames`).
 """
 
 from __future__ import annotations
