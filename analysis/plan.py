@@ -117,7 +117,11 @@ class Plan:
     (`equal_cost_grid`; with cooldown branches `branch_aware_baseline`; NaN where no
     simulated fit succeeded, e.g. a baseline of fewer than 7 cells).
     linear_width / baseline_linear_width: the linearised criterion's widths (the search's
-    objective). law_source: "prior" or "fit"; law: the central law used for the target
+    objective). failure_risk / baseline_failure_risk: the criterion's expected share of
+    fits whose E collapses to its bound (degenerate, no band); `failed_share` and
+    `baseline_failed_share` the simulated fits' share refused or degenerate (which
+    expected_width, a mean over the fits that succeeded, leaves out).
+    law_source: "prior" or "fit"; law: the central law used for the target
     split; noise: run-to-run scatter assumed (log loss); kappa: extrapolation error per
     decade assumed; n_simulations, seed: of the simulation.
     """
@@ -142,6 +146,18 @@ class Plan:
     seed: int
     widths: tuple[float, ...] = field(default=(), repr=False)
     baseline_widths: tuple[float, ...] = field(default=(), repr=False)
+    failure_risk: float = math.nan
+    baseline_failure_risk: float = math.nan
+
+    @property
+    def failed_share(self) -> float:
+        """Share of the simulated fits of `cells` refused or degenerate (NaN: none run)."""
+        return _nan_share(self.widths)
+
+    @property
+    def baseline_failed_share(self) -> float:
+        """Share of the simulated fits of `baseline_cells` refused or degenerate."""
+        return _nan_share(self.baseline_widths)
 
     def to_frame(self) -> pd.DataFrame:
         """The planned cells as a frame with columns N, D, C (params, tokens, FLOPs)."""
@@ -380,6 +396,8 @@ def plan_runs(
     The identifiability a design needs (7 runs, 3 sizes, 3 token counts, enough for the
     calibration's hold-outs) counts the runs done with the chosen cells; at least one cell
     is chosen.
+    The search also charges a design the risk that its fit is degenerate (E at its bound;
+    `plan_sim.Criterion.score`), reported as `Plan.failure_risk`.
     n_simulations: simulated fits per design for the reported widths (0: report the
     linearised widths); n_bootstrap: bootstrap refits in each simulated fit.
     """
@@ -467,8 +485,8 @@ def plan_runs(
                           "7 runs over 3 sizes and 3 token counts, enough to calibrate on "
                           "inner hold-outs): raise the budget or add cheaper cells")
     cells = sorted((cands[i] for i in idx), key=lambda c: (c.flops, c.n_params))
-    lin = _linear_width(problem, cells)
-    lin_base = _linear_width(problem, base_cells)
+    lin, risk = _linear_width(problem, cells)
+    lin_base, risk_base = _linear_width(problem, base_cells)
 
     widths: tuple[float, ...] = ()
     base_widths: tuple[float, ...] = ()
@@ -489,7 +507,13 @@ def plan_runs(
         linear_width=lin, baseline_linear_width=lin_base, law_source=source,
         law={k: float(v) for k, v in law.items()}, noise=sigma, kappa=kap,
         n_simulations=int(n_simulations), seed=int(seed), widths=tuple(widths),
-        baseline_widths=tuple(base_widths))
+        baseline_widths=tuple(base_widths), failure_risk=risk,
+        baseline_failure_risk=risk_base)
+
+
+def _nan_share(values: Sequence[float]) -> float:
+    v = np.asarray(values, dtype=float)
+    return float(np.isnan(v).mean()) if v.size else math.nan
 
 
 def _finite_mean(values: Sequence[float]) -> float:
@@ -498,15 +522,19 @@ def _finite_mean(values: Sequence[float]) -> float:
     return float(v.mean()) if v.size else math.nan
 
 
-def _linear_width(problem: DesignProblem, cells: Sequence[PlannedCell]) -> float:
-    """The linearised criterion's mean width for any cells (not only candidates)."""
+def _linear_width(problem: DesignProblem, cells: Sequence[PlannedCell]
+                  ) -> tuple[float, float]:
+    """The linearised criterion's mean width and failure risk for any cells (not only
+    candidates)."""
     if not cells:
-        return math.nan
+        return math.nan, math.nan
     sub = dataclasses.replace(problem, cand_n=np.array([c.n_params for c in cells]),
                               cand_d=np.array([c.tokens for c in cells]),
                               cand_cost=np.array([c.flops for c in cells]),
                               cand_compute=None, cand_trunk=None, cand_trunk_cost=None)
-    return float(Criterion(sub).mean_width([np.arange(len(cells))])[0])
+    crit = Criterion(sub)
+    design = [np.arange(len(cells))]
+    return float(crit.mean_width(design)[0]), float(crit.failure_risk(design)[0])
 
 
 def expected_band_width(

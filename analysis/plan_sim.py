@@ -39,6 +39,14 @@ the criterion charges it the target's variance twice instead, and the search nev
 one. Designs are scored in batches: their information matrices are one product of 0/1
 design masks with the cells' outer products, the inner hold-outs one batched inverse.
 
+A band is only as good as the fit behind it: at 2-3 % noise many designs' fits put E at
+its bound 0 and are degenerate (no band). The criterion's failure risk of a design is
+Phi(-1 / (E_COLLAPSE_SCALE·RISK_NOISE_FACTOR·sd)) averaged over the draws, sd the
+linearised standard error of log E (the fit's E collapses far more often than the
+linearisation alone says, and the noise may be higher than assumed); the search minimises
+the mean width plus FAILURE_PENALTY times the risk beyond MAX_FAILURE_RISK
+(`Criterion.score`), which favours designs spread over sizes and token counts.
+
 `choose_design` runs a cost-aware greedy (largest drop in mean width per FLOP, or in
 absolute terms) from nothing to the budget, keeping the narrowest design on its way, then
 an exchange search (swap one cell for another, add or drop one, while the mean width drops
@@ -61,6 +69,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from scaletrack.analysis.calibration import INNER_HOLDOUTS, INNER_HOLDOUTS_N
 from scaletrack.analysis.chinchilla import fit_chinchilla
@@ -85,6 +94,22 @@ _MIN_RESIDUALS = 5  # held-out residuals the calibration needs (analysis.calibra
 _CUTS = 1.0 - np.asarray(INNER_HOLDOUTS)  # quantiles of compute the hold-outs start at
 _CUTS_N = 1.0 - np.asarray(INNER_HOLDOUTS_N)  # ... and of N
 _RIDGE = 1e-9
+_LOG_E_AXIS = np.array([0.0, 0.0, 1.0, 0.0, 0.0])  # log E in the criterion's coordinates
+# A fit's E collapses to its bound 0 (a degenerate fit) far more often than the linearised
+# standard error sd of log E says: the estimate of E is skewed towards 0. The share of
+# point fits with E at its bound follows Phi(-1 / (E_COLLAPSE_SCALE·sd)) with the scale
+# 1.9-2.5 (geometric 6x6 grid, all 81 cells and their costlier half of bench_plan's
+# candidates, Hoffmann's law, 2 and 3 % noise, tuning seeds 200-223, never the reported
+# ones: 21-29 %, 0-4 %, 4-8 % of fits at the bound); 2.2 is their middle.
+E_COLLAPSE_SCALE = 2.2
+# The risk is judged at twice the assumed noise (run-to-run scatter is itself uncertain,
+# 1-3 %, and a fit that fails gives no band at all) and charged FAILURE_PENALTY relative
+# width per unit beyond MAX_FAILURE_RISK. Chosen among (1.5, 0.05), (1.5, 0.02), (2.0, 0.02)
+# and a penalty of 20 or 60 on bench_plan's TUNING_SEEDS (100-103, 50 refits): (2.0, 0.02,
+# 20) left 1 % of the planned fits degenerate against 3-8 % for the others.
+RISK_NOISE_FACTOR = 2.0
+MAX_FAILURE_RISK = 0.02
+FAILURE_PENALTY = 20.0
 
 
 @dataclass(frozen=True)
@@ -245,18 +270,40 @@ class Criterion:
 
     def design_widths(self, idx: np.ndarray) -> np.ndarray:
         """Per-draw expected relative widths (K,) of the band for design `idx`."""
-        return self._widths(self._mask(idx)[None, :])[0]
+        return self._widths(self._mask(idx)[None, :])[0][0]
 
     def mean_width(self, designs: Sequence[np.ndarray]) -> np.ndarray:
         """Mean over draws of `design_widths`, one number per design."""
-        if not len(designs):
-            return np.empty(0)
-        masks = np.stack([self._mask(idx) for idx in designs])
-        return self._widths(masks).mean(axis=1)
+        return self._scored(designs)[0]
 
-    def _widths(self, masks: np.ndarray) -> np.ndarray:
-        """Per-draw widths (B, K) of designs given as (B, P) masks."""
-        v_t = _quad(self._info(masks), self.g)  # (B, K)
+    def failure_risk(self, designs: Sequence[np.ndarray]) -> np.ndarray:
+        """Expected share of fits of each design whose E collapses to its bound 0 (a
+        degenerate fit, no band): mean over draws of Phi(-1 / (E_COLLAPSE_SCALE·sd)), sd the
+        linearised standard error of log E."""
+        return self._scored(designs)[1]
+
+    def score(self, designs: Sequence[np.ndarray]) -> np.ndarray:
+        """What the search minimises: the mean width plus FAILURE_PENALTY times the failure
+        risk in excess of MAX_FAILURE_RISK (a design whose fit is likely degenerate gives
+        no band at all, however narrow its band would be when the fit succeeds)."""
+        width, risk = self._scored(designs)
+        return width + FAILURE_PENALTY * np.maximum(risk - MAX_FAILURE_RISK, 0.0)
+
+    def _scored(self, designs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        if not len(designs):
+            return np.empty(0), np.empty(0)
+        masks = np.stack([self._mask(idx) for idx in designs])
+        widths, risk = self._widths(masks)
+        return widths.mean(axis=1), risk
+
+    def _widths(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-draw widths (B, K) and failure risks (B,) of designs given as (B, P) masks."""
+        info = self._info(masks)
+        v_t = _quad(info, self.g)  # (B, K)
+        v_e = _quad(info, np.broadcast_to(_LOG_E_AXIS, self.g.shape))  # var of log E
+        with np.errstate(divide="ignore"):
+            risk = norm.cdf(-1.0 / (E_COLLAPSE_SCALE * RISK_NOISE_FACTOR
+                                    * np.sqrt(v_e))).mean(axis=1)
         splits = [self._splits(np.flatnonzero(m)) for m in masks]
         flat = [(tr, te) for sp in splits for tr, te in sp]
         first = np.cumsum([0] + [len(sp) for sp in splits])
@@ -297,7 +344,7 @@ class Criterion:
         fallback = np.isnan(var_scatter)
         scatter = np.where(fallback[:, None], self.problem.sigma ** 2 + v_t,
                            np.nan_to_num(var_scatter)[:, None])
-        return 2.0 * Z95 * np.sqrt(v_t + scatter + kappa[:, None])
+        return 2.0 * Z95 * np.sqrt(v_t + scatter + kappa[:, None]), risk
 
 
 def expected_reach_model(e: np.ndarray, d: np.ndarray) -> tuple[float, float]:
@@ -410,30 +457,30 @@ def choose_design(problem: DesignProblem, budget: float, *,
             continue
         idx = _exchange(crit, start, budget, max_passes, rng)
         # a plan proposes runs: the existing runs alone are never the answer
-        w = float(crit.mean_width([idx])[0]) if idx.size and crit.eligible(idx) else np.inf
+        w = float(crit.score([idx])[0]) if idx.size and crit.eligible(idx) else np.inf
         if w < best_w:
             best, best_w = idx, w
     return np.sort(best)
 
 
 def _batched_widths(crit: Criterion, designs: Sequence[np.ndarray]) -> np.ndarray:
-    """`crit.mean_width` in batches of BATCH designs (bounded memory)."""
-    parts = [crit.mean_width(designs[i:i + BATCH]) for i in range(0, len(designs), BATCH)]
+    """`crit.score` in batches of BATCH designs (bounded memory)."""
+    parts = [crit.score(designs[i:i + BATCH]) for i in range(0, len(designs), BATCH)]
     return np.concatenate(parts) if parts else np.empty(0)
 
 
 def _greedy(crit: Criterion, budget: float, *, per_flop: bool, rng: np.random.Generator,
             by_compute: bool = False) -> np.ndarray:
-    """Add the candidate with the largest drop in mean width (per FLOP when `per_flop`: of
-    what it adds to the design's cost, or with `by_compute` of its training compute) until
-    none fits the budget, and return the narrowest eligible design on the way (adding a cell
+    """Add the candidate with the largest drop in score (`Criterion.score`; per FLOP when
+    `per_flop`: of what it adds to the design's cost, or with `by_compute` of its training
+    compute) until none fits the budget, and return the best eligible design on the way (a cell
     can widen the band for a while: it moves the calibration's hold-outs). Each step weighs
     at most STEP_OPTIONS candidates, drawn at random when more fit."""
     problem = crit.problem
     taken = np.zeros(problem.cand_cost.size, dtype=bool)
     chosen: list[int] = []
     spent = 0.0
-    current = float(crit.mean_width([np.array([], dtype=int)])[0])
+    current = float(crit.score([np.array([], dtype=int)])[0])
     best, best_w = np.array([], dtype=int), np.inf
     while True:
         cost = added_costs(problem, np.array(chosen, dtype=int))  # a trunk paid once
@@ -460,13 +507,13 @@ def _greedy(crit: Criterion, budget: float, *, per_flop: bool, rng: np.random.Ge
 
 def _exchange(crit: Criterion, chosen: np.ndarray, budget: float, max_passes: int,
               rng: np.random.Generator) -> np.ndarray:
-    """Swap one chosen cell for an unchosen one, add one or drop one, while the mean width
-    drops and the design stays eligible within the budget (at most EXCHANGE_OPTIONS of
+    """Swap one chosen cell for an unchosen one, add one or drop one, while the score drops
+    and the design stays eligible within the budget (at most EXCHANGE_OPTIONS of
     these moves, drawn at random, are weighed in each pass)."""
     problem = crit.problem
     cost = problem.cand_cost
     chosen = np.asarray(chosen, dtype=int)
-    current = float(crit.mean_width([chosen])[0]) if chosen.size else np.inf
+    current = float(crit.score([chosen])[0]) if chosen.size else np.inf
     for _ in range(max_passes):
         outside = np.setdiff1d(np.arange(cost.size), chosen)
         if problem.shares_trunks:  # the cost of each resulting design, trunks once

@@ -441,6 +441,13 @@ def plan_is_worse(result: Plan) -> bool:
             and result.baseline_width < result.expected_width)
 
 
+def plan_fails_more(result: Plan) -> bool:
+    """Whether more of the plan's simulated fits than the geometric grid's were refused or
+    degenerate (E at its bound, a band too wide to trust): such fits give no band at all."""
+    return (math.isfinite(result.failed_share) and math.isfinite(result.baseline_failed_share)
+            and result.failed_share > result.baseline_failed_share)
+
+
 def plan_header(result: Plan, cost: float) -> str:
     """Comment lines that head a planned grid file: target, cost and expected widths."""
     def pct(x: float) -> str:
@@ -453,8 +460,13 @@ def plan_header(result: Plan, cost: float) -> str:
         f"# {len(result.cells)} cells, {cost:.3g} FLOPs; expected band width at the target "
         f"{pct(result.expected_width)} (law from the {result.law_source}); a geometric grid "
         f"of equal cost: {pct(result.baseline_width)}.",
+        *([f"# Simulated fits refused or degenerate (no band): {pct(result.failed_share)} of "
+           f"this plan's, {pct(result.baseline_failed_share)} of the geometric grid's."]
+          if math.isfinite(result.failed_share) else []),
         *(["# Warning: in simulation the geometric grid of equal cost gives the narrower band;",
            "# prefer a plain grid over this plan."] if plan_is_worse(result) else []),
+        *(["# Warning: in simulation more of this plan's fits than the geometric grid's fail;",
+           "# prefer a plain grid over this plan."] if plan_fails_more(result) else []),
         "# Run it: scaletrack sweep run THIS_FILE",
     ])
 

@@ -71,12 +71,18 @@ def test_planned_cells_are_candidates_within_budget():
     assert plan.target_flops == target
 
 
-def test_width_shrinks_with_budget():
+def test_score_shrinks_with_budget():
+    """More compute buys a narrower band or a fit less likely to be degenerate: the score
+    the search minimises (width plus the charge for failure risk) falls with the budget."""
+    from scaletrack.analysis import plan_sim
+
     target = 100 * 6 * SIZES[-1] * TOKENS[-1]
-    widths = [plan_runs(None, target_flops=target, budget_flops=f * grid_cost(),
-                        candidates=candidates(), n_simulations=0).linear_width
-              for f in (0.1, 0.3, 1.0)]
-    assert widths[0] > widths[1] > widths[2] > 0
+    plans = [plan_runs(None, target_flops=target, budget_flops=f * grid_cost(),
+                       candidates=candidates(), n_simulations=0) for f in (0.1, 0.3, 1.0)]
+    scores = [p.linear_width + plan_sim.FAILURE_PENALTY
+              * max(p.failure_risk - plan_sim.MAX_FAILURE_RISK, 0.0) for p in plans]
+    assert scores[0] > scores[1] > scores[2] > 0
+    assert plans[0].failure_risk > plans[2].failure_risk
 
 
 def test_no_points_plans_from_the_prior():
@@ -336,3 +342,41 @@ def test_batched_widths_equal_one_at_a_time():
     alone = [crit.mean_width([d])[0] for d in designs]
     assert np.allclose(together, alone)
     assert np.allclose(together, [crit.design_widths(d).mean() for d in designs])
+
+
+def test_failure_risk_falls_with_spread_in_n_and_d():
+    """A design over a narrow block of sizes and token counts pins E worse (its fits more
+    often put E at its bound) than one of as many cells spread over the whole range."""
+    crit = Criterion(distance_problem(0.0))
+    n, d = crit.problem.cand_n, crit.problem.cand_d
+    block = np.flatnonzero((n <= SIZES[2]) & (d <= TOKENS[2]))  # 3 x 3, half a decade each
+    corners = np.flatnonzero(np.isin(n, SIZES[[0, 2, 4]]) & np.isin(d, TOKENS[[0, 2, 4]]))
+    risk = crit.failure_risk([block, corners])
+    assert block.size == corners.size == 9
+    assert 0.0 <= risk[1] < risk[0] <= 0.5
+    # noisier runs pin E worse
+    noisy = Criterion(dataclasses.replace(distance_problem(0.0), sigma=0.04))
+    assert noisy.failure_risk([corners])[0] > risk[1]
+
+
+def test_score_charges_only_the_risk_beyond_the_allowance():
+    from scaletrack.analysis import plan_sim
+
+    crit = Criterion(distance_problem(0.0))
+    n, d = crit.problem.cand_n, crit.problem.cand_d
+    designs = [np.flatnonzero((n <= SIZES[2]) & (d <= TOKENS[2])), np.arange(n.size)]
+    width, risk = crit.mean_width(designs), crit.failure_risk(designs)
+    excess = np.maximum(risk - plan_sim.MAX_FAILURE_RISK, 0.0)
+    assert np.allclose(crit.score(designs), width + plan_sim.FAILURE_PENALTY * excess)
+    assert excess[0] > 0  # the narrow block is charged
+
+
+def test_plan_reports_failure_risk_and_failed_share():
+    budget = 0.5 * grid_cost()
+    target = 100 * 6 * SIZES[-1] * TOKENS[-1]
+    plan = plan_runs(None, target_flops=target, budget_flops=budget, candidates=candidates(),
+                     n_simulations=3, n_bootstrap=20)
+    assert 0.0 <= plan.failure_risk <= 1.0 and 0.0 <= plan.baseline_failure_risk <= 1.0
+    assert plan.failed_share == np.mean(np.isnan(plan.widths))
+    assert plan.baseline_failed_share == np.mean(np.isnan(plan.baseline_widths))
+    assert math.isnan(dataclasses.replace(plan, widths=()).failed_share)

@@ -128,13 +128,23 @@ def test_a_plan_worse_than_the_plain_grid_says_so() -> None:
 
     from scaletrack.planning import plan_header, plan_is_worse
 
-    def plan(width: float, baseline: float) -> Any:
+    def plan(width: float, baseline: float, failed: float = 0.0,
+             baseline_failed: float = 0.0) -> Any:
         return SimpleNamespace(target_flops=1e14, target_n=1e6, target_tokens=2e7, cells=[1, 2],
                                expected_width=width, baseline_width=baseline,
-                               law_source="published prior")
+                               law_source="published prior", failed_share=failed,
+                               baseline_failed_share=baseline_failed)
 
     assert plan_is_worse(plan(0.41, 0.18))
     assert not plan_is_worse(plan(0.18, 0.41))
     assert not plan_is_worse(plan(float("nan"), 0.18))
     assert "prefer a plain grid" in plan_header(plan(0.41, 0.18), 1e12)
     assert "prefer a plain grid" not in plan_header(plan(0.18, 0.41), 1e12)
+    # a narrower band whose fits fail more often than the grid's is no better
+    from scaletrack.planning import plan_fails_more
+
+    risky = plan(0.18, 0.41, failed=0.5, baseline_failed=0.125)
+    assert plan_fails_more(risky) and not plan_fails_more(plan(0.18, 0.41, 0.125, 0.5))
+    header = plan_header(risky, 1e12)
+    assert "50.0 % of this plan's, 12.5 % of the geometric grid's" in header
+    assert "more of this plan's fits than the geometric grid's fail" in header
