@@ -24,6 +24,13 @@ Protocol, declared before any outcome below was computed:
   `analysis.plan_sim`), declared before this bench was run with it: same protocol, run
   once, reported whatever it shows; per budget also the share of random subsets more
   accurate than the planned one and the random draws' coverage p10-p90.
+- Third version of the criterion (it also charges a design the risk that its fit is
+  degenerate, `analysis.plan_sim.Criterion.score`), declared before this bench was run with
+  it: same protocol, data, budgets and random seeds, run once and reported whatever it
+  shows. Printed beside it, as diagnostics of why a design predicts as it does: each
+  design's mean signed error on the held-out runs, the criterion's linearised width and
+  failure risk for it, and where its runs lie (sizes, decades of N and D spanned, decades
+  off the target's tokens per parameter); for random, means over the draws.
 - Caveat: the prior's ranges include Besiroglu et al.'s fit, made on these same points,
   held-out runs included. The prior only says where the planner linearises; the fits that
   predict use the chosen runs alone.
@@ -42,7 +49,14 @@ import numpy as np
 import pandas as pd
 
 from scaletrack.analysis import fit_chinchilla, load_epoch_chinchilla
-from scaletrack.analysis.plan import PlannedCell, plan_runs
+from scaletrack.analysis.plan import (
+    PRIOR_KAPPA,
+    PRIOR_NOISE,
+    PlannedCell,
+    plan_runs,
+    prior_draws,
+)
+from scaletrack.analysis.plan_sim import Criterion, DesignProblem
 from scaletrack.errors import DataError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -59,13 +73,34 @@ def evaluate(train: pd.DataFrame, test: pd.DataFrame, n_boot: int) -> dict:
             warnings.simplefilter("ignore", RuntimeWarning)
             fit = fit_chinchilla(train, n_bootstrap=n_boot, seed=0)
     except DataError as exc:
-        return {"status": f"refused ({exc})", "mape": np.nan, "cover": np.nan, "width": np.nan}
+        return {"status": f"refused ({exc})", "mape": np.nan, "bias": np.nan, "cover": np.nan,
+                "width": np.nan}
     band = fit.predict_interval(test)
     y = test["loss"].to_numpy(float)
     pred, lo, hi = (band[c].to_numpy(float) for c in ("pred", "lo", "hi"))
     return {"status": fit.status, "mape": float(np.mean(np.abs(pred - y) / y)),
+            "bias": float(np.mean((pred - y) / y)),
             "cover": float(np.mean((lo <= y) & (y <= hi))),
             "width": float(np.median((hi - lo) / pred))}
+
+
+def criterion_view(design: pd.DataFrame, target: tuple[float, float, float]) -> dict:
+    """What the planner's criterion (prior draws, 2 % noise) expects of a design: linearised
+    band width and failure risk; and where the design lies: distinct N, decades of N and D
+    spanned, mean |log10(D/N) - log10(D*/N*)| (decades off the target's tokens per param)."""
+    n, d, c = (design[k].to_numpy(float) for k in ("N", "D", "C"))
+    problem = DesignProblem(
+        laws=prior_draws(64, 0), cand_n=n, cand_d=d, cand_cost=c, existing_n=np.empty(0),
+        existing_d=np.empty(0), existing_cost=np.empty(0), target_n=target[0],
+        target_d=target[1], target_flops=target[2], sigma=PRIOR_NOISE, kappa=PRIOR_KAPPA,
+        prior_precision=np.zeros((5, 5)))
+    crit = Criterion(problem)
+    every = [np.arange(n.size)]
+    return {"lin": float(crit.mean_width(every)[0]), "risk": float(crit.failure_risk(every)[0]),
+            "n_sizes": len(set(n.tolist())), "span_n": float(np.log10(n.max() / n.min())),
+            "span_d": float(np.log10(d.max() / d.min())),
+            "off_ratio": float(np.mean(np.abs(np.log10(d / n)
+                                              - np.log10(target[1] / target[0]))))}
 
 
 def random_subset(pool: pd.DataFrame, budget: float, seed: int) -> pd.DataFrame:
@@ -177,6 +212,18 @@ def main() -> None:
             summary.append({"frac": frac, "design": name, "mape": r["mape"].mean(),
                             "cover": r["cover"].mean(), "width": r["width"].mean()})
         rand = pd.DataFrame(rows["random"])
+        views = {"planned": [criterion_view(planned, (t_n, t_d, target))],
+                 "geometric": [criterion_view(geo, (t_n, t_d, target))],
+                 "random": [criterion_view(random_subset(pool, budget, s), (t_n, t_d, target))
+                            for s in range(args.random)]}
+        for name, v in views.items():
+            v_mean = pd.DataFrame(v).mean()
+            bias = 100 * pd.DataFrame(rows[name])["bias"].mean()
+            print(f"{'':>7} {name:>10}: signed error {bias:+.2f} %; "
+                  f"criterion width {v_mean['lin']:.3f}, failure risk {v_mean['risk']:.3f}; "
+                  f"{v_mean['n_sizes']:.0f} sizes, N over {v_mean['span_n']:.2f} and D over "
+                  f"{v_mean['span_d']:.2f} decades, {v_mean['off_ratio']:.2f} decades off the "
+                  "target's D/N")
         below = float(np.mean(rand["mape"] < rows["planned"][0]["mape"]))
         print(f"{'':>7} planner: {plan_s:.1f} s wall, {plan_cpu:.1f} s CPU; random: MAPE% "
               f"p10-p90 {100 * rand['mape'].quantile(.1):.2f}-"
