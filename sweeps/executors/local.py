@@ -7,10 +7,16 @@ no more progress in this call), so an idle worker waits in the parent's queue, n
 Workers open their own Store from the URL, split the CPU
 cores between them (torch threads = cores / workers, at least 1) and, on a machine with
 several GPUs, see one GPU each (CUDA_VISIBLE_DEVICES). Workers ignore SIGINT: on Ctrl-C the
-parent sets a stop event, each worker checkpoints, releases its claim and exits, and the next
-`sweep run` resumes. A worker that dies (SIGKILL, out of memory) is noticed within a second:
-its cell is marked failed so the next run resumes it from its last checkpoint, and a fresh
-worker takes the remaining cells.
+parent raises a stop flag, each worker checkpoints, releases its claim and exits, and the next
+`sweep run` resumes. A worker that dies (SIGKILL, out of memory) is noticed at once: its cell
+is marked failed so the next run resumes it from its last checkpoint, and a fresh worker takes
+the remaining cells.
+
+Workers share no lock with each other or with the parent. Each has its own pipe to the parent,
+and the stop flag is a lock-free shared byte. A worker killed while it held a shared lock (an
+`mp.Queue`'s writer lock, an `mp.Event`'s condition) would leave it taken for good, and every
+other process would hang on it; a worker killed in the middle of a message only cuts its own
+pipe, which the parent then reads as the end of that worker.
 """
 
 from __future__ import annotations
@@ -18,12 +24,13 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
-import queue
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from scaletrack.errors import ScaletrackError
@@ -104,11 +111,25 @@ def visible_gpus() -> list[str]:
     return []
 
 
+class _StopFlag:
+    """Set by the parent (Ctrl-C), read by the workers at every step: one shared byte, read
+    and written without a lock, so a worker killed while reading it leaves nothing held."""
+
+    def __init__(self, ctx: Any) -> None:
+        self._value = ctx.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+
 class _StopSignal:
     """`is_set()` is true when the parent asked to stop, this worker got SIGTERM (`scancel`,
     `docker stop` and a closed terminal signal the whole process group) or the parent is gone."""
 
-    def __init__(self, stop: Any) -> None:
+    def __init__(self, stop: _StopFlag) -> None:
         self._stop = stop
         self._parent = mp.parent_process()
         self.terminated = False
@@ -121,12 +142,25 @@ class _StopSignal:
                 or (self._parent is not None and not self._parent.is_alive()))
 
 
+class _Sender:
+    """A worker's side of its pipe: one message at a time (the training loop and the command
+    cells' reader threads may both emit), and silent once the parent is gone (the worker then
+    stops through `_StopSignal`)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def __call__(self, msg: Any) -> None:
+        with self._lock, contextlib.suppress(OSError):
+            self._conn.send(msg)
+
+
 def _worker_main(
     index: int,
     job: SweepJob,
-    inbox: Any,
-    events: Any,
-    stop: Any,
+    conn: Connection,
+    stop: _StopFlag,
     threads: int,
     gpu: str | None,
 ) -> None:
@@ -139,35 +173,50 @@ def _worker_main(
     torch.set_num_threads(threads)
 
     name = worker_name(index)
+    send = _Sender(conn)
     stop_signal = _StopSignal(stop)
     signal.signal(signal.SIGTERM, stop_signal.on_sigterm)  # checkpoint and release, then exit
     try:
         store = Store.open(job.store_url)
     except ScaletrackError as exc:
-        events.put(_Fatal(index, str(exc)))
+        send(_Fatal(index, str(exc)))
         return
     try:
-        events.put(_Ready(index, name))
+        send(_Ready(index, name))
         while True:
             try:
-                cell = inbox.get(timeout=1.0)
-            except queue.Empty:
-                parent = mp.parent_process()
-                if parent is not None and not parent.is_alive() or stop_signal.terminated:
-                    return  # orphaned or terminated: take no more cells
-                continue
+                if not conn.poll(1.0):
+                    parent = mp.parent_process()
+                    if parent is not None and not parent.is_alive() or stop_signal.terminated:
+                        return  # orphaned or terminated: take no more cells
+                    continue
+                cell = conn.recv()
+            except (EOFError, OSError):
+                return  # the parent is gone
             if cell is None:
                 return
             try:
-                run_cell(job, cell, store, name, events.put, stop_event=stop_signal)
+                run_cell(job, cell, store, name, send, stop_event=stop_signal)
             except ScaletrackError as exc:  # the store is failing: stop, take no more cells
-                events.put(_Fatal(index, str(exc), started=True))
+                send(_Fatal(index, str(exc), started=True))
                 return
             if stop_signal.terminated:
                 return
-            events.put(_Ready(index, name))
+            send(_Ready(index, name))
     finally:
         store.close()
+
+
+def read_waiting(conn: Connection) -> tuple[list[Any], bool]:
+    """Every whole message waiting on a worker's pipe, without blocking on a live worker, and
+    whether the pipe has ended (the worker is gone, perhaps in the middle of a message)."""
+    messages: list[Any] = []
+    try:
+        while conn.poll(0):
+            messages.append(conn.recv())
+    except (EOFError, OSError):
+        return messages, True
+    return messages, False
 
 
 @dataclass
@@ -176,7 +225,7 @@ class _Slot:
 
     index: int
     process: Any
-    inbox: Any
+    conn: Connection | None  # the parent's end of this worker's pipe; None once it is closed
     name: str | None = None
     cell: CellTask | None = None
     exited: bool = False
@@ -202,8 +251,7 @@ class LocalExecutor:
         threads = threads_per_worker(self.workers)
         configured = str(job.cells[0].config.get("device", "cpu"))
         gpus = visible_gpus() if configured == "cuda" else []
-        events = ctx.Queue()
-        stop = ctx.Event()
+        stop = _StopFlag(ctx)
         todo: deque[CellTask] = deque(job.cells)
         slots: dict[int, _Slot] = {}
         next_index = 0
@@ -216,16 +264,32 @@ class LocalExecutor:
             nonlocal next_index
             index = next_index
             next_index += 1
-            inbox = ctx.Queue()
+            conn, child_end = ctx.Pipe(duplex=True)
             proc = ctx.Process(
                 target=_worker_main,
-                args=(index, job, inbox, events, stop, threads,
+                args=(index, job, child_end, stop, threads,
                       gpu_for_worker(index, configured, gpus)),
                 name=f"scaletrack-worker-{index}",
                 daemon=True,
             )
             proc.start()
-            slots[index] = _Slot(index, proc, inbox)
+            child_end.close()  # only the worker holds it now: its death reads as end of file
+            slots[index] = _Slot(index, proc, conn)
+
+        def close(slot: _Slot) -> None:
+            if slot.conn is not None:
+                slot.conn.close()
+                slot.conn = None
+
+        def receive(slot: _Slot) -> None:
+            """Handle every message waiting on `slot`'s pipe; close it at its end."""
+            if slot.conn is None:
+                return
+            messages, ended = read_waiting(slot.conn)
+            if ended:
+                close(slot)
+            for msg in messages:
+                handle(msg)
 
         def release(slot: _Slot) -> None:
             """Mark a dead worker's cell failed (resumable) in the store."""
@@ -256,19 +320,26 @@ class LocalExecutor:
             return True  # the trunk will not move in this call: the trainer says what is missing
 
         def dispatch() -> None:
-            for slot in slots.values():
-                if not slot.idle or slot.exited:
+            for slot in list(slots.values()):
+                if not slot.idle or slot.exited or slot.conn is None:
                     continue
                 if not todo or stop.is_set():
                     slot.idle = False
-                    slot.inbox.put(None)
+                    if slot.conn is not None:
+                        with contextlib.suppress(OSError):
+                            slot.conn.send(None)
                     continue
                 pick = next((c for c in todo if startable(c)), None)
                 if pick is None:
                     return  # nothing can start yet; retried on the next event or poll
                 todo.remove(pick)
                 slot.idle, slot.cell = False, pick
-                slot.inbox.put(pick)
+                assert slot.conn is not None
+                try:
+                    slot.conn.send(pick)
+                except OSError:  # it died meanwhile: the cell goes back, the death is handled
+                    todo.appendleft(pick)
+                    slot.cell = None
 
         def handle(msg: Any) -> None:
             nonlocal respawns_left
@@ -304,6 +375,8 @@ class LocalExecutor:
             for slot in list(slots.values()):
                 if slot.exited or slot.process.is_alive():
                     continue
+                receive(slot)  # what it said before it exited
+                close(slot)
                 slot.exited = True
                 slot.process.join(timeout=1.0)
                 code = slot.process.exitcode
@@ -329,18 +402,23 @@ class LocalExecutor:
         try:
             for _ in range(n):
                 spawn()
+            last_check = time.monotonic()
             while any(not s.exited for s in slots.values()):
                 try:
-                    try:
-                        msg = events.get(timeout=POLL_S)
-                    except queue.Empty:
+                    live = [s for s in slots.values() if not s.exited]
+                    conns = [s.conn for s in live if s.conn is not None]
+                    ready = wait([*conns, *(s.process.sentinel for s in live)], timeout=POLL_S)
+                    for slot in live:
+                        if slot.conn is not None and slot.conn in ready:
+                            receive(slot)
+                    died = any(s.process.sentinel in ready for s in live)
+                    if died or not ready or time.monotonic() - last_check >= POLL_S:
+                        last_check = time.monotonic()
                         check_workers()
                         dispatch()
                         if stop_deadline is not None and time.monotonic() > stop_deadline:
                             on_event(ExecutorNote("workers did not stop in time; terminating"))
                             _terminate(slots.values())
-                        continue
-                    handle(msg)
                 except KeyboardInterrupt:
                     if stop.is_set():  # second Ctrl-C: do not wait any longer
                         on_event(ExecutorNote("second interrupt: terminating workers"))
@@ -352,17 +430,14 @@ class LocalExecutor:
                     todo.clear()
                     stop_deadline = time.monotonic() + STOP_GRACE_S
                     on_event(ExecutorNote("stopping: workers checkpoint and release their cells"))
-            # drain what the last workers said before exiting
-            while True:
-                try:
-                    handle(events.get_nowait())
-                except queue.Empty:
-                    break
+            for slot in slots.values():  # what the last workers said before exiting
+                receive(slot)
         finally:
             _terminate(slots.values())
+            for slot in slots.values():
+                close(slot)
             if parent_store is not None:
                 parent_store.close()
-            events.close()
         return ExecutorOutcome(interrupted=interrupted)
 
 
