@@ -20,6 +20,7 @@ from scaletrack.store.base import StoreBase, typed_frame, utc_now
 from scaletrack.store.engine import read_transaction, write_transaction
 from scaletrack.store.errors import ClaimLost, StoreError
 from scaletrack.store.records import RUN_ROLES, RUN_STATUSES, RunRecord
+from scaletrack.store.run_config_fill import insert_runs
 
 RUN_COLUMNS = (
     "run_key", "sweep", "family", "status", "N", "N_total", "D", "C", "seed", "lr",
@@ -83,7 +84,8 @@ class RunMethods(StoreBase):
 
     def ensure_runs(self, runs: Sequence[RunRecord], *, batch_size: int = 10_000) -> int:
         """Insert the runs whose run_key is absent, one transaction per `batch_size` runs (an
-        import of a million rows); returns how many were new."""
+        import of a million rows), their config leaves filled in bulk in the same transaction
+        (`run_config_fill`); returns how many were new."""
         # The column types' own bind processors encode the values (JSON, UTC datetimes), then
         # the driver's executemany runs one compiled statement: SQLAlchemy's per-row work
         # would cost more than the database here.
@@ -113,8 +115,7 @@ class RunMethods(StoreBase):
                 driver: Any = conn.connection.driver_connection
                 cursor = driver.cursor()
                 try:
-                    cursor.executemany(compiled.string, rows)
-                    new += max(0, cursor.rowcount)
+                    new += insert_runs(cursor, dialect.name, compiled.string, rows)
                 finally:
                     cursor.close()
         return new
