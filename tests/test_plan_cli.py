@@ -3,6 +3,7 @@ line and writes nothing; `st.plan` and the grid's `[plan]` table."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from typing import Any
 
@@ -148,3 +149,17 @@ def test_a_plan_worse_than_the_plain_grid_says_so() -> None:
     header = plan_header(risky, 1e12)
     assert "50.0 % of this plan's, 12.5 % of the geometric grid's" in header
     assert "more of this plan's fits than the geometric grid's fail" in header
+
+
+@pytest.mark.slow
+def test_plan_says_how_many_simulated_fits_failed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = invoke("plan", "--target-compute", "1e14", "--budget", "1e12", "--simulations", "2",
+                 "-o", str(tmp_path / "next.toml"))
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())  # the terminal may wrap the line
+    said = re.search(r"refused or degenerate \(no band; the widths above are over the "
+                     r"others\): (\S+) % of the plan's, (\S+) % of the grid's", text)
+    assert said and all(0.0 <= float(x) <= 100.0 for x in said.groups())
+    header = (tmp_path / "next.toml").read_text()
+    assert "Simulated fits refused or degenerate (no band):" in header

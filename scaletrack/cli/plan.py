@@ -176,11 +176,19 @@ def _print_plan(planned: PlannedGrid) -> None:
     console.print(f"a geometric grid of equal cost ({len(plan.baseline_cells)} cells, "
                   f"{fmt_number(planned.baseline_cost_flops)} FLOPs): "
                   f"{_pct(plan.baseline_width)}", highlight=False)
-    from scaletrack.planning import plan_is_worse
+    from scaletrack.planning import plan_fails_more, plan_is_worse
 
+    if plan.n_simulations:
+        console.print(f"simulated fits refused or degenerate (no band; the widths above are "
+                      f"over the others): {_pct(plan.failed_share)} of the plan's, "
+                      f"{_pct(plan.baseline_failed_share)} of the grid's", highlight=False)
     if plan.n_simulations and plan_is_worse(plan):
         err_console.print("warning: in simulation the geometric grid of equal cost gives the "
                           "narrower band at the target; prefer a plain grid over this plan",
+                          highlight=False, soft_wrap=True)
+    if plan.n_simulations and plan_fails_more(plan):
+        err_console.print("warning: in simulation more of this plan's fits than the geometric "
+                          "grid's fail; prefer a plain grid over this plan",
                           highlight=False, soft_wrap=True)
 
 
