@@ -39,13 +39,9 @@ the criterion charges it the target's variance twice instead, and the search nev
 one. Designs are scored in batches: their information matrices are one product of 0/1
 design masks with the cells' outer products, the inner hold-outs one batched inverse.
 
-A band is only as good as the fit behind it: at 2-3 % noise many designs' fits put E at
-its bound 0 and are degenerate (no band). The criterion's failure risk of a design is
-Phi(-1 / (E_COLLAPSE_SCALE·RISK_NOISE_FACTOR·sd)) averaged over the draws, sd the
-linearised standard error of log E (the fit's E collapses far more often than the
-linearisation alone says, and the noise may be higher than assumed); the search minimises
-the mean width plus FAILURE_PENALTY times the risk beyond MAX_FAILURE_RISK
-(`Criterion.score`), which favours designs spread over sizes and token counts.
+At 2-3 % noise many designs' fits put E at its bound 0 and are degenerate (no band): the
+search minimises `Criterion.score`, the mean width plus a charge for that failure risk
+(see E_COLLAPSE_SCALE below), which favours designs spread over sizes and token counts.
 
 `choose_design` runs a cost-aware greedy (largest drop in mean width per FLOP, or in
 absolute terms) from nothing to the budget, keeping the narrowest design on its way, then
@@ -95,19 +91,16 @@ _CUTS = 1.0 - np.asarray(INNER_HOLDOUTS)  # quantiles of compute the hold-outs s
 _CUTS_N = 1.0 - np.asarray(INNER_HOLDOUTS_N)  # ... and of N
 _RIDGE = 1e-9
 _LOG_E_AXIS = np.array([0.0, 0.0, 1.0, 0.0, 0.0])  # log E in the criterion's coordinates
-# A fit's E collapses to its bound 0 (a degenerate fit) far more often than the linearised
-# standard error sd of log E says: the estimate of E is skewed towards 0. The share of
-# point fits with E at its bound follows Phi(-1 / (E_COLLAPSE_SCALE·sd)) with the scale
-# 1.9-2.5 (geometric 6x6 grid, all 81 cells and their costlier half of bench_plan's
-# candidates, Hoffmann's law, 2 and 3 % noise, tuning seeds 200-223, never the reported
-# ones: 21-29 %, 0-4 %, 4-8 % of fits at the bound); 2.2 is their middle.
+# Failure risk: E collapses to its bound far more often than the linearised standard error
+# sd of log E says (its estimate is skewed towards 0): the share of point fits with E at
+# the bound follows Phi(-1 / (E_COLLAPSE_SCALE·sd)), scale 1.9-2.5 (bench_plan's 6x6 grid,
+# its 81 candidates and their costlier half, Hoffmann's law, 2-3 % noise, seeds 200-223:
+# 21-29 %, 0-4 %, 4-8 % at the bound). sd is judged at RISK_NOISE_FACTOR times the assumed
+# noise (itself uncertain) and the risk beyond MAX_FAILURE_RISK charged FAILURE_PENALTY
+# relative width per unit. Chosen on bench_plan's TUNING_SEEDS (100-103, 50 refits) among
+# (factor, allowance, penalty) = (1.5, 0.02, 20), (2.0, 0.02, 20), (1.5, 0.02, 60): 8 %,
+# 1 %, 3 % of planned fits failed; (1.5, 0.05, 20) was dropped on point fits (seeds 200-215).
 E_COLLAPSE_SCALE = 2.2
-# The risk is judged at twice the assumed noise (run-to-run scatter is itself uncertain,
-# 1-3 %, and a fit that fails gives no band at all) and charged FAILURE_PENALTY relative
-# width per unit beyond MAX_FAILURE_RISK. Chosen on bench_plan's TUNING_SEEDS (100-103, 50
-# refits) among (factor, allowance, penalty) = (1.5, 0.02, 20), (2.0, 0.02, 20) and
-# (1.5, 0.02, 60): 8 %, 1 % and 3 % of the planned fits refused or degenerate; (1.5, 0.05,
-# 20) was dropped before, on point fits with seeds 200-215 (up to 31 % at 3 % noise).
 RISK_NOISE_FACTOR = 2.0
 MAX_FAILURE_RISK = 0.02
 FAILURE_PENALTY = 20.0
@@ -280,7 +273,7 @@ class Criterion:
     def failure_risk(self, designs: Sequence[np.ndarray]) -> np.ndarray:
         """Expected share of fits of each design whose E collapses to its bound 0 (a
         degenerate fit, no band): mean over draws of Phi(-1 / (E_COLLAPSE_SCALE·sd)), sd the
-        linearised standard error of log E."""
+        linearised standard error of log E at RISK_NOISE_FACTOR times the assumed noise."""
         return self._scored(designs)[1]
 
     def score(self, designs: Sequence[np.ndarray]) -> np.ndarray:
