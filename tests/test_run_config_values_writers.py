@@ -174,3 +174,22 @@ def test_migration_0010_upgrades_a_0009_store_and_rolls_back(store_url: str) -> 
         raw = _actual(conn)["raw"]
     engine.dispose()
     assert raw == _expected(NESTED)
+
+
+def test_bulk_setting_stays_inside_its_transaction(store: Store) -> None:
+    """PostgreSQL: while one transaction has the bulk setting on, a run another session
+    inserts is still filled by the trigger; the setting ends with its transaction."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("the setting is PostgreSQL's; SQLite sets the trigger aside under its "
+                    "write lock")
+    with store.engine.connect() as bulk:
+        bulk.execute(sa.text("SELECT set_config('scaletrack.run_config_bulk', 'on', true)"))
+        store.ensure_run(_record("other", {"x": {"y": 1}}))
+        bulk.rollback()
+        assert bulk.execute(sa.text(
+            "SELECT current_setting('scaletrack.run_config_bulk', true)")).scalar() in ("", None)
+    store.ensure_runs([_record("bulk", {"z": "w"})])
+    store.ensure_run(_record("after", {"v": True}))
+    assert assert_config_values_match(store) == 3
+    with store.engine.connect() as conn:
+        assert set(_actual(conn)) == {"other", "bulk", "after"}
