@@ -180,7 +180,8 @@ fits = sa.Table(
 )
 
 # 0009_run_config_values: each run's config leaves (dotted path -> number and/or text), kept by
-# triggers on `runs` (see that migration), for the runs page's config filters
+# triggers on `runs` (see that migration; a batch of runs is filled in bulk, store.run_config_fill),
+# for the runs page's config filters
 run_config_values = sa.Table(
     "run_config_values",
     metadata,
