@@ -155,6 +155,15 @@ def test_every_writer_leaves_config_values_equal_to_the_configs(
     assert assert_config_values_match(store) >= len(cells) + 1 + 3 + 1
 
 
+def _trigger_settings(engine: sa.Engine) -> list[str] | None:
+    """The settings the PostgreSQL trigger function runs with (None on SQLite or none)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT proconfig FROM pg_proc "
+                                    "WHERE proname = 'run_config_values_fill'")).scalar()
+
+
 def test_migration_0010_upgrades_a_0009_store_and_rolls_back(store_url: str) -> None:
     Store.open(store_url).close()
     engine = sa.create_engine(store_url)
@@ -162,6 +171,8 @@ def test_migration_0010_upgrades_a_0009_store_and_rolls_back(store_url: str) -> 
         command.downgrade(alembic_config(conn), "0009_run_config_values")
     with Store.open(store_url) as store:  # upgrades again; the bulk path fills the table
         assert store.schema_version() == "0010_bulk_config_fill"
+        pg = store.engine.dialect.name == "postgresql"  # no JIT for every row written
+        assert _trigger_settings(store.engine) == (["jit=off"] if pg else None)
         store.ensure_runs([_record("bulk", NESTED)])
         store.ensure_run(_record("single", NESTED))
         assert assert_config_values_match(store) == 2
@@ -172,6 +183,7 @@ def test_migration_0010_upgrades_a_0009_store_and_rolls_back(store_url: str) -> 
             "updated_at, role) VALUES ('raw', 'gpt', 'finished', 0, 0, :c, "
             "'2026-01-01 00:00:00', '2026-01-01 00:00:00', 'cell')"), {"c": json.dumps(NESTED)})
         raw = _actual(conn)["raw"]
+    assert _trigger_settings(engine) is None
     engine.dispose()
     assert raw == _expected(NESTED)
 
