@@ -63,12 +63,12 @@ def insert_runs(cursor: Any, dialect: str, insert_sql: str, rows: Sequence[Any])
     found = cursor.fetchone()
     if found is None:  # no trigger (a schema before 0009): nothing to fill
         cursor.executemany(insert_sql, rows)
-        return max(0, cursor.rowcount)
+        return max(0, int(cursor.rowcount))
     cursor.execute(f"DROP TRIGGER {INSERT_TRIGGER}")
     cursor.execute("SELECT coalesce(max(id), 0) FROM runs")
-    last_id = cursor.fetchone()[0]
+    last_id = int(cursor.fetchone()[0])
     cursor.executemany(insert_sql, rows)
-    new = max(0, cursor.rowcount)
+    new = max(0, int(cursor.rowcount))
     if new:
         cursor.execute(_SQLITE_FILL, (last_id,))
     cursor.execute(found[0])
