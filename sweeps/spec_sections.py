@@ -35,6 +35,23 @@ DATA_OPTIONS: dict[str, tuple[str, ...]] = {
 INT64_MAX = 2**63 - 1  # what the store's integer columns hold
 SEED_LIMIT = 2**32  # seeds must fit the 32-bit generators (numpy) as well as torch's
 PositiveInt = Annotated[int, Field(gt=0, le=INT64_MAX)]
+
+
+def _whole_float_as_int(value: Any) -> Any:
+    """A float that is a whole number (TOML's 2e7) as that int; a non-whole one is refused.
+
+    Anything else passes through unchanged, so the int check after it reports it.
+    """
+    if isinstance(value, float):
+        if not (math.isfinite(value) and value.is_integer()):
+            raise ValueError("expected a whole number")
+        return int(value)
+    return value
+
+
+# A count a researcher may write as 1e6 (tokens, parameters, bytes): a whole float becomes the
+# int it equals, so `2e7` and `20000000` give the same value, config and run key.
+PositiveCount = Annotated[int, BeforeValidator(_whole_float_as_int), Field(gt=0, le=INT64_MAX)]
 NonNegativeInt = Annotated[int, Field(ge=0, le=INT64_MAX)]
 Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -49,9 +66,9 @@ class _Section(BaseModel):
 class DataOptions(_Section):
     """Keyword options of a data source (which ones apply depends on the source)."""
 
-    max_bytes: PositiveInt | None = Field(None, description="cap on corpus size (bytes = tokens)")
+    max_bytes: PositiveCount | None = Field(None, description="cap on corpus size (bytes = tokens)")
     vocab_size: PositiveInt | None = Field(None, description="vocabulary of a token file")
-    n_examples: PositiveInt | None = Field(None, description="synthetic task examples")
+    n_examples: PositiveCount | None = Field(None, description="synthetic task examples")
     seed: Seed | None = Field(None, description="synthetic task generator seed")
 
 
@@ -122,7 +139,7 @@ class LstmShape(_Section):
 
 
 class _ModelCommon(_Section):
-    target_params: list[PositiveInt] | None = Field(
+    target_params: list[PositiveCount] | None = Field(
         None, min_length=1, description="target parameter counts, resolved by models.ladder"
     )
 
@@ -288,7 +305,7 @@ class AxesSpec(_Section):
 
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
-    tokens: list[PositiveInt] = Field(min_length=1, description="token budgets D (tokens)")
+    tokens: list[PositiveCount] = Field(min_length=1, description="token budgets D (tokens)")
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     lrs: list[Annotated[float, Field(gt=0.0, le=10.0)]] = Field(
         default_factory=lambda: [1e-3], min_length=1, description="peak learning rates"
