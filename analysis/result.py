@@ -186,8 +186,9 @@ class BootstrapFit:
 
         kind "confidence": where the fitted curve lies (percentiles of the bootstrap refits'
         curves); "prediction": where a new observation lands (the refits' curves plus drawn
-        residual scatter; under the "frontier_hedged" residual model it always spans the
-        law's own prediction, since that model's drift is uncertain in size down to zero).
+        residual scatter; under the "frontier_hedged" residual model it always holds the
+        band without drift and the law's own prediction, since that model's drift is
+        uncertain in size down to zero, so it also holds the confidence band).
         lo and hi are NaN when there are no refits to draw from.
         """
         check_interval_request(kind, level)
@@ -199,14 +200,20 @@ class BootstrapFit:
         else:
             lo, hi = self._from_draw_scale(np.percentile(draws, [tail, 100.0 - tail], axis=0))
             if kind == "prediction" and self._band_spans_prediction():
+                # a drift of uncertain size, down to none: the band holds the band without
+                # the drift (the refits' curves and the scatter) and the law's own value
+                plain = self._interval_draws(pred, kind, seed, args, kwargs, drift=False)
+                lo0, hi0 = self._from_draw_scale(
+                    np.percentile(plain, [tail, 100.0 - tail], axis=0))
                 with np.errstate(invalid="ignore"):
-                    lo, hi = np.fmin(lo, pred), np.fmax(hi, pred)
+                    lo, hi = np.fmin(np.fmin(lo, lo0), pred), np.fmax(np.fmax(hi, hi0), pred)
         return pd.DataFrame({"pred": pred, "lo": lo, "hi": hi})
 
     def _interval_draws(self, pred: np.ndarray, kind: str, seed: int, args: tuple,
-                        kwargs: dict) -> np.ndarray:
+                        kwargs: dict, drift: bool = True) -> np.ndarray:
         """Draws whose percentiles make the band: the refits' curves, plus for "prediction"
-        the residuals (symmetrised, one per drawn curve; at least 2,000 curves)."""
+        the residuals (symmetrised, one per drawn curve; at least 2,000 curves). `drift`
+        False leaves a residual model's drift out."""
         if self.n_boot == 0:
             return np.empty((0, pred.size))
         curves = np.asarray(self._curves(self.boot_params, args, kwargs), dtype=float)
@@ -346,8 +353,9 @@ class FitResult(BootstrapFit):
             return p["k_N"] * x ** p["a"]
 
     def _interval_draws(self, pred: np.ndarray, kind: str, seed: int, args: tuple,
-                        kwargs: dict) -> np.ndarray:
-        """Log-loss draws: the refits' curves, plus for "prediction" the calibrated scatter."""
+                        kwargs: dict, drift: bool = True) -> np.ndarray:
+        """Log-loss draws: the refits' curves, plus for "prediction" the calibrated scatter
+        (with the residual model's drift unless `drift` is False)."""
         with np.errstate(all="ignore"):
             if self.n_boot:
                 log_curves = np.log(self._curves(self.boot_params, args, kwargs))
@@ -364,14 +372,14 @@ class FitResult(BootstrapFit):
             distance = self.extrapolation_distance(*args, **kwargs).ravel()
             if (self.extra.get("scatter_model") or {}).get("name") in FRONTIER_MODELS:
                 distance = np.vstack([distance, self.n_extrapolation_distance(*args, **kwargs)])
-            return log_curves - self._scatter_draws(log_curves.shape, seed, distance)
+            return log_curves - self._scatter_draws(log_curves.shape, seed, distance, drift)
 
     def _from_draw_scale(self, values: np.ndarray) -> np.ndarray:
         return np.exp(values)
 
     def _band_spans_prediction(self) -> bool:
         # a hedged drift of size u·b, u uniform on [0, 2]: no drift is as plausible as the
-        # fitted one, so the band keeps the law's own value inside it
+        # fitted one, so the band keeps the band without drift and the law's value inside it
         return (self.extra.get("scatter_model") or {}).get("name") == "frontier_hedged"
 
     def scatter_scale(self) -> float:
@@ -427,11 +435,11 @@ class FitResult(BootstrapFit):
                           .ravel(), 0.0)
 
     def _scatter_draws(self, shape: tuple[int, int], seed: int,
-                       distance: np.ndarray | None = None) -> np.ndarray:
+                       distance: np.ndarray | None = None, drift: bool = True) -> np.ndarray:
         """Residual draws (log observed deviations), one per refit row; (rows, 1) broadcast
         over points, or (rows, points) when a residual model scales them by distance."""
         rng = np.random.default_rng(seed)
-        draws = self._fit_scatter_draws(shape, rng, distance)
+        draws = self._fit_scatter_draws(shape, rng, distance, drift)
         per_run = self.extra.get("seed_scatter")
         if per_run:  # a single new run: add the seed scatter that averaging took out
             sd = float(per_run["sd"]) * math.sqrt(max(1.0 - float(per_run["inv_seeds"]), 0.0))
@@ -439,10 +447,12 @@ class FitResult(BootstrapFit):
         return draws
 
     def _fit_scatter_draws(self, shape: tuple[int, int], rng: np.random.Generator,
-                           distance: np.ndarray | None) -> np.ndarray:
+                           distance: np.ndarray | None, drift: bool = True) -> np.ndarray:
         """Deviations of the fitted points (seed means where seeds were averaged)."""
         model = self.extra.get("scatter_model")
         if model and model.get("name") in FRONTIER_MODELS and distance is not None:
+            if not drift and model.get("name") == "frontier_hedged":
+                model = {**model, "b_C": 0.0, "b_N": 0.0}
             return frontier_draws(model, shape[0], distance[0], distance[1], rng)
         if model and model.get("z"):
             z = np.asarray(model["z"], dtype=float)

@@ -84,3 +84,25 @@ def test_calibrated_fit_keeps_its_point_estimates_and_uses_the_frontier_band():
     far = cal.predict_interval(N=[n_far], D=[2e9])
     assert ((far["hi"] - far["lo"]) / far["pred"]).iloc[0] \
         > ((near["hi"] - near["lo"]) / near["pred"]).iloc[0]
+
+
+def test_hedged_prediction_band_holds_the_confidence_band_and_the_band_without_drift():
+    """A drift of uncertain size, down to none: far out, where the drift moves every draw one
+    way, the prediction band must still hold where the law itself may lie (the confidence
+    band) and the scatter around it, not end at the law's value."""
+    df = synthetic_runs(n=120)
+    fit = fit_chinchilla(df, n_bootstrap=60)
+    model = fit_frontier_model(pairs(0.2, np.random.default_rng(4)))  # over-predicts far out
+    hedged = FitResult(**{**fit.__dict__, "extra": {
+        **fit.extra, "scatter_model": {**model, "name": "frontier_hedged"}}})
+    no_drift = FitResult(**{**fit.__dict__, "extra": {
+        **fit.extra, "scatter_model": {**model, "name": "frontier_hedged", "b_C": 0.0,
+                                       "b_N": 0.0}}})
+    n_max = float(df["N"].max())
+    at = {"N": np.array([n_max * 10, n_max * 100]), "D": np.array([n_max * 200, n_max * 2000])}
+    band = hedged.predict_interval(**at)
+    conf = hedged.predict_interval(**at, kind="confidence")
+    plain = no_drift.predict_interval(**at)
+    assert (band["lo"] <= conf["lo"]).all() and (band["hi"] >= conf["hi"]).all()
+    assert (band["lo"] <= plain["lo"] + 1e-12).all() and (band["hi"] >= plain["hi"] - 1e-12).all()
+    assert (band["hi"] > band["pred"]).all()  # the side away from the drift keeps its scatter
