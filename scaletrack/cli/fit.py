@@ -194,7 +194,10 @@ DropOpt = typer.Option(0, "--drop-highest-loss", min=0, help="Drop the K highest
 
 
 def fit_command(
-    form: FitForm = typer.Option(..., "--form", help="Law to fit."),
+    form: FitForm = typer.Option(
+        FitForm.chinchilla, "--form",
+        help="Law to fit (chinchilla: L(N, D) = E + A/N^alpha + B/D^beta)."
+    ),
     sweep: str | None = SweepOpt,
     csv: Path | None = CsvOpt,
     bootstrap: int = typer.Option(
