@@ -33,7 +33,7 @@ from scaletrack.store.engine import (
     write_transaction,
 )
 from scaletrack.store.errors import ClaimLost, StoreError
-from scaletrack.store.guard import check_sqlite_store_file
+from scaletrack.store.guard import check_server_tables, check_sqlite_store_file
 from scaletrack.store.writer import MetricWriter
 
 INT_COLUMNS = frozenset({"N", "N_total", "D", "seed", "tokens", "step", "max_N_tried", "attempts",
@@ -115,7 +115,9 @@ class StoreBase:
 
         `url` None -> $SCALETRACK_STORE -> sqlite:///scaletrack.db. A SQLite file that is not
         a scaletrack store is refused untouched; with `create` False a new or empty file is
-        refused too (read-only commands). Raises StoreError.
+        refused too (read-only commands). On PostgreSQL a database without scaletrack's tables
+        is refused with `create` False, and one holding other tables named like scaletrack's
+        is refused untouched. Raises StoreError.
         """
         resolved = resolve_store_url(url)
         parsed = parse_store_url(resolved)
@@ -125,6 +127,10 @@ class StoreBase:
                                     create=create)
         engine = create_store_engine(parsed)
         try:
+            if parsed.get_backend_name() != "sqlite":
+                with engine.connect() as conn:
+                    tables = set(sa.inspect(conn).get_table_names())
+                check_server_tables(tables, set(schema.metadata.tables), shown, create=create)
             migrate.upgrade(engine)
         except StoreError:
             engine.dispose()

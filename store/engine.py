@@ -112,7 +112,14 @@ def parse_store_url(url: str) -> URL:
     if backend == "sqlite":
         if driver not in ("", "pysqlite"):
             raise StoreError(f"unsupported SQLite driver {driver!r} in store URL {shown!r}")
-        return parsed.set(drivername="sqlite")
+        if parsed.username or parsed.password is not None:
+            what = "user or password"
+        elif parsed.host or parsed.port:
+            what = "host"
+        else:
+            return parsed.set(drivername="sqlite")
+        raise StoreError(f"SQLite URLs take no {what}: {shown} (write sqlite:///relative/path.db"
+                         " or sqlite:////absolute/path.db)")
     raise StoreError(
         f"unsupported store URL scheme {parsed.drivername!r} in {shown!r} "
         "(use sqlite:///path.db or postgresql://...)"

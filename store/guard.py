@@ -64,3 +64,24 @@ def check_sqlite_store_file(path: Path, *, create: bool) -> None:
             f"{shown}"
             + (f" and {more} more" if more > 0 else "")
             + "); refusing to touch it")
+
+
+def check_server_tables(tables: set[str], store_tables: set[str], shown: str, *,
+                        create: bool) -> None:
+    """Raise StoreError unless a server database (PostgreSQL) with `tables` in its default
+    schema is a scaletrack store, or may become one: with `create` false it must already be
+    one; with `create` true it must hold no table named like one of scaletrack's
+    (`store_tables`). `shown` is the URL with its secrets masked. Nothing is written."""
+    if tables >= SCALETRACK_TABLES:
+        return
+    if not create:
+        raise StoreError(f"no scaletrack store at {shown} (the database has no scaletrack "
+                         "tables; `scaletrack sweep run` or `scaletrack import-csv` creates one)")
+    clashes = sorted(tables & (store_tables | {"alembic_version"}))
+    if clashes:
+        named = ", ".join(clashes[:_SHOWN_TABLES])
+        more = len(clashes) - _SHOWN_TABLES
+        raise StoreError(
+            f"{shown} is not a scaletrack store but holds other tables named like scaletrack's "
+            f"({named}{f' and {more} more' if more > 0 else ''}); nothing was changed (use an "
+            "empty database or another schema)")

@@ -45,7 +45,7 @@ def _read_only_engine(url: str) -> sa.Engine:
             raise StoreError(f"store {shown!r} is an in-memory database: nothing to read")
         path = Path(parsed.database or "").expanduser().resolve()
         if not path.is_file():
-            raise StoreError(f"no store at {str(path)!r} (the SQLite file does not exist)")
+            raise StoreError(f"no scaletrack store at {path} (the SQLite file does not exist)")
         uri = f"sqlite:///file:{quote(str(path))}?mode=ro&uri=true"
         engine = sa.create_engine(uri, connect_args={"check_same_thread": False, "timeout": 60})
         event.listen(engine, "connect", _sqlite_read_only_on_connect)
@@ -76,7 +76,8 @@ def open_read_only(url: str | None = None) -> Store:
     if found != head:
         engine.dispose()
         if found is None:
-            raise StoreError(f"{shown!r} is not a scaletrack store (no schema revision)")
+            raise StoreError(f"no scaletrack store at {shown} (no scaletrack schema revision; "
+                             "`scaletrack sweep run` or `scaletrack import-csv` creates one)")
         raise StoreError(
             f"store {shown!r} is at schema revision {found!r}, this scaletrack reads {head!r} "
             "(open it once with a writing command such as `scaletrack runs` to upgrade it)"

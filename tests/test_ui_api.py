@@ -201,7 +201,7 @@ def test_cli_errors_are_one_line(ui_url: str, tmp_path: Path) -> None:
 
     runner = CliRunner()
     missing = runner.invoke(app, ["ui", "--store", f"sqlite:///{tmp_path / 'none.db'}"])
-    assert missing.exit_code == 1 and "no store at" in missing.output
+    assert missing.exit_code == 1 and "no scaletrack store at" in missing.output
     assert not (tmp_path / "none.db").exists()
     secret = runner.invoke(app, ["ui", "--store", "postgresql://u:hunter2@127.0.0.1:1/db"])
     assert secret.exit_code == 1 and "hunter2" not in secret.output

@@ -19,8 +19,10 @@ def resolve_run_key(store: StoreLike, run: str) -> str:
         return run
     matches = [k for k in store.runs()["run_key"] if str(k).startswith(run)]
     if len(matches) != 1:
+        from scaletrack.store.engine import redact_url
+
         why = "no run" if not matches else f"{len(matches)} runs"
-        fail(f"{why} with key {run!r} in {store!r}")
+        fail(f"{why} with key {run!r} in {redact_url(store.url)}")
     return str(matches[0])
 
 
@@ -53,7 +55,7 @@ def logs_command(
     store: str | None = StoreOption,
 ) -> None:
     """Print a run's log files (command cells, Slurm tasks), newest first."""
-    with store_session(store) as st:
+    with store_session(store, create=False) as st:
         key = resolve_run_key(st, run)
         folders = log_folders(st, key, checkpoint_dir)
     files = [f for folder in folders for f in folder.iterdir() if f.is_file()]
@@ -85,7 +87,7 @@ def tag_command(
     tags = list(tags or [])
     if not tags and not remove and note is None:
         fail("give tags to add, --remove TAG or --note TEXT")
-    with store_session(store) as st:
+    with store_session(store, create=False) as st:  # tags what exists: never a new store
         if sweep:
             now = st.tag(sweep=target, add=tags, remove=remove, note=note)
             what = f"sweep {target}"
