@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scaletrack.counts import whole_count
 from scaletrack.errors import ConfigError, DataError, ScaletrackError, one_line
 from scaletrack.references import load_callable
 from scaletrack.store import CheckpointRecord
@@ -408,19 +409,22 @@ def register_external_checkpoint(
 ) -> int:
     """Register a checkpoint trained elsewhere (kind 'external'); returns its id.
 
-    params: N (parameters); tokens: D (training tokens); flops: C (FLOPs), optional.
+    params: N (parameters, 1 to 2**63 - 1); tokens: D (training tokens, 0 to 2**63 - 1);
+    flops: C (FLOPs), default 6·N·D (none recorded for D = 0: no training compute).
     loader: 'gpt' / 'lstm' (meta holds the model config) or 'package.module:function'
-    called with the CheckpointRecord. The file's sha256 is computed and stored.
+    called with the CheckpointRecord. The file's (or folder's) sha256 is computed and stored.
+    Registering the same path with the same content and details again raises
+    `CheckpointExists` with `identical` set (a no-op); other details for a registered path
+    are refused.
     """
     from scaletrack.models.checkpoint import file_sha256
 
     p = checkpoint_source(path)
-    if int(params) <= 0:
-        raise ConfigError(f"--params must be a positive parameter count, got {params}")
-    if int(tokens) < 0:
-        raise ConfigError(f"--tokens must be a non-negative token count, got {tokens}")
-    if flops is not None and not (math.isfinite(flops) and flops > 0):
-        raise ConfigError(f"--flops must be a positive number of FLOPs, got {flops}")
+    n, d = whole_count(params, "params", minimum=1), whole_count(tokens, "tokens")
+    if flops is not None and not (isinstance(flops, int | float) and not isinstance(flops, bool)
+                                  and math.isfinite(flops) and flops > 0):
+        raise ConfigError(f"flops must be a positive number of FLOPs, got {flops!r:.40}")
+    c = stated_or_derived_flops(n, d, flops)
     if loader is not None and loader not in LOADERS:
         if ":" not in loader:
             raise ConfigError(
@@ -430,9 +434,10 @@ def register_external_checkpoint(
     sha = file_sha256(p)
     existing = _registered_at(store, p)
     if existing is not None:
+        # a checkpoint registered before C defaulted to 6·N·D holds no FLOPs: the same one
+        same_c = existing.flops == c or (flops is None and existing.flops is None)
         same = (existing.kind == "external" and existing.sha256 == sha
-                and int(params) == existing.N and existing.tokens == int(tokens)
-                and existing.flops == (float(flops) if flops is not None else None)
+                and n == existing.N and existing.tokens == d and same_c
                 and existing.loader == loader and dict(existing.meta or {}) == dict(meta or {}))
         owner = (f"run {existing.run_key} step {existing.step}" if existing.run_key
                  else existing.kind)
@@ -447,9 +452,9 @@ def register_external_checkpoint(
         id=None,
         run_key=None,
         kind="external",
-        N=int(params),
-        tokens=int(tokens),
-        flops=float(flops) if flops is not None else None,
+        N=n,
+        tokens=d,
+        flops=c,
         step=None,
         path=str(p),
         sha256=sha,
@@ -457,3 +462,11 @@ def register_external_checkpoint(
         meta=dict(meta or {}),
     )
     return int(store.add_checkpoint(record))
+
+
+def stated_or_derived_flops(n: int, d: int, flops: float | None) -> float | None:
+    """C in FLOPs of an external checkpoint: `flops` when stated, else 6·N·D (None for
+    D = 0 tokens: no training compute to record)."""
+    if flops is not None:
+        return float(flops)
+    return 6.0 * n * d if d > 0 and n > 0 else None

@@ -10,10 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from scaletrack.cli.main import app
-from scaletrack.evals.evaluate import register_external_checkpoint
+from scaletrack.evals.evaluate import CheckpointExists, register_external_checkpoint
 from scaletrack.evals.ideas import checkpoint_scale
+from scaletrack.models.checkpoint import file_sha256
 from scaletrack.number_format import fmt_number
-from scaletrack.store import Store
+from scaletrack.store import CheckpointRecord, Store
 
 runner = CliRunner()
 TASK = f"{__name__}:kparams"  # this module is importable under pytest: the idea's own task
@@ -102,8 +103,13 @@ def test_registering_again_is_a_noop_also_for_a_checkpoint_recorded_without_flop
     # a store written before C was derived holds the checkpoint without FLOPs
     old = _file(tmp_path, "old.bin")
     with Store.open(store_url) as store:
-        register_external_checkpoint(store, old, params=20_000, tokens=1_000)
+        store.add_checkpoint(CheckpointRecord(
+            id=None, run_key=None, kind="external", N=20_000, tokens=1_000, flops=None,
+            step=None, path=str(old.resolve()), sha256=file_sha256(old), loader=None, meta={}))
         before = store.checkpoints()
+        with pytest.raises(CheckpointExists) as same:  # the API agrees: the same checkpoint
+            register_external_checkpoint(store, old, params=20_000, tokens=1_000)
+        assert same.value.identical
     res = _add(store_url, old, 20_000, 1_000)
     assert res.exit_code == 0 and "nothing changed" in res.output, res.output
     other = _add(store_url, old, 20_001, 1_000)
@@ -112,11 +118,12 @@ def test_registering_again_is_a_noop_also_for_a_checkpoint_recorded_without_flop
         assert store.checkpoints().equals(before)
 
 
-def test_compute_too_large_for_a_float_is_one_line(tmp_path: Path, store_url: str) -> None:
+def test_counts_beyond_64_bits_are_one_line(tmp_path: Path, store_url: str) -> None:
+    """N and D are at most 2**63 - 1, so 6·N·D (at most about 5e38) is always a float."""
     path = _file(tmp_path, "a.bin")
     res = _add(store_url, path, 10**200, 10**200)
     assert res.exit_code == 1
-    assert res.output.startswith("error: 6·N·D overflows") and "--flops" in res.output
+    assert res.output.startswith("error: --params must be a whole number from 1 to 2**63 - 1")
     assert len(res.output.strip().splitlines()) == 1
     with Store.open(store_url) as store:
         assert store.checkpoints().empty

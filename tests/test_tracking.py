@@ -155,7 +155,7 @@ def test_sigterm_marks_failed_and_resume_gets_the_checkpoint(tmp_path: Path) -> 
 
 def test_bad_arguments_are_one_line(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    with pytest.raises(ConfigError, match="params must be a positive whole number"):
+    with pytest.raises(ConfigError, match="params must be a whole number from 1 to 2"):
         scaletrack.init(config=CFG, params=-3, store=url)
     with pytest.raises(ConfigError, match="resume must be one of"):
         scaletrack.init(config=CFG, params=3, store=url, resume="sometimes")

@@ -16,6 +16,7 @@ from scaletrack.cli.common import (
     print_table,
     store_session,
 )
+from scaletrack.counts import whole_count
 from scaletrack.errors import ConfigError
 from scaletrack.number_format import fmt_number
 
@@ -42,26 +43,20 @@ def add(
 ) -> None:
     """Register a checkpoint not trained here (kind 'external'); ideas it out-scales become due.
 
-    C (FLOPs) is --flops, else 6·N·D: the rule ideas compare checkpoints by.
+    C (FLOPs) is --flops, else 6·N·D (`register_external_checkpoint`'s default): the rule
+    ideas compare checkpoints by.
     """
     from scaletrack.evals.evaluate import CheckpointExists, register_external_checkpoint
     from scaletrack.evals.ideas import refresh_idea_statuses
 
-    n, d = _count("--params", params), _count("--tokens", tokens)
-    details: dict[str, Any] = {"params": n, "tokens": d, "loader": loader,
-                               "meta": _parse_meta(meta)}
-    c = stated_or_derived_flops(n, d, flops)
+    n, d = _count("--params", params, minimum=1), _count("--tokens", tokens, minimum=0)
+    if flops is not None and not (math.isfinite(flops) and flops > 0):
+        raise ConfigError(f"--flops must be a positive number of FLOPs, got {flops}")
+    details = _parse_meta(meta)
     with store_session(store_url) as store:
         try:
-            try:
-                ckpt_id = register_external_checkpoint(store, path, flops=c, **details)
-            except CheckpointExists as exc:
-                if exc.identical or flops is not None or c is None:
-                    raise
-                # recorded before C was derived (without FLOPs)? Then it is the same checkpoint;
-                # the path is taken either way, so this raises CheckpointExists and adds nothing
-                register_external_checkpoint(store, path, flops=None, **details)
-                raise
+            ckpt_id = register_external_checkpoint(
+                store, path, params=n, tokens=d, flops=flops, loader=loader, meta=details)
         except CheckpointExists as exc:
             if not exc.identical:
                 raise
@@ -82,18 +77,6 @@ def add(
             )
 
 
-def stated_or_derived_flops(n: int, d: int, flops: float | None) -> float | None:
-    """C in FLOPs: `flops` when stated, else 6·N·D (None for D = 0 tokens: no training
-    compute to record). A 6·N·D too large for a float is a one-line ConfigError."""
-    if flops is not None or d <= 0 or n <= 0:
-        return flops
-    c = 6.0 * n * d
-    if not math.isfinite(c):
-        raise ConfigError(f"6·N·D overflows for --params {fmt_number(float(n))} and --tokens "
-                          f"{fmt_number(float(d))}; pass --flops")
-    return c
-
-
 def _compute_text(c: float | None, derived: bool, d: int) -> str:
     """How the recorded compute reads in the confirmation line."""
     if c is None:
@@ -101,15 +84,14 @@ def _compute_text(c: float | None, derived: bool, d: int) -> str:
     return f"C={fmt_number(c)}" + (" (6·N·D; --flops states it exactly)" if derived else "")
 
 
-def _count(option: str, text: str) -> int:
-    """A whole count written as 50000000, 50_000_000 or 5e7."""
+def _count(option: str, text: str, *, minimum: int) -> int:
+    """A whole count written as 50000000, 50_000_000 or 5e7, from `minimum` to 2**63 - 1."""
+    digits = text.strip().replace("_", "")
     try:
-        value = float(text.replace("_", ""))
+        value: int | float = int(digits) if digits.lstrip("+-").isdigit() else float(digits)
     except ValueError:
         raise ConfigError(f"{option} must be a number such as 5e7, got {text!r}") from None
-    if not value.is_integer():
-        raise ConfigError(f"{option} must be a whole number, got {text!r}")
-    return int(value)
+    return whole_count(value, option, minimum=minimum)
 
 
 def _parse_meta(text: str | None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scaletrack.counts import whole_count
 from scaletrack.errors import ConfigError, RunBusyError, ScaletrackError
 from scaletrack.store import RunRecord, Store, make_run_key
 from scaletrack.store.metric_values import unsafe_text
@@ -111,17 +112,8 @@ class AttachSettings:
 
 
 def _positive_int(value: Any, what: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, str | bytes | bool):
-        raise ConfigError(f"{what} must be a number, got {type(value).__name__}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a number, got {type(value).__name__}") from None
-    if not math.isfinite(number) or number <= 0 or number != int(number):
-        raise ConfigError(f"{what} must be a positive whole number, got {value!r}")
-    return int(number)
+    """N or D given to `init`: None, or a whole number from 1 to 2**63 - 1."""
+    return None if value is None else whole_count(value, what, minimum=1)
 
 
 def _newest_repeat(store: StoreLike, sweep: str | None, cfg: Mapping[str, Any]

@@ -5,9 +5,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
-import math
-import numbers
-import operator
 import os
 import signal
 import sys
@@ -18,6 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from scaletrack.counts import whole_count
 from scaletrack.errors import ConfigError, ScaletrackError
 from scaletrack.evals.ideas import refresh_idea_statuses
 from scaletrack.store import CheckpointRecord, ClaimLost
@@ -41,29 +39,13 @@ ENV_CHECKPOINT_DIR = "SCALETRACK_CHECKPOINT_DIR"
 ENV_RESUME_FROM = "SCALETRACK_RESUME_FROM"
 RESUME_MODES = ("allow", "never", "must", "new")
 HEARTBEAT_INTERVAL_S = 10.0
-MAX_COUNT = 2**63 - 1  # steps and tokens are 64-bit integers in every backend
 FINAL_LOSS_METRICS = ("val/loss", "eval/loss", "loss", "train/loss")
 
 
 
 def _count(value: Any, what: str) -> int:
-    """A step or token count: a whole number >= 0 (ints, numpy and 0-d tensor integers, and
-    whole floats such as 1e6)."""
-    if type(value) is int and 0 <= value <= MAX_COUNT:  # the common case, first
-        return value
-    if isinstance(value, bool):
-        raise ConfigError(f"{what} must be a whole number from 0 to 2**63 - 1, got a bool")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        if not (isinstance(value, numbers.Real) and math.isfinite(float(value))
-                and float(value) == int(float(value))):
-            raise ConfigError(f"{what} must be a whole number from 0 to 2**63 - 1, got "
-                              f"{value!r:.40}") from None
-        number = int(float(value))
-    if number < 0 or number > MAX_COUNT:
-        raise ConfigError(f"{what} must be a whole number from 0 to 2**63 - 1, got {number}")
-    return number
+    """A step or token count: a whole number from 0 to 2**63 - 1 (`scaletrack.counts`)."""
+    return whole_count(value, what)
 
 
 def _file_sha256(path: Path) -> str:
