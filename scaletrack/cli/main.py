@@ -6,7 +6,10 @@ each command), so `scaletrack --help` and `scaletrack version` load neither torc
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from scaletrack.cli import (
     checkpoints,
@@ -22,11 +25,48 @@ from scaletrack.cli import (
     track,
     ui,
 )
-from scaletrack.cli.common import ScaletrackGroup
+from scaletrack.cli.common import ScaletrackGroup, report_error
+
+USAGE_EXIT_CODE = 1  # a usage error is a user error: one line, exit status 1 like the others
+
+
+def usage_error_line(exc: UsageError) -> str:
+    """A command-line usage error (missing option, bad value, unknown command) as one line
+    naming the command and the option, with where to read more."""
+    message = " ".join(exc.format_message().replace("Value error, ", "").split())
+    ctx = exc.ctx
+    if ctx is None:
+        return message
+    return f"{ctx.command_path}: {message} (see {ctx.command_path} --help)"
+
+
+class ScaletrackCli(ScaletrackGroup):
+    """The root group: besides ScaletrackGroup's one-line errors, a usage error found while
+    parsing (here or in any sub-command) is one `error: ...` line, not click's boxed usage."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
+                     **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as exc:
+            report_error(usage_error_line(exc))
+            raise typer.Exit(USAGE_EXIT_CODE) from None
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as exc:
+            report_error(usage_error_line(exc))
+            raise typer.Exit(USAGE_EXIT_CODE) from None
+
 
 app = typer.Typer(
     name="scaletrack",
-    cls=ScaletrackGroup,
+    cls=ScaletrackCli,
     help="Train scaling-law grids, log every loss, fit the laws, track emergence and ideas.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
