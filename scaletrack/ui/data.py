@@ -453,9 +453,11 @@ def predict_at(store: StoreLike, sweep: str | None, x: str, at: float) -> dict[s
     key = (store.url, sweep, len(df), float(df["loss"].sum()), float(df["C"].sum()))
     with _cache_lock:
         entry = _fit_cache.get(key)
-    fit = (entry or {}).get("fits", {}).get(x, {}).get("_fit")
-    if fit is None:
-        raise DataError(f"no L({x}) fit for these runs")
+    found = (entry or {}).get("fits", {}).get(x, {})
+    fit = found.get("_fit")
+    if fit is None:  # the scaling view's reason (degenerate points, a failed fit)
+        reason = found.get("reason")
+        raise DataError(f"no L({x}) fit for these runs" + (f": {reason}" if reason else ""))
     conf = fit.predict_interval(np.array([at]), kind="confidence")
     pred = fit.predict_interval(np.array([at]), kind="prediction")
     xs = df[x].to_numpy(float)

@@ -122,6 +122,17 @@ class HostCheck:
         await self.app(scope, receive, send)
 
 
+async def not_found(request: Request, exc: Exception) -> Response:
+    """404 for a path the dashboard does not serve: `{"error": ...}` under /api/ (as every
+    API error), plain text elsewhere."""
+    path = request.url.path
+    if path == "/api" or path.startswith("/api/"):
+        return JSON({"error": f"no API route {path[:200]!r}"}, status_code=404,
+                    headers=_SECURITY_HEADERS)
+    return Response("Not Found", status_code=404, media_type="text/plain",
+                    headers=_SECURITY_HEADERS)
+
+
 class Abandoned(Exception):  # noqa: N818 - the reason, not an error
     """Every client of a computation went away."""
 
@@ -302,7 +313,8 @@ def create_app(store: StoreLike, host: str | None = "127.0.0.1") -> Starlette:
         Route("/api/emergence", api_emergence, methods=get),
         Route("/api/ideas", api_ideas, methods=get),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(HostCheck, allowed=allowed)])
+    return Starlette(routes=routes, middleware=[Middleware(HostCheck, allowed=allowed)],
+                     exception_handlers={404: not_found})
 
 
 def _bind(host: str, port: int) -> socket.socket:
