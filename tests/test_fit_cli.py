@@ -60,7 +60,7 @@ def test_fit_errors_are_one_line(tmp_path, runs_csv):
     res = invoke("fit", "--form", "chinchilla", "--csv", str(bad_path), "--n-col", "params",
                  "--d-col", "tokens", "--loss-col", "L")
     assert res.exit_code == 1
-    assert "'loss'" in res.output and "row 7" in res.output
+    assert "'loss'" in res.output and "line 9" in res.output  # data row 7: file line 9
     assert len(res.output.strip().splitlines()) == 1
     res = invoke("fit", "--form", "chinchilla")
     assert res.exit_code == 1 and "--sweep" in res.output

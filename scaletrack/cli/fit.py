@@ -69,9 +69,7 @@ def _load(sweep: str | None, csv: Path | None, store: str | None, cols: tuple,
         raise ConfigError("give exactly one of --sweep NAME or --csv FILE")
     if csv is not None:
         df = read_fit_csv(csv, columns=_csv_columns(*cols), required=("loss",))
-        if "D" not in df.columns and {"N", "C"} <= set(df.columns):  # published: N and C only
-            df["D"] = df["C"] / (6.0 * df["N"])
-            typer.echo(f"note: {str(csv)!r} has no D column; using D = C/(6·N) tokens", err=True)
+        _note_derived(csv, df)
     else:
         assert sweep is not None  # exactly one of sweep and csv, checked above
         with store_session(store, create=False) as st:
@@ -82,6 +80,12 @@ def _load(sweep: str | None, csv: Path | None, store: str | None, cols: tuple,
                             f"{len(df)} rows")
         df = df.drop(df["loss"].nlargest(drop_highest_loss).index)
     return df
+
+
+def _note_derived(csv: Path, df: pd.DataFrame) -> None:
+    """One stderr line when the file's D was derived (published tables give N and C only)."""
+    if df.attrs.get("derived"):
+        typer.echo(f"note: {str(csv)!r} has no D column; using {df.attrs['derived']}", err=True)
 
 
 BUILT_IN_FAMILIES = ("gpt", "lstm")
@@ -366,6 +370,7 @@ def import_csv_command(
 ) -> None:
     """Import published/external runs (family "imported") and their task metrics."""
     from scaletrack.analysis.io import read_fit_csv
+    from scaletrack.csv_table import csv_line_numbers
     from scaletrack.store.csv_import import (
         IMPORT_BATCH_ROWS,
         ImportCounts,
@@ -374,7 +379,8 @@ def import_csv_command(
     )
 
     df = read_fit_csv(file, columns=_csv_columns(n_col, d_col, loss_col, c_col),
-                      required=("N", "D", "loss"))
+                      required=("N", "D", "loss"), skip_missing=True)
+    _note_derived(file, df)
     names = None if task_cols is None else [c.strip() for c in task_cols.split(",") if c.strip()]
     if name_col is None:
         name_col = next((c for c in ("name", "model", "Model") if c in df.columns), None)
@@ -401,11 +407,25 @@ def import_csv_command(
         f"imported {counts.rows:,} rows ({counts.new_runs:,} new runs) from {file.name}"
         + (f" into sweep {sweep}" if sweep else "")
         + f"; {counts.evals:,} task values on {counts.checkpoints:,} external checkpoints"
+        + _skipped_rows_note(df)
         + (f"; skipped {counts.skipped:,} missing, NaN or infinite task values (first: "
-           + ", ".join(f"row {r} column {c!r}" for r, c in counts.skipped_cells) + ")"
+           + ", ".join(f"line {line} column {c!r}" for line, (_, c) in zip(
+               csv_line_numbers(file, [int(r) for r, _ in counts.skipped_cells]),
+               counts.skipped_cells, strict=True)) + ")"
            if counts.skipped else ""),
         markup=False, highlight=False, soft_wrap=True,
     )
+
+
+def _skipped_rows_note(df: pd.DataFrame) -> str:
+    """'; skipped 2 rows with a missing, NaN or infinite N, D, C or loss (lines 3, 7)', or ''."""
+    n = df.attrs.get("skipped_rows", 0)
+    if not n:
+        return ""
+    lines = ", ".join(map(str, df.attrs.get("skipped_lines", [])))
+    more = ", ..." if n > len(df.attrs.get("skipped_lines", [])) else ""
+    return (f"; skipped {n:,} row{'s' if n != 1 else ''} with a missing, NaN or infinite N, "
+            f"D, C or loss (line{'s' if n != 1 else ''} {lines}{more})")
 
 
 def register(app: typer.Typer) -> None:
