@@ -82,16 +82,16 @@ def test_bad_step_or_tokens_is_one_line_and_keeps_the_run(tmp_path: Path) -> Non
     with scaletrack.init(config={"x": 1}, params=10, store=url) as run:
         run.log({"loss": 1.0}, step=np.int64(3), tokens=torch.tensor(512))
         run.log({"loss": 0.9}, step=4, tokens=1e6)
-        for bad, match in ((-1, "step must be a whole number from 0"),
-                           ("7", "step must be a whole number from 0"),
-                           (2.5, "step must be a whole number from 0")):
-            with pytest.raises(ConfigError, match=match):
+        with pytest.warns(MetricValueWarning, match="step must be a whole number from 0"):
+            for bad in (-1, "7", 2.5):  # ignored: logged at the previous step + 1
                 run.log({"loss": 0.5}, step=bad)
-        with pytest.raises(ConfigError, match="tokens must be"):
-            run.log({"loss": 0.5}, step=5, tokens=float("nan"))
+        with pytest.warns(MetricValueWarning, match="tokens must be"):
+            run.log({"loss": 0.4}, step=9, tokens=float("nan"))
     with Store.open(url) as store:
         rows = store.metrics([run.run_key]).sort_values("step")
-    assert rows["step"].tolist() == [3, 4] and rows["tokens"].tolist() == [512, 1_000_000]
+    assert rows["step"].tolist() == [3, 4, 5, 6, 7, 9]
+    assert rows["tokens"].tolist()[:2] == [512, 1_000_000] and rows["tokens"][2:].isna().all()
+    assert run.ignored == {"step": 3, "tokens": 1}
 
 
 def test_sys_exit_zero_finishes_and_nonzero_fails(tmp_path: Path) -> None:

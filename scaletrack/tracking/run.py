@@ -82,6 +82,7 @@ class Run:
         self.resume_step = resume_step  # its step, or None
         self.checkpoint_dir = checkpoint_dir
         self.refused: dict[str, int] = {}  # metric name -> values refused by `log`
+        self.ignored: dict[str, int] = {}  # "step" / "tokens" -> bad ones `log` ignored
         self._pid = os.getpid()  # a forked child is not the owner
         self._t0 = time.perf_counter()
         self._step = -1 if resume_step is None else int(resume_step)
@@ -109,8 +110,18 @@ class Run:
             tokens: int | None = None) -> None:
         """Log metric values at `step` (default: the previous step + 1), tokens seen so far.
 
-        Never waits for the database and never loses a good value: a value that is not a
-        number is refused alone, with one warning per metric name (see the module docstring).
+        Never waits for the database and never loses a good value to a bad one:
+
+        - a value that is not a number is refused alone, with one warning per metric name
+          (see the module docstring);
+        - a `step` that is not a whole number from 0 to 2**63 - 1 (-1, NaN, "7", 2.5) is
+          ignored: the values are logged at the step an omitted `step` would get, the
+          previous step + 1;
+        - `tokens` that are not such a number are ignored: the values are logged without
+          tokens for this step.
+
+        A bad `step` or `tokens` warns once (`MetricValueWarning`, naming the value and the
+        step used); later ones are counted in `run.ignored["step"]` / `["tokens"]`.
         """
         if self._closed or os.getpid() != self._pid:
             if not self._closed:
@@ -120,8 +131,23 @@ class Run:
 
                 raise StoreError(f"run {self.run_key} is finished; it logs nothing more")
             return
-        step = self._step + 1 if step is None else _count(step, "step")
-        seen = None if tokens is None else _count(tokens, "tokens")
+        auto = self._step + 1
+        if step is None:
+            step = auto
+        else:
+            try:
+                step = _count(step, "step")
+            except ConfigError as exc:
+                self._ignore("step", str(exc), f"the values were logged at step {auto} (the "
+                                                "previous step + 1, as when step is omitted)")
+                step = auto
+        seen: int | None = None
+        if tokens is not None:
+            try:
+                seen = _count(tokens, "tokens")
+            except ConfigError as exc:
+                self._ignore("tokens", str(exc), f"the values at step {step} were logged "
+                                                  "without tokens")
         coerced = coerce_metric_values(values)
         for refused in coerced.refused:
             self._refuse(refused.name, refused.reason, step)
@@ -133,6 +159,18 @@ class Run:
             self._last.update(kept)
             self._writer.log_many(step, kept, tokens=seen,
                                   wall_time=time.perf_counter() - self._t0)
+
+    def _ignore(self, what: str, problem: str, kept: str) -> None:
+        """One warning for the first bad `step` (or `tokens`) given to `log`; later ones are
+        counted in `ignored`."""
+        first = what not in self.ignored
+        self.ignored[what] = self.ignored.get(what, 0) + 1
+        if first:
+            from scaletrack.store.writer import MetricValueWarning
+
+            warnings.warn(f"scaletrack: run {self.run_key}: {problem}; {kept} (later bad "
+                          f"{what} values are counted in run.ignored[{what!r}], not repeated)",
+                          MetricValueWarning, stacklevel=3)
 
     def _refuse(self, name: str, reason: str, step: int) -> None:
         first = name not in self.refused
