@@ -42,6 +42,29 @@ if TYPE_CHECKING:
 DECISION_FORM = "adaptive"  # the fits table's form for an adaptive sweep's decisions
 DONE = ("finished", "diverged")
 MIN_FIT_POINTS = 7  # Chinchilla: 5 free parameters + 2
+# A 95 % band wider than ten times the predicted loss bounds nothing: such a refit (a law the
+# runs do not pin down, bootstrap refits running off) is recorded as unbounded, not a width.
+MAX_BAND_WIDTH = 10.0
+
+
+def band_text(width: float | None, n_points: int | None = None, degenerate: str = "") -> str:
+    """A recorded band width (relative, 0.02 = 2 %) as a researcher reads it: "2.1 %", "none
+    yet" before a fit has enough runs, "none" without a usable fit, or "unbounded" when the
+    band is infinite or wider than MAX_BAND_WIDTH (with why the fit is degenerate, if known)."""
+    if width is None or math.isnan(width):
+        if n_points is not None and n_points < MIN_FIT_POINTS:
+            return f"none yet ({n_points} runs, a fit needs {MIN_FIT_POINTS})"
+        return "none (no usable fit)"
+    if width > MAX_BAND_WIDTH:
+        return "unbounded (fit degenerate" + (f": {degenerate})" if degenerate else ")")
+    return f"{fmt_number(100 * width)} %"
+
+
+def bounded_width(width: float | None) -> float | None:
+    """`width` when it measures something, None when it is unknown or unbounded."""
+    if width is None or not math.isfinite(width) or width > MAX_BAND_WIDTH:
+        return None
+    return float(width)
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,7 @@ class AdaptiveStep:
     width: float | None = None  # relative 95 % band width at the target after this step
     prediction: float | None = None  # loss predicted at the target (nats/token)
     skipped: tuple[str, ...] = ()  # cells never run (on "stop"): "size D=tokens"
+    band: str = ""  # the width as text: "2.1 %", "none yet (...)", "unbounded (...)"
 
     def to_payload(self, settings: AdaptiveSettings, full_flops: float) -> dict[str, Any]:
         """What the store keeps (JSON)."""
@@ -82,6 +106,7 @@ class AdaptiveStep:
                                               "N", "D", "cell_flops", "spent_flops",
                                               "n_points", "width", "prediction")}
         out["skipped"] = list(self.skipped)
+        out["band"] = self.band or band_text(self.width, self.n_points)
         out["until_width"] = settings.until_width
         out["target_compute"] = settings.target_compute
         out["budget"] = settings.budget
@@ -213,6 +238,13 @@ class _Band:
     prediction: float | None
     c_star: float | None
     untrusted: str = ""
+    unbounded: bool = False  # the refit's band is infinite or over MAX_BAND_WIDTH: no width
+
+    def text(self, n_points: int) -> str:
+        """The band as `band_text` writes it."""
+        if self.unbounded:
+            return band_text(math.inf, n_points, self.untrusted)
+        return band_text(self.width, n_points)
 
 
 def _target_flops(settings: AdaptiveSettings, fpt: Callable[[float], float]) -> float | None:
@@ -286,7 +318,11 @@ def _band(points: Any, settings: AdaptiveSettings, fpt: Callable[[float], float]
         untrusted = _untrusted(fit, points)
     except ScaletrackError:
         return _Band(fit, None, None, c_star)
-    return _Band(fit, width if math.isfinite(width) else None, pred, c_star, untrusted)
+    if math.isnan(width):
+        return _Band(fit, None, pred, c_star, untrusted)
+    if bounded_width(width) is None:
+        return _Band(fit, None, pred, c_star, untrusted, unbounded=True)
+    return _Band(fit, width, pred, c_star, untrusted)
 
 
 def _flops_per_token(state: _State) -> Callable[[float], float]:
@@ -460,7 +496,7 @@ def run_adaptive(
             action="run" if ok else "interrupted" if report.interrupted else "failed",
             run_key=cell.run_key, size=cell.size_label, N=cell.N, D=cell.D, cell_flops=cost,
             spent_flops=state.spent(), n_points=n_points, width=band.width,
-            prediction=band.prediction))
+            prediction=band.prediction, band=band.text(n_points)))
         if report.interrupted:
             stopped, interrupted = "interrupted", True
             break
@@ -468,7 +504,8 @@ def run_adaptive(
     if not interrupted:
         record(AdaptiveStep(step=before + len(steps) + 1, action="stop", reason=stopped,
                             spent_flops=spent, n_points=n_points, width=band.width,
-                            prediction=band.prediction, skipped=skipped))
+                            prediction=band.prediction, skipped=skipped,
+                            band=band.text(n_points)))
     return AdaptiveReport(sweep=grid.name, steps=tuple(steps), stopped=stopped,
                           width=band.width,
                           spent_flops=state.spent(), full_flops=full, interrupted=interrupted,
@@ -482,5 +519,16 @@ def decisions(store: StoreLike, sweep: str) -> list[dict[str, Any]]:
     if fits.empty:
         return []
     mine = fits[fits["sweep"] == sweep]
-    return [{**dict(r["payload"] or {}), "created_at": r["created_at"]}
+    return [_readable({**dict(r["payload"] or {}), "created_at": r["created_at"]})
             for r in mine.to_dict("records")]
+
+
+def _readable(decision: dict[str, Any]) -> dict[str, Any]:
+    """A recorded decision with its band as text ("band"), and no width where the band was
+    unbounded (decisions recorded before "band" existed kept the huge number)."""
+    width = decision.get("width")
+    measured = None if width is None else float(width)
+    if "band" not in decision:
+        decision["band"] = band_text(measured, decision.get("n_points"))
+    decision["width"] = bounded_width(measured)
+    return decision

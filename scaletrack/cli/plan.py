@@ -226,7 +226,7 @@ def adaptive_settings(grid: Any, until_width: str | None, target_compute: str | 
 def run_adaptive_command(grid: Any, settings: Any, store_url: str,
                          train: Callable[[Any], Any]) -> None:
     """Run `grid` adaptively (scaletrack.adaptive), printing each decision as it is made."""
-    from scaletrack.adaptive import run_adaptive
+    from scaletrack.adaptive import band_text, run_adaptive
 
     target = (f"{fmt_number(settings.target_compute)} FLOPs" if settings.target_compute
               else f"N {fmt_number(settings.target_n)}, D {fmt_number(settings.target_tokens)}")
@@ -237,7 +237,7 @@ def run_adaptive_command(grid: Any, settings: Any, store_url: str,
                   highlight=False)
 
     def show(step: Any) -> None:
-        width = "-" if step.width is None else f"{fmt_number(100 * step.width)} %"
+        width = step.band or band_text(step.width, step.n_points)
         if step.action == "stop":
             console.print(f"stop: {literal(step.reason)}; band {width}; "
                           f"{len(step.skipped)} cells skipped", highlight=False)
@@ -267,8 +267,8 @@ def print_decisions(rows: list[dict[str, Any]], sweep: str) -> None:
     table = pd.DataFrame([{
         "step": r.get("step"), "action": r.get("action"),
         "cell": f"{r['size']} D={r['D']:,.0f}" if r.get("size") else "-",
-        "points": r.get("n_points"), "band %": None if r.get("width") is None
-        else 100 * r["width"], "FLOPs spent": r.get("spent_flops"),
+        "points": r.get("n_points"), "band": r.get("band") or "-",
+        "FLOPs spent": r.get("spent_flops"),
         "why": r.get("reason")} for r in rows])
     print_table(table, title=f"adaptive decisions of {sweep}")
     last = rows[-1]

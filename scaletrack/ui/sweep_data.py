@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from scaletrack.store.protocol import StoreLike
 
 STEP_FIELDS = ("step", "action", "reason", "run_key", "size", "N", "D", "cell_flops",
-               "spent_flops", "n_points", "width", "prediction", "skipped", "created_at")
+               "spent_flops", "n_points", "width", "band", "prediction", "skipped",
+               "created_at")
 
 
 _lock = threading.Lock()

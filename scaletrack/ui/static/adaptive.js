@@ -25,7 +25,7 @@ export function drawAdaptive(box, answer) {
   for (const s of steps) {
     t.append(el("tr", { "data-step": s.step, "data-action": s.action }, cell(String(s.step)), cell(s.action), cell(s.size, "nowrap"),
       cell(fmt(s.N), "num"), cell(fmt(s.D), "num"), cell(s.action === "stop" ? "-" : fmt(s.cell_flops), "num"), cell(fmt(s.spent_flops), "num"),
-      cell(String(s.n_points), "num"), cell(pct(s.width), "num"), cell(fmt(s.prediction), "num"), cell(s.reason, "note")));
+      cell(String(s.n_points), "num"), cell(s.band || pct(s.width), "num"), cell(fmt(s.prediction), "num"), cell(s.reason, "note")));
   }
   const skipped = steps.filter((s) => s.action === "stop").flatMap((s) => s.skipped || []);
   const chart = el("div", { id: "chart-adaptive", class: "chart" });
