@@ -84,4 +84,4 @@ def check_server_tables(tables: set[str], store_tables: set[str], shown: str, *,
         raise StoreError(
             f"{shown} is not a scaletrack store but holds other tables named like scaletrack's "
             f"({named}{f' and {more} more' if more > 0 else ''}); nothing was changed (use an "
-            "empty database or another schema)")
+            "empty database)")
