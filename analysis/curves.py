@@ -11,20 +11,31 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 CURVE_METRICS = ("train/loss", "val/loss", "tokens")
+CURVE_COLUMNS = ["step", "tokens", "train/loss", "val/loss"]
 
 
 def loss_curves(metrics: pd.DataFrame) -> pd.DataFrame:
     """Wide table step | tokens | train/loss | val/loss (nats/token) from a long metrics frame
-    (columns step, name, value, as `Store.metrics` returns)."""
+    (columns step, name, value and tokens, as `Store.metrics` returns).
+
+    tokens (tokens seen by that step) come from the tokens each metric row was logged with,
+    whatever wrote the run (the built-in trainer, `scaletrack.init` + `log`, a command cell,
+    an import); a metric named "tokens" fills steps whose rows carry none. Missing: <NA>.
+    """
     if metrics.empty:
-        return pd.DataFrame(columns=["step", "tokens", "train/loss", "val/loss"])
+        return pd.DataFrame(columns=CURVE_COLUMNS)
     wide = metrics.pivot_table(index="step", columns="name", values="value", aggfunc="last")
     wide = wide.reset_index()
     for col in ("tokens", "train/loss", "val/loss"):
         if col not in wide.columns:
             wide[col] = float("nan")
-    out = wide[["step", "tokens", "train/loss", "val/loss"]].copy()
-    out["tokens"] = out["tokens"].astype("Float64").round().astype("Int64")
+    out = wide[CURVE_COLUMNS].copy()
+    named = out["tokens"].astype("Float64").round().astype("Int64")
+    if "tokens" in metrics.columns:
+        logged = metrics.dropna(subset=["tokens"]).groupby("step")["tokens"].max()
+        out["tokens"] = out["step"].map(logged).astype("Int64").fillna(named)
+    else:
+        out["tokens"] = named
     return out.sort_values("step").reset_index(drop=True)
 
 

@@ -22,7 +22,7 @@ from scaletrack.cli.common import (
 )
 from scaletrack.cli.runs import page_footer
 from scaletrack.errors import ConfigError, DataError
-from scaletrack.number_format import fmt_number
+from scaletrack.number_format import MISSING, fmt_number
 from scaletrack.safe_text import LINE_BREAKS
 
 sweep_app = typer.Typer(help="Run, validate and inspect grid sweeps.", no_args_is_help=True)
@@ -250,7 +250,8 @@ def show_command(
                   f"status {record.status}  attempts {record.attempts}", soft_wrap=True,
                   highlight=False)
     console.print(f"N {fmt_number(record.N)}  N_total {fmt_number(record.N_total)}  "
-                  f"D {fmt_number(record.D)}  C {fmt_number(record.C)}  seed {record.seed}  "
+                  f"D {fmt_number(record.D)}  C {fmt_number(record.C)}  "
+                  f"seed {MISSING if record.seed is None else record.seed}  "
                   f"lr {fmt_number(record.lr)}  final loss {fmt_number(record.final_loss)}",
                   soft_wrap=True)
     from scaletrack.cli.fit import counting_note
