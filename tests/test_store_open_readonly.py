@@ -33,8 +33,9 @@ def lm_eval_file(folder: Path, model: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("args", [["tag", "nosuchrun", "x"], ["logs", "nosuchrun"]])
-def test_commands_on_runs_create_no_store(empty_folder: Path, args: list[str]) -> None:
+@pytest.mark.parametrize("args", [["tag", "nosuchrun", "x"], ["logs", "nosuchrun"],
+                                  ["sweep", "cancel", "nosweep"]])
+def test_commands_on_what_exists_create_no_store(empty_folder: Path, args: list[str]) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     assert "no scaletrack store at" in result.output

@@ -56,7 +56,7 @@ def cancel_command(
     """Cancel the sweep's Slurm tasks; running cells checkpoint and can be resumed."""
     from scaletrack.sweeps.executors.slurm_queue import cancel_sweep
 
-    with store_session(store) as st:
+    with store_session(store, create=False) as st:  # a sweep to cancel needs a store
         known = st.sweeps()
         if known.empty or name not in set(known["name"]):
             from scaletrack.store.engine import redact_url
