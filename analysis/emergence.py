@@ -225,6 +225,7 @@ def _solve(problem: _Problem, y: np.ndarray, starts: Sequence[np.ndarray]) -> np
     return best
 
 
+@np.errstate(over="ignore", invalid="ignore")  # a far start's cost overflows: not chosen
 def fit_floored_sigmoid(
     x: Sequence[float] | np.ndarray,
     y: Sequence[float] | np.ndarray,

@@ -51,6 +51,7 @@ def residuals_and_jacobian(
     return r, jac
 
 
+@np.errstate(over="ignore", invalid="ignore")  # a far trial's cost overflows: rejected
 def solve_batch(
     lx: np.ndarray, y: np.ndarray, theta0: np.ndarray, lo: np.ndarray, hi: np.ndarray, *,
     fixed_floor: float | None, limit: float, max_iter: int | None = None, ftol: float = FTOL,

@@ -17,6 +17,10 @@ from scaletrack.safe_text import shown
 if TYPE_CHECKING:
     import pandas as pd
 
+# largest metric value taken from a CSV (accuracies, losses and perplexities lie far below;
+# beyond, the fit's squared residuals overflow)
+METRIC_VALUE_LIMIT = 1e100
+
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:
     """Compact text columns for the terminal: task, metric, shots (when known), class, bar
@@ -176,7 +180,7 @@ def emergence(
     if metric_col is not None and metric_col not in df.columns:
         raise ConfigError(f"metric column {metric_col!r} not in {source}")
     if csv is not None:  # a CSV is checked as `fit --csv` checks one: no value dropped silently
-        _check_csv_values(df, x_col, value_col)
+        _check_csv_values(df, x_col, value_col, csv)
     df = df.assign(**{x_col: pd.to_numeric(df[x_col], errors="coerce"),
                       value_col: pd.to_numeric(df[value_col], errors="coerce")})
     if near_rule not in NEAR_RULES:
@@ -254,19 +258,15 @@ def register(app: typer.Typer) -> None:
     app.command(name="emergence")(emergence)
 
 
-def _check_csv_values(df: Any, x_col: str, value_col: str) -> None:
-    """One line naming the first row whose scale is not a positive number or whose value is
-    not a finite number (missing, text, NaN or inf)."""
-    import numpy as np
-    import pandas as pd
+def _check_csv_values(df: Any, x_col: str, value_col: str, path: Path) -> None:
+    """One line naming the first file line whose scale is not a positive number or whose
+    value is not a finite number (missing, text, NaN or inf) of plausible size (at most
+    METRIC_VALUE_LIMIT: beyond, squares overflow and the fit means nothing)."""
+    from scaletrack.analysis.io import check_column
+    from scaletrack.csv_table import csv_line_numbers
 
-    for col, positive in ((x_col, True), (value_col, False)):
-        raw = df[col]
-        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
-        bad = ~np.isfinite(values) | ((values <= 0) if positive else False)
-        if bad.any():
-            row = int(np.argmax(bad))
-            need = "a positive number" if positive else "a finite number"
-            raise DataError(f"column {col!r} needs {need} in every row; row {row} has "
-                            f"{raw.iloc[row]!r}")
+    def where(label: Any) -> str:
+        return f"line {csv_line_numbers(path, [int(label)])[0]} of {str(path)!r}"
 
+    check_column(df, x_col, positive=True, where=where)
+    check_column(df, value_col, limit=METRIC_VALUE_LIMIT, where=where)
