@@ -115,22 +115,56 @@ class TrainingState:
 
 def file_sha256(path: str | Path) -> str:
     """Hex sha256 of a file's bytes, or of a directory's files (relative names and bytes, in
-    sorted order), so a checkpoint saved as a folder is verified as one thing."""
+    sorted order), so a checkpoint saved as a folder is verified as one thing.
+
+    A file or folder that changes while it is hashed (a file vanishes, appears, grows or is
+    rewritten) or cannot be read is a one-line DataError: its hash would name no fixed bytes.
+    """
     path = Path(path)
     digest = hashlib.sha256()
-    if path.is_dir():
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
-            _hash_into(digest, file)
-    else:
-        _hash_into(digest, path)
+    try:
+        if path.is_dir():
+            files = _folder_files(path)
+            for file in files:
+                digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+                _hash_into(digest, file)
+            if _folder_files(path) != files:
+                raise _Changed("files were added or removed")
+        else:
+            _hash_into(digest, path)
+    except _Changed as changed:
+        raise DataError(f"checkpoint {path} changed while it was hashed ({changed.args[0]}); "
+                        "register it once it is complete") from None
+    except FileNotFoundError as exc:
+        gone = exc.filename or "a file"
+        raise DataError(f"checkpoint {path} changed while it was hashed ({gone} vanished); "
+                        "register it once it is complete") from None
+    except OSError as exc:
+        raise DataError(f"checkpoint {path} cannot be read: {exc.filename or path}: "
+                        f"{exc.strerror or exc}") from None
     return digest.hexdigest()
+
+
+class _Changed(Exception):
+    """The checkpoint changed while it was hashed (the argument says how)."""
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """The regular files under `folder`, sorted (symlinks to files followed)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
 def _hash_into(digest: Any, path: Path) -> None:
     with path.open("rb") as fh:
+        before = os.fstat(fh.fileno())
+        size = 0
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
+            size += len(block)
+        after = os.fstat(fh.fileno())
+    if (size != after.st_size or (before.st_size, before.st_mtime_ns)
+            != (after.st_size, after.st_mtime_ns)):
+        raise _Changed(f"{path} was written")
 
 
 def verify_sha256(path: str | Path, expected: str | None) -> None:
