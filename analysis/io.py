@@ -133,7 +133,7 @@ def read_fit_csv(
     is still an error. Errors name the file and its line; the index keeps each row's place
     in the file (0 = first data row), for `scaletrack.csv_table.csv_line_numbers`.
     """
-    from scaletrack.csv_table import csv_line_numbers, read_csv_table
+    from scaletrack.csv_table import csv_line_numbers, line_label, read_csv_table
 
     df = read_csv_table(path)
     mapping = {ours: theirs for ours, theirs in (columns or {}).items() if theirs}
@@ -156,9 +156,7 @@ def read_fit_csv(
         raise DataError(f"CSV {str(path)!r} has a header but no data rows")
     df = df.rename(columns=rename)
 
-    def where(label: Hashable) -> str:
-        return f"line {csv_line_numbers(path, [int(str(label))])[0]} of {str(path)!r}"
-
+    where = line_label(path)
     derived = None
     if derive_d:
         for col in ("N", "C"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -68,6 +68,16 @@ def csv_line_numbers(path: str | Path, positions: Sequence[int]) -> list[int]:
                     row += 1
                 start = reader.line_num + 1
     return [found.get(p, p + 2) for p in positions]
+
+
+def line_label(path: str | Path) -> Callable[[object], str]:
+    """A function naming the data row at a position (0-based, as `read_csv_table` numbers
+    them) by its place in the file: 3 -> "line 5 of 'runs.csv'", for error messages."""
+
+    def where(position: object) -> str:
+        return f"line {csv_line_numbers(path, [int(str(position))])[0]} of {str(path)!r}"
+
+    return where
 
 
 def plain_value(value: object) -> str:

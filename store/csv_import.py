@@ -26,9 +26,15 @@ if TYPE_CHECKING:
 CORE_COLUMNS = ("N", "D", "C", "loss")
 
 
-def task_columns(df: pd.DataFrame, names: Sequence[str] | None = None) -> list[str]:
+def _row(label: object) -> str:
+    return f"row {label}"
+
+
+def task_columns(df: pd.DataFrame, names: Sequence[str] | None = None, *,
+                 where: Callable[[object], str] = _row) -> list[str]:
     """The task-metric columns to import: `names` (checked to exist and be numeric), or by
-    default every numeric column besides N, D, C and loss."""
+    default every numeric column besides N, D, C and loss. Errors name the row as
+    `where(label)` ("row 3"; a file's reader passes "line 5 of 'runs.csv'")."""
     if names is None:
         return [c for c in df.columns
                 if c not in CORE_COLUMNS and pd.api.types.is_numeric_dtype(df[c])]
@@ -39,7 +45,7 @@ def task_columns(df: pd.DataFrame, names: Sequence[str] | None = None) -> list[s
         bad = values.isna() & df[name].notna()
         if bad.any():
             row = bad[bad].index[0]
-            raise DataError(f"task column {name!r} is not numeric: row {row} has "
+            raise DataError(f"task column {name!r} is not numeric: {where(row)} has "
                             f"{df[name].loc[row]!r}")
     return list(names)
 
@@ -66,7 +72,7 @@ def _label(value: object) -> object:
     return value.item() if hasattr(value, "item") else value
 
 
-def _check_counts(df: pd.DataFrame) -> None:
+def _check_counts(df: pd.DataFrame, where: Callable[[object], str]) -> None:
     """N (parameters) and D (tokens) are whole counts the store keeps as 64-bit integers: a
     value below 1 (N = 0.4 would be stored as 0) or beyond 2^63 is refused, never rounded."""
     for col in ("N", "D"):
@@ -78,7 +84,7 @@ def _check_counts(df: pd.DataFrame) -> None:
                           "be at least 1")):
             if bad.any():
                 row = df.index[int(np.argmax(bad))]
-                raise DataError(f"column {col!r} row {row} has {float(df[col].loc[row]):g}: "
+                raise DataError(f"column {col!r} {where(row)} has {float(df[col].loc[row]):g}: "
                                 f"{why}")
 
 
@@ -92,17 +98,19 @@ def import_runs(
     name_col: str | None = None,
     counts: ImportCounts | None = None,
     progress: Callable[[int], None] | None = None,
+    where: Callable[[object], str] = _row,
 ) -> ImportCounts:
     """Record each row of `df` (columns N, D, C, loss, validated) as a finished imported run.
 
     `source` names the file (it is part of each run key); `tasks` are columns whose values
     become evals of one external checkpoint per row; `name_col` names each run. Rows are
     written in batches of IMPORT_BATCH_ROWS (one transaction each), `counts` updated and
-    `progress(rows_done)` called after each. Importing the same rows twice adds nothing.
+    `progress(rows_done)` called after each. Importing the same rows twice adds nothing. A
+    count out of range is refused before anything is written, its row named `where(label)`.
     """
     from scaletrack.store.records import CheckpointRecord, RunRecord, make_run_key
 
-    _check_counts(df)
+    _check_counts(df, where)
     counts = ImportCounts() if counts is None else counts
     if sweep is not None and sweep not in set(store.sweeps()["name"]):
         store.upsert_sweep(sweep, {"imported_from": source})

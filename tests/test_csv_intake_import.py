@@ -35,6 +35,21 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+def _grid_file(path: Path, cells: dict[tuple[int, int], str], acc: bool = False) -> Path:
+    """The grid as a CSV (columns N, D, loss, and acc = 0.5 with `acc`), with the cells at
+    (data row, column) set to the given text."""
+    table = [[f"{n:.0f}", f"{d:.0f}", f"{loss:.5f}"] + (["0.5"] if acc else [])
+             for n, d, loss in _rows()]
+    for (row, col), text in cells.items():
+        table[row][col] = text
+    header = "N,D,loss" + (",acc" if acc else "")
+    return _write(path, header + "\n" + "".join(",".join(r) + "\n" for r in table))
+
+
+def _nothing_stored(tmp_path: Path, url: str) -> bool:
+    return not (tmp_path / "runs.db").exists() or _run_count(url) == 0
+
+
 def _run_count(url: str) -> int:
     with Store.open(url) as st:
         return len(st.runs())
@@ -57,7 +72,7 @@ def test_rows_with_more_fields_than_the_header_are_refused_naming_the_line(
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "line 2" in lines[0] and "shifted.csv" in lines[0], res.output
     assert "4 fields" in lines[0] and "header has 3" in lines[0]
-    assert not (tmp_path / "runs.db").exists() or _run_count(url) == 0
+    assert _nothing_stored(tmp_path, url)
     res = runner.invoke(app, ["fit", "--csv", str(path), "--n-col", "Model Size", "--d-col",
                               "tokens", "--form", "chinchilla", "--bootstrap", "0"])
     assert res.exit_code == 1 and "line 2" in res.output and "Traceback" not in res.output
@@ -104,18 +119,15 @@ def test_a_file_whose_every_loss_is_missing_imports_nothing(tmp_path: Path) -> N
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     res = runner.invoke(app, ["import-csv", str(path), "--store", url])
     assert res.exit_code == 1 and "no row has finite" in res.output, res.output
-    assert not (tmp_path / "runs.db").exists() or _run_count(url) == 0
+    assert _nothing_stored(tmp_path, url)
 
 
 def test_text_in_the_loss_column_still_refuses_the_file_by_line(tmp_path: Path) -> None:
-    rows = _rows()
-    body = [f"{n:.0f},{d:.0f},{loss:.5f}" for n, d, loss in rows]
-    body[3] = body[3].rsplit(",", 1)[0] + ",oops"
-    path = _write(tmp_path / "text.csv", "N,D,loss\n" + "\n".join(body) + "\n")
+    path = _grid_file(tmp_path / "text.csv", {(3, 2): "oops"})
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     res = runner.invoke(app, ["import-csv", str(path), "--store", url])
     assert res.exit_code == 1 and "line 5" in res.output and "'oops'" in res.output
-    assert not (tmp_path / "runs.db").exists() or _run_count(url) == 0
+    assert _nothing_stored(tmp_path, url)
 
 
 def test_import_and_fit_derive_tokens_from_compute_alike(tmp_path: Path) -> None:
@@ -156,3 +168,24 @@ def test_a_header_only_file_and_a_folder_are_named(tmp_path: Path) -> None:
     res = runner.invoke(app, ["import-csv", str(tmp_path), "--store", url])
     assert res.exit_code == 1 and "is a folder" in res.output
     assert "does not exist" not in res.output
+
+
+def test_store_side_refusals_name_the_file_line(tmp_path: Path) -> None:
+    """A count beyond 64 bits and text in a named task column are refused by file line."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    path = _grid_file(tmp_path / "big.csv", {(4, 0): "1e30"}, acc=True)
+    res = runner.invoke(app, ["import-csv", str(path), "--store", url])
+    assert res.exit_code == 1 and "column 'N' line 6 of" in res.output, res.output
+    path = _grid_file(tmp_path / "task.csv", {(2, 3): "high"}, acc=True)
+    res = runner.invoke(app, ["import-csv", str(path), "--task-cols", "acc", "--store", url])
+    assert res.exit_code == 1 and "'acc' is not numeric: line 4 of" in res.output, res.output
+    assert _nothing_stored(tmp_path, url)
+
+
+def test_skipped_task_values_are_named_by_file_line(tmp_path: Path) -> None:
+    path = _grid_file(tmp_path / "task.csv", {(3, 3): "nan"}, acc=True)
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    res = runner.invoke(app, ["import-csv", str(path), "--store", url])
+    assert res.exit_code == 0, res.output
+    assert "skipped 1 missing, NaN or infinite task values (first: line 5 column 'acc')" \
+        in res.output

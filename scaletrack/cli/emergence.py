@@ -263,10 +263,8 @@ def _check_csv_values(df: Any, x_col: str, value_col: str, path: Path) -> None:
     value is not a finite number (missing, text, NaN or inf) of plausible size (at most
     METRIC_VALUE_LIMIT: beyond, squares overflow and the fit means nothing)."""
     from scaletrack.analysis.io import check_column
-    from scaletrack.csv_table import csv_line_numbers
+    from scaletrack.csv_table import line_label
 
-    def where(label: Any) -> str:
-        return f"line {csv_line_numbers(path, [int(label)])[0]} of {str(path)!r}"
-
+    where = line_label(path)
     check_column(df, x_col, positive=True, where=where)
     check_column(df, value_col, limit=METRIC_VALUE_LIMIT, where=where)

@@ -370,7 +370,7 @@ def import_csv_command(
 ) -> None:
     """Import published/external runs (family "imported") and their task metrics."""
     from scaletrack.analysis.io import read_fit_csv
-    from scaletrack.csv_table import csv_line_numbers
+    from scaletrack.csv_table import csv_line_numbers, line_label
     from scaletrack.store.csv_import import (
         IMPORT_BATCH_ROWS,
         ImportCounts,
@@ -386,7 +386,8 @@ def import_csv_command(
         name_col = next((c for c in ("name", "model", "Model") if c in df.columns), None)
     elif name_col not in df.columns:
         raise DataError(f"CSV {str(file)!r} has no column {name_col!r} (--name-col)")
-    tasks = [t for t in task_columns(df, names) if t != name_col]
+    where = line_label(file)
+    tasks = [t for t in task_columns(df, names, where=where) if t != name_col]
     counts = ImportCounts()
 
     def progress(done: int) -> None:  # "imported 120,000 / 1,000,000 rows" on big files
@@ -396,7 +397,7 @@ def import_csv_command(
     try:
         with store_session(store) as st:
             import_runs(st, df, source=file.name, sweep=sweep, tasks=tasks, name_col=name_col,
-                        counts=counts, progress=progress)
+                        counts=counts, progress=progress, where=where)
     except KeyboardInterrupt:
         err_console.print(
             f"interrupted: kept {counts.rows:,} of {len(df):,} rows (whole batches); run the "
