@@ -19,12 +19,19 @@ from scaletrack.cli.common import (
     print_table,
 )
 from scaletrack.cli.fit import CCol, DCol, LossCol, NCol
+from scaletrack.errors import ConfigError
 from scaletrack.number_format import fmt_number
 
 if TYPE_CHECKING:
     from scaletrack.planning import PlannedGrid
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # a sweep name (grid format)
+# The largest target the planner designs for (FLOPs): some 1e5 times the largest runs trained
+# to date, and a target whose planned cells' token counts and shapes still fit the 64-bit
+# integers of a grid file.
+MAX_TARGET_COMPUTE = 1e30
+COUNT_LIMIT = 2**63 - 1  # parameters and tokens a grid file holds
+PLANNED_SOURCE = "<plan>"  # how planning.expand_spec names the grid it checks
 
 
 def parse_flops(option: str, text: str | None) -> float | None:
@@ -64,6 +71,27 @@ def parse_sizes(text: str | None) -> list[float] | None:
         assert value is not None
         out.append(value)
     return out
+
+
+def check_target_range(c_star: float, n_star: float | None, d_star: float | None) -> None:
+    """One error line when the target lies beyond what the planner can design for: above
+    MAX_TARGET_COMPUTE FLOPs, or a --target-n / --target-d leaving the other count (about
+    C / (6 N) tokens, C / (6 D) parameters) beyond the 64-bit counts of a grid file."""
+    if c_star > MAX_TARGET_COMPUTE:
+        fail(f"--target-compute: {fmt_number(c_star)} FLOPs is beyond the range the planner "
+             f"can design for (at most {fmt_number(MAX_TARGET_COMPUTE)} FLOPs)")
+    for option, given, other in (("--target-n", n_star, "tokens"),
+                                 ("--target-d", d_star, "parameters")):
+        if given is None:
+            continue
+        implied = c_star / (6.0 * given)
+        if given > COUNT_LIMIT:
+            fail(f"{option}: {fmt_number(given)} is beyond the range the planner can design "
+                 f"for (counts up to {fmt_number(COUNT_LIMIT)})")
+        if implied > COUNT_LIMIT:
+            fail(f"{option}: {fmt_number(given)} with --target-compute {fmt_number(c_star)} "
+                 f"FLOPs leaves the target at {fmt_number(implied)} {other}, beyond the range "
+                 f"the planner can design for (counts up to {fmt_number(COUNT_LIMIT)})")
 
 
 def _pct(x: float) -> str:
@@ -117,6 +145,7 @@ def plan_command(
     width = parse_width(until_width)
     ladder = parse_sizes(sizes)
     assert c_star is not None and flops is not None
+    check_target_range(c_star, n_star, d_star)
     if schedule not in SCHEDULES:
         fail(f"--schedule: expected one of {', '.join(SCHEDULES)}, got {schedule!r}")
     if sweep is not None and csv is not None:
@@ -139,11 +168,18 @@ def plan_command(
         # the runs as `scaletrack fit` reads them, best lr per (N, D) and seeds averaged
         points = load_points(points=load_fit_points(sweep, csv, store,
                                                     (n_col, d_col, loss_col, c_col)))
-    planned = plan_builtin_grid(
-        target_compute=c_star, budget=flops, points=points, target_n=n_star,
-        target_tokens=d_star, sizes=ladder, schedule=schedule, name=grid_name,
-        until_width=width, n_simulations=simulations, seed=seed,
-    )
+    try:
+        planned = plan_builtin_grid(
+            target_compute=c_star, budget=flops, points=points, target_n=n_star,
+            target_tokens=d_star, sizes=ladder, schedule=schedule, name=grid_name,
+            until_width=width, n_simulations=simulations, seed=seed,
+        )
+    except ConfigError as exc:  # the planned grid itself is refused: a target out of range
+        if not str(exc).startswith(f"{PLANNED_SOURCE}:"):
+            raise
+        fail(f"--target-compute: {fmt_number(c_star)} FLOPs (with these --target-n, "
+             f"--target-d, --sizes) is beyond the range the planner can design for: the "
+             f"planned grid's {str(exc).splitlines()[0].removeprefix(PLANNED_SOURCE + ': ')}")
     plan = planned.plan
     _print_plan(planned)
     if output is not None:
