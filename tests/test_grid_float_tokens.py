@@ -51,6 +51,9 @@ def test_float_token_budgets_give_the_same_cells_as_integers() -> None:
     as_ints = keyed(COMMAND_GRID.format(tokens="20000000, 60_000_000"))
     assert as_floats == as_ints
     assert {type(config["tokens"]) for _, config in as_floats} == {int}
+    stored = [expand(parse_spec_text(COMMAND_GRID.format(tokens=t), "g.toml")).stored_spec()
+              for t in ("2e7, 6e7", "20000000, 60000000")]
+    assert stored[0] == stored[1]  # the sweep's recorded grid: no change, nothing retrains
 
 
 def test_builtin_grid_counts_accept_whole_floats() -> None:
