@@ -85,3 +85,21 @@ def check_server_tables(tables: set[str], store_tables: set[str], shown: str, *,
             f"{shown} is not a scaletrack store but holds other tables named like scaletrack's "
             f"({named}{f' and {more} more' if more > 0 else ''}); nothing was changed (use an "
             "empty database)")
+
+
+def sqlite_file_holds_rows(path: Path) -> bool:
+    """Whether the SQLite file at `path` holds a row in any table but the schema version (a
+    file that cannot be read counts as holding rows: it is never taken for an empty one)."""
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=60)
+    except sqlite3.Error:
+        return True
+    try:
+        tables = [row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        return any(conn.execute(f'SELECT 1 FROM "{name}" LIMIT 1').fetchone() is not None
+                   for name in tables if name != "alembic_version")
+    except sqlite3.Error:
+        return True
+    finally:
+        conn.close()

@@ -292,6 +292,7 @@ def test_cli_errors_are_one_line(store_url, weights, tasks_module):
               "--meta", "{not json", "--store", store_url)
     assert res.exit_code == 1 and "--meta is not valid JSON" in res.output
 
+    Store.open(store_url).close()  # the failed commands above created no store
     res = cli("ideas", "retire", "42", "--store", store_url)
     assert res.exit_code == 1 and "no idea with id 42" in res.output
 

@@ -69,6 +69,31 @@ def test_failed_lm_eval_import_leaves_no_store(empty_folder: Path, problem: str)
     assert set(empty_folder.iterdir()) == before  # no scaletrack.db, -wal or -shm
 
 
+def test_failed_idea_registration_leaves_no_store(empty_folder: Path) -> None:
+    result = CliRunner().invoke(app, ["ideas", "add", "t", "--task", "addition", "--metric",
+                                      "exact_match", "--threshold", "0.9", "--direction",
+                                      "sideways"])
+    assert result.exit_code == 1
+    assert "direction 'sideways' must be 'above' or 'below'" in result.output
+    assert list(empty_folder.iterdir()) == []
+    ok = CliRunner().invoke(app, ["ideas", "add", "t", "--task", "addition", "--metric",
+                                  "exact_match", "--threshold", "0.9"])
+    assert ok.exit_code == 0, ok.output
+    assert (empty_folder / "scaletrack.db").is_file()
+
+
+def test_a_store_file_with_rows_is_never_taken_for_an_empty_one(tmp_path: Path) -> None:
+    from scaletrack.store.guard import sqlite_file_holds_rows
+
+    path = tmp_path / "s.db"
+    with Store.open(f"sqlite:///{path}") as store:
+        assert not sqlite_file_holds_rows(path)  # the schema and its version only
+        store.upsert_sweep("kept", spec={})
+    assert sqlite_file_holds_rows(path)
+    path.with_name("junk.db").write_bytes(b"not a database")
+    assert sqlite_file_holds_rows(path.with_name("junk.db"))
+
+
 def test_successful_lm_eval_import_still_creates_the_store(empty_folder: Path) -> None:
     sizes = empty_folder / "sizes.csv"
     sizes.write_text("model,params,tokens_per_step\nknown-model,1000000,2048\n")

@@ -117,6 +117,32 @@ def store_session(url: str | None, *, create: bool = True) -> Iterator[StoreLike
         store.close()
 
 
+@contextmanager
+def writing_session(url: str | None) -> Iterator[StoreLike]:
+    """The store a writing command writes to (see `store_session`, which creates it when
+    missing). When the command fails, a SQLite store file that this command created and that
+    still holds no rows is removed again: a command that fails its checks leaves no store."""
+    from pathlib import Path
+
+    from scaletrack.store.engine import resolve_store_url, sqlite_path_or_none
+    from scaletrack.store.guard import sqlite_file_holds_rows
+
+    file = sqlite_path_or_none(resolve_store_url(url))
+    new = file is not None and not Path(file).exists()
+    with store_session(url) as store:
+        try:
+            yield store
+        except BaseException:
+            if not new:
+                raise
+            store.close()
+            assert file is not None  # `new` implies a SQLite file
+            if not sqlite_file_holds_rows(Path(file)):
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    Path(f"{file}{suffix}").unlink(missing_ok=True)
+            raise
+
+
 # The same column names wherever runs are listed (`runs`, `sweep status`).
 RUN_COLUMNS = {"run_key": "run", "final_loss": "loss", "attempts": "tries"}
 RUN_KEY_CHARS = 10  # `scaletrack show` takes any unique prefix

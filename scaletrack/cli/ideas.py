@@ -16,6 +16,7 @@ from scaletrack.cli.common import (
     print_table,
     report_error,
     store_session,
+    writing_session,
 )
 from scaletrack.number_format import fmt_number
 
@@ -66,7 +67,7 @@ def add(
     """Register an idea; it becomes due as soon as a checkpoint larger than its last try exists."""
     from scaletrack.evals.ideas import add_idea, get_idea_or_fail
 
-    with store_session(store_url) as store:
+    with writing_session(store_url) as store:  # a failed check leaves no new store
         idea_id = add_idea(store, title, task, metric, threshold, direction, hypothesis)
         idea = get_idea_or_fail(store, idea_id)
         sign = ">=" if idea.direction == "above" else "<="

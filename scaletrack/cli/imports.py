@@ -7,14 +7,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
-from scaletrack.cli.common import StoreOption, err_console, say, store_session
-
-if TYPE_CHECKING:
-    from scaletrack.store.protocol import StoreLike
+from scaletrack.cli.common import StoreOption, err_console, say, writing_session
 
 PROGRESS_AFTER_S = 2.0  # an import shorter than this shows no progress
 PROGRESS_EVERY_S = 5.0  # seconds between plain progress lines (stderr not a terminal)
@@ -65,34 +62,6 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
             state["bar"].stop()
 
 
-@contextmanager
-def import_session(url: str | None) -> Iterator[StoreLike]:
-    """The store to import into (see `store_session`). When the import fails, a SQLite store
-    file that this import created and that is still empty is removed again: a failed import
-    leaves no new store behind."""
-    from scaletrack.store.engine import resolve_store_url, sqlite_path_or_none
-
-    file = sqlite_path_or_none(resolve_store_url(url))
-    new = file is not None and not Path(file).exists()
-    with store_session(url) as st:
-        try:
-            yield st
-        except BaseException:
-            if not new or not _still_empty(st):
-                raise
-            st.close()
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(f"{file}{suffix}").unlink(missing_ok=True)
-            raise
-
-
-def _still_empty(store: StoreLike) -> bool:
-    try:
-        return bool(store.runs().empty and store.sweeps().empty)
-    except Exception:  # the store itself failed: leave its file for the user to inspect
-        return False
-
-
 def _refresh_ideas(store) -> list[int]:
     """Mark the open ideas that imported checkpoints made due."""
     from scaletrack.evals.ideas import refresh_idea_statuses
@@ -112,7 +81,7 @@ def lm_eval_command(
     from scaletrack.store.importers.lm_eval import import_lm_eval, read_sizes
 
     table = read_sizes(sizes)
-    with import_session(store) as st, progress_bar("reading result files") as progress:
+    with writing_session(store) as st, progress_bar("reading result files") as progress:
         report = import_lm_eval(st, paths, table, sweep=sweep,
                                 progress=progress)
         due = _refresh_ideas(st)
@@ -137,7 +106,7 @@ def history_command(
     from scaletrack.store.importers.history import import_history, read_table
 
     frame = read_table(file)
-    with import_session(store) as st, progress_bar("checking rows") as progress:
+    with writing_session(store) as st, progress_bar("checking rows") as progress:
         report = import_history(st, frame, run_col=run_col, step_col=step_col,
                                 tokens_col=tokens_col, sweep=sweep, sizes=sizes,
                                 source=file.name, progress=progress)
@@ -171,7 +140,7 @@ def wandb_command(
     own reader; N and D from the keys you name, never guessed."""
     from scaletrack.store.importers.wandb import MAX_KEYS_SHOWN, import_wandb
 
-    with import_session(store) as st, progress_bar("reading W&B runs") as progress:
+    with writing_session(store) as st, progress_bar("reading W&B runs") as progress:
         report = import_wandb(st, paths, sweep=sweep, params_key=params_key,
                               tokens_key=tokens_key, sizes=sizes, loss_key=loss_key,
                               progress=progress)
@@ -207,7 +176,7 @@ def mlflow_command(
     from scaletrack.store.importers.mlflow import check_location, import_mlflow
 
     check_location(tracking_uri)  # a missing file store or a dead server: before the store
-    with import_session(store) as st:
+    with writing_session(store) as st:
         report = import_mlflow(st, tracking_uri, experiments=experiment or None, sweep=sweep,
                                params_key=params_key, tokens_key=tokens_key)
     say(f"imported {report.runs} MLflow runs ({report.runs_new} new, {report.runs_updated} "
