@@ -27,6 +27,10 @@ parent's run and logs nothing.
 Values. `log` checks each value where it is called (`store.metric_values`): numbers, numpy
 scalars and 0-d tensors are kept; None is skipped; nested dicts become "a/b" names; anything
 else is refused for that key alone, with one `MetricValueWarning` naming the key and the step.
+A bad `step` or `tokens` (not a whole number from 0 to 2**63 - 1) costs only itself: the
+values are logged at the previous step + 1 (the step an omitted `step` gets), or without
+tokens, with one warning per kind (later ones counted in `run.ignored`). N (`params`) and D
+(`tokens`) given to `init` are whole numbers from 1 to 2**63 - 1 (`scaletrack.counts`).
 Rows go to a background writer (`store.MetricWriter`), so the step never waits for the database
 (a 0-d tensor is read off its device there, not in the step).
 
