@@ -49,11 +49,12 @@ MAX_BAND_WIDTH = 10.0
 
 def band_text(width: float | None, n_points: int | None = None, degenerate: str = "") -> str:
     """A recorded band width (relative, 0.02 = 2 %) as a researcher reads it: "2.1 %", "none
-    yet" before a fit has enough runs, "none" without a usable fit, or "unbounded" when the
-    band is infinite or wider than MAX_BAND_WIDTH (with why the fit is degenerate, if known)."""
+    yet" before a fit has its MIN_FIT_POINTS runs, "none" without a usable fit, or
+    "unbounded" when the band is infinite or wider than MAX_BAND_WIDTH (with why the fit is
+    degenerate, if known)."""
     if width is None or math.isnan(width):
         if n_points is not None and n_points < MIN_FIT_POINTS:
-            return f"none yet ({n_points} runs, a fit needs {MIN_FIT_POINTS})"
+            return "none yet"  # fewer runs than a fit needs (MIN_FIT_POINTS)
         return "none (no usable fit)"
     if width > MAX_BAND_WIDTH:
         return "unbounded (fit degenerate" + (f": {degenerate})" if degenerate else ")")
