@@ -370,7 +370,7 @@ def import_csv_command(
 ) -> None:
     """Import published/external runs (family "imported") and their task metrics."""
     from scaletrack.analysis.io import read_fit_csv
-    from scaletrack.csv_table import csv_line_numbers, line_label
+    from scaletrack.csv_table import line_label
     from scaletrack.store.csv_import import (
         IMPORT_BATCH_ROWS,
         ImportCounts,
@@ -409,11 +409,7 @@ def import_csv_command(
         + (f" into sweep {sweep}" if sweep else "")
         + f"; {counts.evals:,} task values on {counts.checkpoints:,} external checkpoints"
         + _skipped_rows_note(df)
-        + (f"; skipped {counts.skipped:,} missing, NaN or infinite task values (first: "
-           + ", ".join(f"line {line} column {c!r}" for line, (_, c) in zip(
-               csv_line_numbers(file, [int(r) for r, _ in counts.skipped_cells]),
-               counts.skipped_cells, strict=True)) + ")"
-           if counts.skipped else ""),
+        + _skipped_cells_note(file, counts),
         markup=False, highlight=False, soft_wrap=True,
     )
 
@@ -427,6 +423,20 @@ def _skipped_rows_note(df: pd.DataFrame) -> str:
     more = ", ..." if n > len(df.attrs.get("skipped_lines", [])) else ""
     return (f"; skipped {n:,} row{'s' if n != 1 else ''} with a missing, NaN or infinite N, "
             f"D, C or loss (line{'s' if n != 1 else ''} {lines}{more})")
+
+
+def _skipped_cells_note(file: Path, counts: Any) -> str:
+    """'; skipped 2 missing, NaN or infinite task values (first: line 5 column 'acc', ...)',
+    or '' (counts: the import's ImportCounts; cells by data-row position and column)."""
+    from scaletrack.csv_table import csv_line_numbers
+
+    if not counts.skipped:
+        return ""
+    cells = counts.skipped_cells
+    lines = csv_line_numbers(file, [int(str(row)) for row, _ in cells])
+    first = ", ".join(f"line {line} column {col!r}"
+                      for line, (_, col) in zip(lines, cells, strict=True))
+    return f"; skipped {counts.skipped:,} missing, NaN or infinite task values (first: {first})"
 
 
 def register(app: typer.Typer) -> None:
