@@ -14,24 +14,29 @@ import pandas as pd
 from scaletrack.errors import DataError, one_line
 
 
-def read_csv_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV file as a DataFrame (index: 0, 1, ... over the data rows).
+def read_csv_table(path: str | Path, *, text: bool = False) -> pd.DataFrame:
+    """Read a CSV file as a DataFrame (index: 0, 1, ... over the data rows); with `text`,
+    every cell as the text written (empty cells "", for readers that check cells themselves).
 
-    A missing file, a folder, an unreadable file and a data row with more fields than the
-    header (pandas would take the first column as the index and shift every other) are each
-    a one-line DataError naming the file (and the line)."""
+    A missing file, a folder or other non-regular file, an unreadable file and a data row
+    with more fields than the header (pandas would take the first column as the index and
+    shift every other) are each a one-line DataError naming the file (and the line)."""
     path = Path(path)
     if path.is_dir():
         raise DataError(f"CSV path {str(path)!r} is a folder, not a file")
     if not path.is_file():
+        if path.exists():  # a FIFO or device: never opened (reading one would block)
+            raise DataError(f"CSV path {str(path)!r} is not a regular file")
         raise DataError(f"CSV file {str(path)!r} does not exist")
+    options: dict[str, object] = {"dtype": str, "keep_default_na": False} if text else {}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(path, index_col=False)
+            return pd.read_csv(path, index_col=False, **options)
     except pd.errors.ParserWarning:
         raise DataError(_too_many_fields(path)) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError,
+            OSError) as exc:
         raise DataError(f"cannot read CSV {str(path)!r}: {one_line(exc, with_type=False)}") from exc
 
 

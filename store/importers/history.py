@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from scaletrack.csv_table import read_csv_table
 from scaletrack.errors import DataError
 from scaletrack.store.importers import checks
 
@@ -58,12 +59,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
     (.jsonl/.json) file as a DataFrame; a one-line DataError naming the file otherwise."""
     path = checks.regular_file(path, "history file")
     suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".jsonl", ".json"):
+        return read_csv_table(path, text=True)  # a row wider than the header: refused
     try:
         if suffix == ".parquet":
             return pd.read_parquet(path)
-        if suffix in (".jsonl", ".json"):
-            return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
     except ImportError as exc:
         raise DataError(f"cannot read {path.name}: {exc} (pip install 'scaletrack[parquet]')") \
             from None

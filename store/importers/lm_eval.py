@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from scaletrack.csv_table import read_csv_table
 from scaletrack.errors import DataError
 from scaletrack.store.importers import checks
 
@@ -87,12 +88,7 @@ class ImportReport:
 def read_sizes(path: str | Path) -> dict[str, ModelSize]:
     """The sizes table: columns model, params, tokens_per_step (and optionally tokens)."""
     path = checks.regular_file(path, "sizes file")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
-            ValueError) as exc:
-        raise DataError(f"cannot read sizes file {str(path)!r}: "
-                        f"{str(exc).splitlines()[0]}") from None
+    df = read_csv_table(path, text=True)  # one-line errors; a row wider than the header too
     missing = [c for c in SIZES_COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"sizes file {str(path)!r} lacks column(s) {missing}; it needs "
