@@ -43,3 +43,12 @@ def test_text_cells_are_kept_as_written(tmp_path: Path) -> None:
     table = read_csv_table(path, text=True)
     assert table.to_dict(orient="list") == {"run": ["007", "b"], "step": ["1", "2"],
                                             "note": ["", "NA"]}
+
+
+def test_a_fifo_given_as_a_csv_is_named_and_never_opened(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="is not a regular file"):
+        read_csv_table(fifo)
