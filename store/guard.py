@@ -5,6 +5,10 @@ a file that is not a scaletrack store must be recognised first, with a plain rea
 connection: another application's database (tables, but not ours), a file that is not SQLite
 at all, or a damaged one. A new or empty file becomes a store only when the caller creates
 stores (`sweep run`, imports); read-only commands get a one-line error instead.
+
+A PostgreSQL database is judged the same way by its table names (`check_server_tables`), and
+`sqlite_file_holds_rows` tells a store file that a failed command created, still empty, from
+one holding data.
 """
 
 from __future__ import annotations
