@@ -167,7 +167,8 @@ def read_fit_csv(
     needed = [*required, *present]
     skipped: list[int] = []
     if skip_missing:
-        core = [c for c in ("N", "D", "C", "loss") if c in df.columns and c in (*needed, "C")]
+        core = [c for c in ("N", "D", "C", "loss") if c in df.columns and c in (*needed, "C")
+                and not (c == "D" and derived)]  # a derived D is finite where N, C are
         numbers = np.column_stack([_numeric(df, c, where).to_numpy() for c in core])
         bad = ~np.isfinite(numbers).all(axis=1)
         if bad.all():

@@ -189,3 +189,13 @@ def test_skipped_task_values_are_named_by_file_line(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "skipped 1 missing, NaN or infinite task values (first: line 5 column 'acc')" \
         in res.output
+
+
+def test_a_zero_parameter_count_is_refused_even_when_d_is_derived(tmp_path: Path) -> None:
+    """N = 0 would make D = C/(6·N) infinite: refused as N <= 0, not skipped as a missing D."""
+    path = _write(tmp_path / "nc.csv", "N,C,loss\n1000000,6e14,3.2\n0,1.2e15,3.0\n"
+                  "2000000,2e15,2.9\n")
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    res = runner.invoke(app, ["import-csv", str(path), "--store", url])
+    assert res.exit_code == 1 and "'N' must be > 0; line 3" in res.output, res.output
+    assert _nothing_stored(tmp_path, url)
