@@ -82,6 +82,14 @@ def test_failed_idea_registration_leaves_no_store(empty_folder: Path) -> None:
     assert (empty_folder / "scaletrack.db").is_file()
 
 
+def test_failed_checkpoint_registration_leaves_no_store(empty_folder: Path) -> None:
+    result = CliRunner().invoke(app, ["checkpoints", "add", str(empty_folder / "none.bin"),
+                                      "--params", "10", "--tokens", "10"])
+    assert result.exit_code == 1
+    assert "does not exist" in result.output
+    assert list(empty_folder.iterdir()) == []
+
+
 def test_a_store_file_with_rows_is_never_taken_for_an_empty_one(tmp_path: Path) -> None:
     from scaletrack.store.guard import sqlite_file_holds_rows
 

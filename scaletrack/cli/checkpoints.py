@@ -15,6 +15,7 @@ from scaletrack.cli.common import (
     print_json,
     print_table,
     store_session,
+    writing_session,
 )
 from scaletrack.counts import whole_count
 from scaletrack.errors import ConfigError
@@ -53,7 +54,7 @@ def add(
     if flops is not None and not (math.isfinite(flops) and flops > 0):
         raise ConfigError(f"--flops must be a positive number of FLOPs, got {flops}")
     details = _parse_meta(meta)
-    with store_session(store_url) as store:
+    with writing_session(store_url) as store:  # a failed check leaves no new store
         try:
             ckpt_id = register_external_checkpoint(
                 store, path, params=n, tokens=d, flops=flops, loader=loader, meta=details)
