@@ -199,3 +199,13 @@ def test_a_zero_parameter_count_is_refused_even_when_d_is_derived(tmp_path: Path
     res = runner.invoke(app, ["import-csv", str(path), "--store", url])
     assert res.exit_code == 1 and "'N' must be > 0; line 3" in res.output, res.output
     assert _nothing_stored(tmp_path, url)
+
+
+def test_one_row_kept_is_said_in_the_singular(tmp_path: Path) -> None:
+    path = _write(tmp_path / "one.csv", "N,D,loss\n1e7,1e9,nan\n1e7,2e9,3.0\n")
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    res = runner.invoke(app, ["import-csv", str(path), "--store", url])
+    assert res.exit_code == 0, res.output
+    assert "imported 1 row (1 new run) from one.csv" in res.output
+    assert "skipped 1 row with a missing, NaN or infinite N, D, C or loss (line 2)" \
+        in res.output

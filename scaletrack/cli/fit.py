@@ -405,7 +405,8 @@ def import_csv_command(
             markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     console.print(
-        f"imported {counts.rows:,} rows ({counts.new_runs:,} new runs) from {file.name}"
+        f"imported {counts.rows:,} row{'' if counts.rows == 1 else 's'} "
+        f"({counts.new_runs:,} new run{'' if counts.new_runs == 1 else 's'}) from {file.name}"
         + (f" into sweep {sweep}" if sweep else "")
         + f"; {counts.evals:,} task values on {counts.checkpoints:,} external checkpoints"
         + _skipped_rows_note(df)
