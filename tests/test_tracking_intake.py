@@ -344,3 +344,15 @@ def test_log_eval_refuses_a_bad_value_alone_and_is_fenced(tmp_path: Path) -> Non
     with Store.open(url) as store:
         evals = store.evals(task="arc")
     assert evals[["checkpoint_id", "value", "stderr"]].values.tolist() == [[ckpt, 0.25, 0.01]]
+
+
+def test_a_command_cell_run_that_is_gone_names_the_store_by_its_masked_url(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'cell.db'}"
+    Store.open(url).close()
+    monkeypatch.setenv("SCALETRACK_RUN", "no-such-run")
+    with pytest.raises(ConfigError) as err:
+        scaletrack.init(config={"params": 1000}, params=1000, store=url)
+    message = str(err.value)
+    assert "'no-such-run' names no run in sqlite:///" in message
+    assert "Store(" not in message

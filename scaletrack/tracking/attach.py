@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from scaletrack.counts import whole_count
 from scaletrack.errors import ConfigError, RunBusyError, ScaletrackError
 from scaletrack.store import RunRecord, Store, make_run_key
+from scaletrack.store.engine import redact_url
 from scaletrack.store.metric_values import unsafe_text
 from scaletrack.sweeps.command import newest_checkpoint_file
 from scaletrack.sweeps.liveness import holder_is_dead
@@ -227,7 +228,7 @@ def _find_or_create(st: StoreLike, sweep: str | None, cfg: dict[str, Any], *, N:
     if cell_run:
         record = st.get_run(cell_run)
         if record is None:
-            raise ConfigError(f"{ENV_RUN}={cell_run} names no run in {st!r}")
+            raise ConfigError(f"{ENV_RUN}={cell_run!r} names no run in {redact_url(st.url)}")
         return record
     if not cfg and N is None:
         raise ConfigError("scaletrack.init needs a config (or at least params=N or model=) "
