@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scaletrack.errors import ConfigError, DataError
+from scaletrack.number_format import fmt_number
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -384,8 +385,9 @@ def plan_builtin_grid(
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ConfigError(f"{what} must be a finite number of FLOPs > 0, got {value!r}")
     if budget >= target_compute:
-        raise ConfigError(f"--budget {budget:.3g} FLOPs is not below --target-compute "
-                          f"{target_compute:.3g}: the small runs would cost the target itself")
+        raise ConfigError(f"--budget {fmt_number(budget)} FLOPs is not below --target-compute "
+                          f"{fmt_number(target_compute)}: the small runs would cost the target "
+                          "itself")
     fit = fit_points(points, seed)
     fpt = gpt_flops_per_token(ZIPF_CONTEXT, 256)
     law = dict(fit.params) if fit is not None else prior_law()
@@ -403,8 +405,8 @@ def plan_builtin_grid(
     cands, by_nd = candidate_cells(expand_spec(real_spec), step if branches else None)
     cands = [c for c in cands if cells_cost([c]) <= budget]
     if not cands:
-        raise ConfigError(f"no candidate cell costs at most --budget {budget:.3g} FLOPs: raise "
-                          "the budget or give smaller --sizes")
+        raise ConfigError(f"no candidate cell costs at most --budget {fmt_number(budget)} "
+                          "FLOPs: raise the budget or give smaller --sizes")
     real_spec["plan"] = {"target_compute": float(target_compute), "target_n": float(t_n),
                          "target_tokens": float(t_d), "budget": float(budget), "seed": seed}
     if until_width is not None:
@@ -455,9 +457,10 @@ def plan_header(result: Plan, cost: float) -> str:
 
     return "\n".join([
         "# Written by `scaletrack plan`: the cells whose results most narrow the 95 % band of",
-        f"# the loss predicted at the target ({result.target_flops:.3g} FLOPs, "
-        f"N = {result.target_n:.3g} params, D = {result.target_tokens:.3g} tokens).",
-        f"# {len(result.cells)} cells, {cost:.3g} FLOPs; expected band width at the target "
+        f"# the loss predicted at the target ({fmt_number(result.target_flops)} FLOPs, "
+        f"N = {fmt_number(result.target_n)} params, "
+        f"D = {fmt_number(result.target_tokens)} tokens).",
+        f"# {len(result.cells)} cells, {fmt_number(cost)} FLOPs; expected band width at the target "
         f"{pct(result.expected_width)} (law from the {result.law_source}); a geometric grid "
         f"of equal cost: {pct(result.baseline_width)}.",
         *([f"# Simulated fits refused or degenerate (no band): {pct(result.failed_share)} of "

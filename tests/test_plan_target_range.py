@@ -3,6 +3,8 @@ flag and the limit, and writes no grid file."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -41,3 +43,12 @@ def test_the_largest_target_is_still_planned(tmp_path) -> None:
                               "--budget", "1e29", "--simulations", "0", "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert out.is_file()
+
+
+
+def test_budget_errors_write_numbers_by_the_project_rule(tmp_path: Path) -> None:
+    out = runner.invoke(app, ["plan", "--target-compute", "1e14", "--budget", "1e15",
+                              "-o", str(tmp_path / "next.toml")])
+    assert out.exit_code == 1
+    assert "--budget 1e15 FLOPs is not below --target-compute 1e14" in out.output
+    assert "e+" not in out.output
