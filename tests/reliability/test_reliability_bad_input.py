@@ -300,7 +300,7 @@ def test_failing_user_loader(populated: dict[str, Any], figures: dict) -> None:
 @pytest.mark.slow
 def test_real_process_prints_one_line_not_a_traceback(populated: dict[str, Any]) -> None:
     """The same rejections from a real `scaletrack` process (stderr as a user sees it)."""
-    csv = _write_csv(populated["tmp"], CSV_CASES["NaN loss"][0])
+    csv = _write_csv(populated["tmp"], CSV_CASES["non-numeric loss"][0])
     env_path = f"{populated['user']}"
     before = store_fingerprint(populated["db"])
     for args in (

@@ -65,8 +65,8 @@ def test_import_reports_skipped_values_and_refuses_fractional_counts(tmp_path: P
     good = _csv(tmp_path / "ok.csv", 4, {"acc": [0.1, float("nan"), float("inf"), 0.4]})
     out = CliRunner().invoke(app, ["import-csv", str(good), "--store", url])
     assert out.exit_code == 0, out.output
-    assert "skipped 2 missing, NaN or infinite task values (first: row 1 column 'acc', " \
-           "row 2 column 'acc')" in out.output, out.output
+    assert "skipped 2 missing, NaN or infinite task values (first: line 3 column 'acc', " \
+           "line 4 column 'acc')" in out.output, out.output  # the header is line 1
     before = store_fingerprint(db)
     lines = []
     for n, d in ((0.4, 100), (1000, 0.5), (0, 100), (-3, 10)):
@@ -75,7 +75,7 @@ def test_import_reports_skipped_values_and_refuses_fractional_counts(tmp_path: P
         result = CliRunner().invoke(app, ["import-csv", str(bad), "--store", url])
         assert result.exit_code == 1, result.output
         line = result.output.strip()
-        assert line.startswith("error: column ") and "row 1" in line, line
+        assert line.startswith("error: column ") and "line 3" in line, line
         assert len(line.splitlines()) == 1
         lines.append(line)
     assert store_fingerprint(db) == before
