@@ -111,8 +111,6 @@ def read_points_csv(path: str | Path) -> pd.DataFrame:
 
     df = read_fit_csv(path, columns={"N": "N", "D": "D", "loss": "loss", "C": "C"},
                       required=("loss",))
-    if "D" not in df.columns and {"N", "C"} <= set(df.columns):
-        df["D"] = df["C"] / (6.0 * df["N"])
     missing = [c for c in ("N", "D") if c not in df.columns]
     if missing:
         raise DataError(f"CSV {str(path)!r} has no column {missing[0]!r} (and no C to derive "
